@@ -1,0 +1,1 @@
+//! Checkpoints (issue 3). Stub.

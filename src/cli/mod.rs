@@ -1,0 +1,1 @@
+//! Command-line interface. Stub: to be written.

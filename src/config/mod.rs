@@ -1,0 +1,1 @@
+//! Configuration. Stub: to be written.

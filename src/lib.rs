@@ -1,0 +1,27 @@
+//! floe: stream pipelines declared in YAML, with Flink's checkpoint and savepoint model, in one
+//! binary.
+//!
+//! # Layout
+//! - [`cli`]: clap commands, rendering for humans and `--json`, exit codes; no engine logic.
+//! - [`config`]: `conf/flink-conf.yaml` through figment (defaults < file < env < pipeline <
+//!   `-D`), Flink 1.x/2.x aliases, Flink's value formats, the typed [`config::Config`] and
+//!   where each value came from.
+//! - [`pipeline`]: pipeline YAML → validated [`pipeline::Pipeline`] → execution plan.
+//! - [`operators`]: one file per `type:`; the closed catalogue of sources, transforms, sinks.
+//! - [`record`]: batches of records as columns; the data model operators and runtime share.
+//! - [`runtime`]: subtasks on tokio, bounded channels of batches, exchanges by key group,
+//!   barrier alignment, job lifecycle. Knows no YAML.
+//! - [`state`]: keyed state per operator subtask, key groups, snapshot encoding.
+//! - [`checkpoint`]: coordinator, storage layout, `_metadata`, retention, restore mapping.
+//! - [`service`]: the daemon (`floe serve`), REST API, dashboard, watcher, signals.
+#![forbid(unsafe_code)]
+
+pub mod checkpoint;
+pub mod cli;
+pub mod config;
+pub mod operators;
+pub mod pipeline;
+pub mod record;
+pub mod runtime;
+pub mod service;
+pub mod state;

@@ -1,0 +1,295 @@
+//! The operator catalogue: one file per YAML `type:`, grouped by role.
+//!
+//! Each file holds the operator's `FooConfig` (the serde struct a user writes), its runtime
+//! `Foo` and its unit tests. This module is the one place that lists every `type:` this build
+//! knows, as closed enums matched exhaustively.
+//!
+//! An operator never writes a checkpoint file and never sees a barrier: it declares its state
+//! and the runtime aligns barriers, snapshots and restores.
+//!
+//! Role decides between the two meanings of `type: file`: without `inputs` it is the file
+//! source, with `inputs` the file sink.
+
+pub mod sinks;
+pub mod sources;
+pub mod transforms;
+
+use crate::record::{Batch, Schema};
+use std::fmt;
+
+pub use sinks::{blackhole::BlackholeConfig, file::FileSinkConfig, print::PrintConfig};
+pub use sources::{datagen::DatagenConfig, file::FileSourceConfig, socket::SocketConfig};
+pub use transforms::{
+    filter::FilterConfig, flat_map::FlatMapConfig, key_by::KeyByConfig, map::MapConfig,
+};
+
+/// Whether an operator reads from others, and whether others may read from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Source,
+    Transform,
+    Sink,
+}
+
+/// Every source `type:`.
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    Socket(SocketConfig),
+    File(FileSourceConfig),
+    Datagen(DatagenConfig),
+}
+
+/// Every transform `type:`.
+#[derive(Debug, Clone)]
+pub enum TransformConfig {
+    FlatMap(FlatMapConfig),
+    Map(MapConfig),
+    Filter(FilterConfig),
+    KeyBy(KeyByConfig),
+}
+
+/// Every sink `type:`.
+#[derive(Debug, Clone)]
+pub enum SinkConfig {
+    Print(PrintConfig),
+    File(FileSinkConfig),
+    Blackhole(BlackholeConfig),
+}
+
+/// One operator's settings, by role.
+#[derive(Debug, Clone)]
+pub enum OperatorConfig {
+    Source(SourceConfig),
+    Transform(TransformConfig),
+    Sink(SinkConfig),
+}
+
+/// The type names, for did-you-mean and the reference.
+pub const SOURCE_TYPES: &[&str] = &["socket", "file", "datagen"];
+pub const TRANSFORM_TYPES: &[&str] = &["flat_map", "map", "filter", "key_by"];
+pub const SINK_TYPES: &[&str] = &["print", "file", "blackhole"];
+
+/// A problem found in one operator's settings while checking a pipeline.
+///
+/// `field` is the setting it is about (`separator`, `fields.one`), empty for the operator as a
+/// whole; the pipeline checker prefixes the operator's path (`operators[2]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub field: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What every operator config can say about itself before anything runs.
+pub trait OperatorSpec {
+    /// The schema this operator produces from its input schema (`None` for a source).
+    /// Field references are checked here against `input`, every problem reported.
+    fn output_schema(&self, input: Option<&Schema>) -> Result<Schema, Vec<Problem>>;
+
+    /// Whether the operator keeps keyed state (key_by aggregates do).
+    fn is_keyed(&self) -> bool {
+        false
+    }
+
+    /// A fixed parallelism the operator needs, whatever the pipeline says (socket: 1).
+    fn required_parallelism(&self) -> Option<u32> {
+        None
+    }
+}
+
+impl OperatorConfig {
+    pub fn role(&self) -> Role {
+        match self {
+            OperatorConfig::Source(_) => Role::Source,
+            OperatorConfig::Transform(_) => Role::Transform,
+            OperatorConfig::Sink(_) => Role::Sink,
+        }
+    }
+
+    /// The YAML `type:` name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            OperatorConfig::Source(SourceConfig::Socket(_)) => "socket",
+            OperatorConfig::Source(SourceConfig::File(_)) => "file",
+            OperatorConfig::Source(SourceConfig::Datagen(_)) => "datagen",
+            OperatorConfig::Transform(TransformConfig::FlatMap(_)) => "flat_map",
+            OperatorConfig::Transform(TransformConfig::Map(_)) => "map",
+            OperatorConfig::Transform(TransformConfig::Filter(_)) => "filter",
+            OperatorConfig::Transform(TransformConfig::KeyBy(_)) => "key_by",
+            OperatorConfig::Sink(SinkConfig::Print(_)) => "print",
+            OperatorConfig::Sink(SinkConfig::File(_)) => "file",
+            OperatorConfig::Sink(SinkConfig::Blackhole(_)) => "blackhole",
+        }
+    }
+
+    pub fn spec(&self) -> &dyn OperatorSpec {
+        match self {
+            OperatorConfig::Source(SourceConfig::Socket(c)) => c,
+            OperatorConfig::Source(SourceConfig::File(c)) => c,
+            OperatorConfig::Source(SourceConfig::Datagen(c)) => c,
+            OperatorConfig::Transform(TransformConfig::FlatMap(c)) => c,
+            OperatorConfig::Transform(TransformConfig::Map(c)) => c,
+            OperatorConfig::Transform(TransformConfig::Filter(c)) => c,
+            OperatorConfig::Transform(TransformConfig::KeyBy(c)) => c,
+            OperatorConfig::Sink(SinkConfig::Print(c)) => c,
+            OperatorConfig::Sink(SinkConfig::File(c)) => c,
+            OperatorConfig::Sink(SinkConfig::Blackhole(c)) => c,
+        }
+    }
+}
+
+/// Where one subtask of an operator runs: what a built operator may know about its place.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    /// The operator's `id` in the pipeline.
+    pub operator_id: String,
+    /// 0-based index of this subtask.
+    pub subtask: u32,
+    /// How many subtasks the operator runs as.
+    pub parallelism: u32,
+    /// Number of key groups (Flink's max parallelism).
+    pub max_parallelism: u32,
+    /// Directory relative paths in the pipeline resolve against (the pipeline file's).
+    pub base_dir: std::path::PathBuf,
+}
+
+/// Why an operator failed. The runtime adds the operator id and subtask.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    /// Input the operator cannot handle (a record it cannot parse, an expression error).
+    #[error("{0}")]
+    Data(String),
+    /// An I/O failure, with what was being done ("cannot connect to 127.0.0.1:8888").
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Settings that passed validation but cannot work at run time.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl OperatorError {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        OperatorError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// A running transform or sink subtask. Sinks emit nothing.
+///
+/// `process` gets whole batches and appends what it produces to `out` (zero or more batches);
+/// the runtime hands those to the next operator of the chain or to the exchange. It must not
+/// block for long: it runs on the task's thread, and the task also aligns barriers.
+pub trait Operator: Send {
+    fn process(&mut self, batch: Batch, out: &mut Vec<Batch>) -> Result<(), OperatorError>;
+
+    /// The input has ended (a bounded job finishing): flush what is buffered.
+    fn finish(&mut self, _out: &mut Vec<Batch>) -> Result<(), OperatorError> {
+        Ok(())
+    }
+}
+
+/// What a source hands the runtime on each call.
+#[derive(Debug)]
+pub enum SourceEvent {
+    /// Records.
+    Batch(Batch),
+    /// Nothing right now; call again (the runtime checks for barriers and stops in between).
+    Idle,
+    /// A bounded source has nothing more to give.
+    End,
+}
+
+/// A running source subtask.
+///
+/// `next` must return within about 100 ms, with `Idle` if nothing came, so that the task can
+/// inject barriers and notice cancellation between calls. It need not be cancel-safe: the
+/// runtime never drops it half-way.
+#[allow(async_fn_in_trait)]
+pub trait Source: Send {
+    async fn next(&mut self) -> Result<SourceEvent, OperatorError>;
+}
+
+/// A built source subtask, one variant per source `type:`.
+pub enum SourceRuntime {
+    Socket(sources::socket::Socket),
+    File(sources::file::FileSource),
+    Datagen(sources::datagen::Datagen),
+}
+
+impl SourceRuntime {
+    pub async fn next(&mut self) -> Result<SourceEvent, OperatorError> {
+        match self {
+            SourceRuntime::Socket(s) => s.next().await,
+            SourceRuntime::File(s) => s.next().await,
+            SourceRuntime::Datagen(s) => s.next().await,
+        }
+    }
+}
+
+impl SourceConfig {
+    /// Build subtask `ctx.subtask` of this source.
+    pub fn build(&self, ctx: &BuildContext) -> Result<SourceRuntime, OperatorError> {
+        Ok(match self {
+            SourceConfig::Socket(c) => SourceRuntime::Socket(sources::socket::Socket::new(c, ctx)?),
+            SourceConfig::File(c) => SourceRuntime::File(sources::file::FileSource::new(c, ctx)?),
+            SourceConfig::Datagen(c) => {
+                SourceRuntime::Datagen(sources::datagen::Datagen::new(c, ctx)?)
+            }
+        })
+    }
+}
+
+impl TransformConfig {
+    /// Build subtask `ctx.subtask` of this transform, reading records of `input`.
+    pub fn build(
+        &self,
+        input: &Schema,
+        ctx: &BuildContext,
+    ) -> Result<Box<dyn Operator>, OperatorError> {
+        Ok(match self {
+            TransformConfig::FlatMap(c) => Box::new(transforms::flat_map::FlatMap::new(c, input, ctx)?),
+            TransformConfig::Map(c) => Box::new(transforms::map::Map::new(c, input, ctx)?),
+            TransformConfig::Filter(c) => Box::new(transforms::filter::Filter::new(c, input, ctx)?),
+            TransformConfig::KeyBy(c) => Box::new(transforms::key_by::KeyBy::new(c, input, ctx)?),
+        })
+    }
+}
+
+impl SinkConfig {
+    /// Build subtask `ctx.subtask` of this sink, reading records of `input`.
+    pub fn build(
+        &self,
+        input: &Schema,
+        ctx: &BuildContext,
+    ) -> Result<Box<dyn Operator>, OperatorError> {
+        Ok(match self {
+            SinkConfig::Print(c) => Box::new(sinks::print::Print::new(c, input, ctx)?),
+            SinkConfig::File(c) => Box::new(sinks::file::FileSink::new(c, input, ctx)?),
+            SinkConfig::Blackhole(c) => Box::new(sinks::blackhole::Blackhole::new(c, input, ctx)?),
+        })
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Source => "source",
+            Role::Transform => "transform",
+            Role::Sink => "sink",
+        })
+    }
+}

@@ -1,0 +1,5 @@
+//! Sources: operators without inputs.
+
+pub mod datagen;
+pub mod file;
+pub mod socket;

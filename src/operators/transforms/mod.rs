@@ -1,0 +1,6 @@
+//! Transforms: operators that read records and produce records.
+
+pub mod filter;
+pub mod flat_map;
+pub mod key_by;
+pub mod map;

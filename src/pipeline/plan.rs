@@ -1,0 +1,1 @@
+//! Execution plan: chains, exchanges, parallelism. Stub: to be written.

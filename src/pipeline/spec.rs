@@ -1,0 +1,1 @@
+//! Raw pipeline YAML and its parsing. Stub: to be written.

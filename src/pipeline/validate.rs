@@ -1,0 +1,1 @@
+//! Pipeline validation. Stub: to be written.

@@ -1,0 +1,397 @@
+//! Records and batches: the data model every operator and the runtime share.
+//!
+//! Records never travel alone. A [`Batch`] holds a few hundred to a few thousand records as
+//! columns: one typed vector per field of the operator's output [`Schema`]. Text columns keep
+//! their bytes in one shared buffer and each record as a span into it, so splitting a line into
+//! words, routing a word to a subtask or passing a key through an aggregate moves spans, not
+//! bytes, and allocates nothing per record.
+//!
+//! The schema travels beside the plan, not inside each batch: an operator learns its input
+//! schema when it is built and relies on the column order from then on.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// How many records a source puts into one batch by default.
+pub const BATCH_SIZE: usize = 1024;
+
+/// The type of one field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataType {
+    Str,
+    Int,
+    Float,
+    Bool,
+}
+
+impl DataType {
+    pub fn name(self) -> &'static str {
+        match self {
+            DataType::Str => "str",
+            DataType::Int => "int",
+            DataType::Float => "float",
+            DataType::Bool => "bool",
+        }
+    }
+}
+
+impl fmt::Display for DataType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One named, typed field of a record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Field {
+    pub name: String,
+    pub ty: DataType,
+}
+
+/// The fields an operator produces, in column order.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Schema {
+    pub fields: Vec<Field>,
+}
+
+impl Schema {
+    pub fn new(fields: impl IntoIterator<Item = (impl Into<String>, DataType)>) -> Self {
+        Schema {
+            fields: fields
+                .into_iter()
+                .map(|(name, ty)| Field {
+                    name: name.into(),
+                    ty,
+                })
+                .collect(),
+        }
+    }
+
+    /// Column index of a field by name.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.fields.iter().position(|f| f.name == name)
+    }
+
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.fields.iter().map(|f| f.name.as_str())
+    }
+
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+}
+
+impl fmt::Display for Schema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{")?;
+        for (i, field) in self.fields.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{}: {}", field.name, field.ty)?;
+        }
+        f.write_str("}")
+    }
+}
+
+/// A record's text value: `len` bytes at `start` of the column's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: u32,
+    pub len: u32,
+}
+
+/// A column of text: one shared byte buffer, one span per record.
+///
+/// Several columns (and batches on several subtasks) may share one buffer; it is freed when
+/// the last of them is dropped. Buffers are at most 4 GiB, which a batch never approaches.
+#[derive(Clone)]
+pub struct StrColumn {
+    pub buf: Arc<[u8]>,
+    pub spans: Vec<Span>,
+}
+
+impl StrColumn {
+    pub fn empty() -> Self {
+        StrColumn {
+            buf: Arc::from(&[][..]),
+            spans: Vec::new(),
+        }
+    }
+
+    /// The bytes of record `i`.
+    #[inline]
+    pub fn get(&self, i: usize) -> &[u8] {
+        let s = self.spans[i];
+        &self.buf[s.start as usize..(s.start + s.len) as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.spans
+            .iter()
+            .map(move |s| &self.buf[s.start as usize..(s.start + s.len) as usize])
+    }
+}
+
+impl fmt::Debug for StrColumn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(String::from_utf8_lossy))
+            .finish()
+    }
+}
+
+/// Builds a [`StrColumn`] by appending bytes: one allocation per batch, not per record.
+#[derive(Default)]
+pub struct StrColumnBuilder {
+    buf: Vec<u8>,
+    spans: Vec<Span>,
+}
+
+impl StrColumnBuilder {
+    pub fn with_capacity(records: usize, bytes: usize) -> Self {
+        StrColumnBuilder {
+            buf: Vec::with_capacity(bytes),
+            spans: Vec::with_capacity(records),
+        }
+    }
+
+    #[inline]
+    pub fn push(&mut self, value: &[u8]) {
+        let start = self.buf.len() as u32;
+        self.buf.extend_from_slice(value);
+        self.spans.push(Span {
+            start,
+            len: value.len() as u32,
+        });
+    }
+
+    /// Append raw bytes that belong to no record (a separator, say) to the buffer.
+    #[inline]
+    pub fn push_gap(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Record a span over bytes already in the buffer.
+    #[inline]
+    pub fn push_span(&mut self, span: Span) {
+        self.spans.push(span);
+    }
+
+    pub fn buf_len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    pub fn finish(self) -> StrColumn {
+        StrColumn {
+            buf: Arc::from(self.buf),
+            spans: self.spans,
+        }
+    }
+}
+
+/// One field's values for every record of a batch.
+#[derive(Clone, Debug)]
+pub enum Column {
+    Str(StrColumn),
+    Int(Vec<i64>),
+    Float(Vec<f64>),
+    Bool(Vec<bool>),
+}
+
+impl Column {
+    pub fn len(&self) -> usize {
+        match self {
+            Column::Str(c) => c.len(),
+            Column::Int(v) => v.len(),
+            Column::Float(v) => v.len(),
+            Column::Bool(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn data_type(&self) -> DataType {
+        match self {
+            Column::Str(_) => DataType::Str,
+            Column::Int(_) => DataType::Int,
+            Column::Float(_) => DataType::Float,
+            Column::Bool(_) => DataType::Bool,
+        }
+    }
+
+    /// The value of record `i`.
+    #[inline]
+    pub fn value(&self, i: usize) -> Value<'_> {
+        match self {
+            Column::Str(c) => Value::Str(c.get(i)),
+            Column::Int(v) => Value::Int(v[i]),
+            Column::Float(v) => Value::Float(v[i]),
+            Column::Bool(v) => Value::Bool(v[i]),
+        }
+    }
+
+    /// The records at `rows`, in that order. Text stays in the shared buffer.
+    pub fn take(&self, rows: &[u32]) -> Column {
+        match self {
+            Column::Str(c) => Column::Str(StrColumn {
+                buf: c.buf.clone(),
+                spans: rows.iter().map(|&r| c.spans[r as usize]).collect(),
+            }),
+            Column::Int(v) => Column::Int(rows.iter().map(|&r| v[r as usize]).collect()),
+            Column::Float(v) => Column::Float(rows.iter().map(|&r| v[r as usize]).collect()),
+            Column::Bool(v) => Column::Bool(rows.iter().map(|&r| v[r as usize]).collect()),
+        }
+    }
+
+    /// An empty column of the given type.
+    pub fn empty(ty: DataType) -> Column {
+        match ty {
+            DataType::Str => Column::Str(StrColumn::empty()),
+            DataType::Int => Column::Int(Vec::new()),
+            DataType::Float => Column::Float(Vec::new()),
+            DataType::Bool => Column::Bool(Vec::new()),
+        }
+    }
+}
+
+/// One value of one record, borrowed from its column.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
+    Str(&'a [u8]),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl fmt::Display for Value<'_> {
+    /// Java's `toString` of the value, as Flink's print sink shows it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Str(s) => f.write_str(&String::from_utf8_lossy(s)),
+            Value::Int(v) => write!(f, "{v}"),
+            Value::Float(v) => {
+                if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e7 {
+                    write!(f, "{v:.1}")
+                } else {
+                    write!(f, "{v}")
+                }
+            }
+            Value::Bool(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// A batch of records: one column per schema field, all of the same length.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    pub columns: Vec<Column>,
+    len: usize,
+}
+
+impl Batch {
+    /// A batch from columns of equal length.
+    ///
+    /// Panics if the lengths differ: that is a bug in the operator that built it, never
+    /// something input can cause.
+    pub fn new(columns: Vec<Column>) -> Batch {
+        let len = columns.first().map_or(0, Column::len);
+        assert!(
+            columns.iter().all(|c| c.len() == len),
+            "bug: columns of one batch differ in length"
+        );
+        Batch { columns, len }
+    }
+
+    /// A batch of `len` records with no fields (a source of nothing but a count, say).
+    pub fn empty_with_len(len: usize) -> Batch {
+        Batch {
+            columns: Vec::new(),
+            len,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn column(&self, i: usize) -> &Column {
+        &self.columns[i]
+    }
+
+    /// The records at `rows`, in that order.
+    pub fn take(&self, rows: &[u32]) -> Batch {
+        Batch {
+            columns: self.columns.iter().map(|c| c.take(rows)).collect(),
+            len: rows.len(),
+        }
+    }
+
+    /// Record `i` as values, in column order (for printing and tests, not hot paths).
+    pub fn row(&self, i: usize) -> Vec<Value<'_>> {
+        self.columns.iter().map(|c| c.value(i)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn take_keeps_text_in_the_shared_buffer() {
+        let mut b = StrColumnBuilder::default();
+        for w in ["a", "bb", "ccc"] {
+            b.push(w.as_bytes());
+        }
+        let col = b.finish();
+        let batch = Batch::new(vec![Column::Str(col), Column::Int(vec![1, 2, 3])]);
+        let picked = batch.take(&[2, 0]);
+        assert_eq!(picked.len(), 2);
+        match (&batch.columns[0], &picked.columns[0]) {
+            (Column::Str(a), Column::Str(b)) => {
+                assert!(Arc::ptr_eq(&a.buf, &b.buf));
+                assert_eq!(b.get(0), b"ccc");
+                assert_eq!(b.get(1), b"a");
+            }
+            _ => panic!("expected text columns"),
+        }
+        assert_eq!(picked.row(0)[1], Value::Int(3));
+    }
+
+    #[test]
+    fn float_prints_as_java_does() {
+        assert_eq!(Value::Float(3.0).to_string(), "3.0");
+        assert_eq!(Value::Float(2.5).to_string(), "2.5");
+    }
+}

@@ -1,0 +1,1 @@
+//! The daemon (`floe serve`), REST API, dashboard (later issues). Stub.

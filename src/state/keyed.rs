@@ -1,0 +1,1 @@
+//! The keyed value store of aggregates. Stub: to be written.

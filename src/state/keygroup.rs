@@ -1,0 +1,265 @@
+//! Key groups: which group a key belongs to and which subtask owns a group.
+//!
+//! The hash is Flink's, so that a key lands in the same key group in floe as in Flink:
+//! `keyGroup = murmurHash(key.hashCode()) % maxParallelism`, with Java's `hashCode` of the
+//! key (`String`: `s[0]*31^(n-1) + … + s[n-1]` over UTF-16 code units; `Long`:
+//! `(int)(v ^ (v >>> 32))`; `Boolean`: 1231 / 1237) and Flink's `MathUtils.murmurHash`.
+//! It is fixed and never seeded; the test vectors below are Flink's own.
+//!
+//! A key is hashed once. [`KeyHash`] keeps the 32-bit Flink hash (for the key group) and a
+//! 64-bit spread of it (for hash tables), so nothing downstream hashes the key again.
+//!
+//! Group → subtask is Flink's range formula (`KeyGroupRangeAssignment`).
+
+/// Flink's upper bound on max parallelism (`1 << 15`).
+pub const UPPER_BOUND_MAX_PARALLELISM: u32 = 1 << 15;
+
+/// One key's hash: Flink's (for the key group) and a 64-bit spread (for hash tables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyHash {
+    /// `murmurHash(hashCode)`: non-negative.
+    pub flink: u32,
+    /// A 64-bit value derived from the key's `hashCode`, well mixed in every bit.
+    pub table: u64,
+}
+
+impl KeyHash {
+    #[inline]
+    fn from_java_hash_code(code: i32) -> KeyHash {
+        KeyHash {
+            flink: murmur_hash(code),
+            table: spread64(code as u32 as u64),
+        }
+    }
+
+    /// The key group of this key among `max_parallelism` groups.
+    #[inline]
+    pub fn key_group(self, max_parallelism: u32) -> u32 {
+        self.flink % max_parallelism
+    }
+}
+
+/// The hash of a text key (Java `String.hashCode` over its UTF-16 code units).
+#[inline]
+pub fn hash_str(bytes: &[u8]) -> KeyHash {
+    KeyHash::from_java_hash_code(java_string_hash_code(bytes))
+}
+
+/// The hash of an integer key (Java `Long.hashCode`).
+#[inline]
+pub fn hash_int(v: i64) -> KeyHash {
+    let u = v as u64;
+    KeyHash::from_java_hash_code((u ^ (u >> 32)) as u32 as i32)
+}
+
+/// The hash of a boolean key (Java `Boolean.hashCode`).
+#[inline]
+pub fn hash_bool(v: bool) -> KeyHash {
+    KeyHash::from_java_hash_code(if v { 1231 } else { 1237 })
+}
+
+/// The hash of a float key (Java `Double.hashCode` of the bits, with Java's canonical NaN).
+#[inline]
+pub fn hash_float(v: f64) -> KeyHash {
+    let bits = if v.is_nan() {
+        0x7ff8_0000_0000_0000u64
+    } else {
+        v.to_bits()
+    };
+    KeyHash::from_java_hash_code((bits ^ (bits >> 32)) as u32 as i32)
+}
+
+/// Java's `String.hashCode`: ASCII text in one pass over the bytes; other text over its
+/// UTF-16 code units, as Java sees it. Invalid UTF-8 is hashed byte by byte (Java could not
+/// hold such a string; this keeps the hash total and stable).
+#[inline]
+pub fn java_string_hash_code(bytes: &[u8]) -> i32 {
+    let mut h: i32 = 0;
+    if bytes.is_ascii() {
+        for &b in bytes {
+            h = h.wrapping_mul(31).wrapping_add(b as i32);
+        }
+        return h;
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(s) => {
+            for unit in s.encode_utf16() {
+                h = h.wrapping_mul(31).wrapping_add(unit as i32);
+            }
+        }
+        Err(_) => {
+            for &b in bytes {
+                h = h.wrapping_mul(31).wrapping_add(b as i32);
+            }
+        }
+    }
+    h
+}
+
+/// Flink's `MathUtils.murmurHash(int)`: one round of Murmur3 on a 4-byte value, made
+/// non-negative.
+#[inline]
+pub fn murmur_hash(code: i32) -> u32 {
+    let mut code = code;
+    code = code.wrapping_mul(0xcc9e_2d51_u32 as i32);
+    code = code.rotate_left(15);
+    code = code.wrapping_mul(0x1b87_3593);
+    code = code.rotate_left(13);
+    code = code.wrapping_mul(5).wrapping_add(0xe654_6b64_u32 as i32);
+    code ^= 4;
+    code ^= ((code as u32) >> 16) as i32;
+    code = code.wrapping_mul(0x85eb_ca6b_u32 as i32);
+    code ^= ((code as u32) >> 13) as i32;
+    code = code.wrapping_mul(0xc2b2_ae35_u32 as i32);
+    code ^= ((code as u32) >> 16) as i32;
+    if code >= 0 {
+        code as u32
+    } else if code != i32::MIN {
+        (-code) as u32
+    } else {
+        0
+    }
+}
+
+/// SplitMix64's finaliser: spreads a 32-bit hash code over 64 bits for hash tables.
+#[inline]
+fn spread64(z: u64) -> u64 {
+    let mut z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The subtask (0-based) that owns `key_group`: `keyGroup * parallelism / maxParallelism`.
+#[inline]
+pub fn operator_index(key_group: u32, parallelism: u32, max_parallelism: u32) -> u32 {
+    (key_group as u64 * parallelism as u64 / max_parallelism as u64) as u32
+}
+
+/// An inclusive range of key groups, as Flink's `KeyGroupRange`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyGroupRange {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl KeyGroupRange {
+    /// The groups subtask `index` of `parallelism` owns.
+    pub fn for_subtask(index: u32, parallelism: u32, max_parallelism: u32) -> KeyGroupRange {
+        let (i, p, m) = (index as u64, parallelism as u64, max_parallelism as u64);
+        KeyGroupRange {
+            start: ((i * m + p - 1) / p) as u32,
+            end: (((i + 1) * m - 1) / p) as u32,
+        }
+    }
+
+    pub fn contains(&self, key_group: u32) -> bool {
+        self.start <= key_group && key_group <= self.end
+    }
+
+    pub fn len(&self) -> u32 {
+        if self.end < self.start {
+            0
+        } else {
+            self.end - self.start + 1
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = u32> {
+        self.start..=self.end
+    }
+}
+
+impl std::fmt::Display for KeyGroupRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}, {}]", self.start, self.end)
+    }
+}
+
+/// Flink's default max parallelism for an operator of `parallelism`:
+/// `min(max(roundUpToPowerOfTwo(p + p/2), 128), 32768)`.
+pub fn default_max_parallelism(parallelism: u32) -> u32 {
+    let want = (parallelism as u64 + parallelism as u64 / 2).max(1);
+    let pow = want.next_power_of_two();
+    pow.clamp(128, UPPER_BOUND_MAX_PARALLELISM as u64) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Flink's own vectors (maxP = 128, parallelism = 4): key, hashCode, key group, subtask.
+    #[test]
+    fn flink_test_vectors() {
+        let strings: [(&str, i32, u32, u32); 4] = [
+            ("a", 97, 81, 2),
+            ("b", 98, 22, 0),
+            ("key-1", 101943363, 54, 1),
+            ("hello", 99162322, 35, 1),
+        ];
+        for (key, code, group, subtask) in strings {
+            assert_eq!(java_string_hash_code(key.as_bytes()), code, "hashCode of {key}");
+            let g = hash_str(key.as_bytes()).key_group(128);
+            assert_eq!(g, group, "key group of {key}");
+            assert_eq!(operator_index(g, 4, 128), subtask, "subtask of {key}");
+        }
+        for (key, group, subtask) in [(0i64, 94u32, 2u32), (1, 86, 2), (42, 29, 0)] {
+            let g = hash_int(key).key_group(128);
+            assert_eq!(g, group, "key group of {key}");
+            assert_eq!(operator_index(g, 4, 128), subtask, "subtask of {key}");
+        }
+    }
+
+    #[test]
+    fn non_ascii_text_hashes_as_java_utf16() {
+        // "é" is U+00E9 (233); "😀" is the surrogate pair D83D DE00.
+        assert_eq!(java_string_hash_code("é".as_bytes()), 233);
+        assert_eq!(
+            java_string_hash_code("😀".as_bytes()),
+            0xD83Di32.wrapping_mul(31).wrapping_add(0xDE00)
+        );
+    }
+
+    #[test]
+    fn ranges_match_flink() {
+        let r: Vec<_> = (0..3)
+            .map(|i| KeyGroupRange::for_subtask(i, 3, 128))
+            .map(|r| (r.start, r.end))
+            .collect();
+        assert_eq!(r, vec![(0, 42), (43, 85), (86, 127)]);
+        let r: Vec<_> = (0..4)
+            .map(|i| KeyGroupRange::for_subtask(i, 4, 128))
+            .map(|r| (r.start, r.end))
+            .collect();
+        assert_eq!(r, vec![(0, 31), (32, 63), (64, 95), (96, 127)]);
+        // Every group's owner by the index formula lies in that owner's range.
+        for p in 1..=7 {
+            for g in 0..128 {
+                let i = operator_index(g, p, 128);
+                assert!(KeyGroupRange::for_subtask(i, p, 128).contains(g));
+            }
+        }
+    }
+
+    #[test]
+    fn default_max_parallelism_matches_flink() {
+        for (p, m) in [
+            (1, 128),
+            (8, 128),
+            (100, 256),
+            (127, 256),
+            (128, 256),
+            (129, 256),
+            (200, 512),
+            (1000, 2048),
+            (20000, 32768),
+            (32768, 32768),
+        ] {
+            assert_eq!(default_max_parallelism(p), m, "p = {p}");
+        }
+    }
+}
