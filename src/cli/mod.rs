@@ -1,1 +1,99 @@
-//! Command-line interface. Stub: to be written.
+//! The command line: clap definitions, dispatch, rendering, exit codes. No engine logic here:
+//! each command calls the library and turns its result into text and an exit code.
+//!
+//! Exit codes: 0 success; 78 (`EX_CONFIG`) for configuration and pipeline errors, so that
+//! systemd's `RestartPreventExitStatus=78` stops a restart loop; 1 for everything else.
+//!
+//! Job status lines go to stderr; stdout belongs to the records of `print` sinks, so that
+//! `floe run p.yaml | sort` sees records only.
+
+mod config_cmd;
+mod logging;
+mod run;
+mod validate;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit code for configuration and pipeline errors (sysexits' `EX_CONFIG`).
+pub const EXIT_CONFIG: u8 = 78;
+/// Exit code for any other failure.
+pub const EXIT_FAILURE: u8 = 1;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "floe",
+    version,
+    about = "Stream pipelines from YAML, with Flink's checkpoints and savepoints, in one binary",
+    after_help = "Configuration comes from <conf-dir>/flink-conf.yaml (default ./conf), FLOE_* \
+                  environment variables, the pipeline file and -D key=value, each over the one \
+                  before. See `floe config`."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Directory holding flink-conf.yaml.
+    #[arg(long, global = true, env = "FLOE_CONF_DIR", value_name = "DIR")]
+    pub conf_dir: Option<PathBuf>,
+    /// Log format on stderr. The level comes from RUST_LOG (default: info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a pipeline until its sources end, or until Ctrl-C (as `flink run`).
+    Run(run::RunArgs),
+    /// Check pipeline files; exit 0 when all are valid, 78 when not.
+    Validate(validate::ValidateArgs),
+    /// Print the effective configuration and where each value came from.
+    Config(config_cmd::ConfigArgs),
+}
+
+/// Parse the command line, run the command, return the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.global.log_format);
+    let code = match cli.command {
+        Command::Run(args) => run::run(&cli.global, args),
+        Command::Validate(args) => validate::validate(args),
+        Command::Config(args) => config_cmd::config(&cli.global, args),
+    };
+    ExitCode::from(code)
+}
+
+/// Parse `-D key=value` arguments as `flink run` does (`-Dkey=value` or `-D key=value`).
+fn parse_dynamic(s: &str) -> Result<String, String> {
+    match s.split_once('=') {
+        Some((k, _)) if !k.trim().is_empty() => Ok(s.to_string()),
+        _ => Err(format!(
+            "expected key=value (for example -D execution.checkpointing.interval=10s), got '{s}'"
+        )),
+    }
+}
+
+/// Print an error chain for a person: the message, then each cause once.
+fn print_error(err: &(dyn std::error::Error + 'static)) {
+    eprintln!("error: {err}");
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !err.to_string().contains(&text) {
+            eprintln!("  caused by: {text}");
+        }
+        source = cause.source();
+    }
+}
