@@ -1,0 +1,169 @@
+//! The word count, end to end through the real binary: its output must equal counts computed
+//! independently from the generator's definition, at parallelism 1, 2 and 4.
+//!
+//! Every word's rolling updates `(w, 1) … (w, n)` must each appear exactly once (Flink's
+//! `keyBy(0).sum(1)` emits one update per record), and n must be the word's count in the
+//! corpus computed here from the SplitMix64 definition of `shared/bench/gen_corpus.py`.
+
+use std::collections::HashMap;
+use std::process::Command;
+
+const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Word counts of the corpus, from the definition (not from floe's code).
+fn expected_counts(lines: u64, words_per_line: u64, vocab: u64, seed: u64) -> HashMap<String, u64> {
+    let mut counts = HashMap::new();
+    for n in 0..lines * words_per_line {
+        let z = seed.wrapping_add((n + 1).wrapping_mul(GAMMA));
+        *counts.entry(format!("w{}", mix(z) % vocab)).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn floe() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_floe"));
+    // No conf dir of the developer's may leak in.
+    c.env_remove("FLOE_CONF_DIR").env("RUST_LOG", "warn");
+    c
+}
+
+fn pipeline(dir: &std::path::Path, lines: u64, vocab: u64, seed: u64) -> std::path::PathBuf {
+    let path = dir.join("wc.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "name: wc-test
+operators:
+  - id: source
+    type: datagen
+    lines: {lines}
+    words-per-line: 7
+    vocab: {vocab}
+    seed: {seed}
+  - id: split
+    type: flat_map
+    inputs: [source]
+    separator: ' '
+  - id: pair
+    type: map
+    inputs: [split]
+    fields:
+      word: word
+      one: 1
+  - id: sum
+    type: key_by
+    inputs: [pair]
+    key: word
+    aggregate: sum
+    field: one
+  - id: print
+    type: print
+    inputs: [sum]
+"
+        ),
+    )
+    .expect("write pipeline");
+    path
+}
+
+/// Parses print output: `(w,3)` or `2> (w,3)`; returns (subtask, word, count).
+fn parse_line(line: &str) -> (Option<u32>, String, u64) {
+    let (prefix, rest) = match line.split_once("> ") {
+        Some((p, r)) if p.chars().all(|c| c.is_ascii_digit()) => (Some(p.parse().unwrap()), r),
+        _ => (None, line),
+    };
+    let inner = rest
+        .strip_prefix('(')
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("not a Flink tuple: {line:?}"));
+    let (w, n) = inner.rsplit_once(',').expect("two fields");
+    (prefix, w.to_string(), n.parse().expect("count"))
+}
+
+fn check_parallelism(p: u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let (lines, vocab, seed) = (3_000, 500, 7);
+    let file = pipeline(dir.path(), lines, vocab, seed);
+    let out = floe()
+        .current_dir(dir.path())
+        .args(["run", "-p", &p.to_string()])
+        .arg(&file)
+        .output()
+        .expect("run floe");
+    assert!(
+        out.status.success(),
+        "floe run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).expect("utf-8 output");
+    let expected = expected_counts(lines, 7, vocab, seed);
+
+    // Every update (w, n) for n = 1..=count exactly once; prefixes present iff p > 1.
+    let mut seen: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut subtasks = std::collections::HashSet::new();
+    for line in stdout.lines() {
+        let (subtask, word, n) = parse_line(line);
+        assert_eq!(subtask.is_some(), p > 1, "prefix iff parallelism > 1: {line:?}");
+        if let Some(s) = subtask {
+            assert!((1..=p).contains(&s), "subtask prefix out of range: {line:?}");
+            subtasks.insert(s);
+        }
+        seen.entry(word).or_default().push(n);
+    }
+    assert_eq!(seen.len(), expected.len(), "distinct words");
+    for (word, count) in &expected {
+        let mut updates = seen.remove(word).unwrap_or_default();
+        updates.sort_unstable();
+        let want: Vec<u64> = (1..=*count).collect();
+        assert_eq!(updates, want, "updates of {word}");
+    }
+    if p > 1 {
+        assert_eq!(subtasks.len(), p as usize, "every sink subtask printed");
+    }
+}
+
+#[test]
+fn wordcount_parallelism_1() {
+    check_parallelism(1);
+}
+
+#[test]
+fn wordcount_parallelism_2() {
+    check_parallelism(2);
+}
+
+#[test]
+fn wordcount_parallelism_4() {
+    check_parallelism(4);
+}
+
+#[test]
+fn generator_definition_matches_the_shared_script() {
+    // The corpus script is the definition; where python3 and the script are there, check that
+    // this test's reading of it agrees, so the expectations above are independent and right.
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/bench/gen_corpus.py");
+    let Ok(out) = Command::new("python3")
+        .arg(&script)
+        .args(["--lines", "50", "--words-per-line", "7", "--vocab", "500", "--seed", "7"])
+        .output()
+    else {
+        eprintln!("python3 not found; skipping the cross-check");
+        return;
+    };
+    if !out.status.success() {
+        eprintln!("{} not runnable; skipping the cross-check", script.display());
+        return;
+    }
+    let mut from_script: HashMap<String, u64> = HashMap::new();
+    for w in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        *from_script.entry(w.to_string()).or_insert(0) += 1;
+    }
+    assert_eq!(from_script, expected_counts(50, 7, 500, 7));
+}
