@@ -58,13 +58,19 @@ fn each_layer_overrides_the_one_below() {
 
     let l = load(&o, &[]);
     assert_eq!(l.config.parallelism_default, 2);
-    assert_eq!(l.config.checkpointing.interval, Some(Duration::from_secs(1)));
+    assert_eq!(
+        l.config.checkpointing.interval,
+        Some(Duration::from_secs(1))
+    );
     assert_eq!(origin_of(&l, INTERVAL), file_origin(&dir, 2));
     assert_eq!(origin_of(&l, "execution.checkpointing.timeout"), "default");
 
     let vars = [("FLOE_EXECUTION_CHECKPOINTING_INTERVAL", "2s")];
     let l = load(&o, &vars);
-    assert_eq!(l.config.checkpointing.interval, Some(Duration::from_secs(2)));
+    assert_eq!(
+        l.config.checkpointing.interval,
+        Some(Duration::from_secs(2))
+    );
     assert_eq!(
         origin_of(&l, INTERVAL),
         "env FLOE_EXECUTION_CHECKPOINTING_INTERVAL"
@@ -73,12 +79,18 @@ fn each_layer_overrides_the_one_below() {
 
     o.pipeline_settings = vec![setting(INTERVAL, "3 s", "p.yaml:7")];
     let l = load(&o, &vars);
-    assert_eq!(l.config.checkpointing.interval, Some(Duration::from_secs(3)));
+    assert_eq!(
+        l.config.checkpointing.interval,
+        Some(Duration::from_secs(3))
+    );
     assert_eq!(origin_of(&l, INTERVAL), "pipeline p.yaml:7");
 
     o.dynamic = vec![format!("{INTERVAL}=4s")];
     let l = load(&o, &vars);
-    assert_eq!(l.config.checkpointing.interval, Some(Duration::from_secs(4)));
+    assert_eq!(
+        l.config.checkpointing.interval,
+        Some(Duration::from_secs(4))
+    );
     assert_eq!(origin_of(&l, INTERVAL), "-D");
     assert_eq!(l.config.parallelism_default, 2);
 }
@@ -162,7 +174,10 @@ fn both_names_in_one_layer_new_wins_with_a_warning() {
     let w = &l.warnings[0];
     assert!(w.contains("state.checkpoints.dir"), "{w}");
     assert!(w.contains("execution.checkpointing.dir"), "{w}");
-    assert!(w.contains(&file_origin(&dir, 2)), "names the dropped line: {w}");
+    assert!(
+        w.contains(&file_origin(&dir, 2)),
+        "names the dropped line: {w}"
+    );
 
     // Same in the environment.
     let l = load(

@@ -3,8 +3,8 @@
 //! Flink's limits; all problems reported at once.
 
 use floe::config::{
-    load_with_env, CheckpointingMode, ClaimMode, ConfigError, ConfigProblem,
-    ExternalizedRetention, LoadOptions, Loaded, RestartStrategy, StateBackendKind,
+    load_with_env, CheckpointingMode, ClaimMode, ConfigError, ConfigProblem, ExternalizedRetention,
+    LoadOptions, Loaded, RestartStrategy, StateBackendKind,
 };
 use floe::pipeline::PipelineSetting;
 use std::time::Duration;
@@ -83,7 +83,9 @@ fn bad_duration_names_key_line_value_and_forms() {
     );
     let e = err("execution.checkpointing.min-pause: soon\n");
     assert!(
-        e.contains("text does not start with a number, and is not a valid ISO-8601 duration format: soon"),
+        e.contains(
+            "text does not start with a number, and is not a valid ISO-8601 duration format: soon"
+        ),
         "{e}"
     );
     let e = err("execution.checkpointing.min-pause: 1.5s\n");
@@ -95,10 +97,12 @@ fn bad_duration_names_key_line_value_and_forms() {
 #[test]
 fn memory_sizes_in_every_form() {
     let t = |v: &str| {
-        ok(&format!("execution.checkpointing.data-inline-threshold: {v}\n"))
-            .config
-            .state
-            .inline_threshold
+        ok(&format!(
+            "execution.checkpointing.data-inline-threshold: {v}\n"
+        ))
+        .config
+        .state
+        .inline_threshold
     };
     assert_eq!(t("1024"), 1024);
     assert_eq!(t("20kb"), 20 * 1024);
@@ -129,9 +133,24 @@ fn bad_memory_size_has_flinks_message() {
 
 #[test]
 fn booleans_any_case_only_true_false() {
-    assert!(ok("state.backend.incremental: TRUE\n").config.state.incremental);
-    assert!(ok("state.backend.incremental: 'True'\n").config.state.incremental);
-    assert!(!ok("state.backend.incremental: false\n").config.state.incremental);
+    assert!(
+        ok("state.backend.incremental: TRUE\n")
+            .config
+            .state
+            .incremental
+    );
+    assert!(
+        ok("state.backend.incremental: 'True'\n")
+            .config
+            .state
+            .incremental
+    );
+    assert!(
+        !ok("state.backend.incremental: false\n")
+            .config
+            .state
+            .incremental
+    );
     let e = err("state.backend.incremental: yes\n");
     assert_eq!(
         e,
@@ -152,7 +171,8 @@ fn enums_any_case_with_underscores() {
         ExternalizedRetention::RetainOnCancellation
     );
     assert_eq!(l.config.recovery.claim_mode, ClaimMode::Legacy);
-    let e = err("execution.checkpointing.externalized-checkpoint-retention: retain-on-cancellation\n");
+    let e =
+        err("execution.checkpointing.externalized-checkpoint-retention: retain-on-cancellation\n");
     assert_eq!(
         e,
         "F:1: invalid value 'retain-on-cancellation' for key \
@@ -164,7 +184,10 @@ fn enums_any_case_with_underscores() {
 
 #[test]
 fn state_backends() {
-    assert_eq!(ok("state.backend: HashMap\n").config.state.backend, StateBackendKind::HashMap);
+    assert_eq!(
+        ok("state.backend: HashMap\n").config.state.backend,
+        StateBackendKind::HashMap
+    );
     assert_eq!(
         ok("state.backend.type: jobmanager\n").config.state.backend,
         StateBackendKind::JobManager
@@ -174,9 +197,15 @@ fn state_backends() {
     assert_eq!(l.warnings.len(), 1);
     assert!(l.warnings[0].contains("deprecated"), "{:?}", l.warnings);
     let e = err("state.backend: rocksdb\n");
-    assert!(e.contains("floe has no rocksdb state backend; use hashmap"), "{e}");
+    assert!(
+        e.contains("floe has no rocksdb state backend; use hashmap"),
+        "{e}"
+    );
     let e = err("state.backend: org.example.MyBackendFactory\n");
-    assert!(e.contains("unknown state backend. Accepted: hashmap"), "{e}");
+    assert!(
+        e.contains("unknown state backend. Accepted: hashmap"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -189,17 +218,29 @@ fn flinks_limits() {
     assert!(err("execution.checkpointing.interval: 0\n").contains("larger than or equal to 10 ms"));
     assert_eq!(interval("10 ms"), Some(Duration::from_millis(10)));
     let e = err("execution.checkpointing.timeout: 9ms\n");
-    assert!(e.contains("Checkpoint timeout must be larger than or equal to 10 ms"), "{e}");
+    assert!(
+        e.contains("Checkpoint timeout must be larger than or equal to 10 ms"),
+        "{e}"
+    );
     let e = err("execution.checkpointing.max-concurrent-checkpoints: 0\n");
-    assert!(e.contains("The maximum number of concurrent attempts must be at least one."), "{e}");
+    assert!(
+        e.contains("The maximum number of concurrent attempts must be at least one."),
+        "{e}"
+    );
     let e = err("execution.checkpointing.tolerable-failed-checkpoints: -1\n");
     assert!(e.contains("must be non-negative"), "{e}");
     let e = err("parallelism.default: 0\n");
     assert!(e.contains("at least 1 and at most 32768"), "{e}");
     assert!(err("parallelism.default: 32769\n").contains("at most 32768"));
     assert!(err("parallelism.default: two\n").contains("'two' is not an integer"));
-    assert_eq!(ok("pipeline.max-parallelism: -1\n").config.max_parallelism, None);
-    assert_eq!(ok("pipeline.max-parallelism: 128\n").config.max_parallelism, Some(128));
+    assert_eq!(
+        ok("pipeline.max-parallelism: -1\n").config.max_parallelism,
+        None
+    );
+    assert_eq!(
+        ok("pipeline.max-parallelism: 128\n").config.max_parallelism,
+        Some(128)
+    );
     assert!(err("pipeline.max-parallelism: 0\n").contains("-1 (derive"));
     assert!(err("pipeline.max-parallelism: 40000\n").contains("-1 (derive"));
     assert!(err("rest.port: 70000\n").contains("between 0 and 65535"));
@@ -220,10 +261,15 @@ fn restart_strategies() {
          restart-strategy.fixed-delay.delay: 10 s\n");
     assert_eq!(
         l.config.restart,
-        RestartStrategy::FixedDelay { attempts: 3, delay: Duration::from_secs(10) }
+        RestartStrategy::FixedDelay {
+            attempts: 3,
+            delay: Duration::from_secs(10)
+        }
     );
     assert_eq!(
-        ok("execution.checkpointing.interval: 1 s\nrestart-strategy.type: NONE\n").config.restart,
+        ok("execution.checkpointing.interval: 1 s\nrestart-strategy.type: NONE\n")
+            .config
+            .restart,
         RestartStrategy::None
     );
     assert!(err("restart-strategy.type: sometimes\n").contains("Accepted: none, off"));

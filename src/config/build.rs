@@ -85,7 +85,11 @@ impl Ctx<'_> {
         let text = self.text(key)?;
         let b = values::parse_bool(&text);
         if b.is_none() {
-            self.bad(key, format!("'{}' is not a boolean", text.trim()), BOOL_FORMS);
+            self.bad(
+                key,
+                format!("'{}' is not a boolean", text.trim()),
+                BOOL_FORMS,
+            );
         }
         b
     }
@@ -95,7 +99,11 @@ impl Ctx<'_> {
         let text = self.text(key)?;
         let accepted = format!("an integer from {min} to {max}");
         let Ok(n) = text.trim().parse::<i64>() else {
-            self.bad(key, format!("'{}' is not an integer", text.trim()), accepted);
+            self.bad(
+                key,
+                format!("'{}' is not an integer", text.trim()),
+                accepted,
+            );
             return None;
         };
         if !(min..=max).contains(&n) {
@@ -166,7 +174,13 @@ pub(super) fn default_settings(origin: usize) -> BTreeMap<String, Setting> {
 pub(super) fn defaults() -> Config {
     let (mut problems, mut warnings) = (Vec::new(), Vec::new());
     // The defaults are floe's own constants; a unit test checks they raise no problem.
-    build(&default_settings(0), &[Origin::Default], &mut problems, &mut warnings).0
+    build(
+        &default_settings(0),
+        &[Origin::Default],
+        &mut problems,
+        &mut warnings,
+    )
+    .0
 }
 
 /// Types every effective value; returns the config and the entries table. The config is only
@@ -204,7 +218,12 @@ pub(super) fn build(
         rest: RestConfig {
             bind_address: c.text("rest.bind-address").unwrap_or_default(),
             port: c
-                .int("rest.port", 0, 65535, "The port must be between 0 and 65535")
+                .int(
+                    "rest.port",
+                    0,
+                    65535,
+                    "The port must be between 0 and 65535",
+                )
                 .map_or(0, |n| n as u16),
             address: c.text("rest.address").unwrap_or_default(),
         },
@@ -230,7 +249,8 @@ pub(super) fn build(
 
 fn max_parallelism(c: &mut Ctx) -> Option<u32> {
     const KEY: &str = "pipeline.max-parallelism";
-    let limit = "The maximum parallelism must be -1 (derive from the parallelism) or between 1 and 32768";
+    let limit =
+        "The maximum parallelism must be -1 (derive from the parallelism) or between 1 and 32768";
     match c.int(KEY, -1, MAX_PARALLELISM, limit)? {
         -1 => None,
         0 => {
@@ -337,7 +357,8 @@ fn state(c: &mut Ctx) -> StateConfig {
 
 fn backend(c: &mut Ctx) -> StateBackendKind {
     const KEY: &str = "state.backend.type";
-    const ACCEPTED: &str = "hashmap (keyed state on the heap), jobmanager (snapshots inline in _metadata), \
+    const ACCEPTED: &str =
+        "hashmap (keyed state on the heap), jobmanager (snapshots inline in _metadata), \
          filesystem (deprecated; read as hashmap)";
     let Some(text) = c.text(KEY) else {
         return StateBackendKind::HashMap;
@@ -405,7 +426,11 @@ fn restart(c: &mut Ctx, checkpointing: bool) -> RestartStrategy {
     const ED: &str = "restart-strategy.exponential-delay.";
     let fixed = RestartStrategy::FixedDelay {
         attempts: c
-            .u32(&format!("{FD}attempts"), 0, "The number of attempts must be non-negative.")
+            .u32(
+                &format!("{FD}attempts"),
+                0,
+                "The number of attempts must be non-negative.",
+            )
             .unwrap_or(1),
         delay: c.duration(&format!("{FD}delay")).unwrap_or_default(),
     };

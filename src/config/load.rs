@@ -73,7 +73,7 @@ pub fn load_with_env(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loa
     let conf_file = match find_conf_file(opts, env, &mut warnings) {
         Ok(f) => f,
         Err(p) => {
-            problems.push(p);
+            problems.push(*p);
             None
         }
     };
@@ -138,7 +138,7 @@ fn find_conf_file(
     opts: &LoadOptions,
     env: &[(String, String)],
     warnings: &mut Vec<String>,
-) -> Result<Option<PathBuf>, ConfigProblem> {
+) -> Result<Option<PathBuf>, Box<ConfigProblem>> {
     let from_env = env
         .iter()
         .find(|(k, v)| k == "FLOE_CONF_DIR" && !v.is_empty())
@@ -150,10 +150,10 @@ fn find_conf_file(
     };
     if !dir.is_dir() {
         return match given_by {
-            Some(g) => Err(ConfigProblem::MissingConfDir {
+            Some(g) => Err(Box::new(ConfigProblem::MissingConfDir {
                 dir,
                 given_by: g.into(),
-            }),
+            })),
             None => Ok(None),
         };
     }
@@ -171,10 +171,10 @@ fn find_conf_file(
     }
     match (found.into_iter().next(), given_by) {
         (Some(f), _) => Ok(Some(f)),
-        (None, Some(g)) => Err(ConfigProblem::MissingConfFile {
+        (None, Some(g)) => Err(Box::new(ConfigProblem::MissingConfFile {
             dir,
             given_by: g.into(),
-        }),
+        })),
         (None, None) => Ok(None),
     }
 }
@@ -349,7 +349,9 @@ fn split_key(content: &str) -> Option<(String, &str)> {
 fn env_layer(env: &[(String, String)], warnings: &mut Vec<String>) -> Vec<Raw> {
     let mut vars: Vec<&(String, String)> = env
         .iter()
-        .filter(|(k, _)| k.starts_with(keys::ENV_PREFIX) && !keys::NON_KEY_ENV.contains(&k.as_str()))
+        .filter(|(k, _)| {
+            k.starts_with(keys::ENV_PREFIX) && !keys::NON_KEY_ENV.contains(&k.as_str())
+        })
         .collect();
     vars.sort();
     let mut raw = Vec::new();

@@ -83,7 +83,10 @@ impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Origin::Default => f.write_str("default"),
-            Origin::File { path, line: Some(l) } => write!(f, "{}:{l}", path.display()),
+            Origin::File {
+                path,
+                line: Some(l),
+            } => write!(f, "{}:{l}", path.display()),
             Origin::File { path, line: None } => write!(f, "{}", path.display()),
             Origin::Env { var } => write!(f, "env {var}"),
             Origin::Pipeline { at } => write!(f, "pipeline {at}"),
@@ -352,12 +355,6 @@ mod tests {
             .to_string(),
             "pipeline p.yaml:7"
         );
-        assert_eq!(
-            Origin::Dynamic {
-                arg: "a=b".into()
-            }
-            .to_string(),
-            "-D"
-        );
+        assert_eq!(Origin::Dynamic { arg: "a=b".into() }.to_string(), "-D");
     }
 }

@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 /// Accepted duration forms, for error messages.
-pub const DURATION_FORMS: &str = "a number of milliseconds (1000), a number and a unit (10 s, 10min, 1 h), \
+pub const DURATION_FORMS: &str =
+    "a number of milliseconds (1000), a number and a unit (10 s, 10min, 1 h), \
      a compound (1m 30s) or ISO-8601 (PT10S)";
 
 /// Accepted memory size forms, for error messages.
@@ -76,8 +77,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "Time interval unit label '{label}' does not match any of the recognized units: {UNITS_TEXT}"
         ));
     };
-    let overflow =
-        || format!("The value '{digits}' cannot be re represented as 64bit number (numeric overflow).");
+    let overflow = || {
+        format!("The value '{digits}' cannot be re represented as 64bit number (numeric overflow).")
+    };
     let n: u64 = digits.parse().map_err(|_| overflow())?;
     // Flink keeps a signed 64-bit count of the unit; stay within that.
     if n > i64::MAX as u64 {
@@ -186,8 +188,13 @@ pub fn parse_memory(text: &str) -> Result<u64, String> {
 
 /// Flink's `MemorySize.toString`: the largest exact unit (`20480` → `20 kb`).
 pub fn format_memory(bytes: u64) -> String {
-    for (unit, scale) in [("tb", 1u64 << 40), ("gb", 1 << 30), ("mb", 1 << 20), ("kb", 1 << 10)] {
-        if bytes >= scale && bytes % scale == 0 {
+    for (unit, scale) in [
+        ("tb", 1u64 << 40),
+        ("gb", 1 << 30),
+        ("mb", 1 << 20),
+        ("kb", 1 << 10),
+    ] {
+        if bytes >= scale && bytes.is_multiple_of(scale) {
             return format!("{} {unit}", bytes / scale);
         }
     }
@@ -216,11 +223,16 @@ pub fn parse_enum(text: &str, names: &[&str]) -> Option<usize> {
 /// A duration as a person writes it (`10 min`, `1500 ms`), for rendering defaults.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if d.subsec_nanos() % 1_000_000 != 0 {
+    if !d.subsec_nanos().is_multiple_of(1_000_000) {
         return format!("{} ns", d.as_nanos());
     }
-    for (unit, scale) in [("d", 86_400_000u128), ("h", 3_600_000), ("min", 60_000), ("s", 1000)] {
-        if ms >= scale && ms % scale == 0 {
+    for (unit, scale) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("min", 60_000),
+        ("s", 1000),
+    ] {
+        if ms >= scale && ms.is_multiple_of(scale) {
             return format!("{} {unit}", ms / scale);
         }
     }
@@ -270,7 +282,10 @@ mod tests {
             Err("argument is an empty- or whitespace-only string".into())
         );
         let e = parse_duration("1.5s").unwrap_err();
-        assert!(e.starts_with("Time interval unit label '.5s' does not match"), "{e}");
+        assert!(
+            e.starts_with("Time interval unit label '.5s' does not match"),
+            "{e}"
+        );
         assert!(e.contains("MINUTES: (min | m | minute | minutes)"), "{e}");
         let e = parse_duration("-1s").unwrap_err();
         assert!(e.starts_with("text does not start with a number"), "{e}");
@@ -295,9 +310,14 @@ mod tests {
             e.starts_with("Memory size unit 'kib' does not match any of the recognized units"),
             "{e}"
         );
-        assert_eq!(parse_memory("-1"), Err("text does not start with a number".into()));
+        assert_eq!(
+            parse_memory("-1"),
+            Err("text does not start with a number".into())
+        );
         assert!(parse_memory("1.5mb").is_err());
-        assert!(parse_memory("99999999999 tb").unwrap_err().contains("overflow"));
+        assert!(parse_memory("99999999999 tb")
+            .unwrap_err()
+            .contains("overflow"));
     }
 
     #[test]
