@@ -313,3 +313,27 @@ fn empty_conf_file_gives_flinks_defaults() {
         assert!(l.entries.iter().all(|e| e.origin == Origin::Default));
     }
 }
+
+#[test]
+fn load_reads_conf_from_the_working_directory() {
+    // The real entry point, with the process environment; tests run in the crate root.
+    if std::env::var_os("FLOE_CONF_DIR").is_some() {
+        return;
+    }
+    let l = match floe::config::load(&LoadOptions::default()) {
+        Ok(l) => l,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(l.conf_file, Some(PathBuf::from("conf/flink-conf.yaml")));
+    let e = l
+        .entries
+        .iter()
+        .find(|e| e.key == "execution.checkpointing.dir")
+        .expect("entry");
+    assert!(
+        matches!(&e.origin, Origin::File { path, line: Some(_) } if path.as_path() == std::path::Path::new("conf/flink-conf.yaml")),
+        "{:?}",
+        e.origin
+    );
+    assert!(e.origin.to_string().starts_with("conf/flink-conf.yaml:"));
+}

@@ -73,6 +73,26 @@ fn unknown_keys_warn_with_did_you_mean_in_every_layer() {
 }
 
 #[test]
+fn a_key_written_twice_in_the_file_warns_and_the_later_wins() {
+    let dir = conf_dir(
+        "flink-conf.yaml",
+        "execution.checkpointing.interval: 1 s\nexecution:\n  checkpointing:\n    interval: 2 s\n",
+    );
+    let l = load(&opts(&dir), &[]);
+    assert_eq!(
+        l.config.checkpointing.interval,
+        Some(std::time::Duration::from_secs(2))
+    );
+    let file = dir.path().join("flink-conf.yaml").display().to_string();
+    assert_eq!(
+        l.warnings,
+        [format!(
+            "{file}:4: 'execution.checkpointing.interval' is set twice (also at {file}:1); the later one is used"
+        )]
+    );
+}
+
+#[test]
 fn empty_value_warns_and_is_ignored() {
     let dir = conf_dir("flink-conf.yaml", "state.checkpoints.dir:\n");
     let l = load(&opts(&dir), &[]);

@@ -216,12 +216,16 @@ fn read_conf_file(
         }),
     }
     let lines = key_lines(&text);
+    // serde_yaml keeps document order, so the n-th occurrence of a path is its n-th line.
+    let mut seen: HashMap<String, usize> = HashMap::new();
     let mut raw = Vec::with_capacity(flat.len());
     for (name, value) in flat {
+        let nth = seen.entry(name.clone()).or_default();
         let origin = Origin::File {
             path: path.to_path_buf(),
-            line: line_of(&lines, &name),
+            line: line_of(&lines, &name, *nth),
         };
+        *nth += 1;
         match value {
             Some(value) => raw.push(Raw {
                 name,
@@ -271,21 +275,21 @@ fn flatten(map: &serde_yaml::Mapping, prefix: &str, out: &mut Flat) {
     }
 }
 
-/// The line of the key `name` (flat path), or of its nearest written ancestor (for keys
-/// inside a flow mapping `{...}`).
-fn line_of(lines: &HashMap<String, usize>, name: &str) -> Option<usize> {
+/// The line of the `nth` occurrence of key `name` (flat path), or of its nearest written
+/// ancestor (for keys inside a flow mapping `{...}`).
+fn line_of(lines: &HashMap<String, Vec<usize>>, name: &str, nth: usize) -> Option<usize> {
     let mut path = name;
     loop {
         if let Some(l) = lines.get(path) {
-            return Some(*l);
+            return l.get(nth).or(l.last()).copied();
         }
         path = &path[..path.rfind('.')?];
     }
 }
 
-/// Flat key path → 1-based line, for block-style YAML (flat dotted keys and nested
+/// Flat key path → 1-based lines where it is written, for block-style YAML (flat dotted keys and nested
 /// mappings). serde_yaml's `Value` keeps no positions, so the text is scanned by indentation.
-fn key_lines(text: &str) -> HashMap<String, usize> {
+fn key_lines(text: &str) -> HashMap<String, Vec<usize>> {
     let mut out = HashMap::new();
     let mut stack: Vec<(usize, String)> = Vec::new();
     for (i, raw) in text.lines().enumerate() {
@@ -307,7 +311,7 @@ fn key_lines(text: &str) -> HashMap<String, usize> {
             path.push('.');
         }
         path.push_str(&key);
-        out.entry(path).or_insert(i + 1);
+        out.entry(path).or_insert_with(Vec::new).push(i + 1);
         if rest.trim().is_empty() {
             stack.push((indent, key));
         }
@@ -415,7 +419,16 @@ fn canonicalize(
         };
         let rank = name_rank(spec, &r.name);
         let list = by_key.entry(spec.canonical).or_default();
-        // A repeated name replaces its earlier value.
+        // A repeated name replaces its earlier value (normal for repeated `-D`; in a file it
+        // means a flat and a nested spelling of the same key, worth a word).
+        if let Some((_, earlier)) = list.iter().find(|(_, e)| e.name == r.name) {
+            if matches!(r.origin, Origin::File { .. }) {
+                warnings.push(format!(
+                    "{}: '{}' is set twice (also at {}); the later one is used",
+                    r.origin, r.name, earlier.origin
+                ));
+            }
+        }
         list.retain(|(_, e)| e.name != r.name);
         list.push((rank, r));
     }
@@ -471,12 +484,14 @@ mod tests {
     fn lines_of_flat_and_nested_keys() {
         let text = "# comment\nstate.backend: hashmap   # note\n\nexecution:\n  checkpointing:\n    interval: 10 s\n    mode: EXACTLY_ONCE\n  state-recovery:\n    path: /x\n'quoted.key': 1\nrest: {port: 1}\n";
         let l = key_lines(text);
-        assert_eq!(l.get("state.backend"), Some(&2));
-        assert_eq!(l.get("execution.checkpointing.interval"), Some(&6));
-        assert_eq!(l.get("execution.checkpointing.mode"), Some(&7));
-        assert_eq!(l.get("execution.state-recovery.path"), Some(&9));
-        assert_eq!(l.get("quoted.key"), Some(&10));
-        assert_eq!(line_of(&l, "rest.port"), Some(11));
+        let at = |k: &str| line_of(&l, k, 0);
+        assert_eq!(at("state.backend"), Some(2));
+        assert_eq!(at("execution.checkpointing.interval"), Some(6));
+        assert_eq!(at("execution.checkpointing.mode"), Some(7));
+        assert_eq!(at("execution.state-recovery.path"), Some(9));
+        assert_eq!(at("quoted.key"), Some(10));
+        assert_eq!(at("rest.port"), Some(11));
+        assert_eq!(at("unknown"), None);
     }
 
     #[test]
