@@ -148,7 +148,7 @@ impl KeyGroupRange {
     pub fn for_subtask(index: u32, parallelism: u32, max_parallelism: u32) -> KeyGroupRange {
         let (i, p, m) = (index as u64, parallelism as u64, max_parallelism as u64);
         KeyGroupRange {
-            start: ((i * m + p - 1) / p) as u32,
+            start: (i * m).div_ceil(p) as u32,
             end: (((i + 1) * m - 1) / p) as u32,
         }
     }
