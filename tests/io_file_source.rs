@@ -99,9 +99,12 @@ async fn big_files_come_in_batches_and_restore_resumes() {
     let rest = read_all(&mut src).await;
     assert_eq!(first.len() + rest.len(), 5000);
     assert_eq!(rest[0], "line 1024");
-    let mut again =
-        FileSource::restore(&cfg("big.txt", false), &ctx(dir.path(), 0, 1), &[(path, offset)])
-            .unwrap();
+    let mut again = FileSource::restore(
+        &cfg("big.txt", false),
+        &ctx(dir.path(), 0, 1),
+        &[(path, offset)],
+    )
+    .unwrap();
     assert_eq!(read_all(&mut again).await, rest);
 }
 
@@ -117,7 +120,10 @@ async fn follow_picks_up_appended_lines_and_new_files() {
         got.extend(event_lines(&src.next().await.unwrap()));
     }
     assert_eq!(got, ["one"]);
-    let mut f = std::fs::OpenOptions::new().append(true).open(&first).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&first)
+        .unwrap();
     f.write_all(b"ial\ntwo\n").unwrap();
     std::fs::write(dir.path().join("b.txt"), "new file\n").unwrap();
     for _ in 0..100 {
@@ -146,7 +152,10 @@ async fn paths_that_name_nothing_are_clear_errors() {
         .err()
         .unwrap()
         .to_string();
-    assert!(err.contains("*.csv") && err.ends_with("matches no files"), "{err}");
+    assert!(
+        err.contains("*.csv") && err.ends_with("matches no files"),
+        "{err}"
+    );
     let err = FileSource::new(&cfg(".", false), &ctx(dir.path(), 0, 1))
         .err()
         .unwrap()

@@ -120,7 +120,9 @@ async fn nothing_listening_is_a_clear_error() {
         }
     };
     assert!(
-        err.starts_with(&format!("cannot connect to 127.0.0.1:{port} after 3 attempts: ")),
+        err.starts_with(&format!(
+            "cannot connect to 127.0.0.1:{port} after 3 attempts: "
+        )),
         "{err}"
     );
     assert!(err.contains("refused"), "{err}");

@@ -82,8 +82,11 @@ mod tests {
         };
         let mut sink = Blackhole::new(&BlackholeConfig {}, &Schema::default(), &ctx).unwrap();
         let counter = sink.counter();
-        sink.process(Batch::new(vec![Column::Int(vec![1, 2, 3])]), &mut Vec::new())
-            .unwrap();
+        sink.process(
+            Batch::new(vec![Column::Int(vec![1, 2, 3])]),
+            &mut Vec::new(),
+        )
+        .unwrap();
         sink.process(Batch::empty_with_len(4), &mut Vec::new())
             .unwrap();
         sink.finish(&mut Vec::new()).unwrap();

@@ -60,7 +60,11 @@ pub struct FileSink {
 }
 
 impl FileSink {
-    pub fn new(c: &FileSinkConfig, input: &Schema, ctx: &BuildContext) -> Result<Self, OperatorError> {
+    pub fn new(
+        c: &FileSinkConfig,
+        input: &Schema,
+        ctx: &BuildContext,
+    ) -> Result<Self, OperatorError> {
         let dir = if Path::new(&c.path).is_absolute() {
             PathBuf::from(&c.path)
         } else {
@@ -68,7 +72,10 @@ impl FileSink {
         };
         std::fs::create_dir_all(&dir).map_err(|e| {
             OperatorError::io(
-                format!("cannot create the output directory {} (`path`)", dir.display()),
+                format!(
+                    "cannot create the output directory {} (`path`)",
+                    dir.display()
+                ),
                 e,
             )
         })?;

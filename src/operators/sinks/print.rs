@@ -52,7 +52,11 @@ pub struct Print {
 }
 
 impl Print {
-    pub fn new(c: &PrintConfig, _input: &Schema, ctx: &BuildContext) -> Result<Self, OperatorError> {
+    pub fn new(
+        c: &PrintConfig,
+        _input: &Schema,
+        ctx: &BuildContext,
+    ) -> Result<Self, OperatorError> {
         let (out, name) = match c.target {
             PrintTarget::Stdout => (Out::Stdout, "stdout"),
             PrintTarget::Stderr => (Out::Stderr, "stderr"),
@@ -61,11 +65,7 @@ impl Print {
     }
 
     /// A print subtask writing to `writer` instead of stdout (tests, embedding).
-    pub fn with_writer(
-        _input: &Schema,
-        ctx: &BuildContext,
-        writer: Box<dyn Write + Send>,
-    ) -> Self {
+    pub fn with_writer(_input: &Schema, ctx: &BuildContext, writer: Box<dyn Write + Send>) -> Self {
         Self::build(Out::Writer(writer), "the print writer", ctx)
     }
 
@@ -106,11 +106,17 @@ impl Print {
         match result {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-                tracing::info!(target_stream = self.name, "the reader closed the output; print drops further records");
+                tracing::info!(
+                    target_stream = self.name,
+                    "the reader closed the output; print drops further records"
+                );
                 self.closed = true;
                 Ok(())
             }
-            Err(e) => Err(OperatorError::io(format!("cannot write to {}", self.name), e)),
+            Err(e) => Err(OperatorError::io(
+                format!("cannot write to {}", self.name),
+                e,
+            )),
         }
     }
 }

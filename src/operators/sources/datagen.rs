@@ -106,15 +106,25 @@ pub fn word_id(seed: u64, words_per_line: u32, vocab: u64, line: u64, j: u32) ->
 /// Line `line` as text (the definition; for tests and independent checks, not the hot path).
 pub fn line_text(cfg: &DatagenConfig, line: u64) -> String {
     (0..cfg.words_per_line)
-        .map(|j| format!("w{}", word_id(cfg.seed, cfg.words_per_line, cfg.vocab, line, j)))
+        .map(|j| {
+            format!(
+                "w{}",
+                word_id(cfg.seed, cfg.words_per_line, cfg.vocab, line, j)
+            )
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
 
+/// One pre-formatted name: the bytes, then the length in the last byte. A fixed 16-byte slot
+/// means one cache line touched per word (a large vocabulary is a random walk over the arena;
+/// an offsets table beside a byte buffer would cost two misses).
+type Slot = [u8; 16];
+
 /// The word names `w0 .. w<vocab-1>`.
 enum Names {
-    /// All names in one buffer; name `i` is `bytes[offsets[i]..offsets[i+1]]`.
-    Arena { bytes: Vec<u8>, offsets: Vec<u32> },
+    /// Name `i` is `slots[i][..slots[i][15]]`.
+    Arena(Vec<Slot>),
     /// Too many to keep: formatted per word.
     OnTheFly,
 }
@@ -124,15 +134,18 @@ impl Names {
         if vocab > ARENA_MAX_VOCAB {
             return Names::OnTheFly;
         }
-        let mut bytes = Vec::with_capacity(vocab as usize * (digits(vocab) + 1));
-        let mut offsets = Vec::with_capacity(vocab as usize + 1);
-        offsets.push(0);
+        let mut slots = Vec::with_capacity(vocab as usize);
+        let mut name = Vec::with_capacity(16);
         for id in 0..vocab {
-            bytes.push(b'w');
-            push_decimal(&mut bytes, id);
-            offsets.push(bytes.len() as u32);
+            name.clear();
+            name.push(b'w');
+            push_decimal(&mut name, id);
+            let mut slot = [0u8; 16];
+            slot[..name.len()].copy_from_slice(&name);
+            slot[15] = name.len() as u8;
+            slots.push(slot);
         }
-        Names::Arena { bytes, offsets }
+        Names::Arena(slots)
     }
 }
 
@@ -277,9 +290,9 @@ impl Datagen {
                     col.push_gap(b" ");
                 }
                 match &self.names {
-                    Names::Arena { bytes, offsets } => {
-                        let (a, b) = (offsets[id as usize], offsets[id as usize + 1]);
-                        col.push_gap(&bytes[a as usize..b as usize]);
+                    Names::Arena(slots) => {
+                        let slot = &slots[id as usize];
+                        col.push_gap(&slot[..slot[15] as usize]);
                     }
                     Names::OnTheFly => {
                         scratch.clear();
@@ -498,6 +511,9 @@ mod tests {
     #[test]
     fn unknown_setting_is_rejected() {
         let err = serde_yaml::from_str::<DatagenConfig>("word-per-line: 3").unwrap_err();
-        assert!(err.to_string().contains("unknown field `word-per-line`"), "{err}");
+        assert!(
+            err.to_string().contains("unknown field `word-per-line`"),
+            "{err}"
+        );
     }
 }

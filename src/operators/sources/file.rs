@@ -251,9 +251,8 @@ impl FileSource {
         let follow = self.follow;
         let f = &mut self.files[idx];
         if f.file.is_none() {
-            let mut file = File::open(&f.path).map_err(|e| {
-                OperatorError::io(format!("cannot open {}", f.path.display()), e)
-            })?;
+            let mut file = File::open(&f.path)
+                .map_err(|e| OperatorError::io(format!("cannot open {}", f.path.display()), e))?;
             if f.line_start > 0 {
                 file.seek(SeekFrom::Start(f.line_start)).map_err(|e| {
                     OperatorError::io(format!("cannot seek in {}", f.path.display()), e)
@@ -375,7 +374,9 @@ impl FileSource {
             match self.read_chunk(idx) {
                 Ok(_) => {}
                 // A followed file may be deleted (rotated away): stop following it.
-                Err(OperatorError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                Err(OperatorError::Io { source, .. })
+                    if source.kind() == io::ErrorKind::NotFound =>
+                {
                     tracing::warn!(file = %self.files[idx].path.display(), "followed file disappeared");
                     self.files[idx].file = None;
                     continue;

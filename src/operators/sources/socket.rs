@@ -229,7 +229,9 @@ impl Socket {
 
     /// Schedule the next attempt after a failure or a drop, or say why there is none.
     fn schedule_retry(&mut self, why: Option<io::Error>) -> Result<(), OperatorError> {
-        let exhausted = self.retry_limit().is_some_and(|limit| self.retries >= limit);
+        let exhausted = self
+            .retry_limit()
+            .is_some_and(|limit| self.retries >= limit);
         if exhausted {
             return match why {
                 Some(e) if !self.ever_connected => Err(self.cannot_connect(e)),
@@ -253,8 +255,12 @@ impl Socket {
         let delay = self.backoff;
         self.backoff = (self.backoff * 2).min(self.max_backoff);
         match &why {
-            Some(e) => tracing::warn!(address = %self.address(), attempt = self.retries, delay_ms = delay.as_millis() as u64, error = %e, "cannot connect; retrying"),
-            None => tracing::warn!(address = %self.address(), attempt = self.retries, delay_ms = delay.as_millis() as u64, "socket closed by the peer; reconnecting"),
+            Some(e) => {
+                tracing::warn!(address = %self.address(), attempt = self.retries, delay_ms = delay.as_millis() as u64, error = %e, "cannot connect; retrying")
+            }
+            None => {
+                tracing::warn!(address = %self.address(), attempt = self.retries, delay_ms = delay.as_millis() as u64, "socket closed by the peer; reconnecting")
+            }
         }
         self.conn = Conn::Waiting(Instant::now() + delay);
         Ok(())
