@@ -93,3 +93,37 @@ fn an_uncreatable_directory_is_named() {
         "{err}"
     );
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_is_an_io_error_naming_the_file() {
+    if !Path::new("/dev/full").exists() {
+        eprintln!("skipped: no /dev/full");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The part file is a link to /dev/full, where every write fails with ENOSPC.
+    std::os::unix::fs::symlink("/dev/full", dir.path().join("part-0-0")).unwrap();
+    let (schema, batch) = word_counts();
+    let cfg = FileSinkConfig {
+        path: ".".into(),
+        format: FileFormat::Lines,
+    };
+    let mut sink = FileSink::new(&cfg, &schema, &ctx(dir.path(), 0, 1)).unwrap();
+    // Small writes stay in the buffer; the flush at the end reaches the device.
+    let result = sink
+        .process(batch, &mut Vec::new())
+        .and_then(|_| sink.finish(&mut Vec::new()));
+    let err = result.unwrap_err();
+    assert!(
+        matches!(&err, floe::operators::OperatorError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().starts_with(&format!(
+            "cannot write {}",
+            dir.path().join("part-0-0").display()
+        )),
+        "{err}"
+    );
+}

@@ -133,3 +133,49 @@ async fn nothing_listening_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_silent_peer_gives_idle() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (_peer, _) = listener.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let mut src = Socket::new(&quick(port), &ctx()).unwrap();
+    for _ in 0..3 {
+        assert!(matches!(src.next().await.unwrap(), SourceEvent::Idle));
+    }
+    server.abort();
+}
+
+#[tokio::test]
+async fn running_out_of_reconnects_fails_naming_the_address() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut peer, _) = listener.accept().await.unwrap();
+        peer.write_all(b"only line\n").await.unwrap();
+        // Nothing listens any more before the source sees the close.
+        drop(listener);
+    });
+    let mut cfg = quick(port);
+    cfg.max_retries = 2;
+    let mut src = Socket::new(&cfg, &ctx()).unwrap();
+    let mut got = Vec::new();
+    let err = loop {
+        match src.next().await {
+            Ok(SourceEvent::Batch(b)) => got.extend(lines(&b)),
+            Ok(SourceEvent::Idle) => {}
+            Ok(SourceEvent::End) => panic!("expected an error, the stream ended"),
+            Err(e) => break e.to_string(),
+        }
+    };
+    assert_eq!(got, ["only line"]);
+    assert!(
+        err.starts_with(&format!(
+            "lost the connection to 127.0.0.1:{port} and could not reconnect after 2 attempts (max-retries): "
+        )),
+        "{err}"
+    );
+}

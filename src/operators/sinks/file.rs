@@ -65,11 +65,13 @@ impl FileSink {
         input: &Schema,
         ctx: &BuildContext,
     ) -> Result<Self, OperatorError> {
-        let dir = if Path::new(&c.path).is_absolute() {
-            PathBuf::from(&c.path)
-        } else {
-            ctx.base_dir.join(&c.path)
-        };
+        // `.` components dropped so messages show `out/part-0-0`, not `out/./part-0-0`.
+        let dir: PathBuf = ctx
+            .base_dir
+            .join(&c.path)
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect();
         std::fs::create_dir_all(&dir).map_err(|e| {
             OperatorError::io(
                 format!(

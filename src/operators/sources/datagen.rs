@@ -18,6 +18,7 @@
 
 use crate::operators::{BuildContext, OperatorError, OperatorSpec, Problem, Source, SourceEvent};
 use crate::record::{Batch, Column, DataType, Schema, Span, StrColumnBuilder, BATCH_SIZE};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -123,17 +124,37 @@ type Slot = [u8; 16];
 
 /// The word names `w0 .. w<vocab-1>`.
 enum Names {
-    /// Name `i` is `slots[i][..slots[i][15]]`.
-    Arena(Vec<Slot>),
+    /// Name `i` is `slots[i][..slots[i][15]]`; shared by the subtasks of one process.
+    Arena(Arc<Vec<Slot>>),
     /// Too many to keep: formatted per word.
     OnTheFly,
 }
 
 impl Names {
+    /// The arena for `vocab`, built once per process while any subtask holds it: subtasks of
+    /// one job then share it (16 MiB for a million names) and its cache lines.
     fn new(vocab: u64) -> Names {
+        static ARENAS: Mutex<Vec<(u64, Weak<Vec<Slot>>)>> = Mutex::new(Vec::new());
         if vocab > ARENA_MAX_VOCAB {
             return Names::OnTheFly;
         }
+        // A poisoned lock only means another thread panicked while building; the list of weak
+        // pointers is still valid.
+        let mut arenas = ARENAS.lock().unwrap_or_else(|e| e.into_inner());
+        arenas.retain(|(_, weak)| weak.strong_count() > 0);
+        if let Some(slots) = arenas
+            .iter()
+            .find(|(v, _)| *v == vocab)
+            .and_then(|(_, weak)| weak.upgrade())
+        {
+            return Names::Arena(slots);
+        }
+        let slots = Arc::new(Self::build(vocab));
+        arenas.push((vocab, Arc::downgrade(&slots)));
+        Names::Arena(slots)
+    }
+
+    fn build(vocab: u64) -> Vec<Slot> {
         let mut slots = Vec::with_capacity(vocab as usize);
         let mut name = Vec::with_capacity(16);
         for id in 0..vocab {
@@ -145,7 +166,7 @@ impl Names {
             slot[15] = name.len() as u8;
             slots.push(slot);
         }
-        Names::Arena(slots)
+        slots
     }
 }
 
