@@ -3,3 +3,48 @@
 pub mod blackhole;
 pub mod file;
 pub mod print;
+
+use crate::operators::Problem;
+use crate::record::{Batch, Schema, Value};
+use std::io::Write;
+
+/// A sink reads records and produces none: its output schema is empty, and it needs an input.
+pub(crate) fn sink_schema(input: Option<&Schema>) -> Result<Schema, Vec<Problem>> {
+    match input {
+        Some(_) => Ok(Schema::default()),
+        None => Err(vec![Problem::new(
+            "inputs",
+            "a sink needs `inputs`: the ids of the operators it reads from",
+        )]),
+    }
+}
+
+/// One value as Java's `toString` writes it (text as its raw bytes).
+#[inline]
+pub(crate) fn write_value(out: &mut Vec<u8>, value: Value<'_>) {
+    match value {
+        Value::Str(s) => out.extend_from_slice(s),
+        // Writing into a Vec cannot fail.
+        other => {
+            let _ = write!(out, "{other}");
+        }
+    }
+}
+
+/// Record `row` as Flink's `print()` shows it: the value itself for one field, `(a,b)` for
+/// several (a Tuple's `toString`), no line end.
+#[inline]
+pub(crate) fn write_record(out: &mut Vec<u8>, batch: &Batch, row: usize) {
+    if let [only] = batch.columns.as_slice() {
+        write_value(out, only.value(row));
+        return;
+    }
+    out.push(b'(');
+    for (i, column) in batch.columns.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_value(out, column.value(row));
+    }
+    out.push(b')');
+}

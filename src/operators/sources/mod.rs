@@ -3,3 +3,56 @@
 pub mod datagen;
 pub mod file;
 pub mod socket;
+
+use std::time::Duration;
+
+/// Parse a duration setting as Flink writes them: a bare number is milliseconds (`500`), else a
+/// number and unit with or without spaces (`100 ms`, `10 s`, `1 min`, `1m 30s`).
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(Duration::from_millis(ms));
+    }
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    humantime::parse_duration(&compact).map_err(|e| {
+        format!(
+            "invalid duration `{text}` ({e}); write a number of milliseconds (`500`) or a number and unit (`100 ms`, `10 s`, `1 min`)"
+        )
+    })
+}
+
+/// serde glue for duration settings: a number (milliseconds) or a string.
+pub(crate) mod duration_serde {
+    use std::time::Duration;
+
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Millis(u64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        match <Raw as serde::Deserialize>::deserialize(d)? {
+            Raw::Millis(ms) => Ok(Duration::from_millis(ms)),
+            Raw::Text(t) => super::parse_duration(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_in_flink_forms() {
+        assert_eq!(parse_duration("500"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("100 ms"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse_duration("10 s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1 min"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        let err = parse_duration("soon").unwrap_err();
+        assert!(err.contains("invalid duration `soon`"), "{err}");
+    }
+}
