@@ -54,7 +54,9 @@ impl Factory {
         match config {
             OperatorConfig::Source(c) => {
                 let c: SourceConfig = c.clone();
-                Factory::Source(Arc::new(move |ctx| Ok(TaskSource::Catalogue(c.build(ctx)?))))
+                Factory::Source(Arc::new(move |ctx| {
+                    Ok(TaskSource::Catalogue(c.build(ctx)?))
+                }))
             }
             OperatorConfig::Transform(c) => {
                 let c: TransformConfig = c.clone();
@@ -220,7 +222,9 @@ pub enum PlanError {
         field: String,
         schema: String,
     },
-    #[error("bug: operator \"{operator}\" is keyed but names no key field (OperatorSpec::key_field)")]
+    #[error(
+        "bug: operator \"{operator}\" is keyed but names no key field (OperatorSpec::key_field)"
+    )]
     MissingKeyField { operator: String },
     #[error("bug: operator \"{operator}\": {message}")]
     Graph { operator: String, message: String },
@@ -357,7 +361,9 @@ fn check_graph(vertices: &[Vertex]) -> Result<(), PlanError> {
             message: message.to_owned(),
         };
         if v.inputs.iter().any(|&u| u >= i) {
-            return Err(bug("an input is not before it (operators must be in topological order)"));
+            return Err(bug(
+                "an input is not before it (operators must be in topological order)",
+            ));
         }
         match (&v.factory, v.inputs.is_empty()) {
             (Factory::Source(_), false) => return Err(bug("a source cannot have inputs")),
@@ -422,9 +428,12 @@ fn exchange(
 ) -> Result<Exchange, PlanError> {
     let v = &vertices[down];
     if v.keyed {
-        let field = v.key_field.as_ref().ok_or_else(|| PlanError::MissingKeyField {
-            operator: v.id.0.clone(),
-        })?;
+        let field = v
+            .key_field
+            .as_ref()
+            .ok_or_else(|| PlanError::MissingKeyField {
+                operator: v.id.0.clone(),
+            })?;
         let schema = &vertices[up].output_schema;
         let key_column = schema
             .index_of(field)
@@ -530,7 +539,10 @@ mod tests {
         );
         assert_eq!(p.tasks[1].parallelism, 2);
         let text = p.to_string();
-        assert!(text.contains("task 1 \"count -> print\" x2 <- hash(word) from task 0"), "{text}");
+        assert!(
+            text.contains("task 1 \"count -> print\" x2 <- hash(word) from task 0"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -559,12 +571,7 @@ mod tests {
     #[test]
     fn fan_out_and_union_are_not_chained() {
         // a -> b, a -> c, (b, c) -> d
-        let vs = vec![
-            source("a"),
-            op("b", &[0]),
-            op("c", &[0]),
-            op("d", &[1, 2]),
-        ];
+        let vs = vec![source("a"), op("b", &[0]), op("c", &[0]), op("d", &[1, 2])];
         let p = plan(vs, 2);
         assert_eq!(names(&p), vec!["a", "b", "c", "d"]);
         assert_eq!(p.tasks[1].inputs[0].exchange, Exchange::Forward);
@@ -579,7 +586,10 @@ mod tests {
         let vs = vec![source("a"), keyed("k", &[0], "line")];
         let p = plan(vs, 4);
         assert_eq!(names(&p), vec!["a", "k"]);
-        assert!(matches!(p.tasks[1].inputs[0].exchange, Exchange::Hash { key_column: 0, .. }));
+        assert!(matches!(
+            p.tasks[1].inputs[0].exchange,
+            Exchange::Hash { key_column: 0, .. }
+        ));
     }
 
     #[test]
@@ -599,7 +609,10 @@ mod tests {
         );
         assert!(err.to_string().contains("max-parallelism"));
         let err = Plan::from_vertices("t", ".".into(), vec![source("a")], 1, Some(40000));
-        assert_eq!(err.unwrap_err(), PlanError::MaxParallelismOutOfBounds(40000));
+        assert_eq!(
+            err.unwrap_err(),
+            PlanError::MaxParallelismOutOfBounds(40000)
+        );
         let err = Plan::from_vertices("t", ".".into(), vec![source("a")], 0, None).unwrap_err();
         assert!(err.to_string().contains("not within bounds: 0"), "{err}");
     }

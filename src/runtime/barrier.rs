@@ -75,7 +75,10 @@ impl BarrierAligner {
     /// Barrier `barrier` arrived on `channel`.
     pub fn on_barrier(&mut self, channel: usize, barrier: Barrier) -> Decision {
         let mut decision = Decision::default();
-        if self.last_done.is_some_and(|done| barrier.checkpoint_id <= done) {
+        if self
+            .last_done
+            .is_some_and(|done| barrier.checkpoint_id <= done)
+        {
             return decision; // stale: its checkpoint was completed or aborted already
         }
         match self.pending {

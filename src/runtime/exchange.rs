@@ -131,12 +131,18 @@ pub fn route_by_key_group(
                 put(i, hash_str(key).flink);
             }
         }
-        Column::Int(v) => v.iter().enumerate().for_each(|(i, &k)| put(i, hash_int(k).flink)),
+        Column::Int(v) => v
+            .iter()
+            .enumerate()
+            .for_each(|(i, &k)| put(i, hash_int(k).flink)),
         Column::Float(v) => v
             .iter()
             .enumerate()
             .for_each(|(i, &k)| put(i, hash_float(k).flink)),
-        Column::Bool(v) => v.iter().enumerate().for_each(|(i, &k)| put(i, hash_bool(k).flink)),
+        Column::Bool(v) => v
+            .iter()
+            .enumerate()
+            .for_each(|(i, &k)| put(i, hash_bool(k).flink)),
     }
 }
 
@@ -166,7 +172,10 @@ impl Outputs {
                 continue;
             }
             // Fan-out: every edge but the last gets a clone (columns share their text buffers).
-            let (last, rest) = self.edges.split_last_mut().expect("edges checked non-empty");
+            let (last, rest) = self
+                .edges
+                .split_last_mut()
+                .expect("edges checked non-empty");
             for edge in rest {
                 edge.send(batch.clone()).await?;
             }

@@ -108,17 +108,27 @@ mod tests {
         let (tx0, rx0) = channel(4);
         let (tx1, rx1) = channel(4);
         let mut gate = InputGate::new(vec![rx0, rx1]);
-        tx0.send(Message::Data(Batch::empty_with_len(1))).await.unwrap();
-        tx1.send(Message::Data(Batch::empty_with_len(2))).await.unwrap();
+        tx0.send(Message::Data(Batch::empty_with_len(1)))
+            .await
+            .unwrap();
+        tx1.send(Message::Data(Batch::empty_with_len(2)))
+            .await
+            .unwrap();
         gate.block(0);
         match gate.next().await {
             GateEvent::Message(1, Message::Data(b)) => assert_eq!(b.len(), 2),
             other => panic!("expected data on channel 1, got {other:?}"),
         }
         tx1.send(Message::End).await.unwrap();
-        assert!(matches!(gate.next().await, GateEvent::Message(1, Message::End)));
+        assert!(matches!(
+            gate.next().await,
+            GateEvent::Message(1, Message::End)
+        ));
         gate.unblock_all();
-        assert!(matches!(gate.next().await, GateEvent::Message(0, Message::Data(_))));
+        assert!(matches!(
+            gate.next().await,
+            GateEvent::Message(0, Message::Data(_))
+        ));
         drop(tx0);
         assert!(matches!(gate.next().await, GateEvent::Disconnected(0)));
         assert!(matches!(gate.next().await, GateEvent::Finished));

@@ -18,7 +18,8 @@ impl SubtaskMetrics {
     #[inline]
     pub fn add(&self, records_in: usize, records_out: usize) {
         if records_in > 0 {
-            self.records_in.fetch_add(records_in as u64, Ordering::Relaxed);
+            self.records_in
+                .fetch_add(records_in as u64, Ordering::Relaxed);
         }
         if records_out > 0 {
             self.records_out
@@ -38,7 +39,9 @@ impl OperatorMetrics {
     pub fn new(id: OperatorId, parallelism: u32) -> Self {
         OperatorMetrics {
             id,
-            subtasks: (0..parallelism).map(|_| SubtaskMetrics::default()).collect(),
+            subtasks: (0..parallelism)
+                .map(|_| SubtaskMetrics::default())
+                .collect(),
         }
     }
 

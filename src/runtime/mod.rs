@@ -461,10 +461,7 @@ enum Built {
     },
 }
 
-type Wiring = (
-    Vec<Vec<Vec<Receiver<Message>>>>,
-    Vec<Vec<Vec<OutputEdge>>>,
-);
+type Wiring = (Vec<Vec<Vec<Receiver<Message>>>>, Vec<Vec<Vec<OutputEdge>>>);
 
 /// Creates one channel per (upstream subtask, downstream subtask) pair of every task input.
 /// Returns per task and subtask: its input receivers (input by input, upstream subtask by
@@ -517,7 +514,10 @@ fn wire(plan: &Plan, capacity: usize) -> Result<Wiring, RuntimeError> {
     Ok((receivers, outputs))
 }
 
-#[expect(clippy::too_many_arguments, reason = "one call site, all parts of one subtask")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site, all parts of one subtask"
+)]
 fn build_subtask(
     plan: &Plan,
     ti: usize,
