@@ -12,7 +12,9 @@
 use crate::pipeline::plan::Exchange;
 use crate::record::{Batch, Column};
 use crate::runtime::message::Message;
-use crate::state::keygroup::{hash_bool, hash_float, hash_int, hash_str, operator_index};
+use crate::state::keygroup::{
+    hash_bool, hash_float, hash_int, java_string_hash_code, murmur_hash, operator_index,
+};
 use tokio::sync::mpsc::Sender;
 
 /// A downstream channel closed: its subtask failed or the job is being cancelled.
@@ -127,8 +129,10 @@ pub fn route_by_key_group(
     };
     match keys {
         Column::Str(c) => {
+            // Only Flink's 32-bit hash is needed here (`hash_str` would also spread a 64-bit
+            // table hash the exchange never uses).
             for (i, key) in c.iter().enumerate() {
-                put(i, hash_str(key).flink);
+                put(i, murmur_hash(java_string_hash_code(key)));
             }
         }
         Column::Int(v) => v

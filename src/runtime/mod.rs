@@ -195,7 +195,7 @@ impl JobReport {
 #[derive(Clone)]
 pub struct JobControl {
     cancel: CancellationToken,
-    stop: CancellationToken,
+    stop: Arc<AtomicBool>,
     user_cancelled: Arc<AtomicBool>,
     triggers: Vec<UnboundedSender<Barrier>>,
 }
@@ -203,7 +203,7 @@ pub struct JobControl {
 impl JobControl {
     /// Sources stop and end their streams; the pipeline drains, sinks flush, the job finishes.
     pub fn stop(&self) {
-        self.stop.cancel();
+        self.stop.store(true, Ordering::SeqCst);
     }
 
     /// Stop at once: every task is dropped at its next await, nothing is flushed.
@@ -310,7 +310,7 @@ impl JobHandle {
                 job: self.name,
                 message: "a channel closed while no task failed".into(),
             });
-        } else if self.control.stop.is_cancelled() {
+        } else if self.control.stop.load(Ordering::SeqCst) {
             JobStatus::Stopped
         } else {
             JobStatus::Finished
@@ -360,7 +360,7 @@ pub fn start(plan: Plan, opts: JobOptions) -> Result<JobHandle, RuntimeError> {
     }
 
     let cancel = CancellationToken::new();
-    let stop = CancellationToken::new();
+    let stop = Arc::new(AtomicBool::new(false));
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let mut triggers = Vec::new();
     let mut subtasks = Vec::new();
@@ -440,10 +440,6 @@ pub fn start(plan: Plan, opts: JobOptions) -> Result<JobHandle, RuntimeError> {
     })
 }
 
-#[expect(
-    clippy::large_enum_variant,
-    reason = "built once per subtask, moved once"
-)]
 enum Built {
     Source {
         slot: SourceSlot,

@@ -19,9 +19,9 @@ use crate::runtime::message::{Barrier, Message};
 use crate::runtime::metrics::OperatorMetrics;
 use crate::runtime::source::TaskSource;
 use crate::runtime::{TaskError, TaskEvent};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
-use tokio_util::sync::CancellationToken;
 
 /// Where a subtask stands in the job, and how it talks to the job.
 pub struct TaskContext {
@@ -29,8 +29,9 @@ pub struct TaskContext {
     pub task: usize,
     pub subtask: u32,
     pub parallelism: u32,
-    /// Sources check it between calls: when set, they end as if bounded.
-    pub stop: CancellationToken,
+    /// Sources check it between calls: when set, they end as if bounded. (A plain flag: it is
+    /// read once per batch, a token would take a lock.)
+    pub stop: Arc<AtomicBool>,
     /// Snapshot points (barrier aligned) and the like, for the job (the checkpoint coordinator).
     pub events: UnboundedSender<TaskEvent>,
 }
@@ -72,9 +73,13 @@ pub async fn run_source_task(
             ctx.snapshot(barrier);
             outputs.broadcast(move || Message::Barrier(barrier)).await?;
         }
-        if ctx.stop.is_cancelled() {
+        if ctx.stop.load(Ordering::Relaxed) {
             break;
         }
+        // A source that always has data and a chain without channels would never reach an
+        // await that yields: spend tokio's cooperative budget so the worker still gets to
+        // other tasks (and the cancel check around this loop) now and then.
+        tokio::task::consume_budget().await;
         match slot.source.next().await {
             Ok(SourceEvent::Batch(batch)) => {
                 metrics.add(0, batch.len());
