@@ -103,6 +103,12 @@ pub trait OperatorSpec {
     fn required_parallelism(&self) -> Option<u32> {
         None
     }
+
+    /// For a keyed operator, the field of its input records it is keyed by: the runtime
+    /// routes each record to the subtask owning that key's key group.
+    fn key_field(&self) -> Option<&str> {
+        None
+    }
 }
 
 impl OperatorConfig {

@@ -1,1 +1,595 @@
-//! The runtime. Stub: to be written.
+//! The runtime: runs a [`Plan`] as subtasks on tokio, connected by bounded channels of
+//! batches, and reports how the job ended.
+//!
+//! - `message`: what crosses a channel (batches, barriers, end of stream).
+//! - `barrier`: barrier alignment as a pure decision (block / snapshot / release).
+//! - `gate`: a subtask's input channels, any of which can be blocked.
+//! - `exchange`: outgoing edges: forward, rebalance, hash by key group.
+//! - `chain`: the chained operators of a task, called in turn on each batch.
+//! - `task`: the loops of a source task and an operator task.
+//! - `metrics`: records in/out per operator and subtask.
+//! - `source`: the source a task runs (catalogue or trait object).
+//!
+//! One bounded channel per (upstream subtask, downstream subtask) pair: a full channel makes
+//! the sender wait, so a slow sink slows the source and memory stays bounded by
+//! `channel_capacity` batches per channel. Every task is spawned on the current tokio runtime.
+//!
+//! It knows no YAML and no configuration files: the caller passes a plan and [`JobOptions`].
+
+pub mod barrier;
+pub mod chain;
+pub mod exchange;
+pub mod gate;
+pub mod message;
+pub mod metrics;
+pub mod source;
+pub mod task;
+
+pub use barrier::{BarrierAligner, CheckpointingMode, Decision};
+pub use message::{Barrier, BarrierKind, CheckpointId, Message};
+pub use metrics::{JobMetrics, OperatorMetrics, SubtaskMetrics};
+pub use source::{DynSource, TaskSource};
+
+use crate::operators::{BuildContext, OperatorError};
+use crate::pipeline::plan::{Exchange, Factory, Plan};
+use crate::pipeline::OperatorId;
+use chain::{panic_message, Chain, ChainedOperator};
+use exchange::{Disconnected, OutputEdge, Outputs};
+use gate::InputGate;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use task::{SourceSlot, TaskContext};
+use tokio::sync::mpsc::{self, Receiver, Sender, UnboundedReceiver, UnboundedSender};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// How many batches a channel holds before its sender waits.
+pub const DEFAULT_CHANNEL_CAPACITY: usize = 4;
+
+/// What a job needs besides its plan.
+#[derive(Debug, Clone)]
+pub struct JobOptions {
+    /// The job's name, for logs and errors.
+    pub name: String,
+    /// Batches per channel (at least 1).
+    pub channel_capacity: usize,
+    /// How barriers align at multi-input subtasks (`execution.checkpointing.mode`).
+    pub checkpointing_mode: CheckpointingMode,
+}
+
+impl JobOptions {
+    pub fn new(name: impl Into<String>) -> Self {
+        JobOptions {
+            name: name.into(),
+            channel_capacity: DEFAULT_CHANNEL_CAPACITY,
+            checkpointing_mode: CheckpointingMode::ExactlyOnce,
+        }
+    }
+}
+
+/// Why one subtask stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("operator \"{operator}\" (subtask {}/{parallelism}) failed: {error}", subtask + 1)]
+    Operator {
+        operator: OperatorId,
+        subtask: u32,
+        parallelism: u32,
+        #[source]
+        error: OperatorError,
+    },
+    #[error(
+        "bug: operator \"{operator}\" (subtask {}/{parallelism}) panicked: {message}; please report this",
+        subtask + 1
+    )]
+    Panic {
+        operator: OperatorId,
+        subtask: u32,
+        parallelism: u32,
+        message: String,
+    },
+    /// A neighbour went away (it failed, or the job is being cancelled).
+    #[error("a connected subtask went away")]
+    Disconnected,
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl From<Disconnected> for TaskError {
+    fn from(_: Disconnected) -> Self {
+        TaskError::Disconnected
+    }
+}
+
+/// Why a job could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("operator \"{operator}\" (subtask {}/{parallelism}) cannot start: {error}", subtask + 1)]
+    Build {
+        operator: OperatorId,
+        subtask: u32,
+        parallelism: u32,
+        #[source]
+        error: OperatorError,
+    },
+    #[error("bug: the job must be started inside a tokio runtime")]
+    NoRuntime,
+    #[error("bug: invalid plan: {0}")]
+    InvalidPlan(String),
+}
+
+/// Why a job failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("job \"{job}\" failed: {error}")]
+    Failed {
+        job: String,
+        #[source]
+        error: TaskError,
+    },
+    #[error(
+        "bug: task \"{task}\" (subtask {}/{parallelism}) of job \"{job}\" panicked: {message}; please report this",
+        subtask + 1
+    )]
+    Panicked {
+        job: String,
+        task: String,
+        subtask: u32,
+        parallelism: u32,
+        message: String,
+    },
+    #[error("bug: job \"{job}\": {message}")]
+    Internal { job: String, message: String },
+}
+
+/// What a subtask tells the job while running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskEvent {
+    /// Barrier aligned at this subtask (all its inputs delivered it) and forwarded downstream.
+    Snapshot {
+        task: usize,
+        subtask: u32,
+        barrier: Barrier,
+    },
+}
+
+/// How a job ended without failing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    /// Every source ended and the pipeline drained.
+    Finished,
+    /// `stop()` ended the sources; the pipeline drained.
+    Stopped,
+    /// `cancel()` stopped everything at once, without draining.
+    Cancelled,
+}
+
+/// One operator's totals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorReport {
+    pub id: OperatorId,
+    pub parallelism: u32,
+    pub records_in: u64,
+    pub records_out: u64,
+}
+
+/// How a job went.
+#[derive(Debug, Clone)]
+pub struct JobReport {
+    pub name: String,
+    pub status: JobStatus,
+    pub duration: Duration,
+    /// In plan order.
+    pub operators: Vec<OperatorReport>,
+}
+
+impl JobReport {
+    pub fn operator(&self, id: &str) -> Option<&OperatorReport> {
+        self.operators.iter().find(|o| o.id.0 == id)
+    }
+}
+
+/// Stops or cancels a running job; cheap to clone (the CLI's Ctrl-C handler holds one).
+#[derive(Clone)]
+pub struct JobControl {
+    cancel: CancellationToken,
+    stop: Arc<AtomicBool>,
+    user_cancelled: Arc<AtomicBool>,
+    triggers: Vec<UnboundedSender<Barrier>>,
+}
+
+impl JobControl {
+    /// Sources stop and end their streams; the pipeline drains, sinks flush, the job finishes.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Stop at once: every task is dropped at its next await, nothing is flushed.
+    pub fn cancel(&self) {
+        self.user_cancelled.store(true, Ordering::SeqCst);
+        self.cancel.cancel();
+    }
+
+    /// Injects `barrier` at every source subtask, between two records. Returns false if the
+    /// sources have finished.
+    pub fn inject_barrier(&self, barrier: Barrier) -> bool {
+        let mut any = false;
+        for t in &self.triggers {
+            any |= t.send(barrier).is_ok();
+        }
+        any
+    }
+}
+
+struct SubtaskInfo {
+    task: String,
+    subtask: u32,
+    parallelism: u32,
+}
+
+/// A running job.
+pub struct JobHandle {
+    name: String,
+    control: JobControl,
+    metrics: Arc<JobMetrics>,
+    parallelism: Vec<u32>,
+    tasks: JoinSet<Result<(), TaskError>>,
+    info: HashMap<tokio::task::Id, SubtaskInfo>,
+    events: Option<UnboundedReceiver<TaskEvent>>,
+    started: Instant,
+}
+
+impl JobHandle {
+    pub fn stop(&self) {
+        self.control.stop();
+    }
+
+    pub fn cancel(&self) {
+        self.control.cancel();
+    }
+
+    pub fn control(&self) -> JobControl {
+        self.control.clone()
+    }
+
+    pub fn metrics(&self) -> Arc<JobMetrics> {
+        self.metrics.clone()
+    }
+
+    /// The events subtasks report (barrier snapshots); only the first call gets them.
+    pub fn take_events(&mut self) -> Option<UnboundedReceiver<TaskEvent>> {
+        self.events.take()
+    }
+
+    /// Waits until every subtask ended. The first operator failure cancels all other tasks
+    /// and is the job's error.
+    pub async fn wait(mut self) -> Result<JobReport, JobError> {
+        let mut failure: Option<JobError> = None;
+        let mut disconnected = false;
+        while let Some(joined) = self.tasks.join_next_with_id().await {
+            let error = match joined {
+                Ok((_, Ok(()))) | Ok((_, Err(TaskError::Cancelled))) => continue,
+                Ok((_, Err(TaskError::Disconnected))) => {
+                    disconnected = true;
+                    None
+                }
+                Ok((_, Err(error))) => Some(JobError::Failed {
+                    job: self.name.clone(),
+                    error,
+                }),
+                Err(join) if join.is_panic() => {
+                    let id = join.id();
+                    let message = panic_message(&*join.into_panic());
+                    let info = self.info.get(&id);
+                    Some(JobError::Panicked {
+                        job: self.name.clone(),
+                        task: info.map_or_else(|| "?".into(), |i| i.task.clone()),
+                        subtask: info.map_or(0, |i| i.subtask),
+                        parallelism: info.map_or(0, |i| i.parallelism),
+                        message,
+                    })
+                }
+                Err(_) => continue, // aborted: only when the job is being torn down
+            };
+            if let Some(e) = error {
+                tracing::error!(job = %self.name, error = %e, "job failing");
+                failure.get_or_insert(e);
+            }
+            // One subtask gone means the job cannot finish: stop the others now.
+            self.control.cancel.cancel();
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let status = if self.control.user_cancelled.load(Ordering::SeqCst) {
+            JobStatus::Cancelled
+        } else if disconnected {
+            return Err(JobError::Internal {
+                job: self.name,
+                message: "a channel closed while no task failed".into(),
+            });
+        } else if self.control.stop.load(Ordering::SeqCst) {
+            JobStatus::Stopped
+        } else {
+            JobStatus::Finished
+        };
+        let operators = self
+            .metrics
+            .operators
+            .iter()
+            .zip(&self.parallelism)
+            .map(|(m, &p)| OperatorReport {
+                id: m.id.clone(),
+                parallelism: p,
+                records_in: m.records_in(),
+                records_out: m.records_out(),
+            })
+            .collect();
+        Ok(JobReport {
+            name: self.name,
+            status,
+            duration: self.started.elapsed(),
+            operators,
+        })
+    }
+}
+
+/// Builds every subtask of `plan` and spawns them on the current tokio runtime.
+///
+/// Every operator is built before anything runs, so a build error (a file that cannot be
+/// opened, say) starts nothing.
+pub fn start(plan: Plan, opts: JobOptions) -> Result<JobHandle, RuntimeError> {
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| RuntimeError::NoRuntime)?;
+    let capacity = opts.channel_capacity.max(1);
+    let (mut receivers, mut senders) = wire(&plan, capacity)?;
+
+    let mut metrics = JobMetrics::default();
+    let mut op_metrics: Vec<Vec<Arc<OperatorMetrics>>> = Vec::new();
+    let mut parallelism = Vec::new();
+    for t in &plan.tasks {
+        let ms: Vec<_> = t
+            .operators
+            .iter()
+            .map(|o| Arc::new(OperatorMetrics::new(o.id.clone(), t.parallelism)))
+            .collect();
+        metrics.operators.extend(ms.iter().cloned());
+        parallelism.extend(t.operators.iter().map(|_| t.parallelism));
+        op_metrics.push(ms);
+    }
+
+    let cancel = CancellationToken::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let mut triggers = Vec::new();
+    let mut subtasks = Vec::new();
+    for (ti, t) in plan.tasks.iter().enumerate() {
+        for s in 0..t.parallelism {
+            let ctx = TaskContext {
+                task: ti,
+                subtask: s,
+                parallelism: t.parallelism,
+                stop: stop.clone(),
+                events: events_tx.clone(),
+            };
+            let outputs = Outputs::new(std::mem::take(&mut senders[ti][s as usize]));
+            let inputs = std::mem::take(&mut receivers[ti][s as usize]);
+            let built = build_subtask(&plan, ti, s, &op_metrics[ti], outputs, inputs, &opts, ctx)?;
+            if let Built::Source { trigger, .. } = &built {
+                triggers.push(trigger.clone());
+            }
+            subtasks.push((t.name(), s, t.parallelism, built));
+        }
+    }
+
+    let mut tasks = JoinSet::new();
+    let mut info = HashMap::new();
+    for (task, subtask, parallelism, built) in subtasks {
+        let cancel = cancel.clone();
+        let body = async move {
+            let run = async move {
+                match built {
+                    Built::Source {
+                        slot,
+                        chain,
+                        outputs,
+                        ctx,
+                        ..
+                    } => task::run_source_task(slot, chain, outputs, ctx).await,
+                    Built::Operator {
+                        gate,
+                        aligner,
+                        chain,
+                        outputs,
+                        ctx,
+                    } => task::run_operator_task(gate, aligner, chain, outputs, ctx).await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => Err(TaskError::Cancelled),
+                result = run => result,
+            }
+        };
+        let handle = tasks.spawn_on(body, &runtime);
+        info.insert(
+            handle.id(),
+            SubtaskInfo {
+                task,
+                subtask,
+                parallelism,
+            },
+        );
+    }
+    tracing::info!(job = %opts.name, subtasks = info.len(), "job started");
+    Ok(JobHandle {
+        name: opts.name,
+        control: JobControl {
+            cancel,
+            stop,
+            user_cancelled: Arc::new(AtomicBool::new(false)),
+            triggers,
+        },
+        metrics: Arc::new(metrics),
+        parallelism,
+        tasks,
+        info,
+        events: Some(events_rx),
+        started: Instant::now(),
+    })
+}
+
+enum Built {
+    Source {
+        slot: SourceSlot,
+        trigger: UnboundedSender<Barrier>,
+        chain: Chain,
+        outputs: Outputs,
+        ctx: TaskContext,
+    },
+    Operator {
+        gate: InputGate,
+        aligner: BarrierAligner,
+        chain: Chain,
+        outputs: Outputs,
+        ctx: TaskContext,
+    },
+}
+
+type Wiring = (Vec<Vec<Vec<Receiver<Message>>>>, Vec<Vec<Vec<OutputEdge>>>);
+
+/// Creates one channel per (upstream subtask, downstream subtask) pair of every task input.
+/// Returns per task and subtask: its input receivers (input by input, upstream subtask by
+/// upstream subtask) and its output edges.
+fn wire(plan: &Plan, capacity: usize) -> Result<Wiring, RuntimeError> {
+    let mut receivers: Vec<Vec<Vec<Receiver<Message>>>> = plan
+        .tasks
+        .iter()
+        .map(|t| (0..t.parallelism).map(|_| Vec::new()).collect())
+        .collect();
+    let mut outputs: Vec<Vec<Vec<OutputEdge>>> = plan
+        .tasks
+        .iter()
+        .map(|t| (0..t.parallelism).map(|_| Vec::new()).collect())
+        .collect();
+    for (d, task) in plan.tasks.iter().enumerate() {
+        for input in &task.inputs {
+            let u = input.from;
+            let up = plan
+                .tasks
+                .get(u)
+                .filter(|_| u < d)
+                .ok_or_else(|| RuntimeError::InvalidPlan(format!("task {d} reads task {u}")))?;
+            let (pu, pd) = (up.parallelism, task.parallelism);
+            if input.exchange == Exchange::Forward && pu != pd {
+                return Err(RuntimeError::InvalidPlan(format!(
+                    "forward edge from task {u} (x{pu}) to task {d} (x{pd})"
+                )));
+            }
+            for i in 0..pu {
+                let targets: Vec<u32> = match input.exchange {
+                    Exchange::Forward => vec![i],
+                    _ => (0..pd).collect(),
+                };
+                let mut edge_senders: Vec<Sender<Message>> = Vec::with_capacity(targets.len());
+                for j in targets {
+                    let (tx, rx) = mpsc::channel(capacity);
+                    edge_senders.push(tx);
+                    receivers[d][j as usize].push(rx);
+                }
+                outputs[u][i as usize].push(OutputEdge::new(
+                    &input.exchange,
+                    edge_senders,
+                    i,
+                    plan.max_parallelism,
+                ));
+            }
+        }
+    }
+    Ok((receivers, outputs))
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site, all parts of one subtask"
+)]
+fn build_subtask(
+    plan: &Plan,
+    ti: usize,
+    subtask: u32,
+    metrics: &[Arc<OperatorMetrics>],
+    outputs: Outputs,
+    inputs: Vec<Receiver<Message>>,
+    opts: &JobOptions,
+    ctx: TaskContext,
+) -> Result<Built, RuntimeError> {
+    let task = &plan.tasks[ti];
+    let context = |id: &OperatorId| BuildContext {
+        operator_id: id.0.clone(),
+        subtask,
+        parallelism: task.parallelism,
+        max_parallelism: plan.max_parallelism,
+        base_dir: plan.base_dir.clone(),
+    };
+    let build_error = |id: &OperatorId, error| RuntimeError::Build {
+        operator: id.clone(),
+        subtask,
+        parallelism: task.parallelism,
+        error,
+    };
+    let mut source = None;
+    let mut chained = Vec::new();
+    for (k, op) in task.operators.iter().enumerate() {
+        match (&op.factory, k) {
+            (Factory::Source(f), 0) => {
+                let built = f(&context(&op.id)).map_err(|e| build_error(&op.id, e))?;
+                source = Some((op.id.clone(), built, metrics[0].clone()));
+            }
+            (Factory::Operator(f), _) => chained.push(ChainedOperator {
+                id: op.id.clone(),
+                operator: f(&context(&op.id)).map_err(|e| build_error(&op.id, e))?,
+                metrics: metrics[k].clone(),
+            }),
+            (Factory::Source(_), _) => {
+                return Err(RuntimeError::InvalidPlan(format!(
+                    "source \"{}\" inside a chain",
+                    op.id
+                )))
+            }
+        }
+    }
+    let chain = Chain::new(chained, subtask, task.parallelism);
+    Ok(match source {
+        Some((id, source, metrics)) => {
+            let (trigger, triggers) = mpsc::unbounded_channel();
+            Built::Source {
+                slot: SourceSlot {
+                    id,
+                    source,
+                    metrics,
+                    triggers,
+                },
+                trigger,
+                chain,
+                outputs,
+                ctx,
+            }
+        }
+        None => {
+            if inputs.is_empty() {
+                return Err(RuntimeError::InvalidPlan(format!(
+                    "task \"{}\" has neither a source nor inputs",
+                    task.name()
+                )));
+            }
+            Built::Operator {
+                aligner: BarrierAligner::new(inputs.len(), opts.checkpointing_mode),
+                gate: InputGate::new(inputs),
+                chain,
+                outputs,
+                ctx,
+            }
+        }
+    })
+}

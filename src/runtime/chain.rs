@@ -1,0 +1,116 @@
+//! A chain: the operators of one task, called one after the other on each batch, with no
+//! channel between them.
+//!
+//! Each operator has its own output vector, reused for every batch, so passing a batch down the
+//! chain allocates nothing. Panics inside an operator are caught here so the error can name the
+//! operator; they are reported as bugs.
+
+use crate::operators::Operator;
+use crate::pipeline::OperatorId;
+use crate::record::Batch;
+use crate::runtime::metrics::OperatorMetrics;
+use crate::runtime::TaskError;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+/// One chained operator of one subtask.
+pub struct ChainedOperator {
+    pub id: OperatorId,
+    pub operator: Box<dyn Operator>,
+    pub metrics: Arc<OperatorMetrics>,
+}
+
+pub struct Chain {
+    ops: Vec<ChainedOperator>,
+    bufs: Vec<Vec<Batch>>,
+    subtask: u32,
+    parallelism: u32,
+}
+
+impl Chain {
+    pub fn new(ops: Vec<ChainedOperator>, subtask: u32, parallelism: u32) -> Self {
+        let bufs = ops.iter().map(|_| Vec::new()).collect();
+        Chain {
+            ops,
+            bufs,
+            subtask,
+            parallelism,
+        }
+    }
+
+    /// Runs `batch` through the whole chain; what the last operator emits lands in `out`.
+    pub fn process(&mut self, batch: Batch, out: &mut Vec<Batch>) -> Result<(), TaskError> {
+        self.run(0, batch, out)
+    }
+
+    /// The input ended: each operator in turn flushes, what it flushes runs through the rest of
+    /// the chain before the next operator finishes. Called once per subtask.
+    pub fn finish(&mut self, out: &mut Vec<Batch>) -> Result<(), TaskError> {
+        for level in 0..self.ops.len() {
+            let mut buf = std::mem::take(&mut self.bufs[level]);
+            let op = &mut self.ops[level];
+            let result = catch_unwind(AssertUnwindSafe(|| op.operator.finish(&mut buf)));
+            self.check(level, result)?;
+            let produced: usize = buf.iter().map(Batch::len).sum();
+            self.ops[level].metrics.subtasks[self.subtask as usize].add(0, produced);
+            for b in buf.drain(..) {
+                self.run(level + 1, b, out)?;
+            }
+            self.bufs[level] = buf;
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, level: usize, batch: Batch, out: &mut Vec<Batch>) -> Result<(), TaskError> {
+        if level == self.ops.len() {
+            out.push(batch);
+            return Ok(());
+        }
+        let records = batch.len();
+        let mut buf = std::mem::take(&mut self.bufs[level]);
+        let op = &mut self.ops[level];
+        let result = catch_unwind(AssertUnwindSafe(|| op.operator.process(batch, &mut buf)));
+        self.check(level, result)?;
+        let produced: usize = buf.iter().map(Batch::len).sum();
+        self.ops[level].metrics.subtasks[self.subtask as usize].add(records, produced);
+        for b in buf.drain(..) {
+            self.run(level + 1, b, out)?;
+        }
+        self.bufs[level] = buf;
+        Ok(())
+    }
+
+    fn check(
+        &self,
+        level: usize,
+        result: std::thread::Result<Result<(), crate::operators::OperatorError>>,
+    ) -> Result<(), TaskError> {
+        let operator = self.ops[level].id.clone();
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(TaskError::Operator {
+                operator,
+                subtask: self.subtask,
+                parallelism: self.parallelism,
+                error,
+            }),
+            Err(panic) => Err(TaskError::Panic {
+                operator,
+                subtask: self.subtask,
+                parallelism: self.parallelism,
+                message: panic_message(&*panic),
+            }),
+        }
+    }
+}
+
+/// The text of a panic payload.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_owned()
+    }
+}

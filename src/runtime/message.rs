@@ -1,0 +1,42 @@
+//! What travels on a channel between two subtasks: batches, checkpoint barriers and the end of
+//! the stream. Only the runtime sees these; operators see batches.
+
+use crate::record::Batch;
+use std::fmt;
+
+/// A checkpoint's number, as in `chk-<n>`: increasing within a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CheckpointId(pub u64);
+
+impl fmt::Display for CheckpointId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// What a barrier asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BarrierKind {
+    Checkpoint,
+    /// Savepoints are always aligned, whatever the checkpointing mode.
+    Savepoint,
+}
+
+/// Flink's `CheckpointBarrier`: every record before it belongs to checkpoint `checkpoint_id`,
+/// every record after it to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Barrier {
+    pub checkpoint_id: CheckpointId,
+    /// When the checkpoint was triggered, milliseconds since the Unix epoch.
+    pub timestamp: u64,
+    pub kind: BarrierKind,
+}
+
+/// One message on a channel.
+#[derive(Debug)]
+pub enum Message {
+    Data(Batch),
+    Barrier(Barrier),
+    /// The sending subtask has finished: nothing more comes on this channel.
+    End,
+}
