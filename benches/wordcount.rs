@@ -132,19 +132,13 @@ operators:
         .expect("tokio runtime");
     rt.block_on(async {
         let start = Instant::now();
-        let handle = floe::runtime::start(
-            plan,
-            floe::runtime::JobOptions {
-                name: "bench-wordcount".into(),
-                job_id: "0".repeat(32),
-            },
-        )
-        .expect("start job");
+        let handle = floe::runtime::start(plan, floe::runtime::JobOptions::new("bench-wordcount"))
+            .expect("start job");
         let report = handle.wait().await.expect("job failed");
         let elapsed = start.elapsed();
         assert_eq!(
-            report.records_in("sink"),
-            lines * WORDS_PER_LINE,
+            report.operator("sink").map(|o| o.records_in),
+            Some(lines * WORDS_PER_LINE),
             "the sink must see one update per word"
         );
         elapsed

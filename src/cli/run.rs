@@ -69,19 +69,17 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> u8 {
             return EXIT_FAILURE;
         }
     };
-    rt.block_on(run_job(pipeline.name.clone(), plan))
+    let mut options = crate::runtime::JobOptions::new(pipeline.name.clone());
+    options.checkpointing_mode = cfg.checkpointing.mode;
+    rt.block_on(run_job(plan, options))
 }
 
-async fn run_job(name: String, plan: Plan) -> u8 {
+async fn run_job(plan: Plan, options: crate::runtime::JobOptions) -> u8 {
+    let name = options.name.clone();
     let job_id = uuid::Uuid::new_v4().simple().to_string();
     let started = Instant::now();
-    let handle = match crate::runtime::start(
-        plan,
-        crate::runtime::JobOptions {
-            name: name.clone(),
-            job_id: job_id.clone(),
-        },
-    ) {
+    tracing::debug!("plan:\n{}", plan.describe());
+    let handle = match crate::runtime::start(plan, options) {
         Ok(h) => h,
         Err(e) => {
             print_error(&e);
@@ -90,7 +88,7 @@ async fn run_job(name: String, plan: Plan) -> u8 {
     };
     eprintln!("Job has been submitted with JobID {job_id}");
     tracing::info!(job = %name, job_id = %job_id, "job running");
-    let stopper = handle.stopper();
+    let stopper = handle.control();
     let signals = tokio::spawn(async move {
         wait_for_stop_signal().await;
         tracing::info!("stop requested: stopping sources, draining, flushing sinks (again to cancel)");
@@ -105,8 +103,14 @@ async fn run_job(name: String, plan: Plan) -> u8 {
         Ok(report) => {
             eprintln!("Job with JobID {job_id} has finished.");
             eprintln!("Job Runtime: {} ms", started.elapsed().as_millis());
-            for line in report.summary_lines() {
-                tracing::info!("{line}");
+            for op in &report.operators {
+                tracing::info!(
+                    operator = %op.id,
+                    parallelism = op.parallelism,
+                    records_in = op.records_in,
+                    records_out = op.records_out,
+                    "operator totals"
+                );
             }
             0
         }

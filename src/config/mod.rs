@@ -167,8 +167,10 @@ pub struct Config {
     pub web_checkpoints_history: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Flink's `execution.checkpointing.mode`: aligned barriers (exactly once) or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub enum CheckpointingMode {
+    #[default]
     ExactlyOnce,
     AtLeastOnce,
 }

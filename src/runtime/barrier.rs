@@ -17,13 +17,7 @@
 
 use crate::runtime::message::{Barrier, BarrierKind, CheckpointId};
 
-/// Flink's `execution.checkpointing.mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CheckpointingMode {
-    #[default]
-    ExactlyOnce,
-    AtLeastOnce,
-}
+pub use crate::config::CheckpointingMode;
 
 /// What the subtask must do after telling the aligner about a barrier or an ended channel.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
