@@ -293,3 +293,58 @@ impl fmt::Display for Role {
         })
     }
 }
+
+/// The closest of `candidates` to `name` (Jaro-Winkler ≥ 0.8 or a small edit distance), for
+/// "did you mean" hints.
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .filter(|c| *c != name)
+        .map(|c| (c, strsim::jaro_winkler(name, c), strsim::levenshtein(name, c)))
+        .filter(|(c, jw, lev)| *jw >= 0.8 || (*lev <= 2 && *lev < c.len().max(name.len())))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(c, _, _)| c)
+}
+
+/// `; did you mean "x"?` or nothing.
+pub fn did_you_mean_suffix<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    match did_you_mean(name, candidates) {
+        Some(c) => format!("; did you mean \"{c}\"?"),
+        None => String::new(),
+    }
+}
+
+/// The problem of a setting naming a field the input does not have.
+pub fn unknown_field(setting: &str, name: &str, input: &Schema) -> Problem {
+    Problem::new(
+        setting,
+        format!(
+            "field \"{name}\" is not in the input {input}{}",
+            did_you_mean_suffix(name, input.names())
+        ),
+    )
+}
+
+/// The input's field `name` of one of the types `allowed`, or the problem with it.
+pub fn typed_field(
+    setting: &str,
+    name: &str,
+    input: &Schema,
+    allowed: &[crate::record::DataType],
+) -> Result<(usize, crate::record::DataType), Problem> {
+    let Some(idx) = input.index_of(name) else {
+        return Err(unknown_field(setting, name, input));
+    };
+    let ty = input.fields[idx].ty;
+    if allowed.contains(&ty) {
+        return Ok((idx, ty));
+    }
+    let names: Vec<&str> = allowed.iter().map(|t| t.name()).collect();
+    Err(Problem::new(
+        setting,
+        format!(
+            "field \"{name}\" is {ty}, but this setting needs {}",
+            names.join(" or ")
+        ),
+    ))
+}
