@@ -394,7 +394,7 @@ fn unknown_type(name: &str) -> Problem {
     Problem::new(
         "type",
         format!(
-            "unknown operator type \"{name}\"{}; valid types: {}",
+            "unknown operator type \"{name}\"{} (valid types: {})",
             did_you_mean_suffix(name, all.iter().copied()),
             all.join(", ")
         ),
@@ -419,7 +419,7 @@ fn parse_body<T: serde::de::DeserializeOwned>(mut body: serde_yaml::Mapping) -> 
                     let key = serde_yaml::Value::String(field.clone());
                     let hint = did_you_mean_suffix(&field, expected.iter().map(String::as_str));
                     let known = if expected.is_empty() {
-                        "this operator has no settings".to_string()
+                        "this operator has no settings of its own".to_string()
                     } else {
                         format!("valid settings: {}", expected.join(", "))
                     };
@@ -430,7 +430,7 @@ fn parse_body<T: serde::de::DeserializeOwned>(mut body: serde_yaml::Mapping) -> 
                     };
                     problems.push(Problem::new(
                         at,
-                        format!("unknown setting \"{field}\"{hint}; {known}"),
+                        format!("unknown setting \"{field}\"{hint} ({known})"),
                     ));
                     if path.is_empty() && body.remove(&key).is_some() {
                         continue;
@@ -489,7 +489,7 @@ fn serde_problem(path: String, message: String) -> Problem {
         return Problem::new(
             path,
             format!(
-                "unknown value \"{name}\"{}; valid values: {}",
+                "unknown value \"{name}\"{} (valid values: {})",
                 did_you_mean_suffix(&name, expected.iter().map(String::as_str)),
                 expected.join(", ")
             ),

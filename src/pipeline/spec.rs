@@ -234,7 +234,7 @@ pub fn parse_raw(text: &str, file: &Path) -> Result<RawPipeline, PipelineErrors>
                     other,
                     line,
                     format!(
-                        "unknown top-level key{hint}; valid keys: {}",
+                        "unknown top-level key{hint} (valid keys: {})",
                         TOP_LEVEL_KEYS.join(", ")
                     ),
                 );
@@ -294,7 +294,7 @@ impl RawPipeline {
                 self.problem(
                     &path,
                     line,
-                    format!("unknown checkpointing setting{hint}; valid settings: {}", names.join(", ")),
+                    format!("unknown checkpointing setting{hint} (valid settings: {})", names.join(", ")),
                 );
                 continue;
             };

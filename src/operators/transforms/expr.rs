@@ -145,6 +145,12 @@ impl Expr {
         };
         let value = match try_with(false).or_else(|_| try_with(true)) {
             Ok(v) => v,
+            Err(ExecutionError::UndeclaredReference(name)) if **name == *text.trim() => {
+                return Err(format!(
+                    "\"{name}\" is not a field of the input {schema}{}",
+                    did_you_mean_suffix(&name, schema.names())
+                ))
+            }
             Err(ExecutionError::UndeclaredReference(name)) => {
                 return Err(format!(
                     "{text:?} reads \"{name}\", which is not a field of the input {schema}{}",
