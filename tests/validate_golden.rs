@@ -19,7 +19,11 @@ fn broken_pipelines_give_the_expected_messages() {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     cases.sort();
-    assert!(cases.len() >= 10, "expected the golden cases, found {}", cases.len());
+    assert!(
+        cases.len() >= 10,
+        "expected the golden cases, found {}",
+        cases.len()
+    );
     let mut failures = Vec::new();
     for case in &cases {
         let err = match floe::pipeline::load(case) {
@@ -73,5 +77,8 @@ fn invalid_yaml_points_at_line_and_column() {
 #[test]
 fn a_missing_file_is_a_problem_not_a_panic() {
     let err = floe::pipeline::load(Path::new("tests/golden/validate/no-such.yaml")).unwrap_err();
-    assert!(err.to_string().contains("cannot read the pipeline file"), "{err}");
+    assert!(
+        err.to_string().contains("cannot read the pipeline file"),
+        "{err}"
+    );
 }

@@ -62,5 +62,8 @@ fn operators_come_in_topological_order_with_inputs_remapped() {
         setting(&p, "state.checkpoints.num-retained"),
         Some(("3", "t.yaml:3"))
     );
-    assert_eq!(setting(&p, "state.backend.type").map(|s| s.0), Some("rocksdb"));
+    assert_eq!(
+        setting(&p, "state.backend.type").map(|s| s.0),
+        Some("rocksdb")
+    );
 }

@@ -261,7 +261,9 @@ impl TransformConfig {
         ctx: &BuildContext,
     ) -> Result<Box<dyn Operator>, OperatorError> {
         Ok(match self {
-            TransformConfig::FlatMap(c) => Box::new(transforms::flat_map::FlatMap::new(c, input, ctx)?),
+            TransformConfig::FlatMap(c) => {
+                Box::new(transforms::flat_map::FlatMap::new(c, input, ctx)?)
+            }
             TransformConfig::Map(c) => Box::new(transforms::map::Map::new(c, input, ctx)?),
             TransformConfig::Filter(c) => Box::new(transforms::filter::Filter::new(c, input, ctx)?),
             TransformConfig::KeyBy(c) => Box::new(transforms::key_by::KeyBy::new(c, input, ctx)?),
@@ -296,18 +298,30 @@ impl fmt::Display for Role {
 
 /// The closest of `candidates` to `name` (Jaro-Winkler ≥ 0.8 or a small edit distance), for
 /// "did you mean" hints.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .filter(|c| *c != name)
-        .map(|c| (c, strsim::jaro_winkler(name, c), strsim::levenshtein(name, c)))
+        .map(|c| {
+            (
+                c,
+                strsim::jaro_winkler(name, c),
+                strsim::levenshtein(name, c),
+            )
+        })
         .filter(|(c, jw, lev)| *jw >= 0.8 || (*lev <= 2 && *lev < c.len().max(name.len())))
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .map(|(c, _, _)| c)
 }
 
 /// `; did you mean "x"?` or nothing.
-pub fn did_you_mean_suffix<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+pub fn did_you_mean_suffix<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> String {
     match did_you_mean(name, candidates) {
         Some(c) => format!("; did you mean \"{c}\"?"),
         None => String::new(),
@@ -405,7 +419,9 @@ fn unknown_type(name: &str) -> Problem {
 ///
 /// The body goes back through YAML text because serde_yaml's text deserializer tracks the
 /// path of a nested error (`fields.one: invalid type`) and its value deserializer does not.
-fn parse_body<T: serde::de::DeserializeOwned>(mut body: serde_yaml::Mapping) -> Result<T, Vec<Problem>> {
+fn parse_body<T: serde::de::DeserializeOwned>(
+    mut body: serde_yaml::Mapping,
+) -> Result<T, Vec<Problem>> {
     let mut problems = Vec::new();
     loop {
         let text = serde_yaml::to_string(&body).unwrap_or_default();

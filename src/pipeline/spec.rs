@@ -168,7 +168,13 @@ pub fn parse_raw(text: &str, file: &Path) -> Result<RawPipeline, PipelineErrors>
         let msg = e.to_string();
         // The location is shown in front; drop serde_yaml's own " at line … column …".
         let msg = match msg.find(" at line ") {
-            Some(i) => msg[..i].to_string() + &msg[i..].split_once(", ").map(|(_, r)| format!(", {r}")).unwrap_or_default(),
+            Some(i) => {
+                msg[..i].to_string()
+                    + &msg[i..]
+                        .split_once(", ")
+                        .map(|(_, r)| format!(", {r}"))
+                        .unwrap_or_default()
+            }
             None => msg,
         };
         fail(
@@ -178,7 +184,11 @@ pub fn parse_raw(text: &str, file: &Path) -> Result<RawPipeline, PipelineErrors>
         )
     })?;
     let Value::Mapping(top) = doc else {
-        let what = if doc.is_null() { "empty" } else { "not a mapping" };
+        let what = if doc.is_null() {
+            "empty"
+        } else {
+            "not a mapping"
+        };
         return Err(fail(
             None,
             None,
@@ -196,7 +206,11 @@ pub fn parse_raw(text: &str, file: &Path) -> Result<RawPipeline, PipelineErrors>
 
     for (k, v) in &top {
         let Some(key) = k.as_str() else {
-            p.problem("", None, format!("a top-level key must be text, got {}", kind(k)));
+            p.problem(
+                "",
+                None,
+                format!("a top-level key must be text, got {}", kind(k)),
+            );
             continue;
         };
         let line = p.lines.top_key(key);
@@ -223,7 +237,11 @@ pub fn parse_raw(text: &str, file: &Path) -> Result<RawPipeline, PipelineErrors>
             },
             "allow-non-restored-state" => match v.as_bool() {
                 Some(b) => p.allow_non_restored_state = b,
-                None => p.problem(key, line, format!("expected true or false, got {}", kind(v))),
+                None => p.problem(
+                    key,
+                    line,
+                    format!("expected true or false, got {}", kind(v)),
+                ),
             },
             "checkpointing" => p.checkpointing(v, &origin_of),
             "config" => p.config_block(v, &origin_of),
@@ -242,7 +260,11 @@ pub fn parse_raw(text: &str, file: &Path) -> Result<RawPipeline, PipelineErrors>
         }
     }
     if !top.contains_key("name") {
-        p.problem("name", None, "missing: the job name (`name: wordcount`)".to_string());
+        p.problem(
+            "name",
+            None,
+            "missing: the job name (`name: wordcount`)".to_string(),
+        );
     }
     match top.get("operators") {
         None => p.problem(
@@ -281,7 +303,11 @@ impl RawPipeline {
     fn checkpointing(&mut self, v: &Value, origin_of: &dyn Fn(Option<usize>) -> String) {
         let Value::Mapping(m) = v else {
             let line = self.lines.top_key("checkpointing");
-            self.problem("checkpointing", line, format!("expected a mapping, got {}", kind(v)));
+            self.problem(
+                "checkpointing",
+                line,
+                format!("expected a mapping, got {}", kind(v)),
+            );
             return;
         };
         for (k, v) in m {
@@ -294,7 +320,10 @@ impl RawPipeline {
                 self.problem(
                     &path,
                     line,
-                    format!("unknown checkpointing setting{hint} (valid settings: {})", names.join(", ")),
+                    format!(
+                        "unknown checkpointing setting{hint} (valid settings: {})",
+                        names.join(", ")
+                    ),
                 );
                 continue;
             };
@@ -304,7 +333,11 @@ impl RawPipeline {
                     value,
                     origin: origin_of(line),
                 }),
-                None => self.problem(&path, line, format!("expected a single value, got {}", kind(v))),
+                None => self.problem(
+                    &path,
+                    line,
+                    format!("expected a single value, got {}", kind(v)),
+                ),
             }
         }
     }
@@ -312,7 +345,11 @@ impl RawPipeline {
     fn config_block(&mut self, v: &Value, origin_of: &dyn Fn(Option<usize>) -> String) {
         let Value::Mapping(m) = v else {
             let line = self.lines.top_key("config");
-            self.problem("config", line, format!("expected a mapping of configuration keys, got {}", kind(v)));
+            self.problem(
+                "config",
+                line,
+                format!("expected a mapping of configuration keys, got {}", kind(v)),
+            );
             return;
         };
         let mut flat = Vec::new();
@@ -350,18 +387,29 @@ impl RawPipeline {
             self.problem(
                 &raw.label(),
                 line,
-                format!("expected an operator (a mapping with `id` and `type`), got {}", kind(v)),
+                format!(
+                    "expected an operator (a mapping with `id` and `type`), got {}",
+                    kind(v)
+                ),
             );
             return raw;
         };
         let at = |this: &RawPipeline, key: &str| this.lines.operator_key(index, key).or(line);
         match m.get("id") {
-            None => self.problem(&raw.label(), line, "missing `id:` (a unique name, the operator's state identity)".to_string()),
+            None => self.problem(
+                &raw.label(),
+                line,
+                "missing `id:` (a unique name, the operator's state identity)".to_string(),
+            ),
             Some(id) => match scalar_text(id) {
                 Some(s) => raw.id = Some(s),
                 None => {
                     let l = at(self, "id");
-                    self.problem(&format!("{}.id", raw.label()), l, format!("expected text, got {}", kind(id)))
+                    self.problem(
+                        &format!("{}.id", raw.label()),
+                        l,
+                        format!("expected text, got {}", kind(id)),
+                    )
                 }
             },
         }
@@ -376,7 +424,11 @@ impl RawPipeline {
                         Some(s) => names.push(s),
                         None => {
                             let l = at(self, "inputs");
-                            self.problem(&format!("{label}.inputs[{j}]"), l, format!("expected an operator id, got {}", kind(item)))
+                            self.problem(
+                                &format!("{label}.inputs[{j}]"),
+                                l,
+                                format!("expected an operator id, got {}", kind(item)),
+                            )
                         }
                     }
                 }
@@ -384,7 +436,11 @@ impl RawPipeline {
             }
             Some(other) => {
                 let l = at(self, "inputs");
-                self.problem(&format!("{label}.inputs"), l, format!("expected a list of operator ids, got {}", kind(other)))
+                self.problem(
+                    &format!("{label}.inputs"),
+                    l,
+                    format!("expected a list of operator ids, got {}", kind(other)),
+                )
             }
         }
         if let Some(par) = m.get("parallelism") {
@@ -396,14 +452,25 @@ impl RawPipeline {
         }
         let type_name = match m.get("type") {
             None => {
-                self.problem(&label, line, format!("missing `type:`; valid types: {}", crate::operators::all_types().join(", ")));
+                self.problem(
+                    &label,
+                    line,
+                    format!(
+                        "missing `type:`; valid types: {}",
+                        crate::operators::all_types().join(", ")
+                    ),
+                );
                 return raw;
             }
             Some(t) => match t.as_str() {
                 Some(s) => s.to_string(),
                 None => {
                     let l = at(self, "type");
-                    self.problem(&format!("{label}.type"), l, format!("expected a type name, got {}", kind(t)));
+                    self.problem(
+                        &format!("{label}.type"),
+                        l,
+                        format!("expected a type name, got {}", kind(t)),
+                    );
                     return raw;
                 }
             },
@@ -596,19 +663,15 @@ impl LineIndex {
     /// Line range (1-based, end exclusive) of operator `index`.
     fn operator_range(&self, index: usize) -> Option<(usize, usize)> {
         let start = self.operator_start(index)?;
-        let end = self
-            .op_starts
-            .get(index + 1)
-            .copied()
-            .unwrap_or_else(|| {
-                // Up to the next top-level key.
-                self.lines
-                    .iter()
-                    .enumerate()
-                    .skip(start)
-                    .find(|(_, l)| is_content(l) && indent(l) == 0 && !l.starts_with('-'))
-                    .map_or(self.lines.len() + 1, |(i, _)| i + 1)
-            });
+        let end = self.op_starts.get(index + 1).copied().unwrap_or_else(|| {
+            // Up to the next top-level key.
+            self.lines
+                .iter()
+                .enumerate()
+                .skip(start)
+                .find(|(_, l)| is_content(l) && indent(l) == 0 && !l.starts_with('-'))
+                .map_or(self.lines.len() + 1, |(i, _)| i + 1)
+        });
         Some((start, end))
     }
 

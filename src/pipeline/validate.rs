@@ -154,7 +154,11 @@ fn resolve_inputs(
 
 /// Operators in an order where every input comes before its readers (Kahn's algorithm);
 /// every cycle is reported with the ids along it, and its operators left out.
-fn topological_order(raw: &mut RawPipeline, ops: &[RawOperator], edges: &[Vec<usize>]) -> Vec<usize> {
+fn topological_order(
+    raw: &mut RawPipeline,
+    ops: &[RawOperator],
+    edges: &[Vec<usize>],
+) -> Vec<usize> {
     let n = ops.len();
     let mut indegree: Vec<usize> = edges.iter().map(Vec::len).collect();
     let mut readers = vec![Vec::new(); n];
@@ -182,7 +186,12 @@ fn topological_order(raw: &mut RawPipeline, ops: &[RawOperator], edges: &[Vec<us
 
 /// Find the cycles among the operators Kahn's algorithm could not order (depth-first search
 /// over inputs; a back edge closes a cycle).
-fn report_cycles(raw: &mut RawPipeline, ops: &[RawOperator], edges: &[Vec<usize>], ordered: &[usize]) {
+fn report_cycles(
+    raw: &mut RawPipeline,
+    ops: &[RawOperator],
+    edges: &[Vec<usize>],
+    ordered: &[usize],
+) {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
@@ -193,7 +202,12 @@ fn report_cycles(raw: &mut RawPipeline, ops: &[RawOperator], edges: &[Vec<usize>
     for &i in ordered {
         mark[i] = Mark::Done;
     }
-    let name = |i: usize| ops[i].id.clone().unwrap_or_else(|| format!("operators[{i}]"));
+    let name = |i: usize| {
+        ops[i]
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("operators[{i}]"))
+    };
     for start in 0..ops.len() {
         if mark[start] != Mark::New {
             continue;
@@ -213,7 +227,8 @@ fn report_cycles(raw: &mut RawPipeline, ops: &[RawOperator], edges: &[Vec<usize>
                         // Stack holds readers before their inputs; the cycle, in data-flow
                         // order, runs from `node`'s input `from` … back to `from`.
                         let pos = stack.iter().position(|&(s, _)| s == from).unwrap_or(0);
-                        let mut cycle: Vec<String> = stack[pos..].iter().rev().map(|&(s, _)| name(s)).collect();
+                        let mut cycle: Vec<String> =
+                            stack[pos..].iter().rev().map(|&(s, _)| name(s)).collect();
                         cycle.push(name(node));
                         cycle.dedup();
                         if cycle.first() != cycle.last() || cycle.len() == 1 {

@@ -91,7 +91,11 @@ impl Expr {
         let env = Arc::new(Env::stdlib());
         let program = env.compile(text).map_err(|e| {
             let first = e.to_string();
-            let first = first.lines().next().unwrap_or("").replace("ERROR: <input>:", "at ");
+            let first = first
+                .lines()
+                .next()
+                .unwrap_or("")
+                .replace("ERROR: <input>:", "at ");
             format!("invalid expression {text:?}: {first}")
         })?;
         match &program.expression().expr {
@@ -100,9 +104,8 @@ impl Expr {
                 let v = program
                     .execute(&ctx)
                     .map_err(|e| format!("cannot evaluate {text:?}: {e}"))?;
-                let c = constant(&v).ok_or_else(|| {
-                    format!("{text:?} is not a str, int, float or bool value")
-                })?;
+                let c = constant(&v)
+                    .ok_or_else(|| format!("{text:?} is not a str, int, float or bool value"))?;
                 let ty = match c {
                     Constant::Str(_) => DataType::Str,
                     Constant::Int(_) => DataType::Int,
@@ -159,9 +162,9 @@ impl Expr {
             }
             Err(e) => {
                 return Err(format!(
-                    "cannot tell the type of {text:?}: evaluating it with sample values failed ({e}); \
+                "cannot tell the type of {text:?}: evaluating it with sample values failed ({e}); \
                      write a simpler expression"
-                ))
+            ))
             }
         };
         let ty = value_type(&value).ok_or_else(|| {
@@ -179,7 +182,9 @@ impl Expr {
     /// Only for [`Kind::Program`]; the other kinds have their own fast paths.
     pub fn eval_column(&self, batch: &Batch) -> Result<Column, OperatorError> {
         let Kind::Program { program, vars } = &self.kind else {
-            return Err(OperatorError::Config("bug: eval_column on a non-program".into()));
+            return Err(OperatorError::Config(
+                "bug: eval_column on a non-program".into(),
+            ));
         };
         let root = Context::with_env(self.env.clone());
         let mut col = ColumnOut::new(self.ty, batch.len());
@@ -245,7 +250,9 @@ enum ColumnOut {
 impl ColumnOut {
     fn new(ty: DataType, n: usize) -> Self {
         match ty {
-            DataType::Str => ColumnOut::Str(crate::record::StrColumnBuilder::with_capacity(n, n * 8)),
+            DataType::Str => {
+                ColumnOut::Str(crate::record::StrColumnBuilder::with_capacity(n, n * 8))
+            }
             DataType::Int => ColumnOut::Int(Vec::with_capacity(n)),
             DataType::Float => ColumnOut::Float(Vec::with_capacity(n)),
             DataType::Bool => ColumnOut::Bool(Vec::with_capacity(n)),

@@ -47,7 +47,11 @@ pub struct Filter {
 }
 
 impl Filter {
-    pub fn new(c: &FilterConfig, input: &Schema, _ctx: &BuildContext) -> Result<Self, OperatorError> {
+    pub fn new(
+        c: &FilterConfig,
+        input: &Schema,
+        _ctx: &BuildContext,
+    ) -> Result<Self, OperatorError> {
         let condition = c
             .compile(input)
             .map_err(|p| OperatorError::Config(format!("{}: {}", p.field, p.message)))?;
@@ -57,7 +61,9 @@ impl Filter {
 
 /// Keep the rows where `keep` is true; the batch itself when all are.
 fn select(batch: Batch, keep: &[bool], out: &mut Vec<Batch>) {
-    let rows: Vec<u32> = (0..keep.len() as u32).filter(|&i| keep[i as usize]).collect();
+    let rows: Vec<u32> = (0..keep.len() as u32)
+        .filter(|&i| keep[i as usize])
+        .collect();
     if rows.len() == batch.len() {
         out.push(batch);
     } else if !rows.is_empty() {
@@ -72,14 +78,18 @@ impl Operator for Filter {
             Kind::Literal(_) => {}
             Kind::Field(i) => {
                 let Column::Bool(keep) = &batch.columns[*i] else {
-                    return Err(OperatorError::Config("bug: filter field is not bool".into()));
+                    return Err(OperatorError::Config(
+                        "bug: filter field is not bool".into(),
+                    ));
                 };
                 let keep = keep.clone();
                 select(batch, &keep, out);
             }
             Kind::Program { .. } => {
                 let Column::Bool(keep) = self.condition.eval_column(&batch)? else {
-                    return Err(OperatorError::Config("bug: filter condition is not bool".into()));
+                    return Err(OperatorError::Config(
+                        "bug: filter condition is not bool".into(),
+                    ));
                 };
                 select(batch, &keep, out);
             }
@@ -116,7 +126,11 @@ mod tests {
     }
 
     fn schema() -> Schema {
-        Schema::new([("word", DataType::Str), ("n", DataType::Int), ("b", DataType::Bool)])
+        Schema::new([
+            ("word", DataType::Str),
+            ("n", DataType::Int),
+            ("b", DataType::Bool),
+        ])
     }
 
     fn run(cond: &str) -> Vec<Vec<String>> {
@@ -133,7 +147,8 @@ mod tests {
 
     #[test]
     fn keeps_records_where_the_condition_holds() {
-        let words = |rows: Vec<Vec<String>>| rows.into_iter().map(|r| r[0].clone()).collect::<Vec<_>>();
+        let words =
+            |rows: Vec<Vec<String>>| rows.into_iter().map(|r| r[0].clone()).collect::<Vec<_>>();
         assert_eq!(words(run("size(word) > 2 && n % 2 == 1")), ["the", "floe"]);
         assert_eq!(words(run("b")), ["the", "x"]);
         assert_eq!(words(run("true")), ["the", "a", "floe", "x"]);

@@ -84,7 +84,9 @@ impl FlatMapConfig {
                 match sep.as_bytes() {
                     [] => Err(Problem::new("separator", "the separator is empty")),
                     [b] => Ok(Splitter::Byte(*b)),
-                    bytes => Ok(Splitter::Bytes(memmem::Finder::new(bytes).into_owned())),
+                    bytes => Ok(Splitter::Bytes(Box::new(
+                        memmem::Finder::new(bytes).into_owned(),
+                    ))),
                 }
             }
         }
@@ -115,7 +117,7 @@ impl OperatorSpec for FlatMapConfig {
 
 enum Splitter {
     Byte(u8),
-    Bytes(memmem::Finder<'static>),
+    Bytes(Box<memmem::Finder<'static>>),
     Regex(regex::bytes::Regex),
 }
 
@@ -126,7 +128,11 @@ pub struct FlatMap {
 }
 
 impl FlatMap {
-    pub fn new(c: &FlatMapConfig, input: &Schema, _ctx: &BuildContext) -> Result<Self, OperatorError> {
+    pub fn new(
+        c: &FlatMapConfig,
+        input: &Schema,
+        _ctx: &BuildContext,
+    ) -> Result<Self, OperatorError> {
         let column = c
             .input_column(input)
             .map_err(|p| OperatorError::Config(p.message))?;
@@ -253,7 +259,10 @@ mod tests {
         let Column::Str(out_col) = &out[0].columns[0] else {
             unreachable!()
         };
-        assert!(Arc::ptr_eq(&in_buf, &out_col.buf), "words must share the line buffer");
+        assert!(
+            Arc::ptr_eq(&in_buf, &out_col.buf),
+            "words must share the line buffer"
+        );
     }
 
     #[test]
@@ -266,7 +275,10 @@ mod tests {
             Batch::new(vec![Column::Int(vec![1, 2]), Column::Str(b.finish())])
         };
         let mut op = FlatMap::new(&cfg("separator: \", \""), &schema, &ctx()).unwrap();
-        assert_eq!(words(&mut op, batch()).0, ["a", "b,,c", "Hello", "world! It's"]);
+        assert_eq!(
+            words(&mut op, batch()).0,
+            ["a", "b,,c", "Hello", "world! It's"]
+        );
         let mut op = FlatMap::new(&cfg(r#"regex: "\\W+""#), &schema, &ctx()).unwrap();
         assert_eq!(
             words(&mut op, batch()).0,
@@ -285,7 +297,10 @@ mod tests {
         let errs = cfg("{field: lin}")
             .output_schema(Some(&Schema::new([("line", DataType::Str)])))
             .unwrap_err();
-        assert!(errs[0].message.contains("did you mean \"line\""), "{errs:?}");
+        assert!(
+            errs[0].message.contains("did you mean \"line\""),
+            "{errs:?}"
+        );
         let errs = cfg("{regex: '\\W*'}").output_schema(None).unwrap_err();
         assert!(errs[0].message.contains("matches empty text"));
         let errs = cfg("{regex: '('}").output_schema(None).unwrap_err();

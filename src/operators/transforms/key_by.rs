@@ -215,7 +215,12 @@ impl KeyBy {
         &self.store
     }
 
-    fn fold(&mut self, key: &Column, values: &[u64], out: &mut Vec<u64>) -> Result<(), OperatorError> {
+    fn fold(
+        &mut self,
+        key: &Column,
+        values: &[u64],
+        out: &mut Vec<u64>,
+    ) -> Result<(), OperatorError> {
         let step = self.step;
         let store = &mut self.store;
         let value = |i: usize| values.get(i).copied().unwrap_or(0);
@@ -228,7 +233,9 @@ impl KeyBy {
                 for i in 0..c.len() {
                     let k = c.get(i);
                     let v = value(i);
-                    let acc = store.get_or_insert(hash_str(k), k, step.init(v)).map_err(err)?;
+                    let acc = store
+                        .get_or_insert(hash_str(k), k, step.init(v))
+                        .map_err(err)?;
                     step.apply(acc, v);
                     out.push(*acc);
                 }
@@ -352,7 +359,8 @@ mod tests {
         let buf = in_col.buf.clone();
         let mut out = Vec::new();
         op.process(input, &mut out).unwrap();
-        op.process(Batch::new(vec![text(&["b"])]), &mut out).unwrap();
+        op.process(Batch::new(vec![text(&["b"])]), &mut out)
+            .unwrap();
         assert_eq!(
             rows(&out),
             ["(a,1)", "(b,1)", "(a,2)", "(c,1)", "(a,3)", "(b,2)"]
@@ -381,7 +389,11 @@ mod tests {
 
     #[test]
     fn min_max_sum_of_floats_and_ints_by_int_key() {
-        let schema = Schema::new([("k", DataType::Int), ("v", DataType::Float), ("n", DataType::Int)]);
+        let schema = Schema::new([
+            ("k", DataType::Int),
+            ("v", DataType::Float),
+            ("n", DataType::Int),
+        ]);
         let batch = || {
             Batch::new(vec![
                 Column::Int(vec![1, 2, 1, 1]),
@@ -418,7 +430,10 @@ mod tests {
         let s = cfg("{key: k, aggregate: sum, field: v, output: total}")
             .output_schema(Some(&schema))
             .unwrap();
-        assert_eq!(s, Schema::new([("k", DataType::Int), ("total", DataType::Float)]));
+        assert_eq!(
+            s,
+            Schema::new([("k", DataType::Int), ("total", DataType::Float)])
+        );
     }
 
     #[test]
@@ -426,8 +441,11 @@ mod tests {
         let schema = Schema::new([("ok", DataType::Bool)]);
         let mut op = KeyBy::new(&cfg("{key: ok, aggregate: count}"), &schema, &ctx(0, 1)).unwrap();
         let mut out = Vec::new();
-        op.process(Batch::new(vec![Column::Bool(vec![true, false, true])]), &mut out)
-            .unwrap();
+        op.process(
+            Batch::new(vec![Column::Bool(vec![true, false, true])]),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(rows(&out), ["(true,1)", "(false,1)", "(true,2)"]);
     }
 
@@ -435,7 +453,8 @@ mod tests {
     fn a_key_routed_to_the_wrong_subtask_fails_the_operator() {
         let schema = Schema::new([("word", DataType::Str)]);
         // Subtask 0 of 2 owns groups 0..=63; "a" is in group 81.
-        let mut op = KeyBy::new(&cfg("{key: word, aggregate: count}"), &schema, &ctx(0, 2)).unwrap();
+        let mut op =
+            KeyBy::new(&cfg("{key: word, aggregate: count}"), &schema, &ctx(0, 2)).unwrap();
         let err = op
             .process(Batch::new(vec![text(&["a"])]), &mut Vec::new())
             .unwrap_err();
@@ -455,7 +474,9 @@ mod tests {
         assert!(p[0].message.contains("is float"), "{p:?}");
         assert!(p[1].message.contains("takes no `field`"));
         let p = problems("{key: word, aggregate: max, field: word}");
-        assert!(p[0].message.contains("is str, but this setting needs int or float"));
+        assert!(p[0]
+            .message
+            .contains("is str, but this setting needs int or float"));
         let e = serde_yaml::from_str::<KeyByConfig>("{key: w, aggregate: avg}").unwrap_err();
         assert!(e.to_string().contains("unknown variant `avg`"));
     }

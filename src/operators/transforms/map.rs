@@ -35,7 +35,9 @@ fn ordered_fields<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String
             let mut out: Vec<(String, String)> = Vec::new();
             while let Some((k, v)) = m.next_entry::<String, String>()? {
                 if out.iter().any(|(name, _)| *name == k) {
-                    return Err(serde::de::Error::custom(format!("field \"{k}\" is given twice")));
+                    return Err(serde::de::Error::custom(format!(
+                        "field \"{k}\" is given twice"
+                    )));
                 }
                 out.push((k, v));
             }
@@ -63,7 +65,10 @@ impl MapConfig {
     fn plan(&self, input: &Schema) -> Result<Plan, Vec<Problem>> {
         let mut problems = Vec::new();
         if self.fields.is_empty() {
-            problems.push(Problem::new("fields", "no fields: give at least one `name: expression`"));
+            problems.push(Problem::new(
+                "fields",
+                "no fields: give at least one `name: expression`",
+            ));
         }
         let mut exprs = Vec::new();
         for (name, text) in &self.fields {
@@ -130,7 +135,10 @@ pub struct Map {
 impl Map {
     pub fn new(c: &MapConfig, input: &Schema, _ctx: &BuildContext) -> Result<Self, OperatorError> {
         let plan = c.plan(input).map_err(|ps| {
-            let msgs: Vec<String> = ps.into_iter().map(|p| format!("{}: {}", p.field, p.message)).collect();
+            let msgs: Vec<String> = ps
+                .into_iter()
+                .map(|p| format!("{}: {}", p.field, p.message))
+                .collect();
             OperatorError::Config(msgs.join("; "))
         })?;
         let mut uses = vec![0; input.len()];
@@ -170,7 +178,9 @@ impl Operator for Map {
                     }
                 }
             };
-            columns.push(col.ok_or_else(|| OperatorError::Config("bug: map column used twice".into()))?);
+            columns.push(
+                col.ok_or_else(|| OperatorError::Config("bug: map column used twice".into()))?,
+            );
         }
         out.push(if columns.is_empty() {
             Batch::empty_with_len(n)
@@ -221,12 +231,16 @@ mod tests {
         assert!(matches!(op.plan.exprs[0].kind, Kind::Field(0)));
         assert!(matches!(op.plan.exprs[1].kind, Kind::Literal(_)));
         let input = Batch::new(vec![words(&["a", "b"])]);
-        let Column::Str(in_col) = &input.columns[0] else { unreachable!() };
+        let Column::Str(in_col) = &input.columns[0] else {
+            unreachable!()
+        };
         let buf = in_col.buf.clone();
         let mut out = Vec::new();
         op.process(input, &mut out).unwrap();
         assert_eq!(out[0].row(1), vec![Value::Str(b"b"), Value::Int(1)]);
-        let Column::Str(c) = &out[0].columns[0] else { unreachable!() };
+        let Column::Str(c) = &out[0].columns[0] else {
+            unreachable!()
+        };
         assert!(Arc::ptr_eq(&buf, &c.buf));
     }
 
@@ -250,8 +264,11 @@ mod tests {
         );
         let mut op = Map::new(&c, &schema, &ctx()).unwrap();
         let mut out = Vec::new();
-        op.process(Batch::new(vec![words(&["hi", "a"]), Column::Int(vec![3, 4])]), &mut out)
-            .unwrap();
+        op.process(
+            Batch::new(vec![words(&["hi", "a"]), Column::Int(vec![3, 4])]),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(
             out[0].row(0),
             vec![
@@ -272,12 +289,23 @@ mod tests {
         let c = cfg("{keep: true, fields: {n: n + 1, m: n}}");
         assert_eq!(
             c.output_schema(Some(&schema)).unwrap(),
-            Schema::new([("word", DataType::Str), ("n", DataType::Int), ("m", DataType::Int)])
+            Schema::new([
+                ("word", DataType::Str),
+                ("n", DataType::Int),
+                ("m", DataType::Int)
+            ])
         );
         let mut op = Map::new(&c, &schema, &ctx()).unwrap();
         let mut out = Vec::new();
-        op.process(Batch::new(vec![words(&["a"]), Column::Int(vec![5])]), &mut out).unwrap();
-        assert_eq!(out[0].row(0), vec![Value::Str(b"a"), Value::Int(6), Value::Int(5)]);
+        op.process(
+            Batch::new(vec![words(&["a"]), Column::Int(vec![5])]),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(
+            out[0].row(0),
+            vec![Value::Str(b"a"), Value::Int(6), Value::Int(5)]
+        );
     }
 
     #[test]
@@ -290,12 +318,18 @@ mod tests {
         assert_eq!(p[0].field, "fields.a");
         assert!(p[0].message.contains("did you mean \"word\""), "{p:?}");
         assert!(p[1].message.starts_with("invalid expression"), "{p:?}");
-        assert!(p[2].message.contains("only str, int, float or bool"), "{p:?}");
+        assert!(
+            p[2].message.contains("only str, int, float or bool"),
+            "{p:?}"
+        );
 
         let c = cfg("fields: {q: 10 / n}");
         let mut op = Map::new(&c, &schema, &ctx()).unwrap();
         let err = op
-            .process(Batch::new(vec![words(&["z"]), Column::Int(vec![0])]), &mut Vec::new())
+            .process(
+                Batch::new(vec![words(&["z"]), Column::Int(vec![0])]),
+                &mut Vec::new(),
+            )
             .unwrap_err();
         assert!(matches!(err, OperatorError::Data(_)));
         let msg = err.to_string();
