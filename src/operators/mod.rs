@@ -267,7 +267,9 @@ impl TransformConfig {
         ctx: &BuildContext,
     ) -> Result<Box<dyn Operator>, OperatorError> {
         Ok(match self {
-            TransformConfig::FlatMap(c) => Box::new(transforms::flat_map::FlatMap::new(c, input, ctx)?),
+            TransformConfig::FlatMap(c) => {
+                Box::new(transforms::flat_map::FlatMap::new(c, input, ctx)?)
+            }
             TransformConfig::Map(c) => Box::new(transforms::map::Map::new(c, input, ctx)?),
             TransformConfig::Filter(c) => Box::new(transforms::filter::Filter::new(c, input, ctx)?),
             TransformConfig::KeyBy(c) => Box::new(transforms::key_by::KeyBy::new(c, input, ctx)?),
@@ -298,4 +300,222 @@ impl fmt::Display for Role {
             Role::Sink => "sink",
         })
     }
+}
+
+/// The closest of `candidates` to `name` (Jaro-Winkler ≥ 0.8 or a small edit distance), for
+/// "did you mean" hints.
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .filter(|c| *c != name)
+        .map(|c| {
+            (
+                c,
+                strsim::jaro_winkler(name, c),
+                strsim::levenshtein(name, c),
+            )
+        })
+        .filter(|(c, jw, lev)| *jw >= 0.8 || (*lev <= 2 && *lev < c.len().max(name.len())))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(c, _, _)| c)
+}
+
+/// `; did you mean "x"?` or nothing.
+pub fn did_you_mean_suffix<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> String {
+    match did_you_mean(name, candidates) {
+        Some(c) => format!("; did you mean \"{c}\"?"),
+        None => String::new(),
+    }
+}
+
+/// The problem of a setting naming a field the input does not have.
+pub fn unknown_field(setting: &str, name: &str, input: &Schema) -> Problem {
+    Problem::new(
+        setting,
+        format!(
+            "field \"{name}\" is not in the input {input}{}",
+            did_you_mean_suffix(name, input.names())
+        ),
+    )
+}
+
+/// The input's field `name` of one of the types `allowed`, or the problem with it.
+pub fn typed_field(
+    setting: &str,
+    name: &str,
+    input: &Schema,
+    allowed: &[crate::record::DataType],
+) -> Result<(usize, crate::record::DataType), Problem> {
+    let Some(idx) = input.index_of(name) else {
+        return Err(unknown_field(setting, name, input));
+    };
+    let ty = input.fields[idx].ty;
+    if allowed.contains(&ty) {
+        return Ok((idx, ty));
+    }
+    let names: Vec<&str> = allowed.iter().map(|t| t.name()).collect();
+    Err(Problem::new(
+        setting,
+        format!(
+            "field \"{name}\" is {ty}, but this setting needs {}",
+            names.join(" or ")
+        ),
+    ))
+}
+
+impl OperatorConfig {
+    /// Parse one operator's settings: `type_name` decides the operator (with `has_inputs`
+    /// deciding between the file source and the file sink), then `body` (its settings without
+    /// `id`, `type`, `inputs`, `parallelism`) goes into that operator's config struct.
+    ///
+    /// Reports every unknown setting at once (with did-you-mean from the struct's own list of
+    /// fields), then the first other problem serde finds, each with its setting's path.
+    pub fn parse(
+        type_name: &str,
+        has_inputs: bool,
+        body: serde_yaml::Mapping,
+    ) -> Result<OperatorConfig, Vec<Problem>> {
+        use OperatorConfig as O;
+        Ok(match (type_name, has_inputs) {
+            ("socket", _) => O::Source(SourceConfig::Socket(parse_body(body)?)),
+            ("file", false) => O::Source(SourceConfig::File(parse_body(body)?)),
+            ("datagen", _) => O::Source(SourceConfig::Datagen(parse_body(body)?)),
+            ("flat_map", _) => O::Transform(TransformConfig::FlatMap(parse_body(body)?)),
+            ("map", _) => O::Transform(TransformConfig::Map(parse_body(body)?)),
+            ("filter", _) => O::Transform(TransformConfig::Filter(parse_body(body)?)),
+            ("key_by", _) => O::Transform(TransformConfig::KeyBy(parse_body(body)?)),
+            ("print", _) => O::Sink(SinkConfig::Print(parse_body(body)?)),
+            ("file", true) => O::Sink(SinkConfig::File(parse_body(body)?)),
+            ("blackhole", _) => O::Sink(SinkConfig::Blackhole(parse_body(body)?)),
+            (other, _) => return Err(vec![unknown_type(other)]),
+        })
+    }
+}
+
+/// Every `type:` name once, in catalogue order.
+pub fn all_types() -> Vec<&'static str> {
+    let mut all: Vec<&'static str> = Vec::new();
+    for t in SOURCE_TYPES.iter().chain(TRANSFORM_TYPES).chain(SINK_TYPES) {
+        if !all.contains(t) {
+            all.push(t);
+        }
+    }
+    all
+}
+
+fn unknown_type(name: &str) -> Problem {
+    let all = all_types();
+    Problem::new(
+        "type",
+        format!(
+            "unknown operator type \"{name}\"{} (valid types: {})",
+            did_you_mean_suffix(name, all.iter().copied()),
+            all.join(", ")
+        ),
+    )
+}
+
+/// Deserialize an operator body into its config struct, reporting every unknown setting.
+///
+/// The body goes back through YAML text because serde_yaml's text deserializer tracks the
+/// path of a nested error (`fields.one: invalid type`) and its value deserializer does not.
+fn parse_body<T: serde::de::DeserializeOwned>(
+    mut body: serde_yaml::Mapping,
+) -> Result<T, Vec<Problem>> {
+    let mut problems = Vec::new();
+    loop {
+        let text = serde_yaml::to_string(&body).unwrap_or_default();
+        // An empty body serializes as `{}`, which is a valid empty mapping.
+        match serde_yaml::from_str::<T>(&text) {
+            Ok(v) if problems.is_empty() => return Ok(v),
+            Ok(_) => return Err(problems),
+            Err(e) => {
+                let (path, message) = split_serde_message(&e.to_string());
+                if let Some((field, expected)) = unknown_name(&message, "unknown field") {
+                    let key = serde_yaml::Value::String(field.clone());
+                    let hint = did_you_mean_suffix(&field, expected.iter().map(String::as_str));
+                    let known = if expected.is_empty() {
+                        "this operator has no settings of its own".to_string()
+                    } else {
+                        format!("valid settings: {}", expected.join(", "))
+                    };
+                    let at = if path.is_empty() {
+                        field.clone()
+                    } else {
+                        format!("{path}.{field}")
+                    };
+                    problems.push(Problem::new(
+                        at,
+                        format!("unknown setting \"{field}\"{hint} ({known})"),
+                    ));
+                    if path.is_empty() && body.remove(&key).is_some() {
+                        continue;
+                    }
+                    return Err(problems);
+                }
+                problems.push(serde_problem(path, message));
+                return Err(problems);
+            }
+        }
+    }
+}
+
+/// `fields.one: invalid type: … at line 1 column 6` → (`fields.one`, `invalid type: …`).
+fn split_serde_message(msg: &str) -> (String, String) {
+    let msg = match msg.rfind(" at line ") {
+        Some(i) if msg[i..].contains(" column ") => &msg[..i],
+        _ => msg,
+    };
+    if let Some((head, rest)) = msg.split_once(": ") {
+        let is_path = !head.is_empty()
+            && head
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.[]".contains(c));
+        if is_path {
+            return (head.to_string(), rest.to_string());
+        }
+    }
+    (String::new(), msg.to_string())
+}
+
+/// ``unknown field `sepp`, expected one of `a`, `b` `` → (`sepp`, [`a`, `b`]).
+fn unknown_name(msg: &str, what: &str) -> Option<(String, Vec<String>)> {
+    let rest = msg.strip_prefix(what)?.strip_prefix(" `")?;
+    let (name, rest) = rest.split_once('`')?;
+    let expected = rest
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    Some((name.to_string(), expected))
+}
+
+/// A serde error other than an unknown field, reworded for people.
+fn serde_problem(path: String, message: String) -> Problem {
+    if let Some((name, _)) = unknown_name(&message, "missing field") {
+        let at = if path.is_empty() {
+            name.clone()
+        } else {
+            format!("{path}.{name}")
+        };
+        return Problem::new(at, format!("missing required setting \"{name}\""));
+    }
+    if let Some((name, expected)) = unknown_name(&message, "unknown variant") {
+        return Problem::new(
+            path,
+            format!(
+                "unknown value \"{name}\"{} (valid values: {})",
+                did_you_mean_suffix(&name, expected.iter().map(String::as_str)),
+                expected.join(", ")
+            ),
+        );
+    }
+    Problem::new(path, message)
 }

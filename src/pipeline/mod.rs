@@ -70,3 +70,6 @@ impl Pipeline {
         self.operators.iter().find(|o| o.id.0 == id)
     }
 }
+
+pub use spec::{PipelineErrors, PipelineProblem};
+pub use validate::{load, parse};

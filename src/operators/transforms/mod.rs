@@ -1,5 +1,6 @@
 //! Transforms: operators that read records and produce records.
 
+pub mod expr;
 pub mod filter;
 pub mod flat_map;
 pub mod key_by;
