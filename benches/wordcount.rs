@@ -51,12 +51,7 @@ fn main() {
             }
             let f = median(&mut floe_rates);
             let r = median(&mut ref_rates);
-            println!(
-                "{vocab:>9} {p:>3} {:>16.0} {:>16.0} {:>8.2}",
-                f,
-                r,
-                f / r
-            );
+            println!("{vocab:>9} {p:>3} {:>16.0} {:>16.0} {:>8.2}", f, r, f / r);
         }
     }
 }
@@ -122,7 +117,7 @@ operators:
     inputs: [count]
 "
     );
-    let pipeline = floe::pipeline::spec::parse(&yaml, Path::new("bench-wordcount.yaml"))
+    let pipeline = floe::pipeline::parse(&yaml, Path::new("bench-wordcount.yaml"))
         .unwrap_or_else(|e| panic!("bench pipeline invalid: {e}"));
     let plan = floe::pipeline::plan::Plan::build(&pipeline, parallelism, None)
         .unwrap_or_else(|e| panic!("bench plan: {e}"));

@@ -64,7 +64,11 @@ fn config_shows_each_value_with_its_origin() {
         .args(["-D", "execution.checkpointing.interval=2s"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let line = |key: &str| {
         text.lines()
@@ -73,7 +77,10 @@ fn config_shows_each_value_with_its_origin() {
             .to_string()
     };
     let retained = line("execution.checkpointing.num-retained");
-    assert!(retained.contains('3') && retained.contains("flink-conf.yaml:1"), "{retained}");
+    assert!(
+        retained.contains('3') && retained.contains("flink-conf.yaml:1"),
+        "{retained}"
+    );
     let interval = line("execution.checkpointing.interval");
     assert!(interval.contains("-D"), "the -D layer wins: {interval}");
 }
@@ -126,7 +133,13 @@ fn socket_wordcount_counts_lines_from_a_real_listener_and_stops_cleanly_on_sigin
     lines.sort();
     assert_eq!(
         lines,
-        ["(floe,1)", "(hello,1)", "(hello,2)", "(hello,3)", "(world,1)"]
+        [
+            "(floe,1)",
+            "(hello,1)",
+            "(hello,2)",
+            "(hello,3)",
+            "(world,1)"
+        ]
     );
 }
 

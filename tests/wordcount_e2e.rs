@@ -109,9 +109,16 @@ fn check_parallelism(p: u32) {
     let mut subtasks = std::collections::HashSet::new();
     for line in stdout.lines() {
         let (subtask, word, n) = parse_line(line);
-        assert_eq!(subtask.is_some(), p > 1, "prefix iff parallelism > 1: {line:?}");
+        assert_eq!(
+            subtask.is_some(),
+            p > 1,
+            "prefix iff parallelism > 1: {line:?}"
+        );
         if let Some(s) = subtask {
-            assert!((1..=p).contains(&s), "subtask prefix out of range: {line:?}");
+            assert!(
+                (1..=p).contains(&s),
+                "subtask prefix out of range: {line:?}"
+            );
             subtasks.insert(s);
         }
         seen.entry(word).or_default().push(n);
@@ -147,18 +154,30 @@ fn wordcount_parallelism_4() {
 fn generator_definition_matches_the_shared_script() {
     // The corpus script is the definition; where python3 and the script are there, check that
     // this test's reading of it agrees, so the expectations above are independent and right.
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/bench/gen_corpus.py");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/gen_corpus.py");
     let Ok(out) = Command::new("python3")
         .arg(&script)
-        .args(["--lines", "50", "--words-per-line", "7", "--vocab", "500", "--seed", "7"])
+        .args([
+            "--lines",
+            "50",
+            "--words-per-line",
+            "7",
+            "--vocab",
+            "500",
+            "--seed",
+            "7",
+        ])
         .output()
     else {
         eprintln!("python3 not found; skipping the cross-check");
         return;
     };
     if !out.status.success() {
-        eprintln!("{} not runnable; skipping the cross-check", script.display());
+        eprintln!(
+            "{} not runnable; skipping the cross-check",
+            script.display()
+        );
         return;
     }
     let mut from_script: HashMap<String, u64> = HashMap::new();

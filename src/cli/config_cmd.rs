@@ -20,7 +20,7 @@ pub struct ConfigArgs {
 
 pub fn config(global: &GlobalArgs, args: ConfigArgs) -> u8 {
     let pipeline_settings = match &args.pipeline {
-        Some(path) => match crate::pipeline::spec::load(path) {
+        Some(path) => match crate::pipeline::load(path) {
             Ok(p) => p.settings,
             Err(e) => {
                 eprintln!("{e}");
@@ -42,8 +42,7 @@ pub fn config(global: &GlobalArgs, args: ConfigArgs) -> u8 {
             if args.json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&config::render_json(&loaded))
-                        .unwrap_or_default()
+                    serde_json::to_string_pretty(&config::render_json(&loaded)).unwrap_or_default()
                 );
             } else {
                 print!("{}", config::render_text(&loaded));

@@ -2,6 +2,7 @@
 //! JSON lines.
 
 use super::LogFormat;
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 pub fn init(format: LogFormat) {
@@ -9,7 +10,8 @@ pub fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal());
     // A second init (tests calling main twice) is harmless: keep the first subscriber.
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -25,7 +25,7 @@ pub struct RunArgs {
 }
 
 pub fn run(global: &GlobalArgs, args: RunArgs) -> u8 {
-    let pipeline = match crate::pipeline::spec::load(&args.file) {
+    let pipeline = match crate::pipeline::load(&args.file) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");
@@ -91,7 +91,9 @@ async fn run_job(plan: Plan, options: crate::runtime::JobOptions) -> u8 {
     let stopper = handle.control();
     let signals = tokio::spawn(async move {
         wait_for_stop_signal().await;
-        tracing::info!("stop requested: stopping sources, draining, flushing sinks (again to cancel)");
+        tracing::info!(
+            "stop requested: stopping sources, draining, flushing sinks (again to cancel)"
+        );
         stopper.stop();
         wait_for_stop_signal().await;
         tracing::warn!("second stop request: cancelling");

@@ -14,7 +14,7 @@ pub struct ValidateArgs {
 pub fn validate(args: ValidateArgs) -> u8 {
     let mut invalid = 0usize;
     for file in &args.files {
-        match crate::pipeline::spec::load(file) {
+        match crate::pipeline::load(file) {
             Ok(p) => println!(
                 "{}: valid (pipeline \"{}\", {} operators)",
                 file.display(),
@@ -31,7 +31,10 @@ pub fn validate(args: ValidateArgs) -> u8 {
         return 0;
     }
     if args.files.len() > 1 {
-        eprintln!("{invalid} of {} pipeline files are invalid", args.files.len());
+        eprintln!(
+            "{invalid} of {} pipeline files are invalid",
+            args.files.len()
+        );
     }
     EXIT_CONFIG
 }

@@ -202,7 +202,11 @@ mod tests {
             ("hello", 99162322, 35, 1),
         ];
         for (key, code, group, subtask) in strings {
-            assert_eq!(java_string_hash_code(key.as_bytes()), code, "hashCode of {key}");
+            assert_eq!(
+                java_string_hash_code(key.as_bytes()),
+                code,
+                "hashCode of {key}"
+            );
             let g = hash_str(key.as_bytes()).key_group(128);
             assert_eq!(g, group, "key group of {key}");
             assert_eq!(operator_index(g, 4, 128), subtask, "subtask of {key}");

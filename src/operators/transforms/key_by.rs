@@ -132,6 +132,10 @@ impl OperatorSpec for KeyByConfig {
     fn is_keyed(&self) -> bool {
         true
     }
+
+    fn key_field(&self) -> Option<&str> {
+        Some(&self.key)
+    }
 }
 
 /// How one record changes its key's accumulator; values are i64 or f64 bits.
