@@ -1,1 +1,78 @@
-//! Checkpoints (issue 3). Stub.
+//! Checkpoints: the coordinator (trigger, timeout, min-pause, max-concurrent, tolerable
+//! failures), storage paths, the `_metadata` format, retention and shared-file reference
+//! counts, restore mapping. It must never block the data path: encoding and writing run off
+//! the task threads, and a task only hands over copy-on-write views at a barrier.
+//!
+//! - `types` (here): what crosses between tasks, state encoding, storage and coordinator.
+//! - `metadata`: the `_metadata` file format (magic, version, checksum) and its types.
+//! - `storage`: one function builds every path; atomic writes; reading with clear errors.
+//! - `retention`: which checkpoints to delete (pure), shared-file reference counts.
+//! - `coordinator`: trigger timing and failure counting (pure) and the async driver.
+//! - `inspect`: the offline view behind `floe inspect`.
+
+pub mod coordinator;
+pub mod inspect;
+pub mod metadata;
+pub mod retention;
+pub mod storage;
+
+use crate::pipeline::OperatorId;
+use crate::state::keyed::KeyedSnapshot;
+use std::fmt;
+
+pub use crate::runtime::message::CheckpointId;
+
+/// A job's id: 32 lowercase hex characters, as Flink's `JobID`.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct JobId(pub String);
+
+impl JobId {
+    /// A fresh random id.
+    pub fn random() -> JobId {
+        JobId(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    /// Whether `s` has the form of a job id (32 lowercase hex characters).
+    pub fn is_valid(s: &str) -> bool {
+        s.len() == 32
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a source is in its input: what it snapshots so that a restore resumes there.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SourcePosition {
+    /// `datagen`: the index of the next line this subtask generates.
+    Datagen { next_line: u64 },
+    /// `file`: per file, the byte offset of the next unread line.
+    Files(Vec<(String, u64)>),
+}
+
+/// What one operator subtask hands over when a barrier has aligned at it. The synchronous
+/// part of the snapshot is done when this exists: keyed state is a copy-on-write view,
+/// positions are copied. Encoding and writing happen elsewhere, off the data path.
+#[derive(Debug, Clone)]
+pub enum OperatorSnapshot {
+    Keyed(KeyedSnapshot),
+    Source(SourcePosition),
+}
+
+/// One subtask's snapshot for one checkpoint, as sent from the task to the state writer.
+#[derive(Debug, Clone)]
+pub struct SubtaskSnapshot {
+    pub checkpoint_id: CheckpointId,
+    pub operator_id: OperatorId,
+    pub subtask: u32,
+    pub parallelism: u32,
+    pub max_parallelism: u32,
+    pub state: OperatorSnapshot,
+}

@@ -6,3 +6,4 @@
 
 pub mod keyed;
 pub mod keygroup;
+pub mod snapshot;
