@@ -76,3 +76,65 @@ pub struct SubtaskSnapshot {
     pub max_parallelism: u32,
     pub state: OperatorSnapshot,
 }
+
+/// Why a checkpoint could not be written, completed or read. Storage errors name the path.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Format(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A completed checkpoint as storage reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompletedCheckpoint {
+    pub checkpoint_id: CheckpointId,
+    /// The checkpoint's directory (`<dir>/<job-id>/chk-<n>`).
+    pub path: std::path::PathBuf,
+    /// Bytes of `_metadata` plus the state files this checkpoint wrote.
+    pub size: u64,
+}
+
+/// How a job ended, for the retention rules at termination (reference §4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobTermination {
+    Finished,
+    Cancelled,
+    Failed,
+    /// The process was stopped with its checkpoints kept for a later `-s` (as a killed
+    /// process keeps them).
+    Suspended,
+}
+
+/// What the coordinator and the tasks need from checkpoint storage. Implemented by the
+/// file-system storage (`storage::FsCheckpointStore`); the runtime only sees this trait, so
+/// its tests can use an in-memory one. Every method may block (it is called off the data
+/// path, from `spawn_blocking`).
+pub trait CheckpointStore: Send + Sync + 'static {
+    /// Encodes and writes one subtask's snapshot (inline or to files by the threshold; full or
+    /// incremental by the configuration) and says where it went.
+    fn write_subtask(
+        &self,
+        snapshot: SubtaskSnapshot,
+    ) -> Result<metadata::SubtaskStateMeta, CheckpointError>;
+
+    /// Writes `_metadata` last and atomically: from then on the checkpoint exists. Then
+    /// applies retention (deleting subsumed checkpoints and unreferenced shared files).
+    fn complete(
+        &self,
+        metadata: metadata::CheckpointMetadata,
+    ) -> Result<CompletedCheckpoint, CheckpointError>;
+
+    /// Removes what an aborted (expired, failed) checkpoint wrote.
+    fn abort(&self, checkpoint_id: CheckpointId);
+
+    /// Applies the externalized-checkpoint retention rules when the job ends.
+    fn terminate(&self, how: JobTermination);
+}
