@@ -20,7 +20,7 @@ pub mod values;
 
 pub use keys::{known_keys, KeySpec, Kind};
 pub use load::{load, load_with_env};
-pub use render::{render_json, render_text};
+pub use render::{render_json, render_reference_markdown, render_text};
 
 use serde::Serialize;
 use std::fmt;

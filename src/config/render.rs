@@ -59,3 +59,30 @@ pub fn render_json(loaded: &Loaded) -> Value {
         "warnings": loaded.warnings,
     })
 }
+
+/// The configuration reference as a Markdown table, one row per known key: what the README's
+/// configuration section shows (a test keeps the two equal).
+pub fn render_reference_markdown() -> String {
+    let mut out = String::from(
+        "| key (Flink 2.x name) | also read (Flink 1.x names) | value | default | meaning |\n\
+         |---|---|---|---|---|\n",
+    );
+    for k in super::known_keys() {
+        let aliases = k
+            .aliases
+            .iter()
+            .map(|a| format!("`{a}`"))
+            .collect::<Vec<_>>()
+            .join("<br>");
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} |\n",
+            k.canonical,
+            aliases,
+            k.kind,
+            k.default
+                .map_or("(not set)".to_string(), |d| format!("`{d}`")),
+            k.doc.replace('|', "\\|"),
+        ));
+    }
+    out
+}
