@@ -13,6 +13,7 @@
 pub mod coordinator;
 pub mod inspect;
 pub mod metadata;
+pub mod restore;
 pub mod retention;
 pub mod storage;
 

@@ -1,0 +1,351 @@
+//! Restore mapping: which state of a checkpoint goes to which operator subtask of a new job.
+//!
+//! Pure decisions over plain data (metadata in, mapping out), tested without disks: operators
+//! are matched by `id`; state of an id the new pipeline lacks is refused with Flink's message
+//! unless non-restored state is allowed; new ids start empty; operators without state never
+//! block a restore; a changed max parallelism of keyed state is refused with Flink's message;
+//! keyed state moves by whole key groups, so a restore at another parallelism reads, for each
+//! new subtask, exactly the groups of its range from the old subtasks that held them.
+
+use crate::checkpoint::metadata::{CheckpointMetadata, KeyedStateHandle, OperatorStateMeta};
+use crate::checkpoint::SourcePosition;
+use crate::state::keygroup::KeyGroupRange;
+use std::collections::BTreeMap;
+
+/// One operator of the new job, as the mapping needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetOperator {
+    pub id: String,
+    pub parallelism: u32,
+    pub max_parallelism: u32,
+    /// Whether the new job set max parallelism itself (Flink refuses a mismatch only then).
+    pub max_parallelism_explicit: bool,
+}
+
+/// Why a checkpoint cannot be mapped onto the new job. Messages follow Flink's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MappingError {
+    #[error(
+        "Failed to rollback to checkpoint/savepoint {pointer}. Cannot map checkpoint/savepoint \
+         state for operator {operator} to the new program, because the operator is not \
+         available in the new program. If you want to allow to skip this, you can set the \
+         --allowNonRestoredState option on the CLI (floe run -n)."
+    )]
+    NonRestoredState { pointer: String, operator: String },
+    #[error(
+        "Failed to rollback to checkpoint/savepoint {pointer}. Max parallelism mismatch between \
+         checkpoint/savepoint state and new program. Cannot map operator {operator} with max \
+         parallelism {old} to new program with max parallelism {new}. This indicates that the \
+         program has been changed in a non-compatible way after the checkpoint/savepoint."
+    )]
+    MaxParallelismMismatch {
+        pointer: String,
+        operator: String,
+        old: u32,
+        new: u32,
+    },
+    #[error(
+        "cannot restore source \"{operator}\" from {pointer}: it was checkpointed with \
+         parallelism {old} and would now run with {new}; run it with -p {old} (or set its \
+         `parallelism: {old}`)"
+    )]
+    SourceRescale {
+        pointer: String,
+        operator: String,
+        old: u32,
+        new: u32,
+    },
+}
+
+/// What happens to one operator id on restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorFate {
+    /// In the checkpoint with state, and in the new job: its state comes back.
+    Restored,
+    /// In the checkpoint with state, not in the new job: dropped (only with `-n`).
+    Dropped,
+    /// In the checkpoint without any state: nothing to bring back, never blocks.
+    Empty,
+    /// In the new job, not in the checkpoint: starts empty.
+    New,
+}
+
+/// Where one new keyed subtask's state comes from: for each old subtask whose key groups meet
+/// its range, the old handle and the groups to read from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyedSource {
+    pub old_subtask: u32,
+    pub groups: KeyGroupRange,
+    pub handle: KeyedStateHandle,
+}
+
+/// What one new subtask gets.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SubtaskRestore {
+    pub keyed: Vec<KeyedSource>,
+    pub source: Option<SourcePosition>,
+}
+
+/// The mapping of a checkpoint onto a new job.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RestoreMapping {
+    pub checkpoint_id: u64,
+    /// Every operator id of the checkpoint and of the new job, with its fate, sorted by id.
+    pub fates: BTreeMap<String, OperatorFate>,
+    /// Per restored operator id, one entry per new subtask.
+    pub subtasks: BTreeMap<String, Vec<SubtaskRestore>>,
+    /// Max parallelism per restored keyed operator (the checkpoint's, which the new job must
+    /// adopt when it did not set its own).
+    pub max_parallelism: BTreeMap<String, u32>,
+}
+
+fn has_state(op: &OperatorStateMeta) -> bool {
+    op.subtasks
+        .iter()
+        .any(|s| s.keyed.is_some() || s.source.is_some())
+}
+
+/// Maps `meta` (read from `pointer`) onto the operators of a new job.
+pub fn map_checkpoint(
+    meta: &CheckpointMetadata,
+    pointer: &str,
+    targets: &[TargetOperator],
+    allow_non_restored_state: bool,
+) -> Result<RestoreMapping, MappingError> {
+    let mut mapping = RestoreMapping {
+        checkpoint_id: meta.checkpoint_id,
+        ..Default::default()
+    };
+    for op in &meta.operators {
+        let target = targets.iter().find(|t| t.id == op.operator_id);
+        let fate = match (target, has_state(op)) {
+            (_, false) => OperatorFate::Empty,
+            (None, true) if allow_non_restored_state => OperatorFate::Dropped,
+            (None, true) => {
+                return Err(MappingError::NonRestoredState {
+                    pointer: pointer.to_string(),
+                    operator: op.operator_id.clone(),
+                })
+            }
+            (Some(t), true) => {
+                mapping
+                    .subtasks
+                    .insert(op.operator_id.clone(), map_operator(op, t, pointer)?);
+                if op.subtasks.iter().any(|s| s.keyed.is_some()) {
+                    mapping
+                        .max_parallelism
+                        .insert(op.operator_id.clone(), op.max_parallelism);
+                }
+                OperatorFate::Restored
+            }
+        };
+        mapping.fates.insert(op.operator_id.clone(), fate);
+    }
+    for t in targets {
+        mapping
+            .fates
+            .entry(t.id.clone())
+            .or_insert(OperatorFate::New);
+    }
+    Ok(mapping)
+}
+
+fn map_operator(
+    op: &OperatorStateMeta,
+    target: &TargetOperator,
+    pointer: &str,
+) -> Result<Vec<SubtaskRestore>, MappingError> {
+    let keyed = op.subtasks.iter().any(|s| s.keyed.is_some());
+    if keyed && target.max_parallelism_explicit && target.max_parallelism != op.max_parallelism {
+        return Err(MappingError::MaxParallelismMismatch {
+            pointer: pointer.to_string(),
+            operator: op.operator_id.clone(),
+            old: op.max_parallelism,
+            new: target.max_parallelism,
+        });
+    }
+    let sourced = op.subtasks.iter().any(|s| s.source.is_some());
+    if sourced && op.parallelism != target.parallelism {
+        return Err(MappingError::SourceRescale {
+            pointer: pointer.to_string(),
+            operator: op.operator_id.clone(),
+            old: op.parallelism,
+            new: target.parallelism,
+        });
+    }
+    // Keyed state keeps the checkpoint's max parallelism (the new job adopts it).
+    let max_p = op.max_parallelism;
+    let mut out = Vec::with_capacity(target.parallelism as usize);
+    for new_index in 0..target.parallelism {
+        let range = KeyGroupRange::for_subtask(new_index, target.parallelism, max_p);
+        let mut restore = SubtaskRestore::default();
+        for old in &op.subtasks {
+            if let (Some(handle), Some((start, end))) = (&old.keyed, old.key_groups) {
+                let start = start.max(range.start);
+                let end = end.min(range.end);
+                if start <= end {
+                    restore.keyed.push(KeyedSource {
+                        old_subtask: old.subtask,
+                        groups: KeyGroupRange { start, end },
+                        handle: handle.clone(),
+                    });
+                }
+            }
+            if old.subtask == new_index {
+                restore.source = old.source.clone();
+            }
+        }
+        out.push(restore);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::metadata::{BlobLocation, SnapshotKind, StateBlob, SubtaskStateMeta};
+    use crate::checkpoint::JobId;
+
+    fn blob(tag: u8) -> KeyedStateHandle {
+        KeyedStateHandle::Full(StateBlob {
+            location: BlobLocation::Inline(vec![tag]),
+            size: 1,
+            groups: vec![],
+        })
+    }
+
+    fn keyed_op(id: &str, parallelism: u32, max_p: u32) -> OperatorStateMeta {
+        OperatorStateMeta {
+            operator_id: id.into(),
+            parallelism,
+            max_parallelism: max_p,
+            subtasks: (0..parallelism)
+                .map(|i| {
+                    let r = KeyGroupRange::for_subtask(i, parallelism, max_p);
+                    SubtaskStateMeta {
+                        subtask: i,
+                        key_groups: Some((r.start, r.end)),
+                        keyed: Some(blob(i as u8)),
+                        source: None,
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    fn meta(ops: Vec<OperatorStateMeta>) -> CheckpointMetadata {
+        CheckpointMetadata {
+            checkpoint_id: 7,
+            job_id: JobId("0".repeat(32)),
+            job_name: "j".into(),
+            kind: SnapshotKind::Checkpoint,
+            trigger_timestamp_ms: 0,
+            completion_timestamp_ms: 0,
+            operators: ops,
+        }
+    }
+
+    fn target(id: &str, p: u32) -> TargetOperator {
+        TargetOperator {
+            id: id.into(),
+            parallelism: p,
+            max_parallelism: 128,
+            max_parallelism_explicit: false,
+        }
+    }
+
+    #[test]
+    fn missing_operator_with_state_is_refused_with_flinks_message_unless_allowed() {
+        let m = meta(vec![keyed_op("count", 2, 128)]);
+        let err = map_checkpoint(&m, "file:/cp/chk-7", &[target("other", 1)], false).unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("Failed to rollback to checkpoint/savepoint file:/cp/chk-7."));
+        assert!(text.contains("operator count"));
+        assert!(text.contains("--allowNonRestoredState"));
+
+        let ok = map_checkpoint(&m, "p", &[target("other", 1)], true).unwrap();
+        assert_eq!(ok.fates["count"], OperatorFate::Dropped);
+        assert_eq!(ok.fates["other"], OperatorFate::New);
+    }
+
+    #[test]
+    fn stateless_operators_never_block() {
+        let mut op = keyed_op("print", 1, 128);
+        op.subtasks[0].keyed = None;
+        op.subtasks[0].key_groups = None;
+        let m = meta(vec![op]);
+        let ok = map_checkpoint(&m, "p", &[], false).unwrap();
+        assert_eq!(ok.fates["print"], OperatorFate::Empty);
+    }
+
+    #[test]
+    fn rescaling_moves_whole_key_groups() {
+        let m = meta(vec![keyed_op("count", 2, 128)]);
+        let ok = map_checkpoint(&m, "p", &[target("count", 3)], false).unwrap();
+        let subs = &ok.subtasks["count"];
+        assert_eq!(subs.len(), 3);
+        // Old: [0,63] [64,127]; new: [0,42] [43,85] [86,127].
+        let ranges: Vec<Vec<(u32, u32, u32)>> = subs
+            .iter()
+            .map(|s| {
+                s.keyed
+                    .iter()
+                    .map(|k| (k.old_subtask, k.groups.start, k.groups.end))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            ranges,
+            vec![
+                vec![(0, 0, 42)],
+                vec![(0, 43, 63), (1, 64, 85)],
+                vec![(1, 86, 127)]
+            ]
+        );
+    }
+
+    #[test]
+    fn explicit_max_parallelism_change_is_refused() {
+        let m = meta(vec![keyed_op("count", 2, 128)]);
+        let mut t = target("count", 2);
+        t.max_parallelism = 64;
+        t.max_parallelism_explicit = true;
+        let err = map_checkpoint(&m, "p", &[t.clone()], false).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("Cannot map operator count with max parallelism 128 to new program with max parallelism 64"));
+        t.max_parallelism_explicit = false;
+        let ok = map_checkpoint(&m, "p", &[t], false).unwrap();
+        assert_eq!(ok.max_parallelism["count"], 128);
+    }
+
+    #[test]
+    fn source_positions_go_to_the_same_subtask() {
+        let op = OperatorStateMeta {
+            operator_id: "src".into(),
+            parallelism: 2,
+            max_parallelism: 128,
+            subtasks: (0..2)
+                .map(|i| SubtaskStateMeta {
+                    subtask: i,
+                    key_groups: None,
+                    keyed: None,
+                    source: Some(SourcePosition::Datagen {
+                        next_line: 100 + i as u64,
+                    }),
+                })
+                .collect(),
+        };
+        let m = meta(vec![op]);
+        let ok = map_checkpoint(&m, "p", &[target("src", 2)], false).unwrap();
+        assert_eq!(
+            ok.subtasks["src"][1].source,
+            Some(SourcePosition::Datagen { next_line: 101 })
+        );
+        let err = map_checkpoint(&m, "p", &[target("src", 3)], false).unwrap_err();
+        assert!(matches!(
+            err,
+            MappingError::SourceRescale { old: 2, new: 3, .. }
+        ));
+    }
+}
