@@ -40,7 +40,7 @@ pub struct Subsumption {
 pub fn subsume(retained: &[Retained], num_retained: u32) -> Subsumption {
     let keep = num_retained.max(1) as usize;
     let mut by_age: Vec<Retained> = retained.to_vec();
-    by_age.sort_by(|a, b| b.id.cmp(&a.id));
+    by_age.sort_by_key(|r| std::cmp::Reverse(r.id));
     let mut out = Subsumption::default();
     for r in by_age.into_iter().skip(keep) {
         out.leave_store.push(r.id);

@@ -327,7 +327,7 @@ impl LoadedSnapshot {
 }
 
 /// A path as given on the command line or in config: a `file:` URI or a plain path.
-fn local_path(given: &Path) -> Result<PathBuf, CheckpointError> {
+pub(crate) fn local_path(given: &Path) -> Result<PathBuf, CheckpointError> {
     match given.to_str() {
         Some(s) if scheme_of(s).is_some() => parse_dir(s),
         _ => Ok(given.to_path_buf()),
@@ -407,7 +407,7 @@ pub fn list_checkpoints(job_dir: &Path) -> Result<Vec<(u64, PathBuf)>, Checkpoin
             out.push((id, dir));
         }
     }
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|c| std::cmp::Reverse(c.0));
     Ok(out)
 }
 
