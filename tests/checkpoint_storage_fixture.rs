@@ -2,7 +2,8 @@
 //! and a corrupted copy must be refused by its checksum with an error naming the file.
 //!
 //! `tests/fixtures/checkpoint/v1/` was produced by `generate_v1_fixture` below with
-//! `UPDATE_FIXTURES=1`; never regenerate it for a new format version: add `v2/` instead, so
+//! `UPDATE_FIXTURES=1 cargo test --test checkpoint_storage_fixture -- --test-threads=1` (one
+//! thread: the other tests read what it writes); never regenerate it for a new format version: add `v2/` instead, so
 //! v1 keeps being tested. The state file's group bytes are arbitrary (only its header and
 //! checksums follow the blob format); the metadata is what this fixture pins down.
 

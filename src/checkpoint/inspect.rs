@@ -399,3 +399,48 @@ fn render_job_dir(j: &JobDirReport) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_dir_lists_unreadable_checkpoints_with_their_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let job = tmp.path();
+        std::fs::create_dir_all(job.join("shared")).unwrap();
+        std::fs::create_dir_all(job.join("chk-4")).unwrap();
+        std::fs::write(job.join("chk-4/_metadata"), b"garbage").unwrap();
+        std::fs::create_dir_all(job.join("chk-5")).unwrap(); // never completed
+        let report = inspect(job).unwrap();
+        let InspectReport::JobDir(j) = &report else {
+            panic!("expected a job dir report: {report:?}")
+        };
+        assert_eq!(j.checkpoints.len(), 1);
+        assert_eq!(j.checkpoints[0].checkpoint_id, 4);
+        let e = j.checkpoints[0].error.as_deref().unwrap();
+        assert!(
+            e.contains("not a floe checkpoint/savepoint _metadata file"),
+            "{e}"
+        );
+        let text = render_text(&report);
+        assert!(text.contains("1 retained checkpoint\n"), "{text}");
+        assert!(text.contains("chk-4  unreadable:"), "{text}");
+        assert_eq!(render_json(&report)["type"], "job_dir");
+    }
+
+    #[test]
+    fn missing_path_and_empty_dir_give_flinks_messages() {
+        let tmp = tempfile::tempdir().unwrap();
+        let e = inspect(tmp.path().join("nope")).unwrap_err().to_string();
+        assert!(
+            e.starts_with("Cannot find checkpoint or savepoint file/directory"),
+            "{e}"
+        );
+        let e = inspect(tmp.path()).unwrap_err().to_string();
+        assert!(
+            e.starts_with("Cannot find meta data file '_metadata' in directory"),
+            "{e}"
+        );
+    }
+}

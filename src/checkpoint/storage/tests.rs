@@ -675,3 +675,19 @@ fn restart_rebuilds_shared_refcounts_from_metadata() {
     again.terminate(JobTermination::Failed);
     assert!(names(&again.job_dir().join("shared")).is_empty());
 }
+
+#[test]
+fn a_write_that_lands_after_its_abort_is_cleaned_up_by_the_next_completion() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = config(tmp.path());
+    c.state.inline_threshold = 1;
+    let s = store(&c);
+    s.abort(CheckpointId(1));
+    // The writer of checkpoint 1 was still running when it was aborted.
+    s.write_keyed_with(1, "count", 0, range_all(), |_| blob(&[(1, b"late")]))
+        .unwrap();
+    assert!(s.checkpoint_dir(1).exists());
+    complete_keyed(&s, 2, blob(&[(1, b"x")]));
+    assert!(!s.checkpoint_dir(1).exists());
+    assert_eq!(names(s.job_dir()), vec!["chk-2", "shared", "taskowned"]);
+}
