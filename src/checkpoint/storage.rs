@@ -27,7 +27,7 @@ mod store;
 pub use store::{choose_encoding, ChainInfo, Encoding, FsCheckpointStore, MAX_DELTAS};
 
 use crate::checkpoint::metadata::{
-    self, BlobLocation, CheckpointMetadata, GroupIndexEntry, StateBlob,
+    self, BlobLocation, CheckpointMetadata, GroupIndexEntry, KeyedStateHandle, StateBlob,
 };
 use crate::checkpoint::{CheckpointError, JobId};
 use crate::state::keygroup::KeyGroupRange;
@@ -511,6 +511,24 @@ pub fn read_groups(
             }
         }
         (_, None) => unreachable!("only inline blobs have no file"),
+    }
+    Ok(out)
+}
+
+/// The groups in `range` of every blob of a subtask's keyed state, in the order a restore
+/// applies them: a full blob's, then each delta's of a chain.
+pub fn read_handle(
+    loaded: &LoadedSnapshot,
+    handle: &KeyedStateHandle,
+    range: KeyGroupRange,
+) -> Result<Vec<(GroupIndexEntry, Vec<u8>)>, CheckpointError> {
+    let blobs: &[StateBlob] = match handle {
+        KeyedStateHandle::Full(b) => std::slice::from_ref(b),
+        KeyedStateHandle::Incremental { chain } => chain,
+    };
+    let mut out = Vec::new();
+    for b in blobs {
+        out.extend(read_groups(loaded, b, range)?);
     }
     Ok(out)
 }

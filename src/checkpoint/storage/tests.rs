@@ -691,3 +691,29 @@ fn a_write_that_lands_after_its_abort_is_cleaned_up_by_the_next_completion() {
     assert!(!s.checkpoint_dir(1).exists());
     assert_eq!(names(s.job_dir()), vec!["chk-2", "shared", "taskowned"]);
 }
+
+#[test]
+fn read_handle_returns_a_chains_groups_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = incremental(tmp.path(), 1);
+    s.write_keyed_with(1, "count", 0, range_all(), |_| {
+        blob(&[(1, b"base-1"), (90, b"base-90")])
+    })
+    .unwrap();
+    let st = s
+        .write_keyed_with(2, "count", 0, range_all(), |_| blob(&[(1, b"delta-1")]))
+        .unwrap();
+    let dir = s
+        .complete(meta(2, vec![op("count", vec![st.clone()])]))
+        .unwrap()
+        .path;
+    let l = load(dir).unwrap();
+    let got = read_handle(
+        &l,
+        st.keyed.as_ref().unwrap(),
+        KeyGroupRange { start: 0, end: 10 },
+    )
+    .unwrap();
+    let got: Vec<Vec<u8>> = got.into_iter().map(|(_, d)| d).collect();
+    assert_eq!(got, vec![b"base-1".to_vec(), b"delta-1".to_vec()]);
+}
