@@ -8,11 +8,10 @@
 //! State is referenced by names relative to the checkpoint's own directory (exclusive files)
 //! or to the job's `shared/` directory (incremental files), never by absolute paths, so a
 //! savepoint directory can be moved.
-//!
-//! TYPES ONLY in this commit: encoding/decoding is to be written.
 
-use crate::checkpoint::{JobId, SourcePosition};
+use crate::checkpoint::{CheckpointError, JobId, SourcePosition};
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 
 /// First bytes of every `_metadata` file floe writes.
 pub const METADATA_MAGIC: [u8; 4] = *b"FLOE";
@@ -101,4 +100,270 @@ pub struct GroupIndexEntry {
     pub crc32c: u32,
     /// Entries (keys, and deletions in a delta) in the group.
     pub entries: u64,
+}
+
+/// Bytes before the payload: magic, version, payload length.
+const HEADER_LEN: usize = 4 + 4 + 8;
+/// Bytes after the payload: the crc32c.
+const TRAILER_LEN: usize = 4;
+
+/// The bytes of a `_metadata` file for `metadata`.
+pub fn encode(metadata: &CheckpointMetadata) -> Vec<u8> {
+    // postcard into a Vec cannot fail for these types (no maps with non-string keys, no
+    // unsized sequences): a failure would be a bug in the types, not in user input.
+    let payload = postcard::to_stdvec(metadata).expect("bug: _metadata types must serialize");
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + TRAILER_LEN);
+    out.extend_from_slice(&METADATA_MAGIC);
+    out.extend_from_slice(&METADATA_VERSION.to_be_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    out.extend_from_slice(&payload);
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_be_bytes());
+    out
+}
+
+/// Reads a `_metadata` file's bytes. `path` only names the file in errors.
+///
+/// Checks, in order: the magic (a file that is not ours), the version (a newer floe wrote
+/// it), the length (a truncated file), the checksum (a flipped bit), then the payload.
+pub fn decode(bytes: &[u8], path: &Path) -> Result<CheckpointMetadata, CheckpointError> {
+    let p = path.display();
+    if bytes.len() < 4 || bytes[..4] != METADATA_MAGIC {
+        if bytes.len() < 4 && METADATA_MAGIC.starts_with(bytes) {
+            return Err(CheckpointError::Format(format!(
+                "'{p}' is truncated ({} bytes): not a complete floe _metadata file",
+                bytes.len()
+            )));
+        }
+        return Err(CheckpointError::Format(format!(
+            "'{p}' is not a floe checkpoint/savepoint _metadata file, or corrupt \\
+             (unexpected magic number); point at a checkpoint directory (chk-<n>), a savepoint \\
+             directory or their _metadata file"
+        )));
+    }
+    if bytes.len() < 8 {
+        return Err(truncated(path, bytes.len()));
+    }
+    let version = u32::from_be_bytes(bytes[4..8].try_into().expect("4 bytes"));
+    if version == 0 || version > METADATA_VERSION {
+        return Err(CheckpointError::Format(format!(
+            "'{p}' has _metadata format version {version}, which this floe does not read \\
+             (it reads versions 1..={METADATA_VERSION}); restore it with the floe that wrote it \\
+             or a newer one"
+        )));
+    }
+    if bytes.len() < HEADER_LEN + TRAILER_LEN {
+        return Err(truncated(path, bytes.len()));
+    }
+    let len = u64::from_be_bytes(bytes[8..16].try_into().expect("8 bytes"));
+    let expected = (HEADER_LEN as u64)
+        .checked_add(len)
+        .and_then(|n| n.checked_add(TRAILER_LEN as u64));
+    match expected {
+        Some(n) if n == bytes.len() as u64 => {}
+        Some(n) if n > bytes.len() as u64 => return Err(truncated(path, bytes.len())),
+        // Longer than it says, or a length that cannot be: the length field itself is
+        // damaged or garbage was appended.
+        _ => {
+            return Err(CheckpointError::Format(format!(
+                "'{p}' is corrupt (payload length {len} does not match the file size {})",
+                bytes.len()
+            )))
+        }
+    }
+    let body_end = bytes.len() - TRAILER_LEN;
+    let stored = u32::from_be_bytes(bytes[body_end..].try_into().expect("4 bytes"));
+    let actual = crc32c::crc32c(&bytes[..body_end]);
+    if stored != actual {
+        return Err(CheckpointError::Format(format!(
+            "'{p}' is corrupt (checksum mismatch: stored {stored:08x}, computed {actual:08x}); \\
+             restore from an older checkpoint or a savepoint"
+        )));
+    }
+    postcard::from_bytes(&bytes[HEADER_LEN..body_end]).map_err(|e| {
+        CheckpointError::Format(format!(
+            "'{p}' is corrupt (checksum matches but the contents do not decode: {e}); it may \\
+             have been written by an incompatible build"
+        ))
+    })
+}
+
+fn truncated(path: &Path, len: usize) -> CheckpointError {
+    CheckpointError::Format(format!(
+        "'{}' is truncated ({len} bytes): the checkpoint was not completely written; restore \\
+         from an older checkpoint",
+        path.display()
+    ))
+}
+
+impl CheckpointMetadata {
+    /// Every blob of every subtask, in operator and subtask order (a chain's blobs in chain
+    /// order).
+    pub fn blobs(
+        &self,
+    ) -> impl Iterator<Item = (&OperatorStateMeta, &SubtaskStateMeta, &StateBlob)> {
+        self.operators.iter().flat_map(|op| {
+            op.subtasks.iter().flat_map(move |st| {
+                let blobs: &[StateBlob] = match &st.keyed {
+                    None => &[],
+                    Some(KeyedStateHandle::Full(b)) => std::slice::from_ref(b),
+                    Some(KeyedStateHandle::Incremental { chain }) => chain,
+                };
+                blobs.iter().map(move |b| (op, st, b))
+            })
+        })
+    }
+
+    /// Names of the files in the job's `shared/` directory this checkpoint references.
+    pub fn shared_files(&self) -> impl Iterator<Item = &str> {
+        self.blobs().filter_map(|(_, _, b)| match &b.location {
+            BlobLocation::Shared(name) => Some(name.as_str()),
+            _ => None,
+        })
+    }
+
+    /// Names of the files in the checkpoint's own directory.
+    pub fn exclusive_files(&self) -> impl Iterator<Item = &str> {
+        self.blobs().filter_map(|(_, _, b)| match &b.location {
+            BlobLocation::Exclusive(name) => Some(name.as_str()),
+            _ => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> CheckpointMetadata {
+        CheckpointMetadata {
+            checkpoint_id: 7,
+            job_id: JobId("0123456789abcdef0123456789abcdef".into()),
+            job_name: "wordcount".into(),
+            kind: SnapshotKind::Checkpoint,
+            trigger_timestamp_ms: 1_700_000_000_000,
+            completion_timestamp_ms: 1_700_000_000_250,
+            operators: vec![
+                OperatorStateMeta {
+                    operator_id: "source".into(),
+                    parallelism: 1,
+                    max_parallelism: 128,
+                    subtasks: vec![SubtaskStateMeta {
+                        subtask: 0,
+                        key_groups: None,
+                        keyed: None,
+                        source: Some(SourcePosition::Datagen { next_line: 42 }),
+                    }],
+                },
+                OperatorStateMeta {
+                    operator_id: "count".into(),
+                    parallelism: 1,
+                    max_parallelism: 128,
+                    subtasks: vec![SubtaskStateMeta {
+                        subtask: 0,
+                        key_groups: Some((0, 127)),
+                        keyed: Some(KeyedStateHandle::Incremental {
+                            chain: vec![
+                                StateBlob {
+                                    location: BlobLocation::Shared("a".into()),
+                                    size: 100,
+                                    groups: vec![],
+                                },
+                                StateBlob {
+                                    location: BlobLocation::Inline(vec![1, 2, 3]),
+                                    size: 3,
+                                    groups: vec![GroupIndexEntry {
+                                        key_group: 3,
+                                        offset: 8,
+                                        len: 2,
+                                        crc32c: 9,
+                                        entries: 1,
+                                    }],
+                                },
+                                StateBlob {
+                                    location: BlobLocation::Exclusive("b".into()),
+                                    size: 5,
+                                    groups: vec![],
+                                },
+                            ],
+                        }),
+                        source: None,
+                    }],
+                },
+            ],
+        }
+    }
+
+    fn path() -> &'static Path {
+        Path::new("/ck/job/chk-7/_metadata")
+    }
+
+    fn err(bytes: &[u8]) -> String {
+        decode(bytes, path()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn round_trip() {
+        let m = sample();
+        let bytes = encode(&m);
+        assert_eq!(&bytes[..4], b"FLOE");
+        assert_eq!(&bytes[4..8], &1u32.to_be_bytes());
+        assert_eq!(decode(&bytes, path()).unwrap(), m);
+    }
+
+    #[test]
+    fn every_flipped_byte_is_refused() {
+        let bytes = encode(&sample());
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x01;
+            let e = err(&b);
+            assert!(e.contains("/ck/job/chk-7/_metadata"), "byte {i}: {e}");
+        }
+    }
+
+    #[test]
+    fn bad_magic_names_the_file() {
+        let e = err(b"{\"not\": \"ours\"} and some more bytes");
+        assert!(
+            e.contains("not a floe checkpoint/savepoint _metadata file, or corrupt"),
+            "{e}"
+        );
+        assert!(e.contains("/ck/job/chk-7/_metadata"), "{e}");
+    }
+
+    #[test]
+    fn newer_version_is_refused() {
+        let mut b = encode(&sample());
+        b[4..8].copy_from_slice(&2u32.to_be_bytes());
+        let e = err(&b);
+        assert!(e.contains("format version 2"), "{e}");
+        assert!(!e.contains("checksum"), "{e}");
+    }
+
+    #[test]
+    fn checksum_mismatch() {
+        let mut b = encode(&sample());
+        let mid = b.len() / 2;
+        b[mid] ^= 0x80;
+        let e = err(&b);
+        assert!(e.contains("is corrupt (checksum mismatch"), "{e}");
+    }
+
+    #[test]
+    fn truncated_at_every_length() {
+        let b = encode(&sample());
+        for n in 0..b.len() {
+            let e = err(&b[..n]);
+            assert!(e.contains("truncated"), "len {n}: {e}");
+        }
+    }
+
+    #[test]
+    fn file_lists() {
+        let m = sample();
+        assert_eq!(m.shared_files().collect::<Vec<_>>(), vec!["a"]);
+        assert_eq!(m.exclusive_files().collect::<Vec<_>>(), vec!["b"]);
+        assert_eq!(m.blobs().count(), 3);
+    }
 }

@@ -1,1 +1,562 @@
-//! Stub: to be written (issue 3).
+//! Checkpoint storage on a local file system: paths, atomic writes, reading back with errors
+//! that name the file.
+//!
+//! Layout (reference §3.1), built by [`path`] and nowhere else:
+//!
+//! ```text
+//! <execution.checkpointing.dir>/
+//!   <job-id>/                 omitted when state.checkpoints.create-subdir is false
+//!     shared/                 incremental blobs, shared across checkpoints (refcounted)
+//!     taskowned/              created at job start, like Flink; floe puts nothing there yet
+//!     chk-<n>/
+//!       _metadata             written last, atomically: the checkpoint exists once it does
+//!       <uuid>                exclusive state files, at or above the inline threshold
+//! ```
+//!
+//! Durability order: every state file is written and fsynced (and its directory fsynced)
+//! before `_metadata` is; `_metadata` goes to a temp file in the same directory, is fsynced,
+//! renamed over `_metadata`, and the directory is fsynced. A process killed at any point
+//! leaves either no `_metadata` (the checkpoint does not exist; the previous one is intact) or
+//! a complete one. Deleting goes the other way: `_metadata` first, then the files.
+//!
+//! This module must not decide *what* to delete (that is `retention`) and is never called on
+//! a task thread: every function here may block on disk.
+
+mod store;
+
+pub use store::{choose_encoding, ChainInfo, Encoding, FsCheckpointStore, MAX_DELTAS};
+
+use crate::checkpoint::metadata::{
+    self, BlobLocation, CheckpointMetadata, GroupIndexEntry, KeyedStateHandle, StateBlob,
+};
+use crate::checkpoint::{CheckpointError, JobId};
+use crate::state::keygroup::KeyGroupRange;
+use crate::state::snapshot::StateFormatError;
+use std::fs::{self, File};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// Name of the file that makes a directory a checkpoint or savepoint.
+pub const METADATA_FILE: &str = "_metadata";
+const METADATA_TEMP_FILE: &str = "_metadata.inprogress";
+const CHECKPOINT_DIR_PREFIX: &str = "chk-";
+const SHARED_DIR: &str = "shared";
+const TASK_OWNED_DIR: &str = "taskowned";
+const SAVEPOINT_DIR_PREFIX: &str = "savepoint-";
+
+/// The config key named in errors about the checkpoint directory (Flink 2 name, then 1.x).
+const DIR_KEY: &str = "execution.checkpointing.dir (state.checkpoints.dir)";
+
+/// Every kind of path storage uses. [`path`] turns one into a `PathBuf`.
+#[derive(Debug, Clone, Copy)]
+pub enum PathKind<'a> {
+    /// `<base>/<job-id>`, or `<base>` itself when `create_subdir` is false.
+    JobDir {
+        base: &'a Path,
+        job_id: &'a JobId,
+        create_subdir: bool,
+    },
+    /// `<job dir>/shared`.
+    SharedDir { job_dir: &'a Path },
+    /// `<job dir>/taskowned`.
+    TaskOwnedDir { job_dir: &'a Path },
+    /// `<job dir>/chk-<id>`.
+    CheckpointDir { job_dir: &'a Path, id: u64 },
+    /// `<checkpoint or savepoint dir>/_metadata`.
+    Metadata { snapshot_dir: &'a Path },
+    /// The temp file `_metadata` is written to before the rename. Same directory, because a
+    /// rename is atomic only within one file system.
+    MetadataTemp { snapshot_dir: &'a Path },
+    /// An exclusive state file: `<checkpoint or savepoint dir>/<name>`.
+    ExclusiveFile {
+        snapshot_dir: &'a Path,
+        name: &'a str,
+    },
+    /// An incremental state file: `<job dir>/shared/<name>`.
+    SharedFile { job_dir: &'a Path, name: &'a str },
+    /// `<base>/savepoint-<first 6 chars of the job id>-<random>` (reference §3.4).
+    SavepointDir {
+        base: &'a Path,
+        job_id: &'a JobId,
+        random: &'a str,
+    },
+}
+
+/// The one function that builds checkpoint and savepoint paths.
+pub fn path(kind: PathKind<'_>) -> PathBuf {
+    match kind {
+        PathKind::JobDir {
+            base,
+            job_id,
+            create_subdir,
+        } => {
+            if create_subdir {
+                base.join(&job_id.0)
+            } else {
+                base.to_path_buf()
+            }
+        }
+        PathKind::SharedDir { job_dir } => job_dir.join(SHARED_DIR),
+        PathKind::TaskOwnedDir { job_dir } => job_dir.join(TASK_OWNED_DIR),
+        PathKind::CheckpointDir { job_dir, id } => {
+            job_dir.join(format!("{CHECKPOINT_DIR_PREFIX}{id}"))
+        }
+        PathKind::Metadata { snapshot_dir } => snapshot_dir.join(METADATA_FILE),
+        PathKind::MetadataTemp { snapshot_dir } => snapshot_dir.join(METADATA_TEMP_FILE),
+        PathKind::ExclusiveFile { snapshot_dir, name } => snapshot_dir.join(name),
+        PathKind::SharedFile { job_dir, name } => job_dir.join(SHARED_DIR).join(name),
+        PathKind::SavepointDir {
+            base,
+            job_id,
+            random,
+        } => {
+            let short: String = job_id.0.chars().take(6).collect();
+            base.join(format!("{SAVEPOINT_DIR_PREFIX}{short}-{random}"))
+        }
+    }
+}
+
+/// The checkpoint id of a directory named `chk-<n>`.
+pub fn checkpoint_id_of(dir_name: &str) -> Option<u64> {
+    let digits = dir_name.strip_prefix(CHECKPOINT_DIR_PREFIX)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// A checkpoint directory setting as a local path: `file:///x`, `file:/x`, `file://localhost/x`
+/// or a plain path. Other schemes are refused with the list of supported ones.
+pub fn parse_dir(value: &str) -> Result<PathBuf, CheckpointError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(CheckpointError::Format(format!(
+            "{DIR_KEY} is empty; give a directory, e.g. file:///var/lib/floe/checkpoints"
+        )));
+    }
+    match scheme_of(value) {
+        None => Ok(PathBuf::from(value)),
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("file") => {
+            // file:///x and file:/x are both /x; file://host/x only for the local host.
+            let local = match rest.strip_prefix("//") {
+                None => rest,
+                Some(after) => {
+                    let (host, path) = after.split_at(after.find('/').unwrap_or(after.len()));
+                    if !(host.is_empty() || host.eq_ignore_ascii_case("localhost")) {
+                        return Err(CheckpointError::Format(format!(
+                            "{DIR_KEY} '{value}': file URI with host '{host}' is not supported; \
+                             use file:///path (three slashes) for a local directory"
+                        )));
+                    }
+                    path
+                }
+            };
+            if local.is_empty() {
+                return Err(CheckpointError::Format(format!(
+                    "{DIR_KEY} '{value}' has no path; use file:///path"
+                )));
+            }
+            Ok(PathBuf::from(local))
+        }
+        Some((scheme, _)) => Err(CheckpointError::Format(format!(
+            "{DIR_KEY} '{value}': scheme '{scheme}' is not supported; supported: file:// \
+             (or a plain local path)"
+        ))),
+    }
+}
+
+/// `Some((scheme, rest))` when `s` starts with an RFC 3986 scheme and a colon. A single
+/// letter is taken as a Windows drive, not a scheme.
+fn scheme_of(s: &str) -> Option<(&str, &str)> {
+    let colon = s.find(':')?;
+    let scheme = &s[..colon];
+    let mut bytes = scheme.bytes();
+    let first = bytes.next()?;
+    let valid = first.is_ascii_alphabetic()
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-' || b == b'.')
+        && scheme.len() > 1;
+    valid.then(|| (scheme, &s[colon + 1..]))
+}
+
+/// Where a blob of `size` bytes goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Inside `_metadata`.
+    Inline,
+    /// A uuid-named file in the checkpoint's directory.
+    Exclusive,
+    /// A uuid-named file in the job's `shared/` directory.
+    Shared,
+}
+
+/// `state.backend.fs.memory-threshold`: a blob *smaller* than the threshold is inlined (so
+/// `threshold - 1` bytes is inline, `threshold` bytes is a file). `always_inline` is the
+/// `jobmanager` backend/storage, which keeps all state in `_metadata`. Incremental blobs go to
+/// `shared/` because later checkpoints reference them.
+pub fn placement(size: u64, threshold: u64, always_inline: bool, incremental: bool) -> Placement {
+    if always_inline || size < threshold {
+        Placement::Inline
+    } else if incremental {
+        Placement::Shared
+    } else {
+        Placement::Exclusive
+    }
+}
+
+fn io_err(context: String) -> impl FnOnce(std::io::Error) -> CheckpointError {
+    move |source| CheckpointError::Io { context, source }
+}
+
+/// Creates `dir` and its parents.
+pub fn create_dir(dir: &Path) -> Result<(), CheckpointError> {
+    fs::create_dir_all(dir).map_err(io_err(format!(
+        "cannot create checkpoint directory '{}' (check that {DIR_KEY} is writable)",
+        dir.display()
+    )))
+}
+
+/// fsyncs a directory so the names created, renamed or deleted in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<(), CheckpointError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(format!(
+            "cannot fsync directory '{}'",
+            dir.display()
+        )))
+}
+
+/// Writes `bytes` to a new uuid-named file in `dir`, fsyncs the file and the directory, and
+/// returns the name. The name is fresh, so a reader can never see a half-written file under
+/// a name some `_metadata` references: that `_metadata` is written only after this returns.
+pub fn write_state_file(dir: &Path, bytes: &[u8]) -> Result<String, CheckpointError> {
+    let name = uuid::Uuid::new_v4().to_string();
+    let file = dir.join(&name);
+    let ctx = || format!("cannot write state file '{}'", file.display());
+    let mut f = File::options()
+        .write(true)
+        .create_new(true)
+        .open(&file)
+        .map_err(io_err(ctx()))?;
+    f.write_all(bytes).map_err(io_err(ctx()))?;
+    f.sync_all().map_err(io_err(ctx()))?;
+    sync_dir(dir)?;
+    Ok(name)
+}
+
+/// Writes `_metadata` into `snapshot_dir` atomically: temp file, write, fsync, rename, fsync of
+/// the directory. Before the rename a crash leaves only the temp file (ignored by readers);
+/// after the directory fsync the checkpoint is durable.
+pub fn write_metadata(snapshot_dir: &Path, bytes: &[u8]) -> Result<PathBuf, CheckpointError> {
+    create_dir(snapshot_dir)?;
+    let temp = path(PathKind::MetadataTemp { snapshot_dir });
+    let target = path(PathKind::Metadata { snapshot_dir });
+    let ctx = || format!("cannot write '{}'", temp.display());
+    let mut f = File::create(&temp).map_err(io_err(ctx()))?;
+    f.write_all(bytes).map_err(io_err(ctx()))?;
+    f.sync_all().map_err(io_err(ctx()))?;
+    drop(f);
+    fs::rename(&temp, &target).map_err(io_err(format!(
+        "cannot rename '{}' to '{}'",
+        temp.display(),
+        target.display()
+    )))?;
+    sync_dir(snapshot_dir)?;
+    Ok(target)
+}
+
+/// Deletes a checkpoint directory: `_metadata` first (and that made durable), so a crash
+/// half-way leaves a directory that is not a checkpoint rather than a checkpoint with files
+/// missing. A directory already gone is fine.
+pub fn delete_snapshot_dir(snapshot_dir: &Path) -> Result<(), CheckpointError> {
+    let meta = path(PathKind::Metadata { snapshot_dir });
+    match fs::remove_file(&meta) {
+        Ok(()) => sync_dir(snapshot_dir)?,
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(format!("cannot delete '{}'", meta.display()))(e)),
+    }
+    match fs::remove_dir_all(snapshot_dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(format!(
+            "cannot delete '{}'",
+            snapshot_dir.display()
+        ))(e)),
+    }
+}
+
+/// Deletes one file; a file already gone is fine.
+pub fn delete_file(file: &Path) -> Result<(), CheckpointError> {
+    match fs::remove_file(file) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(format!("cannot delete '{}'", file.display()))(e)),
+    }
+}
+
+/// A checkpoint or savepoint read from disk: its `_metadata`, decoded and verified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedSnapshot {
+    /// The checkpoint or savepoint directory (exclusive files are relative to it).
+    pub dir: PathBuf,
+    pub metadata_path: PathBuf,
+    /// Bytes of the `_metadata` file.
+    pub metadata_len: u64,
+    pub metadata: CheckpointMetadata,
+}
+
+impl LoadedSnapshot {
+    /// The job directory, where `shared/` is: the parent of a `chk-<n>` directory.
+    pub fn job_dir(&self) -> &Path {
+        self.dir.parent().unwrap_or(Path::new("."))
+    }
+
+    /// The file a blob is in; `None` for an inline blob.
+    pub fn blob_path(&self, blob: &StateBlob) -> Option<PathBuf> {
+        match &blob.location {
+            BlobLocation::Inline(_) => None,
+            BlobLocation::Exclusive(name) => Some(path(PathKind::ExclusiveFile {
+                snapshot_dir: &self.dir,
+                name,
+            })),
+            BlobLocation::Shared(name) => Some(path(PathKind::SharedFile {
+                job_dir: self.job_dir(),
+                name,
+            })),
+        }
+    }
+}
+
+/// A path as given on the command line or in config: a `file:` URI or a plain path.
+pub(crate) fn local_path(given: &Path) -> Result<PathBuf, CheckpointError> {
+    match given.to_str() {
+        Some(s) if scheme_of(s).is_some() => parse_dir(s),
+        _ => Ok(given.to_path_buf()),
+    }
+}
+
+/// Loads a checkpoint or savepoint from its directory or its `_metadata` file (reference
+/// §5.1), with Flink's messages for a missing path and a directory without `_metadata`.
+pub fn load(given: impl AsRef<Path>) -> Result<LoadedSnapshot, CheckpointError> {
+    let given = given.as_ref();
+    let local = local_path(given)?;
+    let meta = fs::metadata(&local).map_err(|e| {
+        if e.kind() == ErrorKind::NotFound {
+            CheckpointError::Format(format!(
+                "Cannot find checkpoint or savepoint file/directory '{}'",
+                given.display()
+            ))
+        } else {
+            io_err(format!("cannot read '{}'", given.display()))(e)
+        }
+    })?;
+    let (dir, metadata_path) = if meta.is_dir() {
+        let m = path(PathKind::Metadata {
+            snapshot_dir: &local,
+        });
+        if !m.is_file() {
+            return Err(CheckpointError::Format(format!(
+                "Cannot find meta data file '{METADATA_FILE}' in directory '{}'. Please try to \
+                 load the checkpoint/savepoint directly from the metadata file instead of the \
+                 directory.",
+                given.display()
+            )));
+        }
+        (local, m)
+    } else {
+        let dir = local
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
+        (dir, local)
+    };
+    let bytes = fs::read(&metadata_path)
+        .map_err(io_err(format!("cannot read '{}'", metadata_path.display())))?;
+    let metadata = metadata::decode(&bytes, &metadata_path)?;
+    Ok(LoadedSnapshot {
+        dir,
+        metadata_path,
+        metadata_len: bytes.len() as u64,
+        metadata,
+    })
+}
+
+/// The complete checkpoints (`chk-<n>` with a `_metadata`) in a job directory, newest first.
+/// A `chk-<n>` without `_metadata` was never completed and is not listed.
+pub fn list_checkpoints(job_dir: &Path) -> Result<Vec<(u64, PathBuf)>, CheckpointError> {
+    let entries = fs::read_dir(job_dir).map_err(io_err(format!(
+        "cannot list job directory '{}'",
+        job_dir.display()
+    )))?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err(format!(
+            "cannot list job directory '{}'",
+            job_dir.display()
+        )))?;
+        let name = entry.file_name();
+        let Some(id) = name.to_str().and_then(checkpoint_id_of) else {
+            continue;
+        };
+        let dir = entry.path();
+        if path(PathKind::Metadata { snapshot_dir: &dir }).is_file() {
+            out.push((id, dir));
+        }
+    }
+    out.sort_by_key(|c| std::cmp::Reverse(c.0));
+    Ok(out)
+}
+
+/// Checks a blob's 8-byte header. The format belongs to `state::snapshot`; unit tests here
+/// use an equivalent check so they do not depend on that module's implementation.
+fn check_blob_header(bytes: &[u8]) -> Result<(), StateFormatError> {
+    #[cfg(not(test))]
+    {
+        crate::state::snapshot::check_header(bytes)
+    }
+    #[cfg(test)]
+    {
+        use crate::state::snapshot::{BLOB_MAGIC, BLOB_VERSION};
+        if bytes.len() < 8 || bytes[..4] != BLOB_MAGIC {
+            return Err(StateFormatError::BadMagic);
+        }
+        let v = u32::from_be_bytes(bytes[4..8].try_into().expect("4 bytes"));
+        if v != BLOB_VERSION {
+            return Err(StateFormatError::UnsupportedVersion(v));
+        }
+        Ok(())
+    }
+}
+
+/// Bytes of the blob header ([`crate::state::snapshot::BLOB_MAGIC`] and version).
+const BLOB_HEADER_LEN: usize = 8;
+
+/// Reads the key groups of `blob` that fall in `range`, and only those: one seek and read per
+/// group, so a restore at another parallelism reads what it owns. Checks the blob header and
+/// each group's crc32c. Errors name the checkpoint and the file.
+pub fn read_groups(
+    loaded: &LoadedSnapshot,
+    blob: &StateBlob,
+    range: KeyGroupRange,
+) -> Result<Vec<(GroupIndexEntry, Vec<u8>)>, CheckpointError> {
+    let wanted = blob.groups.iter().filter(|g| range.contains(g.key_group));
+    let what = match loaded.blob_path(blob) {
+        Some(p) => format!(
+            "state file '{}' of checkpoint '{}'",
+            p.display(),
+            loaded.dir.display()
+        ),
+        None => format!("inline state in '{}'", loaded.metadata_path.display()),
+    };
+    let corrupt = |detail: String| CheckpointError::Format(format!("{what} is corrupt ({detail})"));
+    let mut out = Vec::new();
+    match (&blob.location, loaded.blob_path(blob)) {
+        (BlobLocation::Inline(bytes), _) => {
+            check_blob_header(bytes).map_err(|e| corrupt(e.to_string()))?;
+            for g in wanted {
+                let start = usize::try_from(g.offset).ok();
+                let end = start.and_then(|s| s.checked_add(usize::try_from(g.len).ok()?));
+                let data = match (start, end) {
+                    (Some(s), Some(e)) if e <= bytes.len() => bytes[s..e].to_vec(),
+                    _ => {
+                        return Err(corrupt(format!(
+                            "key group {} lies outside the blob",
+                            g.key_group
+                        )))
+                    }
+                };
+                verify_group(g, &data).map_err(&corrupt)?;
+                out.push((*g, data));
+            }
+        }
+        (_, Some(file)) => {
+            let mut f = File::open(&file).map_err(|e| {
+                if e.kind() == ErrorKind::NotFound {
+                    CheckpointError::Format(format!(
+                        "{what} is missing; the checkpoint cannot be restored: restore from \
+                         another checkpoint or savepoint"
+                    ))
+                } else {
+                    io_err(format!("cannot open {what}"))(e)
+                }
+            })?;
+            let len = f
+                .metadata()
+                .map_err(io_err(format!("cannot read {what}")))?
+                .len();
+            if len != blob.size {
+                return Err(corrupt(format!(
+                    "{len} bytes, _metadata says {}: truncated or replaced",
+                    blob.size
+                )));
+            }
+            let mut header = [0u8; BLOB_HEADER_LEN];
+            read_at(&mut f, 0, &mut header).map_err(|e| read_error(&what, e))?;
+            check_blob_header(&header).map_err(|e| corrupt(e.to_string()))?;
+            for g in wanted {
+                if g.offset.checked_add(g.len).is_none_or(|end| end > len) {
+                    return Err(corrupt(format!(
+                        "key group {} lies outside the file",
+                        g.key_group
+                    )));
+                }
+                let mut data = vec![0u8; g.len as usize];
+                read_at(&mut f, g.offset, &mut data).map_err(|e| read_error(&what, e))?;
+                verify_group(g, &data).map_err(&corrupt)?;
+                out.push((*g, data));
+            }
+        }
+        (_, None) => unreachable!("only inline blobs have no file"),
+    }
+    Ok(out)
+}
+
+/// The groups in `range` of every blob of a subtask's keyed state, in the order a restore
+/// applies them: a full blob's, then each delta's of a chain.
+pub fn read_handle(
+    loaded: &LoadedSnapshot,
+    handle: &KeyedStateHandle,
+    range: KeyGroupRange,
+) -> Result<Vec<(GroupIndexEntry, Vec<u8>)>, CheckpointError> {
+    let blobs: &[StateBlob] = match handle {
+        KeyedStateHandle::Full(b) => std::slice::from_ref(b),
+        KeyedStateHandle::Incremental { chain } => chain,
+    };
+    let mut out = Vec::new();
+    for b in blobs {
+        out.extend(read_groups(loaded, b, range)?);
+    }
+    Ok(out)
+}
+
+fn read_at(f: &mut File, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    f.seek(SeekFrom::Start(offset))?;
+    f.read_exact(buf)
+}
+
+fn read_error(what: &str, e: std::io::Error) -> CheckpointError {
+    if e.kind() == ErrorKind::UnexpectedEof {
+        CheckpointError::Format(format!("{what} is truncated"))
+    } else {
+        CheckpointError::Io {
+            context: format!("cannot read {what}"),
+            source: e,
+        }
+    }
+}
+
+fn verify_group(g: &GroupIndexEntry, data: &[u8]) -> Result<(), String> {
+    let actual = crc32c::crc32c(data);
+    if actual == g.crc32c {
+        Ok(())
+    } else {
+        Err(format!("checksum mismatch in key group {}", g.key_group))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,500 @@
+//! [`FsCheckpointStore`]: the file-system [`CheckpointStore`]. Writes subtask state (inline or
+//! to files, full or incremental), completes checkpoints by writing `_metadata`, and applies
+//! retention and termination cleanup decided in `retention`.
+//!
+//! Incremental chains: per keyed subtask the store remembers the chain its last snapshot
+//! ended (`chain[0]` a full blob, then deltas). The next snapshot is a delta onto it unless
+//! [`choose_encoding`] says to compact (write a full blob) so that a restore reads a bounded
+//! number of blobs.
+//!
+//! Caller contract for incremental checkpoints: a delta holds the changes since the store's
+//! previous snapshot, so every `KeyedSnapshot` taken must reach `write_subtask`, in checkpoint
+//! order per subtask, even when its checkpoint was aborted meanwhile. Otherwise the next delta
+//! misses those changes. A snapshot that arrives out of order is written full.
+
+use super::{
+    create_dir, delete_file, delete_snapshot_dir, list_checkpoints, path, placement,
+    write_metadata, write_state_file, PathKind, Placement,
+};
+use crate::checkpoint::metadata::{
+    self, BlobLocation, CheckpointMetadata, KeyedStateHandle, StateBlob, SubtaskStateMeta,
+};
+use crate::checkpoint::retention::{self, Retained, SharedRegistry};
+use crate::checkpoint::{
+    CheckpointError, CheckpointId, CheckpointStore, CompletedCheckpoint, JobId, JobTermination,
+    OperatorSnapshot, SubtaskSnapshot,
+};
+use crate::config::{
+    CheckpointStorageKind, CheckpointingConfig, ExternalizedRetention, StateBackendKind,
+    StateConfig,
+};
+use crate::state::keygroup::KeyGroupRange;
+use crate::state::snapshot::EncodedBlob;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+/// A chain gets compacted (the next snapshot written full) after this many deltas.
+pub const MAX_DELTAS: usize = 8;
+
+/// Full blob or delta.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Full,
+    Delta,
+}
+
+/// What [`choose_encoding`] needs to know about a subtask's current chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainInfo {
+    /// Checkpoint of the chain's last blob.
+    pub last_checkpoint: u64,
+    /// Deltas after the full base.
+    pub deltas: usize,
+    pub base_size: u64,
+    pub deltas_size: u64,
+}
+
+/// Full or delta for the snapshot of `checkpoint` of one subtask. Full when incremental is
+/// off, there is no chain yet, the snapshot is out of order, or the chain is due for
+/// compaction: [`MAX_DELTAS`] deltas already, or deltas bigger in total than the base (then a
+/// restore reads more than a full snapshot would).
+pub fn choose_encoding(incremental: bool, chain: Option<ChainInfo>, checkpoint: u64) -> Encoding {
+    match chain {
+        Some(c)
+            if incremental
+                && checkpoint > c.last_checkpoint
+                && c.deltas < MAX_DELTAS
+                && c.deltas_size <= c.base_size =>
+        {
+            Encoding::Delta
+        }
+        _ => Encoding::Full,
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Chain {
+    info: ChainInfo,
+    blobs: Vec<StateBlob>,
+}
+
+/// What a checkpoint that has not completed yet has written.
+#[derive(Debug, Default)]
+struct Pending {
+    /// Bytes of state files.
+    bytes: u64,
+    /// Names of the files it wrote to `shared/`.
+    shared: Vec<String>,
+}
+
+#[derive(Debug)]
+struct RetainedCheckpoint {
+    id: u64,
+    dir: PathBuf,
+    owned: bool,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Completed checkpoints in the store, oldest first.
+    retained: Vec<RetainedCheckpoint>,
+    registry: SharedRegistry,
+    chains: HashMap<(String, u32), Chain>,
+    pending: BTreeMap<u64, Pending>,
+    terminated: bool,
+}
+
+impl Inner {
+    /// Shared files some live chain still ends in: the next checkpoints will reference them,
+    /// so they are not deleted even when no retained checkpoint uses them yet.
+    fn chain_files(&self) -> BTreeSet<&str> {
+        self.chains
+            .values()
+            .flat_map(|c| c.blobs.iter())
+            .filter_map(|b| match &b.location {
+                BlobLocation::Shared(n) => Some(n.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// File-system checkpoint storage for one job.
+#[derive(Debug)]
+pub struct FsCheckpointStore {
+    job_id: JobId,
+    job_name: String,
+    job_dir: PathBuf,
+    shared_dir: PathBuf,
+    inline_threshold: u64,
+    always_inline: bool,
+    incremental: bool,
+    num_retained: u32,
+    retention: ExternalizedRetention,
+    inner: Mutex<Inner>,
+}
+
+impl FsCheckpointStore {
+    /// Opens the job's checkpoint directory: creates `<dir>/<job-id>/`, `shared/` and
+    /// `taskowned/` (as Flink does at job start; they are left behind at the end), and
+    /// rebuilds the retained checkpoints and shared-file counts from the `_metadata` files
+    /// of this job found there.
+    pub fn new(
+        state: &StateConfig,
+        checkpointing: &CheckpointingConfig,
+        job_id: JobId,
+        job_name: &str,
+    ) -> Result<FsCheckpointStore, CheckpointError> {
+        let dir = state.checkpoints_dir.as_deref().ok_or_else(|| {
+            CheckpointError::Format(
+                "checkpoints need a directory: set execution.checkpointing.dir \
+                 (state.checkpoints.dir) in conf/flink-conf.yaml or the pipeline's \
+                 checkpointing block, e.g. file:///var/lib/floe/checkpoints"
+                    .into(),
+            )
+        })?;
+        let base = super::parse_dir(dir)?;
+        let job_dir = path(PathKind::JobDir {
+            base: &base,
+            job_id: &job_id,
+            create_subdir: state.create_subdir,
+        });
+        let shared_dir = path(PathKind::SharedDir { job_dir: &job_dir });
+        create_dir(&shared_dir)?;
+        create_dir(&path(PathKind::TaskOwnedDir { job_dir: &job_dir }))?;
+        super::sync_dir(&job_dir)?;
+        let inner = rebuild(&job_dir, &job_id);
+        Ok(FsCheckpointStore {
+            job_id,
+            job_name: job_name.to_string(),
+            job_dir,
+            shared_dir,
+            inline_threshold: state.inline_threshold,
+            always_inline: state.backend == StateBackendKind::JobManager
+                || state.effective_storage() == CheckpointStorageKind::JobManager,
+            incremental: state.incremental,
+            num_retained: state.num_retained,
+            retention: checkpointing.externalized_retention,
+            inner: Mutex::new(inner),
+        })
+    }
+
+    pub fn job_id(&self) -> &JobId {
+        &self.job_id
+    }
+
+    pub fn job_name(&self) -> &str {
+        &self.job_name
+    }
+
+    /// `<dir>/<job-id>` (or `<dir>` without the subdirectory).
+    pub fn job_dir(&self) -> &Path {
+        &self.job_dir
+    }
+
+    /// `chk-<id>` of this job.
+    pub fn checkpoint_dir(&self, id: u64) -> PathBuf {
+        path(PathKind::CheckpointDir {
+            job_dir: &self.job_dir,
+            id,
+        })
+    }
+
+    /// Ids of the completed checkpoints in the store, oldest first.
+    pub fn retained(&self) -> Vec<u64> {
+        self.lock().retained.iter().map(|r| r.id).collect()
+    }
+
+    /// How many retained checkpoints use `shared/<file>`.
+    pub fn shared_users(&self, file: &str) -> usize {
+        self.lock().registry.users(file)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain bookkeeping behind; the files on disk
+        // are the truth and are rebuilt from at the next start, so keep going.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes an encoded blob of `checkpoint`: inline, or to a new file (exclusive or shared
+    /// by `placement`). The file is durable when this returns.
+    pub fn write_blob(
+        &self,
+        checkpoint: u64,
+        blob: EncodedBlob,
+        incremental: bool,
+    ) -> Result<StateBlob, CheckpointError> {
+        let size = blob.bytes.len() as u64;
+        let place = placement(size, self.inline_threshold, self.always_inline, incremental);
+        let location = match place {
+            Placement::Inline => BlobLocation::Inline(blob.bytes),
+            Placement::Exclusive => {
+                let dir = self.checkpoint_dir(checkpoint);
+                create_dir(&dir)?;
+                let name = write_state_file(&dir, &blob.bytes)?;
+                self.lock().pending.entry(checkpoint).or_default().bytes += size;
+                BlobLocation::Exclusive(name)
+            }
+            Placement::Shared => {
+                let name = write_state_file(&self.shared_dir, &blob.bytes)?;
+                let mut inner = self.lock();
+                let p = inner.pending.entry(checkpoint).or_default();
+                p.bytes += size;
+                p.shared.push(name.clone());
+                BlobLocation::Shared(name)
+            }
+        };
+        Ok(StateBlob {
+            location,
+            size,
+            groups: blob.groups,
+        })
+    }
+
+    /// Writes one keyed subtask's state with `encode` producing the bytes for the encoding
+    /// [`choose_encoding`] picks; keeps the subtask's chain. `write_subtask` calls this with
+    /// `state::snapshot::{encode_full, encode_delta}`.
+    pub fn write_keyed_with(
+        &self,
+        checkpoint: u64,
+        operator_id: &str,
+        subtask: u32,
+        range: KeyGroupRange,
+        encode: impl FnOnce(Encoding) -> EncodedBlob,
+    ) -> Result<SubtaskStateMeta, CheckpointError> {
+        let key = (operator_id.to_string(), subtask);
+        let encoding = {
+            let inner = self.lock();
+            let info = inner.chains.get(&key).map(|c| c.info);
+            choose_encoding(self.incremental, info, checkpoint)
+        };
+        // Encoding and writing run without the lock: other subtasks write in parallel.
+        let written = self.write_blob(checkpoint, encode(encoding), self.incremental);
+        let mut inner = self.lock();
+        let blob = match written {
+            Ok(b) => b,
+            Err(e) => {
+                // The store's change tracking has moved past this snapshot, so the chain
+                // cannot be continued: the next snapshot must be full.
+                inner.chains.remove(&key);
+                return Err(e);
+            }
+        };
+        let keyed = if !self.incremental {
+            KeyedStateHandle::Full(blob)
+        } else {
+            // A snapshot older than the chain's end (out of order) was written full and does
+            // not replace the newer chain.
+            let out_of_order = inner
+                .chains
+                .get(&key)
+                .is_some_and(|c| c.info.last_checkpoint >= checkpoint);
+            let chain = match (encoding, inner.chains.get(&key)) {
+                (Encoding::Delta, Some(c)) => {
+                    let mut c = c.clone();
+                    c.info.last_checkpoint = checkpoint;
+                    c.info.deltas += 1;
+                    c.info.deltas_size += blob.size;
+                    c.blobs.push(blob);
+                    c
+                }
+                _ => Chain {
+                    info: ChainInfo {
+                        last_checkpoint: checkpoint,
+                        deltas: 0,
+                        base_size: blob.size,
+                        deltas_size: 0,
+                    },
+                    blobs: vec![blob],
+                },
+            };
+            let handle = KeyedStateHandle::Incremental {
+                chain: chain.blobs.clone(),
+            };
+            if !out_of_order {
+                inner.chains.insert(key, chain);
+            }
+            handle
+        };
+        Ok(SubtaskStateMeta {
+            subtask,
+            key_groups: Some((range.start, range.end)),
+            keyed: Some(keyed),
+            source: None,
+        })
+    }
+
+    /// Deletes the files of checkpoints that will never complete: their `chk-<n>` directory
+    /// and the shared files no retained checkpoint and no live chain uses.
+    fn discard_pending(&self, inner: &mut Inner, ids: &[u64]) {
+        let mut shared = Vec::new();
+        for id in ids {
+            if let Some(p) = inner.pending.remove(id) {
+                shared.extend(p.shared);
+            }
+            if inner.retained.iter().any(|r| r.id == *id) {
+                continue;
+            }
+            warn_on_err(delete_snapshot_dir(&self.checkpoint_dir(*id)));
+        }
+        let live = inner.chain_files();
+        for name in shared {
+            if !inner.registry.is_referenced(&name) && !live.contains(name.as_str()) {
+                warn_on_err(delete_file(&path(PathKind::SharedFile {
+                    job_dir: &self.job_dir,
+                    name: &name,
+                })));
+            }
+        }
+    }
+
+    /// Deletes retained checkpoints `delete` and removes `leave` from the store, then the
+    /// shared files nothing uses any more.
+    fn drop_retained(&self, inner: &mut Inner, leave: &[u64], delete: &[u64]) {
+        for id in delete {
+            if let Some(r) = inner.retained.iter().find(|r| r.id == *id) {
+                warn_on_err(delete_snapshot_dir(&r.dir));
+            }
+        }
+        inner.retained.retain(|r| !leave.contains(&r.id));
+        let unreferenced = inner.registry.unreferenced_after(leave);
+        let live = inner.chain_files();
+        for name in unreferenced {
+            if !live.contains(name.as_str()) {
+                warn_on_err(delete_file(&path(PathKind::SharedFile {
+                    job_dir: &self.job_dir,
+                    name: &name,
+                })));
+            }
+        }
+    }
+}
+
+fn warn_on_err(r: Result<(), CheckpointError>) {
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "checkpoint cleanup failed; the files stay behind");
+    }
+}
+
+/// The store's view of a job directory at start: this job's complete checkpoints and the
+/// shared files they use, from their `_metadata`. A `_metadata` that does not decode or
+/// belongs to another job (possible with `create-subdir: false`) is left alone: not retained,
+/// never deleted.
+fn rebuild(job_dir: &Path, job_id: &JobId) -> Inner {
+    let mut inner = Inner::default();
+    let Ok(found) = list_checkpoints(job_dir) else {
+        return inner;
+    };
+    for (id, dir) in found.into_iter().rev() {
+        match super::load(&dir) {
+            Ok(l) if &l.metadata.job_id == job_id => {
+                inner.registry.register(id, l.metadata.shared_files(), true);
+                inner.retained.push(RetainedCheckpoint {
+                    id,
+                    dir,
+                    owned: true,
+                });
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "ignoring an unreadable checkpoint at start"),
+        }
+    }
+    inner
+}
+
+impl CheckpointStore for FsCheckpointStore {
+    fn write_subtask(
+        &self,
+        snapshot: SubtaskSnapshot,
+    ) -> Result<SubtaskStateMeta, CheckpointError> {
+        let id = snapshot.checkpoint_id.0;
+        match snapshot.state {
+            OperatorSnapshot::Source(pos) => Ok(SubtaskStateMeta {
+                subtask: snapshot.subtask,
+                key_groups: None,
+                keyed: None,
+                source: Some(pos),
+            }),
+            OperatorSnapshot::Keyed(ks) => self.write_keyed_with(
+                id,
+                &snapshot.operator_id.0,
+                snapshot.subtask,
+                ks.range,
+                |e| match e {
+                    Encoding::Full => crate::state::snapshot::encode_full(&ks),
+                    Encoding::Delta => crate::state::snapshot::encode_delta(&ks),
+                },
+            ),
+        }
+    }
+
+    fn complete(
+        &self,
+        metadata: CheckpointMetadata,
+    ) -> Result<CompletedCheckpoint, CheckpointError> {
+        let id = metadata.checkpoint_id;
+        let dir = self.checkpoint_dir(id);
+        let bytes = metadata::encode(&metadata);
+        // Every state file it references was fsynced by `write_blob` before this point.
+        write_metadata(&dir, &bytes)?;
+        let mut inner = self.lock();
+        let written = inner.pending.remove(&id).map_or(0, |p| p.bytes);
+        inner.registry.register(id, metadata.shared_files(), true);
+        inner.retained.push(RetainedCheckpoint {
+            id,
+            dir: dir.clone(),
+            owned: true,
+        });
+        inner.retained.sort_by_key(|r| r.id);
+        // Older checkpoints still pending are subsumed by this one, as Flink aborts them.
+        let older: Vec<u64> = inner.pending.range(..id).map(|(k, _)| *k).collect();
+        self.discard_pending(&mut inner, &older);
+        let retained: Vec<Retained> = inner
+            .retained
+            .iter()
+            .map(|r| Retained {
+                id: r.id,
+                owned: r.owned,
+            })
+            .collect();
+        let s = retention::subsume(&retained, self.num_retained);
+        self.drop_retained(&mut inner, &s.leave_store, &s.delete);
+        let size = bytes.len() as u64 + written;
+        tracing::info!(checkpoint_id = id, bytes = size, job_id = %self.job_id, "completed checkpoint");
+        Ok(CompletedCheckpoint {
+            checkpoint_id: CheckpointId(id),
+            path: dir,
+            size,
+        })
+    }
+
+    fn abort(&self, checkpoint_id: CheckpointId) {
+        let mut inner = self.lock();
+        self.discard_pending(&mut inner, &[checkpoint_id.0]);
+    }
+
+    fn terminate(&self, how: JobTermination) {
+        let mut inner = self.lock();
+        if std::mem::replace(&mut inner.terminated, true) {
+            return;
+        }
+        let pending: Vec<u64> = inner.pending.keys().copied().collect();
+        // No more checkpoints will continue the chains: their files are needed only as far
+        // as retained checkpoints use them.
+        inner.chains.clear();
+        self.discard_pending(&mut inner, &pending);
+        let action = retention::on_termination(self.retention, how);
+        let retained: Vec<Retained> = inner
+            .retained
+            .iter()
+            .map(|r| Retained {
+                id: r.id,
+                owned: r.owned,
+            })
+            .collect();
+        let delete = retention::termination_deletes(&retained, action);
+        tracing::info!(?how, ?action, deleted = ?delete, "checkpoint retention at job end");
+        self.drop_retained(&mut inner, &delete, &delete);
+    }
+}
