@@ -8,6 +8,7 @@
 //! `floe run p.yaml | sort` sees records only.
 
 mod config_cmd;
+mod inspect;
 mod logging;
 mod run;
 mod validate;
@@ -61,6 +62,8 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Print the effective configuration and where each value came from.
     Config(config_cmd::ConfigArgs),
+    /// Show a checkpoint or savepoint offline (or the retained checkpoints of a job).
+    Inspect(inspect::InspectArgs),
 }
 
 /// Parse the command line, run the command, return the exit code.
@@ -71,6 +74,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(&cli.global, args),
         Command::Validate(args) => validate::validate(args),
         Command::Config(args) => config_cmd::config(&cli.global, args),
+        Command::Inspect(args) => inspect::inspect(args),
     };
     ExitCode::from(code)
 }
