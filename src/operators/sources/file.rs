@@ -19,6 +19,7 @@
 //! ([`FileSource::positions`]); [`FileSource::restore`] seeks there. This module must not
 //! write or delete the files it reads.
 
+use crate::checkpoint::SourcePosition;
 use crate::operators::{BuildContext, OperatorError, OperatorSpec, Problem, Source, SourceEvent};
 use crate::record::{Batch, Column, DataType, Schema, Span, StrColumn, BATCH_SIZE};
 use std::collections::{HashSet, VecDeque};
@@ -110,6 +111,10 @@ pub struct FileSource {
     /// Cut batches not yet handed over, each with its file and the offset after its last line.
     ready: VecDeque<(Batch, usize, u64)>,
     last_scan: Option<Instant>,
+    /// The directory a relative `path` resolved against (`None` for an absolute `path`):
+    /// positions name files relative to it, so a restore from another working directory
+    /// finds them.
+    base_dir: Option<PathBuf>,
 }
 
 impl FileSource {
@@ -157,6 +162,7 @@ impl FileSource {
             current: 0,
             ready: VecDeque::new(),
             last_scan: None,
+            base_dir: (!Path::new(&c.path).is_absolute()).then(|| ctx.base_dir.clone()),
         };
         let listed = src.list()?;
         if listed.is_empty() && !src.follow {
@@ -194,6 +200,17 @@ impl FileSource {
             .iter()
             .map(|f| (f.path.clone(), f.emitted))
             .collect()
+    }
+
+    /// [`FileSource::positions`] as a snapshot holds them: paths as the pipeline wrote them
+    /// (relative to the pipeline's directory when `path` is relative).
+    pub fn source_position(&self) -> SourcePosition {
+        SourcePosition::Files(
+            self.files
+                .iter()
+                .map(|f| (position_name(self.base_dir.as_deref(), &f.path), f.emitted))
+                .collect(),
+        )
     }
 
     fn owns_by_hash(&self, path: &Path) -> bool {
@@ -392,6 +409,38 @@ impl FileSource {
     }
 }
 
+/// How a position names `path`: relative to `base_dir` if it lies below it.
+fn position_name(base_dir: Option<&Path>, path: &Path) -> String {
+    base_dir
+        .and_then(|base| path.strip_prefix(base).ok())
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The positions of a [`SourcePosition::Files`] as [`FileSource::restore`] takes them: names
+/// relative to the pipeline's directory resolved against `ctx.base_dir` (for a `path` the
+/// pipeline wrote relative), absolute ones as they are.
+pub fn restore_positions(
+    c: &FileSourceConfig,
+    ctx: &BuildContext,
+    files: &[(String, u64)],
+) -> Vec<(PathBuf, u64)> {
+    let relative = !Path::new(&c.path).is_absolute();
+    files
+        .iter()
+        .map(|(name, offset)| {
+            let p = Path::new(name);
+            let path = if relative && p.is_relative() {
+                ctx.base_dir.join(p)
+            } else {
+                p.to_path_buf()
+            };
+            (path, *offset)
+        })
+        .collect()
+}
+
 /// The span of the line `buf[start..end]`, without a `\r` just before the `\n`.
 fn line_span(buf: &[u8], start: usize, mut end: usize) -> Span {
     if end > start && buf[end - 1] == b'\r' {
@@ -420,6 +469,11 @@ impl Source for FileSource {
         } else {
             self.next_bounded()
         }
+    }
+
+    /// Per file, the offset of the first line not yet handed over.
+    fn position(&self) -> Option<SourcePosition> {
+        Some(self.source_position())
     }
 }
 
