@@ -16,7 +16,7 @@ fn all() -> KeyGroupRange {
 
 /// Key `i`: short ones inline in the entry, every 7th one long (in the arena).
 fn key(i: u64) -> Vec<u8> {
-    if i % 7 == 0 {
+    if i.is_multiple_of(7) {
         format!("a-rather-long-key-number-{i}").into_bytes()
     } else {
         format!("k{i}").into_bytes()

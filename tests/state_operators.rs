@@ -43,7 +43,7 @@ fn words(n: u64) -> Vec<String> {
     (0..500u64)
         .map(|i| {
             let id = (n * 500 + i).wrapping_mul(2_654_435_761) % 3000;
-            if id % 5 == 0 {
+            if id.is_multiple_of(5) {
                 format!("a-long-word-number-{id}")
             } else {
                 format!("w{id}")
@@ -113,7 +113,7 @@ fn key_by_restored_from_a_chain_continues_counting() {
     for n in 0..8 {
         run(&mut op, &words(n), &mut out);
         // A checkpoint every other batch: the first full, then deltas.
-        if n % 2 == 1 {
+        if !n.is_multiple_of(2) {
             let snap = keyed(op.snapshot_state());
             chain.push(if chain.is_empty() {
                 encode_full(&snap)

@@ -99,8 +99,9 @@ impl Tracked {
 /// One running file source subtask.
 pub struct FileSource {
     target: Target,
-    /// `path` as the user wrote it, for messages.
-    shown: String,
+    /// How the user named the files (boxed: rarely used, and it keeps the source runtime
+    /// enum small).
+    naming: Box<Naming>,
     follow: bool,
     subtask: u64,
     parallelism: u64,
@@ -111,6 +112,11 @@ pub struct FileSource {
     /// Cut batches not yet handed over, each with its file and the offset after its last line.
     ready: VecDeque<(Batch, usize, u64)>,
     last_scan: Option<Instant>,
+}
+
+struct Naming {
+    /// `path` as the user wrote it, for messages.
+    shown: String,
     /// The directory a relative `path` resolved against (`None` for an absolute `path`):
     /// positions name files relative to it, so a restore from another working directory
     /// finds them.
@@ -153,7 +159,10 @@ impl FileSource {
         };
         let mut src = FileSource {
             target,
-            shown,
+            naming: Box::new(Naming {
+                shown,
+                base_dir: (!Path::new(&c.path).is_absolute()).then(|| ctx.base_dir.clone()),
+            }),
             follow: c.follow,
             subtask: ctx.subtask as u64,
             parallelism: ctx.parallelism.max(1) as u64,
@@ -162,17 +171,18 @@ impl FileSource {
             current: 0,
             ready: VecDeque::new(),
             last_scan: None,
-            base_dir: (!Path::new(&c.path).is_absolute()).then(|| ctx.base_dir.clone()),
         };
         let listed = src.list()?;
         if listed.is_empty() && !src.follow {
             return Err(OperatorError::Config(match &src.target {
                 Target::Dir(d) => format!(
                     "`path` {}: the directory {} holds no files",
-                    src.shown,
+                    src.naming.shown,
                     d.display()
                 ),
-                Target::Glob(g) => format!("`path` {}: the glob {g} matches no files", src.shown),
+                Target::Glob(g) => {
+                    format!("`path` {}: the glob {g} matches no files", src.naming.shown)
+                }
                 Target::File(_) => unreachable!("a file target lists itself"),
             }));
         }
@@ -208,7 +218,12 @@ impl FileSource {
         SourcePosition::Files(
             self.files
                 .iter()
-                .map(|f| (position_name(self.base_dir.as_deref(), &f.path), f.emitted))
+                .map(|f| {
+                    (
+                        position_name(self.naming.base_dir.as_deref(), &f.path),
+                        f.emitted,
+                    )
+                })
                 .collect(),
         )
     }
@@ -239,7 +254,10 @@ impl FileSource {
             }
             Target::Glob(g) => glob::glob(g)
                 .map_err(|e| {
-                    OperatorError::Config(format!("`path` {}: not a valid glob: {e}", self.shown))
+                    OperatorError::Config(format!(
+                        "`path` {}: not a valid glob: {e}",
+                        self.naming.shown
+                    ))
                 })?
                 // Entries that cannot be read (permissions) are skipped, as a shell would.
                 .filter_map(Result::ok)
