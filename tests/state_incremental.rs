@@ -212,31 +212,50 @@ fn timings_with_a_million_keys() {
         t.elapsed(),
         delta.bytes.len()
     );
-    // The copy-on-write cost: the first write to each group after a snapshot copies it.
-    let mut longest = std::time::Duration::ZERO;
-    let t = Instant::now();
-    for k in keys.iter().step_by(100) {
-        let w = Instant::now();
-        *store.get_or_insert(hash_str(k), k, 0).unwrap() += 1;
-        longest = longest.max(w.elapsed());
-    }
+    // The copy-on-write cost on the data path: batches of 1024 scattered keys right after a
+    // snapshot (the first writes to each shard copy it) against the same batches without.
+    let batch_times = |store: &mut KeyedStore| {
+        let mut times = Vec::new();
+        for b in 0..200usize {
+            let t = Instant::now();
+            for j in 0..1024usize {
+                let k = &keys[(b * 1024 + j).wrapping_mul(7919) % keys.len()];
+                *store.get_or_insert(hash_str(k), k, 0).unwrap() += 1;
+            }
+            times.push(t.elapsed());
+        }
+        times
+    };
+    let after = batch_times(&mut store);
+    let plain = batch_times(&mut store);
+    let max = |ts: &[std::time::Duration]| ts.iter().max().copied().unwrap_or_default();
     println!(
-        "10k writes after the snapshot (copying each group once): {:?}, longest single write {:?}",
-        t.elapsed(),
-        longest
+        "batches of 1024 writes right after a snapshot: first {:?}, second {:?}, longest {:?}, all 200 {:?}; \
+         without a snapshot: longest {:?}, median {:?}, all 200 {:?}",
+        after[0],
+        after[1],
+        max(&after),
+        after.iter().sum::<std::time::Duration>(),
+        max(&plain),
+        {
+            let mut p = plain.clone();
+            p.sort();
+            p[p.len() / 2]
+        },
+        plain.iter().sum::<std::time::Duration>()
     );
     let t = Instant::now();
-    for k in keys.iter().step_by(100) {
-        *store.get_or_insert(hash_str(k), k, 0).unwrap() += 1;
-    }
-    println!("the same 10k writes again (no copies): {:?}", t.elapsed());
-    let t = Instant::now();
     let snap2 = store.snapshot();
-    println!("snapshot() with 1M keys, 1% changed: {:?}", t.elapsed());
+    println!(
+        "snapshot() with 1M keys, {} changed: {:?}",
+        snap2.delta_len(),
+        t.elapsed()
+    );
     let t = Instant::now();
     let delta2 = encode_delta(&snap2);
     println!(
-        "encode_delta (10k changed): {:?}, {} bytes",
+        "encode_delta ({} changed): {:?}, {} bytes",
+        snap2.delta_len(),
         t.elapsed(),
         delta2.bytes.len()
     );
