@@ -269,6 +269,15 @@ impl SourceRuntime {
             SourceRuntime::Datagen(s) => s.next().await,
         }
     }
+
+    /// Where the source is now ([`Source::position`]); `None` for the socket.
+    pub fn position(&self) -> Option<SourcePosition> {
+        match self {
+            SourceRuntime::Socket(s) => s.position(),
+            SourceRuntime::File(s) => Source::position(s),
+            SourceRuntime::Datagen(s) => Source::position(s),
+        }
+    }
 }
 
 impl SourceConfig {
@@ -279,6 +288,60 @@ impl SourceConfig {
             SourceConfig::File(c) => SourceRuntime::File(sources::file::FileSource::new(c, ctx)?),
             SourceConfig::Datagen(c) => {
                 SourceRuntime::Datagen(sources::datagen::Datagen::new(c, ctx)?)
+            }
+        })
+    }
+
+    /// Build subtask `ctx.subtask` of this source resuming at `position` (from a checkpoint;
+    /// `None`: from the start).
+    ///
+    /// The socket cannot replay: restored, it starts fresh, and what was sent between the
+    /// checkpoint and the failure is lost for it. A position of another kind of source (the
+    /// operator's `type:` changed since the checkpoint) is an error.
+    pub fn build_restored(
+        &self,
+        ctx: &BuildContext,
+        position: Option<&SourcePosition>,
+    ) -> Result<SourceRuntime, OperatorError> {
+        let Some(position) = position else {
+            return self.build(ctx);
+        };
+        Ok(match (self, position) {
+            (SourceConfig::Socket(c), _) => {
+                tracing::warn!(
+                    operator = %ctx.operator_id,
+                    subtask = ctx.subtask,
+                    "the socket source cannot replay: restored, it reads only what arrives from now on"
+                );
+                SourceRuntime::Socket(sources::socket::Socket::new(c, ctx)?)
+            }
+            (SourceConfig::File(c), SourcePosition::Files(files)) => {
+                let positions = sources::file::restore_positions(c, ctx, files);
+                SourceRuntime::File(sources::file::FileSource::restore(c, ctx, &positions)?)
+            }
+            (SourceConfig::Datagen(c), SourcePosition::Datagen { next_line }) => {
+                SourceRuntime::Datagen(sources::datagen::Datagen::restore(
+                    c,
+                    ctx,
+                    Some(*next_line),
+                )?)
+            }
+            (other, position) => {
+                let held = match position {
+                    SourcePosition::Datagen { .. } => "datagen",
+                    SourcePosition::Files(_) => "file",
+                };
+                let now = match other {
+                    SourceConfig::Socket(_) => "socket",
+                    SourceConfig::File(_) => "file",
+                    SourceConfig::Datagen(_) => "datagen",
+                };
+                return Err(OperatorError::Config(format!(
+                    "source \"{}\": the checkpoint holds the position of a `{held}` source, but \
+                     the operator is now `type: {now}`; give the new source another `id` or \
+                     start without restoring its state",
+                    ctx.operator_id
+                )));
             }
         })
     }

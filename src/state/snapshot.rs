@@ -1,21 +1,36 @@
 //! Encoding of keyed state snapshots: full and incremental (delta) blobs indexed by key group.
 //!
-//! CONTRACT (signatures fixed; bodies to be written by the state engineer):
-//! - A blob starts with an 8-byte header: magic `b"FLKS"` then the format version (u32 BE).
-//! - After it, one run of bytes per key group; `GroupIndexEntry { key_group, offset, len,
-//!   crc32c, entries }` gives each group's place (offset from the blob's start), its crc32c
-//!   and its entry count. Storage reads only the groups a restore needs and checks the crc.
-//! - A delta holds, per group, the keys changed since the store's previous snapshot and the
-//!   keys deleted (tombstones).
+//! Format (version 1):
+//! - an 8-byte header: magic `b"FLKS"` then the format version (u32 BE);
+//! - then one run of bytes per key group that has entries, in group order; a group without
+//!   entries has no run and no index entry. `GroupIndexEntry { key_group, offset, len, crc32c,
+//!   entries }` (kept in `_metadata`, not in the blob) gives each run's place (offset from the
+//!   blob's start), the crc32c of its bytes and its entry count, so a restore reads only the
+//!   groups it needs and checks each one;
+//! - a run is its entries back to back, each `varint(key_len << 1 | deleted)`, the key bytes,
+//!   the key's table hash (u64 LE), then, unless deleted, the value (u64 LE). The hash is kept
+//!   because the store cannot hash a key again without knowing its type (text, integer,
+//!   boolean); it is Flink's hash spread to 64 bits ([`crate::state::keygroup`]), fixed, so a
+//!   change to it would need a new format version.
+//!
+//! A full blob has no deletions. A delta holds, per group, the keys changed since the store's
+//! previous snapshot and the keys deleted (tombstones); [`restore_store`] applies a full blob's
+//! groups and then each delta's in order, so later values and deletions win.
+//!
+//! Decoding never panics on bad bytes: a short blob, a run that does not match its index
+//! entry, a bad varint, trailing bytes are [`StateFormatError`]s naming the key group. The
+//! caller adds the file's name.
 
 use crate::checkpoint::metadata::GroupIndexEntry;
-use crate::state::keyed::{KeyedSnapshot, KeyedStore};
+use crate::state::keyed::{KeyedSnapshot, KeyedStateError, KeyedStore};
 use crate::state::keygroup::KeyGroupRange;
 
 /// Magic at the start of every keyed state blob.
 pub const BLOB_MAGIC: [u8; 4] = *b"FLKS";
 /// Version of the blob format this build writes.
 pub const BLOB_VERSION: u32 = 1;
+/// Bytes of the header (magic and version).
+pub const HEADER_LEN: usize = 8;
 
 /// An encoded blob and its key-group index.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,41 +52,413 @@ pub enum StateFormatError {
     Checksum { key_group: u32 },
     #[error("key group {key_group}: truncated or malformed data")]
     Malformed { key_group: u32 },
+    /// The blob is shorter than its header.
+    #[error(
+        "keyed state blob of {len} bytes is shorter than its {HEADER_LEN}-byte header (the file is truncated)"
+    )]
+    TooShort { len: usize },
+    /// The index places a group past the end of the blob.
+    #[error(
+        "key group {key_group}: the index places it at bytes {offset}..{end}, but the blob has \
+         only {blob_len} bytes (the file is truncated)"
+    )]
+    OutOfBounds {
+        key_group: u32,
+        offset: u64,
+        end: u64,
+        blob_len: usize,
+    },
+    /// A restore was handed a group the new subtask does not own.
+    #[error(
+        "bug: key group {key_group} handed to the restore of a subtask owning key groups {range}"
+    )]
+    GroupOutOfRange {
+        key_group: u32,
+        range: KeyGroupRange,
+    },
+    /// The restored state does not fit the store.
+    #[error("cannot restore keyed state: {0}")]
+    Store(#[from] KeyedStateError),
 }
 
-/// One decoded key-group run: `(key, Some(value))` for a live key, `(key, None)` for a
-/// deletion (deltas only).
-pub type GroupEntries = Vec<(Vec<u8>, Option<u64>)>;
+/// One key-group run, checked (crc and structure) and kept as its bytes; iterate it with
+/// [`GroupEntries::iter`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupEntries {
+    key_group: u32,
+    bytes: Vec<u8>,
+    count: u64,
+}
+
+/// One decoded entry: `value` is `None` for a deletion (deltas only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodedEntry<'a> {
+    pub key: &'a [u8],
+    /// The key's table hash ([`crate::state::keygroup::KeyHash::table`]).
+    pub hash: u64,
+    pub value: Option<u64>,
+}
+
+impl GroupEntries {
+    pub fn key_group(&self) -> u32 {
+        self.key_group
+    }
+
+    /// Number of entries (keys and deletions).
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The entries in the order they were written.
+    pub fn iter(&self) -> impl Iterator<Item = DecodedEntry<'_>> + '_ {
+        let mut pos = 0usize;
+        let mut left = self.count;
+        std::iter::from_fn(move || {
+            if left == 0 {
+                return None;
+            }
+            left -= 1;
+            // Checked by `decode_group`: a failure here cannot happen; it ends the iteration
+            // rather than panicking.
+            parse_entry(&self.bytes, &mut pos)
+        })
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(bytes: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes.get(*pos)?;
+        *pos += 1;
+        let bits = (b & 0x7f) as u64;
+        if shift == 63 && bits > 1 {
+            return None;
+        }
+        v |= bits << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn get_u64(bytes: &[u8], pos: &mut usize) -> Option<u64> {
+    let b: [u8; 8] = bytes.get(*pos..*pos + 8)?.try_into().ok()?;
+    *pos += 8;
+    Some(u64::from_le_bytes(b))
+}
+
+/// The entry at `*pos`, moving `pos` past it; `None` if the bytes end early or are malformed.
+fn parse_entry<'a>(bytes: &'a [u8], pos: &mut usize) -> Option<DecodedEntry<'a>> {
+    let head = get_varint(bytes, pos)?;
+    let deleted = head & 1 == 1;
+    let len = usize::try_from(head >> 1).ok()?;
+    let end = pos.checked_add(len)?;
+    let key = bytes.get(*pos..end)?;
+    *pos = end;
+    let hash = get_u64(bytes, pos)?;
+    let value = if deleted {
+        None
+    } else {
+        Some(get_u64(bytes, pos)?)
+    };
+    Some(DecodedEntry { key, hash, value })
+}
+
+/// Builds a blob group by group.
+struct Writer {
+    bytes: Vec<u8>,
+    groups: Vec<GroupIndexEntry>,
+}
+
+impl Writer {
+    fn new(capacity: usize) -> Writer {
+        let mut bytes = Vec::with_capacity(HEADER_LEN + capacity);
+        bytes.extend_from_slice(&BLOB_MAGIC);
+        bytes.extend_from_slice(&BLOB_VERSION.to_be_bytes());
+        Writer {
+            bytes,
+            groups: Vec::new(),
+        }
+    }
+
+    /// Appends one group's entries as a run (nothing if there are none).
+    fn group<'a>(
+        &mut self,
+        key_group: u32,
+        entries: impl IntoIterator<Item = (&'a [u8], u64, Option<u64>)>,
+    ) {
+        let start = self.bytes.len();
+        let mut count = 0u64;
+        for (key, hash, value) in entries {
+            put_varint(
+                &mut self.bytes,
+                ((key.len() as u64) << 1) | value.is_none() as u64,
+            );
+            self.bytes.extend_from_slice(key);
+            self.bytes.extend_from_slice(&hash.to_le_bytes());
+            if let Some(v) = value {
+                self.bytes.extend_from_slice(&v.to_le_bytes());
+            }
+            count += 1;
+        }
+        if count == 0 {
+            return;
+        }
+        let run = &self.bytes[start..];
+        self.groups.push(GroupIndexEntry {
+            key_group,
+            offset: start as u64,
+            len: run.len() as u64,
+            crc32c: crc32c::crc32c(run),
+            entries: count,
+        });
+    }
+
+    fn finish(self) -> EncodedBlob {
+        EncodedBlob {
+            bytes: self.bytes,
+            groups: self.groups,
+        }
+    }
+}
 
 /// Every key of the snapshot.
-pub fn encode_full(_snapshot: &KeyedSnapshot) -> EncodedBlob {
-    todo!("state engineer")
+pub fn encode_full(snapshot: &KeyedSnapshot) -> EncodedBlob {
+    // Short keys dominate: about 1 + 8 + 8 + 8 bytes an entry.
+    let mut w = Writer::new(snapshot.len() * 26);
+    for (key_group, table) in snapshot.groups() {
+        w.group(key_group, table.entries().map(|(k, h, v)| (k, h, Some(v))));
+    }
+    w.finish()
 }
 
-/// The keys changed (and deleted) since the previous snapshot of the same store.
-pub fn encode_delta(_snapshot: &KeyedSnapshot) -> EncodedBlob {
-    todo!("state engineer")
+/// The keys changed (and deleted) since the previous snapshot of the same store (see
+/// [`KeyedSnapshot::delta_base`] for what it applies on).
+pub fn encode_delta(snapshot: &KeyedSnapshot) -> EncodedBlob {
+    let mut w = Writer::new(snapshot.delta_len() * 26);
+    for (key_group, changes) in snapshot.changes() {
+        w.group(key_group, changes.iter().map(|c| (c.key, c.hash, c.value)));
+    }
+    w.finish()
 }
 
 /// Checks the 8-byte header of a blob.
-pub fn check_header(_bytes: &[u8]) -> Result<(), StateFormatError> {
-    todo!("state engineer")
+pub fn check_header(bytes: &[u8]) -> Result<(), StateFormatError> {
+    if bytes.len() < 4 || bytes[..4] != BLOB_MAGIC {
+        return if bytes.len() < 4 && BLOB_MAGIC.starts_with(bytes) {
+            Err(StateFormatError::TooShort { len: bytes.len() })
+        } else {
+            Err(StateFormatError::BadMagic)
+        };
+    }
+    let Some(version) = bytes.get(4..HEADER_LEN) else {
+        return Err(StateFormatError::TooShort { len: bytes.len() });
+    };
+    let version = u32::from_be_bytes([version[0], version[1], version[2], version[3]]);
+    if version != BLOB_VERSION {
+        return Err(StateFormatError::UnsupportedVersion(version));
+    }
+    Ok(())
+}
+
+/// The bytes of `entry`'s group inside a whole `blob`, bounds-checked against the index.
+pub fn group_slice<'a>(
+    blob: &'a [u8],
+    entry: &GroupIndexEntry,
+) -> Result<&'a [u8], StateFormatError> {
+    let end = entry.offset.checked_add(entry.len);
+    let out_of_bounds = || StateFormatError::OutOfBounds {
+        key_group: entry.key_group,
+        offset: entry.offset,
+        end: end.unwrap_or(u64::MAX),
+        blob_len: blob.len(),
+    };
+    if entry.offset < HEADER_LEN as u64 {
+        return Err(StateFormatError::Malformed {
+            key_group: entry.key_group,
+        });
+    }
+    let start = usize::try_from(entry.offset).map_err(|_| out_of_bounds())?;
+    let end = end
+        .and_then(|e| usize::try_from(e).ok())
+        .ok_or_else(out_of_bounds)?;
+    blob.get(start..end).ok_or_else(out_of_bounds)
 }
 
 /// Decodes one group's bytes (already cut out of the blob by `entry`), checking its crc32c.
 pub fn decode_group(
-    _group_bytes: &[u8],
-    _entry: &GroupIndexEntry,
+    group_bytes: &[u8],
+    entry: &GroupIndexEntry,
 ) -> Result<GroupEntries, StateFormatError> {
-    todo!("state engineer")
+    let key_group = entry.key_group;
+    let malformed = StateFormatError::Malformed { key_group };
+    if group_bytes.len() as u64 != entry.len {
+        return Err(malformed);
+    }
+    if crc32c::crc32c(group_bytes) != entry.crc32c {
+        return Err(StateFormatError::Checksum { key_group });
+    }
+    let mut pos = 0usize;
+    for _ in 0..entry.entries {
+        if parse_entry(group_bytes, &mut pos).is_none() {
+            return Err(malformed);
+        }
+    }
+    if pos != group_bytes.len() {
+        return Err(malformed);
+    }
+    Ok(GroupEntries {
+        key_group,
+        bytes: group_bytes.to_vec(),
+        count: entry.entries,
+    })
+}
+
+/// Decodes the groups of a whole blob that lie in `wanted` (a restore at another parallelism
+/// reads only its own groups), checking the header and each group's bounds and crc.
+pub fn decode_blob(
+    blob: &[u8],
+    index: &[GroupIndexEntry],
+    wanted: KeyGroupRange,
+) -> Result<Vec<(u32, GroupEntries)>, StateFormatError> {
+    check_header(blob)?;
+    index
+        .iter()
+        .filter(|e| wanted.contains(e.key_group))
+        .map(|e| Ok((e.key_group, decode_group(group_slice(blob, e)?, e)?)))
+        .collect()
 }
 
 /// Builds the store of a subtask owning `range` from decoded groups, applied in order (a
 /// full blob's groups first, then each delta's), so later entries and deletions win.
+///
+/// The restored state is the base of the store's next delta. A group outside `range` is an
+/// error (the caller picks the groups a subtask owns).
 pub fn restore_store(
-    _range: KeyGroupRange,
-    _max_parallelism: u32,
-    _groups: impl IntoIterator<Item = (u32, GroupEntries)>,
-) -> KeyedStore {
-    todo!("state engineer")
+    range: KeyGroupRange,
+    max_parallelism: u32,
+    groups: impl IntoIterator<Item = (u32, GroupEntries)>,
+) -> Result<KeyedStore, StateFormatError> {
+    let mut store = KeyedStore::new(range, max_parallelism);
+    for (key_group, entries) in groups {
+        if !range.contains(key_group) || key_group >= max_parallelism {
+            return Err(StateFormatError::GroupOutOfRange { key_group, range });
+        }
+        for e in entries.iter() {
+            store.apply_restored(key_group, e.key, e.hash, e.value)?;
+        }
+    }
+    store.finish_restore();
+    Ok(store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::keygroup::hash_str;
+
+    fn store_with(keys: &[(&str, u64)]) -> KeyedStore {
+        let mut s = KeyedStore::new(KeyGroupRange::for_subtask(0, 1, 128), 128);
+        for (k, v) in keys {
+            *s.get_or_insert(hash_str(k.as_bytes()), k.as_bytes(), 0)
+                .unwrap() = *v;
+        }
+        s
+    }
+
+    #[test]
+    fn varints_round_trip_and_overlong_ones_are_refused() {
+        for v in [0u64, 1, 127, 128, 300, u32::MAX as u64, u64::MAX] {
+            let mut b = Vec::new();
+            put_varint(&mut b, v);
+            let mut pos = 0;
+            assert_eq!(get_varint(&b, &mut pos), Some(v));
+            assert_eq!(pos, b.len());
+        }
+        let mut pos = 0;
+        assert_eq!(get_varint(&[0xff; 11], &mut pos), None);
+        let mut pos = 0;
+        assert_eq!(get_varint(&[0x80], &mut pos), None);
+    }
+
+    #[test]
+    fn a_group_run_is_laid_out_as_documented() {
+        let mut s = store_with(&[("ab", 5)]);
+        let blob = encode_full(&s.snapshot());
+        let h = hash_str(b"ab").table;
+        let mut want = b"FLKS\0\0\0\x01".to_vec();
+        want.push(2 << 1);
+        want.extend_from_slice(b"ab");
+        want.extend_from_slice(&h.to_le_bytes());
+        want.extend_from_slice(&5u64.to_le_bytes());
+        assert_eq!(blob.bytes, want);
+        let g = hash_str(b"ab").key_group(128);
+        assert_eq!(
+            blob.groups,
+            [GroupIndexEntry {
+                key_group: g,
+                offset: 8,
+                len: 19,
+                crc32c: crc32c::crc32c(&want[8..]),
+                entries: 1
+            }]
+        );
+    }
+
+    #[test]
+    fn header_errors() {
+        assert!(matches!(
+            check_header(b""),
+            Err(StateFormatError::TooShort { len: 0 })
+        ));
+        assert!(matches!(
+            check_header(b"FLK"),
+            Err(StateFormatError::TooShort { len: 3 })
+        ));
+        assert!(matches!(
+            check_header(b"FLKS\0\0"),
+            Err(StateFormatError::TooShort { len: 6 })
+        ));
+        assert!(matches!(
+            check_header(b"PK\x03\x04\0\0\0\x01"),
+            Err(StateFormatError::BadMagic)
+        ));
+        assert!(matches!(
+            check_header(b"FLKS\0\0\0\x09"),
+            Err(StateFormatError::UnsupportedVersion(9))
+        ));
+        assert!(check_header(b"FLKS\0\0\0\x01").is_ok());
+    }
+
+    #[test]
+    fn a_group_outside_the_range_is_an_error() {
+        let mut s = store_with(&[("a", 1)]);
+        let blob = encode_full(&s.snapshot());
+        let groups = decode_blob(
+            &blob.bytes,
+            &blob.groups,
+            KeyGroupRange { start: 0, end: 127 },
+        )
+        .unwrap();
+        // "a" is in group 81; subtask 0 of 2 owns 0..=63.
+        let err = restore_store(KeyGroupRange::for_subtask(0, 2, 128), 128, groups).unwrap_err();
+        assert!(matches!(
+            err,
+            StateFormatError::GroupOutOfRange { key_group: 81, .. }
+        ));
+        assert!(err.to_string().contains("[0, 63]"), "{err}");
+    }
 }

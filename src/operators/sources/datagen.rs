@@ -16,6 +16,7 @@
 //! [`StrColumnBuilder`] sized up front, words copied straight from the arena. This module must
 //! not allocate per line or per word.
 
+use crate::checkpoint::SourcePosition;
 use crate::operators::{BuildContext, OperatorError, OperatorSpec, Problem, Source, SourceEvent};
 use crate::record::{Batch, Column, DataType, Schema, Span, StrColumnBuilder, BATCH_SIZE};
 use std::sync::{Arc, Mutex, Weak};
@@ -359,6 +360,13 @@ impl Source for Datagen {
             self.next_line = self.align(block_end);
         }
         Ok(SourceEvent::Batch(batch))
+    }
+
+    /// The next line to generate: every line of this subtask before it has been handed over.
+    fn position(&self) -> Option<SourcePosition> {
+        Some(SourcePosition::Datagen {
+            next_line: self.next_line,
+        })
     }
 }
 

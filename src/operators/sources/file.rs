@@ -19,6 +19,7 @@
 //! ([`FileSource::positions`]); [`FileSource::restore`] seeks there. This module must not
 //! write or delete the files it reads.
 
+use crate::checkpoint::SourcePosition;
 use crate::operators::{BuildContext, OperatorError, OperatorSpec, Problem, Source, SourceEvent};
 use crate::record::{Batch, Column, DataType, Schema, Span, StrColumn, BATCH_SIZE};
 use std::collections::{HashSet, VecDeque};
@@ -98,8 +99,9 @@ impl Tracked {
 /// One running file source subtask.
 pub struct FileSource {
     target: Target,
-    /// `path` as the user wrote it, for messages.
-    shown: String,
+    /// How the user named the files (boxed: rarely used, and it keeps the source runtime
+    /// enum small).
+    naming: Box<Naming>,
     follow: bool,
     subtask: u64,
     parallelism: u64,
@@ -110,6 +112,15 @@ pub struct FileSource {
     /// Cut batches not yet handed over, each with its file and the offset after its last line.
     ready: VecDeque<(Batch, usize, u64)>,
     last_scan: Option<Instant>,
+}
+
+struct Naming {
+    /// `path` as the user wrote it, for messages.
+    shown: String,
+    /// The directory a relative `path` resolved against (`None` for an absolute `path`):
+    /// positions name files relative to it, so a restore from another working directory
+    /// finds them.
+    base_dir: Option<PathBuf>,
 }
 
 impl FileSource {
@@ -148,7 +159,10 @@ impl FileSource {
         };
         let mut src = FileSource {
             target,
-            shown,
+            naming: Box::new(Naming {
+                shown,
+                base_dir: (!Path::new(&c.path).is_absolute()).then(|| ctx.base_dir.clone()),
+            }),
             follow: c.follow,
             subtask: ctx.subtask as u64,
             parallelism: ctx.parallelism.max(1) as u64,
@@ -163,10 +177,12 @@ impl FileSource {
             return Err(OperatorError::Config(match &src.target {
                 Target::Dir(d) => format!(
                     "`path` {}: the directory {} holds no files",
-                    src.shown,
+                    src.naming.shown,
                     d.display()
                 ),
-                Target::Glob(g) => format!("`path` {}: the glob {g} matches no files", src.shown),
+                Target::Glob(g) => {
+                    format!("`path` {}: the glob {g} matches no files", src.naming.shown)
+                }
                 Target::File(_) => unreachable!("a file target lists itself"),
             }));
         }
@@ -196,6 +212,22 @@ impl FileSource {
             .collect()
     }
 
+    /// [`FileSource::positions`] as a snapshot holds them: paths as the pipeline wrote them
+    /// (relative to the pipeline's directory when `path` is relative).
+    pub fn source_position(&self) -> SourcePosition {
+        SourcePosition::Files(
+            self.files
+                .iter()
+                .map(|f| {
+                    (
+                        position_name(self.naming.base_dir.as_deref(), &f.path),
+                        f.emitted,
+                    )
+                })
+                .collect(),
+        )
+    }
+
     fn owns_by_hash(&self, path: &Path) -> bool {
         fnv1a64(path.as_os_str().as_encoded_bytes()) % self.parallelism == self.subtask
     }
@@ -222,7 +254,10 @@ impl FileSource {
             }
             Target::Glob(g) => glob::glob(g)
                 .map_err(|e| {
-                    OperatorError::Config(format!("`path` {}: not a valid glob: {e}", self.shown))
+                    OperatorError::Config(format!(
+                        "`path` {}: not a valid glob: {e}",
+                        self.naming.shown
+                    ))
                 })?
                 // Entries that cannot be read (permissions) are skipped, as a shell would.
                 .filter_map(Result::ok)
@@ -392,6 +427,38 @@ impl FileSource {
     }
 }
 
+/// How a position names `path`: relative to `base_dir` if it lies below it.
+fn position_name(base_dir: Option<&Path>, path: &Path) -> String {
+    base_dir
+        .and_then(|base| path.strip_prefix(base).ok())
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The positions of a [`SourcePosition::Files`] as [`FileSource::restore`] takes them: names
+/// relative to the pipeline's directory resolved against `ctx.base_dir` (for a `path` the
+/// pipeline wrote relative), absolute ones as they are.
+pub fn restore_positions(
+    c: &FileSourceConfig,
+    ctx: &BuildContext,
+    files: &[(String, u64)],
+) -> Vec<(PathBuf, u64)> {
+    let relative = !Path::new(&c.path).is_absolute();
+    files
+        .iter()
+        .map(|(name, offset)| {
+            let p = Path::new(name);
+            let path = if relative && p.is_relative() {
+                ctx.base_dir.join(p)
+            } else {
+                p.to_path_buf()
+            };
+            (path, *offset)
+        })
+        .collect()
+}
+
 /// The span of the line `buf[start..end]`, without a `\r` just before the `\n`.
 fn line_span(buf: &[u8], start: usize, mut end: usize) -> Span {
     if end > start && buf[end - 1] == b'\r' {
@@ -420,6 +487,11 @@ impl Source for FileSource {
         } else {
             self.next_bounded()
         }
+    }
+
+    /// Per file, the offset of the first line not yet handed over.
+    fn position(&self) -> Option<SourcePosition> {
+        Some(self.source_position())
     }
 }
 

@@ -9,7 +9,10 @@
 //! is the input column moved, not copied. It must not hash keys with anything else, and never
 //! keeps per-key data outside the store (a snapshot would miss it).
 
-use crate::operators::{typed_field, BuildContext, Operator, OperatorError, OperatorSpec, Problem};
+use crate::checkpoint::OperatorSnapshot;
+use crate::operators::{
+    typed_field, BuildContext, Operator, OperatorError, OperatorSpec, Problem, RestoredState,
+};
 use crate::record::{Batch, Column, DataType, Schema};
 use crate::state::keyed::KeyedStore;
 use crate::state::keygroup::{hash_bool, hash_int, hash_str, KeyGroupRange};
@@ -304,6 +307,28 @@ impl Operator for KeyBy {
             Column::Int(acc.into_iter().map(|x| x as i64).collect())
         };
         out.push(Batch::new(vec![key, agg]));
+        Ok(())
+    }
+
+    /// A copy-on-write view of the keyed values: `Arc` clones and the change lists moved,
+    /// nothing proportional to the number of keys.
+    fn snapshot_state(&mut self) -> Option<OperatorSnapshot> {
+        Some(OperatorSnapshot::Keyed(self.store.snapshot()))
+    }
+
+    fn restore_state(&mut self, state: RestoredState) -> Result<(), OperatorError> {
+        let RestoredState::Keyed(store) = state;
+        let (want, have) = (self.store.range(), store.range());
+        if want != have || self.store.max_parallelism() != store.max_parallelism() {
+            return Err(OperatorError::Config(format!(
+                "bug: key_by \"{}\" owns key groups {want} of max parallelism {}, but the \
+                 restore handed it key groups {have} of max parallelism {}",
+                self.operator_id,
+                self.store.max_parallelism(),
+                store.max_parallelism()
+            )));
+        }
+        self.store = store;
         Ok(())
     }
 }
