@@ -411,29 +411,13 @@ pub fn list_checkpoints(job_dir: &Path) -> Result<Vec<(u64, PathBuf)>, Checkpoin
     Ok(out)
 }
 
-/// Checks a blob's 8-byte header. The format belongs to `state::snapshot`; unit tests here
-/// use an equivalent check so they do not depend on that module's implementation.
+/// Checks a blob's 8-byte header (the format belongs to `state::snapshot`).
 fn check_blob_header(bytes: &[u8]) -> Result<(), StateFormatError> {
-    #[cfg(not(test))]
-    {
-        crate::state::snapshot::check_header(bytes)
-    }
-    #[cfg(test)]
-    {
-        use crate::state::snapshot::{BLOB_MAGIC, BLOB_VERSION};
-        if bytes.len() < 8 || bytes[..4] != BLOB_MAGIC {
-            return Err(StateFormatError::BadMagic);
-        }
-        let v = u32::from_be_bytes(bytes[4..8].try_into().expect("4 bytes"));
-        if v != BLOB_VERSION {
-            return Err(StateFormatError::UnsupportedVersion(v));
-        }
-        Ok(())
-    }
+    crate::state::snapshot::check_header(bytes)
 }
 
 /// Bytes of the blob header ([`crate::state::snapshot::BLOB_MAGIC`] and version).
-const BLOB_HEADER_LEN: usize = 8;
+const BLOB_HEADER_LEN: usize = crate::state::snapshot::HEADER_LEN;
 
 /// Reads the key groups of `blob` that fall in `range`, and only those: one seek and read per
 /// group, so a restore at another parallelism reads what it owns. Checks the blob header and
