@@ -349,3 +349,33 @@ mod tests {
         ));
     }
 }
+
+/// Reads and rebuilds the keyed state of one new subtask owning `range`: the groups each
+/// [`KeyedSource`] names, base first then each delta of a chain, so later values and deletions
+/// win. Errors name the checkpoint and the file.
+pub fn load_keyed(
+    loaded: &crate::checkpoint::storage::LoadedSnapshot,
+    sources: &[KeyedSource],
+    range: KeyGroupRange,
+    max_parallelism: u32,
+) -> Result<crate::state::keyed::KeyedStore, crate::checkpoint::CheckpointError> {
+    use crate::checkpoint::CheckpointError;
+    use crate::state::snapshot::{decode_group, restore_store};
+    let mut groups = Vec::new();
+    for source in sources {
+        for (entry, bytes) in
+            crate::checkpoint::storage::read_handle(loaded, &source.handle, source.groups)?
+        {
+            let decoded = decode_group(&bytes, &entry).map_err(|e| {
+                CheckpointError::Format(format!(
+                    "checkpoint '{}', state of subtask {}: {e}",
+                    loaded.dir.display(),
+                    source.old_subtask
+                ))
+            })?;
+            groups.push((entry.key_group, decoded));
+        }
+    }
+    restore_store(range, max_parallelism, groups)
+        .map_err(|e| CheckpointError::Format(format!("checkpoint '{}': {e}", loaded.dir.display())))
+}
