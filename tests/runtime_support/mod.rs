@@ -100,7 +100,7 @@ pub fn numbers(id: &str, parallelism: Option<u32>, spec: NumbersSpec) -> Vertex 
         keyed: false,
         input_schema: None,
         output_schema: schema(),
-        factory: Factory::Source(Arc::new(move |ctx: &BuildContext| {
+        factory: Factory::Source(Arc::new(move |ctx: &BuildContext, _| {
             Ok(TaskSource::Dyn(Box::new(Numbers {
                 spec: spec.clone(),
                 subtask: ctx.subtask,
