@@ -2,6 +2,8 @@
 //! factories (the catalogue is not needed to run the runtime).
 #![allow(dead_code)]
 
+pub mod checkpoints;
+
 use floe::operators::{BuildContext, Operator, OperatorError, SourceEvent};
 use floe::pipeline::plan::{Factory, Vertex};
 use floe::pipeline::OperatorId;
