@@ -63,10 +63,10 @@ async fn run(mode: CheckpointingMode, n: usize) -> Run {
     }
 }
 
-/// Per completed checkpoint: (source positions by name, counts by source name).
-fn checkpoint_views(
-    store: &MemoryStore,
-) -> Vec<(u64, BTreeMap<String, u64>, BTreeMap<String, u64>)> {
+/// One completed checkpoint: its id, source positions by name, counts by source name.
+type View = (u64, BTreeMap<String, u64>, BTreeMap<String, u64>);
+
+fn checkpoint_views(store: &MemoryStore) -> Vec<View> {
     let log = store.log.lock().unwrap();
     let mut out = Vec::new();
     for m in &log.completed {
