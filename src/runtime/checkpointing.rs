@@ -178,6 +178,7 @@ pub(crate) fn spawn(
         abort_when_written: HashSet::new(),
         source_finished: None,
         failing: false,
+        defer_aborts: false,
     };
     let join = tokio::spawn(driver.run(messages, shutdown_rx));
     Some(DriverHandle {
@@ -233,6 +234,8 @@ struct Driver {
     source_finished: Option<(usize, u32)>,
     /// The driver failed the job: no more triggers.
     failing: bool,
+    /// The job ended: aborts are collected and done, in order, before `terminate`.
+    defer_aborts: bool,
 }
 
 impl Driver {
@@ -288,11 +291,15 @@ impl Driver {
         // Failed or cancelled: running writes are not waited for (storage may hang); a file
         // one of them writes later lies in a `chk-<n>` without `_metadata`, which is no
         // checkpoint.
-        let ids: Vec<CheckpointId> = self.pending.keys().copied().collect();
-        for id in &ids {
-            self.abandon(*id, "the job ended");
+        self.defer_aborts = true;
+        let pending: Vec<CheckpointId> = self.pending.keys().copied().collect();
+        for id in pending {
+            self.abandon(id, "the job ended");
         }
-        self.abort_when_written.clear();
+        // Aborts that waited for running writes happen now; aborts already spawned still run
+        // (detached, not dropped).
+        let ids: Vec<CheckpointId> = self.abort_when_written.drain().collect();
+        self.work.detach_all();
         let store = self.store.clone();
         let result = tokio::task::spawn_blocking(move || {
             for id in ids {
@@ -623,7 +630,7 @@ impl Driver {
     }
 
     fn abort_store(&mut self, id: CheckpointId) {
-        if self.writes.contains_key(&id) {
+        if self.defer_aborts || self.writes.contains_key(&id) {
             self.abort_when_written.insert(id);
             return;
         }
