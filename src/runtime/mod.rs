@@ -63,7 +63,8 @@ pub struct JobOptions {
     pub name: String,
     /// Batches per channel (at least 1).
     pub channel_capacity: usize,
-    /// How barriers align at multi-input subtasks (`execution.checkpointing.mode`).
+    /// How barriers align at multi-input subtasks (`execution.checkpointing.mode`);
+    /// replaced by `checkpointing.config.mode` when `checkpointing` is set.
     pub checkpointing_mode: CheckpointingMode,
     /// Periodic checkpoints: started with the job when `config.interval` is set.
     pub checkpointing: Option<CheckpointingOptions>,
@@ -440,6 +441,10 @@ pub fn start(plan: Plan, mut opts: JobOptions) -> Result<JobHandle, RuntimeError
         op_metrics.push(ms);
     }
 
+    // One source of truth for the mode when checkpointing settings are given.
+    if let Some(c) = &opts.checkpointing {
+        opts.checkpointing_mode = c.config.mode;
+    }
     let checkpointing = opts
         .checkpointing
         .take()
