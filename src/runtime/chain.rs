@@ -5,6 +5,7 @@
 //! chain allocates nothing. Panics inside an operator are caught here so the error can name the
 //! operator; they are reported as bugs.
 
+use crate::checkpoint::OperatorSnapshot;
 use crate::operators::Operator;
 use crate::pipeline::OperatorId;
 use crate::record::Batch;
@@ -59,6 +60,31 @@ impl Chain {
             self.bufs[level] = buf;
         }
         Ok(())
+    }
+
+    /// The synchronous part of a snapshot of every operator, in chain order, appended to
+    /// `states` (`None` for a stateless one). Each call is a copy-on-write view, nothing slow.
+    pub fn snapshot(
+        &mut self,
+        states: &mut Vec<Option<OperatorSnapshot>>,
+    ) -> Result<(), TaskError> {
+        for level in 0..self.ops.len() {
+            let op = &mut self.ops[level];
+            match catch_unwind(AssertUnwindSafe(|| op.operator.snapshot_state())) {
+                Ok(state) => states.push(state),
+                Err(panic) => self.check(level, Err(panic))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of chained operators.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
     }
 
     fn run(&mut self, level: usize, batch: Batch, out: &mut Vec<Batch>) -> Result<(), TaskError> {

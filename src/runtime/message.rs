@@ -5,7 +5,7 @@ use crate::record::Batch;
 use std::fmt;
 
 /// A checkpoint's number, as in `chk-<n>`: increasing within a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CheckpointId(pub u64);
 
 impl fmt::Display for CheckpointId {

@@ -64,9 +64,16 @@ impl OperatorMetrics {
 #[derive(Debug, Default)]
 pub struct JobMetrics {
     pub operators: Vec<Arc<OperatorMetrics>>,
+    /// How many times barrier alignment held back an input channel (EXACTLY_ONCE and
+    /// savepoints); stays 0 under AT_LEAST_ONCE.
+    pub channels_blocked: Arc<AtomicU64>,
 }
 
 impl JobMetrics {
+    pub fn channels_blocked(&self) -> u64 {
+        self.channels_blocked.load(Ordering::Relaxed)
+    }
+
     pub fn operator(&self, id: &str) -> Option<&OperatorMetrics> {
         self.operators.iter().find(|o| o.id.0 == id).map(|o| &**o)
     }

@@ -9,6 +9,8 @@
 //! - `task`: the loops of a source task and an operator task.
 //! - `metrics`: records in/out per operator and subtask.
 //! - `source`: the source a task runs (catalogue or trait object).
+//! - `checkpointing`: the checkpoint driver (trigger, snapshots to storage, acks, completion,
+//!   failures, retention at the end), and the restore inputs of a job.
 //!
 //! One bounded channel per (upstream subtask, downstream subtask) pair: a full channel makes
 //! the sender wait, so a slow sink slows the source and memory stays bounded by
@@ -18,6 +20,7 @@
 
 pub mod barrier;
 pub mod chain;
+pub mod checkpointing;
 pub mod exchange;
 pub mod gate;
 pub mod message;
@@ -25,15 +28,20 @@ pub mod metrics;
 pub mod source;
 pub mod task;
 
+pub use crate::checkpoint::coordinator::CheckpointStats;
 pub use barrier::{BarrierAligner, CheckpointingMode, Decision};
+pub use checkpointing::{CheckpointNotice, CheckpointingOptions, RestoreState};
 pub use message::{Barrier, BarrierKind, CheckpointId, Message};
 pub use metrics::{JobMetrics, OperatorMetrics, SubtaskMetrics};
 pub use source::{DynSource, TaskSource};
 
+use crate::checkpoint::coordinator::OperatorLayout;
+use crate::checkpoint::JobTermination;
 use crate::operators::{BuildContext, OperatorError};
 use crate::pipeline::plan::{Exchange, Factory, Plan};
 use crate::pipeline::OperatorId;
 use chain::{panic_message, Chain, ChainedOperator};
+use checkpointing::{DriverHandle, JobShape, TaskShape};
 use exchange::{Disconnected, OutputEdge, Outputs};
 use gate::InputGate;
 use std::collections::HashMap;
@@ -49,14 +57,19 @@ use tokio_util::sync::CancellationToken;
 pub const DEFAULT_CHANNEL_CAPACITY: usize = 4;
 
 /// What a job needs besides its plan.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct JobOptions {
     /// The job's name, for logs and errors.
     pub name: String,
     /// Batches per channel (at least 1).
     pub channel_capacity: usize,
-    /// How barriers align at multi-input subtasks (`execution.checkpointing.mode`).
+    /// How barriers align at multi-input subtasks (`execution.checkpointing.mode`);
+    /// replaced by `checkpointing.config.mode` when `checkpointing` is set.
     pub checkpointing_mode: CheckpointingMode,
+    /// Periodic checkpoints: started with the job when `config.interval` is set.
+    pub checkpointing: Option<CheckpointingOptions>,
+    /// State to put back before the first record (`floe run -s`).
+    pub restore: Option<RestoreState>,
 }
 
 impl JobOptions {
@@ -65,6 +78,8 @@ impl JobOptions {
             name: name.into(),
             channel_capacity: DEFAULT_CHANNEL_CAPACITY,
             checkpointing_mode: CheckpointingMode::ExactlyOnce,
+            checkpointing: None,
+            restore: None,
         }
     }
 }
@@ -114,6 +129,20 @@ pub enum RuntimeError {
         #[source]
         error: OperatorError,
     },
+    #[error("operator \"{operator}\" (subtask {}/{parallelism}) cannot restore its state: {error}", subtask + 1)]
+    Restore {
+        operator: OperatorId,
+        subtask: u32,
+        parallelism: u32,
+        #[source]
+        error: OperatorError,
+    },
+    #[error(
+        "bug: restored state for operator \"{operator}\" subtask {} matches no subtask of the \
+         job; the restore mapping should have refused or dropped it",
+        subtask + 1
+    )]
+    UnusedRestoreState { operator: OperatorId, subtask: u32 },
     #[error("bug: the job must be started inside a tokio runtime")]
     NoRuntime,
     #[error("bug: invalid plan: {0}")]
@@ -140,6 +169,9 @@ pub enum JobError {
         parallelism: u32,
         message: String,
     },
+    /// Too many consecutive checkpoint failures (`tolerable-failed-checkpoints`).
+    #[error("job \"{job}\" failed: {message}")]
+    Checkpoint { job: String, message: String },
     #[error("bug: job \"{job}\": {message}")]
     Internal { job: String, message: String },
 }
@@ -183,6 +215,8 @@ pub struct JobReport {
     pub duration: Duration,
     /// In plan order.
     pub operators: Vec<OperatorReport>,
+    /// With checkpointing on: what happened to the job's checkpoints.
+    pub checkpoints: Option<CheckpointStats>,
 }
 
 impl JobReport {
@@ -238,6 +272,8 @@ pub struct JobHandle {
     tasks: JoinSet<Result<(), TaskError>>,
     info: HashMap<tokio::task::Id, SubtaskInfo>,
     events: Option<UnboundedReceiver<TaskEvent>>,
+    notices: Option<UnboundedReceiver<CheckpointNotice>>,
+    driver: Option<DriverHandle>,
     started: Instant,
 }
 
@@ -263,8 +299,25 @@ impl JobHandle {
         self.events.take()
     }
 
+    /// What happened to checkpoints so far; `None` with checkpointing off.
+    pub fn checkpoint_stats(&self) -> Option<CheckpointStats> {
+        self.driver
+            .as_ref()
+            .map(|d| d.stats.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
+    /// Checkpoint notices (triggered, completed, failed...) in order; only the first call
+    /// gets them.
+    pub fn take_checkpoint_notices(&mut self) -> Option<UnboundedReceiver<CheckpointNotice>> {
+        self.notices.take()
+    }
+
     /// Waits until every subtask ended. The first operator failure cancels all other tasks
-    /// and is the job's error.
+    /// and is the job's error; so does exceeding `tolerable-failed-checkpoints`.
+    ///
+    /// Then the checkpoint driver settles what is pending and applies the retention rules
+    /// for how the job ended: finished, cancelled, failed, or stopped (`stop()`, Ctrl-C in
+    /// `floe run`), which keeps checkpoints as a killed process would (`Suspended`).
     pub async fn wait(mut self) -> Result<JobReport, JobError> {
         let mut failure: Option<JobError> = None;
         let mut disconnected = false;
@@ -300,10 +353,38 @@ impl JobHandle {
             // One subtask gone means the job cannot finish: stop the others now.
             self.control.cancel.cancel();
         }
+        let checkpoint_failure = self.driver.as_ref().and_then(DriverHandle::failure);
+        let user_cancelled = self.control.user_cancelled.load(Ordering::SeqCst);
+        let termination = if failure.is_some() || checkpoint_failure.is_some() {
+            JobTermination::Failed
+        } else if user_cancelled {
+            JobTermination::Cancelled
+        } else if disconnected {
+            JobTermination::Failed
+        } else if self.control.stop.load(Ordering::SeqCst) {
+            JobTermination::Suspended
+        } else {
+            JobTermination::Finished
+        };
+        let checkpoints = match self.driver.take() {
+            Some(driver) => {
+                let stats = driver.stats.clone();
+                driver.shutdown(termination).await;
+                let s = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                Some(s)
+            }
+            None => None,
+        };
+        if let Some(message) = checkpoint_failure {
+            return Err(JobError::Checkpoint {
+                job: self.name,
+                message,
+            });
+        }
         if let Some(e) = failure {
             return Err(e);
         }
-        let status = if self.control.user_cancelled.load(Ordering::SeqCst) {
+        let status = if user_cancelled {
             JobStatus::Cancelled
         } else if disconnected {
             return Err(JobError::Internal {
@@ -332,6 +413,7 @@ impl JobHandle {
             status,
             duration: self.started.elapsed(),
             operators,
+            checkpoints,
         })
     }
 }
@@ -340,7 +422,7 @@ impl JobHandle {
 ///
 /// Every operator is built before anything runs, so a build error (a file that cannot be
 /// opened, say) starts nothing.
-pub fn start(plan: Plan, opts: JobOptions) -> Result<JobHandle, RuntimeError> {
+pub fn start(plan: Plan, mut opts: JobOptions) -> Result<JobHandle, RuntimeError> {
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| RuntimeError::NoRuntime)?;
     let capacity = opts.channel_capacity.max(1);
     let (mut receivers, mut senders) = wire(&plan, capacity)?;
@@ -359,6 +441,24 @@ pub fn start(plan: Plan, opts: JobOptions) -> Result<JobHandle, RuntimeError> {
         op_metrics.push(ms);
     }
 
+    // One source of truth for the mode when checkpointing settings are given.
+    if let Some(c) = &opts.checkpointing {
+        opts.checkpointing_mode = c.config.mode;
+    }
+    let checkpointing = opts
+        .checkpointing
+        .take()
+        .filter(|c| c.config.interval.is_some());
+    let (checkpoints_tx, checkpoints_rx) = match &checkpointing {
+        Some(_) => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
+    let mut restore = opts.restore.take();
+    let restored_id = restore.as_ref().map(|r| r.checkpoint_id);
+
     let cancel = CancellationToken::new();
     let stop = Arc::new(AtomicBool::new(false));
     let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -372,16 +472,56 @@ pub fn start(plan: Plan, opts: JobOptions) -> Result<JobHandle, RuntimeError> {
                 parallelism: t.parallelism,
                 stop: stop.clone(),
                 events: events_tx.clone(),
+                checkpoints: checkpoints_tx.clone(),
+                channels_blocked: metrics.channels_blocked.clone(),
             };
             let outputs = Outputs::new(std::mem::take(&mut senders[ti][s as usize]));
             let inputs = std::mem::take(&mut receivers[ti][s as usize]);
-            let built = build_subtask(&plan, ti, s, &op_metrics[ti], outputs, inputs, &opts, ctx)?;
+            let built = build_subtask(
+                &plan,
+                ti,
+                s,
+                &op_metrics[ti],
+                outputs,
+                inputs,
+                &opts,
+                &mut restore,
+                ctx,
+            )?;
             if let Built::Source { trigger, .. } = &built {
                 triggers.push(trigger.clone());
             }
             subtasks.push((t.name(), s, t.parallelism, built));
         }
     }
+    // Only the tasks hold senders: the driver sees the channel close when they are gone.
+    drop(checkpoints_tx);
+    if let Some(r) = restore {
+        if let Some((operator, subtask)) =
+            r.operators.into_keys().chain(r.sources.into_keys()).next()
+        {
+            return Err(RuntimeError::UnusedRestoreState { operator, subtask });
+        }
+    }
+
+    let control = JobControl {
+        cancel: cancel.clone(),
+        stop,
+        user_cancelled: Arc::new(AtomicBool::new(false)),
+        triggers,
+    };
+    let (notices_tx, notices_rx) = mpsc::unbounded_channel();
+    let driver = match (checkpointing, checkpoints_rx) {
+        (Some(c), Some(rx)) => checkpointing::spawn(
+            c,
+            job_shape(&plan, &opts.name),
+            restored_id,
+            control.clone(),
+            rx,
+            notices_tx,
+        ),
+        _ => None,
+    };
 
     let mut tasks = JoinSet::new();
     let mut info = HashMap::new();
@@ -422,22 +562,44 @@ pub fn start(plan: Plan, opts: JobOptions) -> Result<JobHandle, RuntimeError> {
             },
         );
     }
-    tracing::info!(job = %opts.name, subtasks = info.len(), "job started");
+    tracing::info!(job = %opts.name, subtasks = info.len(), checkpointing = driver.is_some(), "job started");
     Ok(JobHandle {
         name: opts.name,
-        control: JobControl {
-            cancel,
-            stop,
-            user_cancelled: Arc::new(AtomicBool::new(false)),
-            triggers,
-        },
+        control,
         metrics: Arc::new(metrics),
         parallelism,
         tasks,
         info,
         events: Some(events_rx),
+        notices: driver.as_ref().map(|_| notices_rx),
+        driver,
         started: Instant::now(),
     })
+}
+
+/// The job as the checkpoint driver sees it: operators in plan order, tasks and where their
+/// operators start.
+fn job_shape(plan: &Plan, name: &str) -> JobShape {
+    let mut layout = Vec::new();
+    let mut tasks = Vec::new();
+    for t in &plan.tasks {
+        tasks.push(TaskShape {
+            name: t.name(),
+            first_operator: layout.len(),
+            parallelism: t.parallelism,
+            is_source: t.is_source(),
+        });
+        layout.extend(t.operators.iter().map(|o| OperatorLayout {
+            id: o.id.clone(),
+            parallelism: t.parallelism,
+            max_parallelism: plan.max_parallelism,
+        }));
+    }
+    JobShape {
+        name: name.to_owned(),
+        layout,
+        tasks,
+    }
 }
 
 enum Built {
@@ -522,6 +684,7 @@ fn build_subtask(
     outputs: Outputs,
     inputs: Vec<Receiver<Message>>,
     opts: &JobOptions,
+    restore: &mut Option<RestoreState>,
     ctx: TaskContext,
 ) -> Result<Built, RuntimeError> {
     let task = &plan.tasks[ti];
@@ -541,16 +704,33 @@ fn build_subtask(
     let mut source = None;
     let mut chained = Vec::new();
     for (k, op) in task.operators.iter().enumerate() {
+        let key = (op.id.clone(), subtask);
         match (&op.factory, k) {
             (Factory::Source(f), 0) => {
-                let built = f(&context(&op.id)).map_err(|e| build_error(&op.id, e))?;
+                let position = restore.as_mut().and_then(|r| r.sources.remove(&key));
+                let built =
+                    f(&context(&op.id), position.as_ref()).map_err(|e| build_error(&op.id, e))?;
                 source = Some((op.id.clone(), built, metrics[0].clone()));
             }
-            (Factory::Operator(f), _) => chained.push(ChainedOperator {
-                id: op.id.clone(),
-                operator: f(&context(&op.id)).map_err(|e| build_error(&op.id, e))?,
-                metrics: metrics[k].clone(),
-            }),
+            (Factory::Operator(f), _) => {
+                let mut operator = f(&context(&op.id)).map_err(|e| build_error(&op.id, e))?;
+                // Before the first record: the operator starts from the restored state.
+                if let Some(state) = restore.as_mut().and_then(|r| r.operators.remove(&key)) {
+                    operator
+                        .restore_state(state)
+                        .map_err(|error| RuntimeError::Restore {
+                            operator: op.id.clone(),
+                            subtask,
+                            parallelism: task.parallelism,
+                            error,
+                        })?;
+                }
+                chained.push(ChainedOperator {
+                    id: op.id.clone(),
+                    operator,
+                    metrics: metrics[k].clone(),
+                });
+            }
             (Factory::Source(_), _) => {
                 return Err(RuntimeError::InvalidPlan(format!(
                     "source \"{}\" inside a chain",

@@ -1,7 +1,8 @@
 //! The source a task runs: a catalogue source, or one given as a trait object (tests, and
 //! sources outside the catalogue later).
 
-use crate::operators::{OperatorError, SourceEvent, SourceRuntime};
+use crate::checkpoint::SourcePosition;
+use crate::operators::{OperatorError, Source, SourceEvent, SourceRuntime};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -13,6 +14,11 @@ pub trait DynSource: Send {
     fn next(
         &mut self,
     ) -> Pin<Box<dyn Future<Output = Result<SourceEvent, OperatorError>> + Send + '_>>;
+
+    /// As [`Source::position`]: where the source is, for a snapshot. `None`: cannot replay.
+    fn position(&self) -> Option<SourcePosition> {
+        None
+    }
 }
 
 /// One built source subtask.
@@ -26,6 +32,17 @@ impl TaskSource {
         match self {
             TaskSource::Catalogue(s) => s.next().await,
             TaskSource::Dyn(s) => s.next().await,
+        }
+    }
+
+    /// Where the source is now: called between two `next` calls, on the task's thread, so it
+    /// must be cheap (a copy of an offset).
+    pub fn position(&self) -> Option<SourcePosition> {
+        match self {
+            TaskSource::Catalogue(SourceRuntime::Socket(s)) => Source::position(s),
+            TaskSource::Catalogue(SourceRuntime::File(s)) => Source::position(s),
+            TaskSource::Catalogue(SourceRuntime::Datagen(s)) => Source::position(s),
+            TaskSource::Dyn(s) => s.position(),
         }
     }
 }

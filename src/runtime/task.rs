@@ -6,20 +6,29 @@
 //! input channel ended. So `End` reaches the sinks after every record, and each operator's
 //! `finish` runs exactly once per subtask.
 //!
+//! Checkpoints: at a barrier (a source: between two `next` calls; an operator task: when the
+//! aligner says every input delivered it) the subtask takes the synchronous part of the
+//! snapshot of each of its operators in chain order (a source's position, copy-on-write views
+//! of keyed state), hands them to the checkpoint driver over an unbounded channel, forwards
+//! the barrier and goes on. Nothing here waits for storage: encoding and writing happen on
+//! the driver's blocking threads, so records keep flowing while a checkpoint is written.
+//!
 //! Cancellation is not handled here: the job wraps each loop in a select on its cancel token,
 //! which drops the loop (and its operators) at its next await.
 
+use crate::checkpoint::OperatorSnapshot;
 use crate::operators::{OperatorError, SourceEvent};
 use crate::pipeline::OperatorId;
 use crate::runtime::barrier::{BarrierAligner, Decision};
 use crate::runtime::chain::Chain;
+use crate::runtime::checkpointing::CheckpointMessage;
 use crate::runtime::exchange::Outputs;
 use crate::runtime::gate::{GateEvent, InputGate};
 use crate::runtime::message::{Barrier, Message};
 use crate::runtime::metrics::OperatorMetrics;
 use crate::runtime::source::TaskSource;
 use crate::runtime::{TaskError, TaskEvent};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
@@ -34,6 +43,12 @@ pub struct TaskContext {
     pub stop: Arc<AtomicBool>,
     /// Snapshot points (barrier aligned) and the like, for the job (the checkpoint coordinator).
     pub events: UnboundedSender<TaskEvent>,
+    /// Snapshots and end notices for the checkpoint driver; `None` when checkpointing is off.
+    /// Unbounded on purpose: a send never waits, so a slow store never stalls a task (the
+    /// driver holds at most one snapshot per subtask per pending checkpoint).
+    pub checkpoints: Option<UnboundedSender<CheckpointMessage>>,
+    /// The job's count of alignment blocks (see `JobMetrics::channels_blocked`).
+    pub channels_blocked: Arc<AtomicU64>,
 }
 
 impl TaskContext {
@@ -46,6 +61,43 @@ impl TaskContext {
             subtask: self.subtask,
             barrier,
         });
+    }
+
+    /// Takes the synchronous part of the snapshot for `barrier` and hands it to the checkpoint
+    /// driver: the source's position first (for a source task), then each chained operator.
+    fn checkpoint(
+        &self,
+        barrier: Barrier,
+        source: Option<&TaskSource>,
+        chain: &mut Chain,
+    ) -> Result<(), TaskError> {
+        self.snapshot(barrier);
+        let Some(tx) = &self.checkpoints else {
+            return Ok(());
+        };
+        let mut states = Vec::with_capacity(chain.len() + 1);
+        if let Some(source) = source {
+            states.push(source.position().map(OperatorSnapshot::Source));
+        }
+        chain.snapshot(&mut states)?;
+        // The driver outlives the tasks; if it is gone the job is ending anyway.
+        let _ = tx.send(CheckpointMessage::Snapshot {
+            checkpoint_id: barrier.checkpoint_id,
+            task: self.task,
+            subtask: self.subtask,
+            states,
+        });
+        Ok(())
+    }
+
+    /// This subtask ended normally: it acks no later checkpoint.
+    fn finished(&self) {
+        if let Some(tx) = &self.checkpoints {
+            let _ = tx.send(CheckpointMessage::Finished {
+                task: self.task,
+                subtask: self.subtask,
+            });
+        }
     }
 }
 
@@ -65,14 +117,12 @@ pub async fn run_source_task(
     ctx: TaskContext,
 ) -> Result<(), TaskError> {
     let mut out = Vec::new();
-    let metrics = &slot.metrics.subtasks[ctx.subtask as usize];
+    let metrics = slot.metrics.clone();
+    let metrics = &metrics.subtasks[ctx.subtask as usize];
     loop {
         // Between two calls of `next` the source is at a record boundary: the place to inject
         // a barrier, so that every record before it is in this checkpoint.
-        while let Ok(barrier) = slot.triggers.try_recv() {
-            ctx.snapshot(barrier);
-            outputs.broadcast(move || Message::Barrier(barrier)).await?;
-        }
+        inject_barriers(&mut slot, &mut chain, &mut outputs, &ctx).await?;
         if ctx.stop.load(Ordering::Relaxed) {
             break;
         }
@@ -92,9 +142,28 @@ pub async fn run_source_task(
             Err(error) => return Err(source_error(&slot.id, &ctx, error)),
         }
     }
+    // Barriers triggered while the last batch was read still find every record before them:
+    // inject them, so a checkpoint triggered at the very end can complete.
+    inject_barriers(&mut slot, &mut chain, &mut outputs, &ctx).await?;
     chain.finish(&mut out)?;
     outputs.emit(&mut out).await?;
     outputs.broadcast(|| Message::End).await?;
+    ctx.finished();
+    Ok(())
+}
+
+/// Injects every barrier triggered since the last call: snapshot, then the barrier on every
+/// output, at a record boundary.
+async fn inject_barriers(
+    slot: &mut SourceSlot,
+    chain: &mut Chain,
+    outputs: &mut Outputs,
+    ctx: &TaskContext,
+) -> Result<(), TaskError> {
+    while let Ok(barrier) = slot.triggers.try_recv() {
+        ctx.checkpoint(barrier, Some(&slot.source), chain)?;
+        outputs.broadcast(move || Message::Barrier(barrier)).await?;
+    }
     Ok(())
 }
 
@@ -127,11 +196,20 @@ pub async fn run_operator_task(
             GateEvent::Disconnected(_) => return Err(TaskError::Disconnected),
             GateEvent::Finished => break,
         };
-        apply(decision, &mut gate, &aligner, &mut outputs, &ctx).await?;
+        apply(
+            decision,
+            &mut gate,
+            &aligner,
+            &mut chain,
+            &mut outputs,
+            &ctx,
+        )
+        .await?;
     }
     chain.finish(&mut out)?;
     outputs.emit(&mut out).await?;
     outputs.broadcast(|| Message::End).await?;
+    ctx.finished();
     Ok(())
 }
 
@@ -140,6 +218,7 @@ async fn apply(
     decision: Decision,
     gate: &mut InputGate,
     aligner: &BarrierAligner,
+    chain: &mut Chain,
     outputs: &mut Outputs,
     ctx: &TaskContext,
 ) -> Result<(), TaskError> {
@@ -151,6 +230,9 @@ async fn apply(
             "alignment of an older checkpoint abandoned for a newer barrier"
         );
     }
+    if decision.block {
+        ctx.channels_blocked.fetch_add(1, Ordering::Relaxed);
+    }
     gate.unblock_all();
     for i in 0..gate.channels() {
         if aligner.is_blocked(i) {
@@ -158,7 +240,9 @@ async fn apply(
         }
     }
     if let Some(barrier) = decision.snapshot {
-        ctx.snapshot(barrier);
+        // Aligned: every record before the barrier on every input is in the state, none
+        // after it (EXACTLY_ONCE held those back). Snapshot, then forward.
+        ctx.checkpoint(barrier, None, chain)?;
         outputs.broadcast(move || Message::Barrier(barrier)).await?;
     }
     Ok(())

@@ -2,6 +2,8 @@
 //! factories (the catalogue is not needed to run the runtime).
 #![allow(dead_code)]
 
+pub mod checkpoints;
+
 use floe::operators::{BuildContext, Operator, OperatorError, SourceEvent};
 use floe::pipeline::plan::{Factory, Vertex};
 use floe::pipeline::OperatorId;
@@ -100,7 +102,7 @@ pub fn numbers(id: &str, parallelism: Option<u32>, spec: NumbersSpec) -> Vertex 
         keyed: false,
         input_schema: None,
         output_schema: schema(),
-        factory: Factory::Source(Arc::new(move |ctx: &BuildContext| {
+        factory: Factory::Source(Arc::new(move |ctx: &BuildContext, _| {
             Ok(TaskSource::Dyn(Box::new(Numbers {
                 spec: spec.clone(),
                 subtask: ctx.subtask,
