@@ -5,10 +5,14 @@
 //! sinks flush, and floe exits 0. A second Ctrl-C cancels at once.
 
 use super::{parse_dynamic, print_error, GlobalArgs, EXIT_CONFIG, EXIT_FAILURE};
+use crate::checkpoint::restore;
+use crate::checkpoint::storage::FsCheckpointStore;
+use crate::checkpoint::JobId;
 use crate::config::{self, LoadOptions};
 use crate::pipeline::plan::Plan;
 use clap::Args;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Args, Debug)]
@@ -22,6 +26,18 @@ pub struct RunArgs {
     /// A configuration key=value, over every other source (repeatable).
     #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = parse_dynamic)]
     pub dynamic: Vec<String>,
+    /// Restore from a checkpoint or savepoint: its directory or its `_metadata`
+    /// (execution.state-recovery.path).
+    #[arg(short = 's', long = "fromSavepoint", value_name = "PATH")]
+    pub from_savepoint: Option<String>,
+    /// Skip state of operators the pipeline no longer has
+    /// (execution.state-recovery.ignore-unclaimed-state).
+    #[arg(short = 'n', long = "allowNonRestoredState")]
+    pub allow_non_restored_state: bool,
+    /// With -s: print which operators get their state back, which state is dropped and which
+    /// operators start empty, then stop.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 pub fn run(global: &GlobalArgs, args: RunArgs) -> u8 {
@@ -51,13 +67,103 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> u8 {
         tracing::warn!("{w}");
     }
     let cfg = &loaded.config;
-    let plan = match Plan::build(&pipeline, cfg.parallelism_default, cfg.max_parallelism) {
+    let restore_path = args
+        .from_savepoint
+        .clone()
+        .or_else(|| cfg.recovery.path.clone());
+    let allow_non_restored = args.allow_non_restored_state || cfg.recovery.ignore_unclaimed_state;
+    let snapshot = match &restore_path {
+        Some(path) => match crate::checkpoint::storage::load(path) {
+            Ok(s) => Some((path.clone(), s)),
+            Err(e) => {
+                print_error(&e);
+                return EXIT_FAILURE;
+            }
+        },
+        None => None,
+    };
+    // A job that does not fix its max parallelism adopts the checkpoint's, as Flink does.
+    let max_parallelism = cfg.max_parallelism.or_else(|| {
+        snapshot
+            .as_ref()
+            .and_then(|(_, s)| restore::keyed_max_parallelism(&s.metadata))
+    });
+    let plan = match Plan::build(&pipeline, cfg.parallelism_default, max_parallelism) {
         Ok(plan) => plan,
         Err(e) => {
             eprintln!("error: pipeline {}: {e}", args.file.display());
             return EXIT_CONFIG;
         }
     };
+    let job_id = JobId::random();
+    let mut options = crate::runtime::JobOptions::new(pipeline.name.clone());
+    options.checkpointing_mode = cfg.checkpointing.mode;
+    if let Some((path, snapshot)) = &snapshot {
+        let targets = restore::targets_of(&plan, cfg.max_parallelism.is_some());
+        let mapping = match restore::map_checkpoint(
+            &snapshot.metadata,
+            &pointer(&snapshot.dir),
+            &targets,
+            allow_non_restored,
+        ) {
+            Ok(m) => m,
+            Err(e) => {
+                print_error(&e);
+                return EXIT_FAILURE;
+            }
+        };
+        if args.dry_run {
+            print_mapping(path, &mapping);
+            return 0;
+        }
+        eprintln!(
+            "Starting job {job_id} from savepoint {path} ({})",
+            if allow_non_restored {
+                "allowing non restored state"
+            } else {
+                ""
+            }
+        );
+        match restore::load_state(snapshot, &mapping, plan.max_parallelism) {
+            Ok(state) => options.restore = Some(state),
+            Err(e) => {
+                print_error(&e);
+                return EXIT_FAILURE;
+            }
+        }
+        tracing::info!(
+            "Restoring job {job_id} from Savepoint {} @ 0 for {job_id} located at {}.",
+            snapshot.metadata.checkpoint_id,
+            pointer(&snapshot.dir)
+        );
+    } else if args.dry_run {
+        eprintln!(
+            "error: --dry-run shows a restore: give the checkpoint or savepoint with -s PATH"
+        );
+        return EXIT_CONFIG;
+    }
+    if cfg.checkpointing.interval.is_some() {
+        let store = match FsCheckpointStore::new(
+            &cfg.state,
+            &cfg.checkpointing,
+            job_id.clone(),
+            &pipeline.name,
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                print_error(&e);
+                return EXIT_CONFIG;
+            }
+        };
+        options.checkpointing = Some(crate::runtime::CheckpointingOptions {
+            config: cfg.checkpointing.clone(),
+            store: Arc::new(store),
+            job_id: job_id.clone(),
+            first_id: snapshot
+                .as_ref()
+                .map_or(1, |(_, s)| s.metadata.checkpoint_id + 1),
+        });
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("floe-worker")
@@ -69,14 +175,33 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> u8 {
             return EXIT_FAILURE;
         }
     };
-    let mut options = crate::runtime::JobOptions::new(pipeline.name.clone());
-    options.checkpointing_mode = cfg.checkpointing.mode;
-    rt.block_on(run_job(plan, options))
+    rt.block_on(run_job(plan, options, job_id))
 }
 
-async fn run_job(plan: Plan, options: crate::runtime::JobOptions) -> u8 {
+/// A checkpoint directory as Flink prints it: `file:/abs/path`.
+fn pointer(dir: &std::path::Path) -> String {
+    let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    format!("file:{}", abs.display())
+}
+
+fn print_mapping(path: &str, mapping: &restore::RestoreMapping) {
+    println!(
+        "restore from {path} (checkpoint {}), operator by operator:",
+        mapping.checkpoint_id
+    );
+    for (id, fate) in &mapping.fates {
+        let what = match fate {
+            restore::OperatorFate::Restored => "restored",
+            restore::OperatorFate::Dropped => "dropped (no such operator; allowed by -n)",
+            restore::OperatorFate::Empty => "no state in the checkpoint",
+            restore::OperatorFate::New => "new (starts empty)",
+        };
+        println!("  {id}: {what}");
+    }
+}
+
+async fn run_job(plan: Plan, options: crate::runtime::JobOptions, job_id: JobId) -> u8 {
     let name = options.name.clone();
-    let job_id = uuid::Uuid::new_v4().simple().to_string();
     let started = Instant::now();
     tracing::debug!("plan:\n{}", plan.describe());
     let handle = match crate::runtime::start(plan, options) {

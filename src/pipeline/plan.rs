@@ -60,15 +60,7 @@ impl Factory {
             OperatorConfig::Source(c) => {
                 let c: SourceConfig = c.clone();
                 Factory::Source(Arc::new(move |ctx, position| {
-                    // Until the catalogue sources can start at a position
-                    // (`SourceConfig::build_restored`), refuse rather than replay from the start.
-                    if position.is_some() {
-                        return Err(OperatorError::Config(format!(
-                            "operator \"{}\": this build cannot resume a source from a checkpoint",
-                            ctx.operator_id
-                        )));
-                    }
-                    Ok(TaskSource::Catalogue(c.build(ctx)?))
+                    Ok(TaskSource::Catalogue(c.build_restored(ctx, position)?))
                 }))
             }
             OperatorConfig::Transform(c) => {

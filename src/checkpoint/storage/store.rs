@@ -461,7 +461,7 @@ impl CheckpointStore for FsCheckpointStore {
         let s = retention::subsume(&retained, self.num_retained);
         self.drop_retained(&mut inner, &s.leave_store, &s.delete);
         let size = bytes.len() as u64 + written;
-        tracing::info!(checkpoint_id = id, bytes = size, job_id = %self.job_id, "completed checkpoint");
+        tracing::debug!(checkpoint_id = id, bytes = size, job_id = %self.job_id, "completed checkpoint");
         Ok(CompletedCheckpoint {
             checkpoint_id: CheckpointId(id),
             path: dir,
