@@ -200,6 +200,94 @@ fn map_operator(
     Ok(out)
 }
 
+/// Reads and rebuilds the keyed state of one new subtask owning `range`: the groups each
+/// [`KeyedSource`] names, base first then each delta of a chain, so later values and deletions
+/// win. Errors name the checkpoint and the file.
+pub fn load_keyed(
+    loaded: &crate::checkpoint::storage::LoadedSnapshot,
+    sources: &[KeyedSource],
+    range: KeyGroupRange,
+    max_parallelism: u32,
+) -> Result<crate::state::keyed::KeyedStore, crate::checkpoint::CheckpointError> {
+    use crate::checkpoint::CheckpointError;
+    use crate::state::snapshot::{decode_group, restore_store};
+    let mut groups = Vec::new();
+    for source in sources {
+        for (entry, bytes) in
+            crate::checkpoint::storage::read_handle(loaded, &source.handle, source.groups)?
+        {
+            let decoded = decode_group(&bytes, &entry).map_err(|e| {
+                CheckpointError::Format(format!(
+                    "checkpoint '{}', state of subtask {}: {e}",
+                    loaded.dir.display(),
+                    source.old_subtask
+                ))
+            })?;
+            groups.push((entry.key_group, decoded));
+        }
+    }
+    restore_store(range, max_parallelism, groups)
+        .map_err(|e| CheckpointError::Format(format!("checkpoint '{}': {e}", loaded.dir.display())))
+}
+
+/// The operators of a plan as restore targets.
+pub fn targets_of(plan: &crate::pipeline::plan::Plan, explicit: bool) -> Vec<TargetOperator> {
+    plan.tasks
+        .iter()
+        .flat_map(|t| {
+            t.operators.iter().map(move |o| TargetOperator {
+                id: o.id.0.clone(),
+                parallelism: t.parallelism,
+                max_parallelism: plan.max_parallelism,
+                max_parallelism_explicit: explicit,
+            })
+        })
+        .collect()
+}
+
+/// The max parallelism of the checkpoint's keyed state, which a job that does not set its own
+/// adopts (as Flink does).
+pub fn keyed_max_parallelism(meta: &CheckpointMetadata) -> Option<u32> {
+    meta.operators
+        .iter()
+        .find(|o| o.subtasks.iter().any(|s| s.keyed.is_some()))
+        .map(|o| o.max_parallelism)
+}
+
+/// Reads the state `mapping` assigns to each subtask of the new job: keyed stores rebuilt from
+/// the groups each subtask owns, source positions as they were.
+pub fn load_state(
+    loaded: &crate::checkpoint::storage::LoadedSnapshot,
+    mapping: &RestoreMapping,
+    max_parallelism: u32,
+) -> Result<crate::runtime::RestoreState, crate::checkpoint::CheckpointError> {
+    use crate::operators::RestoredState;
+    use crate::pipeline::OperatorId;
+    let mut state = crate::runtime::RestoreState {
+        checkpoint_id: crate::checkpoint::CheckpointId(mapping.checkpoint_id),
+        ..Default::default()
+    };
+    for (id, subtasks) in &mapping.subtasks {
+        let parallelism = subtasks.len() as u32;
+        for (index, restore) in subtasks.iter().enumerate() {
+            let index = index as u32;
+            if !restore.keyed.is_empty() {
+                let range = KeyGroupRange::for_subtask(index, parallelism, max_parallelism);
+                let store = load_keyed(loaded, &restore.keyed, range, max_parallelism)?;
+                state
+                    .operators
+                    .insert((OperatorId(id.clone()), index), RestoredState::Keyed(store));
+            }
+            if let Some(position) = &restore.source {
+                state
+                    .sources
+                    .insert((OperatorId(id.clone()), index), position.clone());
+            }
+        }
+    }
+    Ok(state)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,92 +436,4 @@ mod tests {
             MappingError::SourceRescale { old: 2, new: 3, .. }
         ));
     }
-}
-
-/// Reads and rebuilds the keyed state of one new subtask owning `range`: the groups each
-/// [`KeyedSource`] names, base first then each delta of a chain, so later values and deletions
-/// win. Errors name the checkpoint and the file.
-pub fn load_keyed(
-    loaded: &crate::checkpoint::storage::LoadedSnapshot,
-    sources: &[KeyedSource],
-    range: KeyGroupRange,
-    max_parallelism: u32,
-) -> Result<crate::state::keyed::KeyedStore, crate::checkpoint::CheckpointError> {
-    use crate::checkpoint::CheckpointError;
-    use crate::state::snapshot::{decode_group, restore_store};
-    let mut groups = Vec::new();
-    for source in sources {
-        for (entry, bytes) in
-            crate::checkpoint::storage::read_handle(loaded, &source.handle, source.groups)?
-        {
-            let decoded = decode_group(&bytes, &entry).map_err(|e| {
-                CheckpointError::Format(format!(
-                    "checkpoint '{}', state of subtask {}: {e}",
-                    loaded.dir.display(),
-                    source.old_subtask
-                ))
-            })?;
-            groups.push((entry.key_group, decoded));
-        }
-    }
-    restore_store(range, max_parallelism, groups)
-        .map_err(|e| CheckpointError::Format(format!("checkpoint '{}': {e}", loaded.dir.display())))
-}
-
-/// The operators of a plan as restore targets.
-pub fn targets_of(plan: &crate::pipeline::plan::Plan, explicit: bool) -> Vec<TargetOperator> {
-    plan.tasks
-        .iter()
-        .flat_map(|t| {
-            t.operators.iter().map(move |o| TargetOperator {
-                id: o.id.0.clone(),
-                parallelism: t.parallelism,
-                max_parallelism: plan.max_parallelism,
-                max_parallelism_explicit: explicit,
-            })
-        })
-        .collect()
-}
-
-/// The max parallelism of the checkpoint's keyed state, which a job that does not set its own
-/// adopts (as Flink does).
-pub fn keyed_max_parallelism(meta: &CheckpointMetadata) -> Option<u32> {
-    meta.operators
-        .iter()
-        .find(|o| o.subtasks.iter().any(|s| s.keyed.is_some()))
-        .map(|o| o.max_parallelism)
-}
-
-/// Reads the state `mapping` assigns to each subtask of the new job: keyed stores rebuilt from
-/// the groups each subtask owns, source positions as they were.
-pub fn load_state(
-    loaded: &crate::checkpoint::storage::LoadedSnapshot,
-    mapping: &RestoreMapping,
-    max_parallelism: u32,
-) -> Result<crate::runtime::RestoreState, crate::checkpoint::CheckpointError> {
-    use crate::operators::RestoredState;
-    use crate::pipeline::OperatorId;
-    let mut state = crate::runtime::RestoreState {
-        checkpoint_id: crate::checkpoint::CheckpointId(mapping.checkpoint_id),
-        ..Default::default()
-    };
-    for (id, subtasks) in &mapping.subtasks {
-        let parallelism = subtasks.len() as u32;
-        for (index, restore) in subtasks.iter().enumerate() {
-            let index = index as u32;
-            if !restore.keyed.is_empty() {
-                let range = KeyGroupRange::for_subtask(index, parallelism, max_parallelism);
-                let store = load_keyed(loaded, &restore.keyed, range, max_parallelism)?;
-                state
-                    .operators
-                    .insert((OperatorId(id.clone()), index), RestoredState::Keyed(store));
-            }
-            if let Some(position) = &restore.source {
-                state
-                    .sources
-                    .insert((OperatorId(id.clone()), index), position.clone());
-            }
-        }
-    }
-    Ok(state)
 }
