@@ -118,6 +118,23 @@ fn is_job_id(p: &Path) -> bool {
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
+/// Runs the pipeline until checkpoint `n` is complete, then sends `sig`; returns the exit code
+/// and the job directory.
+fn run_until_checkpoint(dir: &Path, file: &Path, n: u64, sig: &str) -> (Option<i32>, PathBuf) {
+    let mut child = spawn(dir, &["run", file.to_str().unwrap()]);
+    let root = dir.join("ck");
+    wait_for(&format!("checkpoint {n}"), || {
+        job_dirs(&root)
+            .first()
+            .is_some_and(|j| completed(j).iter().any(|(id, _)| *id >= n))
+    });
+    signal(&child, sig);
+    let code = child.wait().unwrap().code();
+    let jobs = job_dirs(&root);
+    assert_eq!(jobs.len(), 1, "one job directory");
+    (code, jobs.into_iter().next().unwrap())
+}
+
 #[test]
 fn layout_and_retention_follow_flink() {
     let dir = tempfile::tempdir().unwrap();
@@ -127,19 +144,9 @@ fn layout_and_retention_follow_flink() {
         None,
         2_000,
     );
-    let mut child = spawn(dir.path(), &["run", file.to_str().unwrap()]);
-    let root = dir.path().join("ck");
-    wait_for("checkpoint 4", || {
-        job_dirs(&root)
-            .first()
-            .is_some_and(|j| completed(j).iter().any(|(id, _)| *id >= 4))
-    });
-    signal(&child, "-INT");
-    assert_eq!(child.wait().unwrap().code(), Some(0));
-
-    let jobs = job_dirs(&root);
-    assert_eq!(jobs.len(), 1, "one job directory");
-    let job = &jobs[0];
+    let (code, job) = run_until_checkpoint(dir.path(), &file, 4, "-INT");
+    assert_eq!(code, Some(0));
+    let job = &job;
     assert!(
         is_job_id(job),
         "job dir is 32 lowercase hex: {}",
@@ -191,16 +198,7 @@ fn kill_9_then_restore_continues_the_counts() {
     let dir = tempfile::tempdir().unwrap();
     let (lines, rate) = (4_000u64, 2_000u64);
     let file = pipeline(dir.path(), "", Some(lines), rate);
-    let mut first = spawn(dir.path(), &["run", file.to_str().unwrap()]);
-    let root = dir.path().join("ck");
-    wait_for("checkpoint 3", || {
-        job_dirs(&root)
-            .first()
-            .is_some_and(|j| completed(j).iter().any(|(id, _)| *id >= 3))
-    });
-    signal(&first, "-KILL");
-    first.wait().unwrap();
-    let job = job_dirs(&root).pop().unwrap();
+    let (_, job) = run_until_checkpoint(dir.path(), &file, 3, "-KILL");
     let (restored_id, chk) = completed(&job)
         .pop()
         .expect("a checkpoint survived kill -9");
@@ -252,16 +250,7 @@ fn kill_9_then_restore_continues_the_counts() {
 fn inspect_shows_a_real_checkpoint_and_corruption_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let file = pipeline(dir.path(), "", None, 2_000);
-    let mut child = spawn(dir.path(), &["run", file.to_str().unwrap()]);
-    let root = dir.path().join("ck");
-    wait_for("checkpoint 2", || {
-        job_dirs(&root)
-            .first()
-            .is_some_and(|j| completed(j).iter().any(|(id, _)| *id >= 2))
-    });
-    signal(&child, "-INT");
-    child.wait().unwrap();
-    let job = job_dirs(&root).pop().unwrap();
+    let (_, job) = run_until_checkpoint(dir.path(), &file, 2, "-INT");
     let (id, chk) = completed(&job).pop().unwrap();
 
     let out = floe()
