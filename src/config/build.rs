@@ -243,6 +243,12 @@ pub(super) fn build(
             "execution.checkpointing.unaligned.enabled",
             "unaligned checkpoints need EXACTLY_ONCE mode and max-concurrent-checkpoints 1; they stay off",
         );
+    } else if config.checkpointing.unaligned || config.checkpointing.unaligned_forced {
+        // floe aligns every checkpoint; say so rather than let a user believe otherwise.
+        c.warn(
+            "execution.checkpointing.unaligned.enabled",
+            "floe takes aligned checkpoints only: the setting is read but checkpoints stay aligned",
+        );
     }
     (config, entries(eff, origins))
 }
