@@ -4,43 +4,13 @@
 //! Waits are for files to appear or output to arrive, polled with a generous deadline; nothing
 //! here depends on how long an operation takes.
 
+mod common;
+use common::{expected_counts, floe, wait_for};
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
-
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-fn expected_counts(lines: u64, wpl: u64, vocab: u64, seed: u64) -> HashMap<String, u64> {
-    let mut counts = HashMap::new();
-    for n in 0..lines * wpl {
-        let z = seed.wrapping_add((n + 1).wrapping_mul(GAMMA));
-        *counts.entry(format!("w{}", mix(z) % vocab)).or_insert(0) += 1;
-    }
-    counts
-}
-
-fn floe() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_floe"));
-    c.env_remove("FLOE_CONF_DIR").env("RUST_LOG", "warn");
-    c
-}
-
-/// Polls `cond` until it holds; panics with `what` after a deadline far above any normal run.
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 /// The `<dir>/<job-id>` directories under a checkpoint root.
 fn job_dirs(root: &Path) -> Vec<PathBuf> {

@@ -2,16 +2,13 @@
 //! count of the seed article against a real listener, its error when nothing listens, and a
 //! clean stop on SIGINT.
 
+mod common;
+use common::floe;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
-
-fn floe() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_floe"));
-    c.env_remove("FLOE_CONF_DIR").env("RUST_LOG", "warn");
-    c
-}
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

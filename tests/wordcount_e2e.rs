@@ -5,33 +5,11 @@
 //! `keyBy(0).sum(1)` emits one update per record), and n must be the word's count in the
 //! corpus computed here from the SplitMix64 definition of `shared/bench/gen_corpus.py`.
 
+mod common;
+use common::{expected_counts, floe};
+
 use std::collections::HashMap;
 use std::process::Command;
-
-const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
-
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// Word counts of the corpus, from the definition (not from floe's code).
-fn expected_counts(lines: u64, words_per_line: u64, vocab: u64, seed: u64) -> HashMap<String, u64> {
-    let mut counts = HashMap::new();
-    for n in 0..lines * words_per_line {
-        let z = seed.wrapping_add((n + 1).wrapping_mul(GAMMA));
-        *counts.entry(format!("w{}", mix(z) % vocab)).or_insert(0) += 1;
-    }
-    counts
-}
-
-fn floe() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_floe"));
-    // No conf dir of the developer's may leak in.
-    c.env_remove("FLOE_CONF_DIR").env("RUST_LOG", "warn");
-    c
-}
 
 fn pipeline(dir: &std::path::Path, lines: u64, vocab: u64, seed: u64) -> std::path::PathBuf {
     let path = dir.join("wc.yaml");

@@ -1,0 +1,48 @@
+//! Helpers the end-to-end tests share: the binary, the generator's definition, waiting for
+//! files. Each test file uses what it needs.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Word counts of the datagen corpus, from the SplitMix64 definition in
+/// `shared/bench/gen_corpus.py` (independent of floe's own generator code).
+pub fn expected_counts(
+    lines: u64,
+    words_per_line: u64,
+    vocab: u64,
+    seed: u64,
+) -> HashMap<String, u64> {
+    let mut counts = HashMap::new();
+    for n in 0..lines * words_per_line {
+        let z = seed.wrapping_add((n + 1).wrapping_mul(GAMMA));
+        *counts.entry(format!("w{}", mix(z) % vocab)).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// The floe binary, with no conf dir of the developer's leaking in and quiet logs.
+pub fn floe() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_floe"));
+    c.env_remove("FLOE_CONF_DIR").env("RUST_LOG", "warn");
+    c
+}
+
+/// Polls `cond` until it holds; panics naming `what` after a deadline far above any normal
+/// run. For waiting on files and processes, never for timing.
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
