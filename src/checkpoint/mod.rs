@@ -15,6 +15,7 @@ pub mod inspect;
 pub mod metadata;
 pub mod restore;
 pub mod retention;
+pub mod savepoint;
 pub mod storage;
 
 use crate::pipeline::OperatorId;
