@@ -450,10 +450,16 @@ mod tests {
         let m = meta(vec![op]);
         let same = map_checkpoint(&m, "p", &[target("out", 3)], false).unwrap();
         assert_eq!(same.fates["out"], OperatorFate::Restored);
-        let got: Vec<_> = same.subtasks["out"].iter().map(|s| s.sink.clone()).collect();
+        let got: Vec<_> = same.subtasks["out"]
+            .iter()
+            .map(|s| s.sink.clone())
+            .collect();
         assert_eq!(got, vec![vec![sink(0)], vec![sink(1)], vec![sink(2)]]);
         let down = map_checkpoint(&m, "p", &[target("out", 2)], false).unwrap();
-        let got: Vec<_> = down.subtasks["out"].iter().map(|s| s.sink.clone()).collect();
+        let got: Vec<_> = down.subtasks["out"]
+            .iter()
+            .map(|s| s.sink.clone())
+            .collect();
         assert_eq!(got, vec![vec![sink(0), sink(2)], vec![sink(1)]]);
         let up = map_checkpoint(&m, "p", &[target("out", 4)], false).unwrap();
         assert!(up.subtasks["out"][3].sink.is_empty());

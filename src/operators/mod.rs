@@ -215,9 +215,14 @@ pub trait Operator: Send {
     }
 
     /// [`Operator::snapshot_state`] knowing the checkpoint: what the runtime calls. A sink
-    /// that pre-commits at the barrier needs the id to know which completion commits what.
-    fn snapshot_state_at(&mut self, _checkpoint: CheckpointId) -> Option<OperatorSnapshot> {
-        self.snapshot_state()
+    /// that pre-commits at the barrier needs the id to know which completion commits what,
+    /// and may fail (a flush that fails): that fails the task, as a failure in the
+    /// synchronous part of a snapshot does in Flink.
+    fn snapshot_state_at(
+        &mut self,
+        _checkpoint: CheckpointId,
+    ) -> Result<Option<OperatorSnapshot>, OperatorError> {
+        Ok(self.snapshot_state())
     }
 
     /// Put back restored state, before the first record arrives.
