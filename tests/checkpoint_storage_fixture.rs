@@ -71,6 +71,7 @@ fn fixture_metadata() -> CheckpointMetadata {
                     key_groups: None,
                     keyed: None,
                     source: Some(SourcePosition::Files(vec![("input/a.txt".into(), 1234)])),
+                    sink: None,
                 }],
             },
             OperatorStateMeta {
@@ -82,6 +83,7 @@ fn fixture_metadata() -> CheckpointMetadata {
                     key_groups: None,
                     keyed: None,
                     source: Some(SourcePosition::Datagen { next_line: 42 }),
+                    sink: None,
                 }],
             },
             OperatorStateMeta {
@@ -98,6 +100,7 @@ fn fixture_metadata() -> CheckpointMetadata {
                             groups: file_groups,
                         })),
                         source: None,
+                        sink: None,
                     },
                     SubtaskStateMeta {
                         subtask: 1,
@@ -108,6 +111,7 @@ fn fixture_metadata() -> CheckpointMetadata {
                             groups: inline_groups,
                         })),
                         source: None,
+                        sink: None,
                     },
                 ],
             },

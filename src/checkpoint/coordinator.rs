@@ -404,6 +404,7 @@ pub fn empty_subtask(subtask: u32) -> SubtaskStateMeta {
         key_groups: None,
         keyed: None,
         source: None,
+        sink: None,
     }
 }
 

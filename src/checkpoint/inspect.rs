@@ -66,6 +66,17 @@ pub struct SubtaskReport {
     /// The blobs, a chain's in order (full first).
     pub blobs: Vec<BlobReport>,
     pub source: Option<SourceReport>,
+    /// A transactional sink's parts to commit on restore (the `file` sink's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sink: Option<SinkReport>,
+}
+
+/// A transactional sink's state: what a restore commits, where numbering continues.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SinkReport {
+    /// The part numbers a restore commits (`part-<subtask>-<n>`).
+    pub pending_parts: Vec<u64>,
+    pub next_part: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -204,6 +215,12 @@ pub fn snapshot_report(loaded: &LoadedSnapshot) -> SnapshotReport {
                         keyed,
                         blobs,
                         source: st.source.as_ref().map(source_report),
+                        sink: st.sink.as_ref().map(|s| match s {
+                            crate::checkpoint::SinkState::Files(f) => SinkReport {
+                                pending_parts: f.pending.iter().map(|p| p.part).collect(),
+                                next_part: f.next_part,
+                            },
+                        }),
                     }
                 })
                 .collect();
@@ -329,7 +346,15 @@ fn render_snapshot(s: &SnapshotReport) -> String {
             if let Some(src) = &st.source {
                 let _ = write!(out, " source position {}", source_text(src));
             }
-            if st.keyed.is_none() && st.source.is_none() {
+            if let Some(sink) = &st.sink {
+                let _ = write!(
+                    out,
+                    " sink: {} to commit on restore, next part {}",
+                    count(sink.pending_parts.len() as u64, "part", "parts"),
+                    sink.next_part
+                );
+            }
+            if st.keyed.is_none() && st.source.is_none() && st.sink.is_none() {
                 let _ = write!(out, " no state");
             }
             let _ = writeln!(out);

@@ -8,15 +8,19 @@
 //! State is referenced by names relative to the checkpoint's own directory (exclusive files)
 //! or to the job's `shared/` directory (incremental files), never by absolute paths, so a
 //! savepoint directory can be moved.
+//!
+//! Versions: 1 (issue 3) had no sink state; 2 adds [`SubtaskStateMeta::sink`]. postcard is
+//! positional, so a v1 payload is decoded into the v1 types of [`v1`] and converted (no sink
+//! state); every version this build ever wrote keeps decoding.
 
-use crate::checkpoint::{CheckpointError, JobId, SourcePosition};
+use crate::checkpoint::{CheckpointError, JobId, SinkState, SourcePosition};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// First bytes of every `_metadata` file floe writes.
 pub const METADATA_MAGIC: [u8; 4] = *b"FLOE";
 /// The format version this build writes (and the newest it reads).
-pub const METADATA_VERSION: u32 = 1;
+pub const METADATA_VERSION: u32 = 2;
 
 /// Checkpoint or savepoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +61,76 @@ pub struct SubtaskStateMeta {
     pub key_groups: Option<(u32, u32)>,
     pub keyed: Option<KeyedStateHandle>,
     pub source: Option<SourcePosition>,
+    /// What a transactional sink pre-committed and has not committed (format version 2+).
+    pub sink: Option<SinkState>,
+}
+
+/// The payload types of format version 1, which had no sink state: decoded as they were
+/// written, then converted.
+mod v1 {
+    use super::{KeyedStateHandle, SnapshotKind};
+    use crate::checkpoint::{JobId, SourcePosition};
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub(super) struct CheckpointMetadata {
+        checkpoint_id: u64,
+        job_id: JobId,
+        job_name: String,
+        kind: SnapshotKind,
+        trigger_timestamp_ms: u64,
+        completion_timestamp_ms: u64,
+        operators: Vec<OperatorStateMeta>,
+    }
+
+    #[derive(Deserialize)]
+    struct OperatorStateMeta {
+        operator_id: String,
+        parallelism: u32,
+        max_parallelism: u32,
+        subtasks: Vec<SubtaskStateMeta>,
+    }
+
+    #[derive(Deserialize)]
+    struct SubtaskStateMeta {
+        subtask: u32,
+        key_groups: Option<(u32, u32)>,
+        keyed: Option<KeyedStateHandle>,
+        source: Option<SourcePosition>,
+    }
+
+    impl From<CheckpointMetadata> for super::CheckpointMetadata {
+        fn from(m: CheckpointMetadata) -> Self {
+            super::CheckpointMetadata {
+                checkpoint_id: m.checkpoint_id,
+                job_id: m.job_id,
+                job_name: m.job_name,
+                kind: m.kind,
+                trigger_timestamp_ms: m.trigger_timestamp_ms,
+                completion_timestamp_ms: m.completion_timestamp_ms,
+                operators: m
+                    .operators
+                    .into_iter()
+                    .map(|o| super::OperatorStateMeta {
+                        operator_id: o.operator_id,
+                        parallelism: o.parallelism,
+                        max_parallelism: o.max_parallelism,
+                        subtasks: o
+                            .subtasks
+                            .into_iter()
+                            .map(|s| super::SubtaskStateMeta {
+                                subtask: s.subtask,
+                                key_groups: s.key_groups,
+                                keyed: s.keyed,
+                                source: s.source,
+                                sink: None,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            }
+        }
+    }
 }
 
 /// Where a subtask's keyed state is.
@@ -180,7 +254,12 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<CheckpointMetadata, Checkpoin
              restore from an older checkpoint or a savepoint"
         )));
     }
-    postcard::from_bytes(&bytes[HEADER_LEN..body_end]).map_err(|e| {
+    let payload = &bytes[HEADER_LEN..body_end];
+    let decoded = match version {
+        1 => postcard::from_bytes::<v1::CheckpointMetadata>(payload).map(Into::into),
+        _ => postcard::from_bytes::<CheckpointMetadata>(payload),
+    };
+    decoded.map_err(|e| {
         CheckpointError::Format(format!(
             "'{p}' is corrupt (checksum matches but the contents do not decode: {e}); it may \\
              have been written by an incompatible build"
@@ -253,6 +332,7 @@ mod tests {
                         key_groups: None,
                         keyed: None,
                         source: Some(SourcePosition::Datagen { next_line: 42 }),
+                        sink: None,
                     }],
                 },
                 OperatorStateMeta {
@@ -288,6 +368,26 @@ mod tests {
                             ],
                         }),
                         source: None,
+                        sink: None,
+                    }],
+                },
+                OperatorStateMeta {
+                    operator_id: "out".into(),
+                    parallelism: 1,
+                    max_parallelism: 128,
+                    subtasks: vec![SubtaskStateMeta {
+                        subtask: 0,
+                        key_groups: None,
+                        keyed: None,
+                        source: None,
+                        sink: Some(SinkState::Files(crate::checkpoint::FileSinkState {
+                            subtask: 0,
+                            next_part: 4,
+                            pending: vec![crate::checkpoint::PendingPart {
+                                checkpoint_id: 7,
+                                part: 3,
+                            }],
+                        })),
                     }],
                 },
             ],
@@ -307,7 +407,7 @@ mod tests {
         let m = sample();
         let bytes = encode(&m);
         assert_eq!(&bytes[..4], b"FLOE");
-        assert_eq!(&bytes[4..8], &1u32.to_be_bytes());
+        assert_eq!(&bytes[4..8], &METADATA_VERSION.to_be_bytes());
         assert_eq!(decode(&bytes, path()).unwrap(), m);
     }
 
@@ -335,9 +435,12 @@ mod tests {
     #[test]
     fn newer_version_is_refused() {
         let mut b = encode(&sample());
-        b[4..8].copy_from_slice(&2u32.to_be_bytes());
+        b[4..8].copy_from_slice(&(METADATA_VERSION + 1).to_be_bytes());
         let e = err(&b);
-        assert!(e.contains("format version 2"), "{e}");
+        assert!(
+            e.contains(&format!("format version {}", METADATA_VERSION + 1)),
+            "{e}"
+        );
         assert!(!e.contains("checksum"), "{e}");
     }
 
@@ -357,6 +460,72 @@ mod tests {
             let e = err(&b[..n]);
             assert!(e.contains("truncated"), "len {n}: {e}");
         }
+    }
+
+    /// A v1 payload (no sink field) written as v1 wrote it decodes, with no sink state.
+    #[test]
+    fn version_1_payloads_still_decode() {
+        #[derive(Serialize)]
+        struct V1Subtask<'a> {
+            subtask: u32,
+            key_groups: Option<(u32, u32)>,
+            keyed: Option<&'a KeyedStateHandle>,
+            source: Option<&'a SourcePosition>,
+        }
+        #[derive(Serialize)]
+        struct V1Operator<'a> {
+            operator_id: &'a str,
+            parallelism: u32,
+            max_parallelism: u32,
+            subtasks: Vec<V1Subtask<'a>>,
+        }
+        #[derive(Serialize)]
+        struct V1<'a> {
+            checkpoint_id: u64,
+            job_id: &'a JobId,
+            job_name: &'a str,
+            kind: SnapshotKind,
+            trigger_timestamp_ms: u64,
+            completion_timestamp_ms: u64,
+            operators: Vec<V1Operator<'a>>,
+        }
+        let mut m = sample();
+        m.operators.pop(); // the sink operator: v1 had no sink state
+        let v1 = V1 {
+            checkpoint_id: m.checkpoint_id,
+            job_id: &m.job_id,
+            job_name: &m.job_name,
+            kind: m.kind,
+            trigger_timestamp_ms: m.trigger_timestamp_ms,
+            completion_timestamp_ms: m.completion_timestamp_ms,
+            operators: m
+                .operators
+                .iter()
+                .map(|o| V1Operator {
+                    operator_id: &o.operator_id,
+                    parallelism: o.parallelism,
+                    max_parallelism: o.max_parallelism,
+                    subtasks: o
+                        .subtasks
+                        .iter()
+                        .map(|s| V1Subtask {
+                            subtask: s.subtask,
+                            key_groups: s.key_groups,
+                            keyed: s.keyed.as_ref(),
+                            source: s.source.as_ref(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        };
+        let payload = postcard::to_stdvec(&v1).unwrap();
+        let mut bytes = METADATA_MAGIC.to_vec();
+        bytes.extend_from_slice(&1u32.to_be_bytes());
+        bytes.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+        bytes.extend_from_slice(&payload);
+        let crc = crc32c::crc32c(&bytes);
+        bytes.extend_from_slice(&crc.to_be_bytes());
+        assert_eq!(decode(&bytes, path()).unwrap(), m);
     }
 
     #[test]

@@ -59,6 +59,46 @@ pub enum SourcePosition {
     Files(Vec<(String, u64)>),
 }
 
+/// What a transactional sink subtask keeps in a checkpoint: what it pre-committed at the
+/// barrier and has not yet committed. Small: it goes inline into `_metadata`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SinkState {
+    /// The exactly-once `file` sink (`operators::sinks::file`).
+    Files(FileSinkState),
+}
+
+/// The `file` sink's part files of one subtask at a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileSinkState {
+    /// The subtask that wrote them: part files are named `part-<subtask>-<n>`.
+    pub subtask: u32,
+    /// The `n` of the next part file this subtask would start.
+    pub next_part: u64,
+    /// Part files finished at or before this checkpoint and not known to be committed, oldest
+    /// first: a restore commits them (a commit of a committed file is a no-op).
+    pub pending: Vec<PendingPart>,
+}
+
+/// One pre-committed part file: `.part-<subtask>-<part>.pending` until the checkpoint that
+/// holds it completes, `part-<subtask>-<part>` after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PendingPart {
+    /// The checkpoint whose barrier finished it: its completion commits it.
+    pub checkpoint_id: u64,
+    pub part: u64,
+}
+
+/// A sink's snapshot as handed to the state writer: the state, and the files and directories
+/// whose contents the checkpoint relies on. The writer fsyncs them (off the data path) before
+/// the subtask acks, so they are durable before `_metadata` exists. A path that is gone when
+/// the writer gets to it was committed meanwhile by the sink's own `finish`, which fsyncs
+/// what it commits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkSnapshot {
+    pub state: SinkState,
+    pub fsync: Vec<std::path::PathBuf>,
+}
+
 /// What one operator subtask hands over when a barrier has aligned at it. The synchronous
 /// part of the snapshot is done when this exists: keyed state is a copy-on-write view,
 /// positions are copied. Encoding and writing happen elsewhere, off the data path.
@@ -66,6 +106,7 @@ pub enum SourcePosition {
 pub enum OperatorSnapshot {
     Keyed(KeyedSnapshot),
     Source(SourcePosition),
+    Sink(SinkSnapshot),
 }
 
 /// One subtask's snapshot for one checkpoint, as sent from the task to the state writer.

@@ -8,7 +8,7 @@
 //! new subtask, exactly the groups of its range from the old subtasks that held them.
 
 use crate::checkpoint::metadata::{CheckpointMetadata, KeyedStateHandle, OperatorStateMeta};
-use crate::checkpoint::SourcePosition;
+use crate::checkpoint::{SinkState, SourcePosition};
 use crate::state::keygroup::KeyGroupRange;
 use std::collections::BTreeMap;
 
@@ -84,6 +84,10 @@ pub struct KeyedSource {
 pub struct SubtaskRestore {
     pub keyed: Vec<KeyedSource>,
     pub source: Option<SourcePosition>,
+    /// Transactional sink state of the old subtasks `j` with `j % new parallelism` equal to
+    /// this subtask's index (each old subtask's state to exactly one new subtask, the same
+    /// index when it still exists), so that every pre-committed file is committed once.
+    pub sink: Vec<SinkState>,
 }
 
 /// The mapping of a checkpoint onto a new job.
@@ -102,7 +106,7 @@ pub struct RestoreMapping {
 fn has_state(op: &OperatorStateMeta) -> bool {
     op.subtasks
         .iter()
-        .any(|s| s.keyed.is_some() || s.source.is_some())
+        .any(|s| s.keyed.is_some() || s.source.is_some() || s.sink.is_some())
 }
 
 /// Maps `meta` (read from `pointer`) onto the operators of a new job.
@@ -194,6 +198,11 @@ fn map_operator(
             if old.subtask == new_index {
                 restore.source = old.source.clone();
             }
+            if let Some(sink) = &old.sink {
+                if old.subtask % target.parallelism == new_index {
+                    restore.sink.push(sink.clone());
+                }
+            }
         }
         out.push(restore);
     }
@@ -278,6 +287,12 @@ pub fn load_state(
                     .operators
                     .insert((OperatorId(id.clone()), index), RestoredState::Keyed(store));
             }
+            if !restore.sink.is_empty() {
+                state.operators.insert(
+                    (OperatorId(id.clone()), index),
+                    RestoredState::Sink(restore.sink.clone()),
+                );
+            }
             if let Some(position) = &restore.source {
                 state
                     .sources
@@ -315,6 +330,7 @@ mod tests {
                         key_groups: Some((r.start, r.end)),
                         keyed: Some(blob(i as u8)),
                         source: None,
+                        sink: None,
                     }
                 })
                 .collect(),
@@ -408,6 +424,48 @@ mod tests {
     }
 
     #[test]
+    fn sink_state_of_every_old_subtask_goes_to_exactly_one_new_subtask() {
+        use crate::checkpoint::FileSinkState;
+        let sink = |i: u32| {
+            SinkState::Files(FileSinkState {
+                subtask: i,
+                next_part: 10 + i as u64,
+                pending: vec![],
+            })
+        };
+        let op = OperatorStateMeta {
+            operator_id: "out".into(),
+            parallelism: 3,
+            max_parallelism: 128,
+            subtasks: (0..3)
+                .map(|i| SubtaskStateMeta {
+                    subtask: i,
+                    key_groups: None,
+                    keyed: None,
+                    source: None,
+                    sink: Some(sink(i)),
+                })
+                .collect(),
+        };
+        let m = meta(vec![op]);
+        let same = map_checkpoint(&m, "p", &[target("out", 3)], false).unwrap();
+        assert_eq!(same.fates["out"], OperatorFate::Restored);
+        let got: Vec<_> = same.subtasks["out"]
+            .iter()
+            .map(|s| s.sink.clone())
+            .collect();
+        assert_eq!(got, vec![vec![sink(0)], vec![sink(1)], vec![sink(2)]]);
+        let down = map_checkpoint(&m, "p", &[target("out", 2)], false).unwrap();
+        let got: Vec<_> = down.subtasks["out"]
+            .iter()
+            .map(|s| s.sink.clone())
+            .collect();
+        assert_eq!(got, vec![vec![sink(0), sink(2)], vec![sink(1)]]);
+        let up = map_checkpoint(&m, "p", &[target("out", 4)], false).unwrap();
+        assert!(up.subtasks["out"][3].sink.is_empty());
+    }
+
+    #[test]
     fn source_positions_go_to_the_same_subtask() {
         let op = OperatorStateMeta {
             operator_id: "src".into(),
@@ -421,6 +479,7 @@ mod tests {
                     source: Some(SourcePosition::Datagen {
                         next_line: 100 + i as u64,
                     }),
+                    sink: None,
                 })
                 .collect(),
         };

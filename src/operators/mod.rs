@@ -14,7 +14,7 @@ pub mod sinks;
 pub mod sources;
 pub mod transforms;
 
-use crate::checkpoint::{OperatorSnapshot, SourcePosition};
+use crate::checkpoint::{CheckpointId, OperatorSnapshot, SinkState, SourcePosition};
 use crate::record::{Batch, Schema};
 use std::fmt;
 
@@ -214,10 +214,74 @@ pub trait Operator: Send {
         None
     }
 
+    /// [`Operator::snapshot_state`] knowing the checkpoint: what the runtime calls. A sink
+    /// that pre-commits at the barrier needs the id to know which completion commits what,
+    /// and may fail (a flush that fails): that fails the task, as a failure in the
+    /// synchronous part of a snapshot does in Flink.
+    fn snapshot_state_at(
+        &mut self,
+        _checkpoint: CheckpointId,
+    ) -> Result<Option<OperatorSnapshot>, OperatorError> {
+        Ok(self.snapshot_state())
+    }
+
     /// Put back restored state, before the first record arrives.
     fn restore_state(&mut self, _state: RestoredState) -> Result<(), OperatorError> {
         Ok(())
     }
+
+    /// What the job guarantees; called once, after building and before `restore_state` and
+    /// the first record. A sink may write transactionally under `ExactlyOnce`.
+    fn open(&mut self, _guarantee: DeliveryGuarantee) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
+    /// Checkpoint `checkpoint` is complete: its `_metadata` is durable. Called on the task,
+    /// between batches, never concurrently with `process`, in checkpoint order. Best effort:
+    /// a notification may never come (a failure right after completion), and a later one
+    /// implies the earlier ones (Flink's `notifyCheckpointComplete`).
+    fn notify_checkpoint_complete(
+        &mut self,
+        _checkpoint: CheckpointId,
+    ) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
+    /// Checkpoint `checkpoint` was aborted (expired, failed, abandoned): it will never
+    /// complete. What was pre-committed for it waits for the next completed checkpoint.
+    fn notify_checkpoint_aborted(
+        &mut self,
+        _checkpoint: CheckpointId,
+    ) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
+    /// Why the input is about to end; called just before `finish`.
+    fn end_of_input(&mut self, _why: EndOfInput) {}
+}
+
+/// Flink's `DeliveryGuarantee`, from the job's checkpointing: what a sink can promise.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeliveryGuarantee {
+    /// No checkpoints: after a failure output may be lost or repeated.
+    #[default]
+    None,
+    /// AT_LEAST_ONCE checkpoints: after a restore output may repeat.
+    AtLeastOnce,
+    /// EXACTLY_ONCE checkpoints: output becomes visible only with the checkpoint covering it.
+    ExactlyOnce,
+}
+
+/// Why an operator's input ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndOfInput {
+    /// Every source ended (a bounded job): nothing will ever be replayed, so a transactional
+    /// sink commits everything it wrote.
+    Finished,
+    /// `stop()` ended the sources early (Ctrl-C in `floe run`): a later `-s` restore replays
+    /// what came after the last completed checkpoint, so what was written after it stays
+    /// uncommitted.
+    Stopped,
 }
 
 /// State handed back to an operator on restore.
@@ -225,6 +289,9 @@ pub trait Operator: Send {
 pub enum RestoredState {
     /// The keyed state of exactly the key groups this subtask owns.
     Keyed(crate::state::keyed::KeyedStore),
+    /// A transactional sink's state: its own old subtask's, plus, after a restore at a lower
+    /// parallelism, the states of old subtasks no longer running.
+    Sink(Vec<SinkState>),
 }
 
 /// What a source hands the runtime on each call.

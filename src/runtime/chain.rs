@@ -5,10 +5,11 @@
 //! chain allocates nothing. Panics inside an operator are caught here so the error can name the
 //! operator; they are reported as bugs.
 
-use crate::checkpoint::OperatorSnapshot;
-use crate::operators::Operator;
+use crate::checkpoint::{CheckpointId, OperatorSnapshot};
+use crate::operators::{EndOfInput, Operator};
 use crate::pipeline::OperatorId;
 use crate::record::Batch;
+use crate::runtime::checkpointing::CheckpointOutcome;
 use crate::runtime::metrics::OperatorMetrics;
 use crate::runtime::TaskError;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -62,18 +63,50 @@ impl Chain {
         Ok(())
     }
 
-    /// The synchronous part of a snapshot of every operator, in chain order, appended to
-    /// `states` (`None` for a stateless one). Each call is a copy-on-write view, nothing slow.
+    /// The synchronous part of a snapshot of every operator for `checkpoint`, in chain
+    /// order, appended to `states` (`None` for a stateless one). Each call is a copy-on-write
+    /// view or a sink's pre-commit (flush and rename), nothing slow.
     pub fn snapshot(
         &mut self,
+        checkpoint: CheckpointId,
         states: &mut Vec<Option<OperatorSnapshot>>,
     ) -> Result<(), TaskError> {
         for level in 0..self.ops.len() {
             let op = &mut self.ops[level];
-            match catch_unwind(AssertUnwindSafe(|| op.operator.snapshot_state())) {
-                Ok(state) => states.push(state),
-                Err(panic) => self.check(level, Err(panic))?,
-            }
+            let mut state = None;
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                state = op.operator.snapshot_state_at(checkpoint)?;
+                Ok(())
+            }));
+            self.check(level, result)?;
+            states.push(state);
+        }
+        Ok(())
+    }
+
+    /// Tells every operator, in chain order, that a checkpoint completed or was aborted.
+    /// Called by the task between batches, so never concurrently with `process`.
+    pub fn notify(&mut self, outcome: CheckpointOutcome) -> Result<(), TaskError> {
+        for level in 0..self.ops.len() {
+            let op = &mut self.ops[level];
+            let result = catch_unwind(AssertUnwindSafe(|| match outcome {
+                CheckpointOutcome::Completed(id) => op.operator.notify_checkpoint_complete(id),
+                CheckpointOutcome::Aborted(id) => op.operator.notify_checkpoint_aborted(id),
+            }));
+            self.check(level, result)?;
+        }
+        Ok(())
+    }
+
+    /// Tells every operator why the input ends; just before [`Chain::finish`].
+    pub fn end_of_input(&mut self, why: EndOfInput) -> Result<(), TaskError> {
+        for level in 0..self.ops.len() {
+            let op = &mut self.ops[level];
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                op.operator.end_of_input(why);
+                Ok(())
+            }));
+            self.check(level, result)?;
         }
         Ok(())
     }

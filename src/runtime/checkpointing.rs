@@ -9,6 +9,10 @@
 //! - when every operator subtask acked, it builds `_metadata` and calls `store.complete` on a
 //!   blocking thread; failures abort the checkpoint (`store.abort`) and count towards
 //!   `tolerable-failed-checkpoints`; above it, it fails the job (cancels every task);
+//! - when `store.complete` returned (the checkpoint is durable), it tells every subtask
+//!   [`CheckpointOutcome::Completed`] (Flink's `notifyCheckpointComplete`: the commit of
+//!   transactional sinks), and [`CheckpointOutcome::Aborted`] for a checkpoint that failed
+//!   or was abandoned; best effort, in order, on each subtask's own channel;
 //! - when the job ends, it applies the retention rules (`store.terminate`).
 //!
 //! It must never make a task wait: tasks only ever `send` on an unbounded channel to it, and
@@ -87,6 +91,16 @@ pub enum CheckpointNotice {
     Skipped,
 }
 
+/// What the driver tells every subtask about a checkpoint it triggered, once decided. A
+/// subtask that has ended no longer hears it (its channel is closed): best effort.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointOutcome {
+    /// `_metadata` is durable: the checkpoint exists.
+    Completed(CheckpointId),
+    /// Expired, failed or abandoned: it will never complete.
+    Aborted(CheckpointId),
+}
+
 /// What a task sends the driver.
 #[derive(Debug)]
 pub enum CheckpointMessage {
@@ -157,6 +171,7 @@ pub(crate) fn spawn(
     control: JobControl,
     messages: UnboundedReceiver<CheckpointMessage>,
     notices: UnboundedSender<CheckpointNotice>,
+    subtasks: Vec<UnboundedSender<CheckpointOutcome>>,
 ) -> Option<DriverHandle> {
     let settings = TriggerSettings::from_config(&opts.config)?;
     let first_id = restored.map_or(opts.first_id, |r| opts.first_id.max(r.0 + 1));
@@ -170,6 +185,7 @@ pub(crate) fn spawn(
         shape,
         control,
         notices,
+        subtasks,
         failure: failure.clone(),
         stats: stats.clone(),
         pending: BTreeMap::new(),
@@ -221,6 +237,8 @@ struct Driver {
     shape: JobShape,
     control: JobControl,
     notices: UnboundedSender<CheckpointNotice>,
+    /// One per subtask: where completed and aborted checkpoints are told.
+    subtasks: Vec<UnboundedSender<CheckpointOutcome>>,
     failure: Arc<Mutex<Option<String>>>,
     stats: Arc<Mutex<CheckpointStats>>,
     pending: BTreeMap<CheckpointId, InFlight>,
@@ -315,6 +333,13 @@ impl Driver {
 
     fn notify(&self, n: CheckpointNotice) {
         let _ = self.notices.send(n);
+    }
+
+    /// Tells every subtask; one that has ended is skipped (best effort, as in Flink).
+    fn tell_subtasks(&self, outcome: CheckpointOutcome) {
+        for tx in &self.subtasks {
+            let _ = tx.send(outcome);
+        }
     }
 
     fn maybe_trigger(&mut self, now: Instant) {
@@ -581,6 +606,8 @@ impl Driver {
             completion_timestamp_ms: wall_ms(),
         };
         lock(&self.stats).on_completed(stats.clone());
+        // Only now, with `_metadata` durable (`store.complete` returned), may sinks commit.
+        self.tell_subtasks(CheckpointOutcome::Completed(id));
         self.notify(CheckpointNotice::Completed(stats));
     }
 
@@ -600,6 +627,7 @@ impl Driver {
             consecutive - 1
         );
         self.abort_store(id);
+        self.tell_subtasks(CheckpointOutcome::Aborted(id));
         lock(&self.stats).on_failed(
             FailedStats {
                 id,
@@ -625,6 +653,7 @@ impl Driver {
         }
         tracing::info!(checkpoint_id = id.0, job_id = %self.job_id, "Checkpoint {id} of job {} aborted: {why}.", self.job_id);
         self.abort_store(id);
+        self.tell_subtasks(CheckpointOutcome::Aborted(id));
         lock(&self.stats).on_abandoned();
         self.notify(CheckpointNotice::Abandoned(id));
     }

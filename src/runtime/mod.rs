@@ -464,8 +464,14 @@ pub fn start(plan: Plan, mut opts: JobOptions) -> Result<JobHandle, RuntimeError
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let mut triggers = Vec::new();
     let mut subtasks = Vec::new();
+    let mut outcome_senders = Vec::new();
     for (ti, t) in plan.tasks.iter().enumerate() {
         for s in 0..t.parallelism {
+            let outcomes = checkpoints_tx.as_ref().map(|_| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                outcome_senders.push(tx);
+                rx
+            });
             let ctx = TaskContext {
                 task: ti,
                 subtask: s,
@@ -474,6 +480,7 @@ pub fn start(plan: Plan, mut opts: JobOptions) -> Result<JobHandle, RuntimeError
                 events: events_tx.clone(),
                 checkpoints: checkpoints_tx.clone(),
                 channels_blocked: metrics.channels_blocked.clone(),
+                outcomes,
             };
             let outputs = Outputs::new(std::mem::take(&mut senders[ti][s as usize]));
             let inputs = std::mem::take(&mut receivers[ti][s as usize]);
@@ -519,6 +526,7 @@ pub fn start(plan: Plan, mut opts: JobOptions) -> Result<JobHandle, RuntimeError
             control.clone(),
             rx,
             notices_tx,
+            outcome_senders,
         ),
         _ => None,
     };
@@ -672,6 +680,16 @@ fn wire(plan: &Plan, capacity: usize) -> Result<Wiring, RuntimeError> {
     Ok((receivers, outputs))
 }
 
+/// What the job's checkpointing lets a sink promise.
+fn delivery_guarantee(ctx: &TaskContext, opts: &JobOptions) -> crate::operators::DeliveryGuarantee {
+    use crate::operators::DeliveryGuarantee as G;
+    match (&ctx.checkpoints, opts.checkpointing_mode) {
+        (None, _) => G::None,
+        (Some(_), CheckpointingMode::ExactlyOnce) => G::ExactlyOnce,
+        (Some(_), CheckpointingMode::AtLeastOnce) => G::AtLeastOnce,
+    }
+}
+
 #[expect(
     clippy::too_many_arguments,
     reason = "one call site, all parts of one subtask"
@@ -714,6 +732,9 @@ fn build_subtask(
             }
             (Factory::Operator(f), _) => {
                 let mut operator = f(&context(&op.id)).map_err(|e| build_error(&op.id, e))?;
+                operator
+                    .open(delivery_guarantee(&ctx, opts))
+                    .map_err(|e| build_error(&op.id, e))?;
                 // Before the first record: the operator starts from the restored state.
                 if let Some(state) = restore.as_mut().and_then(|r| r.operators.remove(&key)) {
                     operator

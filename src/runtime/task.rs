@@ -13,15 +13,21 @@
 //! the barrier and goes on. Nothing here waits for storage: encoding and writing happen on
 //! the driver's blocking threads, so records keep flowing while a checkpoint is written.
 //!
+//! Checkpoint outcomes: when a checkpoint completes (its `_metadata` durable) or is aborted,
+//! the driver sends the outcome to every subtask on its own unbounded channel; the task hands
+//! it to its chain between batches (an operator task also while waiting for input; a source
+//! task between two `next` calls), so `notify_checkpoint_complete` never runs concurrently
+//! with `process`, and outcomes arrive in the order the driver decided them.
+//!
 //! Cancellation is not handled here: the job wraps each loop in a select on its cancel token,
 //! which drops the loop (and its operators) at its next await.
 
 use crate::checkpoint::OperatorSnapshot;
-use crate::operators::{OperatorError, SourceEvent};
+use crate::operators::{EndOfInput, OperatorError, SourceEvent};
 use crate::pipeline::OperatorId;
 use crate::runtime::barrier::{BarrierAligner, Decision};
 use crate::runtime::chain::Chain;
-use crate::runtime::checkpointing::CheckpointMessage;
+use crate::runtime::checkpointing::{CheckpointMessage, CheckpointOutcome};
 use crate::runtime::exchange::Outputs;
 use crate::runtime::gate::{GateEvent, InputGate};
 use crate::runtime::message::{Barrier, Message};
@@ -49,6 +55,9 @@ pub struct TaskContext {
     pub checkpoints: Option<UnboundedSender<CheckpointMessage>>,
     /// The job's count of alignment blocks (see `JobMetrics::channels_blocked`).
     pub channels_blocked: Arc<AtomicU64>,
+    /// Completed and aborted checkpoints, from the driver, for the chain's operators; `None`
+    /// when checkpointing is off.
+    pub outcomes: Option<UnboundedReceiver<CheckpointOutcome>>,
 }
 
 impl TaskContext {
@@ -79,7 +88,7 @@ impl TaskContext {
         if let Some(source) = source {
             states.push(source.position().map(OperatorSnapshot::Source));
         }
-        chain.snapshot(&mut states)?;
+        chain.snapshot(barrier.checkpoint_id, &mut states)?;
         // The driver outlives the tasks; if it is gone the job is ending anyway.
         let _ = tx.send(CheckpointMessage::Snapshot {
             checkpoint_id: barrier.checkpoint_id,
@@ -88,6 +97,27 @@ impl TaskContext {
             states,
         });
         Ok(())
+    }
+
+    /// Hands every checkpoint outcome that has arrived to the chain, in order.
+    fn deliver_outcomes(&mut self, chain: &mut Chain) -> Result<(), TaskError> {
+        let Some(rx) = &mut self.outcomes else {
+            return Ok(());
+        };
+        while let Ok(outcome) = rx.try_recv() {
+            chain.notify(outcome)?;
+        }
+        Ok(())
+    }
+
+    /// The input is about to end: a bounded end, or `stop()`.
+    fn end_of_input(&self, chain: &mut Chain) -> Result<(), TaskError> {
+        let why = if self.stop.load(Ordering::SeqCst) {
+            EndOfInput::Stopped
+        } else {
+            EndOfInput::Finished
+        };
+        chain.end_of_input(why)
     }
 
     /// This subtask ended normally: it acks no later checkpoint.
@@ -114,7 +144,7 @@ pub async fn run_source_task(
     mut slot: SourceSlot,
     mut chain: Chain,
     mut outputs: Outputs,
-    ctx: TaskContext,
+    mut ctx: TaskContext,
 ) -> Result<(), TaskError> {
     let mut out = Vec::new();
     let metrics = slot.metrics.clone();
@@ -123,6 +153,7 @@ pub async fn run_source_task(
         // Between two calls of `next` the source is at a record boundary: the place to inject
         // a barrier, so that every record before it is in this checkpoint.
         inject_barriers(&mut slot, &mut chain, &mut outputs, &ctx).await?;
+        ctx.deliver_outcomes(&mut chain)?;
         if ctx.stop.load(Ordering::Relaxed) {
             break;
         }
@@ -145,6 +176,7 @@ pub async fn run_source_task(
     // Barriers triggered while the last batch was read still find every record before them:
     // inject them, so a checkpoint triggered at the very end can complete.
     inject_barriers(&mut slot, &mut chain, &mut outputs, &ctx).await?;
+    ctx.end_of_input(&mut chain)?;
     chain.finish(&mut out)?;
     outputs.emit(&mut out).await?;
     outputs.broadcast(|| Message::End).await?;
@@ -181,11 +213,24 @@ pub async fn run_operator_task(
     mut aligner: BarrierAligner,
     mut chain: Chain,
     mut outputs: Outputs,
-    ctx: TaskContext,
+    mut ctx: TaskContext,
 ) -> Result<(), TaskError> {
     let mut out = Vec::new();
     loop {
-        let decision = match gate.next().await {
+        let event = match &mut ctx.outcomes {
+            // Outcomes first: a commit should not wait behind a busy input. `gate.next()` is
+            // cancel-safe (it takes a message only in the poll that returns it).
+            Some(outcomes) => tokio::select! {
+                biased;
+                Some(outcome) = outcomes.recv() => {
+                    chain.notify(outcome)?;
+                    continue;
+                }
+                event = gate.next() => event,
+            },
+            None => gate.next().await,
+        };
+        let decision = match event {
             GateEvent::Message(_, Message::Data(batch)) => {
                 chain.process(batch, &mut out)?;
                 outputs.emit(&mut out).await?;
@@ -206,6 +251,7 @@ pub async fn run_operator_task(
         )
         .await?;
     }
+    ctx.end_of_input(&mut chain)?;
     chain.finish(&mut out)?;
     outputs.emit(&mut out).await?;
     outputs.broadcast(|| Message::End).await?;

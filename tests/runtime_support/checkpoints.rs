@@ -116,9 +116,11 @@ impl CheckpointStore for MemoryStore {
             key_groups: None,
             keyed: None,
             source: None,
+            sink: None,
         };
         match &snapshot.state {
             OperatorSnapshot::Source(p) => meta.source = Some(p.clone()),
+            OperatorSnapshot::Sink(s) => meta.sink = Some(s.state.clone()),
             OperatorSnapshot::Keyed(k) => {
                 meta.key_groups = Some((k.range.start, k.range.end));
                 meta.keyed = Some(KeyedStateHandle::Full(StateBlob {
@@ -282,7 +284,9 @@ impl Operator for CountWords {
     }
 
     fn restore_state(&mut self, state: RestoredState) -> Result<(), OperatorError> {
-        let RestoredState::Keyed(store) = state;
+        let RestoredState::Keyed(store) = state else {
+            return Err(OperatorError::Config("test: expected keyed state".into()));
+        };
         if store.range() != self.store.range() {
             return Err(OperatorError::Config("restored key groups differ".into()));
         }

@@ -322,6 +322,7 @@ impl FsCheckpointStore {
             key_groups: Some((range.start, range.end)),
             keyed: Some(keyed),
             source: None,
+            sink: None,
         })
     }
 
@@ -371,6 +372,28 @@ impl FsCheckpointStore {
     }
 }
 
+/// Makes a sink's pre-committed files durable before its ack (so before `_metadata`): each
+/// file's contents, then the directories holding their renames. A path that is gone was
+/// committed meanwhile by the sink's `finish`, which fsyncs what it commits itself.
+fn fsync_sink_files(paths: &[PathBuf]) -> Result<(), CheckpointError> {
+    for p in paths {
+        match std::fs::File::open(p).and_then(|f| f.sync_all()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(CheckpointError::Io {
+                    context: format!(
+                        "cannot make the sink's pre-committed file {} durable (fsync)",
+                        p.display()
+                    ),
+                    source: e,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
 fn warn_on_err(r: Result<(), CheckpointError>) {
     if let Err(e) = r {
         tracing::warn!(error = %e, "checkpoint cleanup failed; the files stay behind");
@@ -415,7 +438,18 @@ impl CheckpointStore for FsCheckpointStore {
                 key_groups: None,
                 keyed: None,
                 source: Some(pos),
+                sink: None,
             }),
+            OperatorSnapshot::Sink(sink) => {
+                fsync_sink_files(&sink.fsync)?;
+                Ok(SubtaskStateMeta {
+                    subtask: snapshot.subtask,
+                    key_groups: None,
+                    keyed: None,
+                    source: None,
+                    sink: Some(sink.state),
+                })
+            }
             OperatorSnapshot::Keyed(ks) => self.write_keyed_with(
                 id,
                 &snapshot.operator_id.0,

@@ -317,7 +317,14 @@ impl Operator for KeyBy {
     }
 
     fn restore_state(&mut self, state: RestoredState) -> Result<(), OperatorError> {
-        let RestoredState::Keyed(store) = state;
+        let RestoredState::Keyed(store) = state else {
+            return Err(OperatorError::Config(format!(
+                "bug: key_by \"{}\" was handed a sink's state on restore; the restore mapping \
+                 matches state by operator id, so its id names another kind of operator in the \
+                 checkpoint: give it another `id`",
+                self.operator_id
+            )));
+        };
         let (want, have) = (self.store.range(), store.range());
         if want != have || self.store.max_parallelism() != store.max_parallelism() {
             return Err(OperatorError::Config(format!(

@@ -1,0 +1,415 @@
+//! The exactly-once `file` sink through the runtime (issue 4 point 5): output is invisible
+//! until the checkpoint covering it completes, visible after; a restore commits what the
+//! restored checkpoint left pending and discards what was written after it; a run that is
+//! "crashed" and restored commits exactly the output of a run without failure; a bounded job
+//! commits everything at its end.
+//!
+//! Timing: nothing sleeps for a duration and hopes. Tests wait for checkpoint notices, for a
+//! held store write, or for a file to appear (polled, with a generous deadline that only
+//! bounds a hang).
+
+mod runtime_support;
+
+use floe::checkpoint::restore;
+use floe::checkpoint::storage::{self, list_checkpoints, FsCheckpointStore};
+use floe::checkpoint::{CheckpointId, JobId, SinkState};
+use floe::config::{Config, ExternalizedRetention};
+use floe::operators::sinks::file::{
+    parse_part_name, FileFormat, FileSink, FileSinkConfig, PartKind,
+};
+use floe::operators::{BuildContext, DeliveryGuarantee, Operator, RestoredState};
+use floe::pipeline::plan::Plan;
+use floe::record::{DataType, Schema};
+use floe::runtime::{self, CheckpointNotice, CheckpointingOptions, JobOptions, JobStatus};
+use runtime_support::checkpoints::{checkpointing, MemoryStore};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// Word count into a `file` sink at `out/`: `lines` lines of a seeded datagen (unbounded when
+/// `None`), throttled to `rate` lines per second when given.
+fn write_pipeline(dir: &Path, lines: Option<u64>, rate: Option<u64>) -> PathBuf {
+    let mut source = String::new();
+    if let Some(l) = lines {
+        source.push_str(&format!("    lines: {l}\n"));
+    }
+    if let Some(r) = rate {
+        source.push_str(&format!("    rate: {r}\n"));
+    }
+    let path = dir.join("p.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "name: twopc
+operators:
+  - id: source
+    type: datagen
+    words-per-line: 3
+    vocab: 25
+    seed: 11
+{source}  - id: split
+    type: flat_map
+    inputs: [source]
+    separator: ' '
+  - id: pair
+    type: map
+    inputs: [split]
+    fields:
+      word: word
+      one: 1
+  - id: sum
+    type: key_by
+    inputs: [pair]
+    key: word
+    aggregate: sum
+    field: one
+  - id: out
+    type: file
+    inputs: [sum]
+    path: out
+"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Checkpointing settings: EXACTLY_ONCE every 50 ms into `ck`, kept on cancellation (a
+/// cancelled job stands for a crashed one).
+fn config(ck: &Path) -> Config {
+    let mut cfg = Config::default();
+    cfg.state.checkpoints_dir = Some(format!("file://{}", ck.display()));
+    cfg.checkpointing.interval = Some(Duration::from_millis(50));
+    cfg.checkpointing.externalized_retention = ExternalizedRetention::RetainOnCancellation;
+    cfg
+}
+
+/// The plan and options of one run, as `floe run [-s restore]` builds them.
+fn job(
+    pipeline: &Path,
+    parallelism: u32,
+    checkpoints: Option<&Path>,
+    restore_from: Option<&Path>,
+) -> (Plan, JobOptions) {
+    let p = floe::pipeline::load(pipeline).unwrap();
+    let snapshot = restore_from.map(|r| storage::load(r).unwrap());
+    let max_p = snapshot
+        .as_ref()
+        .and_then(|s| restore::keyed_max_parallelism(&s.metadata));
+    let plan = Plan::build(&p, parallelism, max_p).unwrap();
+    let mut opts = JobOptions::new("twopc");
+    if let Some(s) = &snapshot {
+        let targets = restore::targets_of(&plan, false);
+        let mapping = restore::map_checkpoint(&s.metadata, "test", &targets, false).unwrap();
+        opts.restore = Some(restore::load_state(s, &mapping, plan.max_parallelism).unwrap());
+    }
+    if let Some(ck) = checkpoints {
+        let cfg = config(ck);
+        let job_id = JobId::random();
+        let store = FsCheckpointStore::new(&cfg.state, &cfg.checkpointing, job_id.clone(), "twopc")
+            .unwrap();
+        opts.checkpointing = Some(CheckpointingOptions {
+            config: cfg.checkpointing,
+            store: Arc::new(store),
+            job_id,
+            first_id: snapshot
+                .as_ref()
+                .map_or(1, |s| s.metadata.checkpoint_id + 1),
+        });
+    }
+    (plan, opts)
+}
+
+/// Waits for `cond`, polling; the deadline only turns a hang into a failure.
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits for the notice that checkpoint `at_least` or a later one completed; its id.
+async fn completed(notices: &mut UnboundedReceiver<CheckpointNotice>, at_least: u64) -> u64 {
+    loop {
+        match notices.recv().await {
+            Some(CheckpointNotice::Completed(s)) if s.id.0 >= at_least => return s.id.0,
+            Some(_) => {}
+            None => panic!("the job ended before checkpoint {at_least} completed"),
+        }
+    }
+}
+
+fn names(out: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(out)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn hidden(out: &Path) -> Vec<String> {
+    names(out)
+        .into_iter()
+        .filter(|n| n.starts_with('.'))
+        .collect()
+}
+
+fn visible(out: &Path) -> Vec<String> {
+    names(out)
+        .into_iter()
+        .filter(|n| !n.starts_with('.'))
+        .collect()
+}
+
+/// Every line of every committed part file, sorted.
+fn committed_lines(out: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for name in visible(out) {
+        let text = std::fs::read_to_string(out.join(&name)).unwrap();
+        lines.extend(text.lines().map(str::to_owned));
+    }
+    lines.sort();
+    lines
+}
+
+/// Every word's updates `(w,1) … (w,n)` each appear exactly once.
+fn assert_each_update_once(lines: &[String]) {
+    let mut by_word: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for line in lines {
+        let inner = line
+            .strip_prefix('(')
+            .and_then(|l| l.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("not a (word,count) line: {line:?}"));
+        let (w, n) = inner.split_once(',').unwrap();
+        by_word
+            .entry(w.into())
+            .or_default()
+            .push(n.parse().unwrap());
+    }
+    assert!(!by_word.is_empty(), "no output at all");
+    for (w, mut ns) in by_word {
+        ns.sort_unstable();
+        let expected: Vec<u64> = (1..=ns.len() as u64).collect();
+        assert_eq!(ns, expected, "updates of {w}: each of 1..=n exactly once");
+    }
+}
+
+/// The newest retained checkpoint under `ck` (one job directory per run).
+fn latest_checkpoint(ck: &Path) -> PathBuf {
+    let mut found = Vec::new();
+    for job in std::fs::read_dir(ck).unwrap().flatten() {
+        if let Ok(list) = list_checkpoints(&job.path()) {
+            found.extend(list);
+        }
+    }
+    found.sort();
+    found.pop().expect("a retained checkpoint").1
+}
+
+/// The plain word count output (no checkpoints): what every exactly-once run must commit.
+async fn reference(lines: u64, parallelism: u32) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_pipeline(dir.path(), Some(lines), None);
+    let (plan, opts) = job(&p, parallelism, None, None);
+    runtime::start(plan, opts).unwrap().wait().await.unwrap();
+    let out = dir.path().join("out");
+    // Plain mode: one part per subtask, nothing hidden.
+    assert!(hidden(&out).is_empty(), "{:?}", names(&out));
+    assert_eq!(visible(&out).len(), parallelism as usize);
+    let lines = committed_lines(&out);
+    assert_each_update_once(&lines);
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_is_invisible_until_its_checkpoint_completes_then_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_pipeline(dir.path(), None, None);
+    let (plan, mut opts) = job(&p, 1, None, None);
+    // Writes of checkpoint 1 wait until released: it cannot complete before.
+    let (store, mut entered) = MemoryStore::holding();
+    opts.checkpointing = Some(checkpointing(store.clone(), Duration::from_millis(100)));
+    let mut handle = runtime::start(plan, opts).unwrap();
+    let mut notices = handle.take_checkpoint_notices().unwrap();
+    // Three subtask snapshots carry state: the source's position, the sum's keyed state, the
+    // sink's pre-commit (split and pair are stateless and ack without a write).
+    for _ in 0..3 {
+        assert_eq!(entered.recv().await, Some(CheckpointId(1)));
+    }
+    let out = dir.path().join("out");
+    // The source runs flat out from its first call, 100 ms before the first barrier: the
+    // barrier found records in the in-progress part and turned it pending.
+    assert!(
+        hidden(&out).contains(&".part-0-0.pending".to_string()),
+        "{:?}",
+        names(&out)
+    );
+    assert_eq!(visible(&out), Vec::<String>::new(), "nothing visible yet");
+
+    store.release();
+    assert_eq!(completed(&mut notices, 1).await, 1);
+    // The commit runs on the sink's task after the notice was sent to it.
+    wait_for("part-0-0 to be committed", || {
+        out.join("part-0-0").is_file()
+    })
+    .await;
+    assert!(!out.join(".part-0-0.pending").exists());
+    handle.cancel();
+    handle.wait().await.unwrap();
+    // Only committed parts are visible, and their lines are whole updates.
+    assert!(visible(&out)
+        .iter()
+        .all(|n| parse_part_name(n, 0).is_some_and(|(_, k)| k == PartKind::Committed)));
+    assert_each_update_once(&committed_lines(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_commits_the_checkpoints_pending_parts_and_discards_later_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    let p = write_pipeline(dir.path(), None, Some(20_000));
+    let (plan, opts) = job(&p, 1, Some(&ck), None);
+    let mut handle = runtime::start(plan, opts).unwrap();
+    let mut notices = handle.take_checkpoint_notices().unwrap();
+    let n = completed(&mut notices, 2).await;
+    let out = dir.path().join("out");
+    // Records keep coming: a part after checkpoint n is being written.
+    wait_for("an in-progress part", || {
+        hidden(&out).iter().any(|h| h.ends_with(".inprogress"))
+    })
+    .await;
+    // The crash: tasks dropped, nothing committed or cleaned up.
+    handle.cancel();
+    handle.wait().await.unwrap();
+
+    let chk = latest_checkpoint(&ck);
+    let loaded = storage::load(&chk).unwrap();
+    assert!(loaded.metadata.checkpoint_id >= n);
+    let state = loaded
+        .metadata
+        .operators
+        .iter()
+        .find(|o| o.operator_id == "out")
+        .and_then(|o| o.subtasks[0].sink.clone())
+        .expect("the sink's state is in _metadata");
+    let SinkState::Files(files) = &state;
+    let before = hidden(&out);
+    assert!(
+        before.iter().any(|h| {
+            parse_part_name(h, 0).is_some_and(|(part, _)| {
+                !files.pending.iter().any(|p| p.part == part) || part >= files.next_part
+            })
+        }),
+        "something was written after checkpoint {}: {before:?}",
+        loaded.metadata.checkpoint_id
+    );
+
+    // What the runtime does on `-s chk`: build, open, restore, before any record.
+    let schema = Schema::new([("word", DataType::Str), ("one", DataType::Int)]);
+    let cfg = FileSinkConfig {
+        path: "out".into(),
+        format: FileFormat::Lines,
+    };
+    let ctx = BuildContext {
+        operator_id: "out".into(),
+        subtask: 0,
+        parallelism: 1,
+        max_parallelism: 128,
+        base_dir: dir.path().to_path_buf(),
+    };
+    let mut sink = FileSink::new(&cfg, &schema, &ctx).unwrap();
+    sink.open(DeliveryGuarantee::ExactlyOnce).unwrap();
+    sink.restore_state(RestoredState::Sink(vec![state.clone()]))
+        .unwrap();
+    // Pending parts of the checkpoint committed, everything after it gone: parts 0 .. next
+    // are exactly the visible files, and nothing is hidden.
+    assert_eq!(hidden(&out), Vec::<String>::new(), "before: {before:?}");
+    let expected: Vec<String> = {
+        let mut v: Vec<String> = (0..files.next_part)
+            .map(|n| format!("part-0-{n}"))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(visible(&out), expected);
+    assert_each_update_once(&committed_lines(&out));
+    // Committing again (a second restore of the same checkpoint) is a no-op.
+    let mut again = FileSink::new(&cfg, &schema, &ctx).unwrap();
+    again.open(DeliveryGuarantee::ExactlyOnce).unwrap();
+    again
+        .restore_state(RestoredState::Sink(vec![state]))
+        .unwrap();
+    assert_eq!(visible(&out), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_and_restored_run_commits_exactly_the_output_of_a_run_without_failure() {
+    const LINES: u64 = 6_000;
+    let expected = reference(LINES, 2).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    // About 2 s of input at 3000 lines/s: several checkpoints before the crash, and the crash
+    // (after checkpoint 2, ~150 ms in) well before the end.
+    let p = write_pipeline(dir.path(), Some(LINES), Some(3_000));
+    let (plan, opts) = job(&p, 2, Some(&ck), None);
+    let mut handle = runtime::start(plan, opts).unwrap();
+    let mut notices = handle.take_checkpoint_notices().unwrap();
+    completed(&mut notices, 2).await;
+    handle.cancel();
+    let report = handle.wait().await.unwrap();
+    assert_eq!(
+        report.status,
+        JobStatus::Cancelled,
+        "crashed before the end"
+    );
+    let out = dir.path().join("out");
+    assert!(committed_lines(&out).len() < expected.len());
+
+    let chk = latest_checkpoint(&ck);
+    let (plan, opts) = job(&p, 2, Some(&ck), Some(&chk));
+    let report = runtime::start(plan, opts).unwrap().wait().await.unwrap();
+    assert_eq!(report.status, JobStatus::Finished);
+    assert_eq!(hidden(&out), Vec::<String>::new());
+    let got = committed_lines(&out);
+    assert_each_update_once(&got);
+    assert_eq!(got.len(), expected.len());
+    assert!(
+        got == expected,
+        "committed output differs from the run without failure"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounded_exactly_once_job_commits_all_its_output_at_the_end() {
+    const LINES: u64 = 2_000;
+    let expected = reference(LINES, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    // ~0.5 s: checkpoints complete (and commit) during the run, the rest commits at the end.
+    let p = write_pipeline(dir.path(), Some(LINES), Some(4_000));
+    let (plan, opts) = job(&p, 2, Some(&ck), None);
+    let mut handle = runtime::start(plan, opts).unwrap();
+    let mut notices = handle.take_checkpoint_notices().unwrap();
+    let report = handle.wait().await.unwrap();
+    assert_eq!(report.status, JobStatus::Finished);
+    let mut any_completed = false;
+    while let Ok(n) = notices.try_recv() {
+        any_completed |= matches!(n, CheckpointNotice::Completed(_));
+    }
+    assert!(any_completed, "a checkpoint completed during the run");
+    let out = dir.path().join("out");
+    assert_eq!(hidden(&out), Vec::<String>::new());
+    assert!(visible(&out).len() > 2, "several parts: {:?}", names(&out));
+    assert!(committed_lines(&out) == expected);
+}
