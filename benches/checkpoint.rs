@@ -183,8 +183,10 @@ fn options(mode: Mode, dir: &Path) -> JobOptions {
     if mode == Mode::None {
         return options;
     }
+    // A conf dir of our own: no developer's conf file may leak in.
+    std::fs::write(dir.join("config.yaml"), "# bench\nparallelism.default: 1\n")
+        .expect("write config.yaml");
     let loaded = floe::config::load(&floe::config::LoadOptions {
-        // An empty conf dir: no developer's conf file may leak in.
         conf_dir: Some(dir.to_path_buf()),
         pipeline_settings: Vec::new(),
         dynamic: vec![

@@ -99,6 +99,9 @@ fn take_checkpoint(dir: &Path, vocab: u64, fill: u64) -> (PathBuf, u64) {
         .unwrap_or_else(|e| panic!("bench pipeline invalid: {e}"));
     let plan = floe::pipeline::plan::Plan::build(&pipeline, 1, None)
         .unwrap_or_else(|e| panic!("bench plan: {e}"));
+    // A conf dir of our own: no developer's conf file may leak in.
+    std::fs::write(dir.join("config.yaml"), "# bench\nparallelism.default: 1\n")
+        .expect("write config.yaml");
     let loaded = floe::config::load(&floe::config::LoadOptions {
         conf_dir: Some(dir.to_path_buf()),
         pipeline_settings: Vec::new(),
@@ -154,20 +157,33 @@ fn take_checkpoint(dir: &Path, vocab: u64, fill: u64) -> (PathBuf, u64) {
         };
         handle.stop();
         handle.wait().await.expect("job failed");
-        (done.path, done.size)
+        // Retention (num-retained 1) deletes older checkpoints: keep the newest completed.
+        let mut newest = done;
+        while let Ok(n) = notices.try_recv() {
+            if let CheckpointNotice::Completed(c) = n {
+                newest = c;
+            }
+        }
+        (newest.path, newest.size)
     })
 }
 
 /// Spawns `floe run pipeline [-s from] -p p` and returns the time until its first stdout line.
 fn first_output(pipeline: &Path, from: Option<&Path>, p: u32) -> Duration {
+    let log = pipeline.with_file_name("floe.log");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_floe"));
-    cmd.env_remove("FLOE_CONF_DIR")
-        .env("RUST_LOG", "warn")
+    // FLOE_* variables are configuration to floe: pass none of this bench's.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("FLOE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("RUST_LOG", "warn")
         .arg("run")
         .arg(pipeline)
         .args(["-p", &p.to_string()])
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(std::fs::File::create(&log).expect("create floe.log"));
     if let Some(chk) = from {
         cmd.arg("-s").arg(chk);
     }
@@ -180,6 +196,10 @@ fn first_output(pipeline: &Path, from: Option<&Path>, p: u32) -> Duration {
     let elapsed = start.elapsed();
     let _ = child.kill();
     let _ = child.wait();
-    assert!(n > 0, "floe printed nothing: see its error above");
+    assert!(
+        n > 0,
+        "floe printed nothing; its log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     elapsed
 }

@@ -80,7 +80,11 @@ fn read_dir(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn chk_id(path: &Path) -> Option<u64> {
-    path.file_name()?.to_str()?.strip_prefix("chk-")?.parse().ok()
+    path.file_name()?
+        .to_str()?
+        .strip_prefix("chk-")?
+        .parse()
+        .ok()
 }
 
 /// Every `chk-*` directory under `base`, complete or not.
