@@ -10,6 +10,10 @@
 //! and the first record went through the restored keyed operator. FLOE_BENCH_RUNS runs each
 //! (default 5), median and max, at -p 1 and -p 2; and the same pipeline started without `-s`,
 //! for the cost of the process start alone.
+//!
+//! The source keeps parallelism 1 (`parallelism: 1` in the pipeline): floe refuses to restore
+//! a datagen position at another parallelism, so at -p 2 it is the keyed state (the 1M keys)
+//! that is rescaled, key group by key group.
 
 use floe::runtime::{CheckpointNotice, CheckpointingOptions, JobOptions};
 use std::io::{BufRead, BufReader};
@@ -72,6 +76,7 @@ fn pipeline_yaml(vocab: u64, sink: &str) -> String {
 operators:
   - id: source
     type: datagen
+    parallelism: 1
     words-per-line: {WORDS_PER_LINE}
     vocab: {vocab}
     seed: {SEED}
