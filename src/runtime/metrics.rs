@@ -237,7 +237,21 @@ mod tests {
     #[test]
     fn buckets_grow_monotonically_and_bound_their_gaps() {
         let mut prev = 0;
-        for us in [1u64, 2, 3, 7, 8, 9, 15, 100, 999, 1000, 4_999, 5_000, 1 << 20] {
+        for us in [
+            1u64,
+            2,
+            3,
+            7,
+            8,
+            9,
+            15,
+            100,
+            999,
+            1000,
+            4_999,
+            5_000,
+            1 << 20,
+        ] {
             let b = bucket_of(us);
             assert!(b >= prev, "bucket of {us} went down");
             assert!(bucket_upper(b) >= us, "bucket {b} upper bound below {us}");
