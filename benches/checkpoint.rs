@@ -1,0 +1,278 @@
+//! Checkpoint benchmark (issue 3): the word count over 1M keys with checkpoints every second,
+//! full and incremental, against the same job without checkpoints, in the same run.
+//!
+//! `cargo bench --bench checkpoint` runs datagen (unbounded, vocab FLOE_BENCH_VOCAB, default
+//! 1,000,000) → flat_map → key_by count → blackhole for FLOE_BENCH_SECS seconds (default 15)
+//! per run, FLOE_BENCH_RUNS runs per mode (default 1), interleaved, at parallelism
+//! FLOE_BENCH_P (default 1). Printed per mode:
+//! - words/s at the sink over the steady part of the run (after FLOE_BENCH_WARMUP_SECS,
+//!   default 2, once the state holds most keys), and its ratio to the run without checkpoints;
+//! - the gaps between consecutive batches at the keyed operator and at the sink (p50, p99,
+//!   max): a checkpoint that stalls the data path shows up as a long gap;
+//! - each completed checkpoint's duration and size (from the job's checkpoint notices).
+
+use floe::runtime::{CheckpointNotice, CheckpointingOptions, JobOptions};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const WORDS_PER_LINE: u64 = 10;
+const SEED: u64 = 42;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    None,
+    Full,
+    Incremental,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::None => "none",
+            Mode::Full => "full",
+            Mode::Incremental => "incremental",
+        }
+    }
+}
+
+/// What one run measured.
+#[derive(Default)]
+struct RunResult {
+    words_per_sec: f64,
+    keyed: floe::runtime::metrics::GapSummary,
+    sink: floe::runtime::metrics::GapSummary,
+    /// (duration ms, size bytes) of each completed checkpoint.
+    checkpoints: Vec<(u64, u64)>,
+    failed: u64,
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: run only for bench.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let secs = env_u64("FLOE_BENCH_SECS", 15);
+    let warmup = env_u64("FLOE_BENCH_WARMUP_SECS", 2).min(secs.saturating_sub(1));
+    let runs = env_u64("FLOE_BENCH_RUNS", 1).max(1);
+    let vocab = env_u64("FLOE_BENCH_VOCAB", 1_000_000);
+    let p = env_u64("FLOE_BENCH_P", 1).max(1) as u32;
+    floe::runtime::metrics::set_batch_timing(true);
+    println!(
+        "word count, vocab {vocab}, p {p}, {secs} s per run (rate measured after {warmup} s), \
+         {runs} run(s) per mode, checkpoints every 1 s"
+    );
+    let modes = [Mode::None, Mode::Full, Mode::Incremental];
+    let mut results: Vec<Vec<RunResult>> = modes.iter().map(|_| Vec::new()).collect();
+    // Interleave the modes so that drift in the machine's speed hits all alike.
+    for _ in 0..runs {
+        for (i, &mode) in modes.iter().enumerate() {
+            results[i].push(run(mode, vocab, p, secs, warmup));
+        }
+    }
+    let base = median(results[0].iter().map(|r| r.words_per_sec).collect());
+    println!();
+    println!(
+        "{:>12} {:>13} {:>6} | {:>27} | {:>27}",
+        "mode", "words/s", "ratio", "keyed gap p50/p99/max ms", "sink gap p50/p99/max ms"
+    );
+    for (i, &mode) in modes.iter().enumerate() {
+        let rate = median(results[i].iter().map(|r| r.words_per_sec).collect());
+        let mut keyed = floe::runtime::metrics::GapSummary::default();
+        let mut sink = floe::runtime::metrics::GapSummary::default();
+        for r in &results[i] {
+            keyed.merge(&r.keyed);
+            sink.merge(&r.sink);
+        }
+        println!(
+            "{:>12} {:>13.0} {:>6.3} | {:>27} | {:>27}",
+            mode.name(),
+            rate,
+            rate / base,
+            gaps(&keyed),
+            gaps(&sink)
+        );
+    }
+    println!();
+    println!(
+        "{:>12} {:>6} {:>7} {:>22} {:>26}",
+        "mode", "done", "failed", "duration ms med/max", "size MB med/max"
+    );
+    for (i, &mode) in modes.iter().enumerate().skip(1) {
+        let all: Vec<(u64, u64)> = results[i]
+            .iter()
+            .flat_map(|r| r.checkpoints.iter().copied())
+            .collect();
+        let failed: u64 = results[i].iter().map(|r| r.failed).sum();
+        let durations: Vec<f64> = all.iter().map(|c| c.0 as f64).collect();
+        let sizes: Vec<f64> = all.iter().map(|c| c.1 as f64 / 1e6).collect();
+        println!(
+            "{:>12} {:>6} {:>7} {:>22} {:>26}",
+            mode.name(),
+            all.len(),
+            failed,
+            format!("{:.0} / {:.0}", median(durations.clone()), max(&durations)),
+            format!("{:.2} / {:.2}", median(sizes.clone()), max(&sizes)),
+        );
+        let first: Vec<String> = all
+            .iter()
+            .take(8)
+            .map(|(d, s)| format!("{d} ms {:.1} MB", *s as f64 / 1e6))
+            .collect();
+        println!("{:>12}   first: {}", "", first.join(", "));
+    }
+}
+
+fn gaps(g: &floe::runtime::metrics::GapSummary) -> String {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    format!(
+        "{:.2} / {:.2} / {:.1}",
+        ms(g.quantile(0.5)),
+        ms(g.quantile(0.99)),
+        ms(g.max)
+    )
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn max(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::NAN, f64::max)
+}
+
+fn pipeline_yaml(vocab: u64) -> String {
+    format!(
+        "name: bench-checkpoint
+operators:
+  - id: source
+    type: datagen
+    words-per-line: {WORDS_PER_LINE}
+    vocab: {vocab}
+    seed: {SEED}
+  - id: split
+    type: flat_map
+    inputs: [source]
+    separator: ' '
+  - id: count
+    type: key_by
+    inputs: [split]
+    key: word
+    aggregate: count
+  - id: sink
+    type: blackhole
+    inputs: [count]
+"
+    )
+}
+
+/// The job's options for `mode`, built from configuration as `floe run` builds them.
+fn options(mode: Mode, dir: &Path) -> JobOptions {
+    let mut options = JobOptions::new("bench-checkpoint");
+    if mode == Mode::None {
+        return options;
+    }
+    // A conf dir of our own: no developer's conf file may leak in.
+    std::fs::write(dir.join("config.yaml"), "# bench\nparallelism.default: 1\n")
+        .expect("write config.yaml");
+    let loaded = floe::config::load(&floe::config::LoadOptions {
+        conf_dir: Some(dir.to_path_buf()),
+        pipeline_settings: Vec::new(),
+        dynamic: vec![
+            "execution.checkpointing.interval=1 s".into(),
+            format!("execution.checkpointing.dir=file://{}", dir.display()),
+            format!(
+                "execution.checkpointing.incremental={}",
+                mode == Mode::Incremental
+            ),
+        ],
+    })
+    .unwrap_or_else(|e| panic!("bench configuration: {e}"));
+    let cfg = loaded.config;
+    let job_id = floe::checkpoint::JobId::random();
+    let store = floe::checkpoint::storage::FsCheckpointStore::new(
+        &cfg.state,
+        &cfg.checkpointing,
+        job_id.clone(),
+        "bench-checkpoint",
+    )
+    .unwrap_or_else(|e| panic!("checkpoint store in {}: {e}", dir.display()));
+    options.checkpointing = Some(CheckpointingOptions {
+        config: cfg.checkpointing.clone(),
+        store: Arc::new(store),
+        job_id,
+        first_id: 1,
+    });
+    options
+}
+
+fn run(mode: Mode, vocab: u64, p: u32, secs: u64, warmup: u64) -> RunResult {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let yaml = pipeline_yaml(vocab);
+    let pipeline = floe::pipeline::parse(&yaml, Path::new("bench-checkpoint.yaml"))
+        .unwrap_or_else(|e| panic!("bench pipeline invalid: {e}"));
+    let plan = floe::pipeline::plan::Plan::build(&pipeline, p, None)
+        .unwrap_or_else(|e| panic!("bench plan: {e}"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = rt.block_on(async {
+        let mut handle = floe::runtime::start(plan, options(mode, dir.path())).expect("start job");
+        let mut notices = handle.take_checkpoint_notices();
+        let metrics = handle.metrics();
+        let sink_words = || metrics.operator("sink").map_or(0, |o| o.records_in());
+        let start = Instant::now();
+        tokio::time::sleep(Duration::from_secs(warmup)).await;
+        let (t0, w0) = (Instant::now(), sink_words());
+        tokio::time::sleep(Duration::from_secs(secs - warmup)).await;
+        let (t1, w1) = (Instant::now(), sink_words());
+        handle.stop();
+        let report = handle.wait().await.expect("job failed");
+        let mut r = RunResult {
+            words_per_sec: (w1 - w0) as f64 / (t1 - t0).as_secs_f64(),
+            keyed: metrics
+                .operator("count")
+                .map(|o| o.batch_gaps())
+                .unwrap_or_default(),
+            sink: metrics
+                .operator("sink")
+                .map(|o| o.batch_gaps())
+                .unwrap_or_default(),
+            ..RunResult::default()
+        };
+        if let Some(rx) = notices.as_mut() {
+            while let Ok(n) = rx.try_recv() {
+                match n {
+                    CheckpointNotice::Completed(c) => r.checkpoints.push((c.duration_ms, c.size)),
+                    CheckpointNotice::Failed { .. } => r.failed += 1,
+                    _ => {}
+                }
+            }
+        }
+        eprintln!(
+            "  {:>11}: {:.0} words/s, {} words in {:.1} s, {} checkpoints",
+            mode.name(),
+            r.words_per_sec,
+            report.operator("sink").map_or(0, |o| o.records_in),
+            start.elapsed().as_secs_f64(),
+            r.checkpoints.len()
+        );
+        r
+    });
+    // The runtime's blocking writers are done (wait() settled the driver); drop it here, not
+    // inside async code.
+    drop(rt);
+    result
+}

@@ -1,0 +1,447 @@
+//! The crash test runner: runs the real `floe` binary on a bounded, deterministic pipeline
+//! with checkpoints, kills it with SIGKILL at random moments, restarts it from the newest
+//! checkpoint, and hands back the committed output once a run finishes on its own.
+//!
+//! Nothing here sleeps for correctness: the runner waits for files (a new `chk-*` directory,
+//! a new `_metadata`) or for the process to exit; the only sleeps are the random kill delays,
+//! which are the point, and short polling intervals while waiting for those files.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How a restart names the checkpoint to restore. Switch to [`RestorePoint::Latest`] once
+/// `floe run FILE -s latest` is on main; until then the test finds the newest checkpoint
+/// itself, as `-s latest` will.
+pub const RESTORE_POINT: RestorePoint = RestorePoint::Scan;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestorePoint {
+    /// `-s <dir of the newest chk-*/_metadata under the checkpoint dir>`.
+    Scan,
+    /// `-s latest`.
+    Latest,
+}
+
+/// The `-s` arguments of a restart, or none when no checkpoint completed yet (the job then
+/// starts from scratch, which is correct: nothing was committed without a checkpoint).
+pub fn restore_args(checkpoint_dir: &Path) -> Vec<String> {
+    let Some(newest) = newest_checkpoint(checkpoint_dir) else {
+        return Vec::new();
+    };
+    match RESTORE_POINT {
+        RestorePoint::Scan => vec!["-s".into(), newest.display().to_string()],
+        RestorePoint::Latest => vec!["-s".into(), "latest".into()],
+    }
+}
+
+/// The newest complete checkpoint under `base` (`<base>/<job-id>/chk-<n>/_metadata`, over
+/// every job the restarts created): the highest id, then the newest `_metadata`. A
+/// checkpoint exists once its `_metadata` does (it is renamed into place last).
+pub fn newest_checkpoint(base: &Path) -> Option<PathBuf> {
+    checkpoints(base)
+        .into_iter()
+        .max_by_key(|c| (c.id, c.modified))
+        .map(|c| c.dir)
+}
+
+struct Found {
+    id: u64,
+    modified: std::time::SystemTime,
+    dir: PathBuf,
+}
+
+fn checkpoints(base: &Path) -> Vec<Found> {
+    let mut found = Vec::new();
+    for job in read_dir(base) {
+        for chk in read_dir(&job) {
+            let Some(id) = chk_id(&chk) else { continue };
+            let Ok(meta) = std::fs::metadata(chk.join("_metadata")) else {
+                continue;
+            };
+            found.push(Found {
+                id,
+                modified: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+                dir: chk,
+            });
+        }
+    }
+    found
+}
+
+fn read_dir(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default()
+}
+
+fn chk_id(path: &Path) -> Option<u64> {
+    path.file_name()?
+        .to_str()?
+        .strip_prefix("chk-")?
+        .parse()
+        .ok()
+}
+
+/// Every `chk-*` directory under `base`, complete or not.
+fn chk_dirs(base: &Path) -> HashSet<PathBuf> {
+    read_dir(base)
+        .iter()
+        .flat_map(|job| read_dir(job))
+        .filter(|p| chk_id(p).is_some())
+        .collect()
+}
+
+/// Every complete checkpoint's `_metadata` under `base`.
+fn metadata_files(base: &Path) -> HashSet<PathBuf> {
+    checkpoints(base)
+        .into_iter()
+        .map(|c| c.dir.join("_metadata"))
+        .collect()
+}
+
+/// SplitMix64: the runner's random choices, reproducible from a seed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        mix(self.0)
+    }
+
+    /// Uniform in `lo..hi` (hi > lo).
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo).max(1)
+    }
+}
+
+pub fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// When a kill happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KillAt {
+    /// A random delay after the process started: usually while records are processed.
+    Processing { after_ms: u64 },
+    /// As soon as a new `chk-*` directory appears: state files are being written.
+    CheckpointStarted,
+    /// A random delay (µs) after a new `chk-*` appears: often while `_metadata` is written.
+    DuringCheckpoint { after_us: u64 },
+    /// Right after a new `_metadata` appears: the checkpoint completed and the sink commits.
+    Committing { after_us: u64 },
+}
+
+impl KillAt {
+    pub fn pick(rng: &mut Rng) -> KillAt {
+        match rng.range(0, 4) {
+            0 => KillAt::Processing {
+                after_ms: rng.range(20, 700),
+            },
+            1 => KillAt::CheckpointStarted,
+            2 => KillAt::DuringCheckpoint {
+                after_us: rng.range(0, 5_000),
+            },
+            _ => KillAt::Committing {
+                after_us: rng.range(0, 3_000),
+            },
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            KillAt::Processing { .. } => "while processing",
+            KillAt::CheckpointStarted => "as a checkpoint started",
+            KillAt::DuringCheckpoint { .. } => "during a checkpoint",
+            KillAt::Committing { .. } => "while committing",
+        }
+    }
+}
+
+/// One crash test: the binary, the pipeline, where its checkpoints and output go.
+pub struct CrashRun {
+    pub bin: PathBuf,
+    pub dir: PathBuf,
+    pub pipeline: PathBuf,
+    pub checkpoints: PathBuf,
+    pub output: PathBuf,
+    pub parallelism: u32,
+    /// No single attempt (nor the final one) may run longer than this: a hung process fails
+    /// the test instead of hanging CI.
+    pub attempt_limit: Duration,
+}
+
+/// What happened over a crash run.
+#[derive(Debug, Default)]
+pub struct CrashSummary {
+    pub attempts: u32,
+    pub kills: BTreeMap<&'static str, u32>,
+    /// Kills that hit before the event they waited for (the process ended or the attempt's
+    /// wait ran out first) are counted as kills while processing.
+    pub restores_from_checkpoint: u32,
+    pub restarts_from_scratch: u32,
+    pub elapsed: Duration,
+}
+
+impl CrashSummary {
+    pub fn total_kills(&self) -> u32 {
+        self.kills.values().sum()
+    }
+}
+
+impl fmt::Display for CrashSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} attempts, {} kills (",
+            self.attempts,
+            self.total_kills()
+        )?;
+        for (i, (k, n)) in self.kills.iter().enumerate() {
+            write!(f, "{}{n} {k}", if i > 0 { ", " } else { "" })?;
+        }
+        write!(
+            f,
+            "), {} restores from a checkpoint, {} restarts from scratch, {:.1} s",
+            self.restores_from_checkpoint,
+            self.restarts_from_scratch,
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// The runner's own failures: the process failed on its own, or hung.
+#[derive(Debug)]
+pub struct CrashError(pub String);
+
+impl fmt::Display for CrashError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl CrashRun {
+    /// Runs the pipeline, killing it `kills` times at moments picked by `rng`, restarting it
+    /// each time from the newest checkpoint, then lets the last attempt run to its end.
+    pub fn run(&self, kills: u32, rng: &mut Rng) -> Result<CrashSummary, CrashError> {
+        let started = Instant::now();
+        let mut summary = CrashSummary::default();
+        loop {
+            let killing = summary.total_kills() < kills;
+            let restore = restore_args(&self.checkpoints);
+            if restore.is_empty() {
+                summary.restarts_from_scratch += u32::from(summary.attempts > 0);
+            } else {
+                summary.restores_from_checkpoint += 1;
+            }
+            summary.attempts += 1;
+            let log = self.dir.join(format!("attempt-{}.log", summary.attempts));
+            // What exists before the attempt, so "a new checkpoint" means one of this attempt.
+            let chk_before = chk_dirs(&self.checkpoints);
+            let meta_before = metadata_files(&self.checkpoints);
+            let mut child = self.spawn(&restore, &log)?;
+            let status = if killing {
+                let at = KillAt::pick(rng);
+                match self.kill_at(&mut child, at, &chk_before, &meta_before)? {
+                    Some(status) => status, // it ended before the kill
+                    None => {
+                        *summary.kills.entry(at.kind()).or_default() += 1;
+                        continue;
+                    }
+                }
+            } else {
+                self.wait_limited(&mut child, self.attempt_limit)?
+            };
+            summary.elapsed = started.elapsed();
+            if status.success() {
+                return Ok(summary);
+            }
+            return Err(CrashError(format!(
+                "attempt {} ({}) failed with {status}; its log, {}:\n{}",
+                summary.attempts,
+                describe_restore(&restore),
+                log.display(),
+                tail(&log, 30)
+            )));
+        }
+    }
+
+    fn spawn(&self, restore: &[String], log: &Path) -> Result<Child, CrashError> {
+        let err = std::fs::File::create(log)
+            .map_err(|e| CrashError(format!("cannot create {}: {e}", log.display())))?;
+        Command::new(&self.bin)
+            .current_dir(&self.dir)
+            .env_remove("FLOE_CONF_DIR")
+            .env("RUST_LOG", "info")
+            .arg("run")
+            .arg(&self.pipeline)
+            .args(["-p", &self.parallelism.to_string()])
+            .args(restore)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .map_err(|e| CrashError(format!("cannot run {}: {e}", self.bin.display())))
+    }
+
+    /// Kills `child` at `at`; returns its status instead if it exited first.
+    fn kill_at(
+        &self,
+        child: &mut Child,
+        at: KillAt,
+        chk_before: &HashSet<PathBuf>,
+        meta_before: &HashSet<PathBuf>,
+    ) -> Result<Option<ExitStatus>, CrashError> {
+        let deadline = Instant::now() + self.attempt_limit;
+        let delay = match at {
+            KillAt::Processing { after_ms } => Duration::from_millis(after_ms),
+            KillAt::CheckpointStarted | KillAt::DuringCheckpoint { .. } => {
+                let new_chk = || chk_dirs(&self.checkpoints).difference(chk_before).count() > 0;
+                if let Some(status) = self.wait_for(child, deadline, new_chk)? {
+                    return Ok(Some(status));
+                }
+                match at {
+                    KillAt::DuringCheckpoint { after_us } => Duration::from_micros(after_us),
+                    _ => Duration::ZERO,
+                }
+            }
+            KillAt::Committing { after_us } => {
+                let new_meta = || {
+                    metadata_files(&self.checkpoints)
+                        .difference(meta_before)
+                        .count()
+                        > 0
+                };
+                if let Some(status) = self.wait_for(child, deadline, new_meta)? {
+                    return Ok(Some(status));
+                }
+                Duration::from_micros(after_us)
+            }
+        };
+        if !delay.is_zero() {
+            std::thread::sleep(delay); // the random kill moment: the point of the test
+        }
+        if let Some(status) = try_wait(child)? {
+            return Ok(Some(status));
+        }
+        // SIGKILL: no handler runs, nothing is flushed, as a power cut for the process.
+        child
+            .kill()
+            .map_err(|e| CrashError(format!("cannot kill floe: {e}")))?;
+        let _ = child.wait();
+        Ok(None)
+    }
+
+    /// Polls until `event` holds (None) or the child exits (its status). Fails past the
+    /// deadline, killing the child.
+    fn wait_for(
+        &self,
+        child: &mut Child,
+        deadline: Instant,
+        mut event: impl FnMut() -> bool,
+    ) -> Result<Option<ExitStatus>, CrashError> {
+        loop {
+            if event() {
+                return Ok(None);
+            }
+            if let Some(status) = try_wait(child)? {
+                return Ok(Some(status));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(CrashError(format!(
+                    "no checkpoint appeared under {} within {:?}: is checkpointing on?",
+                    self.checkpoints.display(),
+                    self.attempt_limit
+                )));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    fn wait_limited(&self, child: &mut Child, limit: Duration) -> Result<ExitStatus, CrashError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = try_wait(child)? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(CrashError(format!(
+                    "the final run did not end within {limit:?} (hung?)"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Every committed record line of the output: files named `part-*` (in-progress and
+    /// pending files start with a dot and are not output yet).
+    pub fn committed_lines(&self) -> Result<Vec<String>, CrashError> {
+        let mut lines = Vec::new();
+        let mut files: Vec<PathBuf> = read_dir(&self.output)
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("part-"))
+            })
+            .collect();
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f)
+                .map_err(|e| CrashError(format!("cannot read {}: {e}", f.display())))?;
+            lines.extend(text.lines().map(str::to_string));
+        }
+        Ok(lines)
+    }
+}
+
+fn try_wait(child: &mut Child) -> Result<Option<ExitStatus>, CrashError> {
+    child
+        .try_wait()
+        .map_err(|e| CrashError(format!("cannot wait for floe: {e}")))
+}
+
+fn describe_restore(restore: &[String]) -> String {
+    if restore.is_empty() {
+        "from scratch".into()
+    } else {
+        restore.join(" ")
+    }
+}
+
+/// The last `n` lines of a log file.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The `floe` binary to crash: the release build if it is at least as new as the debug one
+/// cargo built for this test (faster, so more kills per second), else the debug one.
+/// `FLOE_CRASH_BIN` overrides.
+pub fn floe_bin() -> PathBuf {
+    if let Some(b) = std::env::var_os("FLOE_CRASH_BIN") {
+        return PathBuf::from(b);
+    }
+    let debug = PathBuf::from(env!("CARGO_BIN_EXE_floe"));
+    let release = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/floe");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (modified(&release), modified(&debug)) {
+        (Some(r), Some(d)) if r >= d => release,
+        _ => debug,
+    }
+}
