@@ -183,7 +183,7 @@ fn sizes() -> (u32, u64, u64) {
 }
 
 #[test]
-#[ignore = "needs the transactional file sink (twopc): the current sink rewrites its part \
+
             files on restart, so updates before the restore point are lost"]
 fn crash_wordcount_parallelism_1() {
     let (kills, lines, rate) = sizes();
@@ -191,7 +191,7 @@ fn crash_wordcount_parallelism_1() {
 }
 
 #[test]
-#[ignore = "needs the transactional file sink (twopc): the current sink rewrites its part \
+
             files on restart, so updates before the restore point are lost"]
 fn crash_wordcount_parallelism_2() {
     let (kills, lines, rate) = sizes();
