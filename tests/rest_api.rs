@@ -20,7 +20,11 @@ async fn start(registry: &JobRegistry) -> RestServer {
 /// Job A runs with checkpoints; job B finished without checkpointing.
 fn two_jobs() -> JobRegistry {
     let r = JobRegistry::new();
-    let _a = r.register(registration(JOB_A, Some(fixed_stats()), checkpoint_config(None)));
+    let _a = r.register(registration(
+        JOB_A,
+        Some(fixed_stats()),
+        checkpoint_config(None),
+    ));
     let mut b = registration(JOB_B, None, Config::default());
     b.restore = None;
     let _b = r.register(b);
@@ -107,7 +111,10 @@ async fn checkpoint_fields_are_flinks() {
         history[1]["external_path"],
         format!("file:/data/ck/{JOB_A}/chk-3")
     );
-    assert_eq!(history[0]["failure_message"], "Checkpoint expired before completing.");
+    assert_eq!(
+        history[0]["failure_message"],
+        "Checkpoint expired before completing."
+    );
     assert_eq!(
         v["latest"]["restored"]["external_path"],
         "file:/data/sp/savepoint-8f7974-8dae5167eb70"
@@ -131,7 +138,12 @@ async fn bad_requests_get_flink_errors() {
 
     let a = get(addr, "/jobs/notajobid").await;
     assert_eq!(a.status, 400);
-    assert!(a.error().starts_with("Cannot parse JobID from \"notajobid\""), "{}", a.body);
+    assert!(
+        a.error()
+            .starts_with("Cannot parse JobID from \"notajobid\""),
+        "{}",
+        a.body
+    );
 
     let a = get(addr, &format!("/jobs/{JOB_B}/checkpoints")).await;
     assert_eq!(a.status, 404);
@@ -196,8 +208,11 @@ async fn bad_requests_get_flink_errors() {
     server.shutdown().await;
 }
 
+/// One sample: metric name, labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
 /// `name{labels} value` lines, with `# HELP`/`# TYPE` before each family.
-fn parse_prometheus(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+fn parse_prometheus(text: &str) -> Vec<Sample> {
     let mut out = Vec::new();
     let mut typed = std::collections::HashSet::new();
     for line in text.lines() {
@@ -230,11 +245,7 @@ fn parse_prometheus(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
     out
 }
 
-fn sample(
-    samples: &[(String, Vec<(String, String)>, f64)],
-    name: &str,
-    label: (&str, &str),
-) -> f64 {
+fn sample(samples: &[Sample], name: &str, label: (&str, &str)) -> f64 {
     samples
         .iter()
         .find(|(n, l, _)| n == name && l.iter().any(|(k, v)| k == label.0 && v == label.1))
@@ -257,19 +268,36 @@ async fn metrics_are_prometheus_text() {
     let samples = parse_prometheus(&a.body);
     // fixed_metrics: task 1 is "count -> print": count got 200, print 210 in; out twice that.
     assert_eq!(
-        sample(&samples, "floe_operator_records_in_total", ("operator", "count")),
+        sample(
+            &samples,
+            "floe_operator_records_in_total",
+            ("operator", "count")
+        ),
         200.0
     );
     assert_eq!(
-        sample(&samples, "floe_operator_records_out_total", ("operator", "print")),
+        sample(
+            &samples,
+            "floe_operator_records_out_total",
+            ("operator", "print")
+        ),
         420.0
     );
     let job = ("job_id", JOB_A);
-    assert_eq!(sample(&samples, "floe_checkpoints_completed_total", job), 3.0);
+    assert_eq!(
+        sample(&samples, "floe_checkpoints_completed_total", job),
+        3.0
+    );
     assert_eq!(sample(&samples, "floe_checkpoints_failed_total", job), 1.0);
     assert_eq!(sample(&samples, "floe_checkpoint_last_id", job), 3.0);
-    assert_eq!(sample(&samples, "floe_checkpoint_last_size_bytes", job), 4003.0);
-    assert_eq!(sample(&samples, "floe_checkpoint_last_duration_seconds", job), 0.06);
+    assert_eq!(
+        sample(&samples, "floe_checkpoint_last_size_bytes", job),
+        4003.0
+    );
+    assert_eq!(
+        sample(&samples, "floe_checkpoint_last_duration_seconds", job),
+        0.06
+    );
     assert!(sample(&samples, "floe_checkpoint_last_age_seconds", job) >= 0.0);
     assert_eq!(sample(&samples, "floe_restore_checkpoint_id", job), 37.0);
     assert_eq!(sample(&samples, "floe_restore_is_savepoint", job), 1.0);

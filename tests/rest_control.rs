@@ -126,12 +126,17 @@ async fn savepoint_trigger_then_status_then_checkpoints_show_it() {
         format!("file:{}/savepoint-8f7974-0123456789ab", sp.display())
     );
 
-    let c = get(addr, &format!("/jobs/{JOB_A}/checkpoints")).await.json();
+    let c = get(addr, &format!("/jobs/{JOB_A}/checkpoints"))
+        .await
+        .json();
     assert_eq!(c["latest"]["savepoint"]["external_path"], location);
     assert_eq!(c["latest"]["savepoint"]["is_savepoint"], true);
     assert_eq!(c["latest"]["savepoint"]["checkpoint_type"], "SAVEPOINT");
     assert_eq!(c["latest"]["savepoint"]["savepointFormat"], "CANONICAL");
-    assert_eq!(c["history"][0]["id"], 6, "the savepoint is the newest entry");
+    assert_eq!(
+        c["history"][0]["id"], 6,
+        "the savepoint is the newest entry"
+    );
 
     // An explicit target under an allowed root, given as a file URI.
     let extra = s.root.path().join("extra");
@@ -219,7 +224,11 @@ async fn targets_outside_the_roots_are_refused() {
     )
     .await;
     assert_eq!(a.status, 403, "{}", a.body);
-    assert!(a.error().contains("outside the allowed directories"), "{}", a.body);
+    assert!(
+        a.error().contains("outside the allowed directories"),
+        "{}",
+        a.body
+    );
 
     #[cfg(unix)]
     {
@@ -262,8 +271,13 @@ async fn stop_with_savepoint_finishes_the_job() {
         get(addr, &format!("/jobs/{JOB_A}")).await.json()["state"],
         "FINISHED"
     );
-    let c = get(addr, &format!("/jobs/{JOB_A}/checkpoints")).await.json();
-    assert_eq!(c["latest"]["savepoint"]["checkpoint_type"], "SYNC_SAVEPOINT");
+    let c = get(addr, &format!("/jobs/{JOB_A}/checkpoints"))
+        .await
+        .json();
+    assert_eq!(
+        c["latest"]["savepoint"]["checkpoint_type"],
+        "SYNC_SAVEPOINT"
+    );
     // The job no longer takes commands.
     let a = post_json(addr, &format!("/jobs/{JOB_A}/savepoints"), "{}").await;
     assert_eq!(a.status, 409, "{}", a.body);
@@ -274,17 +288,46 @@ async fn stop_with_savepoint_finishes_the_job() {
 async fn cancel_is_accepted_and_idempotent() {
     let s = setup(|_| {}, true).await;
     let addr = s.server.local_addr();
-    let a = request(addr, "PATCH", &format!("/jobs/{JOB_A}?mode=cancel"), &[], None).await;
+    let a = request(
+        addr,
+        "PATCH",
+        &format!("/jobs/{JOB_A}?mode=cancel"),
+        &[],
+        None,
+    )
+    .await;
     assert_eq!(a.status, 202, "{}", a.body);
     assert_eq!(a.json(), serde_json::json!({}));
-    poll_until(addr, &format!("/jobs/{JOB_A}"), |v| v["state"] == "CANCELED").await;
-    let a = request(addr, "PATCH", &format!("/jobs/{JOB_A}?mode=cancel"), &[], None).await;
+    poll_until(addr, &format!("/jobs/{JOB_A}"), |v| {
+        v["state"] == "CANCELED"
+    })
+    .await;
+    let a = request(
+        addr,
+        "PATCH",
+        &format!("/jobs/{JOB_A}?mode=cancel"),
+        &[],
+        None,
+    )
+    .await;
     assert_eq!(a.status, 202, "again: {}", a.body);
     let unknown = "00000000000000000000000000000000";
-    let a = request(addr, "PATCH", &format!("/jobs/{unknown}?mode=cancel"), &[], None).await;
+    let a = request(
+        addr,
+        "PATCH",
+        &format!("/jobs/{unknown}?mode=cancel"),
+        &[],
+        None,
+    )
+    .await;
     assert_eq!(a.status, 404);
     assert_eq!(a.error(), "Job could not be found.");
-    assert!(s.registry.get(&JobId(JOB_A.into())).unwrap().end_time.is_some());
+    assert!(s
+        .registry
+        .get(&JobId(JOB_A.into()))
+        .unwrap()
+        .end_time
+        .is_some());
     s.server.shutdown().await;
 }
 
@@ -299,7 +342,12 @@ async fn disposal_removes_a_savepoint_and_refuses_the_rest() {
     let a = post_json(addr, "/savepoint-disposal", &body).await;
     assert_eq!(a.status, 202, "{}", a.body);
     let trigger = a.json()["request-id"].as_str().unwrap().to_owned();
-    let v = poll_until(addr, &format!("/savepoint-disposal/{trigger}"), completed_op).await;
+    let v = poll_until(
+        addr,
+        &format!("/savepoint-disposal/{trigger}"),
+        completed_op,
+    )
+    .await;
     assert_eq!(v["operation"], serde_json::json!({}), "{v}");
     assert!(!sp.exists());
 
@@ -309,7 +357,12 @@ async fn disposal_removes_a_savepoint_and_refuses_the_rest() {
     let body = format!(r#"{{"savepoint-path": "{}"}}"#, not_sp.display());
     let a = post_json(addr, "/savepoint-disposal", &body).await;
     let trigger = a.json()["request-id"].as_str().unwrap().to_owned();
-    let v = poll_until(addr, &format!("/savepoint-disposal/{trigger}"), completed_op).await;
+    let v = poll_until(
+        addr,
+        &format!("/savepoint-disposal/{trigger}"),
+        completed_op,
+    )
+    .await;
     let trace = v["operation"]["failure-cause"]["stack-trace"]
         .as_str()
         .unwrap();
@@ -323,7 +376,11 @@ async fn disposal_removes_a_savepoint_and_refuses_the_rest() {
     let body = format!(r#"{{"savepoint-path": "{}"}}"#, outside.display());
     let a = post_json(addr, "/savepoint-disposal", &body).await;
     assert_eq!(a.status, 403, "{}", a.body);
-    assert!(a.error().contains("outside the allowed directories"), "{}", a.body);
+    assert!(
+        a.error().contains("outside the allowed directories"),
+        "{}",
+        a.body
+    );
     assert!(outside.join("_metadata").exists());
 
     let a = post_json(addr, "/savepoint-disposal", "{}").await;
@@ -373,7 +430,10 @@ async fn a_token_file_is_read_and_an_empty_one_refused() {
     o.token_file = Some(file.clone());
     assert_eq!(o.resolve_token().unwrap().as_deref(), Some("from-file"));
     std::fs::write(&file, "  \n").unwrap();
-    assert!(matches!(o.resolve_token(), Err(ServeError::EmptyToken { .. })));
+    assert!(matches!(
+        o.resolve_token(),
+        Err(ServeError::EmptyToken { .. })
+    ));
     o.token_file = Some(dir.path().join("missing"));
     let e = rest::serve(rest::router(ApiState::new(JobRegistry::new(), &o)), &o)
         .await

@@ -173,7 +173,7 @@ pub fn history(
     }
     // Stable: a failed and a completed entry never share an id, and equal ids keep the
     // statistics' order.
-    out.sort_by(|a, b| b.id.cmp(&a.id));
+    out.sort_by_key(|e| std::cmp::Reverse(e.id));
     out.truncate(limit);
     out
 }
