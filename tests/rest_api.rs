@@ -149,6 +149,22 @@ async fn bad_requests_get_flink_errors() {
     assert_eq!(a.status, 404);
     assert_eq!(a.error(), "Checkpointing has not been enabled.");
 
+    let a = get(addr, &format!("/jobs/{JOB_A}/checkpoints/details/3")).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["id"], 3);
+    let a = get(addr, &format!("/jobs/{JOB_A}/checkpoints/details/12")).await;
+    assert_eq!(a.status, 404);
+    assert_eq!(
+        a.error(),
+        "Could not find checkpointing statistics for checkpoint 12."
+    );
+    let a = get(addr, &format!("/jobs/{JOB_A}/checkpoints/details/x")).await;
+    assert_eq!(a.status, 400);
+
+    let a = get(addr, "/jobs/%FF%FE").await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(!a.error().is_empty());
+
     let a = get(addr, "/no/such/path").await;
     assert_eq!(a.status, 404);
     assert_eq!(a.error(), "Not found: /no/such/path");

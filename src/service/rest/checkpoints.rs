@@ -275,6 +275,34 @@ pub fn checkpoints_json(v: &JobView, stats: &CheckpointStats) -> Value {
     })
 }
 
+/// `GET /jobs/:id/checkpoints/details/:checkpointid`: one entry of the history (or the
+/// latest completed or failed one); `None` when it aged out or never existed.
+pub fn checkpoint_details_json(v: &JobView, stats: &CheckpointStats, id: u64) -> Option<Value> {
+    let subtasks = v.total_subtasks();
+    let all = history(
+        stats,
+        &v.savepoints,
+        subtasks,
+        v.config.state.num_retained,
+        usize::MAX,
+    );
+    let found = all.into_iter().find(|e| e.id == id).or_else(|| {
+        stats
+            .latest_completed
+            .as_ref()
+            .filter(|c| c.id.0 == id)
+            .map(|c| completed_entry(c, subtasks, false))
+            .or_else(|| {
+                stats
+                    .latest_failed
+                    .as_ref()
+                    .filter(|f| f.id.0 == id)
+                    .map(|f| failed_entry(f, subtasks))
+            })
+    })?;
+    serde_json::to_value(found).ok()
+}
+
 /// `GET /jobs/:id/checkpoints/config` (Flink's `CheckpointConfigInfo`).
 pub fn checkpoint_config_json(v: &JobView) -> Value {
     let c = &v.config.checkpointing;

@@ -364,6 +364,27 @@ async fn job_checkpoints(
     Ok(Json(checkpoints::checkpoints_json(&j, &stats)))
 }
 
+async fn job_checkpoint_details(
+    State(s): State<ApiState>,
+    Path((id, checkpoint)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let j = job(&s, &id)?;
+    let stats = j.checkpoint_stats().ok_or_else(not_enabled)?;
+    let not_found = || {
+        ApiError::not_found(format!(
+            "Could not find checkpointing statistics for checkpoint {checkpoint}."
+        ))
+    };
+    let cid: u64 = checkpoint.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "checkpoint id '{checkpoint}' is not a number, e.g. /jobs/{id}/checkpoints/details/7"
+        ))
+    })?;
+    checkpoints::checkpoint_details_json(&j, &stats, cid)
+        .map(Json)
+        .ok_or_else(not_found)
+}
+
 async fn job_checkpoint_config(
     State(s): State<ApiState>,
     Path(id): Path<String>,
@@ -418,6 +439,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/jobs/{id}/exceptions", get(job_exceptions))
         .route("/jobs/{id}/checkpoints", get(job_checkpoints))
         .route("/jobs/{id}/checkpoints/config", get(job_checkpoint_config))
+        .route(
+            "/jobs/{id}/checkpoints/details/{checkpoint}",
+            get(job_checkpoint_details),
+        )
         .route("/jobs/{id}/savepoints", post(control::trigger_savepoint))
         .route(
             "/jobs/{id}/savepoints/{trigger}",
@@ -444,6 +469,29 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
         StatusCode::METHOD_NOT_ALLOWED,
         format!("Method {method} is not allowed on {}", uri.path()),
     )
+}
+
+/// axum's own rejections (a path segment that is not UTF-8, a body over the size limit...)
+/// answer in plain text: rewrap them as Flink's `{"errors": […]}` so every 4xx has one shape.
+async fn json_errors(resp: Response) -> Response {
+    let plain = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("text/plain"));
+    if !resp.status().is_client_error() || !plain {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = match axum::body::to_bytes(body, 64 * 1024).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_owned(),
+        Err(_) => parts
+            .status
+            .canonical_reason()
+            .unwrap_or("bad request")
+            .to_owned(),
+    };
+    ApiError::new(parts.status, text).into_response()
 }
 
 /// Compares without an early exit, so the time taken does not tell how much of a guess was
@@ -576,7 +624,8 @@ pub async fn serve(app: Router, options: &RestOptions) -> Result<RestServer, Ser
     }
     let mut app = app
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed);
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::map_response(json_errors));
     if let Some(t) = token {
         let t: Arc<str> = Arc::from(t);
         app = app.layer(middleware::from_fn_with_state(t, require_token));
