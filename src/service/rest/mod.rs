@@ -1,0 +1,670 @@
+//! The REST API, shaped like Flink's (reference §7): the router, its shared state, errors as
+//! Flink's `{"errors": […]}`, the bearer-token check, and [`serve`], which binds
+//! `rest.bind-address`:`rest.port`.
+//!
+//! - `json`: the read-only JSON (overview, jobs, job details, configuration).
+//! - `checkpoints`: `/jobs/:id/checkpoints` and its configuration.
+//! - `control`: savepoint, stop, cancel, disposal, and their asynchronous status.
+//! - `paths`: confining savepoint targets and disposal paths to the allowed roots.
+//!
+//! Handlers never panic on input: every extractor's rejection becomes a 4xx with a message,
+//! unknown paths a 404 and wrong methods a 405, both in Flink's error shape. The API never
+//! runs or stops a job itself: it sends [`JobCommand`](super::registry::JobCommand)s that the
+//! job's driver answers.
+//!
+//! Wiring: `let app = rest::router(state).merge(dashboard_routes);` then
+//! `rest::serve(app, &options).await?` adds the fallbacks and the token check around
+//! everything, binds, and serves until [`RestServer::shutdown`].
+
+pub mod checkpoints;
+pub mod control;
+pub mod json;
+pub mod paths;
+
+use super::registry::{now_ms, JobRegistry, JobView};
+use crate::checkpoint::JobId;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio_util::sync::CancellationToken;
+
+/// An error answered as Flink's `{"errors": ["…"]}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: String) -> Self {
+        ApiError { status, message }
+    }
+    pub fn bad_request(message: String) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    pub fn not_found(message: String) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+    pub fn forbidden(message: String) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "errors": [self.message] }))).into_response()
+    }
+}
+
+/// Deletes one savepoint's files after checking it is a floe savepoint; runs on a blocking
+/// thread. The lead provides it (`floe savepoint -d` shares it).
+pub type DisposalHook = Arc<dyn Fn(&FsPath) -> Result<(), String> + Send + Sync>;
+
+/// What [`serve`] and the router need from the configuration and the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestOptions {
+    /// `rest.bind-address`.
+    pub bind_address: String,
+    /// `rest.port`; 0 picks a free port.
+    pub port: u16,
+    /// `rest.auth.token`.
+    pub token: Option<String>,
+    /// `rest.auth.token-file`: the token is the file's content, trimmed.
+    pub token_file: Option<PathBuf>,
+    /// `state.savepoints.dir` (`execution.checkpointing.savepoint-dir`): the default target,
+    /// and an allowed root.
+    pub savepoints_dir: Option<String>,
+    /// `rest.savepoints.allowed-dirs`: more roots savepoints may be written to and disposed
+    /// of from.
+    pub allowed_dirs: Vec<String>,
+}
+
+impl RestOptions {
+    /// The options of a loaded configuration (token and allow list are left empty: their
+    /// keys are read by the caller).
+    pub fn from_config(c: &crate::config::Config) -> Self {
+        RestOptions {
+            bind_address: c.rest.bind_address.clone(),
+            port: c.rest.port,
+            token: None,
+            token_file: None,
+            savepoints_dir: c.state.savepoints_dir.clone(),
+            allowed_dirs: Vec::new(),
+        }
+    }
+
+    /// Loopback on port 0: for tests and embedding.
+    pub fn local_ephemeral() -> Self {
+        RestOptions {
+            bind_address: "127.0.0.1".into(),
+            port: 0,
+            token: None,
+            token_file: None,
+            savepoints_dir: None,
+            allowed_dirs: Vec::new(),
+        }
+    }
+
+    /// The token from `token` or `token_file`.
+    pub fn resolve_token(&self) -> Result<Option<String>, ServeError> {
+        if let Some(t) = &self.token {
+            let t = t.trim();
+            if t.is_empty() {
+                return Err(ServeError::EmptyToken {
+                    source_name: "rest.auth.token".into(),
+                });
+            }
+            return Ok(Some(t.to_owned()));
+        }
+        let Some(file) = &self.token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(file).map_err(|e| ServeError::TokenFile {
+            path: file.clone(),
+            reason: e.to_string(),
+        })?;
+        let t = text.trim();
+        if t.is_empty() {
+            return Err(ServeError::EmptyToken {
+                source_name: format!("rest.auth.token-file {}", file.display()),
+            });
+        }
+        Ok(Some(t.to_owned()))
+    }
+}
+
+struct Inner {
+    registry: JobRegistry,
+    savepoints_dir: Option<String>,
+    allowed_dirs: Vec<String>,
+    disposal: Option<DisposalHook>,
+    operations: Mutex<control::Operations>,
+}
+
+/// The router's state: the registry, the roots, the disposal hook and the asynchronous
+/// operations. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    inner: Arc<Inner>,
+}
+
+impl ApiState {
+    pub fn new(registry: JobRegistry, options: &RestOptions) -> Self {
+        ApiState {
+            inner: Arc::new(Inner {
+                registry,
+                savepoints_dir: options.savepoints_dir.clone(),
+                allowed_dirs: options.allowed_dirs.clone(),
+                disposal: None,
+                operations: Mutex::new(control::Operations::default()),
+            }),
+        }
+    }
+
+    /// With the function that disposes of a savepoint (`POST /savepoint-disposal`).
+    pub fn with_disposal(self, hook: DisposalHook) -> Self {
+        let inner = Inner {
+            registry: self.inner.registry.clone(),
+            savepoints_dir: self.inner.savepoints_dir.clone(),
+            allowed_dirs: self.inner.allowed_dirs.clone(),
+            disposal: Some(hook),
+            operations: Mutex::new(control::Operations::default()),
+        };
+        ApiState {
+            inner: Arc::new(inner),
+        }
+    }
+
+    pub fn registry(&self) -> &JobRegistry {
+        &self.inner.registry
+    }
+
+    fn disposal(&self) -> Option<DisposalHook> {
+        self.inner.disposal.clone()
+    }
+
+    fn default_savepoints_dir(&self) -> Option<String> {
+        self.inner.savepoints_dir.clone()
+    }
+
+    fn operations(&self) -> MutexGuard<'_, control::Operations> {
+        self.inner
+            .operations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The directories savepoints may go to or be disposed of from: the configured savepoint
+    /// directory, the allow list, and the job's own `state.savepoints.dir` (for a target) or
+    /// every registered job's (for a disposal). Invalid entries are skipped.
+    fn roots_for(&self, job: Option<&JobView>) -> Vec<PathBuf> {
+        let mut given: Vec<String> = self.inner.savepoints_dir.iter().cloned().collect();
+        given.extend(self.inner.allowed_dirs.iter().cloned());
+        match job {
+            Some(j) => given.extend(j.config.state.savepoints_dir.clone()),
+            None => given.extend(
+                self.registry()
+                    .list()
+                    .into_iter()
+                    .filter_map(|j| j.config.state.savepoints_dir.clone()),
+            ),
+        }
+        given
+            .iter()
+            .filter_map(|g| paths::local_path("allowed directory", g).ok())
+            .collect()
+    }
+}
+
+/// A JSON request body, parsed by the handler so that every problem is a 400 in Flink's
+/// words. An empty body is `{}`; a body must be sent as `application/json` (a browser form on
+/// another site cannot send that without a CORS preflight, which floe never grants).
+pub struct JsonBody<T> {
+    content_type: Option<String>,
+    bytes: Bytes,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<S: Send + Sync, T> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+        Ok(JsonBody {
+            content_type,
+            bytes,
+            _t: std::marker::PhantomData,
+        })
+    }
+}
+
+impl<T: DeserializeOwned + Default> JsonBody<T> {
+    /// The body as `T`; `type_name` is Flink's request body class for the message.
+    pub fn parse(self, type_name: &str) -> Result<T, ApiError> {
+        let is_json = self.content_type.as_deref().is_some_and(|c| {
+            c.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "Request body must be sent with Content-Type: application/json (got {}); \
+                     send {{}} for the defaults",
+                    self.content_type.as_deref().unwrap_or("none")
+                ),
+            ));
+        }
+        if self.bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(T::default());
+        }
+        serde_json::from_slice(&self.bytes).map_err(|e| {
+            ApiError::bad_request(format!(
+                "Request did not match expected format {type_name}: {e}"
+            ))
+        })
+    }
+}
+
+/// A job id from the path, as Flink parses `JobID`.
+pub fn parse_job_id(s: &str) -> Result<JobId, ApiError> {
+    let lower = s.to_ascii_lowercase();
+    if JobId::is_valid(&lower) {
+        Ok(JobId(lower))
+    } else {
+        Err(ApiError::bad_request(format!(
+            "Cannot parse JobID from \"{s}\". The expected format is [0-9a-fA-F]{{32}}, e.g. \
+             fd72014d4c864993a2e5a9287b4a9c5d."
+        )))
+    }
+}
+
+fn job(state: &ApiState, id: &str) -> Result<JobView, ApiError> {
+    let id = parse_job_id(id)?;
+    state
+        .registry()
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found(format!("Job {id} not found")))
+}
+
+async fn overview(State(s): State<ApiState>) -> Json<Value> {
+    Json(json::overview_json(&s.registry().list()))
+}
+
+async fn web_config() -> Json<Value> {
+    Json(json::web_config_json())
+}
+
+async fn jobs(State(s): State<ApiState>) -> Json<Value> {
+    Json(json::jobs_json(&s.registry().list()))
+}
+
+async fn jobs_overview(State(s): State<ApiState>) -> Json<Value> {
+    Json(json::jobs_overview_json(&s.registry().list(), now_ms()))
+}
+
+async fn job_details(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json::job_details_json(&job(&s, &id)?, now_ms())))
+}
+
+async fn job_config(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json::job_execution_config_json(&job(&s, &id)?)))
+}
+
+async fn job_jobmanager_config(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json::job_config_json(&job(&s, &id)?)))
+}
+
+async fn job_exceptions(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json::exceptions_json(&job(&s, &id)?)))
+}
+
+fn not_enabled() -> ApiError {
+    ApiError::not_found("Checkpointing has not been enabled.".into())
+}
+
+async fn job_checkpoints(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let j = job(&s, &id)?;
+    if !j.has_checkpointing() {
+        return Err(not_enabled());
+    }
+    let stats = j.checkpoint_stats().ok_or_else(not_enabled)?;
+    Ok(Json(checkpoints::checkpoints_json(&j, &stats)))
+}
+
+async fn job_checkpoint_details(
+    State(s): State<ApiState>,
+    Path((id, checkpoint)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let j = job(&s, &id)?;
+    let stats = j.checkpoint_stats().ok_or_else(not_enabled)?;
+    let not_found = || {
+        ApiError::not_found(format!(
+            "Could not find checkpointing statistics for checkpoint {checkpoint}."
+        ))
+    };
+    let cid: u64 = checkpoint.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "checkpoint id '{checkpoint}' is not a number, e.g. /jobs/{id}/checkpoints/details/7"
+        ))
+    })?;
+    checkpoints::checkpoint_details_json(&j, &stats, cid)
+        .map(Json)
+        .ok_or_else(not_found)
+}
+
+async fn job_checkpoint_config(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let j = job(&s, &id)?;
+    if !j.has_checkpointing() {
+        return Err(not_enabled());
+    }
+    Ok(Json(checkpoints::checkpoint_config_json(&j)))
+}
+
+async fn prometheus(State(s): State<ApiState>) -> Response {
+    let text = super::metrics::render(&s.registry().list(), now_ms());
+    ([(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response()
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// 200 when every job runs or ended cleanly, else 503 naming the jobs that do not.
+async fn readyz(State(s): State<ApiState>) -> Response {
+    let not_ready: Vec<Value> = s
+        .registry()
+        .list()
+        .iter()
+        .filter(|j| !j.state.is_ready())
+        .map(|j| json!({"jid": j.id.0, "name": j.name, "state": j.state.flink_name()}))
+        .collect();
+    if not_ready.is_empty() {
+        Json(json!({"status": "ready"})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not ready", "jobs": not_ready})),
+        )
+            .into_response()
+    }
+}
+
+/// The API's routes, without fallbacks (so that other routers, e.g. the dashboard's, can be
+/// merged in); [`serve`] adds them.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/overview", get(overview))
+        .route("/config", get(web_config))
+        .route("/jobs", get(jobs))
+        .route("/jobs/overview", get(jobs_overview))
+        .route("/jobs/{id}", get(job_details).patch(control::cancel_job))
+        .route("/jobs/{id}/config", get(job_config))
+        .route("/jobs/{id}/jobmanager/config", get(job_jobmanager_config))
+        .route("/jobs/{id}/exceptions", get(job_exceptions))
+        .route("/jobs/{id}/checkpoints", get(job_checkpoints))
+        .route("/jobs/{id}/checkpoints/config", get(job_checkpoint_config))
+        .route(
+            "/jobs/{id}/checkpoints/details/{checkpoint}",
+            get(job_checkpoint_details),
+        )
+        .route("/jobs/{id}/savepoints", post(control::trigger_savepoint))
+        .route(
+            "/jobs/{id}/savepoints/{trigger}",
+            get(control::savepoint_status),
+        )
+        .route("/jobs/{id}/stop", post(control::stop_with_savepoint))
+        .route("/savepoint-disposal", post(control::dispose_savepoint))
+        .route(
+            "/savepoint-disposal/{trigger}",
+            get(control::disposal_status),
+        )
+        .route("/metrics", get(prometheus))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("Not found: {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("Method {method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// axum's own rejections (a path segment that is not UTF-8, a body over the size limit...)
+/// answer in plain text: rewrap them as Flink's `{"errors": […]}` so every 4xx has one shape.
+async fn json_errors(resp: Response) -> Response {
+    let plain = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("text/plain"));
+    if !resp.status().is_client_error() || !plain {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = match axum::body::to_bytes(body, 64 * 1024).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_owned(),
+        Err(_) => parts
+            .status
+            .canonical_reason()
+            .unwrap_or("bad request")
+            .to_owned(),
+    };
+    ApiError::new(parts.status, text).into_response()
+}
+
+/// Compares without an early exit, so the time taken does not tell how much of a guess was
+/// right.
+fn same_token(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = given.len() ^ expected.len();
+    for (i, b) in expected.iter().enumerate() {
+        diff |= usize::from(given.get(i).copied().unwrap_or(0) ^ b);
+    }
+    diff == 0
+}
+
+/// Requires `Authorization: Bearer <token>` on every call that changes something.
+async fn require_token(
+    State(token): State<Arc<str>>,
+    headers: HeaderMap,
+    req: Request,
+    next: Next,
+) -> Response {
+    let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if reads {
+        return next.run(req).await;
+    }
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(g) if same_token(g.as_bytes(), token.as_bytes()) => next.run(req).await,
+        Some(_) => {
+            let mut r = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "the bearer token is wrong (rest.auth.token / rest.auth.token-file)".into(),
+            )
+            .into_response();
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            r
+        }
+        None => {
+            let mut r = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "{} {} changes a job: send Authorization: Bearer <token> (the token of \
+                     rest.auth.token or rest.auth.token-file)",
+                    req.method(),
+                    req.uri().path()
+                ),
+            )
+            .into_response();
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            r
+        }
+    }
+}
+
+/// Why the API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "cannot serve the REST API on {addr}: the address is already in use (another floe or \
+         Flink?); pick another port with -D rest.port=<port>, or -D rest.port=0 for any free one"
+    )]
+    AddrInUse { addr: String },
+    #[error(
+        "cannot serve the REST API on {addr}: {reason}; check rest.bind-address and rest.port"
+    )]
+    Bind { addr: String, reason: String },
+    #[error(
+        "refusing to serve the REST API on {addr} without a token: bound to a non-loopback \
+         address, anyone who can reach it could stop jobs and write savepoints; set \
+         rest.auth.token or rest.auth.token-file, or bind to 127.0.0.1 (rest.bind-address)"
+    )]
+    NoToken { addr: SocketAddr },
+    #[error("cannot read the REST token file {}: {reason}; fix rest.auth.token-file", path.display())]
+    TokenFile { path: PathBuf, reason: String },
+    #[error("{source_name} is empty; give a token, or leave the key out")]
+    EmptyToken { source_name: String },
+}
+
+/// A running API server.
+pub struct RestServer {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    join: tokio::task::JoinHandle<()>,
+}
+
+impl RestServer {
+    /// The address it listens on (with the real port when 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets requests in flight finish, and waits for the server to end.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        if let Err(e) = self.join.await {
+            tracing::error!(error = %e, "bug: the REST server ended abnormally");
+        }
+    }
+}
+
+/// Binds `bind_address:port` and serves `app` (the [`router`] plus whatever was merged into
+/// it) with Flink-shaped 404 and 405 answers and, when a token is set, the token check on
+/// every call that changes something. Refuses a non-loopback address without a token.
+pub async fn serve(app: Router, options: &RestOptions) -> Result<RestServer, ServeError> {
+    let token = options.resolve_token()?;
+    let addr = format!("{}:{}", options.bind_address, options.port);
+    let listener = tokio::net::TcpListener::bind((options.bind_address.as_str(), options.port))
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AddrInUse => ServeError::AddrInUse { addr: addr.clone() },
+            _ => ServeError::Bind {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            },
+        })?;
+    let local = listener.local_addr().map_err(|e| ServeError::Bind {
+        addr: addr.clone(),
+        reason: e.to_string(),
+    })?;
+    if !local.ip().is_loopback() && token.is_none() {
+        return Err(ServeError::NoToken { addr: local });
+    }
+    let mut app = app
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::map_response(json_errors));
+    if let Some(t) = token {
+        let t: Arc<str> = Arc::from(t);
+        app = app.layer(middleware::from_fn_with_state(t, require_token));
+    }
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let join = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "the REST server stopped");
+        }
+    });
+    tracing::info!(address = %local, "REST API listening");
+    Ok(RestServer {
+        addr: local,
+        shutdown,
+        join,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same_token(b"secret", b"secret"));
+        assert!(!same_token(b"secre", b"secret"));
+        assert!(!same_token(b"secretx", b"secret"));
+        assert!(!same_token(b"", b"secret"));
+    }
+
+    #[test]
+    fn job_ids_parse_as_flink() {
+        assert!(parse_job_id("FD72014D4C864993A2E5A9287B4A9C5D").is_ok());
+        let e = parse_job_id("notajobid").unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(e.message.contains("Cannot parse JobID"));
+    }
+}
