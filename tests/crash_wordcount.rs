@@ -183,16 +183,12 @@ fn sizes() -> (u32, u64, u64) {
 }
 
 #[test]
-
-            files on restart, so updates before the restore point are lost"]
 fn crash_wordcount_parallelism_1() {
     let (kills, lines, rate) = sizes();
     crash_case(1, kills, lines, rate, seed());
 }
 
 #[test]
-
-            files on restart, so updates before the restore point are lost"]
 fn crash_wordcount_parallelism_2() {
     let (kills, lines, rate) = sizes();
     crash_case(2, kills, lines, rate, seed() ^ 0x5eed);
