@@ -149,6 +149,7 @@ pub async fn run_source_task(
     let mut out = Vec::new();
     let metrics = slot.metrics.clone();
     let metrics = &metrics.subtasks[ctx.subtask as usize];
+    let mut yielder = Yielder::new();
     loop {
         // Between two calls of `next` the source is at a record boundary: the place to inject
         // a barrier, so that every record before it is in this checkpoint.
@@ -158,9 +159,11 @@ pub async fn run_source_task(
             break;
         }
         // A source that always has data and a chain without channels would never reach an
-        // await that yields: spend tokio's cooperative budget so the worker still gets to
-        // other tasks (and the cancel check around this loop) now and then.
-        tokio::task::consume_budget().await;
+        // await that yields. Tokio's cooperative budget alone yields only every 128 batches
+        // (about a second of work), and a task this one wakes (the checkpoint writer, say)
+        // waits in this worker's LIFO slot, which no other worker steals: so yield at least
+        // every millisecond of work, which bounds checkpoint latency, not just throughput.
+        yielder.maybe_yield().await;
         match slot.source.next().await {
             Ok(SourceEvent::Batch(batch)) => {
                 metrics.add(0, batch.len());
@@ -216,6 +219,7 @@ pub async fn run_operator_task(
     mut ctx: TaskContext,
 ) -> Result<(), TaskError> {
     let mut out = Vec::new();
+    let mut yielder = Yielder::new();
     loop {
         let event = match &mut ctx.outcomes {
             // Outcomes first: a commit should not wait behind a busy input. `gate.next()` is
@@ -234,6 +238,9 @@ pub async fn run_operator_task(
             GateEvent::Message(_, Message::Data(batch)) => {
                 chain.process(batch, &mut out)?;
                 outputs.emit(&mut out).await?;
+                // Inputs that always have data never make `gate.next()` wait: yield now and
+                // then so tasks this one woke get to run (see `Yielder`).
+                yielder.maybe_yield().await;
                 continue;
             }
             GateEvent::Message(i, Message::Barrier(barrier)) => aligner.on_barrier(i, barrier),
@@ -292,4 +299,28 @@ async fn apply(
         outputs.broadcast(move || Message::Barrier(barrier)).await?;
     }
     Ok(())
+}
+
+/// Yields to the tokio scheduler once a task has worked for [`Yielder::SLICE`] without
+/// waiting. Busy tasks otherwise starve the tasks they wake: a woken task goes to the waking
+/// worker's LIFO slot, which other workers do not steal.
+struct Yielder {
+    since: std::time::Instant,
+}
+
+impl Yielder {
+    const SLICE: std::time::Duration = std::time::Duration::from_millis(1);
+
+    fn new() -> Self {
+        Yielder {
+            since: std::time::Instant::now(),
+        }
+    }
+
+    async fn maybe_yield(&mut self) {
+        if self.since.elapsed() >= Self::SLICE {
+            tokio::task::yield_now().await;
+            self.since = std::time::Instant::now();
+        }
+    }
 }
