@@ -1,1 +1,4 @@
-//! The daemon (`floe serve`), REST API, dashboard (later issues). Stub.
+//! The daemon (`floe serve`), REST API, dashboard.
+//! - [`dashboard`]: the web page at `/` and `/assets/*`, built into the binary.
+
+pub mod dashboard;
