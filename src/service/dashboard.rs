@@ -118,7 +118,14 @@ mod tests {
 
     #[test]
     fn unknown_and_traversal_names_are_not_assets() {
-        for name in ["", "index.html", "../Cargo.toml", "app.js/", "APP.JS", "%2e%2e"] {
+        for name in [
+            "",
+            "index.html",
+            "../Cargo.toml",
+            "app.js/",
+            "APP.JS",
+            "%2e%2e",
+        ] {
             assert_eq!(asset(name), None, "{name:?}");
         }
     }
@@ -130,7 +137,10 @@ mod tests {
             let body = a.body.replace("'http://www.w3.org/2000/svg'", "");
             assert!(!body.contains("http://"), "no absolute http URL");
             assert!(!body.contains("https://"), "no absolute https URL");
-            assert!(!a.body.contains("innerHTML"), "text goes through textContent");
+            assert!(
+                !a.body.contains("innerHTML"),
+                "text goes through textContent"
+            );
         }
     }
 

@@ -223,7 +223,7 @@
     el('td', null, el('a', { href: `#/jobs/${encodeURIComponent(j.jid)}` }, j.name || '(unnamed)')),
     el('td', null, el('code', null, j.jid)),
     el('td', null, stateBadge(j.state)),
-    el('td', null, fmtTime(j['start-time'])),
+    el('td', { class: 'time' }, fmtTime(j['start-time'])),
     el('td', null, fmtDuration(j.duration))));
     replaceRows($('#jobs-table tbody'), rows);
     $('#jobs-empty').hidden = jobs.length > 0;
@@ -424,13 +424,15 @@
     $('#checkpoints-body').hidden = false;
 
     const counts = data.counts || {};
-    dl($('#checkpoint-counts'), 'Counts', [
-      ['Triggered', fmtCount(counts.total), 'total'],
-      ['In progress', fmtCount(counts.in_progress), 'in_progress'],
-      ['Completed', fmtCount(counts.completed), 'completed'],
-      ['Failed', fmtCount(counts.failed), 'failed'],
-      ['Restored', fmtCount(counts.restored), 'restored'],
-    ]);
+    $('#checkpoint-counts').replaceChildren(...[
+      ['Triggered', 'total'],
+      ['In progress', 'in_progress'],
+      ['Completed', 'completed'],
+      ['Failed', 'failed'],
+      ['Restored', 'restored'],
+    ].map(([label, field]) => el('div', { class: `stat stat-${field}` },
+      el('dt', null, label),
+      el('dd', { 'data-field': field }, fmtCount(counts[field])))));
 
     const latest = data.latest || {};
     const c = latest.completed;
@@ -474,7 +476,7 @@
     el('td', null, stateBadge(h.status)),
     el('td', null, typeLabel(h)),
     el('td', null, `${h.num_acknowledged_subtasks ?? '?'}/${h.num_subtasks ?? '?'}`),
-    el('td', null, fmtTime(h.trigger_timestamp)),
+    el('td', { class: 'time' }, fmtTime(h.trigger_timestamp)),
     el('td', null, fmtDuration(h.end_to_end_duration)),
     el('td', { class: 'num' }, fmtBytes(h.checkpointed_size)),
     el('td', { class: 'num' }, fmtBytes(h.state_size)),
@@ -528,11 +530,13 @@
       }
       throw e;
     }
+    // Flink's labels first, in Flink's order, then whatever else the server sends, as sent.
     const pairs = [];
+    for (const [k, [label, show]] of Object.entries(CHECKPOINT_CONFIG_LABELS)) {
+      if (cfg && k in cfg) pairs.push([label, show(cfg[k])]);
+    }
     for (const [k, v] of Object.entries(cfg || {})) {
-      const known = CHECKPOINT_CONFIG_LABELS[k];
-      if (known) pairs.push([known[0], known[1](v)]);
-      else flatten(v, k, pairs);
+      if (!(k in CHECKPOINT_CONFIG_LABELS)) flatten(v, k, pairs);
     }
     replaceRows(body, kvRows(pairs));
   }
