@@ -528,6 +528,9 @@ operators:
         rows.iter().any(|row| row["status"] == "COMPLETED"),
         "a completed checkpoint in the history"
     );
-    assert_eq!(r["vertices"].as_array().unwrap().len(), 4);
+    assert!(
+        !r["vertices"].as_array().unwrap().is_empty(),
+        "the operator graph has vertices"
+    );
     drop(floe);
 }

@@ -40,6 +40,15 @@ const context = await chromium.launchPersistentContext(profile, {
 });
 context.setDefaultTimeout(DEADLINE_MS);
 
+// Names the step a wait belongs to, so a timeout says what never appeared.
+async function step(what, promise) {
+  try {
+    return await promise;
+  } catch (e) {
+    throw new Error(`${what}: ${e && e.message || e}`);
+  }
+}
+
 const pageErrors = [];
 const consoleErrors = [];
 let result;
@@ -49,14 +58,15 @@ try {
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
   page.on('dialog', (d) => d.accept());
 
-  await page.goto(url);
+  await step(`open ${url}`, page.goto(url));
   const jobRow = page.locator('#jobs-table tbody tr[data-job-id]').first();
-  await jobRow.waitFor();
+  await step('a job in #jobs-table (GET /jobs/overview)', jobRow.waitFor());
   const jobId = await jobRow.getAttribute('data-job-id');
   await jobRow.click();
-  await page.locator('#job-view').waitFor({ state: 'visible' });
-  await page.locator('#job-graph [data-vertex-id]').first().waitFor();
-  await page.locator('#checkpoint-history tbody tr[data-checkpoint-id][data-status="COMPLETED"]').first().waitFor();
+  await step('the job view', page.locator('#job-view').waitFor({ state: 'visible' }));
+  await step('a vertex in #job-graph (GET /jobs/:id vertices)', page.locator('#job-graph [data-vertex-id]').first().waitFor());
+  await step('a COMPLETED row in #checkpoint-history (GET /jobs/:id/checkpoints history)',
+    page.locator('#checkpoint-history tbody tr[data-checkpoint-id][data-status="COMPLETED"]').first().waitFor());
 
   const button = page.locator('#savepoint-button');
   let missingDirError = null;
@@ -64,24 +74,26 @@ try {
     await page.fill('#savepoint-dir', '');
     await button.click();
     const err = page.locator('#errors li[data-source="action"]');
-    await err.waitFor();
+    await step('the API error for a savepoint without a directory, in #errors', err.waitFor());
     missingDirError = (await err.textContent()).trim();
+    await page.screenshot({ path: screenshot.replace(/\.png$/, '') + '-error.png' });
     await page.waitForFunction(() => !document.querySelector('#savepoint-button').disabled);
   }
 
   await page.fill('#savepoint-dir', savepointDir);
   await button.click();
   // Either the location shows, or the page shows the API's error: stop at whichever comes first.
-  const outcome = await page.waitForFunction(() => {
+  const outcome = await step('#savepoint-location or an error (POST /jobs/:id/savepoints, then GET …/savepoints/:triggerid)', page.waitForFunction(() => {
     const loc = document.querySelector('#savepoint-location').textContent.trim();
     if (loc) return { location: loc };
     const err = document.querySelector('#errors li[data-source="action"]');
     return err ? { error: err.textContent.trim() } : null;
-  }).then((h) => h.jsonValue());
+  }).then((h) => h.jsonValue()));
   if (outcome.error) throw new Error(`the page shows an error after the savepoint click: ${outcome.error}`);
 
   // The savepoint shows up in the history on a later poll; wait for it so the screenshot has it.
-  await page.locator('#checkpoint-history tbody tr.savepoint').first().waitFor();
+  await step('the savepoint as a row of #checkpoint-history (is_savepoint: true)',
+    page.locator('#checkpoint-history tbody tr.savepoint').first().waitFor());
 
   const vertices = await page.$$eval('#job-graph [data-vertex-id]', (gs) => gs.map((g) => ({
     id: g.dataset.vertexId,

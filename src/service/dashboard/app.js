@@ -383,8 +383,8 @@
   function dl(node, title, pairs) {
     const items = [el('h4', null, title)];
     for (const [label, value, field] of pairs) {
-      items.push(el('dt', null, label));
-      items.push(el('dd', { 'data-field': field || null }, value));
+      if (label) items.push(el('dt', null, label));
+      items.push(el('dd', { 'data-field': field || null, class: label ? null : 'whole' }, value));
     }
     node.replaceChildren(...items);
   }
