@@ -52,6 +52,7 @@ fn browser() -> Option<Browser> {
     let driver_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let chromium = std::env::var_os("FLOE_CHROMIUM")
         .map(PathBuf::from)
+        .filter(|p| p.is_file())
         .or_else(|| {
             ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
                 .iter()
