@@ -1,12 +1,14 @@
 //! The service side of a running floe: the job registry, the REST API shaped like Flink's,
-//! and the Prometheus metrics (the dashboard and `floe serve` come later).
+//! the Prometheus metrics and the web dashboard (`floe serve` comes later).
 //!
 //! - `registry`: the jobs of this process and their command channels.
 //! - `rest`: the axum router, Flink's paths and JSON, the token check, [`rest::serve`].
 //! - `metrics`: `/metrics` in Prometheus' text format.
+//! - `dashboard`: the web page at `/` and `/assets/*`, built into the binary.
 //!
 //! Nothing here runs a job: the job's driver registers it and answers its commands.
 
+pub mod dashboard;
 pub mod metrics;
 pub mod registry;
 pub mod rest;
