@@ -226,6 +226,17 @@ pub(super) fn build(
                 )
                 .map_or(0, |n| n as u16),
             address: c.text("rest.address").unwrap_or_default(),
+            auth_token: c.text("rest.auth.token"),
+            auth_token_file: c.text("rest.auth.token-file"),
+            savepoints_allowed_dirs: c
+                .text("rest.savepoints.allowed-dirs")
+                .map(|v| {
+                    v.split(',')
+                        .map(|d| d.trim().to_string())
+                        .filter(|d| !d.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
         },
         web_checkpoints_history: c
             .u32(

@@ -180,6 +180,12 @@ pub static KEYS: &[KeySpec] = &[
         "Port of the REST server (0 = any free port)."),
     key("rest.address", &[], Text, Some("localhost"),
         "Address clients (`floe savepoint`, `floe list`) connect to."),
+    key("rest.auth.token", &[], Text, None,
+        "Bearer token every changing REST call must carry; required when rest.bind-address is not loopback (floe's own key)."),
+    key("rest.auth.token-file", &[], Text, None,
+        "File holding the bearer token, instead of rest.auth.token (floe's own key)."),
+    key("rest.savepoints.allowed-dirs", &[], Text, None,
+        "Comma-separated directories, besides state.savepoints.dir, that savepoints may be written to and disposed of from through the REST API (floe's own key)."),
     key("web.checkpoints.history", &[], Integer, Some("10"),
         "Number of checkpoints kept in the REST checkpoint statistics."),
 ];

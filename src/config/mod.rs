@@ -293,6 +293,12 @@ pub struct RestConfig {
     pub bind_address: String,
     pub port: u16,
     pub address: String,
+    /// `rest.auth.token`.
+    pub auth_token: Option<String>,
+    /// `rest.auth.token-file`.
+    pub auth_token_file: Option<String>,
+    /// `rest.savepoints.allowed-dirs`, split at commas.
+    pub savepoints_allowed_dirs: Vec<String>,
 }
 
 impl Default for Config {

@@ -95,10 +95,15 @@ impl RestOptions {
         RestOptions {
             bind_address: c.rest.bind_address.clone(),
             port: c.rest.port,
-            token: None,
-            token_file: None,
+            token: c.rest.auth_token.clone(),
+            token_file: c.rest.auth_token_file.clone().map(Into::into),
             savepoints_dir: c.state.savepoints_dir.clone(),
-            allowed_dirs: Vec::new(),
+            allowed_dirs: c
+                .rest
+                .savepoints_allowed_dirs
+                .iter()
+                .map(Into::into)
+                .collect(),
         }
     }
 
