@@ -368,6 +368,13 @@ pub fn load_snapshot(given: impl AsRef<Path>) -> Result<LoadedSnapshot, RestoreE
     storage::load(given).map_err(|e| RestoreError::unreadable(&snapshot_dir_of(given), None, e))
 }
 
+/// Checks that every file `loaded` references is there with its size, without reading any:
+/// cheap enough to run before a job is created, so a restore that cannot work fails early.
+pub fn check_files(loaded: &LoadedSnapshot) -> Result<(), RestoreError> {
+    storage::verify_files(loaded)
+        .map_err(|e| RestoreError::unreadable(&loaded.dir, Some(&loaded.metadata.job_id), e))
+}
+
 /// Maps `loaded` onto `plan` and reads the state each subtask gets. Every state file is
 /// checked (present, right size) before any is read, so a missing file is reported as such,
 /// with an older intact checkpoint of the same job.
@@ -384,9 +391,9 @@ pub fn prepare(
         &targets,
         allow_non_restored_state,
     )?;
-    let unreadable = |e| RestoreError::unreadable(&loaded.dir, Some(&loaded.metadata.job_id), e);
-    storage::verify_files(loaded).map_err(unreadable)?;
-    let state = load_state(loaded, &mapping, plan.max_parallelism).map_err(unreadable)?;
+    check_files(loaded)?;
+    let state = load_state(loaded, &mapping, plan.max_parallelism)
+        .map_err(|e| RestoreError::unreadable(&loaded.dir, Some(&loaded.metadata.job_id), e))?;
     Ok((mapping, state))
 }
 

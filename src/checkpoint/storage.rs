@@ -413,7 +413,7 @@ pub fn list_checkpoints(job_dir: &Path) -> Result<Vec<(u64, PathBuf)>, Checkpoin
 
 /// Checks that every state file `loaded` references exists and has the size `_metadata`
 /// records, without reading it: what makes a checkpoint restorable short of reading every
-/// group's checksum. The error names the checkpoint and the file.
+/// group's checksum ([`verify_checksums`]). The error names the checkpoint and the file.
 pub fn verify_files(loaded: &LoadedSnapshot) -> Result<(), CheckpointError> {
     for (op, st, blob) in loaded.metadata.blobs() {
         let Some(file) = loaded.blob_path(blob) else {
@@ -447,9 +447,23 @@ pub fn verify_files(loaded: &LoadedSnapshot) -> Result<(), CheckpointError> {
     Ok(())
 }
 
+/// Reads every key group of every blob `loaded` references and checks its checksum: all of
+/// the checkpoint's state, so only for an error path (finding an intact checkpoint).
+pub fn verify_checksums(loaded: &LoadedSnapshot) -> Result<(), CheckpointError> {
+    let all = KeyGroupRange {
+        start: 0,
+        end: u32::MAX,
+    };
+    for (_, _, blob) in loaded.metadata.blobs() {
+        read_groups(loaded, blob, all)?;
+    }
+    Ok(())
+}
+
 /// The newest checkpoint older than the one in `snapshot_dir` (a `chk-<n>` directory) in the
 /// same job directory that is intact: its `_metadata` decodes, belongs to `job_id` when that
-/// is known, and every file it references is there with the right size ([`verify_files`]).
+/// is known, every file it references is there with the right size ([`verify_files`]) and
+/// every key group's checksum holds ([`verify_checksums`]).
 /// `None` for a savepoint or when there is none.
 pub fn find_intact_older(snapshot_dir: &Path, job_id: Option<&JobId>) -> Option<PathBuf> {
     let id = checkpoint_id_of(snapshot_dir.file_name()?.to_str()?)?;
@@ -466,7 +480,10 @@ pub fn find_intact_older(snapshot_dir: &Path, job_id: Option<&JobId>) -> Option<
         .find_map(|(_, dir)| {
             let loaded = load(&dir).ok()?;
             let same_job = job_id.is_none_or(|j| *j == loaded.metadata.job_id);
-            (same_job && verify_files(&loaded).is_ok()).then_some(dir)
+            let intact = same_job
+                && verify_files(&loaded).is_ok()
+                && verify_checksums(&loaded).is_ok();
+            intact.then_some(dir)
         })
 }
 
