@@ -480,19 +480,19 @@ pub fn find_intact_older(snapshot_dir: &Path, job_id: Option<&JobId>) -> Option<
         .find_map(|(_, dir)| {
             let loaded = load(&dir).ok()?;
             let same_job = job_id.is_none_or(|j| *j == loaded.metadata.job_id);
-            let intact = same_job
-                && verify_files(&loaded).is_ok()
-                && verify_checksums(&loaded).is_ok();
+            let intact =
+                same_job && verify_files(&loaded).is_ok() && verify_checksums(&loaded).is_ok();
             intact.then_some(dir)
         })
 }
 
+/// A checkpoint directory found by [`scan_checkpoints`], with its `_metadata` read.
+pub type ScannedCheckpoint = (PathBuf, Result<LoadedSnapshot, CheckpointError>);
+
 /// Every complete checkpoint under a checkpoint root: `<base>/<job-id>/chk-<n>` and, for
 /// `state.checkpoints.create-subdir: false`, `<base>/chk-<n>`. Each with its `_metadata`
 /// decoded, or the error that stopped it.
-pub fn scan_checkpoints(
-    base: &Path,
-) -> Result<Vec<(PathBuf, Result<LoadedSnapshot, CheckpointError>)>, CheckpointError> {
+pub fn scan_checkpoints(base: &Path) -> Result<Vec<ScannedCheckpoint>, CheckpointError> {
     let entries = fs::read_dir(base).map_err(io_err(format!(
         "cannot list the checkpoint directory '{}'",
         base.display()

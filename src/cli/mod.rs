@@ -69,13 +69,16 @@ pub enum Command {
 /// Parse the command line, run the command, return the exit code.
 pub fn main() -> ExitCode {
     // Flink spells the claim mode flag `-cm`, which clap cannot take as a short flag.
-    let cli = Cli::parse_from(std::env::args_os().map(|a| {
-        if a == "-cm" {
-            "--claimMode".into()
-        } else {
-            a
-        }
-    }));
+    let cli =
+        Cli::parse_from(std::env::args_os().map(
+            |a| {
+                if a == "-cm" {
+                    "--claimMode".into()
+                } else {
+                    a
+                }
+            },
+        ));
     logging::init(cli.global.log_format);
     let code = match cli.command {
         Command::Run(args) => run::run(&cli.global, args),
