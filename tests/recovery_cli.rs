@@ -220,3 +220,79 @@ fn missing_or_corrupt_state_files_name_an_older_intact_checkpoint() {
         "{stderr}"
     );
 }
+
+/// A pipeline whose source fails at once: a socket nothing listens on.
+fn failing_pipeline(dir: &Path) -> PathBuf {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = format!(
+        "name: failing
+checkpointing:
+  interval: 1 s
+  checkpoint-dir: {ck}
+operators:
+  - {{id: source, type: socket, host: 127.0.0.1, port: {port}}}
+  - {{id: sink, type: blackhole, inputs: [source]}}
+",
+        ck = dir.join("ck").display()
+    );
+    let path = dir.join("failing.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn with_checkpointing_the_default_strategy_restarts_and_ctrl_c_ends_the_wait() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let file = failing_pipeline(dir.path());
+    let mut child = floe()
+        .current_dir(dir.path())
+        .arg("run")
+        .arg(&file)
+        // Long enough that the stop surely lands in the wait.
+        .args([
+            "-D",
+            "restart-strategy.exponential-delay.initial-backoff=1 h",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains("failed; restarting in"))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => seen.push(l),
+            Err(_) => panic!("no restart announced: {seen:#?}"),
+        }
+    }
+    let ok = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let status = child.wait().unwrap();
+    seen.extend(rx.iter());
+    let text = seen.join("\n");
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("was stopped while waiting to restart after a failure"),
+        "{text}"
+    );
+}

@@ -102,11 +102,14 @@ fn parse_dynamic(s: &str) -> Result<String, String> {
 /// Print an error chain for a person: the message, then each cause once.
 fn print_error(err: &(dyn std::error::Error + 'static)) {
     eprintln!("error: {err}");
+    // A cause whose text a line already printed holds adds nothing.
+    let mut printed = vec![err.to_string()];
     let mut source = err.source();
     while let Some(cause) = source {
         let text = cause.to_string();
-        if !err.to_string().contains(&text) {
+        if !printed.iter().any(|p| p.contains(&text)) {
             eprintln!("  caused by: {text}");
+            printed.push(text);
         }
         source = cause.source();
     }
