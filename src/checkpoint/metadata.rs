@@ -210,8 +210,8 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<CheckpointMetadata, Checkpoin
             )));
         }
         return Err(CheckpointError::Format(format!(
-            "'{p}' is not a floe checkpoint/savepoint _metadata file, or corrupt \\
-             (unexpected magic number); point at a checkpoint directory (chk-<n>), a savepoint \\
+            "'{p}' is not a floe checkpoint/savepoint _metadata file, or corrupt \
+             (unexpected magic number); point at a checkpoint directory (chk-<n>), a savepoint \
              directory or their _metadata file"
         )));
     }
@@ -221,8 +221,8 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<CheckpointMetadata, Checkpoin
     let version = u32::from_be_bytes(bytes[4..8].try_into().expect("4 bytes"));
     if version == 0 || version > METADATA_VERSION {
         return Err(CheckpointError::Format(format!(
-            "'{p}' has _metadata format version {version}, which this floe does not read \\
-             (it reads versions 1..={METADATA_VERSION}); restore it with the floe that wrote it \\
+            "'{p}' has _metadata format version {version}, which this floe does not read \
+             (it reads versions 1..={METADATA_VERSION}); restore it with the floe that wrote it \
              or a newer one"
         )));
     }
@@ -250,7 +250,7 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<CheckpointMetadata, Checkpoin
     let actual = crc32c::crc32c(&bytes[..body_end]);
     if stored != actual {
         return Err(CheckpointError::Format(format!(
-            "'{p}' is corrupt (checksum mismatch: stored {stored:08x}, computed {actual:08x}); \\
+            "'{p}' is corrupt (checksum mismatch: stored {stored:08x}, computed {actual:08x}); \
              restore from an older checkpoint or a savepoint"
         )));
     }
@@ -261,7 +261,7 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<CheckpointMetadata, Checkpoin
     };
     decoded.map_err(|e| {
         CheckpointError::Format(format!(
-            "'{p}' is corrupt (checksum matches but the contents do not decode: {e}); it may \\
+            "'{p}' is corrupt (checksum matches but the contents do not decode: {e}); it may \
              have been written by an incompatible build"
         ))
     })
@@ -269,7 +269,7 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<CheckpointMetadata, Checkpoin
 
 fn truncated(path: &Path, len: usize) -> CheckpointError {
     CheckpointError::Format(format!(
-        "'{}' is truncated ({len} bytes): the checkpoint was not completely written; restore \\
+        "'{}' is truncated ({len} bytes): the checkpoint was not completely written; restore \
          from an older checkpoint",
         path.display()
     ))

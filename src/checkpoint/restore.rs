@@ -6,11 +6,18 @@
 //! block a restore; a changed max parallelism of keyed state is refused with Flink's message;
 //! keyed state moves by whole key groups, so a restore at another parallelism reads, for each
 //! new subtask, exactly the groups of its range from the old subtasks that held them.
+//!
+//! Also here, at the edge to the disk: [`load_snapshot`] and [`prepare`] turn an unreadable
+//! checkpoint (a `_metadata` or state file missing or corrupt) into a [`RestoreError`] that
+//! names the checkpoint, the file and an older retained checkpoint that is intact, and
+//! [`find_latest`] resolves `-s latest` (the choice itself, [`pick_latest`], is pure).
 
 use crate::checkpoint::metadata::{CheckpointMetadata, KeyedStateHandle, OperatorStateMeta};
-use crate::checkpoint::{SinkState, SourcePosition};
+use crate::checkpoint::storage::{self, LoadedSnapshot};
+use crate::checkpoint::{CheckpointError, JobId, SinkState, SourcePosition};
 use crate::state::keygroup::KeyGroupRange;
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// One operator of the new job, as the mapping needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -303,6 +310,159 @@ pub fn load_state(
     Ok(state)
 }
 
+/// Why a restore cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Mapping(#[from] MappingError),
+    /// A `_metadata` or state file is missing or corrupt. Flink loops in RESTARTING here;
+    /// floe stops and says which older checkpoint would work.
+    #[error("cannot restore from '{}': {source}{}", checkpoint.display(), older_hint(intact_older.as_deref()))]
+    Unreadable {
+        checkpoint: PathBuf,
+        #[source]
+        source: CheckpointError,
+        /// The newest older checkpoint of the same job that is intact.
+        intact_older: Option<PathBuf>,
+    },
+    #[error(
+        "-s latest: no complete checkpoint of pipeline \"{pipeline}\" in '{}' (searched \
+         <dir>/<job-id>/chk-<n>/_metadata for job name \"{pipeline}\"); run without -s to \
+         start fresh, or give a checkpoint or savepoint path",
+        dir.display()
+    )]
+    NoLatest { dir: PathBuf, pipeline: String },
+    #[error(
+        "-s latest needs the checkpoint directory: set execution.checkpointing.dir \
+         (state.checkpoints.dir) or the pipeline's checkpointing.checkpoint-dir"
+    )]
+    NoCheckpointDir,
+    #[error("-s latest: {0}")]
+    Scan(#[source] CheckpointError),
+}
+
+fn older_hint(intact: Option<&Path>) -> String {
+    match intact {
+        Some(p) => format!(
+            "; an older checkpoint is intact: {0}; restore it with -s {0}",
+            p.display()
+        ),
+        None => "; no older retained checkpoint of this job is intact".to_string(),
+    }
+}
+
+impl RestoreError {
+    /// A restore of the snapshot in `dir` failed reading it: names an older intact one.
+    pub fn unreadable(dir: &Path, job_id: Option<&JobId>, source: CheckpointError) -> Self {
+        RestoreError::Unreadable {
+            checkpoint: dir.to_path_buf(),
+            intact_older: storage::find_intact_older(dir, job_id),
+            source,
+        }
+    }
+}
+
+/// The snapshot directory a `-s` path names: the directory itself, or the one holding the
+/// `_metadata` file given.
+fn snapshot_dir_of(given: &Path) -> PathBuf {
+    let local = storage::local_path(given).unwrap_or_else(|_| given.to_path_buf());
+    if local
+        .file_name()
+        .is_some_and(|n| n == storage::METADATA_FILE)
+    {
+        local.parent().map_or(local.clone(), Path::to_path_buf)
+    } else {
+        local
+    }
+}
+
+/// Reads a checkpoint's or savepoint's `_metadata` (`-s PATH`); when it is missing or corrupt
+/// the error names an older intact checkpoint of the same job directory.
+pub fn load_snapshot(given: impl AsRef<Path>) -> Result<LoadedSnapshot, RestoreError> {
+    let given = given.as_ref();
+    storage::load(given).map_err(|e| RestoreError::unreadable(&snapshot_dir_of(given), None, e))
+}
+
+/// Checks that every file `loaded` references is there with its size, without reading any:
+/// cheap enough to run before a job is created, so a restore that cannot work fails early.
+pub fn check_files(loaded: &LoadedSnapshot) -> Result<(), RestoreError> {
+    storage::verify_files(loaded)
+        .map_err(|e| RestoreError::unreadable(&loaded.dir, Some(&loaded.metadata.job_id), e))
+}
+
+/// Maps `loaded` onto `plan` and reads the state each subtask gets. Every state file is
+/// checked (present, right size) before any is read, so a missing file is reported as such,
+/// with an older intact checkpoint of the same job.
+pub fn prepare(
+    loaded: &LoadedSnapshot,
+    plan: &crate::pipeline::plan::Plan,
+    max_parallelism_explicit: bool,
+    allow_non_restored_state: bool,
+) -> Result<(RestoreMapping, crate::runtime::RestoreState), RestoreError> {
+    let targets = targets_of(plan, max_parallelism_explicit);
+    let mapping = map_checkpoint(
+        &loaded.metadata,
+        &pointer(&loaded.dir),
+        &targets,
+        allow_non_restored_state,
+    )?;
+    check_files(loaded)?;
+    let state = load_state(loaded, &mapping, plan.max_parallelism)
+        .map_err(|e| RestoreError::unreadable(&loaded.dir, Some(&loaded.metadata.job_id), e))?;
+    Ok((mapping, state))
+}
+
+/// A checkpoint directory as Flink prints it: `file:/abs/path`.
+pub fn pointer(dir: &Path) -> String {
+    let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    format!("file:{}", abs.display())
+}
+
+/// One complete checkpoint found under the checkpoint root, as `-s latest` weighs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub dir: PathBuf,
+    pub job_name: String,
+    pub checkpoint_id: u64,
+    pub completion_timestamp_ms: u64,
+}
+
+/// `-s latest`: of the checkpoints of pipeline `name`, the one completed last (by completion
+/// time, then by id, which orders checkpoints within a job and across restores, since ids
+/// continue after the restored one).
+pub fn pick_latest<'a>(candidates: &'a [Candidate], name: &str) -> Option<&'a Candidate> {
+    candidates
+        .iter()
+        .filter(|c| c.job_name == name)
+        .max_by_key(|c| (c.completion_timestamp_ms, c.checkpoint_id))
+}
+
+/// Resolves `-s latest` under the checkpoint root `dir` (a `file:` URI or a path) for the
+/// pipeline `name`. A `_metadata` that does not decode is skipped with a warning: its job is
+/// unknown.
+pub fn find_latest(dir: &str, name: &str) -> Result<PathBuf, RestoreError> {
+    let base = storage::parse_dir(dir).map_err(RestoreError::Scan)?;
+    let found = storage::scan_checkpoints(&base).map_err(RestoreError::Scan)?;
+    let mut candidates = Vec::new();
+    for (path, loaded) in found {
+        match loaded {
+            Ok(l) => candidates.push(Candidate {
+                dir: path,
+                job_name: l.metadata.job_name,
+                checkpoint_id: l.metadata.checkpoint_id,
+                completion_timestamp_ms: l.metadata.completion_timestamp_ms,
+            }),
+            Err(e) => tracing::warn!(error = %e, "-s latest: skipping an unreadable checkpoint"),
+        }
+    }
+    pick_latest(&candidates, name)
+        .map(|c| c.dir.clone())
+        .ok_or_else(|| RestoreError::NoLatest {
+            dir: base,
+            pipeline: name.to_string(),
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,6 +516,42 @@ mod tests {
             max_parallelism: 128,
             max_parallelism_explicit: false,
         }
+    }
+
+    fn candidate(dir: &str, name: &str, id: u64, done: u64) -> Candidate {
+        Candidate {
+            dir: PathBuf::from(dir),
+            job_name: name.into(),
+            checkpoint_id: id,
+            completion_timestamp_ms: done,
+        }
+    }
+
+    #[test]
+    fn latest_is_the_last_completed_checkpoint_of_the_pipeline() {
+        let c = [
+            candidate("a/chk-9", "wc", 9, 100),
+            candidate("b/chk-3", "wc", 3, 200),
+            candidate("b/chk-4", "other", 4, 300),
+            candidate("c/chk-5", "wc", 5, 200),
+        ];
+        assert_eq!(pick_latest(&c, "wc").unwrap().dir, PathBuf::from("c/chk-5"));
+        assert_eq!(pick_latest(&c, "other").unwrap().checkpoint_id, 4);
+        assert!(pick_latest(&c, "nope").is_none());
+    }
+
+    #[test]
+    fn unreadable_names_the_older_intact_checkpoint_and_the_flag() {
+        let e = RestoreError::Unreadable {
+            checkpoint: PathBuf::from("/ck/j/chk-5"),
+            source: CheckpointError::Format("state file 'x' is missing".into()),
+            intact_older: Some(PathBuf::from("/ck/j/chk-4")),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot restore from '/ck/j/chk-5': state file 'x' is missing; an older \
+             checkpoint is intact: /ck/j/chk-4; restore it with -s /ck/j/chk-4"
+        );
     }
 
     #[test]

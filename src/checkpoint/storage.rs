@@ -411,6 +411,110 @@ pub fn list_checkpoints(job_dir: &Path) -> Result<Vec<(u64, PathBuf)>, Checkpoin
     Ok(out)
 }
 
+/// Checks that every state file `loaded` references exists and has the size `_metadata`
+/// records, without reading it: what makes a checkpoint restorable short of reading every
+/// group's checksum ([`verify_checksums`]). The error names the checkpoint and the file.
+pub fn verify_files(loaded: &LoadedSnapshot) -> Result<(), CheckpointError> {
+    for (op, st, blob) in loaded.metadata.blobs() {
+        let Some(file) = loaded.blob_path(blob) else {
+            continue;
+        };
+        let what = || {
+            format!(
+                "state file '{}' of checkpoint '{}' (operator \"{}\", subtask {})",
+                file.display(),
+                loaded.dir.display(),
+                op.operator_id,
+                st.subtask + 1
+            )
+        };
+        match fs::metadata(&file) {
+            Ok(m) if m.len() == blob.size => {}
+            Ok(m) => {
+                return Err(CheckpointError::Format(format!(
+                    "{} is corrupt ({} bytes, _metadata says {}: truncated or replaced)",
+                    what(),
+                    m.len(),
+                    blob.size
+                )))
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(CheckpointError::Format(format!("{} is missing", what())))
+            }
+            Err(e) => return Err(io_err(format!("cannot read {}", what()))(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Reads every key group of every blob `loaded` references and checks its checksum: all of
+/// the checkpoint's state, so only for an error path (finding an intact checkpoint).
+pub fn verify_checksums(loaded: &LoadedSnapshot) -> Result<(), CheckpointError> {
+    let all = KeyGroupRange {
+        start: 0,
+        end: u32::MAX,
+    };
+    for (_, _, blob) in loaded.metadata.blobs() {
+        read_groups(loaded, blob, all)?;
+    }
+    Ok(())
+}
+
+/// The newest checkpoint older than the one in `snapshot_dir` (a `chk-<n>` directory) in the
+/// same job directory that is intact: its `_metadata` decodes, belongs to `job_id` when that
+/// is known, every file it references is there with the right size ([`verify_files`]) and
+/// every key group's checksum holds ([`verify_checksums`]).
+/// `None` for a savepoint or when there is none.
+pub fn find_intact_older(snapshot_dir: &Path, job_id: Option<&JobId>) -> Option<PathBuf> {
+    let id = checkpoint_id_of(snapshot_dir.file_name()?.to_str()?)?;
+    let job_dir = snapshot_dir.parent()?;
+    let job_dir = if job_dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        job_dir
+    };
+    list_checkpoints(job_dir)
+        .ok()?
+        .into_iter()
+        .filter(|(older, _)| *older < id)
+        .find_map(|(_, dir)| {
+            let loaded = load(&dir).ok()?;
+            let same_job = job_id.is_none_or(|j| *j == loaded.metadata.job_id);
+            let intact =
+                same_job && verify_files(&loaded).is_ok() && verify_checksums(&loaded).is_ok();
+            intact.then_some(dir)
+        })
+}
+
+/// A checkpoint directory found by [`scan_checkpoints`], with its `_metadata` read.
+pub type ScannedCheckpoint = (PathBuf, Result<LoadedSnapshot, CheckpointError>);
+
+/// Every complete checkpoint under a checkpoint root: `<base>/<job-id>/chk-<n>` and, for
+/// `state.checkpoints.create-subdir: false`, `<base>/chk-<n>`. Each with its `_metadata`
+/// decoded, or the error that stopped it.
+pub fn scan_checkpoints(base: &Path) -> Result<Vec<ScannedCheckpoint>, CheckpointError> {
+    let entries = fs::read_dir(base).map_err(io_err(format!(
+        "cannot list the checkpoint directory '{}'",
+        base.display()
+    )))?;
+    let mut job_dirs = vec![base.to_path_buf()];
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir())
+            && entry.file_name().to_str().is_some_and(JobId::is_valid)
+        {
+            job_dirs.push(entry.path());
+        }
+    }
+    let mut out = Vec::new();
+    for job_dir in job_dirs {
+        for (_, dir) in list_checkpoints(&job_dir).unwrap_or_default() {
+            let loaded = load(&dir);
+            out.push((dir, loaded));
+        }
+    }
+    Ok(out)
+}
+
 /// Checks a blob's 8-byte header (the format belongs to `state::snapshot`).
 fn check_blob_header(bytes: &[u8]) -> Result<(), StateFormatError> {
     crate::state::snapshot::check_header(bytes)

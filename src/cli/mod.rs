@@ -68,7 +68,17 @@ pub enum Command {
 
 /// Parse the command line, run the command, return the exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Flink spells the claim mode flag `-cm`, which clap cannot take as a short flag.
+    let cli =
+        Cli::parse_from(std::env::args_os().map(
+            |a| {
+                if a == "-cm" {
+                    "--claimMode".into()
+                } else {
+                    a
+                }
+            },
+        ));
     logging::init(cli.global.log_format);
     let code = match cli.command {
         Command::Run(args) => run::run(&cli.global, args),
@@ -92,11 +102,14 @@ fn parse_dynamic(s: &str) -> Result<String, String> {
 /// Print an error chain for a person: the message, then each cause once.
 fn print_error(err: &(dyn std::error::Error + 'static)) {
     eprintln!("error: {err}");
+    // A cause whose text a line already printed holds adds nothing.
+    let mut printed = vec![err.to_string()];
     let mut source = err.source();
     while let Some(cause) = source {
         let text = cause.to_string();
-        if !err.to_string().contains(&text) {
+        if !printed.iter().any(|p| p.contains(&text)) {
             eprintln!("  caused by: {text}");
+            printed.push(text);
         }
         source = cause.source();
     }

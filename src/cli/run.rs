@@ -1,6 +1,9 @@
 //! `floe run FILE [-p N] [-D k=v]...`: run a pipeline in this process, as `flink run` does in
 //! attached mode: it returns when the job ends.
 //!
+//! A failing operator restarts the job in this process as `restart-strategy.type` says (see
+//! `runtime::failover`).
+//!
 //! Ctrl-C (SIGINT) or SIGTERM stops the job cleanly: sources stop, what is in flight drains,
 //! sinks flush, and floe exits 0. A second Ctrl-C cancels at once.
 
@@ -10,6 +13,8 @@ use crate::checkpoint::storage::FsCheckpointStore;
 use crate::checkpoint::JobId;
 use crate::config::{self, LoadOptions};
 use crate::pipeline::plan::Plan;
+use crate::runtime::failover::{self, Attempt, FailoverHandle, FailoverSetup};
+use crate::runtime::{CheckpointingOptions, JobOptions};
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,13 +32,25 @@ pub struct RunArgs {
     #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = parse_dynamic)]
     pub dynamic: Vec<String>,
     /// Restore from a checkpoint or savepoint: its directory or its `_metadata`
-    /// (execution.state-recovery.path).
+    /// (execution.state-recovery.path); `latest`: the newest complete checkpoint of this
+    /// pipeline under the checkpoint directory.
     #[arg(short = 's', long = "fromSavepoint", value_name = "PATH")]
     pub from_savepoint: Option<String>,
     /// Skip state of operators the pipeline no longer has
     /// (execution.state-recovery.ignore-unclaimed-state).
     #[arg(short = 'n', long = "allowNonRestoredState")]
     pub allow_non_restored_state: bool,
+    /// With -s (also -cm): who owns the restored snapshot (execution.state-recovery.claim-mode):
+    /// NO_CLAIM (default) never deletes it, CLAIM lets retention delete it like one of this
+    /// job's checkpoints; LEGACY is deprecated and taken as NO_CLAIM.
+    #[arg(
+        long = "claimMode",
+        alias = "restoreMode",
+        value_name = "MODE",
+        value_parser = ["CLAIM", "NO_CLAIM", "LEGACY"],
+        ignore_case = true,
+    )]
+    pub claim_mode: Option<String>,
     /// With -s: print which operators get their state back, which state is dropped and which
     /// operators start empty, then stop.
     #[arg(long)]
@@ -52,6 +69,9 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> u8 {
     if let Some(p) = args.parallelism {
         dynamic.push(format!("parallelism.default={p}"));
     }
+    if let Some(m) = &args.claim_mode {
+        dynamic.push(format!("execution.state-recovery.claim-mode={m}"));
+    }
     let loaded = match config::load(&LoadOptions {
         conf_dir: global.conf_dir.clone(),
         pipeline_settings: pipeline.settings.clone(),
@@ -67,13 +87,32 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> u8 {
         tracing::warn!("{w}");
     }
     let cfg = &loaded.config;
-    let restore_path = args
+    let restore_path = match args
         .from_savepoint
         .clone()
-        .or_else(|| cfg.recovery.path.clone());
+        .or_else(|| cfg.recovery.path.clone())
+    {
+        Some(p) if p == LATEST => match &cfg.state.checkpoints_dir {
+            None => {
+                print_error(&restore::RestoreError::NoCheckpointDir);
+                return EXIT_CONFIG;
+            }
+            Some(dir) => match restore::find_latest(dir, &pipeline.name) {
+                Ok(found) => {
+                    eprintln!("-s latest: {}", found.display());
+                    Some(found.display().to_string())
+                }
+                Err(e) => {
+                    print_error(&e);
+                    return EXIT_FAILURE;
+                }
+            },
+        },
+        other => other,
+    };
     let allow_non_restored = args.allow_non_restored_state || cfg.recovery.ignore_unclaimed_state;
     let snapshot = match &restore_path {
-        Some(path) => match crate::checkpoint::storage::load(path) {
+        Some(path) => match restore::load_snapshot(path) {
             Ok(s) => Some((path.clone(), s)),
             Err(e) => {
                 print_error(&e);
@@ -95,14 +134,14 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> u8 {
             return EXIT_CONFIG;
         }
     };
+    let explicit_max = cfg.max_parallelism.is_some();
     let job_id = JobId::random();
-    let mut options = crate::runtime::JobOptions::new(pipeline.name.clone());
-    options.checkpointing_mode = cfg.checkpointing.mode;
     if let Some((path, snapshot)) = &snapshot {
-        let targets = restore::targets_of(&plan, cfg.max_parallelism.is_some());
+        // Refuse a mapping that cannot work before creating anything on disk.
+        let targets = restore::targets_of(&plan, explicit_max);
         let mapping = match restore::map_checkpoint(
             &snapshot.metadata,
-            &pointer(&snapshot.dir),
+            &restore::pointer(&snapshot.dir),
             &targets,
             allow_non_restored,
         ) {
@@ -116,54 +155,80 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> u8 {
             print_mapping(path, &mapping);
             return 0;
         }
-        eprintln!(
-            "Starting job {job_id} from savepoint {path} ({})",
-            if allow_non_restored {
-                "allowing non restored state"
-            } else {
-                ""
-            }
-        );
-        match restore::load_state(snapshot, &mapping, plan.max_parallelism) {
-            Ok(state) => options.restore = Some(state),
-            Err(e) => {
-                print_error(&e);
-                return EXIT_FAILURE;
-            }
+        if let Err(e) = restore::check_files(snapshot) {
+            print_error(&e);
+            return EXIT_FAILURE;
         }
-        tracing::info!(
-            "Restoring job {job_id} from Savepoint {} @ 0 for {job_id} located at {}.",
-            snapshot.metadata.checkpoint_id,
-            pointer(&snapshot.dir)
-        );
     } else if args.dry_run {
         eprintln!(
             "error: --dry-run shows a restore: give the checkpoint or savepoint with -s PATH"
         );
         return EXIT_CONFIG;
     }
-    if cfg.checkpointing.interval.is_some() {
-        let store = match FsCheckpointStore::new(
+    let store = if cfg.checkpointing.interval.is_some() {
+        match FsCheckpointStore::new(
             &cfg.state,
             &cfg.checkpointing,
             job_id.clone(),
             &pipeline.name,
         ) {
-            Ok(s) => s,
+            Ok(s) => Some(Arc::new(s)),
             Err(e) => {
                 print_error(&e);
                 return EXIT_CONFIG;
             }
-        };
-        options.checkpointing = Some(crate::runtime::CheckpointingOptions {
-            config: cfg.checkpointing.clone(),
-            store: Arc::new(store),
-            job_id: job_id.clone(),
-            first_id: snapshot
-                .as_ref()
-                .map_or(1, |(_, s)| s.metadata.checkpoint_id + 1),
-        });
-    }
+        }
+    } else {
+        None
+    };
+    let initial_path = snapshot.as_ref().map(|(p, _)| p.clone());
+    let setup = FailoverSetup {
+        job_id: job_id.clone(),
+        name: pipeline.name.clone(),
+        strategy: cfg.restart.clone(),
+        store,
+        initial: snapshot.map(|(_, s)| s),
+        claim_mode: cfg.recovery.claim_mode,
+    };
+    let checkpointing = cfg.checkpointing.clone();
+    let mode = cfg.checkpointing.mode;
+    let name = pipeline.name.clone();
+    let build_job_id = job_id.clone();
+    // Builds each attempt: the first restores the -s snapshot, a restart the latest completed
+    // checkpoint the failover loop picked.
+    let build = move |attempt: &Attempt<'_>| -> Result<(Plan, JobOptions), restore::RestoreError> {
+        let mut options = JobOptions::new(name.clone());
+        options.checkpointing_mode = mode;
+        if let Some(snapshot) = attempt.restore {
+            if attempt.number == 0 {
+                eprintln!(
+                    "Starting job {build_job_id} from savepoint {} ({})",
+                    initial_path.as_deref().unwrap_or_default(),
+                    if allow_non_restored {
+                        "allowing non restored state"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            let (_, state) = restore::prepare(snapshot, &plan, explicit_max, allow_non_restored)?;
+            options.restore = Some(state);
+            tracing::info!(
+                "Restoring job {build_job_id} from Savepoint {} @ 0 for {build_job_id} located at {}.",
+                snapshot.metadata.checkpoint_id,
+                restore::pointer(&snapshot.dir)
+            );
+        }
+        if let Some(store) = &attempt.store {
+            options.checkpointing = Some(CheckpointingOptions {
+                config: checkpointing.clone(),
+                store: store.clone(),
+                job_id: build_job_id.clone(),
+                first_id: attempt.first_checkpoint_id,
+            });
+        }
+        Ok((plan.clone(), options))
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("floe-worker")
@@ -175,14 +240,11 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> u8 {
             return EXIT_FAILURE;
         }
     };
-    rt.block_on(run_job(plan, options, job_id))
+    rt.block_on(run_job(setup, build, job_id))
 }
 
-/// A checkpoint directory as Flink prints it: `file:/abs/path`.
-fn pointer(dir: &std::path::Path) -> String {
-    let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    format!("file:{}", abs.display())
-}
+/// `-s latest`: the newest complete checkpoint of this pipeline under the checkpoint directory.
+const LATEST: &str = "latest";
 
 fn print_mapping(path: &str, mapping: &restore::RestoreMapping) {
     println!(
@@ -200,20 +262,14 @@ fn print_mapping(path: &str, mapping: &restore::RestoreMapping) {
     }
 }
 
-async fn run_job(plan: Plan, options: crate::runtime::JobOptions, job_id: JobId) -> u8 {
-    let name = options.name.clone();
+async fn run_job<F>(setup: FailoverSetup, build: F, job_id: JobId) -> u8
+where
+    F: FnMut(&Attempt<'_>) -> Result<(Plan, JobOptions), restore::RestoreError>,
+{
+    let name = setup.name.clone();
     let started = Instant::now();
-    tracing::debug!("plan:\n{}", plan.describe());
-    let handle = match crate::runtime::start(plan, options) {
-        Ok(h) => h,
-        Err(e) => {
-            print_error(&e);
-            return EXIT_FAILURE;
-        }
-    };
-    eprintln!("Job has been submitted with JobID {job_id}");
-    tracing::info!(job = %name, job_id = %job_id, "job running");
-    let stopper = handle.control();
+    let handle = FailoverHandle::new();
+    let stopper = handle.clone();
     let signals = tokio::spawn(async move {
         wait_for_stop_signal().await;
         tracing::info!(
@@ -224,12 +280,18 @@ async fn run_job(plan: Plan, options: crate::runtime::JobOptions, job_id: JobId)
         tracing::warn!("second stop request: cancelling");
         stopper.cancel();
     });
-    let result = handle.wait().await;
+    eprintln!("Job has been submitted with JobID {job_id}");
+    tracing::info!(job = %name, job_id = %job_id, "job running");
+    let result = failover::run(setup, handle.clone(), build).await;
     signals.abort();
     match result {
         Ok(report) => {
             eprintln!("Job with JobID {job_id} has finished.");
             eprintln!("Job Runtime: {} ms", started.elapsed().as_millis());
+            let restarts = handle.status().restarts;
+            if restarts > 0 {
+                tracing::info!(restarts, "the job restarted {restarts} time(s) on failures");
+            }
             for op in &report.operators {
                 tracing::info!(
                     operator = %op.id,

@@ -11,6 +11,8 @@
 //! - `source`: the source a task runs (catalogue or trait object).
 //! - `checkpointing`: the checkpoint driver (trigger, snapshots to storage, acks, completion,
 //!   failures, retention at the end), and the restore inputs of a job.
+//! - `failover`: restart strategies and the loop that restarts a failed job in-process from
+//!   its latest completed checkpoint.
 //!
 //! One bounded channel per (upstream subtask, downstream subtask) pair: a full channel makes
 //! the sender wait, so a slow sink slows the source and memory stays bounded by
@@ -22,6 +24,7 @@ pub mod barrier;
 pub mod chain;
 pub mod checkpointing;
 pub mod exchange;
+pub mod failover;
 pub mod gate;
 pub mod message;
 pub mod metrics;

@@ -102,6 +102,8 @@ struct Inner {
     registry: SharedRegistry,
     chains: HashMap<(String, u32), Chain>,
     pending: BTreeMap<u64, Pending>,
+    /// Shared files of a claimed snapshot, which live in its own job's `shared/`, by name.
+    foreign_shared: HashMap<String, PathBuf>,
     terminated: bool,
 }
 
@@ -204,6 +206,50 @@ impl FsCheckpointStore {
     /// Ids of the completed checkpoints in the store, oldest first.
     pub fn retained(&self) -> Vec<u64> {
         self.lock().retained.iter().map(|r| r.id).collect()
+    }
+
+    /// The newest completed checkpoint in the store (possibly the snapshot the job was
+    /// restored from): what a failover restores.
+    pub fn latest_retained(&self) -> Option<(u64, PathBuf)> {
+        self.lock().retained.last().map(|r| (r.id, r.dir.clone()))
+    }
+
+    /// Puts the snapshot the job was restored from into the store, as Flink's
+    /// `registerAllAfterRestored` does: it is the restore point of a failover until a newer
+    /// checkpoint completes, and leaves the store when subsumed. `claim` (CLAIM mode) makes
+    /// the job its owner: subsumption and termination may delete it and the shared files it
+    /// uses. Without it (NO_CLAIM) nothing of it is ever deleted by this job.
+    pub fn register_restored(&self, restored: &super::LoadedSnapshot, claim: bool) {
+        let id = restored.metadata.checkpoint_id;
+        let mut inner = self.lock();
+        if inner.retained.iter().any(|r| r.id == id) {
+            return;
+        }
+        let files: Vec<&str> = restored.metadata.shared_files().collect();
+        if claim {
+            // Its shared files are in its own job directory, not in this job's `shared/`.
+            for name in &files {
+                let file = path(PathKind::SharedFile {
+                    job_dir: restored.job_dir(),
+                    name,
+                });
+                inner.foreign_shared.insert((*name).to_string(), file);
+            }
+        }
+        inner.registry.register(id, files.iter().copied(), claim);
+        inner.retained.push(RetainedCheckpoint {
+            id,
+            dir: restored.dir.clone(),
+            owned: claim,
+        });
+        inner.retained.sort_by_key(|r| r.id);
+    }
+
+    /// Before the job restarts in-process (failover): the operators come back from a
+    /// restored snapshot, so no chain of the failed attempt may be continued (its last blob
+    /// may hold changes the restore rolled back). The next snapshot of every subtask is full.
+    pub fn prepare_restart(&self) {
+        self.lock().chains.clear();
     }
 
     /// How many retained checkpoints use `shared/<file>`.
@@ -342,10 +388,7 @@ impl FsCheckpointStore {
         let live = inner.chain_files();
         for name in shared {
             if !inner.registry.is_referenced(&name) && !live.contains(name.as_str()) {
-                warn_on_err(delete_file(&path(PathKind::SharedFile {
-                    job_dir: &self.job_dir,
-                    name: &name,
-                })));
+                warn_on_err(delete_file(&self.shared_file(inner, &name)));
             }
         }
     }
@@ -361,13 +404,27 @@ impl FsCheckpointStore {
         inner.retained.retain(|r| !leave.contains(&r.id));
         let unreferenced = inner.registry.unreferenced_after(leave);
         let live = inner.chain_files();
-        for name in unreferenced {
+        for name in &unreferenced {
             if !live.contains(name.as_str()) {
-                warn_on_err(delete_file(&path(PathKind::SharedFile {
-                    job_dir: &self.job_dir,
-                    name: &name,
-                })));
+                warn_on_err(delete_file(&self.shared_file(inner, name)));
             }
+        }
+        drop(live);
+        for name in &unreferenced {
+            inner.foreign_shared.remove(name);
+        }
+    }
+}
+
+impl FsCheckpointStore {
+    /// Where a shared file is: in this job's `shared/`, or in a claimed snapshot's.
+    fn shared_file(&self, inner: &Inner, name: &str) -> PathBuf {
+        match inner.foreign_shared.get(name) {
+            Some(p) => p.clone(),
+            None => path(PathKind::SharedFile {
+                job_dir: &self.job_dir,
+                name,
+            }),
         }
     }
 }

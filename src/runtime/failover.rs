@@ -1,0 +1,808 @@
+//! Failover: when a job fails, restart it in this process from the latest completed
+//! checkpoint, as Flink's restart strategies (`restart-strategy.type`) say, or give up with
+//! Flink's words.
+//!
+//! - [`RestartBackoff`]: the decision, pure (failure time in, restart after a delay or give up
+//!   out), unit-tested without a clock.
+//! - [`run`]: the loop. It starts an attempt from a closure that builds a fresh plan and job
+//!   options for a restore point, waits for it, and on failure asks the strategy, waits the
+//!   backoff and restarts from the newest checkpoint in the run's store (or the `-s` snapshot,
+//!   or from scratch). The CLI and the service share it.
+//! - [`FailoverHandle`]: what the loop shares while it runs: restarts so far, the last restore
+//!   point (for the REST API), stop and cancel for the current attempt.
+//!
+//! The checkpoint store outlives the attempts: one `FsCheckpointStore` per run, so its retained
+//! list and shared-file counts carry over, and checkpoint ids keep rising across restarts.
+//! Each attempt sees it through an [`AttemptStore`], fenced when the attempt ends: a write or
+//! completion of a failed attempt still running on a blocking thread can then no longer add a
+//! checkpoint or continue an incremental chain behind the restore point's back. A failed
+//! attempt's `terminate(Failed)` is held back: a failover deletes nothing (reference §4.3);
+//! only giving up applies the retention rules of a failed job.
+//!
+//! It must not decide what a restore maps where (that is `checkpoint::restore`) nor read
+//! configuration files.
+
+use crate::checkpoint::metadata::{CheckpointMetadata, SubtaskStateMeta};
+use crate::checkpoint::storage::{FsCheckpointStore, LoadedSnapshot};
+use crate::checkpoint::{
+    CheckpointError, CheckpointId, CheckpointStore, CompletedCheckpoint, JobId, JobTermination,
+    SubtaskSnapshot,
+};
+use crate::config::{ClaimMode, RestartStrategy};
+use crate::pipeline::plan::Plan;
+use crate::runtime::{CheckpointNotice, JobControl, JobError, JobOptions, JobReport, RuntimeError};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+// ---------------------------------------------------------------------------------------------
+// The decision
+
+/// What the strategy says after a failure.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RestartDecision {
+    /// Restart after `delay`; `attempt` counts restarts since the last reset (1 = first).
+    Restart { delay: Duration, attempt: u32 },
+    /// Fail the job: `Recovery is suppressed by <strategy>`.
+    GiveUp { message: String },
+}
+
+/// A restart strategy's memory of past failures (Flink's `RestartBackoffTimeStrategy`).
+/// Times are durations since any fixed origin; the caller passes the clock.
+#[derive(Debug, Clone)]
+pub struct RestartBackoff {
+    strategy: RestartStrategy,
+    /// Restarts so far (since the last reset, for exponential-delay).
+    attempts: u32,
+    /// exponential-delay: the backoff of the last restart, before jitter.
+    backoff: Option<Duration>,
+    /// exponential-delay: when the last restart happened (failure time + delay).
+    restarted_at: Option<Duration>,
+    /// failure-rate: the times of the last `max_failures_per_interval` failures.
+    failures: std::collections::VecDeque<Duration>,
+}
+
+impl RestartBackoff {
+    pub fn new(strategy: RestartStrategy) -> Self {
+        RestartBackoff {
+            strategy,
+            attempts: 0,
+            backoff: None,
+            restarted_at: None,
+            failures: Default::default(),
+        }
+    }
+
+    /// A failure at `now`. `jitter` is a random number in [-1, 1] (exponential-delay spreads
+    /// its backoff by `jitter-factor` times it); the other strategies ignore it.
+    pub fn on_failure(&mut self, now: Duration, jitter: f64) -> RestartDecision {
+        let give_up = || RestartDecision::GiveUp {
+            message: format!("Recovery is suppressed by {}", describe(&self.strategy)),
+        };
+        match &self.strategy {
+            RestartStrategy::None => give_up(),
+            RestartStrategy::FixedDelay { attempts, delay } => {
+                // Flink: the attempt counter goes up first; restart while it is <= attempts.
+                if self.attempts >= *attempts {
+                    return give_up();
+                }
+                self.attempts += 1;
+                RestartDecision::Restart {
+                    delay: *delay,
+                    attempt: self.attempts,
+                }
+            }
+            RestartStrategy::FailureRate {
+                max_failures_per_interval,
+                interval,
+                delay,
+            } => {
+                // Flink keeps the last `max` failure times; it restarts unless all of them
+                // (this one included) fall within the interval.
+                let max = (*max_failures_per_interval).max(1) as usize;
+                if self.failures.len() >= max {
+                    self.failures.pop_front();
+                }
+                self.failures.push_back(now);
+                let full = self.failures.len() >= max;
+                if full && self.failures.front().is_some_and(|&t| now - t <= *interval) {
+                    return give_up();
+                }
+                self.attempts += 1;
+                RestartDecision::Restart {
+                    delay: *delay,
+                    attempt: self.attempts,
+                }
+            }
+            RestartStrategy::ExponentialDelay {
+                initial_backoff,
+                max_backoff,
+                backoff_multiplier,
+                reset_backoff_threshold,
+                jitter_factor,
+                attempts_before_reset_backoff,
+            } => {
+                // A job that ran `reset-backoff-threshold` since its last restart starts over:
+                // initial backoff, attempt count from zero.
+                if self
+                    .restarted_at
+                    .is_some_and(|r| now.saturating_sub(r) >= *reset_backoff_threshold)
+                {
+                    self.attempts = 0;
+                    self.backoff = None;
+                }
+                if self.attempts >= *attempts_before_reset_backoff {
+                    return give_up();
+                }
+                let base = match self.backoff {
+                    None => *initial_backoff,
+                    Some(b) => b.mul_f64(backoff_multiplier.max(1.0)).min(*max_backoff),
+                };
+                self.backoff = Some(base);
+                self.attempts += 1;
+                let spread = jitter_factor.clamp(0.0, 1.0) * jitter.clamp(-1.0, 1.0);
+                let delay = base.mul_f64((1.0 + spread).max(0.0));
+                self.restarted_at = Some(now + delay);
+                RestartDecision::Restart {
+                    delay,
+                    attempt: self.attempts,
+                }
+            }
+        }
+    }
+}
+
+/// The strategy as Flink's `toString` prints it in "Recovery is suppressed by ...".
+pub fn describe(strategy: &RestartStrategy) -> String {
+    match strategy {
+        RestartStrategy::None => "NoRestartBackoffTimeStrategy".into(),
+        RestartStrategy::FixedDelay { attempts, delay } => format!(
+            "FixedDelayRestartBackoffTimeStrategy(maxNumberRestartAttempts={attempts}, \
+             backoffTimeMS={})",
+            delay.as_millis()
+        ),
+        RestartStrategy::FailureRate {
+            max_failures_per_interval,
+            interval,
+            delay,
+        } => format!(
+            "FailureRateRestartBackoffTimeStrategy(failuresIntervalMS={}, backoffTimeMS={}, \
+             maxFailuresPerInterval={max_failures_per_interval})",
+            interval.as_millis(),
+            delay.as_millis()
+        ),
+        RestartStrategy::ExponentialDelay {
+            initial_backoff,
+            max_backoff,
+            backoff_multiplier,
+            reset_backoff_threshold,
+            jitter_factor,
+            attempts_before_reset_backoff,
+        } => format!(
+            "ExponentialDelayRestartBackoffTimeStrategy(initialBackoffMS={}, maxBackoffMS={}, \
+             backoffMultiplier={backoff_multiplier:?}, resetBackoffThresholdMS={}, \
+             jitterFactor={jitter_factor:?}, attemptsBeforeResetBackoff={attempts_before_reset_backoff})",
+            initial_backoff.as_millis(),
+            max_backoff.as_millis(),
+            reset_backoff_threshold.as_millis()
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the loop shares while it runs
+
+/// Where the job's state last came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreInfo {
+    pub checkpoint_id: u64,
+    /// The checkpoint or savepoint directory.
+    pub path: PathBuf,
+    /// Wall clock, ms since the epoch, when the restore started.
+    pub timestamp_ms: u64,
+    /// The `-s` snapshot at the first start (REST `is_savepoint`), not a failover's.
+    pub from_initial: bool,
+}
+
+/// The failover state the REST API shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FailoverStatus {
+    /// In-process restarts so far.
+    pub restarts: u32,
+    pub last_restore: Option<RestoreInfo>,
+    /// The failure that caused the last restart.
+    pub last_failure: Option<String>,
+    /// Between a failure and the next attempt's start.
+    pub restarting: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    status: FailoverStatus,
+    /// The running attempt's control.
+    control: Option<JobControl>,
+    stop: Option<StopKind>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopKind {
+    Stop,
+    Cancel,
+}
+
+/// Shared with whoever watches or stops the job while [`run`] runs; cheap to clone.
+#[derive(Clone, Default)]
+pub struct FailoverHandle {
+    shared: Arc<Mutex<Shared>>,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl FailoverHandle {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Restarts and the last restore point, now.
+    pub fn status(&self) -> FailoverStatus {
+        self.lock().status.clone()
+    }
+
+    /// Stops the running attempt (sources end, the pipeline drains); no more restarts.
+    pub fn stop(&self) {
+        self.request(StopKind::Stop);
+    }
+
+    /// Cancels the running attempt at once; no more restarts.
+    pub fn cancel(&self) {
+        self.request(StopKind::Cancel);
+    }
+
+    fn request(&self, kind: StopKind) {
+        let mut s = self.lock();
+        if s.stop != Some(StopKind::Cancel) {
+            s.stop = Some(kind);
+        }
+        if let Some(c) = &s.control {
+            match kind {
+                StopKind::Stop => c.stop(),
+                StopKind::Cancel => c.cancel(),
+            }
+        }
+        drop(s);
+        // Wakes a backoff wait (the permit is kept if nobody waits yet).
+        self.wake.notify_one();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        // Plain status fields: still usable after a panic elsewhere.
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The store one attempt sees
+
+/// The run's store as one attempt sees it. After [`AttemptStore::fence`] it refuses writes
+/// and completions, and it holds back `terminate(Failed)` for the loop to decide.
+struct AttemptStore {
+    inner: Arc<FsCheckpointStore>,
+    /// Writes and completions hold it for reading while they run; `fence` takes it for
+    /// writing, so once fenced nothing of this attempt is still changing the store.
+    fenced: RwLock<bool>,
+    /// Highest checkpoint id this attempt touched.
+    highest: Arc<AtomicU64>,
+}
+
+impl AttemptStore {
+    fn fence(&self) {
+        *self.fenced.write().unwrap_or_else(|p| p.into_inner()) = true;
+    }
+
+    fn ended() -> CheckpointError {
+        CheckpointError::Other("the job attempt this checkpoint belongs to has ended".into())
+    }
+}
+
+impl CheckpointStore for AttemptStore {
+    fn write_subtask(
+        &self,
+        snapshot: SubtaskSnapshot,
+    ) -> Result<SubtaskStateMeta, CheckpointError> {
+        self.highest
+            .fetch_max(snapshot.checkpoint_id.0, Ordering::SeqCst);
+        let fenced = self.fenced.read().unwrap_or_else(|p| p.into_inner());
+        if *fenced {
+            return Err(Self::ended());
+        }
+        self.inner.write_subtask(snapshot)
+    }
+
+    fn complete(
+        &self,
+        metadata: CheckpointMetadata,
+    ) -> Result<CompletedCheckpoint, CheckpointError> {
+        self.highest
+            .fetch_max(metadata.checkpoint_id, Ordering::SeqCst);
+        let fenced = self.fenced.read().unwrap_or_else(|p| p.into_inner());
+        if *fenced {
+            return Err(Self::ended());
+        }
+        self.inner.complete(metadata)
+    }
+
+    fn abort(&self, checkpoint_id: CheckpointId) {
+        self.highest.fetch_max(checkpoint_id.0, Ordering::SeqCst);
+        self.inner.abort(checkpoint_id);
+    }
+
+    fn terminate(&self, how: JobTermination) {
+        // A failure is the loop's to settle: a restart keeps every checkpoint.
+        if how != JobTermination::Failed {
+            self.inner.terminate(how);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The loop
+
+/// What the loop needs to know about the run.
+pub struct FailoverSetup {
+    pub job_id: JobId,
+    /// The job's name, for logs and errors.
+    pub name: String,
+    pub strategy: RestartStrategy,
+    /// The run's checkpoint store; `None` with checkpointing off.
+    pub store: Option<Arc<FsCheckpointStore>>,
+    /// The `-s` snapshot the first attempt restores.
+    pub initial: Option<LoadedSnapshot>,
+    /// Whether the job owns `initial` (CLAIM) or not (NO_CLAIM, LEGACY).
+    pub claim_mode: ClaimMode,
+}
+
+/// What the build closure gets for one attempt.
+pub struct Attempt<'a> {
+    /// 0 for the first start, n for the n-th restart.
+    pub number: u32,
+    /// The snapshot to restore, already read (`None`: start empty).
+    pub restore: Option<&'a LoadedSnapshot>,
+    /// The store to put in `JobOptions::checkpointing` (`None` with checkpointing off).
+    pub store: Option<Arc<dyn CheckpointStore>>,
+    /// The id to put in `CheckpointingOptions::first_id`: above every id used so far.
+    pub first_checkpoint_id: u64,
+}
+
+/// Why the job ended in failure.
+#[derive(Debug, thiserror::Error)]
+pub enum FailoverError {
+    /// The closure could not build an attempt (a restore that cannot be read or mapped).
+    #[error("{0}")]
+    Prepare(Box<dyn std::error::Error + Send + Sync>),
+    #[error(transparent)]
+    Start(#[from] RuntimeError),
+    /// The strategy gave up; `message` is Flink's `Recovery is suppressed by ...`.
+    #[error("job \"{job}\" failed: {message}")]
+    Suppressed {
+        job: String,
+        message: String,
+        #[source]
+        cause: JobError,
+    },
+    /// Stopped or cancelled while waiting to restart.
+    #[error("job \"{job}\" was stopped while waiting to restart after a failure")]
+    StoppedWhileRestarting {
+        job: String,
+        #[source]
+        cause: JobError,
+    },
+}
+
+/// Runs the job until it ends without failing or the strategy gives up.
+///
+/// `build` makes a fresh plan and options for an [`Attempt`]: with its restore snapshot
+/// mapped and loaded into `options.restore`, and `options.checkpointing` (when on) using
+/// `attempt.store` and `attempt.first_checkpoint_id`.
+pub async fn run<F, E>(
+    setup: FailoverSetup,
+    handle: FailoverHandle,
+    mut build: F,
+) -> Result<JobReport, FailoverError>
+where
+    F: FnMut(&Attempt<'_>) -> Result<(Plan, JobOptions), E>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let FailoverSetup {
+        job_id,
+        name,
+        strategy,
+        store,
+        initial,
+        claim_mode,
+    } = setup;
+    if let (Some(store), Some(initial)) = (&store, &initial) {
+        if claim_mode == ClaimMode::Legacy {
+            tracing::warn!(
+                "execution.state-recovery.claim-mode LEGACY is deprecated (as in Flink); floe \
+                 restores it as NO_CLAIM: the snapshot is never deleted"
+            );
+        }
+        store.register_restored(initial, claim_mode == ClaimMode::Claim);
+    }
+    let origin = Instant::now();
+    let mut backoff = RestartBackoff::new(strategy);
+    let highest = Arc::new(AtomicU64::new(
+        initial.as_ref().map_or(0, |s| s.metadata.checkpoint_id),
+    ));
+    let mut restore: Option<LoadedSnapshot> = None;
+    let mut number = 0u32;
+    loop {
+        let snapshot = if number == 0 {
+            initial.as_ref()
+        } else {
+            restore.as_ref()
+        };
+        if let Some(s) = snapshot {
+            handle.lock().status.last_restore = Some(RestoreInfo {
+                checkpoint_id: s.metadata.checkpoint_id,
+                path: s.dir.clone(),
+                timestamp_ms: wall_ms(),
+                from_initial: number == 0,
+            });
+        }
+        let attempt_store = store.as_ref().map(|s| {
+            Arc::new(AttemptStore {
+                inner: s.clone(),
+                fenced: RwLock::new(false),
+                highest: highest.clone(),
+            })
+        });
+        let attempt = Attempt {
+            number,
+            restore: snapshot,
+            store: attempt_store.clone().map(|s| s as Arc<dyn CheckpointStore>),
+            first_checkpoint_id: highest.load(Ordering::SeqCst) + 1,
+        };
+        let started = match build(&attempt) {
+            Ok((plan, options)) => {
+                crate::runtime::start(plan, options).map_err(FailoverError::from)
+            }
+            Err(e) => Err(FailoverError::Prepare(e.into())),
+        };
+        let mut job = match started {
+            Ok(job) => job,
+            Err(e) => {
+                give_up(&store, JobTermination::Failed).await;
+                return Err(e);
+            }
+        };
+        // Triggered ids never reach the store when the attempt fails before any write; they
+        // are in the notices. Draining them also keeps the channel from growing.
+        let drain = job.take_checkpoint_notices().map(|mut rx| {
+            let highest = highest.clone();
+            tokio::spawn(async move {
+                while let Some(n) = rx.recv().await {
+                    if let CheckpointNotice::Triggered(id) = n {
+                        highest.fetch_max(id.0, Ordering::SeqCst);
+                    }
+                }
+            })
+        });
+        {
+            let mut s = handle.lock();
+            s.status.restarting = false;
+            // A stop asked while the attempt was being built applies to it at once.
+            match s.stop {
+                Some(StopKind::Stop) => job.stop(),
+                Some(StopKind::Cancel) => job.cancel(),
+                None => {}
+            }
+            s.control = Some(job.control());
+        }
+        let result = job.wait().await;
+        handle.lock().control = None;
+        if let Some(d) = drain {
+            // The driver has ended: the channel is closed and drains to its end.
+            let _ = d.await;
+        }
+        if let Some(s) = &attempt_store {
+            let s = s.clone();
+            // Waits for this attempt's writes still running on blocking threads.
+            let _ = tokio::task::spawn_blocking(move || s.fence()).await;
+        }
+        let cause = match result {
+            Ok(report) => return Ok(report),
+            Err(e) => e,
+        };
+        let stop = handle.lock().stop;
+        if let Some(kind) = stop {
+            // The user ended the job while it was failing: no restart.
+            give_up(&store, termination_of(kind)).await;
+            return Err(FailoverError::StoppedWhileRestarting { job: name, cause });
+        }
+        let jitter = random_unit() * 2.0 - 1.0;
+        let (delay, attempt) = match backoff.on_failure(origin.elapsed(), jitter) {
+            RestartDecision::GiveUp { message } => {
+                tracing::error!(job = %name, job_id = %job_id, error = %cause, "{message}");
+                give_up(&store, JobTermination::Failed).await;
+                return Err(FailoverError::Suppressed {
+                    job: name,
+                    message,
+                    cause,
+                });
+            }
+            RestartDecision::Restart { delay, attempt } => (delay, attempt),
+        };
+        {
+            let mut s = handle.lock();
+            s.status.restarting = true;
+            s.status.last_failure = Some(cause.to_string());
+        }
+        // The restore point: the newest checkpoint in the store (the -s snapshot counts until
+        // a newer one completes), else the -s snapshot, else nothing.
+        let point = store
+            .as_ref()
+            .and_then(|s| s.latest_retained())
+            .map(|(_, dir)| dir)
+            .or_else(|| initial.as_ref().map(|s| s.dir.clone()));
+        tracing::warn!(
+            job = %name,
+            job_id = %job_id,
+            error = %cause,
+            delay_ms = delay.as_millis() as u64,
+            "Job {name} ({job_id}) failed; restarting in {} ms (restart {attempt} of the \
+             current backoff)",
+            delay.as_millis()
+        );
+        if wait_or_stop(&handle, delay).await {
+            let kind = handle.lock().stop.unwrap_or(StopKind::Stop);
+            give_up(&store, termination_of(kind)).await;
+            return Err(FailoverError::StoppedWhileRestarting { job: name, cause });
+        }
+        if let Some(s) = &store {
+            s.prepare_restart();
+        }
+        restore = match point {
+            None => None,
+            Some(dir) => match crate::checkpoint::restore::load_snapshot(&dir) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    give_up(&store, JobTermination::Failed).await;
+                    return Err(FailoverError::Prepare(Box::new(e)));
+                }
+            },
+        };
+        number += 1;
+        let mut s = handle.lock();
+        s.status.restarts = number;
+        tracing::info!(
+            job = %name,
+            job_id = %job_id,
+            restarts = number,
+            checkpoint_id = restore.as_ref().map(|r| r.metadata.checkpoint_id),
+            "Restarting job {name} ({job_id}) (attempt {number}) from {}",
+            restore.as_ref().map_or(
+                "scratch: no checkpoint completed yet".to_string(),
+                |r| format!("checkpoint {}", r.dir.display())
+            )
+        );
+    }
+}
+
+fn termination_of(kind: StopKind) -> JobTermination {
+    match kind {
+        StopKind::Stop => JobTermination::Suspended,
+        StopKind::Cancel => JobTermination::Cancelled,
+    }
+}
+
+/// The job ends for good: the retention rules for how it ended, once, now that no attempt
+/// will use the store again. On a blocking thread: it deletes files.
+async fn give_up(store: &Option<Arc<FsCheckpointStore>>, how: JobTermination) {
+    if let Some(s) = store {
+        let s = s.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || s.terminate(how)).await {
+            tracing::error!(error = %e, "bug: applying checkpoint retention at job end panicked");
+        }
+    }
+}
+
+/// Waits `delay`; true when a stop or cancel came first.
+async fn wait_or_stop(handle: &FailoverHandle, delay: Duration) -> bool {
+    if handle.lock().stop.is_some() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => handle.lock().stop.is_some(),
+        _ = handle.wake.notified() => true,
+    }
+}
+
+/// A number in [0, 1) from the OS random source uuid uses.
+fn random_unit() -> f64 {
+    let bits = uuid::Uuid::new_v4().as_u128() as u64 >> 11;
+    bits as f64 / (1u64 << 53) as f64
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn exponential() -> RestartStrategy {
+        RestartStrategy::ExponentialDelay {
+            initial_backoff: ms(1000),
+            max_backoff: ms(5000),
+            backoff_multiplier: 2.0,
+            reset_backoff_threshold: ms(60_000),
+            jitter_factor: 0.1,
+            attempts_before_reset_backoff: 10,
+        }
+    }
+
+    fn delay(d: RestartDecision) -> Duration {
+        match d {
+            RestartDecision::Restart { delay, .. } => delay,
+            RestartDecision::GiveUp { message } => panic!("gave up: {message}"),
+        }
+    }
+
+    #[test]
+    fn none_gives_up_at_once_with_flinks_words() {
+        let mut b = RestartBackoff::new(RestartStrategy::None);
+        assert_eq!(
+            b.on_failure(ms(0), 0.0),
+            RestartDecision::GiveUp {
+                message: "Recovery is suppressed by NoRestartBackoffTimeStrategy".into()
+            }
+        );
+    }
+
+    #[test]
+    fn fixed_delay_restarts_attempts_times_then_gives_up() {
+        let mut b = RestartBackoff::new(RestartStrategy::FixedDelay {
+            attempts: 3,
+            delay: ms(250),
+        });
+        for n in 1..=3 {
+            assert_eq!(
+                b.on_failure(ms(n * 1000), 0.7),
+                RestartDecision::Restart {
+                    delay: ms(250),
+                    attempt: n as u32
+                }
+            );
+        }
+        assert_eq!(
+            b.on_failure(ms(9000), 0.0),
+            RestartDecision::GiveUp {
+                message: "Recovery is suppressed by FixedDelayRestartBackoffTimeStrategy(\
+                          maxNumberRestartAttempts=3, backoffTimeMS=250)"
+                    .into()
+            }
+        );
+    }
+
+    #[test]
+    fn fixed_delay_with_zero_attempts_never_restarts() {
+        let mut b = RestartBackoff::new(RestartStrategy::FixedDelay {
+            attempts: 0,
+            delay: ms(1),
+        });
+        assert!(matches!(
+            b.on_failure(ms(0), 0.0),
+            RestartDecision::GiveUp { .. }
+        ));
+    }
+
+    #[test]
+    fn exponential_delay_grows_to_the_cap() {
+        let mut b = RestartBackoff::new(exponential());
+        let delays: Vec<u128> = (0..5)
+            .map(|i| delay(b.on_failure(ms(i * 100), 0.0)).as_millis())
+            .collect();
+        assert_eq!(delays, vec![1000, 2000, 4000, 5000, 5000]);
+    }
+
+    #[test]
+    fn exponential_delay_jitter_stays_within_the_factor() {
+        let mut lo = RestartBackoff::new(exponential());
+        let mut hi = RestartBackoff::new(exponential());
+        assert_eq!(delay(lo.on_failure(ms(0), -1.0)), ms(900));
+        assert_eq!(delay(hi.on_failure(ms(0), 1.0)), ms(1100));
+        // The base keeps growing without the jitter compounding.
+        assert_eq!(delay(lo.on_failure(ms(10), 0.0)), ms(2000));
+    }
+
+    #[test]
+    fn exponential_delay_resets_after_a_stable_run() {
+        let mut b = RestartBackoff::new(exponential());
+        assert_eq!(delay(b.on_failure(ms(0), 0.0)), ms(1000));
+        assert_eq!(delay(b.on_failure(ms(2000), 0.0)), ms(2000));
+        // Restarted at 4000; failing again 60 s later starts over.
+        assert_eq!(delay(b.on_failure(ms(64_000), 0.0)), ms(1000));
+        assert!(matches!(
+            b.on_failure(ms(65_000), 0.0),
+            RestartDecision::Restart { attempt: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn exponential_delay_gives_up_after_its_attempts() {
+        let mut s = exponential();
+        if let RestartStrategy::ExponentialDelay {
+            attempts_before_reset_backoff,
+            ..
+        } = &mut s
+        {
+            *attempts_before_reset_backoff = 2;
+        }
+        let mut b = RestartBackoff::new(s);
+        assert!(matches!(
+            b.on_failure(ms(0), 0.0),
+            RestartDecision::Restart { .. }
+        ));
+        assert!(matches!(
+            b.on_failure(ms(1), 0.0),
+            RestartDecision::Restart { .. }
+        ));
+        let RestartDecision::GiveUp { message } = b.on_failure(ms(2), 0.0) else {
+            panic!("expected to give up");
+        };
+        assert_eq!(
+            message,
+            "Recovery is suppressed by ExponentialDelayRestartBackoffTimeStrategy(\
+             initialBackoffMS=1000, maxBackoffMS=5000, backoffMultiplier=2.0, \
+             resetBackoffThresholdMS=60000, jitterFactor=0.1, attemptsBeforeResetBackoff=2)"
+        );
+    }
+
+    #[test]
+    fn flinks_default_exponential_strategy_prints_as_flink_does() {
+        let s = RestartStrategy::ExponentialDelay {
+            initial_backoff: ms(1000),
+            max_backoff: ms(60_000),
+            backoff_multiplier: 1.5,
+            reset_backoff_threshold: ms(3_600_000),
+            jitter_factor: 0.1,
+            attempts_before_reset_backoff: 2147483647,
+        };
+        assert_eq!(
+            describe(&s),
+            "ExponentialDelayRestartBackoffTimeStrategy(initialBackoffMS=1000, \
+             maxBackoffMS=60000, backoffMultiplier=1.5, resetBackoffThresholdMS=3600000, \
+             jitterFactor=0.1, attemptsBeforeResetBackoff=2147483647)"
+        );
+    }
+
+    #[test]
+    fn failure_rate_gives_up_when_the_interval_holds_too_many_failures() {
+        let mut b = RestartBackoff::new(RestartStrategy::FailureRate {
+            max_failures_per_interval: 2,
+            interval: ms(1000),
+            delay: ms(10),
+        });
+        assert!(matches!(
+            b.on_failure(ms(0), 0.0),
+            RestartDecision::Restart { .. }
+        ));
+        // Second failure 5 s later: the two are not within one interval.
+        assert!(matches!(
+            b.on_failure(ms(5000), 0.0),
+            RestartDecision::Restart { .. }
+        ));
+        assert!(matches!(
+            b.on_failure(ms(5500), 0.0),
+            RestartDecision::GiveUp { .. }
+        ));
+    }
+}
