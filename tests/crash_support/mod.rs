@@ -14,28 +14,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// How a restart names the checkpoint to restore. Switch to [`RestorePoint::Latest`] once
-/// `floe run FILE -s latest` is on main; until then the test finds the newest checkpoint
-/// itself, as `-s latest` will.
-pub const RESTORE_POINT: RestorePoint = RestorePoint::Scan;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RestorePoint {
-    /// `-s <dir of the newest chk-*/_metadata under the checkpoint dir>`.
-    Scan,
-    /// `-s latest`.
-    Latest,
-}
-
-/// The `-s` arguments of a restart, or none when no checkpoint completed yet (the job then
-/// starts from scratch, which is correct: nothing was committed without a checkpoint).
+/// The `-s` arguments of a restart: `-s latest` (floe picks the newest retained checkpoint of
+/// the pipeline), or none when no checkpoint completed yet (the job then starts from scratch,
+/// which is correct: nothing was committed without a checkpoint).
 pub fn restore_args(checkpoint_dir: &Path) -> Vec<String> {
-    let Some(newest) = newest_checkpoint(checkpoint_dir) else {
-        return Vec::new();
-    };
-    match RESTORE_POINT {
-        RestorePoint::Scan => vec!["-s".into(), newest.display().to_string()],
-        RestorePoint::Latest => vec!["-s".into(), "latest".into()],
+    match newest_checkpoint(checkpoint_dir) {
+        Some(_) => vec!["-s".into(), "latest".into()],
+        None => Vec::new(),
     }
 }
 
