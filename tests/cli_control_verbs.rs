@@ -29,7 +29,7 @@ enum Seen {
 
 /// Answers commands as a job would: a savepoint is a directory with a `_metadata` file; a
 /// target containing "refuse" fails; stop finishes the job, cancel cancels it. Reports each
-/// command on `seen`.
+/// command on `seen`. A target containing "hold" is never answered.
 fn fake_driver(
     registry: JobRegistry,
     id: JobId,
@@ -37,6 +37,7 @@ fn fake_driver(
     seen: UnboundedSender<Seen>,
 ) {
     tokio::spawn(async move {
+        let mut held = Vec::new();
         let mut next = 5;
         let mut take = |target: &str| -> Result<CompletedCheckpoint, String> {
             if target.contains("refuse") {
@@ -76,6 +77,10 @@ fn fake_driver(
                         target: target.clone(),
                         drain,
                     });
+                    if target.contains("hold") {
+                        held.push(reply);
+                        continue;
+                    }
                     let r = take(&target);
                     if r.is_ok() {
                         registry.finish(&id, JobState::Finished, None);
@@ -548,4 +553,28 @@ async fn the_configured_token_is_sent() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(s.seen.recv().await, Some(Seen::Cancel));
     s.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_floe_that_goes_away_mid_savepoint_is_reported() {
+    let mut s = setup(|_| {}).await;
+    let m = s.m();
+    let hold = s.root.path().join("extra/hold").display().to_string();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_floe"));
+    cmd.arg("--conf-dir")
+        .arg(s.conf_dir())
+        .args(["stop", JOB_A, "-p", &hold, "-m", &m])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    // The job got the stop; the CLI is waiting for it. Now the floe goes away.
+    assert!(matches!(s.seen.recv().await, Some(Seen::Stop { .. })));
+    s.server.shutdown().await;
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(code(&out), 1);
+    let err = stderr(&out);
+    assert!(err.contains("stopped answering while savepoint"), "{err}");
+    assert!(err.contains("savepoint-* directory"), "{err}");
 }

@@ -107,6 +107,17 @@ pub enum OperationError {
          still complete: look at `floe list` or the dashboard, or wait longer with --timeout"
     )]
     TimedOut { trigger: String, waited: Duration },
+    #[error(
+        "the floe at {addr} stopped answering while savepoint {trigger} was in progress \
+         ({reason}); a stopped job's floe exits when the job ends, so the savepoint may well \
+         have completed: look for the newest savepoint-* directory in the target directory \
+         (`floe inspect` shows it)"
+    )]
+    Lost {
+        addr: String,
+        trigger: String,
+        reason: String,
+    },
     #[error("the API answered {path} with an unexpected document: {body}")]
     Unexpected { path: String, body: String },
 }
@@ -141,7 +152,16 @@ pub fn wait_for_savepoint(
     let started = Instant::now();
     let mut pause = Duration::from_millis(20);
     loop {
-        let v = client.get(&path)?;
+        let v = client.get(&path).map_err(|e| match e {
+            // The trigger was accepted, so the API was there: it went away since.
+            ClientError::Unreachable { addr, reason }
+            | ClientError::Transport { addr, reason, .. } => OperationError::Lost {
+                addr,
+                trigger: trigger.to_owned(),
+                reason,
+            },
+            other => OperationError::Client(other),
+        })?;
         match v["status"]["id"].as_str() {
             Some("COMPLETED") => {
                 let op = &v["operation"];
