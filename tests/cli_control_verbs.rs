@@ -38,6 +38,7 @@ fn fake_driver(
 ) {
     tokio::spawn(async move {
         let mut held = Vec::new();
+        let mut held_sp = Vec::new();
         let mut next = 5;
         let mut take = |target: &str| -> Result<CompletedCheckpoint, String> {
             if target.contains("refuse") {
@@ -65,6 +66,10 @@ fn fake_driver(
                         target: target.clone(),
                         cancel_job,
                     });
+                    if target.contains("hold") {
+                        held_sp.push(reply);
+                        continue;
+                    }
                     let _ = reply.send(take(&target));
                 }
                 JobCommand::Stop {
@@ -577,4 +582,19 @@ async fn a_floe_that_goes_away_mid_savepoint_is_reported() {
     let err = stderr(&out);
     assert!(err.contains("stopped answering while savepoint"), "{err}");
     assert!(err.contains("savepoint-* directory"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_savepoint_that_never_completes_times_out_with_timeout() {
+    let mut s = setup(|_| {}).await;
+    let m = s.m();
+    let hold = s.root.path().join("extra/hold").display().to_string();
+    let out = s
+        .floe(&["savepoint", JOB_A, &hold, "--timeout", "300ms", "-m", &m])
+        .await;
+    assert_eq!(code(&out), 1);
+    let err = stderr(&out);
+    assert!(err.contains("was still in progress after 300ms"), "{err}");
+    assert!(matches!(s.seen.recv().await, Some(Seen::Savepoint { .. })));
+    s.server.shutdown().await;
 }
