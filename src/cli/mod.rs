@@ -7,10 +7,16 @@
 //! Job status lines go to stderr; stdout belongs to the records of `print` sinks, so that
 //! `floe run p.yaml | sort` sees records only.
 
+mod cancel;
+pub mod client;
 mod config_cmd;
 mod inspect;
+mod list;
 mod logging;
+mod remote;
 mod run;
+mod savepoint;
+mod stop;
 mod validate;
 
 use clap::{Args, Parser, Subcommand};
@@ -64,29 +70,51 @@ pub enum Command {
     Config(config_cmd::ConfigArgs),
     /// Show a checkpoint or savepoint offline (or the retained checkpoints of a job).
     Inspect(inspect::InspectArgs),
+    /// List the jobs of a running floe (as `flink list`).
+    List(list::ListArgs),
+    /// Trigger a savepoint of a running job, or dispose of one with -d (offline).
+    Savepoint(savepoint::SavepointArgs),
+    /// Stop a running job with a savepoint: sinks commit and the job finishes.
+    Stop(stop::StopArgs),
+    /// Cancel a running job at once, without a savepoint.
+    Cancel(cancel::CancelArgs),
 }
 
 /// Parse the command line, run the command, return the exit code.
 pub fn main() -> ExitCode {
-    // Flink spells the claim mode flag `-cm`, which clap cannot take as a short flag.
-    let cli =
-        Cli::parse_from(std::env::args_os().map(
-            |a| {
-                if a == "-cm" {
-                    "--claimMode".into()
-                } else {
-                    a
-                }
-            },
-        ));
+    let cli = Cli::parse_from(flink_long_options(std::env::args_os().collect()));
     logging::init(cli.global.log_format);
     let code = match cli.command {
         Command::Run(args) => run::run(&cli.global, args),
         Command::Validate(args) => validate::validate(args),
         Command::Config(args) => config_cmd::config(&cli.global, args),
         Command::Inspect(args) => inspect::inspect(args),
+        Command::List(args) => list::list(&cli.global, args),
+        Command::Savepoint(args) => savepoint::savepoint(&cli.global, args),
+        Command::Stop(args) => stop::stop(&cli.global, args),
+        Command::Cancel(args) => cancel::cancel(&cli.global, args),
     };
     ExitCode::from(code)
+}
+
+/// Flink spells some options with one dash and several letters, which clap cannot declare:
+/// `-cm` (run) becomes `--claimMode`; after `savepoint` or `stop`, `-detached` and `-type`
+/// become `--detached` and `--type`. Nothing else is touched.
+fn flink_long_options(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut verb_seen = false;
+    args.into_iter()
+        .map(|a| {
+            match a.to_str() {
+                Some("-cm") => return "--claimMode".into(),
+                Some("savepoint" | "stop") => verb_seen = true,
+                Some(single @ ("-detached" | "-type")) if verb_seen => {
+                    return format!("-{single}").into();
+                }
+                _ => {}
+            }
+            a
+        })
+        .collect()
 }
 
 /// Parse `-D key=value` arguments as `flink run` does (`-Dkey=value` or `-D key=value`).
@@ -112,5 +140,45 @@ fn print_error(err: &(dyn std::error::Error + 'static)) {
             printed.push(text);
         }
         source = cause.source();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flinks_single_dash_long_options_are_accepted_after_their_verbs() {
+        let args = |v: &[&str]| {
+            v.iter()
+                .map(Into::into)
+                .collect::<Vec<std::ffi::OsString>>()
+        };
+        assert_eq!(
+            flink_long_options(args(&[
+                "floe",
+                "savepoint",
+                "-detached",
+                "x",
+                "-type",
+                "native"
+            ])),
+            args(&["floe", "savepoint", "--detached", "x", "--type", "native"])
+        );
+        assert_eq!(
+            flink_long_options(args(&["floe", "run", "-detached"])),
+            args(&["floe", "run", "-detached"])
+        );
+        let cli = Cli::try_parse_from(flink_long_options(args(&[
+            "floe",
+            "stop",
+            "-detached",
+            "-p",
+            "/sp",
+            "--drain",
+            "abc",
+        ])))
+        .unwrap();
+        assert!(matches!(cli.command, Command::Stop(s) if s.detached && s.drain));
     }
 }
