@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 fn floe() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_floe"));
-    c.env_remove("FLOE_CONF_DIR").env("RUST_LOG", "warn");
+    c.env_remove("FLOE_CONF_DIR")
+        .env("RUST_LOG", "warn")
+        .env("FLOE_REST_PORT", "0");
     c
 }
 

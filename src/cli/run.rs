@@ -15,6 +15,8 @@ use crate::config::{self, LoadOptions};
 use crate::pipeline::plan::Plan;
 use crate::runtime::failover::{self, Attempt, FailoverHandle, FailoverSetup};
 use crate::runtime::{CheckpointingOptions, JobOptions};
+use crate::service::registry::RestoreInfo;
+use crate::service::{ApiState, JobCommand, JobRegistration, JobRegistry, JobState, RestOptions};
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -182,6 +184,13 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> u8 {
         None
     };
     let initial_path = snapshot.as_ref().map(|(p, _)| p.clone());
+    // The REST API's `latest.restored`: the -s snapshot this run starts from.
+    let restore_info = snapshot.as_ref().map(|(_, s)| RestoreInfo {
+        id: s.metadata.checkpoint_id,
+        restore_timestamp: crate::service::registry::now_ms(),
+        is_savepoint: s.metadata.kind == crate::checkpoint::metadata::SnapshotKind::Savepoint,
+        external_path: restore::pointer(&s.dir),
+    });
     let setup = FailoverSetup {
         job_id: job_id.clone(),
         name: pipeline.name.clone(),
@@ -192,6 +201,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> u8 {
     };
     let checkpointing = cfg.checkpointing.clone();
     let mode = cfg.checkpointing.mode;
+    let rest_plan = plan.clone();
     let name = pipeline.name.clone();
     let build_job_id = job_id.clone();
     // Builds each attempt: the first restores the -s snapshot, a restart the latest completed
@@ -240,7 +250,132 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> u8 {
             return EXIT_FAILURE;
         }
     };
-    rt.block_on(run_job(setup, build, job_id))
+    let rest = RestContext {
+        plan: rest_plan,
+        config: Arc::new(cfg.clone()),
+        entries: Arc::new(loaded.entries.clone()),
+        options: RestOptions::from_config(cfg),
+        restore: restore_info,
+    };
+    rt.block_on(run_job(setup, build, job_id, rest))
+}
+
+/// What the REST API of this run needs to know of the job.
+struct RestContext {
+    plan: Plan,
+    config: Arc<crate::config::Config>,
+    entries: Arc<Vec<crate::config::Entry>>,
+    options: RestOptions,
+    restore: Option<RestoreInfo>,
+}
+
+/// Serves the REST API and the dashboard for this run's job. A taken port does not stop the
+/// job: the warning names the fix, and the job runs without the API.
+async fn start_rest(
+    ctx: &RestContext,
+    registry: &JobRegistry,
+) -> Option<crate::service::RestServer> {
+    let state = ApiState::new(registry.clone(), &ctx.options).with_disposal(Arc::new(|path| {
+        crate::checkpoint::savepoint::dispose(path)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }));
+    let app = crate::service::router(state).merge(crate::service::dashboard::routes());
+    match crate::service::serve(app, &ctx.options).await {
+        Ok(server) => Some(server),
+        Err(e) => {
+            tracing::warn!("the job runs without its REST API and dashboard: {e}");
+            None
+        }
+    }
+}
+
+/// Registers the job once its first attempt runs, keeps the registry's view of it current
+/// (metrics of the running attempt, restarts, restore point) and answers the API's commands.
+async fn follow_job(
+    handle: FailoverHandle,
+    registry: JobRegistry,
+    job_id: JobId,
+    name: String,
+    ctx: RestContext,
+) {
+    let mut current: Option<Arc<crate::runtime::JobMetrics>> = None;
+    let mut restarts = 0;
+    let mut commands = None;
+    loop {
+        if let Some(metrics) = handle.metrics() {
+            match &current {
+                None => {
+                    let mut reg = JobRegistration::new(
+                        job_id.clone(),
+                        name.clone(),
+                        &ctx.plan,
+                        metrics.clone(),
+                    );
+                    let h = handle.clone();
+                    reg.stats = Some(Arc::new(move || h.checkpoint_stats()));
+                    reg.config = ctx.config.clone();
+                    reg.entries = ctx.entries.clone();
+                    reg.restore = ctx.restore.clone();
+                    commands = Some(registry.register(reg));
+                }
+                Some(old) if !Arc::ptr_eq(old, &metrics) => {
+                    let h = handle.clone();
+                    registry.replace_sources(
+                        &job_id,
+                        metrics.clone(),
+                        Some(Arc::new(move || h.checkpoint_stats())),
+                    );
+                }
+                Some(_) => {}
+            }
+            current = Some(metrics);
+        }
+        let status = handle.status();
+        if status.restarts > restarts {
+            restarts = status.restarts;
+            registry.record_restart(&job_id, status.last_failure.clone());
+            if let Some(r) = &status.last_restore {
+                registry.record_restore(
+                    &job_id,
+                    RestoreInfo {
+                        id: r.checkpoint_id,
+                        restore_timestamp: r.timestamp_ms,
+                        is_savepoint: false,
+                        external_path: restore::pointer(&r.path),
+                    },
+                );
+            }
+        }
+        if current.is_some() && !status.restarting {
+            registry.set_state(&job_id, JobState::Running);
+        }
+        let wait = tokio::time::sleep(std::time::Duration::from_millis(100));
+        match commands.as_mut() {
+            Some(rx) => {
+                tokio::select! {
+                    Some(cmd) = rx.recv() => answer(&handle, cmd),
+                    _ = wait => {}
+                }
+            }
+            None => wait.await,
+        }
+    }
+}
+
+/// Answers one API command on the running job.
+fn answer(handle: &FailoverHandle, command: JobCommand) {
+    match command {
+        JobCommand::Cancel { reply } => {
+            handle.cancel();
+            let _ = reply.send(Ok(()));
+        }
+        JobCommand::TriggerSavepoint { reply, .. } | JobCommand::Stop { reply, .. } => {
+            let _ = reply.send(Err(
+                "this build of floe cannot take savepoints of a running job yet".to_string(),
+            ));
+        }
+    }
 }
 
 /// `-s latest`: the newest complete checkpoint of this pipeline under the checkpoint directory.
@@ -262,13 +397,22 @@ fn print_mapping(path: &str, mapping: &restore::RestoreMapping) {
     }
 }
 
-async fn run_job<F>(setup: FailoverSetup, build: F, job_id: JobId) -> u8
+async fn run_job<F>(setup: FailoverSetup, build: F, job_id: JobId, rest: RestContext) -> u8
 where
     F: FnMut(&Attempt<'_>) -> Result<(Plan, JobOptions), restore::RestoreError>,
 {
     let name = setup.name.clone();
     let started = Instant::now();
     let handle = FailoverHandle::new();
+    let registry = JobRegistry::new();
+    let server = start_rest(&rest, &registry).await;
+    let follower = tokio::spawn(follow_job(
+        handle.clone(),
+        registry.clone(),
+        job_id.clone(),
+        name.clone(),
+        rest,
+    ));
     let stopper = handle.clone();
     let signals = tokio::spawn(async move {
         wait_for_stop_signal().await;
@@ -284,6 +428,16 @@ where
     tracing::info!(job = %name, job_id = %job_id, "job running");
     let result = failover::run(setup, handle.clone(), build).await;
     signals.abort();
+    follower.abort();
+    let (state, error) = match &result {
+        Ok(r) if r.status == crate::runtime::JobStatus::Cancelled => (JobState::Canceled, None),
+        Ok(_) => (JobState::Finished, None),
+        Err(e) => (JobState::Failed, Some(e.to_string())),
+    };
+    registry.finish(&job_id, state, error);
+    if let Some(server) = server {
+        server.shutdown().await;
+    }
     match result {
         Ok(report) => {
             eprintln!("Job with JobID {job_id} has finished.");

@@ -222,6 +222,9 @@ struct Shared {
     status: FailoverStatus,
     /// The running attempt's control.
     control: Option<JobControl>,
+    /// The running (or last) attempt's metrics and checkpoint statistics, for the REST API.
+    metrics: Option<Arc<crate::runtime::JobMetrics>>,
+    stats: Option<Arc<std::sync::Mutex<crate::checkpoint::coordinator::CheckpointStats>>>,
     stop: Option<StopKind>,
 }
 
@@ -246,6 +249,18 @@ impl FailoverHandle {
     /// Restarts and the last restore point, now.
     pub fn status(&self) -> FailoverStatus {
         self.lock().status.clone()
+    }
+
+    /// Records in and out of the running (or last) attempt.
+    pub fn metrics(&self) -> Option<Arc<crate::runtime::JobMetrics>> {
+        self.lock().metrics.clone()
+    }
+
+    /// Checkpoint statistics of the running (or last) attempt.
+    pub fn checkpoint_stats(&self) -> Option<crate::checkpoint::coordinator::CheckpointStats> {
+        let stats = self.lock().stats.clone()?;
+        let stats = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Some(stats)
     }
 
     /// Stops the running attempt (sources end, the pipeline drains); no more restarts.
@@ -498,6 +513,8 @@ where
                 None => {}
             }
             s.control = Some(job.control());
+            s.metrics = Some(job.metrics());
+            s.stats = job.checkpoint_stats_source();
         }
         let result = job.wait().await;
         handle.lock().control = None;

@@ -303,6 +303,12 @@ impl JobHandle {
     }
 
     /// What happened to checkpoints so far; `None` with checkpointing off.
+    /// The live checkpoint statistics, shared: for a reader (the REST API) that outlives
+    /// `wait`'s consumption of the handle. `None` without checkpointing.
+    pub fn checkpoint_stats_source(&self) -> Option<Arc<std::sync::Mutex<CheckpointStats>>> {
+        self.driver.as_ref().map(|d| d.stats.clone())
+    }
+
     pub fn checkpoint_stats(&self) -> Option<CheckpointStats> {
         self.driver
             .as_ref()

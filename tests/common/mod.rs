@@ -33,7 +33,10 @@ pub fn expected_counts(
 /// The floe binary, with no conf dir of the developer's leaking in and quiet logs.
 pub fn floe() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_floe"));
-    c.env_remove("FLOE_CONF_DIR").env("RUST_LOG", "warn");
+    // Port 0: tests run side by side, each floe on a free port of its own.
+    c.env_remove("FLOE_CONF_DIR")
+        .env("RUST_LOG", "warn")
+        .env("FLOE_REST_PORT", "0");
     c
 }
 

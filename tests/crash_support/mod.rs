@@ -268,6 +268,7 @@ impl CrashRun {
             .current_dir(&self.dir)
             .env_remove("FLOE_CONF_DIR")
             .env("RUST_LOG", "info")
+            .env("FLOE_REST_PORT", "0")
             .arg("run")
             .arg(&self.pipeline)
             .args(["-p", &self.parallelism.to_string()])

@@ -645,7 +645,7 @@ pub async fn serve(app: Router, options: &RestOptions) -> Result<RestServer, Ser
             tracing::error!(error = %e, "the REST server stopped");
         }
     });
-    tracing::info!(address = %local, "REST API listening");
+    tracing::info!(address = %local, "REST API listening on http://{local}");
     Ok(RestServer {
         addr: local,
         shutdown,
