@@ -85,17 +85,13 @@ impl SavepointWriter {
             OperatorSnapshot::Keyed(ks) => {
                 let blob = crate::state::snapshot::encode_full(&ks);
                 let size = blob.bytes.len() as u64;
-                let location = match placement(
-                    size,
-                    self.inline_threshold,
-                    self.always_inline,
-                    false,
-                ) {
-                    Placement::Inline => BlobLocation::Inline(blob.bytes),
-                    Placement::Exclusive | Placement::Shared => {
-                        BlobLocation::Exclusive(storage::write_state_file(dir, &blob.bytes)?)
-                    }
-                };
+                let location =
+                    match placement(size, self.inline_threshold, self.always_inline, false) {
+                        Placement::Inline => BlobLocation::Inline(blob.bytes),
+                        Placement::Exclusive | Placement::Shared => {
+                            BlobLocation::Exclusive(storage::write_state_file(dir, &blob.bytes)?)
+                        }
+                    };
                 meta.key_groups = Some((ks.range.start, ks.range.end));
                 meta.keyed = Some(KeyedStateHandle::Full(StateBlob {
                     location,

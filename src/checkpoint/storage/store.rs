@@ -335,9 +335,9 @@ impl FsCheckpointStore {
             let chain = inner.chains.get(&key);
             let continues = match (origin, chain) {
                 (None, _) => true,
-                (Some((_, base)), Some(c)) => {
-                    c.last_sequence.is_some_and(|l| base == DeltaBase::Snapshot(l))
-                }
+                (Some((_, base)), Some(c)) => c
+                    .last_sequence
+                    .is_some_and(|l| base == DeltaBase::Snapshot(l)),
                 (Some(_), None) => false,
             };
             let info = chain.filter(|_| continues).map(|c| c.info);

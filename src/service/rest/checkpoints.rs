@@ -141,9 +141,7 @@ fn savepoint_entry(s: &SavepointRecord, subtasks: u32) -> CheckpointStatistics {
 }
 
 /// A completed savepoint of the job's statistics as the API's record of it.
-fn savepoint_record(
-    s: &crate::checkpoint::coordinator::SavepointStats,
-) -> Option<SavepointRecord> {
+fn savepoint_record(s: &crate::checkpoint::coordinator::SavepointStats) -> Option<SavepointRecord> {
     let c = s.outcome.as_ref().ok()?;
     Some(SavepointRecord {
         id: c.id.0,
