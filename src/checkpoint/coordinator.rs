@@ -49,6 +49,19 @@ impl TriggerSettings {
             tolerable_failed: c.tolerable_failed,
         })
     }
+
+    /// For a job without periodic checkpoints that may still take savepoints: the same
+    /// timeout and failure settings; the interval is unused (see
+    /// [`CheckpointSchedule::savepoints_only`]).
+    pub fn savepoints_only(c: &CheckpointingConfig) -> TriggerSettings {
+        TriggerSettings {
+            interval: c.interval.unwrap_or(Duration::ZERO),
+            timeout: c.timeout,
+            min_pause: c.min_pause,
+            max_concurrent: c.max_concurrent.max(1),
+            tolerable_failed: c.tolerable_failed,
+        }
+    }
 }
 
 /// Why a checkpoint failed: Flink's `CheckpointFailureReason` text, and what we know more.
@@ -132,6 +145,9 @@ pub struct CheckpointSchedule {
     last_trigger: Instant,
     last_completion: Option<Instant>,
     consecutive_failures: u32,
+    /// False for a job without `execution.checkpointing.interval`: nothing triggers on its
+    /// own, only requested savepoints take ids.
+    periodic: bool,
 }
 
 impl CheckpointSchedule {
@@ -145,7 +161,22 @@ impl CheckpointSchedule {
             last_trigger: start,
             last_completion: None,
             consecutive_failures: 0,
+            periodic: true,
         }
+    }
+
+    /// A schedule that never triggers on its own: the job has no checkpoint interval but may
+    /// take savepoints on request ([`CheckpointSchedule::trigger_now`]).
+    pub fn savepoints_only(settings: TriggerSettings, first_id: u64, start: Instant) -> Self {
+        CheckpointSchedule {
+            periodic: false,
+            ..Self::new(settings, first_id, start)
+        }
+    }
+
+    /// Whether checkpoints trigger on a schedule (an interval is set).
+    pub fn is_periodic(&self) -> bool {
+        self.periodic
     }
 
     pub fn settings(&self) -> &TriggerSettings {
@@ -182,7 +213,7 @@ impl CheckpointSchedule {
     /// When the next checkpoint may trigger; `None` while pending checkpoints block it (ask
     /// again when one completes, fails or expires).
     pub fn next_trigger_at(&self) -> Option<Instant> {
-        if self.blocked_by_pending() {
+        if !self.periodic || self.blocked_by_pending() {
             return None;
         }
         let by_interval = self.last_trigger + self.settings.interval;
@@ -278,6 +309,13 @@ impl CheckpointSchedule {
                 }
             },
         )
+    }
+
+    /// Savepoint `id` completed: it leaves the pending set. Unlike a checkpoint it neither
+    /// resets the failure count nor starts a min-pause (savepoints are requested, and their
+    /// outcome says nothing about the periodic checkpoints). False if it was not pending.
+    pub fn on_savepoint_complete(&mut self, id: CheckpointId) -> bool {
+        self.pending.remove(&id).is_some()
     }
 
     /// Checkpoint `id` cannot complete for a reason Flink does not count (a task finished
@@ -455,11 +493,67 @@ pub struct FailedStats {
     pub failure_timestamp_ms: u64,
 }
 
+/// What kind of snapshot a history entry is (Flink's `checkpoint_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotStatsKind {
+    Checkpoint,
+    /// A savepoint taken while the job goes on (`SAVEPOINT`).
+    Savepoint,
+    /// The savepoint of stop-with-savepoint (`SYNC_SAVEPOINT`): the job ends after it.
+    SyncSavepoint,
+}
+
+impl SnapshotStatsKind {
+    pub fn is_savepoint(self) -> bool {
+        self != SnapshotStatsKind::Checkpoint
+    }
+
+    /// Flink's REST `checkpoint_type`.
+    pub fn flink_type(self) -> &'static str {
+        match self {
+            SnapshotStatsKind::Checkpoint => "CHECKPOINT",
+            SnapshotStatsKind::Savepoint => "SAVEPOINT",
+            SnapshotStatsKind::SyncSavepoint => "SYNC_SAVEPOINT",
+        }
+    }
+}
+
+/// A completed or failed savepoint in the statistics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavepointStats {
+    /// `Savepoint` or `SyncSavepoint`.
+    pub kind: SnapshotStatsKind,
+    /// `Ok`: completed (the path is the savepoint directory); `Err`: failed.
+    pub outcome: Result<CompletedStats, FailedStats>,
+}
+
+impl SavepointStats {
+    pub fn id(&self) -> CheckpointId {
+        match &self.outcome {
+            Ok(c) => c.id,
+            Err(f) => f.id,
+        }
+    }
+}
+
 /// One entry of the recent history, newest last.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HistoryEntry {
     Completed(CompletedStats),
     Failed(FailedStats),
+    /// A savepoint, completed or failed. Savepoints are counted in `triggered`, `completed`
+    /// and `failed` as Flink counts them, but not in the checkpoint summary, `latest_completed`
+    /// or the consecutive failures.
+    Savepoint(SavepointStats),
+}
+
+impl HistoryEntry {
+    pub fn kind(&self) -> SnapshotStatsKind {
+        match self {
+            HistoryEntry::Completed(_) | HistoryEntry::Failed(_) => SnapshotStatsKind::Checkpoint,
+            HistoryEntry::Savepoint(s) => s.kind,
+        }
+    }
 }
 
 /// What the REST API and the CLI show about a job's checkpoints.
@@ -474,6 +568,8 @@ pub struct CheckpointStats {
     pub consecutive_failures: u32,
     pub latest_completed: Option<CompletedStats>,
     pub latest_failed: Option<FailedStats>,
+    /// The newest completed savepoint.
+    pub latest_savepoint: Option<SavepointStats>,
     pub duration_ms: MinMaxSum,
     pub size_bytes: MinMaxSum,
     /// The newest [`CheckpointStats::HISTORY`] completed or failed checkpoints, oldest first.
@@ -505,6 +601,18 @@ impl CheckpointStats {
         self.consecutive_failures = consecutive;
         self.push(HistoryEntry::Failed(f.clone()));
         self.latest_failed = Some(f);
+    }
+
+    /// A savepoint completed (`Ok`) or failed (`Err`).
+    pub fn on_savepoint(&mut self, s: SavepointStats) {
+        self.in_progress = self.in_progress.saturating_sub(1);
+        if s.outcome.is_ok() {
+            self.completed += 1;
+            self.latest_savepoint = Some(s.clone());
+        } else {
+            self.failed += 1;
+        }
+        self.push(HistoryEntry::Savepoint(s));
     }
 
     /// A pending checkpoint dropped without counting (a task finished first).

@@ -180,4 +180,44 @@ pub trait CheckpointStore: Send + Sync + 'static {
 
     /// Applies the externalized-checkpoint retention rules when the job ends.
     fn terminate(&self, how: JobTermination);
+
+    /// Creates the directory of a new savepoint under `target` (reference §3.4) and returns
+    /// it. Savepoints are written by [`savepoint`]'s functions, outside the checkpoint
+    /// directory and its retention; a store only says how to place blobs.
+    fn create_savepoint_dir(
+        &self,
+        target: &std::path::Path,
+        job_id: &JobId,
+    ) -> Result<std::path::PathBuf, CheckpointError> {
+        savepoint::create_savepoint_dir(target, job_id)
+    }
+
+    /// Writes one subtask's snapshot of a savepoint into its directory `dir`: keyed state
+    /// full, never shared. The default inlines nothing.
+    fn write_savepoint_subtask(
+        &self,
+        dir: &std::path::Path,
+        snapshot: SubtaskSnapshot,
+    ) -> Result<metadata::SubtaskStateMeta, CheckpointError> {
+        savepoint::SavepointWriter {
+            inline_threshold: 0,
+            always_inline: false,
+        }
+        .write_subtask(dir, snapshot)
+    }
+
+    /// Writes a savepoint's `_metadata`: from then on it exists. Not retained, never
+    /// deleted by this store.
+    fn complete_savepoint(
+        &self,
+        dir: &std::path::Path,
+        metadata: metadata::CheckpointMetadata,
+    ) -> Result<CompletedCheckpoint, CheckpointError> {
+        savepoint::complete(dir, metadata)
+    }
+
+    /// Removes what a failed savepoint wrote into `dir`.
+    fn abort_savepoint(&self, dir: &std::path::Path) {
+        savepoint::abort(dir)
+    }
 }

@@ -6,9 +6,14 @@
 //! it is no savepoint), then the state files `_metadata` listed, then the directory if nothing
 //! else is left in it: files floe did not write are never deleted.
 
-use crate::checkpoint::metadata::SnapshotKind;
-use crate::checkpoint::storage::{self, path, PathKind};
-use crate::checkpoint::{CheckpointError, JobId};
+use crate::checkpoint::metadata::{
+    self, BlobLocation, CheckpointMetadata, KeyedStateHandle, SnapshotKind, StateBlob,
+    SubtaskStateMeta,
+};
+use crate::checkpoint::storage::{self, path, placement, PathKind, Placement};
+use crate::checkpoint::{
+    CheckpointError, CheckpointId, CompletedCheckpoint, JobId, OperatorSnapshot, SubtaskSnapshot,
+};
 use std::path::{Path, PathBuf};
 
 /// `savepoint-<first 6 of the job id>-<12 random lowercase hex>`, as Flink names them.
@@ -16,6 +21,116 @@ pub fn directory_name(job_id: &JobId) -> String {
     let random = uuid::Uuid::new_v4().simple().to_string();
     let prefix: String = job_id.0.chars().take(6).collect();
     format!("savepoint-{prefix}-{}", &random[..12])
+}
+
+/// Creates the directory of a new savepoint of `job_id` under `target` (and `target` itself if
+/// missing) and returns it. Called before the savepoint's barrier is injected, so a target
+/// that cannot be written fails the request before the job does any work for it.
+pub fn create_savepoint_dir(target: &Path, job_id: &JobId) -> Result<PathBuf, CheckpointError> {
+    let target = storage::local_path(target)?;
+    std::fs::create_dir_all(&target).map_err(|source| CheckpointError::Io {
+        context: format!(
+            "cannot create the savepoint target directory '{}' (give a writable directory, or \
+             set state.savepoints.dir)",
+            target.display()
+        ),
+        source,
+    })?;
+    let dir = target.join(directory_name(job_id));
+    // `create_dir`, not `_all`: the random name must be new, never an existing directory.
+    std::fs::create_dir(&dir).map_err(|source| CheckpointError::Io {
+        context: format!(
+            "cannot create the savepoint directory '{}' (check that '{}' is writable)",
+            dir.display(),
+            target.display()
+        ),
+        source,
+    })?;
+    storage::sync_dir(&target)?;
+    Ok(dir)
+}
+
+/// How a savepoint places the blobs it writes: what `state.backend.fs.memory-threshold` and the
+/// `jobmanager` storage say about inlining. Incremental never applies to a savepoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SavepointWriter {
+    pub inline_threshold: u64,
+    pub always_inline: bool,
+}
+
+impl SavepointWriter {
+    /// Writes one subtask's snapshot into savepoint directory `dir`: keyed state always as one
+    /// full blob (canonical: the same whatever `state.backend.incremental` says), inline or as
+    /// an exclusive file in `dir` (so the directory is self-contained and can be moved).
+    /// Durable when this returns.
+    pub fn write_subtask(
+        &self,
+        dir: &Path,
+        snapshot: SubtaskSnapshot,
+    ) -> Result<SubtaskStateMeta, CheckpointError> {
+        let subtask = snapshot.subtask;
+        let mut meta = SubtaskStateMeta {
+            subtask,
+            key_groups: None,
+            keyed: None,
+            source: None,
+            sink: None,
+        };
+        match snapshot.state {
+            OperatorSnapshot::Source(pos) => meta.source = Some(pos),
+            OperatorSnapshot::Sink(sink) => {
+                storage::fsync_paths(&sink.fsync)?;
+                meta.sink = Some(sink.state);
+            }
+            OperatorSnapshot::Keyed(ks) => {
+                let blob = crate::state::snapshot::encode_full(&ks);
+                let size = blob.bytes.len() as u64;
+                let location =
+                    match placement(size, self.inline_threshold, self.always_inline, false) {
+                        Placement::Inline => BlobLocation::Inline(blob.bytes),
+                        Placement::Exclusive | Placement::Shared => {
+                            BlobLocation::Exclusive(storage::write_state_file(dir, &blob.bytes)?)
+                        }
+                    };
+                meta.key_groups = Some((ks.range.start, ks.range.end));
+                meta.keyed = Some(KeyedStateHandle::Full(StateBlob {
+                    location,
+                    size,
+                    groups: blob.groups,
+                }));
+            }
+        }
+        Ok(meta)
+    }
+}
+
+/// Completes a savepoint: writes its `_metadata` (kind `Savepoint`) atomically into `dir`.
+/// From then on it exists; it belongs to the user, never to a job's retention.
+pub fn complete(
+    dir: &Path,
+    mut metadata: CheckpointMetadata,
+) -> Result<CompletedCheckpoint, CheckpointError> {
+    metadata.kind = SnapshotKind::Savepoint;
+    let bytes = metadata::encode(&metadata);
+    storage::write_metadata(dir, &bytes)?;
+    let files: u64 = metadata
+        .exclusive_files()
+        .filter_map(|name| std::fs::metadata(dir.join(name)).ok())
+        .map(|m| m.len())
+        .sum();
+    Ok(CompletedCheckpoint {
+        checkpoint_id: CheckpointId(metadata.checkpoint_id),
+        path: dir.to_path_buf(),
+        size: bytes.len() as u64 + files,
+    })
+}
+
+/// Removes what a failed savepoint wrote into `dir` (the directory is floe's own: it was
+/// created fresh for this savepoint).
+pub fn abort(dir: &Path) {
+    if let Err(e) = storage::delete_snapshot_dir(dir) {
+        tracing::warn!(error = %e, "cleanup of a failed savepoint failed; the files stay behind");
+    }
 }
 
 /// What a disposal removed.

@@ -284,6 +284,28 @@ pub fn delete_snapshot_dir(snapshot_dir: &Path) -> Result<(), CheckpointError> {
     }
 }
 
+/// Makes a sink's pre-committed files durable before its ack (so before `_metadata`): each
+/// file's contents, then the directories holding their renames. A path that is gone was
+/// committed meanwhile by the sink's `finish`, which fsyncs what it commits itself.
+pub fn fsync_paths(paths: &[PathBuf]) -> Result<(), CheckpointError> {
+    for p in paths {
+        match std::fs::File::open(p).and_then(|f| f.sync_all()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(CheckpointError::Io {
+                    context: format!(
+                        "cannot make the sink's pre-committed file {} durable (fsync)",
+                        p.display()
+                    ),
+                    source: e,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Deletes one file; a file already gone is fine.
 pub fn delete_file(file: &Path) -> Result<(), CheckpointError> {
     match fs::remove_file(file) {

@@ -20,7 +20,8 @@
 
 use crate::checkpoint::coordinator::{
     empty_subtask, AckOutcome, CheckpointSchedule, CheckpointStats, CompletedStats, FailedStats,
-    FailureOutcome, FailureReason, OperatorLayout, PendingAcks, TriggerSettings,
+    FailureOutcome, FailureReason, OperatorLayout, PendingAcks, SavepointStats, SnapshotStatsKind,
+    TriggerSettings,
 };
 use crate::checkpoint::metadata::SubtaskStateMeta;
 use crate::checkpoint::{
@@ -31,9 +32,11 @@ use crate::config::CheckpointingConfig;
 use crate::operators::RestoredState;
 use crate::pipeline::OperatorId;
 use crate::runtime::message::{Barrier, BarrierKind};
+use crate::runtime::task::Injection;
 use crate::runtime::JobControl;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
@@ -41,9 +44,11 @@ use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
 /// Checkpointing for one job: what `execution.checkpointing.*` says and where checkpoints go.
+/// Given without `config.interval`, the driver runs all the same but triggers nothing on its
+/// own: the job can take savepoints on request ([`JobControl::trigger_savepoint`]).
 #[derive(Clone)]
 pub struct CheckpointingOptions {
-    /// Only `interval` set starts the driver; `mode` is taken from here too.
+    /// `interval` set: periodic checkpoints; `mode` is taken from here too.
     pub config: CheckpointingConfig,
     pub store: Arc<dyn CheckpointStore>,
     pub job_id: JobId,
@@ -60,6 +65,43 @@ impl fmt::Debug for CheckpointingOptions {
             .field("first_id", &self.first_id)
             .finish_non_exhaustive()
     }
+}
+
+/// What a job does once its savepoint completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SavepointAction {
+    /// The job goes on (`floe savepoint`). Transactional sinks do not commit for it
+    /// (reference §8.3): what they pre-committed at its barrier commits with the next
+    /// checkpoint.
+    Keep,
+    /// Stop-with-savepoint (`floe stop`): the sources stop at the savepoint's barrier, the
+    /// sinks commit when it completes, the job ends FINISHED. `drain` ends the input as
+    /// finished (sinks commit everything) rather than stopped.
+    Stop { drain: bool },
+    /// `cancel-job: true`: the job is cancelled once the savepoint completed (CANCELED).
+    Cancel,
+}
+
+impl SavepointAction {
+    fn stats_kind(self) -> SnapshotStatsKind {
+        match self {
+            SavepointAction::Stop { .. } => SnapshotStatsKind::SyncSavepoint,
+            SavepointAction::Keep | SavepointAction::Cancel => SnapshotStatsKind::Savepoint,
+        }
+    }
+}
+
+/// A savepoint asked of the driver.
+pub(crate) struct SavepointRequest {
+    pub target_dir: PathBuf,
+    pub action: SavepointAction,
+    pub reply: oneshot::Sender<Result<CompletedCheckpoint, String>>,
+}
+
+/// A savepoint between trigger and its outcome.
+struct SavepointInFlight {
+    action: SavepointAction,
+    reply: oneshot::Sender<Result<CompletedCheckpoint, String>>,
 }
 
 /// What to put back into a job before its first record, per operator id and (new) subtask:
@@ -89,6 +131,13 @@ pub enum CheckpointNotice {
     Abandoned(CheckpointId),
     /// A trigger skipped because a source had finished ("not all tasks running").
     Skipped,
+    /// A savepoint's `_metadata` is durable; `path` is the savepoint directory.
+    SavepointCompleted(CompletedStats),
+    /// A savepoint failed (not counted towards `tolerable-failed-checkpoints`).
+    SavepointFailed {
+        id: CheckpointId,
+        reason: String,
+    },
 }
 
 /// What the driver tells every subtask about a checkpoint it triggered, once decided. A
@@ -163,23 +212,36 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Starts the driver on the current runtime; `None` when checkpointing is off.
+/// Starts the driver on the current runtime. Without an interval it triggers no checkpoint
+/// and only takes savepoints on request.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site, the channels of one job"
+)]
 pub(crate) fn spawn(
     opts: CheckpointingOptions,
     shape: JobShape,
     restored: Option<CheckpointId>,
     control: JobControl,
     messages: UnboundedReceiver<CheckpointMessage>,
+    savepoints: UnboundedReceiver<SavepointRequest>,
     notices: UnboundedSender<CheckpointNotice>,
     subtasks: Vec<UnboundedSender<CheckpointOutcome>>,
-) -> Option<DriverHandle> {
-    let settings = TriggerSettings::from_config(&opts.config)?;
+) -> DriverHandle {
     let first_id = restored.map_or(opts.first_id, |r| opts.first_id.max(r.0 + 1));
+    let schedule = match TriggerSettings::from_config(&opts.config) {
+        Some(settings) => CheckpointSchedule::new(settings, first_id, Instant::now()),
+        None => CheckpointSchedule::savepoints_only(
+            TriggerSettings::savepoints_only(&opts.config),
+            first_id,
+            Instant::now(),
+        ),
+    };
     let failure = Arc::new(Mutex::new(None));
     let stats = Arc::new(Mutex::new(CheckpointStats::default()));
     let (shutdown_tx, shutdown_rx) = oneshot::channel();
     let driver = Driver {
-        schedule: CheckpointSchedule::new(settings, first_id, Instant::now()),
+        schedule,
         store: opts.store,
         job_id: opts.job_id,
         shape,
@@ -195,14 +257,17 @@ pub(crate) fn spawn(
         source_finished: None,
         failing: false,
         defer_aborts: false,
+        preparing: None,
+        savepoints: HashMap::new(),
+        savepoint_dirs: HashMap::new(),
     };
-    let join = tokio::spawn(driver.run(messages, shutdown_rx));
-    Some(DriverHandle {
+    let join = tokio::spawn(driver.run(messages, savepoints, shutdown_rx));
+    DriverHandle {
         shutdown: Some(shutdown_tx),
         join,
         failure,
         stats,
-    })
+    }
 }
 
 /// A checkpoint between trigger and the start of `store.complete`.
@@ -228,6 +293,8 @@ enum Work {
         result: Result<CompletedCheckpoint, CheckpointError>,
     },
     Aborted,
+    /// The directory of a requested savepoint was created (or not).
+    SavepointDir(Result<PathBuf, CheckpointError>),
 }
 
 struct Driver {
@@ -254,15 +321,24 @@ struct Driver {
     failing: bool,
     /// The job ended: aborts are collected and done, in order, before `terminate`.
     defer_aborts: bool,
+    /// A savepoint whose directory is being created: it gets its id (and its barrier goes
+    /// out) only then. Meanwhile no checkpoint triggers, so ids and barriers stay in order.
+    preparing: Option<SavepointInFlight>,
+    /// Savepoints triggered and not yet decided (at most one: requests are refused meanwhile).
+    savepoints: HashMap<CheckpointId, SavepointInFlight>,
+    /// The directory of every savepoint not yet completed or cleaned up.
+    savepoint_dirs: HashMap<CheckpointId, PathBuf>,
 }
 
 impl Driver {
     async fn run(
         mut self,
         mut messages: UnboundedReceiver<CheckpointMessage>,
+        mut requests: UnboundedReceiver<SavepointRequest>,
         mut shutdown: oneshot::Receiver<JobTermination>,
     ) {
         let mut messages_open = true;
+        let mut requests_open = true;
         let how = loop {
             let now = Instant::now();
             self.expire(now);
@@ -281,10 +357,21 @@ impl Driver {
                     Some(m) => self.on_message(m),
                     None => messages_open = false,
                 },
+                r = requests.recv(), if requests_open => match r {
+                    Some(r) => self.on_savepoint_request(r),
+                    None => requests_open = false,
+                },
                 Some(done) = self.work.join_next(), if !self.work.is_empty() => self.on_work(done),
                 _ = tokio::time::sleep_until(wake.unwrap_or(far).into()), if wake.is_some() => {}
             }
         };
+        // No savepoint can start any more: refuse what is queued.
+        requests.close();
+        while let Ok(r) = requests.try_recv() {
+            let _ = r
+                .reply
+                .send(Err("the job ended before the savepoint could start".into()));
+        }
         self.finish(how, messages).await;
     }
 
@@ -314,14 +401,28 @@ impl Driver {
         for id in pending {
             self.abandon(id, "the job ended");
         }
+        if let Some(p) = self.preparing.take() {
+            // Its directory is being created (or was): that work is detached below and the
+            // empty directory stays; no barrier went out.
+            let _ = p
+                .reply
+                .send(Err("the job ended before the savepoint could start".into()));
+        }
         // Aborts that waited for running writes happen now; aborts already spawned still run
         // (detached, not dropped).
-        let ids: Vec<CheckpointId> = self.abort_when_written.drain().collect();
+        let ids: Vec<(CheckpointId, Option<PathBuf>)> = self
+            .abort_when_written
+            .drain()
+            .map(|id| (id, self.savepoint_dirs.remove(&id)))
+            .collect();
         self.work.detach_all();
         let store = self.store.clone();
         let result = tokio::task::spawn_blocking(move || {
-            for id in ids {
-                store.abort(id);
+            for (id, savepoint) in ids {
+                match savepoint {
+                    Some(dir) => store.abort_savepoint(&dir),
+                    None => store.abort(id),
+                }
             }
             store.terminate(how);
         })
@@ -336,14 +437,205 @@ impl Driver {
     }
 
     /// Tells every subtask; one that has ended is skipped (best effort, as in Flink).
+    /// Downstream first (subtasks are in plan order, sources first): after a
+    /// stop-with-savepoint a source ends its stream as soon as it hears the outcome, and the
+    /// sinks must have it queued before that end reaches them.
     fn tell_subtasks(&self, outcome: CheckpointOutcome) {
-        for tx in &self.subtasks {
+        for tx in self.subtasks.iter().rev() {
             let _ = tx.send(outcome);
         }
     }
 
+    /// A savepoint request: first its directory (on a blocking thread), then its id and
+    /// barrier ([`Driver::savepoint_dir_ready`]).
+    fn on_savepoint_request(&mut self, r: SavepointRequest) {
+        let refuse = if self.failing {
+            Some("the job is failing or ending; no savepoint was taken".to_string())
+        } else if self.preparing.is_some() || !self.savepoints.is_empty() {
+            Some(
+                "a savepoint of this job is already in progress; wait for it to complete, \
+                 then ask again"
+                    .to_string(),
+            )
+        } else {
+            self.source_finished.map(|(task, subtask)| {
+                let t = &self.shape.tasks[task];
+                format!(
+                    "cannot take a savepoint: task {} ({}/{}) has finished, so not all tasks \
+                     are running",
+                    t.name,
+                    subtask + 1,
+                    t.parallelism
+                )
+            })
+        };
+        if let Some(why) = refuse {
+            let _ = r.reply.send(Err(why));
+            return;
+        }
+        self.preparing = Some(SavepointInFlight {
+            action: r.action,
+            reply: r.reply,
+        });
+        let store = self.store.clone();
+        let job_id = self.job_id.clone();
+        let target = r.target_dir;
+        self.work.spawn_blocking(move || {
+            Work::SavepointDir(store.create_savepoint_dir(&target, &job_id))
+        });
+    }
+
+    fn savepoint_dir_ready(&mut self, result: Result<PathBuf, CheckpointError>) {
+        let Some(p) = self.preparing.take() else {
+            return;
+        };
+        let dir = match result {
+            Ok(dir) => dir,
+            Err(e) => {
+                tracing::warn!(job_id = %self.job_id, error = %e, "savepoint not taken");
+                let _ = p.reply.send(Err(format!("cannot take a savepoint: {e}")));
+                return;
+            }
+        };
+        if self.failing {
+            let store = self.store.clone();
+            self.work.spawn_blocking(move || {
+                store.abort_savepoint(&dir);
+                Work::Aborted
+            });
+            let _ = p.reply.send(Err(
+                "the job is failing or ending; no savepoint was taken".into()
+            ));
+            return;
+        }
+        let now = Instant::now();
+        let id = self.schedule.trigger_now(now);
+        let timestamp = wall_ms();
+        let (type_name, action) = match p.action {
+            SavepointAction::Stop { .. } => ("Synchronous Savepoint", "TERMINATE"),
+            SavepointAction::Keep | SavepointAction::Cancel => ("Savepoint", "NONE"),
+        };
+        tracing::info!(
+            checkpoint_id = id.0,
+            job_id = %self.job_id,
+            path = %dir.display(),
+            "Triggering checkpoint {id} (type=SavepointType{{name='{type_name}', postCheckpointAction={action}, formatType=CANONICAL}}) @ {timestamp} for job {}.",
+            self.job_id
+        );
+        self.pending.insert(
+            id,
+            InFlight {
+                acks: PendingAcks::new(id, timestamp, &self.shape.layout),
+                reported: HashSet::new(),
+                triggered: now,
+            },
+        );
+        let stop = match p.action {
+            SavepointAction::Stop { drain } => Some(drain),
+            SavepointAction::Keep | SavepointAction::Cancel => None,
+        };
+        self.savepoints.insert(id, p);
+        self.savepoint_dirs.insert(id, dir);
+        lock(&self.stats).on_triggered();
+        self.notify(CheckpointNotice::Triggered(id));
+        // Savepoints are always aligned (the aligner looks at the kind).
+        let barrier = Barrier {
+            checkpoint_id: id,
+            timestamp,
+            kind: BarrierKind::Savepoint,
+        };
+        if !self.control.inject(Injection { barrier, stop }) {
+            self.abandon(id, "the sources have finished");
+        }
+    }
+
+    /// A savepoint that will not complete: only its request fails; nothing is counted
+    /// towards `tolerable-failed-checkpoints` and the job goes on.
+    fn fail_savepoint(&mut self, id: CheckpointId, reason: String) {
+        self.pending.remove(&id);
+        if !self.schedule.on_abort_uncounted(id) {
+            return;
+        }
+        let Some(sp) = self.savepoints.remove(&id) else {
+            return;
+        };
+        tracing::warn!(checkpoint_id = id.0, job_id = %self.job_id, reason = %reason, "Savepoint {id} of job {} failed.", self.job_id);
+        self.abort_store(id);
+        // A source stopping at this savepoint goes on.
+        self.tell_subtasks(CheckpointOutcome::Aborted(id));
+        let failed = FailedStats {
+            id,
+            reason: reason.clone(),
+            failure_timestamp_ms: wall_ms(),
+        };
+        lock(&self.stats).on_savepoint(SavepointStats {
+            kind: sp.action.stats_kind(),
+            outcome: Err(failed),
+        });
+        self.notify(CheckpointNotice::SavepointFailed {
+            id,
+            reason: reason.clone(),
+        });
+        let _ = sp
+            .reply
+            .send(Err(format!("savepoint {id} failed: {reason}")));
+    }
+
+    fn savepoint_completed(
+        &mut self,
+        id: CheckpointId,
+        triggered: Instant,
+        trigger_timestamp_ms: u64,
+        c: CompletedCheckpoint,
+    ) {
+        if !self.schedule.on_savepoint_complete(id) {
+            return;
+        }
+        self.savepoint_dirs.remove(&id);
+        let Some(sp) = self.savepoints.remove(&id) else {
+            return;
+        };
+        let duration_ms = triggered.elapsed().as_millis() as u64;
+        tracing::info!(
+            checkpoint_id = id.0,
+            job_id = %self.job_id,
+            bytes = c.size,
+            duration_ms,
+            path = %c.path.display(),
+            "Completed checkpoint {id} for job {} ({} bytes, checkpointDuration={duration_ms} ms, savepoint {}).",
+            self.job_id,
+            c.size,
+            c.path.display()
+        );
+        let stats = CompletedStats {
+            id,
+            path: c.path.clone(),
+            size: c.size,
+            duration_ms,
+            trigger_timestamp_ms,
+            completion_timestamp_ms: wall_ms(),
+        };
+        lock(&self.stats).on_savepoint(SavepointStats {
+            kind: sp.action.stats_kind(),
+            outcome: Ok(stats.clone()),
+        });
+        self.notify(CheckpointNotice::SavepointCompleted(stats));
+        match sp.action {
+            // No notify-complete: an intermediate savepoint commits no transaction (§8.3).
+            SavepointAction::Keep => {}
+            SavepointAction::Stop { .. } => {
+                // Before the sources hear it: the job that ends now ends FINISHED.
+                self.control.mark_finished_by_savepoint();
+                // Sinks commit; the sources, waiting at the barrier, end their streams.
+                self.tell_subtasks(CheckpointOutcome::Completed(id));
+            }
+            SavepointAction::Cancel => self.control.cancel(),
+        }
+        let _ = sp.reply.send(Ok(c));
+    }
+
     fn maybe_trigger(&mut self, now: Instant) {
-        if self.failing || !self.schedule.is_due(now) {
+        if self.failing || self.preparing.is_some() || !self.schedule.is_due(now) {
             return;
         }
         if let Some((task, subtask)) = self.source_finished {
@@ -456,11 +748,15 @@ impl Driver {
         };
         let store = self.store.clone();
         *self.writes.entry(id).or_default() += 1;
+        let savepoint = self.savepoint_dirs.get(&id).cloned();
         self.work.spawn_blocking(move || Work::Written {
             id,
             operator,
             subtask,
-            result: store.write_subtask(snapshot),
+            result: match savepoint {
+                Some(dir) => store.write_savepoint_subtask(&dir, snapshot),
+                None => store.write_subtask(snapshot),
+            },
         });
     }
 
@@ -538,10 +834,14 @@ impl Driver {
                 trigger_timestamp_ms,
                 result,
             } => match result {
+                Ok(c) if self.savepoints.contains_key(&id) => {
+                    self.savepoint_completed(id, triggered, trigger_timestamp_ms, c)
+                }
                 Ok(c) => self.completed(id, triggered, trigger_timestamp_ms, c),
                 Err(e) => self.fail(id, FailureReason::Finalize(e.to_string())),
             },
             Work::Aborted => {}
+            Work::SavepointDir(result) => self.savepoint_dir_ready(result),
         }
     }
 
@@ -567,11 +867,15 @@ impl Driver {
         );
         let store = self.store.clone();
         let triggered = inflight.triggered;
+        let savepoint = self.savepoint_dirs.get(&id).cloned();
         self.work.spawn_blocking(move || Work::Completed {
             id,
             triggered,
             trigger_timestamp_ms,
-            result: store.complete(metadata),
+            result: match savepoint {
+                Some(dir) => store.complete_savepoint(&dir, metadata),
+                None => store.complete(metadata),
+            },
         });
     }
 
@@ -613,6 +917,9 @@ impl Driver {
 
     /// A counted failure: abort it in storage, count, maybe fail the job.
     fn fail(&mut self, id: CheckpointId, reason: FailureReason) {
+        if self.savepoints.contains_key(&id) {
+            return self.fail_savepoint(id, reason.to_string());
+        }
         self.pending.remove(&id);
         let Some(outcome) = self.schedule.on_failure(id, &reason) else {
             return;
@@ -647,6 +954,9 @@ impl Driver {
 
     /// Dropped without counting.
     fn abandon(&mut self, id: CheckpointId, why: &str) {
+        if self.savepoints.contains_key(&id) {
+            return self.fail_savepoint(id, why.to_string());
+        }
         self.pending.remove(&id);
         if !self.schedule.on_abort_uncounted(id) {
             return;
@@ -664,8 +974,12 @@ impl Driver {
             return;
         }
         let store = self.store.clone();
+        let savepoint = self.savepoint_dirs.remove(&id);
         self.work.spawn_blocking(move || {
-            store.abort(id);
+            match savepoint {
+                Some(dir) => store.abort_savepoint(&dir),
+                None => store.abort(id),
+            }
             Work::Aborted
         });
     }

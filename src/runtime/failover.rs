@@ -273,6 +273,28 @@ impl FailoverHandle {
         self.request(StopKind::Cancel);
     }
 
+    /// Takes a savepoint of the running attempt (see [`JobControl::trigger_savepoint`]).
+    /// Between attempts there is none to take it of: the answer is an error at once.
+    pub fn trigger_savepoint(
+        &self,
+        target_dir: std::path::PathBuf,
+        action: crate::runtime::SavepointAction,
+    ) -> tokio::sync::oneshot::Receiver<Result<CompletedCheckpoint, String>> {
+        let control = self.lock().control.clone();
+        match control {
+            Some(c) => c.trigger_savepoint(target_dir, action),
+            None => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let _ = tx.send(Err(
+                    "job is restarting (or not running): no attempt to take a savepoint of; \
+                     try again when it runs"
+                        .into(),
+                ));
+                rx
+            }
+        }
+    }
+
     fn request(&self, kind: StopKind) {
         let mut s = self.lock();
         if s.stop != Some(StopKind::Cancel) {
@@ -349,6 +371,46 @@ impl CheckpointStore for AttemptStore {
     fn abort(&self, checkpoint_id: CheckpointId) {
         self.highest.fetch_max(checkpoint_id.0, Ordering::SeqCst);
         self.inner.abort(checkpoint_id);
+    }
+
+    fn create_savepoint_dir(
+        &self,
+        target: &std::path::Path,
+        job_id: &crate::checkpoint::JobId,
+    ) -> Result<std::path::PathBuf, CheckpointError> {
+        self.inner.create_savepoint_dir(target, job_id)
+    }
+
+    fn write_savepoint_subtask(
+        &self,
+        dir: &std::path::Path,
+        snapshot: SubtaskSnapshot,
+    ) -> Result<SubtaskStateMeta, CheckpointError> {
+        self.highest
+            .fetch_max(snapshot.checkpoint_id.0, Ordering::SeqCst);
+        let fenced = self.fenced.read().unwrap_or_else(|p| p.into_inner());
+        if *fenced {
+            return Err(Self::ended());
+        }
+        self.inner.write_savepoint_subtask(dir, snapshot)
+    }
+
+    fn complete_savepoint(
+        &self,
+        dir: &std::path::Path,
+        metadata: CheckpointMetadata,
+    ) -> Result<CompletedCheckpoint, CheckpointError> {
+        self.highest
+            .fetch_max(metadata.checkpoint_id, Ordering::SeqCst);
+        let fenced = self.fenced.read().unwrap_or_else(|p| p.into_inner());
+        if *fenced {
+            return Err(Self::ended());
+        }
+        self.inner.complete_savepoint(dir, metadata)
+    }
+
+    fn abort_savepoint(&self, dir: &std::path::Path) {
+        self.inner.abort_savepoint(dir);
     }
 
     fn terminate(&self, how: JobTermination) {

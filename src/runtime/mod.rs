@@ -33,7 +33,7 @@ pub mod task;
 
 pub use crate::checkpoint::coordinator::CheckpointStats;
 pub use barrier::{BarrierAligner, CheckpointingMode, Decision};
-pub use checkpointing::{CheckpointNotice, CheckpointingOptions, RestoreState};
+pub use checkpointing::{CheckpointNotice, CheckpointingOptions, RestoreState, SavepointAction};
 pub use message::{Barrier, BarrierKind, CheckpointId, Message};
 pub use metrics::{JobMetrics, OperatorMetrics, SubtaskMetrics};
 pub use source::{DynSource, TaskSource};
@@ -51,7 +51,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use task::{SourceSlot, TaskContext};
+use task::{Injection, SourceSlot, TaskContext};
 use tokio::sync::mpsc::{self, Receiver, Sender, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -69,7 +69,8 @@ pub struct JobOptions {
     /// How barriers align at multi-input subtasks (`execution.checkpointing.mode`);
     /// replaced by `checkpointing.config.mode` when `checkpointing` is set.
     pub checkpointing_mode: CheckpointingMode,
-    /// Periodic checkpoints: started with the job when `config.interval` is set.
+    /// Checkpoint storage: periodic checkpoints when `config.interval` is set, savepoints on
+    /// request either way.
     pub checkpointing: Option<CheckpointingOptions>,
     /// State to put back before the first record (`floe run -s`).
     pub restore: Option<RestoreState>,
@@ -234,7 +235,11 @@ pub struct JobControl {
     cancel: CancellationToken,
     stop: Arc<AtomicBool>,
     user_cancelled: Arc<AtomicBool>,
-    triggers: Vec<UnboundedSender<Barrier>>,
+    triggers: Vec<UnboundedSender<Injection>>,
+    /// Savepoint requests for the checkpoint driver; `None` without checkpoint storage.
+    savepoints: Option<UnboundedSender<checkpointing::SavepointRequest>>,
+    /// Set by the driver when a stop-with-savepoint completed: the job ends FINISHED.
+    finished_by_savepoint: Arc<AtomicBool>,
 }
 
 impl JobControl {
@@ -252,11 +257,54 @@ impl JobControl {
     /// Injects `barrier` at every source subtask, between two records. Returns false if the
     /// sources have finished.
     pub fn inject_barrier(&self, barrier: Barrier) -> bool {
+        self.inject(Injection {
+            barrier,
+            stop: None,
+        })
+    }
+
+    /// As [`JobControl::inject_barrier`]; with `stop`, every source stops at the barrier.
+    pub(crate) fn inject(&self, injection: Injection) -> bool {
         let mut any = false;
         for t in &self.triggers {
-            any |= t.send(barrier).is_ok();
+            any |= t.send(injection).is_ok();
         }
         any
+    }
+
+    /// Takes a savepoint into a new `savepoint-<job>-<random>` directory under `target_dir`,
+    /// then does `action`. The answer is the completed savepoint (its `path` the savepoint
+    /// directory) or why it failed; a failed savepoint fails only this request, never the
+    /// job. Needs checkpoint storage ([`JobOptions::checkpointing`]), not an interval.
+    pub fn trigger_savepoint(
+        &self,
+        target_dir: std::path::PathBuf,
+        action: SavepointAction,
+    ) -> tokio::sync::oneshot::Receiver<Result<crate::checkpoint::CompletedCheckpoint, String>>
+    {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let Some(tx) = &self.savepoints else {
+            let _ = reply.send(Err(
+                "this job was started without checkpoint storage, so it \
+                 cannot take savepoints; set execution.checkpointing.dir (state.checkpoints.dir)"
+                    .into(),
+            ));
+            return rx;
+        };
+        if let Err(e) = tx.send(checkpointing::SavepointRequest {
+            target_dir,
+            action,
+            reply,
+        }) {
+            let _ =
+                e.0.reply
+                    .send(Err("the job has ended; no savepoint was taken".into()));
+        }
+        rx
+    }
+
+    pub(crate) fn mark_finished_by_savepoint(&self) {
+        self.finished_by_savepoint.store(true, Ordering::SeqCst);
     }
 }
 
@@ -368,6 +416,9 @@ impl JobHandle {
             JobTermination::Failed
         } else if user_cancelled {
             JobTermination::Cancelled
+        } else if self.control.finished_by_savepoint.load(Ordering::SeqCst) && !disconnected {
+            // Stop-with-savepoint: the job finished at its savepoint (reference §6.3).
+            JobTermination::Finished
         } else if disconnected {
             JobTermination::Failed
         } else if self.control.stop.load(Ordering::SeqCst) {
@@ -400,6 +451,8 @@ impl JobHandle {
                 job: self.name,
                 message: "a channel closed while no task failed".into(),
             });
+        } else if self.control.finished_by_savepoint.load(Ordering::SeqCst) {
+            JobStatus::Finished
         } else if self.control.stop.load(Ordering::SeqCst) {
             JobStatus::Stopped
         } else {
@@ -454,10 +507,19 @@ pub fn start(plan: Plan, mut opts: JobOptions) -> Result<JobHandle, RuntimeError
     if let Some(c) = &opts.checkpointing {
         opts.checkpointing_mode = c.config.mode;
     }
-    let checkpointing = opts
-        .checkpointing
-        .take()
-        .filter(|c| c.config.interval.is_some());
+    // With storage but no interval the driver still runs, for savepoints on request; only an
+    // interval makes sinks transactional (their commits follow periodic checkpoints).
+    let checkpointing = opts.checkpointing.take();
+    let periodic = checkpointing
+        .as_ref()
+        .is_some_and(|c| c.config.interval.is_some());
+    let (savepoints_tx, savepoints_rx) = match &checkpointing {
+        Some(_) => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
     let (checkpoints_tx, checkpoints_rx) = match &checkpointing {
         Some(_) => {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -501,6 +563,7 @@ pub fn start(plan: Plan, mut opts: JobOptions) -> Result<JobHandle, RuntimeError
                 outputs,
                 inputs,
                 &opts,
+                periodic,
                 &mut restore,
                 ctx,
             )?;
@@ -525,18 +588,21 @@ pub fn start(plan: Plan, mut opts: JobOptions) -> Result<JobHandle, RuntimeError
         stop,
         user_cancelled: Arc::new(AtomicBool::new(false)),
         triggers,
+        savepoints: savepoints_tx,
+        finished_by_savepoint: Arc::new(AtomicBool::new(false)),
     };
     let (notices_tx, notices_rx) = mpsc::unbounded_channel();
-    let driver = match (checkpointing, checkpoints_rx) {
-        (Some(c), Some(rx)) => checkpointing::spawn(
+    let driver = match (checkpointing, checkpoints_rx, savepoints_rx) {
+        (Some(c), Some(rx), Some(savepoints)) => Some(checkpointing::spawn(
             c,
             job_shape(&plan, &opts.name),
             restored_id,
             control.clone(),
             rx,
+            savepoints,
             notices_tx,
             outcome_senders,
-        ),
+        )),
         _ => None,
     };
 
@@ -622,7 +688,7 @@ fn job_shape(plan: &Plan, name: &str) -> JobShape {
 enum Built {
     Source {
         slot: SourceSlot,
-        trigger: UnboundedSender<Barrier>,
+        trigger: UnboundedSender<Injection>,
         chain: Chain,
         outputs: Outputs,
         ctx: TaskContext,
@@ -690,10 +756,16 @@ fn wire(plan: &Plan, capacity: usize) -> Result<Wiring, RuntimeError> {
 }
 
 /// What the job's checkpointing lets a sink promise.
-fn delivery_guarantee(ctx: &TaskContext, opts: &JobOptions) -> crate::operators::DeliveryGuarantee {
+fn delivery_guarantee(
+    ctx: &TaskContext,
+    opts: &JobOptions,
+    periodic: bool,
+) -> crate::operators::DeliveryGuarantee {
     use crate::operators::DeliveryGuarantee as G;
     match (&ctx.checkpoints, opts.checkpointing_mode) {
         (None, _) => G::None,
+        // Storage for savepoints only: no checkpoint would ever commit a transaction.
+        (Some(_), _) if !periodic => G::None,
         (Some(_), CheckpointingMode::ExactlyOnce) => G::ExactlyOnce,
         (Some(_), CheckpointingMode::AtLeastOnce) => G::AtLeastOnce,
     }
@@ -711,6 +783,7 @@ fn build_subtask(
     outputs: Outputs,
     inputs: Vec<Receiver<Message>>,
     opts: &JobOptions,
+    periodic: bool,
     restore: &mut Option<RestoreState>,
     ctx: TaskContext,
 ) -> Result<Built, RuntimeError> {
@@ -742,7 +815,7 @@ fn build_subtask(
             (Factory::Operator(f), _) => {
                 let mut operator = f(&context(&op.id)).map_err(|e| build_error(&op.id, e))?;
                 operator
-                    .open(delivery_guarantee(&ctx, opts))
+                    .open(delivery_guarantee(&ctx, opts, periodic))
                     .map_err(|e| build_error(&op.id, e))?;
                 // Before the first record: the operator starts from the restored state.
                 if let Some(state) = restore.as_mut().and_then(|r| r.operators.remove(&key)) {

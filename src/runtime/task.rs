@@ -30,7 +30,7 @@ use crate::runtime::chain::Chain;
 use crate::runtime::checkpointing::{CheckpointMessage, CheckpointOutcome};
 use crate::runtime::exchange::Outputs;
 use crate::runtime::gate::{GateEvent, InputGate};
-use crate::runtime::message::{Barrier, Message};
+use crate::runtime::message::{Barrier, CheckpointId, Message};
 use crate::runtime::metrics::OperatorMetrics;
 use crate::runtime::source::TaskSource;
 use crate::runtime::{TaskError, TaskEvent};
@@ -110,6 +110,28 @@ impl TaskContext {
         Ok(())
     }
 
+    /// Waits for the outcome of (stop-with-)savepoint `id`, handing every outcome that
+    /// arrives meanwhile to the chain. True: it completed (the source stops). False: it was
+    /// aborted, or the driver is gone.
+    async fn await_outcome(
+        &mut self,
+        id: CheckpointId,
+        chain: &mut Chain,
+    ) -> Result<bool, TaskError> {
+        let Some(rx) = &mut self.outcomes else {
+            return Ok(false);
+        };
+        while let Some(outcome) = rx.recv().await {
+            chain.notify(outcome)?;
+            match outcome {
+                CheckpointOutcome::Completed(c) if c == id => return Ok(true),
+                CheckpointOutcome::Aborted(c) if c == id => return Ok(false),
+                _ => {}
+            }
+        }
+        Ok(false)
+    }
+
     /// The input is about to end: a bounded end, or `stop()`.
     fn end_of_input(&self, chain: &mut Chain) -> Result<(), TaskError> {
         let why = if self.stop.load(Ordering::SeqCst) {
@@ -136,8 +158,18 @@ pub struct SourceSlot {
     pub id: OperatorId,
     pub source: TaskSource,
     pub metrics: Arc<OperatorMetrics>,
-    /// Barriers to inject, from the job (later: the checkpoint coordinator).
-    pub triggers: UnboundedReceiver<Barrier>,
+    /// Barriers to inject, from the checkpoint driver.
+    pub triggers: UnboundedReceiver<Injection>,
+}
+
+/// A barrier to inject at a source, and whether the source stops at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Injection {
+    pub barrier: Barrier,
+    /// Stop-with-savepoint: `Some(drain)`. The source emits nothing after this barrier; it
+    /// waits for the savepoint's outcome, then ends (completed) or goes on (aborted). Both
+    /// in the one message, so no record can slip in between the barrier and the stop.
+    pub stop: Option<bool>,
 }
 
 pub async fn run_source_task(
@@ -153,7 +185,19 @@ pub async fn run_source_task(
     loop {
         // Between two calls of `next` the source is at a record boundary: the place to inject
         // a barrier, so that every record before it is in this checkpoint.
-        inject_barriers(&mut slot, &mut chain, &mut outputs, &ctx).await?;
+        if let Some((id, drain)) =
+            inject_barriers(&mut slot, &mut chain, &mut outputs, &ctx).await?
+        {
+            if ctx.await_outcome(id, &mut chain).await? {
+                if !drain {
+                    // Not drained: the input ends as stopped (sinks keep what follows the
+                    // savepoint uncommitted; nothing does, the barrier was the last).
+                    ctx.stop.store(true, Ordering::SeqCst);
+                }
+                break;
+            }
+            // The savepoint failed: the job goes on.
+        }
         ctx.deliver_outcomes(&mut chain)?;
         if ctx.stop.load(Ordering::Relaxed) {
             break;
@@ -189,17 +233,23 @@ pub async fn run_source_task(
 
 /// Injects every barrier triggered since the last call: snapshot, then the barrier on every
 /// output, at a record boundary.
+///
+/// Returns the id and `drain` of a stop-with-savepoint barrier: it is the last one injected
+/// (later ones stay queued until the savepoint's outcome is known).
 async fn inject_barriers(
     slot: &mut SourceSlot,
     chain: &mut Chain,
     outputs: &mut Outputs,
     ctx: &TaskContext,
-) -> Result<(), TaskError> {
-    while let Ok(barrier) = slot.triggers.try_recv() {
+) -> Result<Option<(CheckpointId, bool)>, TaskError> {
+    while let Ok(Injection { barrier, stop }) = slot.triggers.try_recv() {
         ctx.checkpoint(barrier, Some(&slot.source), chain)?;
         outputs.broadcast(move || Message::Barrier(barrier)).await?;
+        if let Some(drain) = stop {
+            return Ok(Some((barrier.checkpoint_id, drain)));
+        }
     }
-    Ok(())
+    Ok(None)
 }
 
 fn source_error(id: &OperatorId, ctx: &TaskContext, error: OperatorError) -> TaskError {

@@ -28,6 +28,7 @@ use crate::config::{
     CheckpointStorageKind, CheckpointingConfig, ExternalizedRetention, StateBackendKind,
     StateConfig,
 };
+use crate::state::keyed::DeltaBase;
 use crate::state::keygroup::KeyGroupRange;
 use crate::state::snapshot::EncodedBlob;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -77,6 +78,11 @@ pub fn choose_encoding(incremental: bool, chain: Option<ChainInfo>, checkpoint: 
 struct Chain {
     info: ChainInfo,
     blobs: Vec<StateBlob>,
+    /// The `KeyedSnapshot::sequence` of the chain's last blob, when known: a delta continues
+    /// the chain only if it is relative to exactly that snapshot. A savepoint takes a
+    /// snapshot of the keyed store too (moving its change tracking on) but is written full
+    /// elsewhere and never joins the chain, so the checkpoint after it is written full.
+    last_sequence: Option<u64>,
 }
 
 /// What a checkpoint that has not completed yet has written.
@@ -309,10 +315,32 @@ impl FsCheckpointStore {
         range: KeyGroupRange,
         encode: impl FnOnce(Encoding) -> EncodedBlob,
     ) -> Result<SubtaskStateMeta, CheckpointError> {
+        self.write_keyed_from(checkpoint, operator_id, subtask, range, None, encode)
+    }
+
+    /// [`FsCheckpointStore::write_keyed_with`], and with `origin` (the snapshot's sequence and
+    /// what its delta is relative to) a delta only when it applies on the chain's last blob.
+    fn write_keyed_from(
+        &self,
+        checkpoint: u64,
+        operator_id: &str,
+        subtask: u32,
+        range: KeyGroupRange,
+        origin: Option<(u64, DeltaBase)>,
+        encode: impl FnOnce(Encoding) -> EncodedBlob,
+    ) -> Result<SubtaskStateMeta, CheckpointError> {
         let key = (operator_id.to_string(), subtask);
         let encoding = {
             let inner = self.lock();
-            let info = inner.chains.get(&key).map(|c| c.info);
+            let chain = inner.chains.get(&key);
+            let continues = match (origin, chain) {
+                (None, _) => true,
+                (Some((_, base)), Some(c)) => c
+                    .last_sequence
+                    .is_some_and(|l| base == DeltaBase::Snapshot(l)),
+                (Some(_), None) => false,
+            };
+            let info = chain.filter(|_| continues).map(|c| c.info);
             choose_encoding(self.incremental, info, checkpoint)
         };
         // Encoding and writing run without the lock: other subtasks write in parallel.
@@ -343,6 +371,7 @@ impl FsCheckpointStore {
                     c.info.deltas += 1;
                     c.info.deltas_size += blob.size;
                     c.blobs.push(blob);
+                    c.last_sequence = origin.map(|(seq, _)| seq);
                     c
                 }
                 _ => Chain {
@@ -353,6 +382,7 @@ impl FsCheckpointStore {
                         deltas_size: 0,
                     },
                     blobs: vec![blob],
+                    last_sequence: origin.map(|(seq, _)| seq),
                 },
             };
             let handle = KeyedStateHandle::Incremental {
@@ -429,28 +459,6 @@ impl FsCheckpointStore {
     }
 }
 
-/// Makes a sink's pre-committed files durable before its ack (so before `_metadata`): each
-/// file's contents, then the directories holding their renames. A path that is gone was
-/// committed meanwhile by the sink's `finish`, which fsyncs what it commits itself.
-fn fsync_sink_files(paths: &[PathBuf]) -> Result<(), CheckpointError> {
-    for p in paths {
-        match std::fs::File::open(p).and_then(|f| f.sync_all()) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(CheckpointError::Io {
-                    context: format!(
-                        "cannot make the sink's pre-committed file {} durable (fsync)",
-                        p.display()
-                    ),
-                    source: e,
-                })
-            }
-        }
-    }
-    Ok(())
-}
-
 fn warn_on_err(r: Result<(), CheckpointError>) {
     if let Err(e) = r {
         tracing::warn!(error = %e, "checkpoint cleanup failed; the files stay behind");
@@ -498,7 +506,7 @@ impl CheckpointStore for FsCheckpointStore {
                 sink: None,
             }),
             OperatorSnapshot::Sink(sink) => {
-                fsync_sink_files(&sink.fsync)?;
+                super::fsync_paths(&sink.fsync)?;
                 Ok(SubtaskStateMeta {
                     subtask: snapshot.subtask,
                     key_groups: None,
@@ -507,11 +515,12 @@ impl CheckpointStore for FsCheckpointStore {
                     sink: Some(sink.state),
                 })
             }
-            OperatorSnapshot::Keyed(ks) => self.write_keyed_with(
+            OperatorSnapshot::Keyed(ks) => self.write_keyed_from(
                 id,
                 &snapshot.operator_id.0,
                 snapshot.subtask,
                 ks.range,
+                Some((ks.sequence(), ks.delta_base())),
                 |e| match e {
                     Encoding::Full => crate::state::snapshot::encode_full(&ks),
                     Encoding::Delta => crate::state::snapshot::encode_delta(&ks),
@@ -558,6 +567,20 @@ impl CheckpointStore for FsCheckpointStore {
             path: dir,
             size,
         })
+    }
+
+    fn write_savepoint_subtask(
+        &self,
+        dir: &Path,
+        snapshot: SubtaskSnapshot,
+    ) -> Result<SubtaskStateMeta, CheckpointError> {
+        // The keyed store's change tracking moved past this snapshot: `last_sequence` makes
+        // the next checkpoint of this subtask full (see `Chain`).
+        crate::checkpoint::savepoint::SavepointWriter {
+            inline_threshold: self.inline_threshold,
+            always_inline: self.always_inline,
+        }
+        .write_subtask(dir, snapshot)
     }
 
     fn abort(&self, checkpoint_id: CheckpointId) {

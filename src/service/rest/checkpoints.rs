@@ -140,6 +140,19 @@ fn savepoint_entry(s: &SavepointRecord, subtasks: u32) -> CheckpointStatistics {
     }
 }
 
+/// A completed savepoint of the job's statistics as the API's record of it.
+fn savepoint_record(s: &crate::checkpoint::coordinator::SavepointStats) -> Option<SavepointRecord> {
+    let c = s.outcome.as_ref().ok()?;
+    Some(SavepointRecord {
+        id: c.id.0,
+        location: external_path(&c.path),
+        size: c.size,
+        trigger_timestamp: c.trigger_timestamp_ms,
+        completion_timestamp: c.completion_timestamp_ms,
+        synchronous: s.kind == crate::checkpoint::coordinator::SnapshotStatsKind::SyncSavepoint,
+    })
+}
+
 /// The history, newest first: the statistics' entries and the savepoints taken through the
 /// API, at most `limit`. A completed checkpoint older than the newest `num_retained`
 /// completed checkpoints has been subsumed: `discarded: true`.
@@ -164,6 +177,21 @@ pub fn history(
                 }
             },
             HistoryEntry::Failed(f) => out.push(failed_entry(f, subtasks)),
+            HistoryEntry::Savepoint(sp) => match (&sp.outcome, savepoint_of(sp.id().0)) {
+                (_, Some(s)) => out.push(savepoint_entry(s, subtasks)),
+                (Ok(_), None) => {
+                    if let Some(r) = savepoint_record(sp) {
+                        out.push(savepoint_entry(&r, subtasks));
+                    }
+                }
+                (Err(f), None) => {
+                    let mut e = failed_entry(f, subtasks);
+                    e.is_savepoint = true;
+                    e.savepoint_format = Some("CANONICAL");
+                    e.checkpoint_type = sp.kind.flink_type();
+                    out.push(e);
+                }
+            },
         }
     }
     for s in savepoints {
@@ -223,7 +251,7 @@ pub fn checkpoints_json(v: &JobView, stats: &CheckpointStats) -> Value {
         .iter()
         .filter_map(|e| match e {
             HistoryEntry::Completed(c) => Some(c),
-            HistoryEntry::Failed(_) => None,
+            HistoryEntry::Failed(_) | HistoryEntry::Savepoint(_) => None,
         })
         .collect();
     let sizes: Vec<u64> = completed.iter().map(|c| c.size).collect();
@@ -234,7 +262,12 @@ pub fn checkpoints_json(v: &JobView, stats: &CheckpointStats) -> Value {
         .latest_completed
         .as_ref()
         .map(|c| completed_entry(c, subtasks, false));
-    let latest_savepoint = v.savepoints.last().map(|s| savepoint_entry(s, subtasks));
+    let from_stats = stats.latest_savepoint.as_ref().and_then(savepoint_record);
+    let latest_savepoint = match (v.savepoints.last(), from_stats) {
+        (Some(a), Some(b)) if b.id > a.id => Some(savepoint_entry(&b, subtasks)),
+        (Some(a), _) => Some(savepoint_entry(a, subtasks)),
+        (None, b) => b.map(|b| savepoint_entry(&b, subtasks)),
+    };
     let latest_failed = stats
         .latest_failed
         .as_ref()
