@@ -440,11 +440,8 @@ impl Drop for Running {
     }
 }
 
-/// The dashboard against `floe run`. The lead switches this on (removes the `#[ignore]`) once
-/// `floe run` serves the REST API and these routes on `rest.port` and logs
-/// `REST API listening on http://HOST:PORT`.
+/// The dashboard against a real `floe run` serving the REST API and these routes.
 #[test]
-#[ignore = "needs `floe run` to serve the REST API with the dashboard (issue 5 wiring)"]
 fn dashboard_against_running_job() {
     let Some(browser) = browser() else { return };
     let tmp = tempfile::tempdir().unwrap();

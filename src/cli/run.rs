@@ -14,11 +14,13 @@ use crate::checkpoint::JobId;
 use crate::config::{self, LoadOptions};
 use crate::pipeline::plan::Plan;
 use crate::runtime::failover::{self, Attempt, FailoverHandle, FailoverSetup};
+use crate::runtime::SavepointAction;
 use crate::runtime::{CheckpointingOptions, JobOptions};
 use crate::service::registry::RestoreInfo;
 use crate::service::{ApiState, JobCommand, JobRegistration, JobRegistry, JobState, RestOptions};
 use clap::Args;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -167,7 +169,8 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> u8 {
         );
         return EXIT_CONFIG;
     }
-    let store = if cfg.checkpointing.interval.is_some() {
+    // A store also without an interval when a checkpoint directory is set: savepoints need it.
+    let store = if cfg.checkpointing.interval.is_some() || cfg.state.checkpoints_dir.is_some() {
         match FsCheckpointStore::new(
             &cfg.state,
             &cfg.checkpointing,
@@ -298,6 +301,7 @@ async fn follow_job(
     job_id: JobId,
     name: String,
     ctx: RestContext,
+    stopped: Arc<AtomicBool>,
 ) {
     let mut current: Option<Arc<crate::runtime::JobMetrics>> = None;
     let mut restarts = 0;
@@ -350,11 +354,13 @@ async fn follow_job(
         if current.is_some() && !status.restarting {
             registry.set_state(&job_id, JobState::Running);
         }
-        let wait = tokio::time::sleep(std::time::Duration::from_millis(100));
+        // Until the first attempt runs, look often: the job should be listed as soon as it is.
+        let period = if current.is_none() { 5 } else { 100 };
+        let wait = tokio::time::sleep(std::time::Duration::from_millis(period));
         match commands.as_mut() {
             Some(rx) => {
                 tokio::select! {
-                    Some(cmd) = rx.recv() => answer(&handle, cmd),
+                    Some(cmd) = rx.recv() => answer(&handle, cmd, &stopped),
                     _ = wait => {}
                 }
             }
@@ -363,20 +369,55 @@ async fn follow_job(
     }
 }
 
-/// Answers one API command on the running job.
-fn answer(handle: &FailoverHandle, command: JobCommand) {
-    match command {
+/// Answers one API command on the running job. Savepoints complete on their own time: the
+/// reply is forwarded when the job's answer comes.
+fn answer(handle: &FailoverHandle, command: JobCommand, stopped: &Arc<AtomicBool>) {
+    let (target, action, reply) = match command {
         JobCommand::Cancel { reply } => {
             handle.cancel();
             let _ = reply.send(Ok(()));
+            return;
         }
-        JobCommand::TriggerSavepoint { reply, .. } | JobCommand::Stop { reply, .. } => {
-            let _ = reply.send(Err(
-                "this build of floe cannot take savepoints of a running job yet".to_string(),
-            ));
+        JobCommand::TriggerSavepoint {
+            target,
+            cancel_job,
+            reply,
+        } => {
+            let action = if cancel_job {
+                SavepointAction::Cancel
+            } else {
+                SavepointAction::Keep
+            };
+            (target, action, reply)
         }
-    }
+        JobCommand::Stop {
+            target,
+            drain,
+            reply,
+        } => {
+            stopped.store(true, Ordering::Relaxed);
+            (target, SavepointAction::Stop { drain }, reply)
+        }
+    };
+    let Some(target) = target else {
+        let _ = reply.send(Err(
+            "Config key [execution.checkpointing.savepoint-dir] is not set. Property \
+             [target-directory] must be provided."
+                .to_string(),
+        ));
+        return;
+    };
+    let pending = handle.trigger_savepoint(PathBuf::from(target), action);
+    tokio::spawn(async move {
+        let result = pending
+            .await
+            .unwrap_or_else(|_| Err("the job ended before the savepoint completed".to_string()));
+        let _ = reply.send(result);
+    });
 }
+
+/// How long the REST API stays up after a stop-with-savepoint ended the job.
+const STOP_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// `-s latest`: the newest complete checkpoint of this pipeline under the checkpoint directory.
 const LATEST: &str = "latest";
@@ -406,12 +447,14 @@ where
     let handle = FailoverHandle::new();
     let registry = JobRegistry::new();
     let server = start_rest(&rest, &registry).await;
+    let stopped_by_api = Arc::new(AtomicBool::new(false));
     let follower = tokio::spawn(follow_job(
         handle.clone(),
         registry.clone(),
         job_id.clone(),
         name.clone(),
         rest,
+        stopped_by_api.clone(),
     ));
     let stopper = handle.clone();
     let signals = tokio::spawn(async move {
@@ -436,6 +479,11 @@ where
     };
     registry.finish(&job_id, state, error);
     if let Some(server) = server {
+        if stopped_by_api.load(Ordering::Relaxed) {
+            // `floe stop` polls for the savepoint's path after the job has ended: keep
+            // answering a moment so that it gets it.
+            tokio::time::sleep(STOP_LINGER).await;
+        }
         server.shutdown().await;
     }
     match result {
