@@ -200,6 +200,16 @@ pub fn wait_for_savepoint(
 }
 
 /// The trigger id of a `202 {"request-id": …}` answer.
+/// POSTs `body` to an operation that answers with a request id (a savepoint, a stop) and
+/// returns the id; on failure prints `what` with the cause and returns the exit code.
+pub fn post_trigger(client: &Client, path: &str, body: Value, what: &str) -> Result<String, u8> {
+    client
+        .post(path, &body)
+        .map_err(OperationError::from)
+        .and_then(|v| request_id(&v, path))
+        .map_err(|e| failed(what, &e))
+}
+
 pub fn request_id(v: &Value, path: &str) -> Result<String, OperationError> {
     v["request-id"]
         .as_str()

@@ -90,13 +90,9 @@ pub fn savepoint(global: &GlobalArgs, args: SavepointArgs) -> u8 {
     }
     let what = format!("Failed to trigger a savepoint for the job {job}.");
     let path = format!("/jobs/{job}/savepoints");
-    let trigger = match client
-        .post(&path, &Value::Object(body))
-        .map_err(remote::OperationError::from)
-        .and_then(|v| remote::request_id(&v, &path))
-    {
+    let trigger = match remote::post_trigger(&client, &path, Value::Object(body), &what) {
         Ok(t) => t,
-        Err(e) => return remote::failed(&what, &e),
+        Err(code) => return code,
     };
     if args.detached {
         if json_out {

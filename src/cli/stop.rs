@@ -88,13 +88,9 @@ pub fn stop(global: &GlobalArgs, args: StopArgs) -> u8 {
     }
     let what = format!("Could not stop with a savepoint job \"{job}\".");
     let path = format!("/jobs/{job}/stop");
-    let trigger = match client
-        .post(&path, &Value::Object(body))
-        .map_err(remote::OperationError::from)
-        .and_then(|v| remote::request_id(&v, &path))
-    {
+    let trigger = match remote::post_trigger(&client, &path, Value::Object(body), &what) {
         Ok(t) => t,
-        Err(e) => return remote::failed(&what, &e),
+        Err(code) => return code,
     };
     if args.detached {
         if json_out {
