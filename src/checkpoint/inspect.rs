@@ -267,7 +267,8 @@ fn blob_report(b: &StateBlob) -> BlobReport {
 
 fn source_report(p: &SourcePosition) -> SourceReport {
     match p {
-        SourcePosition::Datagen { next_line } => SourceReport::Datagen {
+        SourcePosition::Datagen { next_line }
+        | SourcePosition::DatagenRescaled { next_line, .. } => SourceReport::Datagen {
             next_line: *next_line,
         },
         SourcePosition::Files(files) => SourceReport::Files {

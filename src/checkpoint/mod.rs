@@ -57,6 +57,19 @@ pub enum SourcePosition {
     Datagen { next_line: u64 },
     /// `file`: per file, the byte offset of the next unread line.
     Files(Vec<(String, u64)>),
+    /// `datagen` restored at another parallelism and not yet past every line done before:
+    /// the next line of this subtask, and which lines were done before the rescale. Line `L`
+    /// of block `k` (`L / datagen::BLOCK`) was done iff `L < old_next_lines[k % old_parallelism]`
+    /// (`old_parallelism` is the modulus of that rule: the old parallelism, or a multiple of it
+    /// after several rescales). Kept until `next_line` passes the largest of them, so a restore
+    /// of a checkpoint taken meanwhile does not generate those lines again.
+    ///
+    /// Last variant on purpose: `_metadata` is postcard, where a variant is its index.
+    DatagenRescaled {
+        next_line: u64,
+        old_parallelism: u32,
+        old_next_lines: Vec<u64>,
+    },
 }
 
 /// What a transactional sink subtask keeps in a checkpoint: what it pre-committed at the

@@ -6,6 +6,9 @@
 //! block a restore; a changed max parallelism of keyed state is refused with Flink's message;
 //! keyed state moves by whole key groups, so a restore at another parallelism reads, for each
 //! new subtask, exactly the groups of its range from the old subtasks that held them.
+//! Source positions at another parallelism ([`rescale_sources`]): a `file` source's new
+//! subtasks all get every old file offset (each keeps those of the files it owns now); a
+//! `datagen` source's get the rule of which lines are done, which each applies to its share.
 //!
 //! Also here, at the edge to the disk: [`load_snapshot`] and [`prepare`] turn an unreadable
 //! checkpoint (a `_metadata` or state file missing or corrupt) into a [`RestoreError`] that
@@ -62,7 +65,26 @@ pub enum MappingError {
         old: u32,
         new: u32,
     },
+    #[error(
+        "cannot restore source \"{operator}\" from {pointer} at parallelism {new}: it was \
+         checkpointed at parallelism {old} while still skipping the lines done before an \
+         earlier rescale from parallelism {earlier}, and combining both needs {residues} block \
+         classes (at most {MAX_DONE_RESIDUES}); restore it with -p {old}, the parallelism it \
+         was checkpointed at, and rescale from a later checkpoint"
+    )]
+    SourceRescaleTooComplex {
+        pointer: String,
+        operator: String,
+        old: u32,
+        earlier: u32,
+        new: u32,
+        residues: u64,
+    },
 }
+
+/// The largest table of a `datagen` rescale rule (one `u64` per entry in every subtask's
+/// position in `_metadata`).
+pub const MAX_DONE_RESIDUES: u64 = 4096;
 
 /// What happens to one operator id on restore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,14 +198,11 @@ fn map_operator(
         });
     }
     let sourced = op.subtasks.iter().any(|s| s.source.is_some());
-    if sourced && op.parallelism != target.parallelism {
-        return Err(MappingError::SourceRescale {
-            pointer: pointer.to_string(),
-            operator: op.operator_id.clone(),
-            old: op.parallelism,
-            new: target.parallelism,
-        });
-    }
+    let rescaled_sources = if sourced && op.parallelism != target.parallelism {
+        Some(rescale_sources(op, target.parallelism, pointer)?)
+    } else {
+        None
+    };
     // Keyed state keeps the checkpoint's max parallelism (the new job adopts it).
     let max_p = op.max_parallelism;
     let mut out = Vec::with_capacity(target.parallelism as usize);
@@ -202,7 +221,7 @@ fn map_operator(
                     });
                 }
             }
-            if old.subtask == new_index {
+            if rescaled_sources.is_none() && old.subtask == new_index {
                 restore.source = old.source.clone();
             }
             if let Some(sink) = &old.sink {
@@ -211,9 +230,132 @@ fn map_operator(
                 }
             }
         }
+        if let Some(positions) = &rescaled_sources {
+            restore.source = positions.get(new_index as usize).cloned().flatten();
+        }
         out.push(restore);
     }
     Ok(out)
+}
+
+/// The positions of the `new` subtasks of a source whose checkpoint was taken at another
+/// parallelism, one per new subtask; refused unless every old subtask holds a position of one
+/// kind (`file` or `datagen`).
+///
+/// `file`: every new subtask gets the union of the old positions (each old subtask held only
+/// its own files, so no file appears twice) and keeps the offsets of the files it owns now; a
+/// file without one starts at 0.
+///
+/// `datagen`: old subtask `o` of `P` walked the blocks `k` with `k % P == o` in order up to
+/// line `next[o]`, so line `L` of block `k` is done iff `L < next[k % P]`; every new subtask
+/// gets that rule (as a [`SourcePosition::DatagenRescaled`] at line 0) and skips what it says
+/// is done. When the checkpoint was itself taken while skipping after an earlier rescale (rule
+/// `m` of modulus `R`), a line is done iff either rule says so: one rule of modulus
+/// `lcm(P, R)`, `max(next[r % P], m[r % R])` per residue `r`, refused beyond
+/// [`MAX_DONE_RESIDUES`].
+pub fn rescale_sources(
+    op: &OperatorStateMeta,
+    new: u32,
+    pointer: &str,
+) -> Result<Vec<Option<SourcePosition>>, MappingError> {
+    let old = op.parallelism;
+    let refuse = || MappingError::SourceRescale {
+        pointer: pointer.to_string(),
+        operator: op.operator_id.clone(),
+        old,
+        new,
+    };
+    let mut by_subtask: Vec<Option<&SourcePosition>> = vec![None; old as usize];
+    for s in &op.subtasks {
+        let slot = by_subtask.get_mut(s.subtask as usize).ok_or_else(refuse)?;
+        *slot = s.source.as_ref();
+    }
+    let positions: Vec<&SourcePosition> = by_subtask
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(refuse)?;
+    if positions
+        .iter()
+        .all(|p| matches!(p, SourcePosition::Files(_)))
+    {
+        let mut union: Vec<(String, u64)> = positions
+            .iter()
+            .flat_map(|p| match p {
+                SourcePosition::Files(files) => files.clone(),
+                _ => Vec::new(),
+            })
+            .collect();
+        union.sort();
+        union.dedup_by(|a, b| a.0 == b.0);
+        return Ok(vec![Some(SourcePosition::Files(union)); new as usize]);
+    }
+    let mut next = Vec::with_capacity(old as usize);
+    let mut earlier: Option<(u32, &Vec<u64>)> = None;
+    for p in &positions {
+        match p {
+            SourcePosition::Datagen { next_line } => next.push(*next_line),
+            SourcePosition::DatagenRescaled {
+                next_line,
+                old_parallelism,
+                old_next_lines,
+            } => {
+                next.push(*next_line);
+                if *old_parallelism == 0 || old_next_lines.len() != *old_parallelism as usize {
+                    return Err(refuse());
+                }
+                match earlier {
+                    None => earlier = Some((*old_parallelism, old_next_lines)),
+                    // Every subtask got the same rule at the restore; differing ones cannot
+                    // come from floe.
+                    Some((m, lines)) if m == *old_parallelism && lines == old_next_lines => {}
+                    Some(_) => return Err(refuse()),
+                }
+            }
+            SourcePosition::Files(_) => return Err(refuse()),
+        }
+    }
+    let (modulus, lines) = match earlier {
+        None => (old, next),
+        Some((m, earlier_lines)) => {
+            let residues = lcm(old as u64, m as u64);
+            if residues > MAX_DONE_RESIDUES {
+                return Err(MappingError::SourceRescaleTooComplex {
+                    pointer: pointer.to_string(),
+                    operator: op.operator_id.clone(),
+                    old,
+                    earlier: m,
+                    new,
+                    residues,
+                });
+            }
+            let lines = (0..residues)
+                .map(|r| {
+                    next[(r % old as u64) as usize].max(earlier_lines[(r % m as u64) as usize])
+                })
+                .collect();
+            (residues as u32, lines)
+        }
+    };
+    Ok(vec![
+        Some(SourcePosition::DatagenRescaled {
+            next_line: 0,
+            old_parallelism: modulus,
+            old_next_lines: lines,
+        });
+        new as usize
+    ])
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+fn lcm(a: u64, b: u64) -> u64 {
+    a / gcd(a, b) * b
 }
 
 /// Reads and rebuilds the keyed state of one new subtask owning `range`: the groups each
@@ -685,10 +827,102 @@ mod tests {
             ok.subtasks["src"][1].source,
             Some(SourcePosition::Datagen { next_line: 101 })
         );
-        let err = map_checkpoint(&m, "p", &[target("src", 3)], false).unwrap_err();
+        let up = map_checkpoint(&m, "p", &[target("src", 3)], false).unwrap();
+        for s in &up.subtasks["src"] {
+            assert_eq!(
+                s.source,
+                Some(SourcePosition::DatagenRescaled {
+                    next_line: 0,
+                    old_parallelism: 2,
+                    old_next_lines: vec![100, 101],
+                })
+            );
+        }
+    }
+
+    fn source_op(positions: Vec<Option<SourcePosition>>) -> OperatorStateMeta {
+        OperatorStateMeta {
+            operator_id: "src".into(),
+            parallelism: positions.len() as u32,
+            max_parallelism: 128,
+            subtasks: positions
+                .into_iter()
+                .enumerate()
+                .map(|(i, source)| SubtaskStateMeta {
+                    subtask: i as u32,
+                    key_groups: None,
+                    keyed: None,
+                    source,
+                    sink: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn file_positions_rescale_as_their_union() {
+        let op = source_op(vec![
+            Some(SourcePosition::Files(vec![
+                ("b".into(), 5),
+                ("d".into(), 0),
+            ])),
+            Some(SourcePosition::Files(vec![("a".into(), 7)])),
+        ]);
+        let got = rescale_sources(&op, 3, "p").unwrap();
+        let want = SourcePosition::Files(vec![("a".into(), 7), ("b".into(), 5), ("d".into(), 0)]);
+        assert_eq!(got, vec![Some(want); 3]);
+    }
+
+    #[test]
+    fn datagen_rules_compose_over_two_rescales() {
+        // Taken at 2 while still skipping after a rescale from 3.
+        let earlier = vec![10, 20, 30];
+        let op = source_op(vec![
+            Some(SourcePosition::DatagenRescaled {
+                next_line: 15,
+                old_parallelism: 3,
+                old_next_lines: earlier.clone(),
+            }),
+            Some(SourcePosition::Datagen { next_line: 40 }),
+        ]);
+        let got = rescale_sources(&op, 1, "p").unwrap();
+        // Residue r of 6: max(next[r % 2], earlier[r % 3]).
+        assert_eq!(
+            got,
+            vec![Some(SourcePosition::DatagenRescaled {
+                next_line: 0,
+                old_parallelism: 6,
+                old_next_lines: vec![15, 40, 30, 40, 20, 40],
+            })]
+        );
+    }
+
+    #[test]
+    fn mixed_or_missing_positions_and_huge_rules_are_refused() {
+        let mixed = source_op(vec![
+            Some(SourcePosition::Datagen { next_line: 1 }),
+            Some(SourcePosition::Files(vec![])),
+        ]);
         assert!(matches!(
-            err,
-            MappingError::SourceRescale { old: 2, new: 3, .. }
+            rescale_sources(&mixed, 3, "p"),
+            Err(MappingError::SourceRescale { old: 2, new: 3, .. })
         ));
+        let missing = source_op(vec![Some(SourcePosition::Datagen { next_line: 1 }), None]);
+        assert!(rescale_sources(&missing, 1, "p").is_err());
+        let huge = source_op(
+            (0..127)
+                .map(|i| {
+                    Some(SourcePosition::DatagenRescaled {
+                        next_line: i,
+                        old_parallelism: 128,
+                        old_next_lines: vec![0; 128],
+                    })
+                })
+                .collect(),
+        );
+        let err = rescale_sources(&huge, 2, "file:/ck/chk-3").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("source \"src\""), "{text}");
+        assert!(text.contains("restore it with -p 127"), "{text}");
     }
 }

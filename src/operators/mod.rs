@@ -393,9 +393,34 @@ impl SourceConfig {
                     Some(*next_line),
                 )?)
             }
+            (
+                SourceConfig::Datagen(c),
+                SourcePosition::DatagenRescaled {
+                    next_line,
+                    old_parallelism,
+                    old_next_lines,
+                },
+            ) => {
+                let done =
+                    sources::datagen::DoneBefore::new(*old_parallelism, old_next_lines.clone())
+                        .ok_or_else(|| {
+                            OperatorError::Config(format!(
+                            "source \"{}\": the checkpoint's position is corrupt: {} lines done \
+                             before a rescale from parallelism {old_parallelism}; restore an \
+                             older checkpoint",
+                            ctx.operator_id,
+                            old_next_lines.len()
+                        ))
+                        })?;
+                SourceRuntime::Datagen(sources::datagen::Datagen::restore_rescaled(
+                    c, ctx, *next_line, done,
+                )?)
+            }
             (other, position) => {
                 let held = match position {
-                    SourcePosition::Datagen { .. } => "datagen",
+                    SourcePosition::Datagen { .. } | SourcePosition::DatagenRescaled { .. } => {
+                        "datagen"
+                    }
                     SourcePosition::Files(_) => "file",
                 };
                 let now = match other {

@@ -12,6 +12,13 @@
 //! ([`Datagen::position`]); [`Datagen::restore`] resumes from one, which is all a checkpoint
 //! needs to replay exactly.
 //!
+//! Rescaling: after a run at parallelism `P` whose subtask `o` got to line `next[o]`, line `L`
+//! of block `k` is done iff `L < next[k % P]` ([`DoneBefore`]). A subtask of the new
+//! parallelism walks its own blocks in order and starts each at the first line not done
+//! ([`Datagen::restore_rescaled`]), and keeps that rule in its position
+//! ([`SourcePosition::DatagenRescaled`]) until it has passed every line done before, so a
+//! checkpoint taken meanwhile restores exactly too.
+//!
 //! Hot path: vocabulary names are formatted once into one byte arena; each batch is one
 //! [`StrColumnBuilder`] sized up front, words copied straight from the arena. This module must
 //! not allocate per line or per word.
@@ -216,6 +223,40 @@ impl Throttle {
     }
 }
 
+/// Which lines a run before a rescale has done: line `L` of block `k` iff
+/// `L < next_lines[k % modulus]` (for each residue of the block index, the done lines of those
+/// blocks are a prefix, since each old subtask walked its blocks in order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DoneBefore {
+    /// At least 1, and `next_lines.len()`.
+    pub modulus: u32,
+    pub next_lines: Vec<u64>,
+}
+
+impl DoneBefore {
+    /// The rule as a position holds it; `None` when it is not one (an empty table, a modulus
+    /// that does not match the table's length: a corrupt position).
+    pub fn new(modulus: u32, next_lines: Vec<u64>) -> Option<DoneBefore> {
+        (modulus >= 1 && next_lines.len() == modulus as usize).then_some(DoneBefore {
+            modulus,
+            next_lines,
+        })
+    }
+
+    /// Every line at or after this one is not done.
+    pub fn end(&self) -> u64 {
+        self.next_lines.iter().copied().max().unwrap_or(0)
+    }
+
+    /// The first line not done in block `block`, if the block has one before `block_end`.
+    fn first_open(&self, block: u64, block_end: u64) -> u64 {
+        let start = block.saturating_mul(BLOCK);
+        start
+            .max(self.next_lines[(block % self.modulus as u64) as usize])
+            .min(block_end)
+    }
+}
+
 /// One running datagen subtask.
 pub struct Datagen {
     seed: u64,
@@ -231,6 +272,8 @@ pub struct Datagen {
     /// Bytes a line can take at most (for sizing each batch's buffer exactly once).
     max_line_bytes: usize,
     throttle: Option<Throttle>,
+    /// After a rescale, until `next_line` passes [`DoneBefore::end`]: the lines to skip.
+    done_before: Option<Box<DoneBefore>>,
 }
 
 impl Datagen {
@@ -271,9 +314,43 @@ impl Datagen {
                 start: None,
                 emitted: 0,
             }),
+            done_before: None,
         };
         gen.next_line = gen.align(position.unwrap_or(0));
         Ok(gen)
+    }
+
+    /// Resume at `next_line` (moved forward to this subtask's share) after a rescale, skipping
+    /// every line `done` says a run before the rescale has emitted.
+    pub fn restore_rescaled(
+        c: &DatagenConfig,
+        ctx: &BuildContext,
+        next_line: u64,
+        done: DoneBefore,
+    ) -> Result<Self, OperatorError> {
+        let mut gen = Self::restore(c, ctx, Some(next_line))?;
+        gen.done_before = Some(Box::new(done));
+        gen.settle();
+        Ok(gen)
+    }
+
+    /// Moves `next_line` (a line of this subtask's share) past the lines done before a
+    /// rescale, block by block, and forgets that rule once past all of them.
+    fn settle(&mut self) {
+        while let Some(done) = &self.done_before {
+            if self.next_line >= done.end() {
+                self.done_before = None;
+                return;
+            }
+            let block = self.next_line / BLOCK;
+            let block_end = (block + 1).saturating_mul(BLOCK);
+            let open = done.first_open(block, block_end).max(self.next_line);
+            if open < block_end {
+                self.next_line = open;
+                return;
+            }
+            self.next_line = self.align(block_end);
+        }
     }
 
     /// The next line index this subtask will emit (its whole replay state).
@@ -358,14 +435,22 @@ impl Source for Datagen {
         self.next_line += count;
         if self.next_line == block_end {
             self.next_line = self.align(block_end);
+            self.settle();
         }
         Ok(SourceEvent::Batch(batch))
     }
 
     /// The next line to generate: every line of this subtask before it has been handed over.
     fn position(&self) -> Option<SourcePosition> {
-        Some(SourcePosition::Datagen {
-            next_line: self.next_line,
+        Some(match &self.done_before {
+            None => SourcePosition::Datagen {
+                next_line: self.next_line,
+            },
+            Some(done) => SourcePosition::DatagenRescaled {
+                next_line: self.next_line,
+                old_parallelism: done.modulus,
+                old_next_lines: done.next_lines.clone(),
+            },
         })
     }
 }
@@ -501,6 +586,70 @@ mod tests {
         // A position of another share moves forward to this subtask's next block.
         let moved = Datagen::restore(&cfg, &ctx(1, 2), Some(5)).unwrap();
         assert_eq!(moved.position(), BLOCK);
+    }
+
+    /// Lines `gen` emits until the end, with their indices.
+    async fn drain_lines(gen: &mut Datagen) -> Vec<u64> {
+        let mut out = Vec::new();
+        loop {
+            let first = gen.position();
+            match gen.next().await.unwrap() {
+                SourceEvent::Batch(b) => out.extend((0..b.len() as u64).map(|i| first + i)),
+                SourceEvent::Idle => {}
+                SourceEvent::End => return out,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn rescaled_subtasks_skip_the_lines_done_before() {
+        let cfg = DatagenConfig {
+            lines: Some(7 * BLOCK + 5),
+            words_per_line: 1,
+            vocab: 5,
+            ..DatagenConfig::default()
+        };
+        // At 2: subtask 0 got to the middle of block 2, subtask 1 to the start of block 5.
+        let next = vec![2 * BLOCK + 10, 5 * BLOCK];
+        let done = DoneBefore::new(2, next.clone()).unwrap();
+        let mut seen: Vec<u64> = (0..cfg.lines.unwrap())
+            .filter(|l| *l < next[((l / BLOCK) % 2) as usize])
+            .collect();
+        for s in 0..3 {
+            let mut gen = Datagen::restore_rescaled(&cfg, &ctx(s, 3), 0, done.clone()).unwrap();
+            seen.extend(drain_lines(&mut gen).await);
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (0..cfg.lines.unwrap()).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn rescaled_position_keeps_the_rule_until_past_it() {
+        let cfg = DatagenConfig {
+            lines: Some(10 * BLOCK),
+            ..DatagenConfig::default()
+        };
+        let done = DoneBefore::new(1, vec![3 * BLOCK + 1]).unwrap();
+        let mut gen = Datagen::restore_rescaled(&cfg, &ctx(1, 2), 0, done).unwrap();
+        assert_eq!(
+            gen.position(),
+            3 * BLOCK + 1,
+            "block 1 and most of 3 were done"
+        );
+        assert!(matches!(
+            Source::position(&gen),
+            Some(SourcePosition::DatagenRescaled { .. })
+        ));
+        let SourceEvent::Batch(_) = gen.next().await.unwrap() else {
+            panic!("expected a batch")
+        };
+        assert_eq!(gen.position(), 5 * BLOCK);
+        assert_eq!(
+            Source::position(&gen),
+            Some(SourcePosition::Datagen {
+                next_line: 5 * BLOCK
+            })
+        );
     }
 
     #[tokio::test(start_paused = true)]
