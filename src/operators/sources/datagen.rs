@@ -217,8 +217,11 @@ impl Throttle {
         if due_total > self.emitted {
             Ok(due_total - self.emitted)
         } else {
-            let next_at = (self.emitted) as f64 / self.per_second;
-            Err(start + Duration::from_secs_f64(next_at))
+            // One microsecond past the exact instant: at the exact one, float rounding can
+            // still floor to `emitted`, and a wait until an instant already past would not
+            // move a paused (test) clock at all.
+            let next_at = self.emitted as f64 / self.per_second;
+            Err(start + Duration::from_secs_f64(next_at) + Duration::from_micros(1))
         }
     }
 }
@@ -338,7 +341,8 @@ impl Datagen {
     /// rescale, block by block, and forgets that rule once past all of them.
     fn settle(&mut self) {
         while let Some(done) = &self.done_before {
-            if self.next_line >= done.end() {
+            // Past the last line, nothing is left to skip either.
+            if self.next_line >= done.end().min(self.total) {
                 self.done_before = None;
                 return;
             }
