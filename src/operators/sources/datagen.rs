@@ -439,8 +439,8 @@ impl Source for Datagen {
         self.next_line += count;
         if self.next_line == block_end {
             self.next_line = self.align(block_end);
-            self.settle();
         }
+        self.settle();
         Ok(SourceEvent::Batch(batch))
     }
 
