@@ -9,7 +9,12 @@
 //! Timing: nothing sleeps and hopes; tests wait for notices, replies, or files (polled, with
 //! a deadline that only bounds a hang).
 
+mod file_sink_support;
 mod runtime_support;
+use file_sink_support::{
+    assert_each_update_once, committed_lines, completed, hidden, latest_checkpoint, names, visible,
+    wait_for,
+};
 
 use floe::checkpoint::metadata::{BlobLocation, KeyedStateHandle, SnapshotKind};
 use floe::checkpoint::restore;
@@ -17,14 +22,11 @@ use floe::checkpoint::storage::{self, list_checkpoints, FsCheckpointStore};
 use floe::checkpoint::JobId;
 use floe::config::{Config, ExternalizedRetention};
 use floe::pipeline::plan::Plan;
-use floe::runtime::{
-    self, CheckpointNotice, CheckpointingOptions, JobOptions, JobStatus, SavepointAction,
-};
-use std::collections::BTreeMap;
+use floe::runtime::{self, CheckpointingOptions, JobOptions, JobStatus, SavepointAction};
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::mpsc::UnboundedReceiver;
+use std::time::Duration;
 
 /// Word count into a `file` sink at `out/`: `lines` lines of a seeded datagen (unbounded when
 /// `None`), throttled to `rate` lines per second when given.
@@ -124,101 +126,6 @@ fn job(
         });
     }
     (plan, opts, fs_store)
-}
-
-/// Waits for `cond`, polling; the deadline only turns a hang into a failure.
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// Waits for the notice that checkpoint `at_least` or a later one completed; its id.
-async fn completed(notices: &mut UnboundedReceiver<CheckpointNotice>, at_least: u64) -> u64 {
-    loop {
-        match notices.recv().await {
-            Some(CheckpointNotice::Completed(s)) if s.id.0 >= at_least => return s.id.0,
-            Some(CheckpointNotice::Failed { id, reason }) => panic!("checkpoint {id}: {reason}"),
-            Some(_) => {}
-            None => panic!("the job ended before checkpoint {at_least} completed"),
-        }
-    }
-}
-
-fn names(out: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(out)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
-fn hidden(out: &Path) -> Vec<String> {
-    names(out)
-        .into_iter()
-        .filter(|n| n.starts_with('.'))
-        .collect()
-}
-
-fn visible(out: &Path) -> Vec<String> {
-    names(out)
-        .into_iter()
-        .filter(|n| !n.starts_with('.'))
-        .collect()
-}
-
-/// Every line of every committed part file, sorted.
-fn committed_lines(out: &Path) -> Vec<String> {
-    let mut lines = Vec::new();
-    for name in visible(out) {
-        let text = std::fs::read_to_string(out.join(&name)).unwrap();
-        lines.extend(text.lines().map(str::to_owned));
-    }
-    lines.sort();
-    lines
-}
-
-/// Every word's updates `(w,1) … (w,n)` each appear exactly once.
-fn assert_each_update_once(lines: &[String]) {
-    let mut by_word: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for line in lines {
-        let inner = line
-            .strip_prefix('(')
-            .and_then(|l| l.strip_suffix(')'))
-            .unwrap_or_else(|| panic!("not a (word,count) line: {line:?}"));
-        let (w, n) = inner.split_once(',').unwrap();
-        by_word
-            .entry(w.into())
-            .or_default()
-            .push(n.parse().unwrap());
-    }
-    assert!(!by_word.is_empty(), "no output at all");
-    for (w, mut ns) in by_word {
-        ns.sort_unstable();
-        let expected: Vec<u64> = (1..=ns.len() as u64).collect();
-        assert_eq!(ns, expected, "updates of {w}: each of 1..=n exactly once");
-    }
-}
-
-/// The newest retained checkpoint under `ck` (one job directory per run).
-fn latest_checkpoint(ck: &Path) -> PathBuf {
-    let mut found = Vec::new();
-    for job in std::fs::read_dir(ck).unwrap().flatten() {
-        if let Ok(list) = list_checkpoints(&job.path()) {
-            found.extend(list);
-        }
-    }
-    found.sort();
-    found.pop().expect("a retained checkpoint").1
 }
 
 const FAST: Option<Duration> = Some(Duration::from_millis(50));
