@@ -13,9 +13,11 @@ mod config_cmd;
 mod inspect;
 mod list;
 mod logging;
+mod reload;
 mod remote;
 mod run;
 mod savepoint;
+mod serve;
 mod stop;
 mod validate;
 
@@ -78,6 +80,11 @@ pub enum Command {
     Stop(stop::StopArgs),
     /// Cancel a running job at once, without a savepoint.
     Cancel(cancel::CancelArgs),
+    /// Run every pipeline file of a directory as a service: follow edits, reload, stop with
+    /// savepoints, resume on start.
+    Serve(serve::ServeArgs),
+    /// Make a running `floe serve` apply its changed files and configuration now.
+    Reload(reload::ReloadArgs),
 }
 
 /// Parse the command line, run the command, return the exit code.
@@ -93,6 +100,8 @@ pub fn main() -> ExitCode {
         Command::Savepoint(args) => savepoint::savepoint(&cli.global, args),
         Command::Stop(args) => stop::stop(&cli.global, args),
         Command::Cancel(args) => cancel::cancel(&cli.global, args),
+        Command::Serve(args) => serve::serve(&cli.global, args),
+        Command::Reload(args) => reload::reload(&cli.global, args),
     };
     ExitCode::from(code)
 }

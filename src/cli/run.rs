@@ -1,26 +1,24 @@
 //! `floe run FILE [-p N] [-D k=v]...`: run a pipeline in this process, as `flink run` does in
-//! attached mode: it returns when the job ends.
+//! attached mode: it returns when the job ends. `floe run -d FILE` instead submits it to a
+//! running `floe serve` and returns with its job id, as `flink run -d`.
 //!
 //! A failing operator restarts the job in this process as `restart-strategy.type` says (see
-//! `runtime::failover`).
+//! `runtime::failover`). Preparing and starting the job is `service::supervisor::launch`,
+//! which `floe serve` shares; this file adds the REST server of a single run, the signals and
+//! the printing.
 //!
 //! Ctrl-C (SIGINT) or SIGTERM stops the job cleanly: sources stop, what is in flight drains,
 //! sinks flush, and floe exits 0. A second Ctrl-C cancels at once.
 
+use super::remote::{self, RemoteArgs};
 use super::{parse_dynamic, print_error, GlobalArgs, EXIT_CONFIG, EXIT_FAILURE};
 use crate::checkpoint::restore;
-use crate::checkpoint::storage::FsCheckpointStore;
-use crate::checkpoint::JobId;
-use crate::config::{self, LoadOptions};
-use crate::pipeline::plan::Plan;
-use crate::runtime::failover::{self, Attempt, FailoverHandle, FailoverSetup};
-use crate::runtime::SavepointAction;
-use crate::runtime::{CheckpointingOptions, JobOptions};
-use crate::service::registry::RestoreInfo;
-use crate::service::{ApiState, JobCommand, JobRegistration, JobRegistry, JobState, RestOptions};
+use crate::service::supervisor::launch::{self, LaunchError, LaunchSpec, PreparedJob};
+use crate::service::{ApiState, JobRegistry, RestOptions};
 use clap::Args;
+use serde_json::json;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -59,9 +57,21 @@ pub struct RunArgs {
     /// operators start empty, then stop.
     #[arg(long)]
     pub dry_run: bool,
+    /// Submit the pipeline to a running `floe serve` (its REST API, `POST /jobs`), print the
+    /// job id and return (as `flink run -d`).
+    #[arg(short = 'd', long = "detached")]
+    pub detached: bool,
+    /// With -d: the REST API of the running floe, host:port (default: rest.address:rest.port
+    /// from the configuration).
+    #[arg(short = 'm', long = "jobmanager", value_name = "HOST:PORT")]
+    pub jobmanager: Option<String>,
 }
 
+
 pub fn run(global: &GlobalArgs, args: RunArgs) -> u8 {
+    if args.detached {
+        return submit(global, &args);
+    }
     let pipeline = match crate::pipeline::load(&args.file) {
         Ok(p) => p,
         Err(e) => {
@@ -76,172 +86,36 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> u8 {
     if let Some(m) = &args.claim_mode {
         dynamic.push(format!("execution.state-recovery.claim-mode={m}"));
     }
-    let loaded = match config::load(&LoadOptions {
+    let spec = LaunchSpec {
+        pipeline,
         conf_dir: global.conf_dir.clone(),
-        pipeline_settings: pipeline.settings.clone(),
         dynamic,
-    }) {
+        restore: args.from_savepoint.clone(),
+        allow_non_restored: args.allow_non_restored_state,
+    };
+    let loaded = match launch::load_config(&spec) {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("{e}");
-            return EXIT_CONFIG;
-        }
+        Err(e) => return print_launch_error(&e),
     };
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
-    let cfg = &loaded.config;
-    let restore_path = match args
-        .from_savepoint
-        .clone()
-        .or_else(|| cfg.recovery.path.clone())
-    {
-        Some(p) if p == LATEST => match &cfg.state.checkpoints_dir {
-            None => {
-                print_error(&restore::RestoreError::NoCheckpointDir);
-                return EXIT_CONFIG;
-            }
-            Some(dir) => match restore::find_latest(dir, &pipeline.name) {
-                Ok(found) => {
-                    eprintln!("-s latest: {}", found.display());
-                    Some(found.display().to_string())
-                }
-                Err(e) => {
-                    print_error(&e);
-                    return EXIT_FAILURE;
-                }
-            },
-        },
-        other => other,
+    let job = match launch::prepare_with(spec, loaded) {
+        Ok(j) => j,
+        Err(e) => return print_launch_error(&e),
     };
-    let allow_non_restored = args.allow_non_restored_state || cfg.recovery.ignore_unclaimed_state;
-    let snapshot = match &restore_path {
-        Some(path) => match restore::load_snapshot(path) {
-            Ok(s) => Some((path.clone(), s)),
-            Err(e) => {
-                print_error(&e);
-                return EXIT_FAILURE;
-            }
-        },
-        None => None,
-    };
-    // A job that does not fix its max parallelism adopts the checkpoint's, as Flink does.
-    let max_parallelism = cfg.max_parallelism.or_else(|| {
-        snapshot
-            .as_ref()
-            .and_then(|(_, s)| restore::keyed_max_parallelism(&s.metadata))
-    });
-    let plan = match Plan::build(&pipeline, cfg.parallelism_default, max_parallelism) {
-        Ok(plan) => plan,
-        Err(e) => {
-            eprintln!("error: pipeline {}: {e}", args.file.display());
-            return EXIT_CONFIG;
-        }
-    };
-    let explicit_max = cfg.max_parallelism.is_some();
-    let job_id = JobId::random();
-    if let Some((path, snapshot)) = &snapshot {
-        // Refuse a mapping that cannot work before creating anything on disk.
-        let targets = restore::targets_of(&plan, explicit_max);
-        let mapping = match restore::map_checkpoint(
-            &snapshot.metadata,
-            &restore::pointer(&snapshot.dir),
-            &targets,
-            allow_non_restored,
-        ) {
-            Ok(m) => m,
-            Err(e) => {
-                print_error(&e);
-                return EXIT_FAILURE;
-            }
-        };
-        if args.dry_run {
-            print_mapping(path, &mapping);
+    match (&job.restore_from, args.dry_run) {
+        (Some((path, mapping)), true) => {
+            print_mapping(path, mapping);
             return 0;
         }
-        if let Err(e) = restore::check_files(snapshot) {
-            print_error(&e);
-            return EXIT_FAILURE;
-        }
-    } else if args.dry_run {
-        eprintln!(
-            "error: --dry-run shows a restore: give the checkpoint or savepoint with -s PATH"
-        );
-        return EXIT_CONFIG;
+        (None, true) => return print_launch_error(&LaunchError::DryRunWithoutRestore),
+        _ => {}
     }
-    // A store also without an interval when a checkpoint directory is set: savepoints need it.
-    let store = if cfg.checkpointing.interval.is_some() || cfg.state.checkpoints_dir.is_some() {
-        match FsCheckpointStore::new(
-            &cfg.state,
-            &cfg.checkpointing,
-            job_id.clone(),
-            &pipeline.name,
-        ) {
-            Ok(s) => Some(Arc::new(s)),
-            Err(e) => {
-                print_error(&e);
-                return EXIT_CONFIG;
-            }
-        }
-    } else {
-        None
-    };
-    let initial_path = snapshot.as_ref().map(|(p, _)| p.clone());
-    // The REST API's `latest.restored`: the -s snapshot this run starts from.
-    let restore_info = snapshot.as_ref().map(|(_, s)| RestoreInfo {
-        id: s.metadata.checkpoint_id,
-        restore_timestamp: crate::service::registry::now_ms(),
-        is_savepoint: s.metadata.kind == crate::checkpoint::metadata::SnapshotKind::Savepoint,
-        external_path: restore::pointer(&s.dir),
-    });
-    let setup = FailoverSetup {
-        job_id: job_id.clone(),
-        name: pipeline.name.clone(),
-        strategy: cfg.restart.clone(),
-        store,
-        initial: snapshot.map(|(_, s)| s),
-        claim_mode: cfg.recovery.claim_mode,
-    };
-    let checkpointing = cfg.checkpointing.clone();
-    let mode = cfg.checkpointing.mode;
-    let rest_plan = plan.clone();
-    let name = pipeline.name.clone();
-    let build_job_id = job_id.clone();
-    // Builds each attempt: the first restores the -s snapshot, a restart the latest completed
-    // checkpoint the failover loop picked.
-    let build = move |attempt: &Attempt<'_>| -> Result<(Plan, JobOptions), restore::RestoreError> {
-        let mut options = JobOptions::new(name.clone());
-        options.checkpointing_mode = mode;
-        if let Some(snapshot) = attempt.restore {
-            if attempt.number == 0 {
-                eprintln!(
-                    "Starting job {build_job_id} from savepoint {} ({})",
-                    initial_path.as_deref().unwrap_or_default(),
-                    if allow_non_restored {
-                        "allowing non restored state"
-                    } else {
-                        ""
-                    }
-                );
-            }
-            let (_, state) = restore::prepare(snapshot, &plan, explicit_max, allow_non_restored)?;
-            options.restore = Some(state);
-            tracing::info!(
-                "Restoring job {build_job_id} from Savepoint {} @ 0 for {build_job_id} located at {}.",
-                snapshot.metadata.checkpoint_id,
-                restore::pointer(&snapshot.dir)
-            );
-        }
-        if let Some(store) = &attempt.store {
-            options.checkpointing = Some(CheckpointingOptions {
-                config: checkpointing.clone(),
-                store: store.clone(),
-                job_id: build_job_id.clone(),
-                first_id: attempt.first_checkpoint_id,
-            });
-        }
-        Ok((plan.clone(), options))
-    };
+    if let Err(e) = job.check_restore_files() {
+        print_error(&e);
+        return EXIT_FAILURE;
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("floe-worker")
@@ -253,38 +127,101 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> u8 {
             return EXIT_FAILURE;
         }
     };
-    let rest = RestContext {
-        plan: rest_plan,
-        config: Arc::new(cfg.clone()),
-        entries: Arc::new(loaded.entries.clone()),
-        options: RestOptions::from_config(cfg),
-        restore: restore_info,
-    };
-    rt.block_on(run_job(setup, build, job_id, rest))
+    let options = RestOptions::from_config(&job.config);
+    rt.block_on(run_job(job, options))
 }
 
-/// What the REST API of this run needs to know of the job.
-struct RestContext {
-    plan: Plan,
-    config: Arc<crate::config::Config>,
-    entries: Arc<Vec<crate::config::Entry>>,
-    options: RestOptions,
-    restore: Option<RestoreInfo>,
+/// Prints why the job could not start, as `floe run` always did, and returns the exit code.
+fn print_launch_error(e: &LaunchError) -> u8 {
+    match e {
+        LaunchError::Config(c) => eprintln!("{c}"),
+        LaunchError::DryRunWithoutRestore => eprintln!("error: {e}"),
+        _ => print_error(e),
+    }
+    e.exit_code()
+}
+
+/// `floe run -d`: sends the pipeline file's text (and -p, -D, -s, -n) to `POST /jobs` of a
+/// running `floe serve`, prints `Job has been submitted with JobID <id>` and returns.
+fn submit(global: &GlobalArgs, args: &RunArgs) -> u8 {
+    if args.dry_run {
+        return remote::usage("--dry-run runs here; it cannot be combined with -d/--detached.");
+    }
+    let text = match std::fs::read_to_string(&args.file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!(
+                "error: cannot read the pipeline file {}: {e}",
+                args.file.display()
+            );
+            return EXIT_CONFIG;
+        }
+    };
+    // Relative paths in the pipeline resolve from the file's directory, on the server as
+    // here: send the absolute path along with the text.
+    let path = std::path::absolute(&args.file).unwrap_or_else(|_| args.file.clone());
+    let client = match remote::client(
+        global,
+        &RemoteArgs {
+            jobmanager: args.jobmanager.clone(),
+            dynamic: args
+                .dynamic
+                .iter()
+                .filter(|d| d.trim_start().starts_with("rest."))
+                .cloned()
+                .collect(),
+            json: false,
+        },
+    ) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let mut body = json!({
+        "pipeline": text,
+        "pipelinePath": path.display().to_string(),
+        "dynamic": args.dynamic,
+        "allowNonRestoredState": args.allow_non_restored_state,
+    });
+    if let Some(p) = args.parallelism {
+        body["parallelism"] = json!(p);
+    }
+    if let Some(s) = &args.from_savepoint {
+        body["savepointPath"] = json!(s);
+    }
+    if let Some(m) = &args.claim_mode {
+        body["claimMode"] = json!(m.to_ascii_uppercase());
+    }
+    match client.post("/jobs", &body) {
+        Ok(v) => match v["jobid"].as_str() {
+            Some(id) => {
+                println!("Job has been submitted with JobID {id}");
+                0
+            }
+            None => remote::failed(
+                "The program submission failed.",
+                &format!("the answer of POST /jobs has no jobid: {v}"),
+            ),
+        },
+        Err(e) => remote::failed(
+            &format!("Could not submit {} to {}.", args.file.display(), client.endpoint()),
+            &e,
+        ),
+    }
 }
 
 /// Serves the REST API and the dashboard for this run's job. A taken port does not stop the
 /// job: the warning names the fix, and the job runs without the API.
 async fn start_rest(
-    ctx: &RestContext,
+    options: &RestOptions,
     registry: &JobRegistry,
 ) -> Option<crate::service::RestServer> {
-    let state = ApiState::new(registry.clone(), &ctx.options).with_disposal(Arc::new(|path| {
+    let state = ApiState::new(registry.clone(), options).with_disposal(Arc::new(|path| {
         crate::checkpoint::savepoint::dispose(path)
             .map(|_| ())
             .map_err(|e| e.to_string())
     }));
     let app = crate::service::router(state).merge(crate::service::dashboard::routes());
-    match crate::service::serve(app, &ctx.options).await {
+    match crate::service::serve(app, options).await {
         Ok(server) => Some(server),
         Err(e) => {
             tracing::warn!("the job runs without its REST API and dashboard: {e}");
@@ -293,134 +230,8 @@ async fn start_rest(
     }
 }
 
-/// Registers the job once its first attempt runs, keeps the registry's view of it current
-/// (metrics of the running attempt, restarts, restore point) and answers the API's commands.
-async fn follow_job(
-    handle: FailoverHandle,
-    registry: JobRegistry,
-    job_id: JobId,
-    name: String,
-    ctx: RestContext,
-    stopped: Arc<AtomicBool>,
-) {
-    let mut current: Option<Arc<crate::runtime::JobMetrics>> = None;
-    let mut restarts = 0;
-    let mut commands = None;
-    loop {
-        if let Some(metrics) = handle.metrics() {
-            match &current {
-                None => {
-                    let mut reg = JobRegistration::new(
-                        job_id.clone(),
-                        name.clone(),
-                        &ctx.plan,
-                        metrics.clone(),
-                    );
-                    let h = handle.clone();
-                    reg.stats = Some(Arc::new(move || h.checkpoint_stats()));
-                    reg.config = ctx.config.clone();
-                    reg.entries = ctx.entries.clone();
-                    reg.restore = ctx.restore.clone();
-                    commands = Some(registry.register(reg));
-                }
-                Some(old) if !Arc::ptr_eq(old, &metrics) => {
-                    let h = handle.clone();
-                    registry.replace_sources(
-                        &job_id,
-                        metrics.clone(),
-                        Some(Arc::new(move || h.checkpoint_stats())),
-                    );
-                }
-                Some(_) => {}
-            }
-            current = Some(metrics);
-        }
-        let status = handle.status();
-        if status.restarts > restarts {
-            restarts = status.restarts;
-            registry.record_restart(&job_id, status.last_failure.clone());
-            if let Some(r) = &status.last_restore {
-                registry.record_restore(
-                    &job_id,
-                    RestoreInfo {
-                        id: r.checkpoint_id,
-                        restore_timestamp: r.timestamp_ms,
-                        is_savepoint: false,
-                        external_path: restore::pointer(&r.path),
-                    },
-                );
-            }
-        }
-        if current.is_some() && !status.restarting {
-            registry.set_state(&job_id, JobState::Running);
-        }
-        // Until the first attempt runs, look often: the job should be listed as soon as it is.
-        let period = if current.is_none() { 5 } else { 100 };
-        let wait = tokio::time::sleep(std::time::Duration::from_millis(period));
-        match commands.as_mut() {
-            Some(rx) => {
-                tokio::select! {
-                    Some(cmd) = rx.recv() => answer(&handle, cmd, &stopped),
-                    _ = wait => {}
-                }
-            }
-            None => wait.await,
-        }
-    }
-}
-
-/// Answers one API command on the running job. Savepoints complete on their own time: the
-/// reply is forwarded when the job's answer comes.
-fn answer(handle: &FailoverHandle, command: JobCommand, stopped: &Arc<AtomicBool>) {
-    let (target, action, reply) = match command {
-        JobCommand::Cancel { reply } => {
-            handle.cancel();
-            let _ = reply.send(Ok(()));
-            return;
-        }
-        JobCommand::TriggerSavepoint {
-            target,
-            cancel_job,
-            reply,
-        } => {
-            let action = if cancel_job {
-                SavepointAction::Cancel
-            } else {
-                SavepointAction::Keep
-            };
-            (target, action, reply)
-        }
-        JobCommand::Stop {
-            target,
-            drain,
-            reply,
-        } => {
-            stopped.store(true, Ordering::Relaxed);
-            (target, SavepointAction::Stop { drain }, reply)
-        }
-    };
-    let Some(target) = target else {
-        let _ = reply.send(Err(
-            "Config key [execution.checkpointing.savepoint-dir] is not set. Property \
-             [target-directory] must be provided."
-                .to_string(),
-        ));
-        return;
-    };
-    let pending = handle.trigger_savepoint(PathBuf::from(target), action);
-    tokio::spawn(async move {
-        let result = pending
-            .await
-            .unwrap_or_else(|_| Err("the job ended before the savepoint completed".to_string()));
-        let _ = reply.send(result);
-    });
-}
-
 /// How long the REST API stays up after a stop-with-savepoint ended the job.
 const STOP_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// `-s latest`: the newest complete checkpoint of this pipeline under the checkpoint directory.
-const LATEST: &str = "latest";
 
 fn print_mapping(path: &str, mapping: &restore::RestoreMapping) {
     println!(
@@ -438,48 +249,35 @@ fn print_mapping(path: &str, mapping: &restore::RestoreMapping) {
     }
 }
 
-async fn run_job<F>(setup: FailoverSetup, build: F, job_id: JobId, rest: RestContext) -> u8
-where
-    F: FnMut(&Attempt<'_>) -> Result<(Plan, JobOptions), restore::RestoreError>,
-{
-    let name = setup.name.clone();
+async fn run_job(job: PreparedJob, options: RestOptions) -> u8 {
     let started = Instant::now();
-    let handle = FailoverHandle::new();
     let registry = JobRegistry::new();
-    let server = start_rest(&rest, &registry).await;
-    let stopped_by_api = Arc::new(AtomicBool::new(false));
-    let follower = tokio::spawn(follow_job(
-        handle.clone(),
-        registry.clone(),
-        job_id.clone(),
-        name.clone(),
-        rest,
-        stopped_by_api.clone(),
-    ));
-    let stopper = handle.clone();
+    let server = start_rest(&options, &registry).await;
+    let job = launch::start(job, &registry);
+    let (job_id, name) = (job.job_id.clone(), job.name.clone());
+    let stopper = job.handle.clone();
     let signals = tokio::spawn(async move {
-        wait_for_stop_signal().await;
+        crate::service::signals::wait_for_stop().await;
         tracing::info!(
             "stop requested: stopping sources, draining, flushing sinks (again to cancel)"
         );
         stopper.stop();
-        wait_for_stop_signal().await;
+        crate::service::signals::wait_for_stop().await;
         tracing::warn!("second stop request: cancelling");
         stopper.cancel();
     });
     eprintln!("Job has been submitted with JobID {job_id}");
     tracing::info!(job = %name, job_id = %job_id, "job running");
-    let result = failover::run(setup, handle.clone(), build).await;
-    signals.abort();
-    follower.abort();
-    let (state, error) = match &result {
-        Ok(r) if r.status == crate::runtime::JobStatus::Cancelled => (JobState::Canceled, None),
-        Ok(_) => (JobState::Finished, None),
-        Err(e) => (JobState::Failed, Some(e.to_string())),
+    let result = match job.done.await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: bug: the job's task ended abnormally: {e}");
+            return EXIT_FAILURE;
+        }
     };
-    registry.finish(&job_id, state, error);
+    signals.abort();
     if let Some(server) = server {
-        if stopped_by_api.load(Ordering::Relaxed) {
+        if job.stopped_by_api.load(Ordering::Relaxed) {
             // `floe stop` polls for the savepoint's path after the job has ended: keep
             // answering a moment so that it gets it.
             tokio::time::sleep(STOP_LINGER).await;
@@ -490,7 +288,7 @@ where
         Ok(report) => {
             eprintln!("Job with JobID {job_id} has finished.");
             eprintln!("Job Runtime: {} ms", started.elapsed().as_millis());
-            let restarts = handle.status().restarts;
+            let restarts = job.handle.status().restarts;
             if restarts > 0 {
                 tracing::info!(restarts, "the job restarted {restarts} time(s) on failures");
             }
@@ -510,28 +308,5 @@ where
             print_error(&e);
             EXIT_FAILURE
         }
-    }
-}
-
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn wait_for_stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

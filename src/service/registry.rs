@@ -301,6 +301,18 @@ pub struct JobView {
     pub error: Option<String>,
     /// Savepoints taken through the API, oldest first.
     pub savepoints: Vec<SavepointRecord>,
+    /// What `floe serve` adds: the pipeline file, the last reload error.
+    pub notes: JobNotes,
+}
+
+/// What `floe serve` says about a job besides Flink's fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobNotes {
+    /// The pipeline file (name in the pipelines directory) the job runs; `None` for a job
+    /// of `floe run` or one submitted with `floe run -d`.
+    pub file: Option<String>,
+    /// Why the last edit of the file was not applied (the job runs the version before).
+    pub reload_error: Option<String>,
 }
 
 impl JobView {
@@ -337,6 +349,8 @@ pub enum CommandError {
 #[derive(Clone, Default)]
 pub struct JobRegistry {
     inner: Arc<Mutex<BTreeMap<JobId, JobRecord>>>,
+    /// Notes given before the job registered, applied when it does. Taken with `inner` held.
+    pending_notes: Arc<Mutex<BTreeMap<JobId, JobNotes>>>,
 }
 
 impl fmt::Debug for JobRegistry {
@@ -383,9 +397,28 @@ impl JobRegistry {
             restarts: 0,
             error: None,
             savepoints: Vec::new(),
+            notes: JobNotes::default(),
         };
-        self.lock().insert(reg.id, JobRecord { view, commands: tx });
+        let mut jobs = self.lock();
+        let mut view = view;
+        if let Some(n) = self.pending().remove(&reg.id) {
+            view.notes = n;
+        }
+        jobs.insert(reg.id, JobRecord { view, commands: tx });
         rx
+    }
+
+    fn pending(&self) -> MutexGuard<'_, BTreeMap<JobId, JobNotes>> {
+        self.pending_notes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes a job's notes; for a job not registered yet, they apply when it registers.
+    pub fn annotate(&self, id: &JobId, f: impl FnOnce(&mut JobNotes)) {
+        let mut jobs = self.lock();
+        match jobs.get_mut(id) {
+            Some(r) => f(&mut r.view.notes),
+            None => f(self.pending().entry(id.clone()).or_default()),
+        }
     }
 
     fn update(&self, id: &JobId, f: impl FnOnce(&mut JobView)) -> bool {

@@ -75,7 +75,7 @@ pub fn web_config_json() -> Value {
 pub fn jobs_json(jobs: &[JobView]) -> Value {
     let list: Vec<Value> = jobs
         .iter()
-        .map(|j| json!({"id": j.id.0, "status": j.state.flink_name()}))
+        .map(|j| with_notes(json!({"id": j.id.0, "status": j.state.flink_name()}), j))
         .collect();
     json!({ "jobs": list })
 }
@@ -104,7 +104,7 @@ pub fn jobs_overview_json(jobs: &[JobView], now: u64) -> Value {
         .map(|j| {
             let mut tasks = task_counts(j.state, j.total_subtasks(), true);
             tasks.insert("total".into(), json!(j.total_subtasks()));
-            json!({
+            let job = json!({
                 "jid": j.id.0,
                 "name": j.name,
                 "start-time": j.start_time,
@@ -114,7 +114,8 @@ pub fn jobs_overview_json(jobs: &[JobView], now: u64) -> Value {
                 "last-modification": j.last_modification,
                 "tasks": tasks,
                 "pending-operators": 0,
-            })
+            });
+            with_notes(job, j)
         })
         .collect();
     json!({ "jobs": list })
@@ -230,7 +231,20 @@ pub fn job_details_json(j: &JobView, now: u64) -> Value {
     if let Some(e) = &j.error {
         out["failure-cause"] = json!(e);
     }
-    out
+    with_notes(out, j)
+}
+
+/// `floe serve`'s additions to a job object, present only when set (Flink's tools ignore
+/// unknown fields): `file`, the pipeline file; `reload-error`, why its last edit was not
+/// applied.
+fn with_notes(mut job: Value, j: &JobView) -> Value {
+    if let Some(f) = &j.notes.file {
+        job["file"] = json!(f);
+    }
+    if let Some(e) = &j.notes.reload_error {
+        job["reload-error"] = json!(e);
+    }
+    job
 }
 
 /// `GET /jobs/:id/jobmanager/config`: every key's effective value, as Flink's list of

@@ -20,6 +20,7 @@ pub mod checkpoints;
 pub mod control;
 pub mod json;
 pub mod paths;
+pub mod service;
 
 use super::registry::{now_ms, JobRegistry, JobView};
 use crate::checkpoint::JobId;
@@ -152,6 +153,7 @@ struct Inner {
     savepoints_dir: Option<String>,
     allowed_dirs: Vec<String>,
     disposal: Option<DisposalHook>,
+    service: Option<Arc<dyn service::ServiceControl>>,
     operations: Mutex<control::Operations>,
 }
 
@@ -170,9 +172,29 @@ impl ApiState {
                 savepoints_dir: options.savepoints_dir.clone(),
                 allowed_dirs: options.allowed_dirs.clone(),
                 disposal: None,
+                service: None,
                 operations: Mutex::new(control::Operations::default()),
             }),
         }
+    }
+
+    /// With `floe serve`'s supervisor: `POST /floe/reload` and `POST /jobs` answer.
+    pub fn with_service(self, service: Arc<dyn service::ServiceControl>) -> Self {
+        let inner = Inner {
+            registry: self.inner.registry.clone(),
+            savepoints_dir: self.inner.savepoints_dir.clone(),
+            allowed_dirs: self.inner.allowed_dirs.clone(),
+            disposal: self.inner.disposal.clone(),
+            service: Some(service),
+            operations: Mutex::new(control::Operations::default()),
+        };
+        ApiState {
+            inner: Arc::new(inner),
+        }
+    }
+
+    fn service(&self) -> Option<Arc<dyn service::ServiceControl>> {
+        self.inner.service.clone()
     }
 
     /// With the function that disposes of a savepoint (`POST /savepoint-disposal`).
@@ -182,6 +204,7 @@ impl ApiState {
             savepoints_dir: self.inner.savepoints_dir.clone(),
             allowed_dirs: self.inner.allowed_dirs.clone(),
             disposal: Some(hook),
+            service: self.inner.service.clone(),
             operations: Mutex::new(control::Operations::default()),
         };
         ApiState {
@@ -436,7 +459,8 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/overview", get(overview))
         .route("/config", get(web_config))
-        .route("/jobs", get(jobs))
+        .route("/jobs", get(jobs).post(service::submit))
+        .route("/floe/reload", post(service::reload))
         .route("/jobs/overview", get(jobs_overview))
         .route("/jobs/{id}", get(job_details).patch(control::cancel_job))
         .route("/jobs/{id}/config", get(job_config))

@@ -1,0 +1,313 @@
+//! Starting one job, the part `floe run` and `floe serve` share: configuration layered over
+//! the pipeline's settings, the restore snapshot read and its mapping checked before anything
+//! is created on disk, the plan, the checkpoint store, and the closure that builds each
+//! attempt for `runtime::failover`.
+//!
+//! [`prepare`] does every check that can refuse the job (and nothing that runs it); [`start`]
+//! spawns the failover loop and the registry follower on the current tokio runtime. Neither
+//! prints: errors come back typed ([`LaunchError`]) with the exit code they deserve.
+
+use super::follow::follow_job;
+use crate::checkpoint::metadata::SnapshotKind;
+use crate::checkpoint::restore::{self, RestoreError, RestoreMapping};
+use crate::checkpoint::storage::FsCheckpointStore;
+use crate::checkpoint::{CheckpointError, JobId};
+use crate::config::{self, Config, ConfigError, Entry, LoadOptions};
+use crate::pipeline::plan::{Plan, PlanError};
+use crate::pipeline::Pipeline;
+use crate::runtime::failover::{self, Attempt, FailoverError, FailoverHandle, FailoverSetup};
+use crate::runtime::{CheckpointingOptions, JobOptions, JobReport};
+use crate::service::registry::{now_ms, RestoreInfo};
+use crate::service::{JobRegistry, JobState};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// `-s latest`: the newest complete checkpoint of this pipeline under the checkpoint directory.
+pub const LATEST: &str = "latest";
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    /// The validated pipeline.
+    pub pipeline: Pipeline,
+    /// `--conf-dir` (`None`: `FLOE_CONF_DIR`, else `./conf`).
+    pub conf_dir: Option<PathBuf>,
+    /// `-D key=value`, with `-p` and `--claimMode` already turned into keys.
+    pub dynamic: Vec<String>,
+    /// `-s`: a checkpoint or savepoint path, or [`LATEST`]; `None` also reads
+    /// `execution.state-recovery.path`.
+    pub restore: Option<String>,
+    /// `-n`, or-ed with `execution.state-recovery.ignore-unclaimed-state` and the pipeline's
+    /// `allow-non-restored-state`.
+    pub allow_non_restored: bool,
+}
+
+/// Why a job could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("pipeline {}: {source}", file.display())]
+    Plan {
+        file: PathBuf,
+        #[source]
+        source: PlanError,
+    },
+    /// `-s latest` without a checkpoint directory.
+    #[error(transparent)]
+    NoCheckpointDir(RestoreError),
+    /// The snapshot cannot be found, read or mapped onto this pipeline.
+    #[error(transparent)]
+    Restore(RestoreError),
+    #[error(transparent)]
+    Store(CheckpointError),
+    #[error("--dry-run shows a restore: give the checkpoint or savepoint with -s PATH")]
+    DryRunWithoutRestore,
+}
+
+impl LaunchError {
+    /// 78 for what the user must fix in configuration or pipeline, 1 for the rest.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            LaunchError::Restore(_) => crate::cli::EXIT_FAILURE,
+            _ => crate::cli::EXIT_CONFIG,
+        }
+    }
+
+    /// A configuration or pipeline problem (as opposed to a snapshot that does not fit).
+    pub fn is_config(&self) -> bool {
+        self.exit_code() == crate::cli::EXIT_CONFIG
+    }
+}
+
+/// A job checked and ready to start.
+pub struct PreparedJob {
+    pub job_id: JobId,
+    pub name: String,
+    pub plan: Plan,
+    pub config: Arc<Config>,
+    pub entries: Arc<Vec<Entry>>,
+    pub warnings: Vec<String>,
+    /// The snapshot the first attempt restores, its path as given and its mapping.
+    pub restore_from: Option<(String, RestoreMapping)>,
+    setup: FailoverSetup,
+    build: BuildFn,
+    restore_info: Option<RestoreInfo>,
+}
+
+/// Builds each attempt: the first restores the `-s` snapshot, a restart the latest completed
+/// checkpoint the failover loop picked.
+type BuildFn =
+    Box<dyn FnMut(&Attempt<'_>) -> Result<(Plan, JobOptions), RestoreError> + Send + 'static>;
+
+/// Loads the configuration for `spec` (conf file, environment, pipeline settings, `-D`).
+pub fn load_config(spec: &LaunchSpec) -> Result<config::Loaded, LaunchError> {
+    Ok(config::load(&LoadOptions {
+        conf_dir: spec.conf_dir.clone(),
+        pipeline_settings: spec.pipeline.settings.clone(),
+        dynamic: spec.dynamic.clone(),
+    })?)
+}
+
+/// Every check that can refuse the job: configuration, restore snapshot and its mapping, plan,
+/// checkpoint store. Creates the store's directory, nothing else.
+pub fn prepare(spec: LaunchSpec) -> Result<PreparedJob, LaunchError> {
+    let loaded = load_config(&spec)?;
+    prepare_with(spec, loaded)
+}
+
+/// [`prepare`] with the configuration already loaded.
+pub fn prepare_with(spec: LaunchSpec, loaded: config::Loaded) -> Result<PreparedJob, LaunchError> {
+    let pipeline = spec.pipeline;
+    let cfg = loaded.config;
+    let restore_path = match spec.restore.clone().or_else(|| cfg.recovery.path.clone()) {
+        Some(p) if p == LATEST => match &cfg.state.checkpoints_dir {
+            None => return Err(LaunchError::NoCheckpointDir(RestoreError::NoCheckpointDir)),
+            Some(dir) => {
+                let found = restore::find_latest(dir, &pipeline.name).map_err(LaunchError::Restore)?;
+                eprintln!("-s latest: {}", found.display());
+                Some(found.display().to_string())
+            }
+        },
+        other => other,
+    };
+    let allow_non_restored = spec.allow_non_restored
+        || cfg.recovery.ignore_unclaimed_state
+        || pipeline.allow_non_restored_state;
+    let snapshot = match &restore_path {
+        Some(path) => Some((
+            path.clone(),
+            restore::load_snapshot(path).map_err(LaunchError::Restore)?,
+        )),
+        None => None,
+    };
+    // A job that does not fix its max parallelism adopts the checkpoint's, as Flink does.
+    let max_parallelism = cfg.max_parallelism.or_else(|| {
+        snapshot
+            .as_ref()
+            .and_then(|(_, s)| restore::keyed_max_parallelism(&s.metadata))
+    });
+    let plan = Plan::build(&pipeline, cfg.parallelism_default, max_parallelism).map_err(|e| {
+        LaunchError::Plan {
+            file: pipeline.path.clone(),
+            source: e,
+        }
+    })?;
+    let explicit_max = cfg.max_parallelism.is_some();
+    let job_id = JobId::random();
+    let mut restore_from = None;
+    if let Some((path, snapshot)) = &snapshot {
+        // Refuse a mapping that cannot work before creating anything on disk.
+        let targets = restore::targets_of(&plan, explicit_max);
+        let mapping = restore::map_checkpoint(
+            &snapshot.metadata,
+            &restore::pointer(&snapshot.dir),
+            &targets,
+            allow_non_restored,
+        )
+        .map_err(|e| LaunchError::Restore(e.into()))?;
+        restore_from = Some((path.clone(), mapping));
+    }
+    // A store also without an interval when a checkpoint directory is set: savepoints need it.
+    let store = if cfg.checkpointing.interval.is_some() || cfg.state.checkpoints_dir.is_some() {
+        Some(Arc::new(
+            FsCheckpointStore::new(&cfg.state, &cfg.checkpointing, job_id.clone(), &pipeline.name)
+                .map_err(LaunchError::Store)?,
+        ))
+    } else {
+        None
+    };
+    let initial_path = snapshot.as_ref().map(|(p, _)| p.clone());
+    // The REST API's `latest.restored`: the snapshot this job starts from.
+    let restore_info = snapshot.as_ref().map(|(_, s)| RestoreInfo {
+        id: s.metadata.checkpoint_id,
+        restore_timestamp: now_ms(),
+        is_savepoint: s.metadata.kind == SnapshotKind::Savepoint,
+        external_path: restore::pointer(&s.dir),
+    });
+    let setup = FailoverSetup {
+        job_id: job_id.clone(),
+        name: pipeline.name.clone(),
+        strategy: cfg.restart.clone(),
+        store,
+        initial: snapshot.map(|(_, s)| s),
+        claim_mode: cfg.recovery.claim_mode,
+    };
+    let checkpointing = cfg.checkpointing.clone();
+    let mode = cfg.checkpointing.mode;
+    let name = pipeline.name.clone();
+    let build_job_id = job_id.clone();
+    let build_plan = plan.clone();
+    let build = move |attempt: &Attempt<'_>| -> Result<(Plan, JobOptions), RestoreError> {
+        let mut options = JobOptions::new(name.clone());
+        options.checkpointing_mode = mode;
+        if let Some(snapshot) = attempt.restore {
+            if attempt.number == 0 {
+                eprintln!(
+                    "Starting job {build_job_id} from savepoint {} ({})",
+                    initial_path.as_deref().unwrap_or_default(),
+                    if allow_non_restored {
+                        "allowing non restored state"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            let (_, state) =
+                restore::prepare(snapshot, &build_plan, explicit_max, allow_non_restored)?;
+            options.restore = Some(state);
+            tracing::info!(
+                "Restoring job {build_job_id} from Savepoint {} @ 0 for {build_job_id} located at {}.",
+                snapshot.metadata.checkpoint_id,
+                restore::pointer(&snapshot.dir)
+            );
+        }
+        if let Some(store) = &attempt.store {
+            options.checkpointing = Some(CheckpointingOptions {
+                config: checkpointing.clone(),
+                store: store.clone(),
+                job_id: build_job_id.clone(),
+                first_id: attempt.first_checkpoint_id,
+            });
+        }
+        Ok((build_plan.clone(), options))
+    };
+    Ok(PreparedJob {
+        job_id,
+        name: pipeline.name.clone(),
+        plan,
+        config: Arc::new(cfg),
+        entries: Arc::new(loaded.entries),
+        warnings: loaded.warnings,
+        restore_from,
+        setup,
+        build: Box::new(build),
+        restore_info,
+    })
+}
+
+impl PreparedJob {
+    /// Checks that every file the restore snapshot names is there (a dry run skips this).
+    pub fn check_restore_files(&self) -> Result<(), RestoreError> {
+        match &self.setup.initial {
+            Some(s) => restore::check_files(s),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A job started by [`start`].
+pub struct StartedJob {
+    pub job_id: JobId,
+    pub name: String,
+    pub handle: FailoverHandle,
+    /// Set when the API stopped the job with a savepoint (`floe stop`).
+    pub stopped_by_api: Arc<AtomicBool>,
+    /// Ends with the job; the registry already shows its final state.
+    pub done: tokio::task::JoinHandle<Result<JobReport, FailoverError>>,
+}
+
+/// Spawns the job's failover loop and the follower that registers it in `registry` once its
+/// first attempt runs and answers the API's commands. When the job ends, its final state is
+/// recorded in the registry. Must be called inside a tokio runtime.
+pub fn start(job: PreparedJob, registry: &JobRegistry) -> StartedJob {
+    let handle = FailoverHandle::new();
+    let stopped_by_api = Arc::new(AtomicBool::new(false));
+    let follower = tokio::spawn(follow_job(
+        handle.clone(),
+        registry.clone(),
+        job.job_id.clone(),
+        job.name.clone(),
+        super::follow::FollowContext {
+            plan: job.plan,
+            config: job.config,
+            entries: job.entries,
+            restore: job.restore_info,
+        },
+        stopped_by_api.clone(),
+    ));
+    let registry = registry.clone();
+    let job_id = job.job_id.clone();
+    let loop_handle = handle.clone();
+    let setup = job.setup;
+    let build = job.build;
+    let done = tokio::spawn(async move {
+        let result = failover::run(setup, loop_handle, build).await;
+        follower.abort();
+        let (state, error) = match &result {
+            Ok(r) if r.status == crate::runtime::JobStatus::Cancelled => (JobState::Canceled, None),
+            Ok(_) => (JobState::Finished, None),
+            Err(e) => (JobState::Failed, Some(e.to_string())),
+        };
+        registry.finish(&job_id, state, error);
+        result
+    });
+    StartedJob {
+        job_id: job.job_id,
+        name: job.name,
+        handle,
+        stopped_by_api,
+        done,
+    }
+}

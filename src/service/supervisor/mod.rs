@@ -1,0 +1,21 @@
+//! Starting jobs and, for `floe serve`, keeping one job per pipeline file in line with the
+//! directory: new file → start; removed file → stop with a savepoint; edited file → validate,
+//! stop with a savepoint, start the new version from it (or bring the old one back from the
+//! same savepoint when the new one cannot restore); `flink-conf.yaml` edited → live keys to
+//! every job, restart keys named in the log. Plus jobs submitted with `floe run -d`, and the
+//! shutdown that stops every job with a final savepoint.
+//!
+//! - [`launch`]: preparing and starting one job (`floe run` uses it too).
+//! - [`conf`]: what a changed `flink-conf.yaml` does to running jobs.
+//! - [`follow`]: the registry's view of a running job and its API commands.
+//! - [`resume`]: where service savepoints go and where a pipeline resumes from.
+//! - [`service`]: the actor that owns the jobs; every change goes through its queue, one at a
+//!   time, so a reload never races another reload, a submission or the shutdown.
+
+pub mod conf;
+pub mod follow;
+pub mod launch;
+pub mod resume;
+pub mod service;
+
+pub use service::{ServeOptions, Supervisor, SupervisorHandle};
