@@ -61,6 +61,10 @@ impl Notifier {
 }
 
 fn send(states: &[NotifyState<'_>]) {
+    // An empty NOTIFY_SOCKET is no socket (as in libsystemd).
+    if std::env::var_os("NOTIFY_SOCKET").is_none_or(|v| v.is_empty()) {
+        return;
+    }
     if let Err(e) = sd_notify::notify(states) {
         tracing::warn!(error = %e, "cannot send a notification to systemd (NOTIFY_SOCKET): {e}");
     }

@@ -220,7 +220,8 @@
       class: j.jid === page.jobId ? 'selected' : null,
       onclick: () => { location.hash = `#/jobs/${encodeURIComponent(j.jid)}`; },
     },
-    el('td', null, el('a', { href: `#/jobs/${encodeURIComponent(j.jid)}` }, j.name || '(unnamed)')),
+    el('td', null, el('a', { href: `#/jobs/${encodeURIComponent(j.jid)}` }, j.name || '(unnamed)'),
+      j['reload-error'] ? el('span', { class: 'reload-flag', title: j['reload-error'] }, ' edit not applied') : null),
     el('td', null, el('code', null, j.jid)),
     el('td', null, stateBadge(j.state)),
     el('td', { class: 'time' }, fmtTime(j['start-time'])),
@@ -255,6 +256,10 @@
     $('#job-id').textContent = job.jid || id;
     $('#job-start').textContent = fmtTime(job['start-time']);
     $('#job-duration').textContent = fmtDuration(job.duration);
+    // `floe serve`: why the last edit of the job's file was not applied.
+    const reloadError = $('#job-reload-error');
+    reloadError.hidden = !job['reload-error'];
+    reloadError.textContent = job['reload-error'] ? `Last edit of ${job.file || 'the pipeline file'} not applied: ${job['reload-error']}` : '';
     updateButtons();
     renderGraph(Array.isArray(job.vertices) ? job.vertices : [], job.plan);
   }

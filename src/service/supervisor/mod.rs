@@ -8,6 +8,7 @@
 //! - [`launch`]: preparing and starting one job (`floe run` uses it too).
 //! - [`conf`]: what a changed `flink-conf.yaml` does to running jobs.
 //! - [`follow`]: the registry's view of a running job and its API commands.
+//! - [`report`]: what a reload did, per pipeline.
 //! - [`resume`]: where service savepoints go and where a pipeline resumes from.
 //! - [`service`]: the actor that owns the jobs; every change goes through its queue, one at a
 //!   time, so a reload never races another reload, a submission or the shutdown.
@@ -15,6 +16,7 @@
 pub mod conf;
 pub mod follow;
 pub mod launch;
+pub mod report;
 pub mod resume;
 pub mod service;
 

@@ -17,6 +17,7 @@
 //! key's state, and the new job continues from exactly there.
 
 use super::launch::{self, LaunchError, LaunchSpec, StartedJob};
+use super::report::{Outcome, PipelineResult, ReloadReport};
 use super::resume;
 use crate::checkpoint::JobId;
 use crate::config::{self, Entry, LoadOptions};
@@ -27,7 +28,7 @@ use crate::service::rest::service::{BoxFuture, ServiceControl, SubmitError, Subm
 use crate::service::sdnotify::Notifier;
 use crate::service::watcher::{self, ScannedFile};
 use crate::service::JobRegistry;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -97,107 +98,6 @@ impl ServiceControl for SupervisorHandle {
             let down = || SubmitError::Unavailable("floe is shutting down".into());
             sent.map_err(|_| down())?;
             rx.await.map_err(|_| down())?
-        })
-    }
-}
-
-/// What happened to one pipeline file in a reload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// A new file's job started (from `resumed` when it had state).
-    Started {
-        job_id: JobId,
-        resumed: Option<String>,
-    },
-    /// An edit applied: the new version runs from the old one's savepoint.
-    Applied {
-        job_id: JobId,
-        savepoint: Option<String>,
-    },
-    /// A removed file's job stopped, with its savepoint.
-    Stopped { savepoint: Option<String> },
-    /// The edit is invalid: the old version runs on.
-    Rejected { error: String },
-    /// The new version could not restore; the old one runs again from the savepoint.
-    RolledBack { job_id: JobId, error: String },
-    /// Nothing runs for this file.
-    Failed { error: String },
-}
-
-impl Outcome {
-    fn ok(&self) -> bool {
-        matches!(
-            self,
-            Outcome::Started { .. } | Outcome::Applied { .. } | Outcome::Stopped { .. }
-        )
-    }
-}
-
-/// One line of a reload report.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PipelineResult {
-    pub file: String,
-    /// `added`, `changed` or `removed`.
-    pub change: &'static str,
-    pub outcome: Outcome,
-}
-
-/// What a reload did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReloadReport {
-    pub pipelines: Vec<PipelineResult>,
-    /// Keys of `flink-conf.yaml` applied live to running jobs.
-    pub config_live: Vec<String>,
-    /// Keys of `flink-conf.yaml` that changed but apply only when a job restarts.
-    pub config_restart: Vec<String>,
-    /// The configuration could not be read: nothing of it applied.
-    pub config_error: Option<String>,
-}
-
-impl ReloadReport {
-    pub fn ok(&self) -> bool {
-        self.config_error.is_none() && self.pipelines.iter().all(|p| p.outcome.ok())
-    }
-
-    pub fn to_json(&self) -> Value {
-        let pipelines: Vec<Value> = self
-            .pipelines
-            .iter()
-            .map(|p| {
-                let mut v = json!({"file": p.file, "change": p.change});
-                let (result, extra) = match &p.outcome {
-                    Outcome::Started { job_id, resumed } => {
-                        ("started", json!({"job-id": job_id.0, "resumed-from": resumed}))
-                    }
-                    Outcome::Applied { job_id, savepoint } => {
-                        ("applied", json!({"job-id": job_id.0, "savepoint": savepoint}))
-                    }
-                    Outcome::Stopped { savepoint } => ("stopped", json!({"savepoint": savepoint})),
-                    Outcome::Rejected { error } => ("rejected", json!({"error": error})),
-                    Outcome::RolledBack { job_id, error } => {
-                        ("rolled-back", json!({"job-id": job_id.0, "error": error}))
-                    }
-                    Outcome::Failed { error } => ("failed", json!({"error": error})),
-                };
-                v["result"] = json!(result);
-                if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
-                    for (k, x) in e {
-                        if !x.is_null() {
-                            o.insert(k.clone(), x.clone());
-                        }
-                    }
-                }
-                v
-            })
-            .collect();
-        json!({
-            "ok": self.ok(),
-            "pipelines": pipelines,
-            "config": {
-                "live": self.config_live,
-                "restart": self.config_restart,
-                "error": self.config_error,
-            },
         })
     }
 }
@@ -464,8 +364,8 @@ impl Supervisor {
         }
         for p in &report.pipelines {
             match &p.outcome {
-                o if o.ok() => tracing::info!(file = %p.file, change = p.change, "{o:?}"),
-                o => tracing::error!(file = %p.file, change = p.change, "{o:?}"),
+                o if o.ok() => tracing::info!(file = %p.file, change = p.change, "{}: {o}", p.file),
+                o => tracing::error!(file = %p.file, change = p.change, "{}: {o}", p.file),
             }
         }
         if reloading {
@@ -842,38 +742,5 @@ async fn wait_done(job: &mut StartedJob, deadline: Instant) -> Result<(), String
         Ok(Err(e)) => Err(format!("bug: the job's task ended abnormally: {e}")),
         Ok(Ok(Err(e))) => Err(format!("the job failed while stopping: {e}")),
         Ok(Ok(Ok(_))) => Ok(()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn report_is_ok_only_when_every_change_applied() {
-        let mut r = ReloadReport::default();
-        assert!(r.ok());
-        r.pipelines.push(PipelineResult {
-            file: "a.yaml".into(),
-            change: "changed",
-            outcome: Outcome::Applied {
-                job_id: JobId("a".repeat(32)),
-                savepoint: Some("/sp/savepoint-aaaaaa-000000000000".into()),
-            },
-        });
-        assert!(r.ok());
-        let j = r.to_json();
-        assert_eq!(j["pipelines"][0]["result"], "applied");
-        assert_eq!(j["pipelines"][0]["savepoint"], "/sp/savepoint-aaaaaa-000000000000");
-        r.pipelines.push(PipelineResult {
-            file: "b.yaml".into(),
-            change: "changed",
-            outcome: Outcome::Rejected {
-                error: "b.yaml: bad".into(),
-            },
-        });
-        assert!(!r.ok());
-        assert_eq!(r.to_json()["ok"], false);
-        assert_eq!(r.to_json()["pipelines"][1]["error"], "b.yaml: bad");
     }
 }
