@@ -18,6 +18,8 @@ pub enum Outcome {
         job_id: JobId,
         savepoint: Option<String>,
     },
+    /// The file is back to the text its job runs (an edit undone): nothing to do.
+    Kept { job_id: JobId },
     /// A removed file's job stopped, with its savepoint.
     Stopped { savepoint: Option<String> },
     /// The edit is invalid: the old version runs on.
@@ -32,7 +34,10 @@ impl Outcome {
     pub fn ok(&self) -> bool {
         matches!(
             self,
-            Outcome::Started { .. } | Outcome::Applied { .. } | Outcome::Stopped { .. }
+            Outcome::Started { .. }
+                | Outcome::Applied { .. }
+                | Outcome::Kept { .. }
+                | Outcome::Stopped { .. }
         )
     }
 }
@@ -76,6 +81,7 @@ impl ReloadReport {
                     Outcome::Applied { job_id, savepoint } => {
                         ("applied", json!({"job-id": job_id.0, "savepoint": savepoint}))
                     }
+                    Outcome::Kept { job_id } => ("kept", json!({"job-id": job_id.0})),
                     Outcome::Stopped { savepoint } => ("stopped", json!({"savepoint": savepoint})),
                     Outcome::Rejected { error } => ("rejected", json!({"error": error})),
                     Outcome::RolledBack { job_id, error } => {
@@ -123,6 +129,9 @@ impl fmt::Display for Outcome {
                 job_id,
                 savepoint: None,
             } => write!(f, "the new version runs as job {job_id}, without state"),
+            Outcome::Kept { job_id } => {
+                write!(f, "job {job_id} already runs this text: nothing to do")
+            }
             Outcome::Stopped { savepoint: Some(sp) } => write!(f, "job stopped with savepoint {sp}"),
             Outcome::Stopped { savepoint: None } => write!(f, "job stopped"),
             Outcome::Rejected { error } | Outcome::Failed { error } => f.write_str(error),

@@ -106,6 +106,11 @@ impl ServiceControl for SupervisorHandle {
 struct Managed {
     /// The text the job runs (to bring this version back after a refused restore).
     text: String,
+    /// Its content hash.
+    hash: u64,
+    /// The hash of the file's text last refused, with why: asked again (an explicit reload),
+    /// it is reported again without touching the job.
+    refused: Option<(u64, String)>,
     pipeline: Pipeline,
     job: StartedJob,
     entries: Arc<Vec<Entry>>,
@@ -319,7 +324,10 @@ impl Supervisor {
             }
         };
         let new_hashes = watcher::hashes(&scanned);
-        let changes = watcher::diff(&self.seen, &new_hashes);
+        let mut changes = watcher::diff(&self.seen, &new_hashes);
+        if explicit {
+            self.add_pending(&scanned, &mut changes);
+        }
         let conf = self.conf_changed();
         let startup = self.seen.is_empty() && self.jobs.is_empty();
         let reloading = !startup && (explicit || !changes.is_empty() || conf.is_some());
@@ -373,6 +381,28 @@ impl Supervisor {
             self.notifier.ready(&status);
         }
         report
+    }
+
+    /// An explicit reload also retries what an earlier scan could not apply: files whose
+    /// text is not the one their job runs (an edit rejected before) and files without a job
+    /// (they failed to start), so that its report and exit code say where things stand.
+    fn add_pending(
+        &self,
+        scanned: &BTreeMap<String, ScannedFile>,
+        changes: &mut watcher::Changes,
+    ) {
+        for (name, f) in scanned {
+            if changes.added.contains(name) || changes.changed.contains(name) {
+                continue;
+            }
+            match self.jobs.get(name) {
+                Some(m) if m.hash != f.hash => changes.changed.push(name.clone()),
+                Some(_) => {}
+                None => changes.added.push(name.clone()),
+            }
+        }
+        changes.added.sort();
+        changes.changed.sort();
     }
 
     /// `Some((file, hash))` when the configuration file's content differs from the last one
@@ -504,6 +534,8 @@ impl Supervisor {
             name.to_string(),
             Managed {
                 text: text.to_string(),
+                hash: watcher::content_hash(text.as_bytes()),
+                refused: None,
                 pipeline,
                 job: started,
                 entries,
@@ -538,12 +570,29 @@ impl Supervisor {
             return self.add(name, file);
         }
         let old_id = self.jobs[name].job.job_id.clone();
+        if self.jobs[name].hash == file.hash {
+            // An edit undone: the job runs this very text.
+            self.registry.annotate(&old_id, |n| n.reload_error = None);
+            return Outcome::Kept { job_id: old_id };
+        }
+        if let Some((_, error)) = self.jobs[name]
+            .refused
+            .as_ref()
+            .filter(|(h, _)| *h == file.hash)
+        {
+            return Outcome::Rejected {
+                error: error.clone(),
+            };
+        }
         let pipeline = match validate(&self.opts, &file.text, &file.path) {
             Ok(p) => p,
             Err(error) => {
                 let shown = format!("{name}: the edit is not applied, the version before runs on: {error}");
                 self.registry
                     .annotate(&old_id, |n| n.reload_error = Some(shown.clone()));
+                if let Some(m) = self.jobs.get_mut(name) {
+                    m.refused = Some((file.hash, shown.clone()));
+                }
                 return Outcome::Rejected { error: shown };
             }
         };
@@ -592,7 +641,12 @@ impl Supervisor {
                 let spec = spec_for(&self.opts, old.pipeline.clone(), from);
                 let text = old.text.clone();
                 match self.launch(name, &text, spec, Some(error.clone())) {
-                    Ok(job_id) => Outcome::RolledBack { job_id, error },
+                    Ok(job_id) => {
+                        if let Some(m) = self.jobs.get_mut(name) {
+                            m.refused = Some((file.hash, error.clone()));
+                        }
+                        Outcome::RolledBack { job_id, error }
+                    }
                     Err(e2) => Outcome::Failed {
                         error: format!("{error}; but the version before did not start either: {e2}"),
                     },
