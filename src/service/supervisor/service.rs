@@ -313,16 +313,29 @@ impl Supervisor {
     /// Scans the pipeline directory and the configuration file and applies what changed.
     async fn rescan(&mut self, explicit: bool) -> ReloadReport {
         let mut report = ReloadReport::default();
-        let scanned = match watcher::scan(&self.opts.pipelines) {
+        let mut scanned = match self.scan() {
             Ok(s) => s,
             Err(e) => {
-                report.config_error = Some(format!(
-                    "cannot read the pipeline directory {}: {e}; nothing changed",
-                    self.opts.pipelines.display()
-                ));
+                report.config_error = Some(e);
                 return report;
             }
         };
+        if watcher::diff(&self.seen, &watcher::hashes(&scanned))
+            .removed
+            .iter()
+            .any(|r| self.jobs.contains_key(r))
+        {
+            // A file gone may be an editor's save in the middle (old file moved aside, new
+            // one not written yet): look once more after a quiet moment before stopping a job.
+            tokio::time::sleep(watcher::DEBOUNCE).await;
+            match self.scan() {
+                Ok(s) => scanned = s,
+                Err(e) => {
+                    report.config_error = Some(e);
+                    return report;
+                }
+            }
+        }
         let new_hashes = watcher::hashes(&scanned);
         let mut changes = watcher::diff(&self.seen, &new_hashes);
         if explicit {
@@ -381,6 +394,15 @@ impl Supervisor {
             self.notifier.ready(&status);
         }
         report
+    }
+
+    fn scan(&self) -> Result<BTreeMap<String, ScannedFile>, String> {
+        watcher::scan(&self.opts.pipelines).map_err(|e| {
+            format!(
+                "cannot read the pipeline directory {}: {e}; nothing changed",
+                self.opts.pipelines.display()
+            )
+        })
     }
 
     /// An explicit reload also retries what an earlier scan could not apply: files whose
