@@ -18,7 +18,11 @@ fn sigterm_leaves_a_final_savepoint_and_the_next_start_resumes_from_it() {
     let (status, log) = serve.terminate();
     assert!(status.success(), "exit 0 after SIGTERM: {status:?}\n{log}");
     let savepoints = l.service_savepoints();
-    assert_eq!(savepoints.len(), 1, "one final savepoint: {savepoints:?}\n{log}");
+    assert_eq!(
+        savepoints.len(),
+        1,
+        "one final savepoint: {savepoints:?}\n{log}"
+    );
     assert!(savepoints[0].join("_metadata").is_file());
 
     // Input that arrives while floe is down is read after the restart, once.
@@ -27,7 +31,9 @@ fn sigterm_leaves_a_final_savepoint_and_the_next_start_resumes_from_it() {
     let serve = Serve::start(&l, &[]);
     let id = serve.wait_running("wc.yaml");
     let ck = serve.get(&format!("/jobs/{id}/checkpoints"));
-    let restored = ck["latest"]["restored"]["external_path"].as_str().unwrap_or("");
+    let restored = ck["latest"]["restored"]["external_path"]
+        .as_str()
+        .unwrap_or("");
     assert!(
         restored.ends_with(&savepoints[0].display().to_string()),
         "resumed from the final savepoint {}: {ck}",
@@ -52,15 +58,23 @@ fn after_kill_9_the_next_start_resumes_from_the_latest_checkpoint() {
     // Committed output means the checkpoint covering it completed.
     wait_committed(&l, updates(&counts(&[&a])));
     serve.kill9();
-    assert!(l.service_savepoints().is_empty(), "no savepoint after kill -9");
+    assert!(
+        l.service_savepoints().is_empty(),
+        "no savepoint after kill -9"
+    );
 
     let b = lines(150, 22);
     l.input("part-2", &b);
     let serve = Serve::start(&l, &[]);
     let id = serve.wait_running("wc.yaml");
     let ck = serve.get(&format!("/jobs/{id}/checkpoints"));
-    let restored = ck["latest"]["restored"]["external_path"].as_str().unwrap_or("");
-    assert!(restored.contains("/chk-"), "resumed from a checkpoint: {ck}");
+    let restored = ck["latest"]["restored"]["external_path"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        restored.contains("/chk-"),
+        "resumed from a checkpoint: {ck}"
+    );
     assert_eq!(ck["latest"]["restored"]["is_savepoint"], false);
     let expected = counts(&[&a, &b]);
     wait_committed(&l, updates(&expected));

@@ -24,8 +24,9 @@ fn collect(socket: UnixDatagram) -> Arc<Mutex<Vec<String>>> {
                     .lock()
                     .unwrap()
                     .push(String::from_utf8_lossy(&buf[..n]).into_owned()),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
                 Err(_) => return,
             }
         }

@@ -30,13 +30,18 @@ fn an_edited_pipeline_continues_the_counts_exactly_once() {
     assert_eq!(old["state"], "FINISHED", "the old version stopped: {old}");
     // The new version runs the filter, restored from the old version's savepoint.
     let ck = serve.get(&format!("/jobs/{second}/checkpoints"));
-    let restored = ck["latest"]["restored"]["external_path"].as_str().unwrap_or("");
+    let restored = ck["latest"]["restored"]["external_path"]
+        .as_str()
+        .unwrap_or("");
     assert!(
         restored.contains("floe-savepoints/savepoint-"),
         "restored from the reload's savepoint: {ck}"
     );
     let details = serve.get(&format!("/jobs/{second}"));
-    assert!(details.to_string().contains("pre"), "the new version has the filter: {details}");
+    assert!(
+        details.to_string().contains("pre"),
+        "the new version has the filter: {details}"
+    );
 
     let b = lines(200, 2);
     l.input("part-2", &b);
@@ -71,19 +76,36 @@ fn an_invalid_edit_leaves_the_old_version_running_and_reports_the_error() {
             .and_then(|j| j["reload-error"].as_str().map(str::to_owned))
     };
     let error = error_shown().expect("the reload error in /jobs/overview");
-    assert!(error.contains("key_byy"), "the error names the problem: {error}");
-    assert!(error.contains("wc.yaml"), "the error names the file: {error}");
+    assert!(
+        error.contains("key_byy"),
+        "the error names the problem: {error}"
+    );
+    assert!(
+        error.contains("wc.yaml"),
+        "the error names the file: {error}"
+    );
     let listed = serve.get("/jobs");
     assert!(
-        listed["jobs"].as_array().unwrap().iter().any(|j| j["id"] == id.as_str()
-            && j["status"] == "RUNNING"
-            && j["reload-error"].as_str().is_some()),
+        listed["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["id"] == id.as_str()
+                && j["status"] == "RUNNING"
+                && j["reload-error"].as_str().is_some()),
         "/jobs shows the running job with its reload-error: {listed}"
     );
     let details = serve.get(&format!("/jobs/{id}"));
     assert_eq!(details["state"], "RUNNING");
-    assert!(details["reload-error"].as_str().unwrap().contains("key_byy"));
-    assert_eq!(serve.jobs_of("wc.yaml").len(), 1, "no other job was started");
+    assert!(details["reload-error"]
+        .as_str()
+        .unwrap()
+        .contains("key_byy"));
+    assert_eq!(
+        serve.jobs_of("wc.yaml").len(),
+        1,
+        "no other job was started"
+    );
 
     // The old version still counts.
     let a = lines(100, 3);
@@ -123,7 +145,11 @@ fn floe_reload_exit_codes_follow_the_report() {
     assert_eq!(report["pipelines"][0]["result"], "rejected");
     // A new valid file: started, exit 0.
     std::fs::write(l.path("pipelines/wc.yaml"), l.wordcount("wc", None)).unwrap();
-    std::fs::write(l.path("pipelines/other.yml"), l.wordcount("other", None).replace("/out", "/out2")).unwrap();
+    std::fs::write(
+        l.path("pipelines/other.yml"),
+        l.wordcount("other", None).replace("/out", "/out2"),
+    )
+    .unwrap();
     let out = serve.cli(&["reload"]);
     let said = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(0), "{said}");
@@ -137,7 +163,12 @@ fn floe_reload_exit_codes_follow_the_report() {
             .iter()
             .all(|j| j["state"] == "FINISHED")
     });
-    assert_eq!(l.service_savepoints().len(), 1, "{:?}", l.service_savepoints());
+    assert_eq!(
+        l.service_savepoints().len(),
+        1,
+        "{:?}",
+        l.service_savepoints()
+    );
 }
 
 #[test]
@@ -160,14 +191,22 @@ fn a_new_version_that_cannot_restore_brings_the_old_one_back_from_the_savepoint(
     let back = serve.wait_replaced("wc.yaml", &first);
     let job = serve.get(&format!("/jobs/{back}"));
     let error = job["reload-error"].as_str().unwrap_or_default();
-    assert!(error.contains("count"), "the error names the operator: {job}");
+    assert!(
+        error.contains("count"),
+        "the error names the operator: {job}"
+    );
     // It is the old version: `count`, not `total`.
     assert!(job.to_string().contains("\"count\""), "{job}");
     // Asked again, the reload reports the refusal without restarting anything.
     let again = serve.cli(&["reload"]);
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stdout).contains("count"));
-    assert_eq!(serve.jobs_of("wc.yaml").len(), 2, "{:?}", serve.jobs_of("wc.yaml"));
+    assert_eq!(
+        serve.jobs_of("wc.yaml").len(),
+        2,
+        "{:?}",
+        serve.jobs_of("wc.yaml")
+    );
 
     let b = lines(100, 5);
     l.input("part-2", &b);

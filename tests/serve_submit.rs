@@ -14,7 +14,11 @@ fn run_detached_submits_to_the_service_and_list_shows_it() {
     std::fs::write(&file, l.wordcount("submitted-wc", None)).unwrap();
     let out = serve.cli(&["run", "-d", file.to_str().unwrap(), "-p", "2"]);
     let said = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let id = said
         .trim()
         .strip_prefix("Job has been submitted with JobID ")
@@ -35,7 +39,14 @@ fn run_detached_submits_to_the_service_and_list_shows_it() {
     );
     // -p 2 reached the job.
     let job = serve.get(&format!("/jobs/{id}"));
-    assert!(job["vertices"].as_array().unwrap().iter().any(|v| v["parallelism"] == 2), "{job}");
+    assert!(
+        job["vertices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["parallelism"] == 2),
+        "{job}"
+    );
     // It reads relative to its own file: the input written now is counted.
     let a = lines(50, 31);
     l.input("part-1", &a);
@@ -44,7 +55,8 @@ fn run_detached_submits_to_the_service_and_list_shows_it() {
     // A broken pipeline is refused with the reason, exit 1.
     std::fs::write(
         &file,
-        l.wordcount("submitted-wc", None).replace("key_by", "key_byy"),
+        l.wordcount("submitted-wc", None)
+            .replace("key_by", "key_byy"),
     )
     .unwrap();
     let bad = serve.cli(&["run", "-d", file.to_str().unwrap()]);

@@ -19,7 +19,10 @@ fn assert_settled(serve: &Serve) {
     let out = serve.cli(&["reload"]);
     let said = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(0), "{said}");
-    assert!(said.contains("No pipeline changed"), "nothing left to reload: {said}");
+    assert!(
+        said.contains("No pipeline changed"),
+        "nothing left to reload: {said}"
+    );
 }
 
 #[test]
@@ -47,9 +50,18 @@ fn save_by_rename_and_rewriting_the_same_text_reload_once() {
 
     serve.wait_replaced("wc.yaml", &first);
     assert_settled(&serve);
-    assert_eq!(serve.jobs_of("wc.yaml").len(), 2, "{:?}", serve.jobs_of("wc.yaml"));
+    assert_eq!(
+        serve.jobs_of("wc.yaml").len(),
+        2,
+        "{:?}",
+        serve.jobs_of("wc.yaml")
+    );
     let others = serve.jobs_of("other.yaml");
-    assert_eq!(others.len(), 1, "the other pipeline was not touched: {others:?}");
+    assert_eq!(
+        others.len(),
+        1,
+        "the other pipeline was not touched: {others:?}"
+    );
     assert_eq!(others[0]["jid"], other_id.as_str());
     assert_eq!(others[0]["state"], "RUNNING");
 }
@@ -85,10 +97,22 @@ fn a_configmap_data_swap_reloads_once() {
 
     let second = serve.wait_replaced("wc.yaml", &first);
     assert_settled(&serve);
-    assert_eq!(serve.jobs_of("wc.yaml").len(), 2, "{:?}", serve.jobs_of("wc.yaml"));
+    assert_eq!(
+        serve.jobs_of("wc.yaml").len(),
+        2,
+        "{:?}",
+        serve.jobs_of("wc.yaml")
+    );
     let details = serve.get(&format!("/jobs/{second}"));
-    assert!(details.to_string().contains("pre"), "the new version runs: {details}");
+    assert!(
+        details.to_string().contains("pre"),
+        "the new version runs: {details}"
+    );
     let others = serve.jobs_of("other.yaml");
-    assert_eq!(others.len(), 1, "the unchanged pipeline was not touched: {others:?}");
+    assert_eq!(
+        others.len(),
+        1,
+        "the unchanged pipeline was not touched: {others:?}"
+    );
     assert_eq!(others[0]["jid"], other_id.as_str());
 }

@@ -62,7 +62,12 @@ fn render(report: &Value) -> String {
     let keys = |k: &str| {
         report["config"][k]
             .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
             .unwrap_or_default()
     };
     if !keys("live").is_empty() {

@@ -67,7 +67,6 @@ pub struct RunArgs {
     pub jobmanager: Option<String>,
 }
 
-
 pub fn run(global: &GlobalArgs, args: RunArgs) -> u8 {
     if args.detached {
         return submit(global, &args);
@@ -203,7 +202,11 @@ fn submit(global: &GlobalArgs, args: &RunArgs) -> u8 {
             ),
         },
         Err(e) => remote::failed(
-            &format!("Could not submit {} to {}.", args.file.display(), client.endpoint()),
+            &format!(
+                "Could not submit {} to {}.",
+                args.file.display(),
+                client.endpoint()
+            ),
             &e,
         ),
     }

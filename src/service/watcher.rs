@@ -102,12 +102,8 @@ pub fn scan(dir: &Path) -> std::io::Result<BTreeMap<String, ScannedFile>> {
             Err(e) => format!("# floe: cannot read {}: {e}\n", path.display()).into_bytes(),
         };
         let hash = content_hash(&bytes);
-        let text = String::from_utf8(bytes).unwrap_or_else(|e| {
-            format!(
-                "# floe: {} is not UTF-8 text: {e}\n",
-                path.display()
-            )
-        });
+        let text = String::from_utf8(bytes)
+            .unwrap_or_else(|e| format!("# floe: {} is not UTF-8 text: {e}\n", path.display()));
         out.insert(name, ScannedFile { path, text, hash });
     }
     Ok(out)
@@ -217,7 +213,14 @@ mod tests {
         for ok in ["p.yaml", "p.yml", "a.b.yaml"] {
             assert!(is_pipeline_name(ok), "{ok}");
         }
-        for no in [".p.yaml.swp", ".p.yaml", "..data", "p.yaml~", "4913", "p.json"] {
+        for no in [
+            ".p.yaml.swp",
+            ".p.yaml",
+            "..data",
+            "p.yaml~",
+            "4913",
+            "p.json",
+        ] {
             assert!(!is_pipeline_name(no), "{no}");
         }
     }

@@ -145,4 +145,3 @@ pub fn answer(handle: &FailoverHandle, command: JobCommand, stopped: &Arc<Atomic
         let _ = reply.send(result);
     });
 }
-

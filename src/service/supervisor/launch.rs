@@ -125,7 +125,8 @@ pub fn prepare_with(spec: LaunchSpec, loaded: config::Loaded) -> Result<Prepared
         Some(p) if p == LATEST => match &cfg.state.checkpoints_dir {
             None => return Err(LaunchError::NoCheckpointDir(RestoreError::NoCheckpointDir)),
             Some(dir) => {
-                let found = restore::find_latest(dir, &pipeline.name).map_err(LaunchError::Restore)?;
+                let found =
+                    restore::find_latest(dir, &pipeline.name).map_err(LaunchError::Restore)?;
                 eprintln!("-s latest: {}", found.display());
                 Some(found.display().to_string())
             }
@@ -172,8 +173,13 @@ pub fn prepare_with(spec: LaunchSpec, loaded: config::Loaded) -> Result<Prepared
     // A store also without an interval when a checkpoint directory is set: savepoints need it.
     let store = if cfg.checkpointing.interval.is_some() || cfg.state.checkpoints_dir.is_some() {
         Some(Arc::new(
-            FsCheckpointStore::new(&cfg.state, &cfg.checkpointing, job_id.clone(), &pipeline.name)
-                .map_err(LaunchError::Store)?,
+            FsCheckpointStore::new(
+                &cfg.state,
+                &cfg.checkpointing,
+                job_id.clone(),
+                &pipeline.name,
+            )
+            .map_err(LaunchError::Store)?,
         ))
     } else {
         None

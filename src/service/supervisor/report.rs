@@ -75,12 +75,14 @@ impl ReloadReport {
             .map(|p| {
                 let mut v = json!({"file": p.file, "change": p.change});
                 let (result, extra) = match &p.outcome {
-                    Outcome::Started { job_id, resumed } => {
-                        ("started", json!({"job-id": job_id.0, "resumed-from": resumed}))
-                    }
-                    Outcome::Applied { job_id, savepoint } => {
-                        ("applied", json!({"job-id": job_id.0, "savepoint": savepoint}))
-                    }
+                    Outcome::Started { job_id, resumed } => (
+                        "started",
+                        json!({"job-id": job_id.0, "resumed-from": resumed}),
+                    ),
+                    Outcome::Applied { job_id, savepoint } => (
+                        "applied",
+                        json!({"job-id": job_id.0, "savepoint": savepoint}),
+                    ),
                     Outcome::Kept { job_id } => ("kept", json!({"job-id": job_id.0})),
                     Outcome::Stopped { savepoint } => ("stopped", json!({"savepoint": savepoint})),
                     Outcome::Rejected { error } => ("rejected", json!({"error": error})),
@@ -112,11 +114,13 @@ impl ReloadReport {
     }
 }
 
-
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Outcome::Started { job_id, resumed: None } => write!(f, "job {job_id} started"),
+            Outcome::Started {
+                job_id,
+                resumed: None,
+            } => write!(f, "job {job_id} started"),
             Outcome::Started {
                 job_id,
                 resumed: Some(r),
@@ -124,7 +128,10 @@ impl fmt::Display for Outcome {
             Outcome::Applied {
                 job_id,
                 savepoint: Some(sp),
-            } => write!(f, "the new version runs as job {job_id}, from savepoint {sp}"),
+            } => write!(
+                f,
+                "the new version runs as job {job_id}, from savepoint {sp}"
+            ),
             Outcome::Applied {
                 job_id,
                 savepoint: None,
@@ -132,7 +139,9 @@ impl fmt::Display for Outcome {
             Outcome::Kept { job_id } => {
                 write!(f, "job {job_id} already runs this text: nothing to do")
             }
-            Outcome::Stopped { savepoint: Some(sp) } => write!(f, "job stopped with savepoint {sp}"),
+            Outcome::Stopped {
+                savepoint: Some(sp),
+            } => write!(f, "job stopped with savepoint {sp}"),
             Outcome::Stopped { savepoint: None } => write!(f, "job stopped"),
             Outcome::Rejected { error } | Outcome::Failed { error } => f.write_str(error),
             Outcome::RolledBack { job_id, error } => {
@@ -161,7 +170,10 @@ mod tests {
         assert!(r.ok());
         let j = r.to_json();
         assert_eq!(j["pipelines"][0]["result"], "applied");
-        assert_eq!(j["pipelines"][0]["savepoint"], "/sp/savepoint-aaaaaa-000000000000");
+        assert_eq!(
+            j["pipelines"][0]["savepoint"],
+            "/sp/savepoint-aaaaaa-000000000000"
+        );
         r.pipelines.push(PipelineResult {
             file: "b.yaml".into(),
             change: "changed",

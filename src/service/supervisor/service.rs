@@ -408,11 +408,7 @@ impl Supervisor {
     /// An explicit reload also retries what an earlier scan could not apply: files whose
     /// text is not the one their job runs (an edit rejected before) and files without a job
     /// (they failed to start), so that its report and exit code say where things stand.
-    fn add_pending(
-        &self,
-        scanned: &BTreeMap<String, ScannedFile>,
-        changes: &mut watcher::Changes,
-    ) {
+    fn add_pending(&self, scanned: &BTreeMap<String, ScannedFile>, changes: &mut watcher::Changes) {
         for (name, f) in scanned {
             if changes.added.contains(name) || changes.changed.contains(name) {
                 continue;
@@ -491,12 +487,20 @@ impl Supervisor {
     fn add(&mut self, name: &str, file: &ScannedFile) -> Outcome {
         let pipeline = match crate::pipeline::parse(&file.text, &file.path) {
             Ok(p) => p,
-            Err(e) => return Outcome::Failed { error: e.to_string() },
+            Err(e) => {
+                return Outcome::Failed {
+                    error: e.to_string(),
+                }
+            }
         };
         let spec = spec_for(&self.opts, pipeline.clone(), None);
         let loaded = match launch::load_config(&spec) {
             Ok(l) => l,
-            Err(e) => return Outcome::Failed { error: e.to_string() },
+            Err(e) => {
+                return Outcome::Failed {
+                    error: e.to_string(),
+                }
+            }
         };
         let resumed = resume::resume_point(&loaded.config, &pipeline.name);
         let spec = spec_for(
@@ -609,7 +613,8 @@ impl Supervisor {
         let pipeline = match validate(&self.opts, &file.text, &file.path) {
             Ok(p) => p,
             Err(error) => {
-                let shown = format!("{name}: the edit is not applied, the version before runs on: {error}");
+                let shown =
+                    format!("{name}: the edit is not applied, the version before runs on: {error}");
                 self.registry
                     .annotate(&old_id, |n| n.reload_error = Some(shown.clone()));
                 if let Some(m) = self.jobs.get_mut(name) {
@@ -629,8 +634,7 @@ impl Supervisor {
             // its newest state.
             resume::resume_point(&old.config, &old.pipeline.name)
         } else {
-            match stop_with_savepoint(&mut old.job, root.as_deref(), self.opts.stop_timeout).await
-            {
+            match stop_with_savepoint(&mut old.job, root.as_deref(), self.opts.stop_timeout).await {
                 Ok(sp) => sp,
                 Err(e) => {
                     let error = format!(
@@ -670,7 +674,9 @@ impl Supervisor {
                         Outcome::RolledBack { job_id, error }
                     }
                     Err(e2) => Outcome::Failed {
-                        error: format!("{error}; but the version before did not start either: {e2}"),
+                        error: format!(
+                            "{error}; but the version before did not start either: {e2}"
+                        ),
                     },
                 }
             }
