@@ -1,1 +1,225 @@
-fn main() {}
+//! Reload benchmark (issue 6): with 1M keys of state, the time from saving an edited pipeline
+//! file to the new version processing records.
+//!
+//! `cargo bench --bench reload` starts `floe serve` (the binary cargo built for this bench)
+//! over a directory with one word count (datagen, vocab FLOE_BENCH_VOCAB, default 1,000,000 →
+//! filter → flat_map → key_by count → blackhole), lets FLOE_BENCH_FILL_WORDS words through
+//! (default 10M, so that nearly every key is in the state: 1 - e^-10 of them), then, for
+//! FLOE_BENCH_RUNS runs (default 5), saves the file with the filter's condition changed (by
+//! rename, as an editor does) and times, from just before the rename, until the new job's
+//! `count` vertex has read records (REST `/jobs/:id`, polled every millisecond). That covers
+//! the watcher's debounce, validation, the stop-with-savepoint of the old version (1M keys
+//! written), the new job's restore (1M keys read) and its first records.
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+const WORDS_PER_LINE: u64 = 10;
+
+fn pipeline(vocab: u64, condition: &str) -> String {
+    format!(
+        "name: reload-bench
+operators:
+  - id: source
+    type: datagen
+    words-per-line: {WORDS_PER_LINE}
+    vocab: {vocab}
+    seed: 42
+  - id: pre
+    type: filter
+    inputs: [source]
+    condition: '{condition}'
+  - id: split
+    type: flat_map
+    inputs: [pre]
+    separator: ' '
+  - id: count
+    type: key_by
+    inputs: [split]
+    key: word
+    aggregate: count
+  - id: out
+    type: blackhole
+    inputs: [count]
+"
+    )
+}
+
+/// GET `path` from the REST API at `addr`, as JSON.
+fn get(addr: &str, path: &str) -> Option<Value> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let body = raw.split_once("\r\n\r\n")?.1;
+    // Chunked or not: the JSON object is between the first '{' and the last '}'.
+    let (a, b) = (body.find('{')?, body.rfind('}')?);
+    serde_json::from_str(&body[a..=b]).ok()
+}
+
+/// The running job's id, and the records its `count` vertex has read.
+fn running(addr: &str) -> Option<(String, u64)> {
+    let jobs = get(addr, "/jobs/overview")?;
+    let job = jobs["jobs"]
+        .as_array()?
+        .iter()
+        .find(|j| j["state"] == "RUNNING")?
+        .clone();
+    let id = job["jid"].as_str()?.to_string();
+    let details = get(addr, &format!("/jobs/{id}"))?;
+    let read = details["vertices"]
+        .as_array()?
+        .iter()
+        .filter(|v| v["name"].as_str().is_some_and(|n| n.contains("count")))
+        .filter_map(|v| v["metrics"]["read-records"].as_u64())
+        .sum();
+    Some((id, read))
+}
+
+fn start(dir: &Path) -> (Child, String) {
+    let log = std::fs::File::create(dir.join("serve.log")).expect("log");
+    let child = Command::new(env!("CARGO_BIN_EXE_floe"))
+        .env_remove("FLOE_CONF_DIR")
+        .env("RUST_LOG", "info")
+        .args(["serve", "--conf-dir"])
+        .arg(dir.join("conf"))
+        .arg("--pipelines")
+        .arg(dir.join("pipelines"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start floe serve");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
+        if let Some(at) = text.find("REST API listening on http://") {
+            let addr = text[at + "REST API listening on http://".len()..]
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            return (child, addr);
+        }
+        assert!(Instant::now() < deadline, "floe serve did not start:\n{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn dir_size(p: &Path) -> u64 {
+    std::fs::read_dir(p)
+        .map(|d| {
+            d.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let vocab = env_u64("FLOE_BENCH_VOCAB", 1_000_000);
+    let fill = env_u64("FLOE_BENCH_FILL_WORDS", 10_000_000);
+    let runs = env_u64("FLOE_BENCH_RUNS", 5).max(1);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path();
+    for d in ["conf", "pipelines"] {
+        std::fs::create_dir(dir.join(d)).expect("mkdir");
+    }
+    std::fs::write(
+        dir.join("conf/flink-conf.yaml"),
+        format!(
+            "state.checkpoints.dir: file://{}\nrest.port: 0\n",
+            dir.join("ck").display()
+        ),
+    )
+    .expect("conf");
+    let file = dir.join("pipelines/wc.yaml");
+    std::fs::write(&file, pipeline(vocab, "true")).expect("pipeline");
+    let (mut child, addr) = start(dir);
+    let fill_start = Instant::now();
+    loop {
+        if let Some((_, read)) = running(&addr) {
+            if read >= fill {
+                break;
+            }
+        }
+        assert!(
+            fill_start.elapsed() < Duration::from_secs(600),
+            "the state did not fill"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "state filled: {fill} words over vocab {vocab} in {:.1} s",
+        fill_start.elapsed().as_secs_f64()
+    );
+    let mut times = Vec::new();
+    for run in 0..runs {
+        let (old, _) = running(&addr).expect("a running job");
+        let condition = if run % 2 == 0 {
+            "line != \"never\""
+        } else {
+            "true"
+        };
+        let tmp_file = dir.join("pipelines/.wc.yaml.tmp");
+        std::fs::write(&tmp_file, pipeline(vocab, condition)).expect("edit");
+        let t0 = Instant::now();
+        std::fs::rename(&tmp_file, &file).expect("save");
+        loop {
+            if let Some((id, read)) = running(&addr) {
+                if id != old && read > 0 {
+                    break;
+                }
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(120),
+                "the new version did not run; see {}",
+                dir.join("serve.log").display()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let took = t0.elapsed();
+        println!("reload {}: {} ms", run + 1, took.as_millis());
+        times.push(took);
+    }
+    let savepoints = dir.join("ck/floe-savepoints");
+    let last = std::fs::read_dir(&savepoints)
+        .ok()
+        .and_then(|d| d.flatten().map(|e| e.path()).max())
+        .map(|p| dir_size(&p))
+        .unwrap_or(0);
+    times.sort();
+    println!(
+        "save → new version processing, 1M-key state (savepoint {:.1} MB): median {} ms, max {} ms \
+         ({runs} runs; includes the {} ms debounce)",
+        last as f64 / 1e6,
+        times[times.len() / 2].as_millis(),
+        times[times.len() - 1].as_millis(),
+        floe::service::watcher::DEBOUNCE.as_millis()
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
