@@ -115,7 +115,10 @@ fn start(dir: &Path) -> (Child, String) {
                 .to_string();
             return (child, addr);
         }
-        assert!(Instant::now() < deadline, "floe serve did not start:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "floe serve did not start:\n{text}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

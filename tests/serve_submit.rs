@@ -67,3 +67,26 @@ fn run_detached_submits_to_the_service_and_list_shows_it() {
     let (status, log) = serve.terminate();
     assert!(status.success(), "{log}");
 }
+
+#[test]
+fn a_single_job_floe_run_refuses_submissions_and_reloads() {
+    let l = Layout::new("");
+    let file = l.path("wc.yaml");
+    std::fs::write(&file, l.wordcount("wc", None)).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_floe"));
+    cmd.env_remove("FLOE_CONF_DIR")
+        .env("RUST_LOG", "info")
+        .env("FLOE_REST_PORT", "0")
+        .arg("--conf-dir")
+        .arg(l.path("conf"))
+        .arg("run")
+        .arg(&file);
+    let run = Serve::spawn(cmd);
+    let out = run.cli(&["run", "-d", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains("floe serve"), "points to floe serve: {err}");
+    let out = run.cli(&["reload"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("floe serve"));
+}

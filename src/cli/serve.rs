@@ -42,7 +42,11 @@ pub fn serve(global: &GlobalArgs, args: ServeArgs) -> u8 {
         pipelines: args.pipelines,
         stop_timeout: args.stop_timeout,
     };
-    match rt.block_on(service::run(opts)) {
+    let result = rt.block_on(service::run(opts));
+    // A job that did not stop in time may still write on a blocking thread: do not wait for
+    // it, its checkpoints are what the next start resumes from.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    match result {
         Ok(summary) if summary.unclean.is_empty() => {
             eprintln!(
                 "floe serve stopped: {} job(s) with a final savepoint",

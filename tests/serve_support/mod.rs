@@ -217,6 +217,13 @@ impl Serve {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Serve::spawn(cmd)
+    }
+
+    /// Spawns `cmd` (a floe that logs `REST API listening on` at info) and waits for its
+    /// REST address.
+    pub fn spawn(mut cmd: Command) -> Serve {
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().unwrap();

@@ -160,7 +160,8 @@ pub struct Supervisor {
     /// The hash of the configuration file as last applied.
     conf_hash: Option<u64>,
     jobs: BTreeMap<String, Managed>,
-    submitted: Vec<StartedJob>,
+    /// Jobs of `floe run -d`, with their configuration (for their savepoint directory).
+    submitted: Vec<(StartedJob, Arc<config::Config>)>,
 }
 
 /// Runs `floe serve` until SIGINT/SIGTERM: the REST API, the jobs of every pipeline file, the
@@ -705,10 +706,11 @@ impl Supervisor {
         let job = launch::prepare(spec).map_err(|e| SubmitError::Invalid(e.to_string()))?;
         job.check_restore_files()
             .map_err(|e| SubmitError::Invalid(e.to_string()))?;
+        let config = job.config.clone();
         let started = launch::start(job, &self.registry);
         let id = started.job_id.0.clone();
         tracing::info!(job_id = %id, job = %started.name, "submitted job started");
-        self.submitted.push(started);
+        self.submitted.push((started, config));
         Ok(id)
     }
 
@@ -724,13 +726,11 @@ impl Supervisor {
                 (name, r)
             }));
         }
-        for mut job in self.submitted {
-            let cfg_root = None::<PathBuf>;
+        for (mut job, config) in self.submitted {
+            let root = resume::savepoint_root(&config);
             stops.push(tokio::spawn(async move {
                 let name = format!("{} ({})", job.name, job.job_id);
-                // A submitted job has no file to resume from: a plain stop, which keeps its
-                // checkpoints (SUSPENDED), unless it already ended.
-                let r = stop_with_savepoint(&mut job, cfg_root.as_deref(), timeout).await;
+                let r = stop_with_savepoint(&mut job, root.as_deref(), timeout).await;
                 (name, r)
             }));
         }
