@@ -116,3 +116,26 @@ fn a_configmap_data_swap_reloads_once() {
     );
     assert_eq!(others[0]["jid"], other_id.as_str());
 }
+
+#[test]
+fn an_edited_flink_conf_names_the_keys_that_need_a_restart() {
+    let l = Layout::new("");
+    std::fs::write(l.path("pipelines/wc.yaml"), l.wordcount("wc", None)).unwrap();
+    let serve = Serve::start(&l, &[]);
+    let id = serve.wait_running("wc.yaml");
+    let conf = std::fs::read_to_string(l.path("conf/flink-conf.yaml")).unwrap();
+    std::fs::write(
+        l.path("conf/flink-conf.yaml"),
+        format!("{conf}pipeline.max-parallelism: 256\n"),
+    )
+    .unwrap();
+    wait_for("the restart key named in the log", || {
+        serve.log_text().lines().any(|l| {
+            l.contains("WARN") && l.contains("pipeline.max-parallelism") && l.contains("restart")
+        })
+    });
+    // The job was not restarted for it.
+    let jobs = serve.jobs_of("wc.yaml");
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0]["jid"], id.as_str());
+}

@@ -582,6 +582,19 @@ mod tests {
     }
 
     #[test]
+    fn notes_given_before_the_job_registers_apply_when_it_does() {
+        let r = JobRegistry::new();
+        let id = JobId("d".repeat(32));
+        r.annotate(&id, |n| n.file = Some("wc.yaml".into()));
+        let _rx = r.register(reg(&id.0));
+        assert_eq!(r.get(&id).unwrap().notes.file.as_deref(), Some("wc.yaml"));
+        r.annotate(&id, |n| n.reload_error = Some("bad".into()));
+        let v = r.get(&id).unwrap();
+        assert_eq!(v.notes.reload_error.as_deref(), Some("bad"));
+        assert_eq!(v.notes.file.as_deref(), Some("wc.yaml"));
+    }
+
+    #[test]
     fn restarts_and_restores_count() {
         let r = JobRegistry::new();
         let id = JobId("c".repeat(32));
