@@ -286,7 +286,7 @@ pub fn start(job: PreparedJob, registry: &JobRegistry) -> StartedJob {
         job.job_id.clone(),
         job.name.clone(),
         super::follow::FollowContext {
-            plan: job.plan,
+            plan: job.plan.clone(),
             config: job.config,
             entries: job.entries,
             restore: job.restore_info,
@@ -295,12 +295,24 @@ pub fn start(job: PreparedJob, registry: &JobRegistry) -> StartedJob {
     ));
     let registry = registry.clone();
     let job_id = job.job_id.clone();
+    let name = job.name.clone();
+    let plan = job.plan;
     let loop_handle = handle.clone();
     let setup = job.setup;
     let build = job.build;
     let done = tokio::spawn(async move {
         let result = failover::run(setup, loop_handle, build).await;
         follower.abort();
+        if registry.get(&job_id).is_none() {
+            // It ended before its first attempt ran (an operator that cannot start): list it
+            // all the same, so that `/jobs` shows why.
+            drop(registry.register(crate::service::JobRegistration::new(
+                job_id.clone(),
+                name,
+                &plan,
+                Arc::new(crate::runtime::JobMetrics::default()),
+            )));
+        }
         let (state, error) = match &result {
             Ok(r) if r.status == crate::runtime::JobStatus::Cancelled => (JobState::Canceled, None),
             Ok(_) => (JobState::Finished, None),
