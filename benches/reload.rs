@@ -56,8 +56,8 @@ operators:
     )
 }
 
-/// GET `path` from the REST API at `addr`, as JSON.
-fn get(addr: &str, path: &str) -> Option<Value> {
+/// GET `path` from the REST API at `addr`: the body.
+fn get_text(addr: &str, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(addr).ok()?;
     write!(
         s,
@@ -66,27 +66,35 @@ fn get(addr: &str, path: &str) -> Option<Value> {
     .ok()?;
     let mut raw = String::new();
     s.read_to_string(&mut raw).ok()?;
-    let body = raw.split_once("\r\n\r\n")?.1;
-    // Chunked or not: the JSON object is between the first '{' and the last '}'.
+    Some(raw.split_once("\r\n\r\n")?.1.to_string())
+}
+
+fn get(addr: &str, path: &str) -> Option<Value> {
+    let body = get_text(addr, path)?;
     let (a, b) = (body.find('{')?, body.rfind('}')?);
     serde_json::from_str(&body[a..=b]).ok()
 }
 
-/// The running job's id, and the records its `count` vertex has read.
+/// The running job's id, and the records its `count` operator has received (`/metrics`; in
+/// `/jobs/:id` the chain's vertex counts only what enters its head).
 fn running(addr: &str) -> Option<(String, u64)> {
     let jobs = get(addr, "/jobs/overview")?;
-    let job = jobs["jobs"]
+    let id = jobs["jobs"]
         .as_array()?
         .iter()
-        .find(|j| j["state"] == "RUNNING")?
-        .clone();
-    let id = job["jid"].as_str()?.to_string();
-    let details = get(addr, &format!("/jobs/{id}"))?;
-    let read = details["vertices"]
-        .as_array()?
-        .iter()
-        .filter(|v| v["name"].as_str().is_some_and(|n| n.contains("count")))
-        .filter_map(|v| v["metrics"]["read-records"].as_u64())
+        .find(|j| j["state"] == "RUNNING")?["jid"]
+        .as_str()?
+        .to_string();
+    let metrics = get_text(addr, "/metrics")?;
+    let prefix = "floe_operator_records_in_total{";
+    let read = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with(prefix)
+                && l.contains(&format!("job_id=\"{id}\""))
+                && l.contains("operator=\"count\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum();
     Some((id, read))
 }
