@@ -118,7 +118,7 @@ fn a_configmap_data_swap_reloads_once() {
 }
 
 #[test]
-fn an_edited_flink_conf_names_the_keys_that_need_a_restart() {
+fn an_edited_flink_conf_applies_live_keys_and_names_the_keys_that_need_a_restart() {
     let l = Layout::new("");
     std::fs::write(l.path("pipelines/wc.yaml"), l.wordcount("wc", None)).unwrap();
     let serve = Serve::start(&l, &[]);
@@ -126,9 +126,18 @@ fn an_edited_flink_conf_names_the_keys_that_need_a_restart() {
     let conf = std::fs::read_to_string(l.path("conf/flink-conf.yaml")).unwrap();
     std::fs::write(
         l.path("conf/flink-conf.yaml"),
-        format!("{conf}pipeline.max-parallelism: 256\n"),
+        format!(
+            "{}pipeline.max-parallelism: 256\n",
+            conf.replace("interval: 100 ms", "interval: 300 ms")
+        ),
     )
     .unwrap();
+    wait_for("the live key applied", || {
+        serve.log_text().lines().any(|l| {
+            l.contains("configuration applied live")
+                && l.contains("execution.checkpointing.interval")
+        })
+    });
     wait_for("the restart key named in the log", || {
         serve.log_text().lines().any(|l| {
             l.contains("WARN") && l.contains("pipeline.max-parallelism") && l.contains("restart")
