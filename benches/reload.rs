@@ -99,9 +99,13 @@ fn running(addr: &str) -> Option<(String, u64)> {
     Some((id, read))
 }
 
+#[expect(
+    clippy::zombie_processes,
+    reason = "returned to main, which waits for it"
+)]
 fn start(dir: &Path) -> (Child, String) {
     let log = std::fs::File::create(dir.join("serve.log")).expect("log");
-    let child = Command::new(env!("CARGO_BIN_EXE_floe"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_floe"))
         .env_remove("FLOE_CONF_DIR")
         .env("RUST_LOG", "info")
         .args(["serve", "--conf-dir"])
@@ -123,10 +127,11 @@ fn start(dir: &Path) -> (Child, String) {
                 .to_string();
             return (child, addr);
         }
-        assert!(
-            Instant::now() < deadline,
-            "floe serve did not start:\n{text}"
-        );
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("floe serve did not start:\n{text}");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
