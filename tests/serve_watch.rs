@@ -148,3 +148,23 @@ fn an_edited_flink_conf_applies_live_keys_and_names_the_keys_that_need_a_restart
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(jobs[0]["jid"], id.as_str());
 }
+
+#[test]
+fn a_symlinked_file_edited_in_place_where_it_lives_reloads_once() {
+    let l = Layout::new("");
+    std::fs::create_dir(l.path("elsewhere")).unwrap();
+    std::fs::write(l.path("elsewhere/wc.yaml"), l.wordcount("wc", None)).unwrap();
+    symlink(l.path("elsewhere/wc.yaml"), l.path("pipelines/wc.yaml")).unwrap();
+    let serve = Serve::start(&l, &[]);
+    let first = serve.wait_running("wc.yaml");
+    // Edited where it lives, in place: no event in the pipeline directory itself.
+    std::fs::write(l.path("elsewhere/wc.yaml"), l.wordcount("wc", Some(FILTER))).unwrap();
+    serve.wait_replaced("wc.yaml", &first);
+    assert_settled(&serve);
+    assert_eq!(
+        serve.jobs_of("wc.yaml").len(),
+        2,
+        "{:?}",
+        serve.jobs_of("wc.yaml")
+    );
+}

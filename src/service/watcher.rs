@@ -134,7 +134,46 @@ pub fn diff(old: &BTreeMap<String, u64>, new: &BTreeMap<String, u64>) -> Changes
 
 /// A running watcher; dropping it stops watching.
 pub struct DirWatcher {
-    _watcher: notify::RecommendedWatcher,
+    watcher: notify::RecommendedWatcher,
+    watched: std::collections::BTreeSet<PathBuf>,
+}
+
+impl DirWatcher {
+    /// Also watches `dirs` (not recursively), those not watched yet: the directories that
+    /// the pipeline files' symlinks point into, so that a target edited in place is seen.
+    pub fn watch_more(&mut self, dirs: impl IntoIterator<Item = PathBuf>) {
+        for d in dirs {
+            if self.watched.contains(&d) {
+                continue;
+            }
+            match self.watcher.watch(&d, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.watched.insert(d);
+                }
+                Err(e) => tracing::warn!(
+                    dir = %d.display(),
+                    "cannot watch {}: {e}; edits there are seen at the next reload",
+                    d.display()
+                ),
+            }
+        }
+    }
+}
+
+/// The directories the symlinked files of a scan resolve into, outside `dir` itself (a
+/// ConfigMap's `..data/` target lies inside and is seen through `dir`'s own events).
+pub fn link_target_dirs(dir: &Path, scan: &BTreeMap<String, ScannedFile>) -> Vec<PathBuf> {
+    let own = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mut out: Vec<PathBuf> = scan
+        .values()
+        .filter(|f| std::fs::symlink_metadata(&f.path).is_ok_and(|m| m.file_type().is_symlink()))
+        .filter_map(|f| std::fs::canonicalize(&f.path).ok())
+        .filter_map(|t| t.parent().map(Path::to_path_buf))
+        .filter(|p| !p.starts_with(&own))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Watches `dirs` (not recursively) and sends `()` on the returned channel once events have
@@ -157,6 +196,7 @@ pub fn watch(dirs: &[PathBuf]) -> notify::Result<(DirWatcher, mpsc::UnboundedRec
     for d in dirs {
         watcher.watch(d, RecursiveMode::NonRecursive)?;
     }
+    let watched = dirs.iter().cloned().collect();
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while raw_rx.recv().await.is_some() {
@@ -173,7 +213,7 @@ pub fn watch(dirs: &[PathBuf]) -> notify::Result<(DirWatcher, mpsc::UnboundedRec
             }
         }
     });
-    Ok((DirWatcher { _watcher: watcher }, rx))
+    Ok((DirWatcher { watcher, watched }, rx))
 }
 
 #[cfg(test)]

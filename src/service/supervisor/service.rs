@@ -162,6 +162,7 @@ pub struct Supervisor {
     jobs: BTreeMap<String, Managed>,
     /// Jobs of `floe run -d`, with their configuration (for their savepoint directory).
     submitted: Vec<(StartedJob, Arc<config::Config>)>,
+    watcher: watcher::DirWatcher,
 }
 
 /// Runs `floe serve` until SIGINT/SIGTERM: the REST API, the jobs of every pipeline file, the
@@ -200,7 +201,7 @@ pub async fn run(opts: ServeOptions) -> Result<ShutdownSummary, StartError> {
     if let Some(dir) = conf.conf_file.as_ref().and_then(|f| f.parent()) {
         watched.push(dir.to_path_buf());
     }
-    let (_watcher, mut changes) = watcher::watch(&watched).map_err(|e| StartError::Watch {
+    let (dir_watcher, mut changes) = watcher::watch(&watched).map_err(|e| StartError::Watch {
         dir: opts.pipelines.clone(),
         reason: e.to_string(),
     })?;
@@ -214,6 +215,7 @@ pub async fn run(opts: ServeOptions) -> Result<ShutdownSummary, StartError> {
         conf_hash: conf_hash(conf.conf_file.as_deref()),
         jobs: BTreeMap::new(),
         submitted: Vec::new(),
+        watcher: dir_watcher,
     };
     let first = sup.rescan(false).await;
     for p in &first.pipelines {
@@ -337,6 +339,8 @@ impl Supervisor {
                 }
             }
         }
+        self.watcher
+            .watch_more(watcher::link_target_dirs(&self.opts.pipelines, &scanned));
         let new_hashes = watcher::hashes(&scanned);
         let mut changes = watcher::diff(&self.seen, &new_hashes);
         if explicit {
