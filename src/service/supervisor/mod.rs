@@ -10,6 +10,7 @@
 //! - [`follow`]: the registry's view of a running job and its API commands.
 //! - [`report`]: what a reload did, per pipeline.
 //! - [`resume`]: where service savepoints go and where a pipeline resumes from.
+//! - [`stop`]: stopping one job with a savepoint, bounded in time.
 //! - [`service`]: the actor that owns the jobs; every change goes through its queue, one at a
 //!   time, so a reload never races another reload, a submission or the shutdown.
 
@@ -19,5 +20,6 @@ pub mod launch;
 pub mod report;
 pub mod resume;
 pub mod service;
+pub mod stop;
 
 pub use service::{ServeOptions, Supervisor, SupervisorHandle};
