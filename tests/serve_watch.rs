@@ -143,6 +143,9 @@ fn an_edited_flink_conf_applies_live_keys_and_names_the_keys_that_need_a_restart
             l.contains("WARN") && l.contains("pipeline.max-parallelism") && l.contains("restart")
         })
     });
+    // The running job's checkpoint configuration shows the new interval.
+    let cfg = serve.get(&format!("/jobs/{id}/checkpoints/config"));
+    assert_eq!(cfg["interval"], 300, "{cfg}");
     // The job was not restarted for it.
     let jobs = serve.jobs_of("wc.yaml");
     assert_eq!(jobs.len(), 1, "{jobs:?}");

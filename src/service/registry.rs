@@ -489,6 +489,15 @@ impl JobRegistry {
         })
     }
 
+    /// The job took new settings while running (`floe serve` applying an edited
+    /// `flink-conf.yaml`): the configuration views show them.
+    pub fn set_config(&self, id: &JobId, config: Arc<Config>, entries: Arc<Vec<Entry>>) -> bool {
+        self.update(id, |v| {
+            v.config = config;
+            v.entries = entries;
+        })
+    }
+
     /// A savepoint completed (the API records the ones it triggered).
     pub fn record_savepoint(&self, id: &JobId, savepoint: SavepointRecord) -> bool {
         self.update(id, |v| {

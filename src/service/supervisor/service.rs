@@ -477,6 +477,17 @@ impl Supervisor {
                     d.restart.join(", ")
                 );
             }
+            if !d.live.is_empty() {
+                // The views show what the job runs with: its configuration with the live
+                // keys replaced, not the keys that wait for a restart.
+                let mut shown = (*m.config).clone();
+                config::live::LiveSettings::from_config(&loaded.config).apply_to(&mut shown);
+                self.registry.set_config(
+                    &m.job.job_id,
+                    Arc::new(shown),
+                    Arc::new(loaded.entries.clone()),
+                );
+            }
             live.extend(d.live);
             restart.extend(d.restart);
             m.entries = Arc::new(loaded.entries);
