@@ -127,6 +127,16 @@ fn the_unit_is_hardened_by_systemd_s_own_measure() {
     assert!(score <= 3.0, "exposure {score} above 3.0 (OK): {line}");
 }
 
+/// `floe validate --conf-dir CONF DIR`, as the unit's `ExecStartPre` runs it.
+fn validate(conf: &Path, pipelines: &Path) -> std::process::Output {
+    floe()
+        .args(["validate", "--conf-dir"])
+        .arg(conf)
+        .arg(pipelines)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn validate_checks_a_directory_of_pipelines_with_the_conf_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -140,12 +150,7 @@ fn validate_checks_a_directory_of_pipelines_with_the_conf_file() {
     std::fs::create_dir(&conf).unwrap();
     std::fs::write(conf.join("flink-conf.yaml"), "parallelism.default: 1\n").unwrap();
 
-    let out = floe()
-        .args(["validate", "--conf-dir"])
-        .arg(&conf)
-        .arg(&pipelines)
-        .output()
-        .unwrap();
+    let out = validate(&conf, &pipelines);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -162,12 +167,7 @@ fn validate_checks_a_directory_of_pipelines_with_the_conf_file() {
         "name: broken\noperators:\n  - id: src\n    type: sockett\n",
     )
     .unwrap();
-    let out = floe()
-        .args(["validate", "--conf-dir"])
-        .arg(&conf)
-        .arg(&pipelines)
-        .output()
-        .unwrap();
+    let out = validate(&conf, &pipelines);
     assert_eq!(out.status.code(), Some(78));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("broken.yml"), "{stderr}");
@@ -179,12 +179,7 @@ fn validate_checks_a_directory_of_pipelines_with_the_conf_file() {
         "execution.checkpointing.interval: often\n",
     )
     .unwrap();
-    let out = floe()
-        .args(["validate", "--conf-dir"])
-        .arg(&conf)
-        .arg(&pipelines)
-        .output()
-        .unwrap();
+    let out = validate(&conf, &pipelines);
     assert_eq!(out.status.code(), Some(78));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
