@@ -83,32 +83,29 @@ fn after_kill_9_the_next_start_resumes_from_the_latest_checkpoint() {
     assert_exactly_once(&l.committed(), &expected);
 }
 
-#[test]
-fn a_bad_configuration_at_start_exits_78() {
-    let l = Layout::new("execution.checkpointing.interval: soon\n");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_floe"))
+/// `floe serve` to its end (here: a refused start).
+fn serve_once(conf: &std::path::Path, pipelines: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_floe"))
         .env_remove("FLOE_CONF_DIR")
         .env("FLOE_REST_PORT", "0")
         .args(["serve", "--conf-dir"])
-        .arg(l.path("conf"))
+        .arg(conf)
         .arg("--pipelines")
-        .arg(l.path("pipelines"))
+        .arg(pipelines)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn a_bad_configuration_at_start_exits_78() {
+    let l = Layout::new("execution.checkpointing.interval: soon\n");
+    let out = serve_once(&l.path("conf"), &l.path("pipelines"));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "{err}");
     assert!(err.contains("execution.checkpointing.interval"), "{err}");
 
     let l = Layout::new("");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_floe"))
-        .env_remove("FLOE_CONF_DIR")
-        .env("FLOE_REST_PORT", "0")
-        .args(["serve", "--conf-dir"])
-        .arg(l.path("conf"))
-        .arg("--pipelines")
-        .arg(l.path("missing"))
-        .output()
-        .unwrap();
+    let out = serve_once(&l.path("conf"), &l.path("missing"));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "{err}");
     assert!(err.contains("--pipelines"), "{err}");

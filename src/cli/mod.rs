@@ -87,6 +87,19 @@ pub enum Command {
     Reload(reload::ReloadArgs),
 }
 
+/// The multi-threaded runtime jobs run on; on failure, the message is printed and the exit
+/// code returned.
+fn tokio_runtime() -> Result<tokio::runtime::Runtime, u8> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("floe-worker")
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the tokio runtime: {e}");
+            EXIT_FAILURE
+        })
+}
+
 /// Parse the command line, run the command, return the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse_from(flink_long_options(std::env::args_os().collect()));

@@ -115,16 +115,9 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> u8 {
         print_error(&e);
         return EXIT_FAILURE;
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("floe-worker")
-        .build()
-    {
+    let rt = match super::tokio_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the tokio runtime: {e}");
-            return EXIT_FAILURE;
-        }
+        Err(code) => return code,
     };
     let options = RestOptions::from_config(&job.config);
     rt.block_on(run_job(job, options))

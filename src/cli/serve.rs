@@ -26,16 +26,9 @@ pub struct ServeArgs {
 }
 
 pub fn serve(global: &GlobalArgs, args: ServeArgs) -> u8 {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("floe-worker")
-        .build()
-    {
+    let rt = match super::tokio_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the tokio runtime: {e}");
-            return EXIT_FAILURE;
-        }
+        Err(code) => return code,
     };
     let opts = ServeOptions {
         conf_dir: global.conf_dir.clone(),
