@@ -2,6 +2,7 @@
 
 pub mod datagen;
 pub mod file;
+pub mod kafka;
 pub mod socket;
 
 use std::time::Duration;
