@@ -16,14 +16,19 @@
 //!
 //! Without a restore, `starting-offsets` decides: `earliest`, `latest`, `committed` (the
 //! group's committed offset, else earliest) or `timestamp` (the first record at or after
-//! `starting-timestamp`, else the end). Offsets are resolved to numbers before the first
+//! `starting-timestamp`, else the end; records before the first one at or after the
+//! timestamp are skipped too, because tansu 0.6 answers every timestamp lookup with offset
+//! 0). Offsets are resolved to numbers before the first
 //! fetch, so a snapshot taken before any record still holds where the source stands.
 //!
 //! New partitions, and new topics matching `topic-pattern`, are looked for every
 //! `discovery-interval` on a blocking thread (metadata requests block); the data path never
-//! waits for them. `bounded: true` reads up to the end offsets present at the start (the
-//! high watermark, or with `read_committed` the last stable offset: librdkafka reports the end
-//! of a partition, which is how a commit marker at the end is passed) and then ends.
+//! waits for them. `bounded: true` reads each partition found at the start up to its end and
+//! then ends: the end is where librdkafka reports the consumer caught up with the partition
+//! (the high watermark, with `read_committed` the last stable offset, past a commit marker at
+//! the end). The end is not fixed from the offsets listed at the start: tansu 0.6 answers that
+//! request with the last batch's base offset plus one. Records written while the source
+//! catches up may therefore be read too.
 //!
 //! Each partition gets its own librdkafka queue (`split_partition_queue`), so the end of a
 //! partition is known for that partition, and records of one partition are emitted in order.
@@ -397,8 +402,9 @@ struct Found {
     topic: String,
     partition: i32,
     offset: i64,
-    /// Bounded: the end offset at the start.
-    end: Option<i64>,
+    /// `starting-offsets: timestamp`: records before the first one at or after it are
+    /// skipped.
+    skip_before: Option<i64>,
 }
 
 /// What a discovery (on a blocking thread) reports.
@@ -418,7 +424,6 @@ struct DiscoverArgs {
     restored: Option<Arc<HashMap<(String, i32), i64>>>,
     starting: StartingOffsets,
     timestamp: Option<i64>,
-    bounded: bool,
 }
 
 /// Lists the topics' partitions and resolves where the new ones of this subtask start.
@@ -519,7 +524,10 @@ fn discover(a: DiscoverArgs) -> Result<Discovery, String> {
             topic,
             partition,
             offset,
-            end: a.bounded.then_some(high),
+            skip_before: match start {
+                Start::Timestamp(ts) => Some(ts),
+                _ => None,
+            },
         });
     }
     Ok(Discovery { found, seen })
@@ -532,9 +540,10 @@ struct Part {
     queue: rdkafka::consumer::base_consumer::PartitionQueue<DefaultConsumerContext>,
     /// The offset of the next record to emit (the position).
     next: i64,
-    /// Bounded: where it ends.
-    end: Option<i64>,
+    /// Bounded: read to its end.
     done: bool,
+    /// Skip records until one has at least this timestamp (see [`Found`]).
+    skip_before: Option<i64>,
 }
 
 /// One running Kafka source subtask.
@@ -651,7 +660,6 @@ impl KafkaSource {
             restored: self.restored.clone(),
             starting: self.cfg.starting_offsets,
             timestamp: self.cfg.starting_timestamp,
-            bounded: self.cfg.bounded,
         };
         self.last_discovery = Some(Instant::now());
         self.discovering = Some(tokio::task::spawn_blocking(move || discover(args)));
@@ -677,7 +685,6 @@ impl KafkaSource {
                 })?;
             tpl.add_partition_offset(&f.topic, f.partition, Offset::Offset(f.offset))
                 .map_err(|e| self.kafka_error("cannot assign partitions", e))?;
-            let done = f.end.is_some_and(|end| f.offset >= end);
             tracing::info!(
                 operator = %self.operator_id,
                 subtask = self.subtask,
@@ -691,8 +698,8 @@ impl KafkaSource {
                 partition: f.partition,
                 queue,
                 next: f.offset,
-                end: f.end,
-                done,
+                done: false,
+                skip_before: f.skip_before,
             });
         }
         self.consumer
@@ -788,21 +795,18 @@ impl KafkaSource {
                         if m.offset() < part.next {
                             continue;
                         }
-                        if part.end.is_some_and(|end| m.offset() >= end) {
-                            part.done = true;
-                            break;
+                        if let Some(ts) = part.skip_before {
+                            if m.timestamp().to_millis().is_some_and(|t| t < ts) {
+                                part.next = m.offset() + 1;
+                                continue;
+                            }
+                            part.skip_before = None;
                         }
                         rows.push(&m, &self.cfg, &self.operator_id)?;
                         part.next = m.offset() + 1;
-                        if part.end.is_some_and(|end| part.next >= end) {
-                            part.done = true;
-                            break;
-                        }
                     }
                     Some(Err(KafkaError::PartitionEOF(_))) => {
-                        if part.end.is_some() {
-                            part.done = true;
-                        }
+                        part.done = self.cfg.bounded;
                         break;
                     }
                     Some(Err(e)) => {
