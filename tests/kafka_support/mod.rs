@@ -9,6 +9,8 @@
 
 #![allow(dead_code)]
 
+pub mod committed;
+
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -75,6 +77,16 @@ where
     })
 }
 
+/// Where the broker's log (its stdout) goes: `TANSU_LOG_DIR/tansu-<port>.log` if set (to see why tansu
+/// closed a connection: it answers some errors that way), else nowhere.
+fn log_file(port: u16) -> Stdio {
+    match std::env::var_os("TANSU_LOG_DIR") {
+        Some(d) => std::fs::File::create(PathBuf::from(d).join(format!("tansu-{port}.log")))
+            .map_or(Stdio::null(), Stdio::from),
+        None => Stdio::null(),
+    }
+}
+
 /// A running broker; killed on drop.
 pub struct Tansu {
     child: Child,
@@ -100,9 +112,12 @@ impl Tansu {
                 "--storage-engine",
                 "memory://tansu/",
             ])
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("TANSU_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(log_file(port))
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
@@ -264,6 +279,45 @@ impl Tansu {
             }
         }
         out
+    }
+
+    /// The number of partitions of `topic`.
+    pub fn partitions(&self, topic: &str) -> i32 {
+        self.consumer(false)
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata")
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map_or(0, |t| t.partitions().len() as i32)
+    }
+
+    /// What a Kafka broker's `read_committed` reader would see of `topic`, decided from the
+    /// log's transaction markers ([`committed::read_committed`]; tansu's own filtering shows
+    /// aborted transactions).
+    pub fn read_committed(&self, topic: &str) -> Vec<Got> {
+        (0..self.partitions(topic))
+            .flat_map(|p| {
+                committed::read_committed(&self.bootstrap, topic, p)
+                    .into_iter()
+                    .map(move |r| Got {
+                        partition: p,
+                        offset: r.offset,
+                        key: r.key.map(|k| String::from_utf8_lossy(&k).into_owned()),
+                        value: String::from_utf8_lossy(&r.value).into_owned(),
+                    })
+            })
+            .collect()
+    }
+
+    /// (records a read_committed reader sees, data records in the log) of `topic`.
+    pub fn log_counts(&self, topic: &str) -> (usize, usize) {
+        (0..self.partitions(topic))
+            .map(|p| {
+                let (c, all) = committed::read_log(&self.bootstrap, topic, p);
+                (c.len(), all)
+            })
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
     }
 
     /// The committed offset of `group` for partition `partition` of `topic`.

@@ -497,6 +497,9 @@ impl KafkaSink {
             EndTxnOutcome::Done => {
                 tracing::info!(operator = %self.operator_id, transactional_id = %p.transactional_id, checkpoint_id = p.checkpoint_id, "kafka sink: committed a transaction of the restored checkpoint")
             }
+            EndTxnOutcome::Refused => {
+                tracing::warn!(operator = %self.operator_id, transactional_id = %p.transactional_id, "kafka sink: the broker refused to commit a transaction of the restored checkpoint by closing the connection (tansu does so for a fenced epoch): taken as finished before")
+            }
             EndTxnOutcome::Fenced | EndTxnOutcome::NotOpen => {
                 tracing::debug!(operator = %self.operator_id, transactional_id = %p.transactional_id, ?outcome, "kafka sink: transaction of the restored checkpoint was finished before")
             }

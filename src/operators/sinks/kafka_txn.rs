@@ -29,7 +29,15 @@ pub enum EndTxnOutcome {
     Fenced,
     /// No transaction of that producer is open (finished before, or expired).
     NotOpen,
+    /// The coordinator closed the connection in answer to `EndTxn`, on every try: tansu 0.6
+    /// answers an error (`ProducerFenced` among them) that way instead of with an error code.
+    /// Treated as refused, like [`EndTxnOutcome::Fenced`].
+    Refused,
 }
+
+/// Tries in a row whose `EndTxn` the coordinator answered by closing the connection before
+/// that counts as [`EndTxnOutcome::Refused`] (a network failure would not repeat so).
+const CLOSED_TRIES: u32 = 3;
 
 /// Sends `EndTxn` for (`transactional_id`, `producer_id`, `epoch`) to its coordinator,
 /// retrying while the coordinator is busy or moving, until `timeout`.
@@ -43,6 +51,7 @@ pub fn end_txn(
 ) -> Result<EndTxnOutcome, String> {
     let deadline = Instant::now() + timeout;
     let mut last = String::new();
+    let mut closed = 0;
     while Instant::now() < deadline {
         match attempt(
             bootstrap,
@@ -54,13 +63,33 @@ pub fn end_txn(
         ) {
             Ok(Some(outcome)) => return Ok(outcome),
             Ok(None) => last = "the coordinator is busy".into(),
-            Err(e) => last = e,
+            Err(Failure::ClosedOnEndTxn) => {
+                closed += 1;
+                if closed >= CLOSED_TRIES {
+                    return Ok(EndTxnOutcome::Refused);
+                }
+                last = "the coordinator closed the connection".into();
+            }
+            Err(Failure::Other(e)) => last = e,
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     Err(format!(
         "cannot end transaction {transactional_id} (producer {producer_id}, epoch {epoch}): {last}"
     ))
+}
+
+/// Why a try failed.
+enum Failure {
+    /// The connection closed where `EndTxn`'s answer was due.
+    ClosedOnEndTxn,
+    Other(String),
+}
+
+impl From<String> for Failure {
+    fn from(e: String) -> Failure {
+        Failure::Other(e)
+    }
 }
 
 /// One try; `Ok(None)` for an error worth retrying.
@@ -71,7 +100,7 @@ fn attempt(
     epoch: i16,
     commit: bool,
     deadline: Instant,
-) -> Result<Option<EndTxnOutcome>, String> {
+) -> Result<Option<EndTxnOutcome>, Failure> {
     let mut conn = connect_any(bootstrap, deadline)?;
     let mut body = Vec::new();
     put_str(&mut body, transactional_id);
@@ -85,7 +114,7 @@ fn attempt(
     let host = r.str()?;
     let port = r.i32()?;
     if error != 0 {
-        return retriable(error, "FindCoordinator").map(|_| None);
+        return Ok(retriable(error, "FindCoordinator").map(|_| None)?);
     }
     let mut conn = connect_any(&format!("{host}:{port}"), deadline)?;
     let mut body = Vec::new();
@@ -93,7 +122,11 @@ fn attempt(
     body.extend_from_slice(&producer_id.to_be_bytes());
     body.extend_from_slice(&epoch.to_be_bytes());
     body.push(commit as u8);
-    let resp = call(&mut conn, END_TXN, 1, &body)?;
+    let resp = match call(&mut conn, END_TXN, 1, &body) {
+        Err(CallError::Closed) => return Err(Failure::ClosedOnEndTxn),
+        Err(CallError::Other(e)) => return Err(Failure::Other(e)),
+        Ok(resp) => resp,
+    };
     let mut r = Reader(&resp);
     let _throttle = r.i32()?;
     match r.i16()? {
@@ -102,7 +135,7 @@ fn attempt(
         47 | 90 => Ok(Some(EndTxnOutcome::Fenced)),
         // INVALID_TXN_STATE, INVALID_PRODUCER_ID_MAPPING
         48 | 49 => Ok(Some(EndTxnOutcome::NotOpen)),
-        other => retriable(other, "EndTxn").map(|_| None),
+        other => Ok(retriable(other, "EndTxn").map(|_| None)?),
     }
 }
 
@@ -145,7 +178,27 @@ fn connect_any(servers: &str, deadline: Instant) -> Result<TcpStream, String> {
 
 /// One request (header v1: api key, version, correlation id, client id) and its response
 /// body (after the v0 response header).
-fn call(conn: &mut TcpStream, api_key: i16, version: i16, body: &[u8]) -> Result<Vec<u8>, String> {
+enum CallError {
+    /// The peer closed the connection before answering.
+    Closed,
+    Other(String),
+}
+
+impl From<CallError> for Failure {
+    fn from(e: CallError) -> Failure {
+        match e {
+            CallError::Closed => Failure::Other("the broker closed the connection".into()),
+            CallError::Other(e) => Failure::Other(e),
+        }
+    }
+}
+
+fn call(
+    conn: &mut TcpStream,
+    api_key: i16,
+    version: i16,
+    body: &[u8],
+) -> Result<Vec<u8>, CallError> {
     let mut msg = Vec::with_capacity(body.len() + 32);
     msg.extend_from_slice(&api_key.to_be_bytes());
     msg.extend_from_slice(&version.to_be_bytes());
@@ -154,18 +207,27 @@ fn call(conn: &mut TcpStream, api_key: i16, version: i16, body: &[u8]) -> Result
     msg.extend_from_slice(body);
     let mut framed = (msg.len() as i32).to_be_bytes().to_vec();
     framed.extend_from_slice(&msg);
-    let io = |e: std::io::Error| format!("kafka request {api_key}: {e}");
+    let io = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof
+        | std::io::ErrorKind::ConnectionReset
+        | std::io::ErrorKind::ConnectionAborted => CallError::Closed,
+        _ => CallError::Other(format!("kafka request {api_key}: {e}")),
+    };
     conn.write_all(&framed).map_err(io)?;
     let mut len = [0u8; 4];
     conn.read_exact(&mut len).map_err(io)?;
     let len = i32::from_be_bytes(len);
     if !(4..=1 << 20).contains(&len) {
-        return Err(format!("kafka request {api_key}: response of {len} bytes"));
+        return Err(CallError::Other(format!(
+            "kafka request {api_key}: response of {len} bytes"
+        )));
     }
     let mut resp = vec![0u8; len as usize];
     conn.read_exact(&mut resp).map_err(io)?;
     if resp[..4] != 1i32.to_be_bytes() {
-        return Err(format!("kafka request {api_key}: wrong correlation id"));
+        return Err(CallError::Other(format!(
+            "kafka request {api_key}: wrong correlation id"
+        )));
     }
     Ok(resp.split_off(4))
 }
