@@ -104,7 +104,11 @@ fn check_exactly_once(updates: &[String], expected: &HashMap<String, u64>) -> Ve
     ] {
         if !v.is_empty() {
             v.sort();
-            problems.push(format!("{} {what}, e.g. {}", v.len(), v[..v.len().min(8)].join(" ")));
+            problems.push(format!(
+                "{} {what}, e.g. {}",
+                v.len(),
+                v[..v.len().min(8)].join(" ")
+            ));
         }
     }
     problems
@@ -184,7 +188,9 @@ fn the_checker_finds_missing_duplicated_and_extra_updates() {
     let expected: HashMap<String, u64> = [("w1".to_string(), 2), ("w2".to_string(), 1)].into();
     let good: Vec<String> = ["(w1,1)", "(w2,1)", "(w1,2)"].map(String::from).to_vec();
     assert!(check_exactly_once(&good, &expected).is_empty());
-    let bad: Vec<String> = ["(w1,1)", "(w1,1)", "(w2,2)", "x"].map(String::from).to_vec();
+    let bad: Vec<String> = ["(w1,1)", "(w1,1)", "(w2,2)", "x"]
+        .map(String::from)
+        .to_vec();
     let problems = check_exactly_once(&bad, &expected);
     assert_eq!(problems.len(), 4, "{problems:?}");
 }

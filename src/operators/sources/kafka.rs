@@ -219,6 +219,16 @@ pub(crate) fn check_client_settings(
     }
 }
 
+/// A regex error on one line (the crate's spans several, with a caret under the pattern).
+fn one_line(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().trim_start_matches("error: ").to_string())
+        .unwrap_or(text)
+}
+
 /// A property value as librdkafka takes it.
 pub(crate) fn property_text(v: &serde_yaml::Value) -> Option<String> {
     match v {
@@ -251,7 +261,7 @@ impl OperatorSpec for KafkaSourceConfig {
                 if let Err(e) = regex::Regex::new(p) {
                     problems.push(Problem::new(
                         "topic-pattern",
-                        format!("not a valid regex: {e}"),
+                        format!("not a valid regex: {}", one_line(&e)),
                     ));
                 }
             }
@@ -584,7 +594,10 @@ impl KafkaSource {
     ) -> Result<Self, OperatorError> {
         let topics = match &c.topic_pattern {
             Some(p) => Topics::Pattern(regex::Regex::new(p).map_err(|e| {
-                OperatorError::Config(format!("`topic-pattern` {p}: not a valid regex: {e}"))
+                OperatorError::Config(format!(
+                    "`topic-pattern` {p}: not a valid regex: {}",
+                    one_line(&e)
+                ))
             })?),
             None => Topics::List(c.topics.clone()),
         };
