@@ -43,10 +43,10 @@ use super::duration_serde;
 use crate::checkpoint::{KafkaOffset, SourcePosition};
 use crate::operators::{BuildContext, OperatorError, OperatorSpec, Problem, SourceEvent};
 use crate::record::{Batch, Column, DataType, Schema, StrColumnBuilder, BATCH_SIZE};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, DefaultConsumerContext};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
@@ -425,7 +425,7 @@ struct Discovery {
 }
 
 struct DiscoverArgs {
-    consumer: Arc<BaseConsumer>,
+    consumer: Arc<BaseConsumer<SourceContext>>,
     topics: Topics,
     known: HashSet<(String, i32)>,
     subtask: u32,
@@ -543,11 +543,25 @@ fn discover(a: DiscoverArgs) -> Result<Discovery, String> {
     Ok(Discovery { found, seen })
 }
 
+/// librdkafka's callbacks: client errors as warnings, without the end of a partition (which
+/// `enable.partition.eof` reports there too, and which is no error here).
+struct SourceContext;
+
+impl ClientContext for SourceContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::warn!(error = %error, reason, "kafka source: client error");
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {}
+
 /// One partition this subtask reads.
 struct Part {
     topic: String,
     partition: i32,
-    queue: rdkafka::consumer::base_consumer::PartitionQueue<DefaultConsumerContext>,
+    queue: rdkafka::consumer::base_consumer::PartitionQueue<SourceContext>,
     /// The offset of the next record to emit (the position).
     next: i64,
     /// Bounded: read to its end.
@@ -563,7 +577,7 @@ pub struct KafkaSource {
     parallelism: u32,
     cfg: Arc<KafkaSourceConfig>,
     topics: Topics,
-    consumer: Arc<BaseConsumer>,
+    consumer: Arc<BaseConsumer<SourceContext>>,
     parts: Vec<Part>,
     known: HashSet<(String, i32)>,
     restored: Option<Arc<HashMap<(String, i32), i64>>>,
@@ -630,12 +644,13 @@ impl KafkaSource {
                 config.set(k, v);
             }
         }
-        let consumer: BaseConsumer = config.create().map_err(|e| {
-            OperatorError::Config(format!(
-                "kafka source \"{}\": cannot create the consumer: {e}",
-                ctx.operator_id
-            ))
-        })?;
+        let consumer: BaseConsumer<SourceContext> =
+            config.create_with_context(SourceContext).map_err(|e| {
+                OperatorError::Config(format!(
+                    "kafka source \"{}\": cannot create the consumer: {e}",
+                    ctx.operator_id
+                ))
+            })?;
         let restored = position.map(|offsets| {
             Arc::new(
                 offsets
