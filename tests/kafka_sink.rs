@@ -116,7 +116,10 @@ fn transactions_become_visible_on_completion_and_a_restore_commits_or_aborts() {
     // c reaches the broker (librdkafka sends after `linger.ms`) in the open transaction.
     let deadline = Instant::now() + Duration::from_secs(20);
     while t.log_counts("eo").1 < 30 {
-        assert!(Instant::now() < deadline, "b and c never reached the broker");
+        assert!(
+            Instant::now() < deadline,
+            "b and c never reached the broker"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(t.log_counts("eo").0, 10, "b and c are not committed");
