@@ -5,6 +5,7 @@
 //! exactly once.
 
 mod common;
+mod crash_support;
 mod kafka_support;
 
 use kafka_support::Tansu;
@@ -104,6 +105,17 @@ operators:
     wait_committed(&mut first, &out, 1000, &dir.path().join("first.log"));
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
+
+    // The checkpoint holds an offset per partition, as `floe inspect` shows.
+    let chk = crash_support::newest_checkpoint(&dir.path().join("ck")).expect("a checkpoint");
+    let shown = common::floe().arg("inspect").arg(&chk).output().unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    for p in 0..4 {
+        assert!(
+            text.contains(&format!("rescale-{p} @ offset 250")),
+            "{text}"
+        );
+    }
 
     for p in 0..4 {
         t.produce_lines("rescale", p, &batch("second", p));

@@ -77,9 +77,10 @@ pub struct SinkReport {
     /// The part numbers a restore commits (`part-<subtask>-<n>`).
     pub pending_parts: Vec<u64>,
     pub next_part: u64,
-    /// The `kafka` sink: the transactional ids a restore commits.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub pending_transactions: Vec<String>,
+    /// The `kafka` sink (`None` for the `file` sink): the transactional ids a restore
+    /// commits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_transactions: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -230,16 +231,17 @@ pub fn snapshot_report(loaded: &LoadedSnapshot) -> SnapshotReport {
                             crate::checkpoint::SinkState::Files(f) => SinkReport {
                                 pending_parts: f.pending.iter().map(|p| p.part).collect(),
                                 next_part: f.next_part,
-                                pending_transactions: Vec::new(),
+                                pending_transactions: None,
                             },
                             crate::checkpoint::SinkState::Kafka(k) => SinkReport {
                                 pending_parts: Vec::new(),
                                 next_part: 0,
-                                pending_transactions: k
-                                    .pending
-                                    .iter()
-                                    .map(|t| t.transactional_id.clone())
-                                    .collect(),
+                                pending_transactions: Some(
+                                    k.pending
+                                        .iter()
+                                        .map(|t| t.transactional_id.clone())
+                                        .collect(),
+                                ),
                             },
                         }),
                     }
@@ -371,7 +373,22 @@ fn render_snapshot(s: &SnapshotReport) -> String {
             if let Some(src) = &st.source {
                 let _ = write!(out, " source position {}", source_text(src));
             }
-            if let Some(sink) = &st.sink {
+            if let Some(txns) = st
+                .sink
+                .as_ref()
+                .and_then(|s| s.pending_transactions.as_ref())
+            {
+                let _ = write!(
+                    out,
+                    " kafka sink: {} to commit on restore{}",
+                    count(txns.len() as u64, "transaction", "transactions"),
+                    if txns.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", txns.join(", "))
+                    }
+                );
+            } else if let Some(sink) = &st.sink {
                 let _ = write!(
                     out,
                     " sink: {} to commit on restore, next part {}",
