@@ -183,6 +183,28 @@ impl CheckpointSchedule {
         &self.settings
     }
 
+    /// New interval, timeout, pause and failure settings for what comes next (a changed
+    /// `flink-conf.yaml` under `floe serve`). `interval: None` stops periodic triggers
+    /// (savepoints still take ids). Checkpoints already pending keep their deadlines; the
+    /// next trigger is one new interval after the last one; the consecutive-failure count
+    /// stays and is judged against the new limit at the next failure.
+    pub fn reconfigure(
+        &mut self,
+        interval: Option<Duration>,
+        timeout: Duration,
+        min_pause: Duration,
+        tolerable_failed: u32,
+    ) {
+        self.periodic = interval.is_some();
+        self.settings = TriggerSettings {
+            interval: interval.unwrap_or(self.settings.interval),
+            timeout,
+            min_pause,
+            max_concurrent: self.settings.max_concurrent,
+            tolerable_failed,
+        };
+    }
+
     /// The id the next checkpoint (or savepoint) will get.
     pub fn next_id(&self) -> CheckpointId {
         CheckpointId(self.next_id)
@@ -656,6 +678,33 @@ mod tests {
         assert_eq!(s.interval, ms(500));
         assert_eq!(s.tolerable_failed, 3);
         assert_eq!(s.timeout, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn reconfigure_moves_the_next_trigger_and_can_stop_or_start_periodic_checkpoints() {
+        let t0 = Instant::now();
+        let mut s = CheckpointSchedule::new(settings(), 1, t0);
+        assert_eq!(s.trigger(t0 + ms(100)), Some(CheckpointId(1)));
+        // Pending: its deadline stays the old timeout's.
+        s.reconfigure(Some(ms(400)), ms(5000), Duration::ZERO, 2);
+        assert_eq!(s.next_deadline(), Some(t0 + ms(1100)));
+        assert!(s.on_complete(CheckpointId(1), t0 + ms(120)));
+        assert_eq!(s.next_trigger_at(), Some(t0 + ms(500)));
+        assert_eq!(s.trigger(t0 + ms(499)), None);
+        assert_eq!(s.trigger(t0 + ms(500)), Some(CheckpointId(2)));
+        assert_eq!(s.next_deadline(), Some(t0 + ms(5500)));
+        assert_eq!(s.settings().tolerable_failed, 2);
+        assert!(s.on_complete(CheckpointId(2), t0 + ms(510)));
+        // Interval removed: nothing triggers on its own, savepoints still take ids.
+        s.reconfigure(None, ms(5000), Duration::ZERO, 2);
+        assert!(!s.is_periodic());
+        assert_eq!(s.trigger(t0 + ms(10_000)), None);
+        assert_eq!(s.trigger_now(t0 + ms(10_001)), CheckpointId(3));
+        // And back.
+        let mut p = CheckpointSchedule::savepoints_only(settings(), 1, t0);
+        p.reconfigure(Some(ms(50)), ms(1000), Duration::ZERO, 0);
+        assert!(p.is_periodic());
+        assert_eq!(p.trigger(t0 + ms(50)), Some(CheckpointId(1)));
     }
 
     #[test]

@@ -233,6 +233,11 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// Applies the externalized-checkpoint retention rules when the job ends.
     fn terminate(&self, how: JobTermination);
 
+    /// New `num-retained` and inline threshold for the checkpoints that complete from now
+    /// on (a changed `flink-conf.yaml` under `floe serve`). Stores without these settings
+    /// ignore it.
+    fn reconfigure(&self, _num_retained: u32, _inline_threshold: u64) {}
+
     /// Creates the directory of a new savepoint under `target` (reference §3.4) and returns
     /// it. Savepoints are written by [`savepoint`]'s functions, outside the checkpoint
     /// directory and its retention; a store only says how to place blobs.

@@ -86,7 +86,7 @@ pub fn main() -> ExitCode {
     logging::init(cli.global.log_format);
     let code = match cli.command {
         Command::Run(args) => run::run(&cli.global, args),
-        Command::Validate(args) => validate::validate(args),
+        Command::Validate(args) => validate::validate(&cli.global, args),
         Command::Config(args) => config_cmd::config(&cli.global, args),
         Command::Inspect(args) => inspect::inspect(args),
         Command::List(args) => list::list(&cli.global, args),

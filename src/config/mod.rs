@@ -11,9 +11,11 @@
 //! - `load`: finding the file, reading each layer, merging with figment.
 //! - `build`: effective text values → typed [`Config`], with Flink's limits.
 //! - `render`: the `floe config` table and JSON.
+//! - `live`: which keys a running job takes without a restart, and what changed between loads.
 
 mod build;
 pub mod keys;
+pub mod live;
 mod load;
 mod render;
 pub mod values;

@@ -28,6 +28,7 @@ use crate::checkpoint::{
     CheckpointError, CheckpointId, CheckpointStore, CompletedCheckpoint, JobId, JobTermination,
     OperatorSnapshot, SourcePosition, SubtaskSnapshot,
 };
+use crate::config::live::LiveSettings;
 use crate::config::CheckpointingConfig;
 use crate::operators::RestoredState;
 use crate::pipeline::OperatorId;
@@ -223,6 +224,7 @@ pub(crate) fn spawn(
     shape: JobShape,
     restored: Option<CheckpointId>,
     control: JobControl,
+    live: Option<tokio::sync::watch::Receiver<Option<LiveSettings>>>,
     messages: UnboundedReceiver<CheckpointMessage>,
     savepoints: UnboundedReceiver<SavepointRequest>,
     notices: UnboundedSender<CheckpointNotice>,
@@ -261,7 +263,7 @@ pub(crate) fn spawn(
         savepoints: HashMap::new(),
         savepoint_dirs: HashMap::new(),
     };
-    let join = tokio::spawn(driver.run(messages, savepoints, shutdown_rx));
+    let join = tokio::spawn(driver.run(messages, savepoints, shutdown_rx, live));
     DriverHandle {
         shutdown: Some(shutdown_tx),
         join,
@@ -336,6 +338,7 @@ impl Driver {
         mut messages: UnboundedReceiver<CheckpointMessage>,
         mut requests: UnboundedReceiver<SavepointRequest>,
         mut shutdown: oneshot::Receiver<JobTermination>,
+        mut live: Option<tokio::sync::watch::Receiver<Option<LiveSettings>>>,
     ) {
         let mut messages_open = true;
         let mut requests_open = true;
@@ -362,6 +365,18 @@ impl Driver {
                     None => requests_open = false,
                 },
                 Some(done) = self.work.join_next(), if !self.work.is_empty() => self.on_work(done),
+                changed = async { live.as_mut().map(|l| l.changed()).unwrap().await }, if live.is_some() => {
+                    match changed {
+                        Ok(()) => {
+                            let settings = *live.as_mut().map(|l| l.borrow_and_update()).unwrap();
+                            if let Some(s) = settings {
+                                self.reconfigure(s);
+                            }
+                        }
+                        // The job's handle is gone: nothing will change any more.
+                        Err(_) => live = None,
+                    }
+                }
                 _ = tokio::time::sleep_until(wake.unwrap_or(far).into()), if wake.is_some() => {}
             }
         };
@@ -373,6 +388,24 @@ impl Driver {
                 .send(Err("the job ended before the savepoint could start".into()));
         }
         self.finish(how, messages).await;
+    }
+
+    /// New live settings: the schedule takes the timing and failure settings for what comes
+    /// next, the store the retention count and inline threshold.
+    fn reconfigure(&mut self, s: LiveSettings) {
+        self.schedule
+            .reconfigure(s.interval, s.timeout, s.min_pause, s.tolerable_failed);
+        self.store.reconfigure(s.num_retained, s.inline_threshold);
+        tracing::info!(
+            job = %self.shape.name,
+            interval = ?s.interval,
+            timeout = ?s.timeout,
+            min_pause = ?s.min_pause,
+            tolerable_failed = s.tolerable_failed,
+            num_retained = s.num_retained,
+            inline_threshold = s.inline_threshold,
+            "checkpoint settings changed; they apply from the next checkpoint"
+        );
     }
 
     /// The job ended (every task is gone): settle what is pending, then retention.

@@ -28,6 +28,7 @@ use crate::checkpoint::{
     CheckpointError, CheckpointId, CheckpointStore, CompletedCheckpoint, JobId, JobTermination,
     SubtaskSnapshot,
 };
+use crate::config::live::LiveSettings;
 use crate::config::{ClaimMode, RestartStrategy};
 use crate::pipeline::plan::Plan;
 use crate::runtime::{CheckpointNotice, JobControl, JobError, JobOptions, JobReport, RuntimeError};
@@ -235,15 +236,40 @@ enum StopKind {
 }
 
 /// Shared with whoever watches or stops the job while [`run`] runs; cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct FailoverHandle {
     shared: Arc<Mutex<Shared>>,
     wake: Arc<tokio::sync::Notify>,
+    /// Checkpoint settings given by [`FailoverHandle::reconfigure`]; every attempt from then
+    /// on starts with them, and the running one's checkpoint driver takes them at once.
+    live: Arc<tokio::sync::watch::Sender<Option<LiveSettings>>>,
+}
+
+impl Default for FailoverHandle {
+    fn default() -> Self {
+        FailoverHandle {
+            shared: Arc::default(),
+            wake: Arc::default(),
+            live: Arc::new(tokio::sync::watch::Sender::new(None)),
+        }
+    }
 }
 
 impl FailoverHandle {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Changes the checkpoint interval, timeout, minimum pause, tolerable failures,
+    /// retention and inline threshold of the running job from its next checkpoint on, and
+    /// of every later attempt (a restart does not go back to the old values).
+    pub fn reconfigure(&self, settings: LiveSettings) {
+        self.live.send_replace(Some(settings));
+    }
+
+    /// The settings the last [`FailoverHandle::reconfigure`] gave, if any.
+    pub fn live_settings(&self) -> Option<LiveSettings> {
+        *self.live.borrow()
     }
 
     /// Restarts and the last restore point, now.
@@ -413,6 +439,10 @@ impl CheckpointStore for AttemptStore {
         self.inner.abort_savepoint(dir);
     }
 
+    fn reconfigure(&self, num_retained: u32, inline_threshold: u64) {
+        self.inner.reconfigure(num_retained, inline_threshold);
+    }
+
     fn terminate(&self, how: JobTermination) {
         // A failure is the loop's to settle: a restart keeps every checkpoint.
         if how != JobTermination::Failed {
@@ -541,7 +571,8 @@ where
             first_checkpoint_id: highest.load(Ordering::SeqCst) + 1,
         };
         let started = match build(&attempt) {
-            Ok((plan, options)) => {
+            Ok((plan, mut options)) => {
+                with_live_settings(&handle, &mut options);
                 crate::runtime::start(plan, options).map_err(FailoverError::from)
             }
             Err(e) => Err(FailoverError::Prepare(e.into())),
@@ -666,6 +697,24 @@ where
             )
         );
     }
+}
+
+/// An attempt starts with the settings of the last [`FailoverHandle::reconfigure`] and
+/// follows the later ones.
+fn with_live_settings(handle: &FailoverHandle, options: &mut JobOptions) {
+    let Some(c) = options.checkpointing.as_mut() else {
+        return;
+    };
+    // Subscribing marks the current value seen: the driver starts with it applied here.
+    let live = handle.live.subscribe();
+    if let Some(s) = *live.borrow() {
+        c.config.interval = s.interval;
+        c.config.timeout = s.timeout;
+        c.config.min_pause = s.min_pause;
+        c.config.tolerable_failed = s.tolerable_failed;
+        c.store.reconfigure(s.num_retained, s.inline_threshold);
+    }
+    options.live = Some(live);
 }
 
 fn termination_of(kind: StopKind) -> JobTermination {

@@ -74,6 +74,10 @@ pub struct JobOptions {
     pub checkpointing: Option<CheckpointingOptions>,
     /// State to put back before the first record (`floe run -s`).
     pub restore: Option<RestoreState>,
+    /// Checkpoint settings that change while the job runs (`floe serve` after an edit of
+    /// `flink-conf.yaml`): the checkpoint driver applies each new value for its next
+    /// checkpoint. `FailoverHandle` fills it in.
+    pub live: Option<tokio::sync::watch::Receiver<Option<crate::config::live::LiveSettings>>>,
 }
 
 impl JobOptions {
@@ -84,6 +88,7 @@ impl JobOptions {
             checkpointing_mode: CheckpointingMode::ExactlyOnce,
             checkpointing: None,
             restore: None,
+            live: None,
         }
     }
 }
@@ -598,6 +603,7 @@ pub fn start(plan: Plan, mut opts: JobOptions) -> Result<JobHandle, RuntimeError
             job_shape(&plan, &opts.name),
             restored_id,
             control.clone(),
+            opts.live.clone(),
             rx,
             savepoints,
             notices_tx,

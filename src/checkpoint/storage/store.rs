@@ -33,6 +33,7 @@ use crate::state::keygroup::KeyGroupRange;
 use crate::state::snapshot::EncodedBlob;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 /// A chain gets compacted (the next snapshot written full) after this many deltas.
@@ -135,10 +136,11 @@ pub struct FsCheckpointStore {
     job_name: String,
     job_dir: PathBuf,
     shared_dir: PathBuf,
-    inline_threshold: u64,
+    /// Atomics: `floe serve` may change them while the job runs (`CheckpointStore::reconfigure`).
+    inline_threshold: AtomicU64,
     always_inline: bool,
     incremental: bool,
-    num_retained: u32,
+    num_retained: AtomicU32,
     retention: ExternalizedRetention,
     inner: Mutex<Inner>,
 }
@@ -178,11 +180,11 @@ impl FsCheckpointStore {
             job_name: job_name.to_string(),
             job_dir,
             shared_dir,
-            inline_threshold: state.inline_threshold,
+            inline_threshold: AtomicU64::new(state.inline_threshold),
             always_inline: state.backend == StateBackendKind::JobManager
                 || state.effective_storage() == CheckpointStorageKind::JobManager,
             incremental: state.incremental,
-            num_retained: state.num_retained,
+            num_retained: AtomicU32::new(state.num_retained),
             retention: checkpointing.externalized_retention,
             inner: Mutex::new(inner),
         })
@@ -278,7 +280,12 @@ impl FsCheckpointStore {
         incremental: bool,
     ) -> Result<StateBlob, CheckpointError> {
         let size = blob.bytes.len() as u64;
-        let place = placement(size, self.inline_threshold, self.always_inline, incremental);
+        let place = placement(
+            size,
+            self.inline_threshold.load(Ordering::Relaxed),
+            self.always_inline,
+            incremental,
+        );
         let location = match place {
             Placement::Inline => BlobLocation::Inline(blob.bytes),
             Placement::Exclusive => {
@@ -558,7 +565,7 @@ impl CheckpointStore for FsCheckpointStore {
                 owned: r.owned,
             })
             .collect();
-        let s = retention::subsume(&retained, self.num_retained);
+        let s = retention::subsume(&retained, self.num_retained.load(Ordering::Relaxed));
         self.drop_retained(&mut inner, &s.leave_store, &s.delete);
         let size = bytes.len() as u64 + written;
         tracing::debug!(checkpoint_id = id, bytes = size, job_id = %self.job_id, "completed checkpoint");
@@ -577,7 +584,7 @@ impl CheckpointStore for FsCheckpointStore {
         // The keyed store's change tracking moved past this snapshot: `last_sequence` makes
         // the next checkpoint of this subtask full (see `Chain`).
         crate::checkpoint::savepoint::SavepointWriter {
-            inline_threshold: self.inline_threshold,
+            inline_threshold: self.inline_threshold.load(Ordering::Relaxed),
             always_inline: self.always_inline,
         }
         .write_subtask(dir, snapshot)
@@ -586,6 +593,12 @@ impl CheckpointStore for FsCheckpointStore {
     fn abort(&self, checkpoint_id: CheckpointId) {
         let mut inner = self.lock();
         self.discard_pending(&mut inner, &[checkpoint_id.0]);
+    }
+
+    fn reconfigure(&self, num_retained: u32, inline_threshold: u64) {
+        self.num_retained.store(num_retained, Ordering::Relaxed);
+        self.inline_threshold
+            .store(inline_threshold, Ordering::Relaxed);
     }
 
     fn terminate(&self, how: JobTermination) {
