@@ -40,13 +40,16 @@
 //! then.
 
 use super::duration_serde;
+pub use super::kafka_discovery::owner;
+use super::kafka_discovery::{discover, DiscoverArgs, Discovery, SourceContext, Topics};
+use super::kafka_records::Rows;
 use crate::checkpoint::{KafkaOffset, SourcePosition};
 use crate::operators::{BuildContext, OperatorError, OperatorSpec, Problem, SourceEvent};
-use crate::record::{Batch, Column, DataType, Schema, StrColumnBuilder, BATCH_SIZE};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use crate::record::{Batch, DataType, Schema, BATCH_SIZE};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
@@ -55,8 +58,6 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-/// How long metadata, watermark and offset requests may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `next` waits when nothing came before answering `Idle`.
 const IDLE_WAIT: Duration = Duration::from_millis(10);
 
@@ -330,232 +331,6 @@ impl OperatorSpec for KafkaSourceConfig {
         }
     }
 }
-
-/// Which topics to read.
-#[derive(Clone)]
-enum Topics {
-    List(Vec<String>),
-    Pattern(regex::Regex),
-}
-
-impl Topics {
-    fn matches(&self, topic: &str) -> bool {
-        match self {
-            Topics::List(l) => l.iter().any(|t| t == topic),
-            Topics::Pattern(r) => {
-                !topic.starts_with("__") && r.find(topic).is_some_and(|m| m.len() == topic.len())
-            }
-        }
-    }
-}
-
-/// The subtask that owns partition `partition` of `topic` at parallelism `p` (see the module
-/// docs): stable when partitions are added.
-pub fn owner(topic: &str, partition: i32, p: u32) -> u32 {
-    let p = p.max(1) as u64;
-    let start = fnv1a64(topic.as_bytes()) % p;
-    ((start + partition.max(0) as u64) % p) as u32
-}
-
-/// FNV-1a, 64 bit: a fixed hash every subtask and every run computes alike.
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
-/// Where a newly found partition starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Start {
-    /// A number already (from a checkpoint).
-    At(i64),
-    Earliest,
-    Latest,
-    Committed,
-    Timestamp(i64),
-}
-
-/// Where a partition found now starts: the checkpoint's offset; else, at the first
-/// discovery of a fresh job, the configured starting offsets; else (created later, or a
-/// restored job that never saw it) the earliest offset.
-fn start_for(
-    restored: Option<&HashMap<(String, i32), i64>>,
-    first: bool,
-    cfg: StartingOffsets,
-    timestamp: Option<i64>,
-    topic: &str,
-    partition: i32,
-) -> Start {
-    if let Some(r) = restored {
-        return match r.get(&(topic.to_string(), partition)) {
-            Some(o) => Start::At(*o),
-            None => Start::Earliest,
-        };
-    }
-    if !first {
-        return Start::Earliest;
-    }
-    match cfg {
-        StartingOffsets::Earliest => Start::Earliest,
-        StartingOffsets::Latest => Start::Latest,
-        StartingOffsets::Committed => Start::Committed,
-        StartingOffsets::Timestamp => Start::Timestamp(timestamp.unwrap_or(0)),
-    }
-}
-
-/// One partition a discovery found for this subtask, its start resolved to a number.
-#[derive(Debug, Clone)]
-struct Found {
-    topic: String,
-    partition: i32,
-    offset: i64,
-    /// `starting-offsets: timestamp`: records before the first one at or after it are
-    /// skipped.
-    skip_before: Option<i64>,
-}
-
-/// What a discovery (on a blocking thread) reports.
-struct Discovery {
-    found: Vec<Found>,
-    /// Every partition seen (this subtask's or not), so the next discovery skips them.
-    seen: Vec<(String, i32)>,
-}
-
-struct DiscoverArgs {
-    consumer: Arc<BaseConsumer<SourceContext>>,
-    topics: Topics,
-    known: HashSet<(String, i32)>,
-    subtask: u32,
-    parallelism: u32,
-    first: bool,
-    restored: Option<Arc<HashMap<(String, i32), i64>>>,
-    starting: StartingOffsets,
-    timestamp: Option<i64>,
-}
-
-/// Lists the topics' partitions and resolves where the new ones of this subtask start.
-/// Blocking: metadata, watermark and offset requests.
-fn discover(a: DiscoverArgs) -> Result<Discovery, String> {
-    let metadata = match &a.topics {
-        // One request per listed topic would create it with auto-creation on; ask for all.
-        Topics::List(_) | Topics::Pattern(_) => a
-            .consumer
-            .fetch_metadata(None, REQUEST_TIMEOUT)
-            .map_err(|e| format!("cannot list the topics: {e}"))?,
-    };
-    let mut seen = Vec::new();
-    let mut mine = Vec::new();
-    for topic in metadata.topics() {
-        if !a.topics.matches(topic.name()) || topic.error().is_some() {
-            continue;
-        }
-        for p in topic.partitions() {
-            let key = (topic.name().to_string(), p.id());
-            if a.known.contains(&key) {
-                continue;
-            }
-            seen.push(key.clone());
-            if owner(topic.name(), p.id(), a.parallelism) == a.subtask {
-                mine.push(key);
-            }
-        }
-    }
-    if a.first {
-        if let Topics::List(list) = &a.topics {
-            let missing: Vec<&String> = list
-                .iter()
-                .filter(|t| {
-                    !metadata
-                        .topics()
-                        .iter()
-                        .any(|m| m.name() == t.as_str() && m.error().is_none())
-                })
-                .collect();
-            if !missing.is_empty() {
-                tracing::warn!(topics = ?missing, "kafka source: topics not found yet; they are read once they exist");
-            }
-        }
-    }
-    let mut found = Vec::with_capacity(mine.len());
-    for (topic, partition) in mine {
-        let start = start_for(
-            a.restored.as_deref(),
-            a.first,
-            a.starting,
-            a.timestamp,
-            &topic,
-            partition,
-        );
-        let (low, high) = a
-            .consumer
-            .fetch_watermarks(&topic, partition, REQUEST_TIMEOUT)
-            .map_err(|e| format!("cannot read the offsets of {topic}-{partition}: {e}"))?;
-        let offset = match start {
-            Start::At(o) => o,
-            Start::Earliest => low,
-            Start::Latest => high,
-            Start::Committed => {
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition(&topic, partition);
-                let committed =
-                    a.consumer
-                        .committed_offsets(tpl, REQUEST_TIMEOUT)
-                        .map_err(|e| {
-                            format!("cannot read the committed offset of {topic}-{partition}: {e}")
-                        })?;
-                match committed
-                    .find_partition(&topic, partition)
-                    .map(|e| e.offset())
-                {
-                    Some(Offset::Offset(o)) => o,
-                    _ => low,
-                }
-            }
-            Start::Timestamp(ts) => {
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition_offset(&topic, partition, Offset::Offset(ts))
-                    .map_err(|e| format!("bad timestamp {ts}: {e}"))?;
-                let at = a
-                    .consumer
-                    .offsets_for_times(tpl, REQUEST_TIMEOUT)
-                    .map_err(|e| {
-                        format!("cannot find the offset of {topic}-{partition} at {ts}: {e}")
-                    })?;
-                match at.find_partition(&topic, partition).map(|e| e.offset()) {
-                    Some(Offset::Offset(o)) if o >= 0 => o,
-                    _ => high,
-                }
-            }
-        };
-        found.push(Found {
-            topic,
-            partition,
-            offset,
-            skip_before: match start {
-                Start::Timestamp(ts) => Some(ts),
-                _ => None,
-            },
-        });
-    }
-    Ok(Discovery { found, seen })
-}
-
-/// librdkafka's callbacks: client errors as warnings, without the end of a partition (which
-/// `enable.partition.eof` reports there too, and which is no error here).
-struct SourceContext;
-
-impl ClientContext for SourceContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
-            tracing::warn!(error = %error, reason, "kafka source: client error");
-        }
-    }
-}
-
-impl ConsumerContext for SourceContext {}
 
 /// One partition this subtask reads.
 struct Part {
@@ -908,140 +683,6 @@ impl KafkaSource {
     }
 }
 
-/// The columns of one batch being built.
-enum Col {
-    Str(StrColumnBuilder),
-    Int(Vec<i64>),
-    Float(Vec<f64>),
-    Bool(Vec<bool>),
-}
-
-impl Col {
-    fn new(ty: DataType) -> Col {
-        match ty {
-            DataType::Str => Col::Str(StrColumnBuilder::with_capacity(BATCH_SIZE, BATCH_SIZE * 32)),
-            DataType::Int => Col::Int(Vec::with_capacity(BATCH_SIZE)),
-            DataType::Float => Col::Float(Vec::with_capacity(BATCH_SIZE)),
-            DataType::Bool => Col::Bool(Vec::with_capacity(BATCH_SIZE)),
-        }
-    }
-
-    fn finish(self) -> Column {
-        match self {
-            Col::Str(b) => Column::Str(b.finish()),
-            Col::Int(v) => Column::Int(v),
-            Col::Float(v) => Column::Float(v),
-            Col::Bool(v) => Column::Bool(v),
-        }
-    }
-}
-
-struct Rows {
-    cols: Vec<Col>,
-    len: usize,
-}
-
-impl Rows {
-    fn new(cfg: &KafkaSourceConfig) -> Rows {
-        Rows {
-            cols: cfg.schema().fields.iter().map(|f| Col::new(f.ty)).collect(),
-            len: 0,
-        }
-    }
-
-    fn finish(self) -> Batch {
-        Batch::new(self.cols.into_iter().map(Col::finish).collect())
-    }
-
-    fn push(
-        &mut self,
-        m: &BorrowedMessage<'_>,
-        cfg: &KafkaSourceConfig,
-        operator: &str,
-    ) -> Result<(), OperatorError> {
-        let value = m.payload().unwrap_or_default();
-        match cfg.format {
-            KafkaFormat::Raw => {
-                if let Col::Str(b) = &mut self.cols[0] {
-                    b.push(value);
-                }
-            }
-            KafkaFormat::Json => {
-                let at = || format!("{}-{} offset {}", m.topic(), m.partition(), m.offset());
-                let obj: serde_json::Map<String, serde_json::Value> =
-                    serde_json::from_slice(value).map_err(|e| {
-                        OperatorError::Data(format!(
-                            "kafka source \"{operator}\": the record at {} is not a JSON object: {e}",
-                            at()
-                        ))
-                    })?;
-                for (col, f) in self.cols.iter_mut().zip(&cfg.fields) {
-                    let v = obj.get(&f.name);
-                    let bad = || {
-                        OperatorError::Data(format!(
-                            "kafka source \"{operator}\": the record at {} has {} for field \"{}\", which is declared {}",
-                            at(),
-                            v.map_or("nothing".to_string(), |v| format!("`{v}`")),
-                            f.name,
-                            f.ty
-                        ))
-                    };
-                    match (col, v) {
-                        (Col::Str(b), Some(serde_json::Value::String(s))) => b.push(s.as_bytes()),
-                        (Col::Str(b), Some(other)) if !other.is_null() => {
-                            b.push(other.to_string().as_bytes())
-                        }
-                        (Col::Int(out), Some(n)) => out.push(n.as_i64().ok_or_else(bad)?),
-                        (Col::Float(out), Some(n)) => out.push(n.as_f64().ok_or_else(bad)?),
-                        (Col::Bool(out), Some(b)) => out.push(b.as_bool().ok_or_else(bad)?),
-                        _ => return Err(bad()),
-                    }
-                }
-            }
-            KafkaFormat::KeyValue => {
-                let headers = match m.headers() {
-                    None => b"{}".to_vec(),
-                    Some(h) => {
-                        let mut map = serde_json::Map::new();
-                        for hd in h.iter() {
-                            let v = hd
-                                .value
-                                .map(|v| {
-                                    serde_json::Value::String(
-                                        String::from_utf8_lossy(v).into_owned(),
-                                    )
-                                })
-                                .unwrap_or(serde_json::Value::Null);
-                            map.insert(hd.key.to_string(), v);
-                        }
-                        serde_json::to_vec(&map).unwrap_or_default()
-                    }
-                };
-                let ts = m.timestamp().to_millis().unwrap_or(-1);
-                let texts: [&[u8]; 4] = [
-                    m.key().unwrap_or_default(),
-                    value,
-                    &headers,
-                    m.topic().as_bytes(),
-                ];
-                for (col, t) in self.cols.iter_mut().zip(texts) {
-                    if let Col::Str(b) = col {
-                        b.push(t);
-                    }
-                }
-                let ints = [m.partition() as i64, m.offset(), ts];
-                for (col, v) in self.cols[4..].iter_mut().zip(ints) {
-                    if let Col::Int(out) = col {
-                        out.push(v);
-                    }
-                }
-            }
-        }
-        self.len += 1;
-        Ok(())
-    }
-}
-
 impl crate::runtime::source::DynSource for KafkaSource {
     fn next(
         &mut self,
@@ -1068,42 +709,6 @@ mod tests {
 
     fn config(yaml: &str) -> KafkaSourceConfig {
         serde_yaml::from_str(yaml).unwrap()
-    }
-
-    #[test]
-    fn partitions_spread_evenly_and_stay_put_when_partitions_are_added() {
-        for p in 1..5u32 {
-            let mut counts = vec![0; p as usize];
-            for n in 0..(4 * p as i32) {
-                counts[owner("words", n, p) as usize] += 1;
-            }
-            assert!(counts.iter().all(|c| *c == 4), "p={p}: {counts:?}");
-        }
-        // Partition n's owner depends on n and the topic only, never on how many there are.
-        assert_eq!(owner("words", 0, 2), (fnv1a64(b"words") % 2) as u32);
-        assert_ne!(owner("words", 0, 2), owner("words", 1, 2));
-    }
-
-    #[test]
-    fn the_checkpoint_decides_then_the_setting_then_earliest() {
-        let restored: HashMap<(String, i32), i64> = [(("t".to_string(), 0), 7)].into();
-        let s = |r, first| start_for(r, first, StartingOffsets::Latest, None, "t", 0);
-        assert_eq!(s(Some(&restored), true), Start::At(7));
-        let other = start_for(Some(&restored), true, StartingOffsets::Latest, None, "t", 1);
-        assert_eq!(other, Start::Earliest);
-        assert_eq!(s(None, true), Start::Latest);
-        assert_eq!(s(None, false), Start::Earliest);
-        let ts = start_for(None, true, StartingOffsets::Timestamp, Some(5), "t", 0);
-        assert_eq!(ts, Start::Timestamp(5));
-    }
-
-    #[test]
-    fn a_pattern_matches_whole_names_and_skips_internal_topics() {
-        let t = Topics::Pattern(regex::Regex::new("words-.*").unwrap());
-        assert!(t.matches("words-1"));
-        assert!(!t.matches("old-words-1"));
-        let all = Topics::Pattern(regex::Regex::new(".*").unwrap());
-        assert!(!all.matches("__consumer_offsets"));
     }
 
     #[test]

@@ -3,6 +3,8 @@
 pub mod datagen;
 pub mod file;
 pub mod kafka;
+mod kafka_discovery;
+mod kafka_records;
 pub mod socket;
 
 use std::time::Duration;
