@@ -212,7 +212,9 @@ async fn a_restore_commits_the_checkpoints_pending_parts_and_discards_later_ones
         .find(|o| o.operator_id == "out")
         .and_then(|o| o.subtasks[0].sink.clone())
         .expect("the sink's state is in _metadata");
-    let SinkState::Files(files) = &state;
+    let SinkState::Files(files) = &state else {
+        panic!("expected the file sink's state");
+    };
     let before = hidden(&out);
     assert!(
         before.iter().any(|h| {

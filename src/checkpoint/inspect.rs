@@ -77,6 +77,10 @@ pub struct SinkReport {
     /// The part numbers a restore commits (`part-<subtask>-<n>`).
     pub pending_parts: Vec<u64>,
     pub next_part: u64,
+    /// The `kafka` sink (`None` for the `file` sink): the transactional ids a restore
+    /// commits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_transactions: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -94,8 +98,16 @@ pub struct BlobReport {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SourceReport {
-    Datagen { next_line: u64 },
-    Files { files: Vec<FileOffset> },
+    Datagen {
+        next_line: u64,
+    },
+    Files {
+        files: Vec<FileOffset>,
+    },
+    /// The `kafka` source: the next offset per partition.
+    Kafka {
+        partitions: Vec<crate::checkpoint::KafkaOffset>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -219,6 +231,17 @@ pub fn snapshot_report(loaded: &LoadedSnapshot) -> SnapshotReport {
                             crate::checkpoint::SinkState::Files(f) => SinkReport {
                                 pending_parts: f.pending.iter().map(|p| p.part).collect(),
                                 next_part: f.next_part,
+                                pending_transactions: None,
+                            },
+                            crate::checkpoint::SinkState::Kafka(k) => SinkReport {
+                                pending_parts: Vec::new(),
+                                next_part: 0,
+                                pending_transactions: Some(
+                                    k.pending
+                                        .iter()
+                                        .map(|t| t.transactional_id.clone())
+                                        .collect(),
+                                ),
                             },
                         }),
                     }
@@ -279,6 +302,9 @@ fn source_report(p: &SourcePosition) -> SourceReport {
                     offset: *offset,
                 })
                 .collect(),
+        },
+        SourcePosition::Kafka(offsets) => SourceReport::Kafka {
+            partitions: offsets.clone(),
         },
     }
 }
@@ -347,7 +373,22 @@ fn render_snapshot(s: &SnapshotReport) -> String {
             if let Some(src) = &st.source {
                 let _ = write!(out, " source position {}", source_text(src));
             }
-            if let Some(sink) = &st.sink {
+            if let Some(txns) = st
+                .sink
+                .as_ref()
+                .and_then(|s| s.pending_transactions.as_ref())
+            {
+                let _ = write!(
+                    out,
+                    " kafka sink: {} to commit on restore{}",
+                    count(txns.len() as u64, "transaction", "transactions"),
+                    if txns.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", txns.join(", "))
+                    }
+                );
+            } else if let Some(sink) = &st.sink {
                 let _ = write!(
                     out,
                     " sink: {} to commit on restore, next part {}",
@@ -388,6 +429,14 @@ fn source_text(s: &SourceReport) -> String {
         SourceReport::Files { files } => files
             .iter()
             .map(|f| format!("{} @ byte {}", f.path, f.offset))
+            .collect::<Vec<_>>()
+            .join(", "),
+        SourceReport::Kafka { partitions } if partitions.is_empty() => {
+            "kafka source, no partitions".into()
+        }
+        SourceReport::Kafka { partitions } => partitions
+            .iter()
+            .map(|p| format!("{}-{} @ offset {}", p.topic, p.partition, p.offset))
             .collect::<Vec<_>>()
             .join(", "),
     }

@@ -70,6 +70,17 @@ pub enum SourcePosition {
         old_parallelism: u32,
         old_next_lines: Vec<u64>,
     },
+    /// `kafka`: per partition this subtask reads, the offset of the next record to emit.
+    /// Added after `DatagenRescaled` so older encodings keep their indices.
+    Kafka(Vec<KafkaOffset>),
+}
+
+/// One Kafka partition's next offset in a [`SourcePosition::Kafka`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct KafkaOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
 }
 
 /// What a transactional sink subtask keeps in a checkpoint: what it pre-committed at the
@@ -78,6 +89,34 @@ pub enum SourcePosition {
 pub enum SinkState {
     /// The exactly-once `file` sink (`operators::sinks::file`).
     Files(FileSinkState),
+    /// The exactly-once `kafka` sink (`operators::sinks::kafka`). Added last: postcard
+    /// encodes a variant as its index.
+    Kafka(KafkaSinkState),
+}
+
+/// The `kafka` sink's transactions of one subtask at a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KafkaSinkState {
+    /// The subtask that wrote them.
+    pub subtask: u32,
+    /// The transactional ids this subtask used are `<prefix>-<subtask>-<slot>` for every
+    /// `slot < slots`: a restore aborts whatever is still open under them.
+    pub prefix: String,
+    pub slots: u32,
+    /// Transactions flushed at or before this checkpoint and not known to be committed,
+    /// oldest first: a restore commits them.
+    pub pending: Vec<KafkaPendingTxn>,
+}
+
+/// One pre-committed Kafka transaction: what a new process needs to commit it (Kafka's
+/// `EndTxn` names the transaction by id, producer id and epoch).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KafkaPendingTxn {
+    /// The checkpoint whose barrier flushed it: its completion commits it.
+    pub checkpoint_id: u64,
+    pub transactional_id: String,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
 }
 
 /// The `file` sink's part files of one subtask at a checkpoint.

@@ -274,6 +274,23 @@ pub fn rescale_sources(
         .into_iter()
         .collect::<Option<Vec<_>>>()
         .ok_or_else(refuse)?;
+    // `kafka`: like `file`, every new subtask gets the union and keeps the partitions it
+    // owns now (each old subtask held only its own partitions).
+    if positions
+        .iter()
+        .all(|p| matches!(p, SourcePosition::Kafka(_)))
+    {
+        let mut union: Vec<crate::checkpoint::KafkaOffset> = positions
+            .iter()
+            .flat_map(|p| match p {
+                SourcePosition::Kafka(offsets) => offsets.clone(),
+                _ => Vec::new(),
+            })
+            .collect();
+        union.sort();
+        union.dedup_by(|a, b| a.topic == b.topic && a.partition == b.partition);
+        return Ok(vec![Some(SourcePosition::Kafka(union)); new as usize]);
+    }
     if positions
         .iter()
         .all(|p| matches!(p, SourcePosition::Files(_)))
@@ -311,7 +328,7 @@ pub fn rescale_sources(
                     Some(_) => return Err(refuse()),
                 }
             }
-            SourcePosition::Files(_) => return Err(refuse()),
+            SourcePosition::Files(_) | SourcePosition::Kafka(_) => return Err(refuse()),
         }
     }
     let (modulus, lines) = match earlier {

@@ -59,9 +59,7 @@ impl Factory {
         match config {
             OperatorConfig::Source(c) => {
                 let c: SourceConfig = c.clone();
-                Factory::Source(Arc::new(move |ctx, position| {
-                    Ok(TaskSource::Catalogue(c.build_restored(ctx, position)?))
-                }))
+                Factory::Source(Arc::new(move |ctx, position| c.build_task(ctx, position)))
             }
             OperatorConfig::Transform(c) => {
                 let c: TransformConfig = c.clone();

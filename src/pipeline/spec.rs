@@ -512,7 +512,8 @@ impl RawPipeline {
 /// The role a type name has, whatever its settings say.
 fn role_of(type_name: &str, has_inputs: bool) -> Option<Role> {
     use crate::operators::{SINK_TYPES, SOURCE_TYPES, TRANSFORM_TYPES};
-    if type_name == "file" {
+    // `file` and `kafka` are both: a source without inputs, a sink with them.
+    if SOURCE_TYPES.contains(&type_name) && SINK_TYPES.contains(&type_name) {
         return Some(if has_inputs { Role::Sink } else { Role::Source });
     }
     if SOURCE_TYPES.contains(&type_name) {

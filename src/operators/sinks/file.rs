@@ -555,7 +555,12 @@ impl Operator for FileSink {
             )));
         };
         let mut next_part = 0;
-        for SinkState::Files(s) in &states {
+        // Another sink's state under this id (the `type:` changed) is refused by its own
+        // operator; the file sink only reads its own.
+        for s in states.iter().filter_map(|s| match s {
+            SinkState::Files(f) => Some(f),
+            SinkState::Kafka(_) => None,
+        }) {
             self.restore_files(s)?;
             if s.subtask == self.subtask {
                 next_part = s.next_part;
@@ -738,7 +743,9 @@ mod tests {
             })
         );
         // 2 lists its own part and (until a completed checkpoint lists it) nothing else.
-        let SinkState::Files(f2) = &at_2;
+        let SinkState::Files(f2) = &at_2 else {
+            panic!("expected the file sink's state");
+        };
         assert_eq!(f2.next_part, 2);
         assert_eq!(
             f2.pending.iter().map(|p| p.part).collect::<Vec<_>>(),

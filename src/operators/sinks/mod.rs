@@ -2,6 +2,8 @@
 
 pub mod blackhole;
 pub mod file;
+pub mod kafka;
+pub mod kafka_txn;
 pub mod print;
 
 use crate::operators::Problem;

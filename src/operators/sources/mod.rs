@@ -2,6 +2,9 @@
 
 pub mod datagen;
 pub mod file;
+pub mod kafka;
+mod kafka_discovery;
+mod kafka_records;
 pub mod socket;
 
 use std::time::Duration;

