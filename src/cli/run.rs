@@ -91,6 +91,8 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> u8 {
         tracing::warn!("{w}");
     }
     let cfg = &loaded.config;
+    // How s3:// checkpoint and savepoint paths are reached, for the rest of the process.
+    crate::checkpoint::storage::configure(&cfg.s3);
     let restore_path = match args
         .from_savepoint
         .clone()

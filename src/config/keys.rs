@@ -111,6 +111,15 @@ pub static KEYS: &[KeySpec] = &[
         "Discard checkpoint files in parallel."),
     key("execution.checkpointing.local-backup.enabled", &["state.backend.local-recovery", "execution.state-recovery.from-local"], Bool, Some("false"),
         "Keep a local copy of state for recovery (accepted; floe's state is local already)."),
+    // --- S3 checkpoint storage (s3:// in execution.checkpointing.dir or savepoint-dir)
+    key("s3.endpoint", &[], Text, None,
+        "S3 endpoint URL for s3:// checkpoint and savepoint paths (e.g. http://127.0.0.1:8333 for SeaweedFS or MinIO); unset: AWS_ENDPOINT_URL, else AWS."),
+    key("s3.access-key", &[], Text, None,
+        "S3 access key id; unset: AWS_ACCESS_KEY_ID, else the AWS profile or instance credentials."),
+    key("s3.secret-key", &[], Text, None,
+        "S3 secret access key; unset: AWS_SECRET_ACCESS_KEY. Shown masked by `floe config`."),
+    key("s3.path.style.access", &[], Bool, Some("false"),
+        "Address buckets as <endpoint>/<bucket> (path style, what most self-hosted S3 servers need) instead of <bucket>.<endpoint>."),
     // --- checkpointing
     key("execution.checkpointing.interval", &[], Duration, None,
         "Checkpoint interval; unset = checkpointing disabled. At least 10 ms."),
