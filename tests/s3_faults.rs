@@ -94,8 +94,12 @@ fn a_hung_endpoint_lets_checkpoints_expire_while_records_keep_flowing() {
     });
     let file = pipeline(
         dir.path(),
+        // Threshold 0: state goes to files, so the hang is in the state writes, which the
+        // checkpoint timeout covers. (A hung `_metadata` write keeps its checkpoint pending
+        // until storage answers or its request times out; records flow all the same.)
         "  execution.checkpointing.timeout: 1 s\n  \
-         execution.checkpointing.tolerable-failed-checkpoints: 1000",
+         execution.checkpointing.tolerable-failed-checkpoints: 1000\n  \
+         state.storage.fs.memory-threshold: 0",
     );
     let log = dir.path().join("run.log");
     let mut child = command(&format!("http://127.0.0.1:{port}"))

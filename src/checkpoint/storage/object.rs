@@ -46,9 +46,9 @@ const RETRY_MIN_DELAY: Duration = Duration::from_millis(200);
 const RETRY_MAX_DELAY: Duration = Duration::from_secs(3);
 /// A request (stat, delete, list page) that does not answer within this is failed (and
 /// retried): a hung endpoint must not hold a checkpoint forever.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The same for each read or write of a body chunk.
-const IO_TIMEOUT: Duration = Duration::from_secs(30);
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Whether `scheme` names an object store floe supports.
 pub fn is_object_scheme(scheme: &str) -> bool {
