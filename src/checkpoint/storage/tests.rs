@@ -185,14 +185,20 @@ fn directory_settings() {
         parse_dir("s3://bucket//ck/").unwrap(),
         Path::new("s3://bucket/ck")
     );
-    assert_eq!(parse_dir("S3A://bucket").unwrap(), Path::new("s3a://bucket"));
+    assert_eq!(
+        parse_dir("S3A://bucket").unwrap(),
+        Path::new("s3a://bucket")
+    );
     let e = parse_dir("hdfs://nn:8020/ck").unwrap_err().to_string();
     assert!(e.contains("scheme 'hdfs' is not supported"), "{e}");
     assert!(e.contains("supported: file://"), "{e}");
     assert!(e.contains("s3://bucket/prefix"), "{e}");
     assert!(e.contains("state.checkpoints.dir"), "{e}");
     let e = parse_dir("gs://b/x").unwrap_err().to_string();
-    assert!(e.contains("scheme 'gs' is not supported") && !e.contains("HDFS"), "{e}");
+    assert!(
+        e.contains("scheme 'gs' is not supported") && !e.contains("HDFS"),
+        "{e}"
+    );
     let e = parse_dir("file://otherhost/x").unwrap_err().to_string();
     assert!(e.contains("host 'otherhost'"), "{e}");
 }
@@ -734,7 +740,10 @@ fn local_metadata_is_created_once_and_never_replaced() {
     // The same bytes: a retry of a write that succeeded.
     write_metadata(&chk, b"first").unwrap();
     let e = write_metadata(&chk, b"second").unwrap_err().to_string();
-    assert!(e.contains("already exists") && e.contains("_metadata"), "{e}");
+    assert!(
+        e.contains("already exists") && e.contains("_metadata"),
+        "{e}"
+    );
     assert_eq!(std::fs::read(&target).unwrap(), b"first");
     assert!(
         !path(PathKind::MetadataTemp { snapshot_dir: &chk }).exists(),
