@@ -1,4 +1,5 @@
-//! [`FsCheckpointStore`]: the file-system [`CheckpointStore`]. Writes subtask state (inline or
+//! [`FsCheckpointStore`]: the [`CheckpointStore`] on a local file system or `s3://` (the paths
+//! decide; see `storage`). Writes subtask state (inline or
 //! to files, full or incremental), completes checkpoints by writing `_metadata`, and applies
 //! retention and termination cleanup decided in `retention`.
 //!
