@@ -10,6 +10,11 @@
 //! - the gaps between consecutive batches at the keyed operator and at the sink (p50, p99,
 //!   max): a checkpoint that stalls the data path shows up as a long gap;
 //! - each completed checkpoint's duration and size (from the job's checkpoint notices).
+//!
+//! With FLOE_BENCH_S3_ENDPOINT set (e.g. http://127.0.0.1:8333 of a SeaweedFS `weed mini`),
+//! the checkpointing modes run a second time with checkpoints on S3 (`full-s3`,
+//! `incremental-s3`) under FLOE_BENCH_S3_DIR (default s3://ckpt/bench), path-style, with the
+//! credentials of the AWS environment: checkpoint duration to S3 against local disk.
 
 use floe::runtime::{CheckpointNotice, CheckpointingOptions, JobOptions};
 use std::path::Path;
@@ -31,6 +36,8 @@ enum Mode {
     None,
     Full,
     Incremental,
+    FullS3,
+    IncrementalS3,
 }
 
 impl Mode {
@@ -39,7 +46,17 @@ impl Mode {
             Mode::None => "none",
             Mode::Full => "full",
             Mode::Incremental => "incremental",
+            Mode::FullS3 => "full-s3",
+            Mode::IncrementalS3 => "incremental-s3",
         }
+    }
+
+    fn incremental(self) -> bool {
+        matches!(self, Mode::Incremental | Mode::IncrementalS3)
+    }
+
+    fn on_s3(self) -> bool {
+        matches!(self, Mode::FullS3 | Mode::IncrementalS3)
     }
 }
 
@@ -69,7 +86,10 @@ fn main() {
         "word count, vocab {vocab}, p {p}, {secs} s per run (rate measured after {warmup} s), \
          {runs} run(s) per mode, checkpoints every 1 s"
     );
-    let modes = [Mode::None, Mode::Full, Mode::Incremental];
+    let mut modes = vec![Mode::None, Mode::Full, Mode::Incremental];
+    if std::env::var_os("FLOE_BENCH_S3_ENDPOINT").is_some() {
+        modes.extend([Mode::FullS3, Mode::IncrementalS3]);
+    }
     let mut results: Vec<Vec<RunResult>> = modes.iter().map(|_| Vec::new()).collect();
     // Interleave the modes so that drift in the machine's speed hits all alike.
     for _ in 0..runs {
@@ -186,20 +206,32 @@ fn options(mode: Mode, dir: &Path) -> JobOptions {
     // A conf dir of our own: no developer's conf file may leak in.
     std::fs::write(dir.join("config.yaml"), "# bench\nparallelism.default: 1\n")
         .expect("write config.yaml");
+    let mut dynamic = vec![
+        "execution.checkpointing.interval=1 s".into(),
+        format!("execution.checkpointing.incremental={}", mode.incremental()),
+    ];
+    if mode.on_s3() {
+        let root = std::env::var("FLOE_BENCH_S3_DIR").unwrap_or_else(|_| "s3://ckpt/bench".into());
+        let endpoint = std::env::var("FLOE_BENCH_S3_ENDPOINT").unwrap_or_default();
+        dynamic.extend([
+            format!("execution.checkpointing.dir={root}"),
+            format!("s3.endpoint={endpoint}"),
+            "s3.path.style.access=true".into(),
+        ]);
+    } else {
+        dynamic.push(format!(
+            "execution.checkpointing.dir=file://{}",
+            dir.display()
+        ));
+    }
     let loaded = floe::config::load(&floe::config::LoadOptions {
         conf_dir: Some(dir.to_path_buf()),
         pipeline_settings: Vec::new(),
-        dynamic: vec![
-            "execution.checkpointing.interval=1 s".into(),
-            format!("execution.checkpointing.dir=file://{}", dir.display()),
-            format!(
-                "execution.checkpointing.incremental={}",
-                mode == Mode::Incremental
-            ),
-        ],
+        dynamic,
     })
     .unwrap_or_else(|e| panic!("bench configuration: {e}"));
     let cfg = loaded.config;
+    floe::checkpoint::storage::configure(&cfg.s3);
     let job_id = floe::checkpoint::JobId::random();
     let store = floe::checkpoint::storage::FsCheckpointStore::new(
         &cfg.state,

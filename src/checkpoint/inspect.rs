@@ -10,7 +10,7 @@
 use crate::checkpoint::metadata::{
     BlobLocation, CheckpointMetadata, KeyedStateHandle, SnapshotKind, StateBlob,
 };
-use crate::checkpoint::storage::{self, LoadedSnapshot, PathKind};
+use crate::checkpoint::storage::{self, LoadedSnapshot};
 use crate::checkpoint::{CheckpointError, SourcePosition};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -137,32 +137,14 @@ pub struct CheckpointSummary {
 /// Inspects a checkpoint or savepoint directory, a `_metadata` file, or a job directory.
 pub fn inspect(given: impl AsRef<Path>) -> Result<InspectReport, CheckpointError> {
     let given = given.as_ref();
-    let local = storage::local_path(given)?;
-    let metadata = storage::path(PathKind::Metadata {
-        snapshot_dir: &local,
-    });
+    let dir = storage::normalize(given)?;
     // A directory that is not itself a checkpoint but holds some: a job directory. Anything
     // else goes to `load`, which gives Flink's messages.
-    if local.is_dir() && !metadata.exists() && looks_like_job_dir(&local) {
-        return job_dir_report(&local).map(InspectReport::JobDir);
+    if storage::looks_like_job_dir(&dir)? {
+        return job_dir_report(&dir).map(InspectReport::JobDir);
     }
     let loaded = storage::load(given)?;
     Ok(InspectReport::Snapshot(snapshot_report(&loaded)))
-}
-
-/// A directory with `shared/` or some `chk-<n>` in it.
-fn looks_like_job_dir(dir: &Path) -> bool {
-    if storage::path(PathKind::SharedDir { job_dir: dir }).is_dir() {
-        return true;
-    }
-    std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries.flatten().any(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(storage::checkpoint_id_of)
-                .is_some()
-        })
-    })
 }
 
 fn job_dir_report(dir: &Path) -> Result<JobDirReport, CheckpointError> {

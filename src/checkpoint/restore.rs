@@ -524,7 +524,7 @@ impl RestoreError {
 /// The snapshot directory a `-s` path names: the directory itself, or the one holding the
 /// `_metadata` file given.
 fn snapshot_dir_of(given: &Path) -> PathBuf {
-    let local = storage::local_path(given).unwrap_or_else(|_| given.to_path_buf());
+    let local = storage::normalize(given).unwrap_or_else(|_| given.to_path_buf());
     if local
         .file_name()
         .is_some_and(|n| n == storage::METADATA_FILE)
@@ -571,8 +571,11 @@ pub fn prepare(
     Ok((mapping, state))
 }
 
-/// A checkpoint directory as Flink prints it: `file:/abs/path`.
+/// A checkpoint directory as Flink prints it: `file:/abs/path`, or its `s3://` URI.
 pub fn pointer(dir: &Path) -> String {
+    if storage::is_object_path(dir) {
+        return dir.display().to_string();
+    }
     let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     format!("file:{}", abs.display())
 }

@@ -1,4 +1,5 @@
-//! Savepoints on disk: their directory name and their disposal (`floe savepoint -d`).
+//! Savepoints in checkpoint storage (a local directory or an `s3://` prefix): their directory
+//! name and their disposal (`floe savepoint -d`).
 //!
 //! A savepoint directory is `savepoint-<first 6 of the job id>-<12 lowercase hex>` and holds its
 //! `_metadata` and its own state files only (relative names), so it can be moved. Disposal
@@ -27,7 +28,18 @@ pub fn directory_name(job_id: &JobId) -> String {
 /// missing) and returns it. Called before the savepoint's barrier is injected, so a target
 /// that cannot be written fails the request before the job does any work for it.
 pub fn create_savepoint_dir(target: &Path, job_id: &JobId) -> Result<PathBuf, CheckpointError> {
-    let target = storage::local_path(target)?;
+    let target = storage::normalize(target)?;
+    if let storage::Target::Object(obj) = storage::target(&target)? {
+        // No directories to create: one listing checks that the bucket is there and the
+        // credentials are good before the job does any work for the savepoint.
+        obj.has_children().map_err(|e| {
+            CheckpointError::Format(format!(
+                "cannot reach the savepoint target '{}': {e}",
+                target.display()
+            ))
+        })?;
+        return Ok(target.join(directory_name(job_id)));
+    }
     std::fs::create_dir_all(&target).map_err(|source| CheckpointError::Io {
         context: format!(
             "cannot create the savepoint target directory '{}' (give a writable directory, or \
@@ -115,8 +127,7 @@ pub fn complete(
     storage::write_metadata(dir, &bytes)?;
     let files: u64 = metadata
         .exclusive_files()
-        .filter_map(|name| std::fs::metadata(dir.join(name)).ok())
-        .map(|m| m.len())
+        .filter_map(|name| storage::file_size(&dir.join(name)).ok().flatten())
         .sum();
     Ok(CompletedCheckpoint {
         checkpoint_id: CheckpointId(metadata.checkpoint_id),
@@ -179,7 +190,7 @@ pub fn dispose(given: &Path) -> Result<Disposed, CheckpointError> {
     for file in &files {
         storage::delete_file(file)?;
     }
-    let dir_removed = std::fs::remove_dir(&dir).is_ok();
+    let dir_removed = storage::remove_dir_if_empty(&dir);
     Ok(Disposed {
         dir,
         files: files.len() + 1,

@@ -1,5 +1,9 @@
-//! Checkpoint storage on a local file system: paths, atomic writes, reading back with errors
-//! that name the file.
+//! Checkpoint storage: paths, atomic writes, reading back with errors that name the file. On a
+//! local file system (`file://` URIs and plain paths, through `std::fs`) or an S3-compatible
+//! object store (`s3://bucket/prefix`, through opendal: [`object`]). Every function takes a
+//! path that is either; object paths travel as their URI in a `PathBuf` (`s3://b/p/chk-3`), so
+//! [`path`] builds both and callers need not care which it is. Other schemes are refused with
+//! the list of supported ones ([`SUPPORTED_SCHEMES`]).
 //!
 //! Layout (reference §3.1), built by [`path`] and nowhere else:
 //!
@@ -17,13 +21,19 @@
 //! before `_metadata` is; `_metadata` goes to a temp file in the same directory, is fsynced,
 //! renamed over `_metadata`, and the directory is fsynced. A process killed at any point
 //! leaves either no `_metadata` (the checkpoint does not exist; the previous one is intact) or
-//! a complete one. Deleting goes the other way: `_metadata` first, then the files.
+//! a complete one. Deleting goes the other way: `_metadata` first, then the files. `_metadata`
+//! is created, never replaced: locally a hard link of the temp file (fails when `_metadata`
+//! exists), on an object store a conditional PUT (`If-None-Match: *`). On an object store an
+//! object is durable once its PUT returned, and there are no directories to create or fsync.
 //!
 //! This module must not decide *what* to delete (that is `retention`) and is never called on
 //! a task thread: every function here may block on disk.
 
+pub mod object;
 mod store;
 
+use object::ObjectPath;
+pub use object::{configure, SUPPORTED_SCHEMES};
 pub use store::{choose_encoding, ChainInfo, Encoding, FsCheckpointStore, MAX_DELTAS};
 
 use crate::checkpoint::metadata::{
@@ -125,8 +135,9 @@ pub fn checkpoint_id_of(dir_name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// A checkpoint directory setting as a local path: `file:///x`, `file:/x`, `file://localhost/x`
-/// or a plain path. Other schemes are refused with the list of supported ones.
+/// A checkpoint directory setting as a storage path: `file:///x`, `file:/x`,
+/// `file://localhost/x` or a plain path as a local path; `s3://bucket/prefix` as its URI with
+/// `//` folded and no trailing `/`. Other schemes are refused with the list of supported ones.
 pub fn parse_dir(value: &str) -> Result<PathBuf, CheckpointError> {
     let value = value.trim();
     if value.is_empty() {
@@ -158,11 +169,60 @@ pub fn parse_dir(value: &str) -> Result<PathBuf, CheckpointError> {
             }
             Ok(PathBuf::from(local))
         }
-        Some((scheme, _)) => Err(CheckpointError::Format(format!(
-            "{DIR_KEY} '{value}': scheme '{scheme}' is not supported; supported: file:// \
-             (or a plain local path)"
-        ))),
+        Some((scheme, _)) if object::is_object_scheme(scheme) => match object::split_uri(value) {
+            Some(Ok((scheme, bucket, key))) if key.is_empty() => {
+                Ok(PathBuf::from(format!("{scheme}://{bucket}")))
+            }
+            Some(Ok((scheme, bucket, key))) => {
+                Ok(PathBuf::from(format!("{scheme}://{bucket}/{key}")))
+            }
+            Some(Err(e)) => Err(CheckpointError::Format(format!("{DIR_KEY} {e}"))),
+            None => Err(CheckpointError::Format(format!(
+                "{DIR_KEY} '{value}': write it as {}://bucket/prefix",
+                scheme.to_ascii_lowercase()
+            ))),
+        },
+        Some((scheme, _)) => {
+            let hdfs = if scheme.eq_ignore_ascii_case("hdfs") {
+                " (floe has no HDFS client; put checkpoints on S3-compatible storage or a \
+                 mounted file system instead)"
+            } else {
+                ""
+            };
+            Err(CheckpointError::Format(format!(
+                "{DIR_KEY} '{value}': scheme '{scheme}' is not supported{hdfs}; supported: \
+                 {SUPPORTED_SCHEMES}"
+            )))
+        }
     }
+}
+
+/// Where a storage path is: a local path, or an object in a bucket.
+pub(crate) enum Target {
+    Local(PathBuf),
+    Object(ObjectPath),
+}
+
+/// Resolves a storage path (a plain path, a `file:` URI or an `s3://` URI).
+pub(crate) fn target(given: &Path) -> Result<Target, CheckpointError> {
+    let Some(s) = given.to_str() else {
+        return Ok(Target::Local(given.to_path_buf()));
+    };
+    match scheme_of(s) {
+        None => Ok(Target::Local(given.to_path_buf())),
+        Some(_) => match ObjectPath::parse(s) {
+            Some(obj) => obj.map(Target::Object),
+            None => parse_dir(s).map(Target::Local),
+        },
+    }
+}
+
+/// Whether `given` names an object store (`s3://`), not the local file system.
+pub fn is_object_path(given: &Path) -> bool {
+    given
+        .to_str()
+        .and_then(scheme_of)
+        .is_some_and(|(scheme, _)| object::is_object_scheme(scheme))
 }
 
 /// `Some((scheme, rest))` when `s` starts with an RFC 3986 scheme and a colon. A single
@@ -207,16 +267,23 @@ fn io_err(context: String) -> impl FnOnce(std::io::Error) -> CheckpointError {
     move |source| CheckpointError::Io { context, source }
 }
 
-/// Creates `dir` and its parents.
+/// Creates `dir` and its parents (nothing to do on an object store).
 pub fn create_dir(dir: &Path) -> Result<(), CheckpointError> {
+    if is_object_path(dir) {
+        return Ok(());
+    }
     fs::create_dir_all(dir).map_err(io_err(format!(
         "cannot create checkpoint directory '{}' (check that {DIR_KEY} is writable)",
         dir.display()
     )))
 }
 
-/// fsyncs a directory so the names created, renamed or deleted in it are durable.
+/// fsyncs a directory so the names created, renamed or deleted in it are durable (nothing to
+/// do on an object store).
 pub fn sync_dir(dir: &Path) -> Result<(), CheckpointError> {
+    if is_object_path(dir) {
+        return Ok(());
+    }
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err(format!(
@@ -230,6 +297,10 @@ pub fn sync_dir(dir: &Path) -> Result<(), CheckpointError> {
 /// a name some `_metadata` references: that `_metadata` is written only after this returns.
 pub fn write_state_file(dir: &Path, bytes: &[u8]) -> Result<String, CheckpointError> {
     let name = uuid::Uuid::new_v4().to_string();
+    if let Target::Object(obj) = target(dir)? {
+        obj.child(&name).put(bytes.to_vec())?;
+        return Ok(name);
+    }
     let file = dir.join(&name);
     let ctx = || format!("cannot write state file '{}'", file.display());
     let mut f = File::options()
@@ -243,25 +314,55 @@ pub fn write_state_file(dir: &Path, bytes: &[u8]) -> Result<String, CheckpointEr
     Ok(name)
 }
 
-/// Writes `_metadata` into `snapshot_dir` atomically: temp file, write, fsync, rename, fsync of
-/// the directory. Before the rename a crash leaves only the temp file (ignored by readers);
-/// after the directory fsync the checkpoint is durable.
+/// Writes `_metadata` into `snapshot_dir` atomically and only if there is none: temp file,
+/// write, fsync, hard link to `_metadata` (which fails when it exists), fsync of the
+/// directory. Before the link a crash leaves only the temp file (ignored by readers); after
+/// the directory fsync the checkpoint is durable. On an object store: one conditional PUT.
+/// An existing `_metadata` with other contents is an error and stays as it was.
 pub fn write_metadata(snapshot_dir: &Path, bytes: &[u8]) -> Result<PathBuf, CheckpointError> {
+    let target_path = path(PathKind::Metadata { snapshot_dir });
+    let exists = || {
+        CheckpointError::Format(format!(
+            "'{}' already exists: a checkpoint's or savepoint's _metadata is written once and \
+             never replaced (is another job writing to the same directory? give each job its \
+             own {DIR_KEY}, or keep execution.checkpointing.create-subdir on)",
+            target_path.display()
+        ))
+    };
+    if let Target::Object(obj) = target(&target_path)? {
+        return match obj.put_if_absent(bytes.to_vec())? {
+            true => Ok(target_path),
+            false => Err(exists()),
+        };
+    }
     create_dir(snapshot_dir)?;
     let temp = path(PathKind::MetadataTemp { snapshot_dir });
-    let target = path(PathKind::Metadata { snapshot_dir });
     let ctx = || format!("cannot write '{}'", temp.display());
     let mut f = File::create(&temp).map_err(io_err(ctx()))?;
     f.write_all(bytes).map_err(io_err(ctx()))?;
     f.sync_all().map_err(io_err(ctx()))?;
     drop(f);
-    fs::rename(&temp, &target).map_err(io_err(format!(
-        "cannot rename '{}' to '{}'",
-        temp.display(),
-        target.display()
-    )))?;
+    let linked = fs::hard_link(&temp, &target_path);
+    let outcome = match linked {
+        Ok(()) => Ok(()),
+        // The same bytes: a retry of a write that succeeded.
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => match fs::read(&target_path) {
+            Ok(existing) if existing == bytes => Ok(()),
+            _ => Err(exists()),
+        },
+        // A file system without hard links: check, then rename (not atomic against another
+        // writer, which the job-id subdirectory rules out).
+        Err(_) if target_path.exists() => Err(exists()),
+        Err(_) => fs::rename(&temp, &target_path).map_err(io_err(format!(
+            "cannot rename '{}' to '{}'",
+            temp.display(),
+            target_path.display()
+        ))),
+    };
+    let _ = fs::remove_file(&temp);
+    outcome?;
     sync_dir(snapshot_dir)?;
-    Ok(target)
+    Ok(target_path)
 }
 
 /// Deletes a checkpoint directory: `_metadata` first (and that made durable), so a crash
@@ -269,6 +370,10 @@ pub fn write_metadata(snapshot_dir: &Path, bytes: &[u8]) -> Result<PathBuf, Chec
 /// missing. A directory already gone is fine.
 pub fn delete_snapshot_dir(snapshot_dir: &Path) -> Result<(), CheckpointError> {
     let meta = path(PathKind::Metadata { snapshot_dir });
+    if let Target::Object(dir) = target(snapshot_dir)? {
+        dir.child(METADATA_FILE).delete()?;
+        return dir.delete_all();
+    }
     match fs::remove_file(&meta) {
         Ok(()) => sync_dir(snapshot_dir)?,
         Err(e) if e.kind() == ErrorKind::NotFound => {}
@@ -308,6 +413,9 @@ pub fn fsync_paths(paths: &[PathBuf]) -> Result<(), CheckpointError> {
 
 /// Deletes one file; a file already gone is fine.
 pub fn delete_file(file: &Path) -> Result<(), CheckpointError> {
+    if let Target::Object(obj) = target(file)? {
+        return obj.delete();
+    }
     match fs::remove_file(file) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
@@ -348,25 +456,73 @@ impl LoadedSnapshot {
     }
 }
 
-/// A path as given on the command line or in config: a `file:` URI or a plain path.
-pub(crate) fn local_path(given: &Path) -> Result<PathBuf, CheckpointError> {
+/// A path as given on the command line or in config, as a storage path: a `file:` URI or a
+/// plain path as a local path, an `s3://` URI normalised ([`parse_dir`]).
+pub(crate) fn normalize(given: &Path) -> Result<PathBuf, CheckpointError> {
     match given.to_str() {
         Some(s) if scheme_of(s).is_some() => parse_dir(s),
         _ => Ok(given.to_path_buf()),
     }
 }
 
+fn not_found(given: &Path) -> CheckpointError {
+    CheckpointError::Format(format!(
+        "Cannot find checkpoint or savepoint file/directory '{}'",
+        given.display()
+    ))
+}
+
+fn no_metadata_in(given: &Path) -> CheckpointError {
+    CheckpointError::Format(format!(
+        "Cannot find meta data file '{METADATA_FILE}' in directory '{}'. Please try to load the \
+         checkpoint/savepoint directly from the metadata file instead of the directory.",
+        given.display()
+    ))
+}
+
+/// [`load`] from an object store: `given` is the snapshot's prefix or its `_metadata`.
+fn load_object(
+    given: &Path,
+    norm: PathBuf,
+    obj: ObjectPath,
+) -> Result<LoadedSnapshot, CheckpointError> {
+    let is_metadata = obj.name() == METADATA_FILE;
+    let (dir, metadata_path, meta_obj) = if is_metadata {
+        let dir = norm.parent().map(Path::to_path_buf).unwrap_or_default();
+        (dir, norm, obj.clone())
+    } else {
+        let m = path(PathKind::Metadata {
+            snapshot_dir: &norm,
+        });
+        (norm, m, obj.child(METADATA_FILE))
+    };
+    let Some(bytes) = meta_obj.get()? else {
+        return Err(if !is_metadata && obj.has_children()? {
+            no_metadata_in(given)
+        } else {
+            not_found(given)
+        });
+    };
+    let metadata = metadata::decode(&bytes, &metadata_path)?;
+    Ok(LoadedSnapshot {
+        dir,
+        metadata_path,
+        metadata_len: bytes.len() as u64,
+        metadata,
+    })
+}
+
 /// Loads a checkpoint or savepoint from its directory or its `_metadata` file (reference
 /// §5.1), with Flink's messages for a missing path and a directory without `_metadata`.
 pub fn load(given: impl AsRef<Path>) -> Result<LoadedSnapshot, CheckpointError> {
     let given = given.as_ref();
-    let local = local_path(given)?;
+    let local = normalize(given)?;
+    if let Target::Object(obj) = target(&local)? {
+        return load_object(given, local, obj);
+    }
     let meta = fs::metadata(&local).map_err(|e| {
         if e.kind() == ErrorKind::NotFound {
-            CheckpointError::Format(format!(
-                "Cannot find checkpoint or savepoint file/directory '{}'",
-                given.display()
-            ))
+            not_found(given)
         } else {
             io_err(format!("cannot read '{}'", given.display()))(e)
         }
@@ -376,12 +532,7 @@ pub fn load(given: impl AsRef<Path>) -> Result<LoadedSnapshot, CheckpointError> 
             snapshot_dir: &local,
         });
         if !m.is_file() {
-            return Err(CheckpointError::Format(format!(
-                "Cannot find meta data file '{METADATA_FILE}' in directory '{}'. Please try to \
-                 load the checkpoint/savepoint directly from the metadata file instead of the \
-                 directory.",
-                given.display()
-            )));
+            return Err(no_metadata_in(given));
         }
         (local, m)
     } else {
@@ -410,6 +561,20 @@ pub fn load(given: impl AsRef<Path>) -> Result<LoadedSnapshot, CheckpointError> 
 /// The complete checkpoints (`chk-<n>` with a `_metadata`) in a job directory, newest first.
 /// A `chk-<n>` without `_metadata` was never completed and is not listed.
 pub fn list_checkpoints(job_dir: &Path) -> Result<Vec<(u64, PathBuf)>, CheckpointError> {
+    let job_dir = &normalize(job_dir)?;
+    if let Target::Object(obj) = target(job_dir)? {
+        let mut out = Vec::new();
+        for (name, is_dir) in obj.list()? {
+            let Some(id) = checkpoint_id_of(&name).filter(|_| is_dir) else {
+                continue;
+            };
+            if obj.child(&name).child(METADATA_FILE).size()?.is_some() {
+                out.push((id, job_dir.join(&name)));
+            }
+        }
+        out.sort_by_key(|c| std::cmp::Reverse(c.0));
+        return Ok(out);
+    }
     let entries = fs::read_dir(job_dir).map_err(io_err(format!(
         "cannot list job directory '{}'",
         job_dir.display()
@@ -450,20 +615,22 @@ pub fn verify_files(loaded: &LoadedSnapshot) -> Result<(), CheckpointError> {
                 st.subtask + 1
             )
         };
-        match fs::metadata(&file) {
-            Ok(m) if m.len() == blob.size => {}
-            Ok(m) => {
+        match file_size(&file) {
+            Ok(Some(len)) if len == blob.size => {}
+            Ok(Some(len)) => {
                 return Err(CheckpointError::Format(format!(
-                    "{} is corrupt ({} bytes, _metadata says {}: truncated or replaced)",
+                    "{} is corrupt ({len} bytes, _metadata says {}: truncated or replaced)",
                     what(),
-                    m.len(),
                     blob.size
                 )))
             }
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(CheckpointError::Format(format!("{} is missing", what())))
+            Ok(None) => return Err(CheckpointError::Format(format!("{} is missing", what()))),
+            Err(e) => {
+                return Err(CheckpointError::Format(format!(
+                    "cannot read {}: {e}",
+                    what()
+                )))
             }
-            Err(e) => return Err(io_err(format!("cannot read {}", what()))(e)),
         }
     }
     Ok(())
@@ -515,16 +682,25 @@ pub type ScannedCheckpoint = (PathBuf, Result<LoadedSnapshot, CheckpointError>);
 /// `state.checkpoints.create-subdir: false`, `<base>/chk-<n>`. Each with its `_metadata`
 /// decoded, or the error that stopped it.
 pub fn scan_checkpoints(base: &Path) -> Result<Vec<ScannedCheckpoint>, CheckpointError> {
-    let entries = fs::read_dir(base).map_err(io_err(format!(
-        "cannot list the checkpoint directory '{}'",
-        base.display()
-    )))?;
+    let base = &normalize(base)?;
     let mut job_dirs = vec![base.to_path_buf()];
-    for entry in entries.flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir())
-            && entry.file_name().to_str().is_some_and(JobId::is_valid)
-        {
-            job_dirs.push(entry.path());
+    if let Target::Object(obj) = target(base)? {
+        for (name, is_dir) in obj.list()? {
+            if is_dir && JobId::is_valid(&name) {
+                job_dirs.push(base.join(name));
+            }
+        }
+    } else {
+        let entries = fs::read_dir(base).map_err(io_err(format!(
+            "cannot list the checkpoint directory '{}'",
+            base.display()
+        )))?;
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir())
+                && entry.file_name().to_str().is_some_and(JobId::is_valid)
+            {
+                job_dirs.push(entry.path());
+            }
         }
     }
     let mut out = Vec::new();
@@ -584,38 +760,34 @@ pub fn read_groups(
             }
         }
         (_, Some(file)) => {
-            let mut f = File::open(&file).map_err(|e| {
-                if e.kind() == ErrorKind::NotFound {
-                    CheckpointError::Format(format!(
-                        "{what} is missing; the checkpoint cannot be restored: restore from \
-                         another checkpoint or savepoint"
-                    ))
-                } else {
-                    io_err(format!("cannot open {what}"))(e)
-                }
-            })?;
-            let len = f
-                .metadata()
-                .map_err(io_err(format!("cannot read {what}")))?
-                .len();
-            if len != blob.size {
+            let mut f = StateFile::open(&file, &what)?;
+            if f.len != blob.size {
                 return Err(corrupt(format!(
-                    "{len} bytes, _metadata says {}: truncated or replaced",
-                    blob.size
+                    "{} bytes, _metadata says {}: truncated or replaced",
+                    f.len, blob.size
                 )));
             }
-            let mut header = [0u8; BLOB_HEADER_LEN];
-            read_at(&mut f, 0, &mut header).map_err(|e| read_error(&what, e))?;
+            let header = f.read(0, BLOB_HEADER_LEN as u64, &what)?;
             check_blob_header(&header).map_err(|e| corrupt(e.to_string()))?;
-            for g in wanted {
-                if g.offset.checked_add(g.len).is_none_or(|end| end > len) {
+            let wanted: Vec<&GroupIndexEntry> = wanted.collect();
+            for g in &wanted {
+                if g.offset.checked_add(g.len).is_none_or(|end| end > f.len) {
                     return Err(corrupt(format!(
                         "key group {} lies outside the file",
                         g.key_group
                     )));
                 }
-                let mut data = vec![0u8; g.len as usize];
-                read_at(&mut f, g.offset, &mut data).map_err(|e| read_error(&what, e))?;
+            }
+            let span = wanted
+                .iter()
+                .map(|g| g.offset)
+                .min()
+                .zip(wanted.iter().map(|g| g.offset + g.len).max());
+            if let Some((start, end)) = span {
+                f.prefetch(start, end, &what)?;
+            }
+            for g in wanted {
+                let data = f.read(g.offset, g.len, &what)?;
                 verify_group(g, &data).map_err(&corrupt)?;
                 out.push((*g, data));
             }
@@ -641,6 +813,137 @@ pub fn read_handle(
         out.extend(read_groups(loaded, b, range)?);
     }
     Ok(out)
+}
+
+/// A state file opened for reading its key groups: a local file (seek and read) or an object
+/// (ranged GETs; the span of the groups a restore wants is fetched in one request).
+struct StateFile {
+    len: u64,
+    source: StateSource,
+}
+
+enum StateSource {
+    Local(File),
+    Object {
+        obj: ObjectPath,
+        /// Bytes `start..` fetched by [`StateFile::prefetch`].
+        fetched: Option<(u64, Vec<u8>)>,
+    },
+}
+
+impl StateFile {
+    fn open(file: &Path, what: &str) -> Result<StateFile, CheckpointError> {
+        let missing = || {
+            CheckpointError::Format(format!(
+                "{what} is missing; the checkpoint cannot be restored: restore from another \
+                 checkpoint or savepoint"
+            ))
+        };
+        if let Target::Object(obj) = target(file)? {
+            let len = obj.size()?.ok_or_else(missing)?;
+            return Ok(StateFile {
+                len,
+                source: StateSource::Object { obj, fetched: None },
+            });
+        }
+        let f = File::open(file).map_err(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                missing()
+            } else {
+                io_err(format!("cannot open {what}"))(e)
+            }
+        })?;
+        let len = f
+            .metadata()
+            .map_err(io_err(format!("cannot read {what}")))?
+            .len();
+        Ok(StateFile {
+            len,
+            source: StateSource::Local(f),
+        })
+    }
+
+    /// Fetches bytes `start..end` of an object in one request (a local file reads as it goes).
+    fn prefetch(&mut self, start: u64, end: u64, what: &str) -> Result<(), CheckpointError> {
+        if let StateSource::Object { obj, fetched } = &mut self.source {
+            let bytes = obj.get_range(start, end - start)?;
+            if (bytes.len() as u64) < end - start {
+                return Err(CheckpointError::Format(format!("{what} is truncated")));
+            }
+            *fetched = Some((start, bytes));
+        }
+        Ok(())
+    }
+
+    fn read(&mut self, offset: u64, len: u64, what: &str) -> Result<Vec<u8>, CheckpointError> {
+        match &mut self.source {
+            StateSource::Local(f) => {
+                let mut data = vec![0u8; len as usize];
+                read_at(f, offset, &mut data).map_err(|e| read_error(what, e))?;
+                Ok(data)
+            }
+            StateSource::Object { obj, fetched } => {
+                if let Some((start, bytes)) = fetched {
+                    let from = offset.checked_sub(*start).map(|o| o as usize);
+                    if let Some(from) = from.filter(|f| f + len as usize <= bytes.len()) {
+                        return Ok(bytes[from..from + len as usize].to_vec());
+                    }
+                }
+                let data = obj.get_range(offset, len)?;
+                if (data.len() as u64) < len {
+                    return Err(CheckpointError::Format(format!("{what} is truncated")));
+                }
+                Ok(data)
+            }
+        }
+    }
+}
+
+/// The size of a state file; `None` when it does not exist.
+pub fn file_size(file: &Path) -> Result<Option<u64>, CheckpointError> {
+    if let Target::Object(obj) = target(file)? {
+        return obj.size();
+    }
+    match fs::metadata(file) {
+        Ok(m) => Ok(Some(m.len())),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(format!("cannot read '{}'", file.display()))(e)),
+    }
+}
+
+/// Whether `dir` is a job's checkpoint directory rather than a checkpoint: no `_metadata` in
+/// it, and a `shared/` or some `chk-<n>` below it.
+pub fn looks_like_job_dir(dir: &Path) -> Result<bool, CheckpointError> {
+    let dir = &normalize(dir)?;
+    if let Target::Object(obj) = target(dir)? {
+        let children = obj.list()?;
+        let has_metadata = children.iter().any(|(n, d)| !d && n == METADATA_FILE);
+        let has_checkpoints = children
+            .iter()
+            .any(|(n, d)| *d && (n == SHARED_DIR || checkpoint_id_of(n).is_some()));
+        return Ok(!has_metadata && has_checkpoints);
+    }
+    if !dir.is_dir() || path(PathKind::Metadata { snapshot_dir: dir }).exists() {
+        return Ok(false);
+    }
+    if path(PathKind::SharedDir { job_dir: dir }).is_dir() {
+        return Ok(true);
+    }
+    Ok(fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_str().and_then(checkpoint_id_of).is_some())
+    }))
+}
+
+/// Removes `dir` if nothing is left in it; whether it is gone. On an object store a prefix
+/// with no objects does not exist.
+pub fn remove_dir_if_empty(dir: &Path) -> bool {
+    match target(dir) {
+        Ok(Target::Object(obj)) => obj.has_children().is_ok_and(|any| !any),
+        Ok(Target::Local(dir)) => fs::remove_dir(dir).is_ok(),
+        Err(_) => false,
+    }
 }
 
 fn read_at(f: &mut File, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {

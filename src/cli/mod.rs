@@ -108,7 +108,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(&cli.global, args),
         Command::Validate(args) => validate::validate(&cli.global, args),
         Command::Config(args) => config_cmd::config(&cli.global, args),
-        Command::Inspect(args) => inspect::inspect(args),
+        Command::Inspect(args) => inspect::inspect(&cli.global, args),
         Command::List(args) => list::list(&cli.global, args),
         Command::Savepoint(args) => savepoint::savepoint(&cli.global, args),
         Command::Stop(args) => stop::stop(&cli.global, args),

@@ -46,7 +46,10 @@ pub fn savepoint(global: &GlobalArgs, args: SavepointArgs) -> u8 {
             eprintln!("Provided more arguments than required. Ignoring not needed arguments.");
         }
         return match path {
-            Some(p) => dispose_offline(p, args.remote.json),
+            Some(p) => match super::inspect::configure_storage(global, &args.remote.dynamic) {
+                Ok(()) => dispose_offline(p, args.remote.json),
+                Err(code) => code,
+            },
             None => remote::usage(
                 "Missing required argument: savepoint path. Usage: floe savepoint -d \
                  <savepoint-path>",

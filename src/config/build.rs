@@ -238,6 +238,12 @@ pub(super) fn build(
                 })
                 .unwrap_or_default(),
         },
+        s3: S3Config {
+            endpoint: c.text("s3.endpoint"),
+            access_key: c.text("s3.access-key"),
+            secret_key: c.text("s3.secret-key"),
+            path_style_access: c.bool("s3.path.style.access").unwrap_or(false),
+        },
         web_checkpoints_history: c
             .u32(
                 "web.checkpoints.history",

@@ -165,6 +165,8 @@ pub struct Config {
     pub recovery: RecoveryConfig,
     pub restart: RestartStrategy,
     pub rest: RestConfig,
+    /// `s3.*`: how `s3://` checkpoint and savepoint paths are reached.
+    pub s3: S3Config,
     /// `web.checkpoints.history`.
     pub web_checkpoints_history: u32,
 }
@@ -301,6 +303,33 @@ pub struct RestConfig {
     pub auth_token_file: Option<String>,
     /// `rest.savepoints.allowed-dirs`, split at commas.
     pub savepoints_allowed_dirs: Vec<String>,
+}
+
+/// Flink's `s3.*` keys. Unset values fall back to the AWS environment where the checkpoint
+/// storage opens a bucket (`checkpoint::storage`), not here: this module reads no environment
+/// beyond `FLOE_*`.
+#[derive(Clone, PartialEq, Default)]
+pub struct S3Config {
+    /// `s3.endpoint`.
+    pub endpoint: Option<String>,
+    /// `s3.access-key`.
+    pub access_key: Option<String>,
+    /// `s3.secret-key`.
+    pub secret_key: Option<String>,
+    /// `s3.path.style.access`.
+    pub path_style_access: bool,
+}
+
+impl fmt::Debug for S3Config {
+    /// The secret key never appears in Debug output (logs, panics).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
+            .field("path_style_access", &self.path_style_access)
+            .finish()
+    }
 }
 
 impl Default for Config {

@@ -6,6 +6,18 @@ use serde_json::{json, Value};
 
 const UNSET: &str = "(not set)";
 
+/// Keys whose values are secrets: shown as `***` in the table and JSON.
+const SECRET_KEYS: &[&str] = &["s3.secret-key", "rest.auth.token"];
+
+/// The value as shown: masked for a secret key.
+fn shown(e: &Entry) -> String {
+    if SECRET_KEYS.contains(&e.key.as_str()) && !e.value.is_empty() {
+        "***".to_string()
+    } else {
+        e.value.clone()
+    }
+}
+
 /// The table: one line per known key, `key  value  origin`, columns aligned; a first line
 /// names the conf file read.
 pub fn render_text(loaded: &Loaded) -> String {
@@ -29,7 +41,7 @@ fn row(e: &Entry) -> [String; 3] {
     let value = if e.value.is_empty() {
         UNSET.to_string()
     } else {
-        e.value.clone()
+        shown(e)
     };
     let origin = match &e.written_as {
         Some(name) => format!("{} (as {name})", e.origin),
@@ -47,7 +59,7 @@ pub fn render_json(loaded: &Loaded) -> Value {
         .map(|e| {
             json!({
                 "key": e.key,
-                "value": (!e.value.is_empty()).then_some(&e.value),
+                "value": (!e.value.is_empty()).then(|| shown(e)),
                 "origin": e.origin.to_string(),
                 "written_as": e.written_as,
             })

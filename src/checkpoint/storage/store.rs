@@ -1,4 +1,5 @@
-//! [`FsCheckpointStore`]: the file-system [`CheckpointStore`]. Writes subtask state (inline or
+//! [`FsCheckpointStore`]: the [`CheckpointStore`] on a local file system or `s3://` (the paths
+//! decide; see `storage`). Writes subtask state (inline or
 //! to files, full or incremental), completes checkpoints by writing `_metadata`, and applies
 //! retention and termination cleanup decided in `retention`.
 //!
@@ -129,7 +130,8 @@ impl Inner {
     }
 }
 
-/// File-system checkpoint storage for one job.
+/// Checkpoint storage for one job, on a local file system or an object store (`s3://`): the
+/// paths decide, every write and delete goes through `storage`'s functions.
 #[derive(Debug)]
 pub struct FsCheckpointStore {
     job_id: JobId,
@@ -174,7 +176,14 @@ impl FsCheckpointStore {
         create_dir(&shared_dir)?;
         create_dir(&path(PathKind::TaskOwnedDir { job_dir: &job_dir }))?;
         super::sync_dir(&job_dir)?;
-        let inner = rebuild(&job_dir, &job_id);
+        // On an object store with the job-id subdirectory the job directory is new (job ids
+        // are fresh), so there is nothing to rebuild; skipping the listing keeps a slow or
+        // unreachable store from delaying the job's start.
+        let inner = if super::is_object_path(&job_dir) && state.create_subdir {
+            Inner::default()
+        } else {
+            rebuild(&job_dir, &job_id)
+        };
         Ok(FsCheckpointStore {
             job_id,
             job_name: job_name.to_string(),

@@ -181,10 +181,24 @@ fn directory_settings() {
     );
     assert_eq!(parse_dir("/data/ck").unwrap(), Path::new("/data/ck"));
     assert_eq!(parse_dir("ck/rel").unwrap(), Path::new("ck/rel"));
-    let e = parse_dir("s3://bucket/ck").unwrap_err().to_string();
-    assert!(e.contains("scheme 's3' is not supported"), "{e}");
+    assert_eq!(
+        parse_dir("s3://bucket//ck/").unwrap(),
+        Path::new("s3://bucket/ck")
+    );
+    assert_eq!(
+        parse_dir("S3A://bucket").unwrap(),
+        Path::new("s3a://bucket")
+    );
+    let e = parse_dir("hdfs://nn:8020/ck").unwrap_err().to_string();
+    assert!(e.contains("scheme 'hdfs' is not supported"), "{e}");
     assert!(e.contains("supported: file://"), "{e}");
+    assert!(e.contains("s3://bucket/prefix"), "{e}");
     assert!(e.contains("state.checkpoints.dir"), "{e}");
+    let e = parse_dir("gs://b/x").unwrap_err().to_string();
+    assert!(
+        e.contains("scheme 'gs' is not supported") && !e.contains("HDFS"),
+        "{e}"
+    );
     let e = parse_dir("file://otherhost/x").unwrap_err().to_string();
     assert!(e.contains("host 'otherhost'"), "{e}");
 }
@@ -716,4 +730,23 @@ fn read_handle_returns_a_chains_groups_in_order() {
     .unwrap();
     let got: Vec<Vec<u8>> = got.into_iter().map(|(_, d)| d).collect();
     assert_eq!(got, vec![b"base-1".to_vec(), b"delta-1".to_vec()]);
+}
+
+#[test]
+fn local_metadata_is_created_once_and_never_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let chk = dir.path().join("chk-1");
+    let target = write_metadata(&chk, b"first").unwrap();
+    // The same bytes: a retry of a write that succeeded.
+    write_metadata(&chk, b"first").unwrap();
+    let e = write_metadata(&chk, b"second").unwrap_err().to_string();
+    assert!(
+        e.contains("already exists") && e.contains("_metadata"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), b"first");
+    assert!(
+        !path(PathKind::MetadataTemp { snapshot_dir: &chk }).exists(),
+        "no temp file left behind"
+    );
 }

@@ -46,6 +46,9 @@ pub struct CheckpointStatistics {
 
 /// A checkpoint path as Flink reports it: `file:/abs/path`.
 pub fn external_path(path: &std::path::Path) -> String {
+    if crate::checkpoint::storage::is_object_path(path) {
+        return path.display().to_string(); // s3://bucket/... as it is
+    }
     format!("file:{}", path.display())
 }
 

@@ -248,7 +248,7 @@ impl ApiState {
         }
         given
             .iter()
-            .filter_map(|g| paths::local_path("allowed directory", g).ok())
+            .filter_map(|g| paths::root_path("allowed directory", g).ok())
             .collect()
     }
 }

@@ -140,8 +140,57 @@ pub fn resolve(path: &Path) -> PathBuf {
     }
 }
 
-/// Checks that `given` lies under one of `roots` (or is one) and returns it resolved.
+/// A root as given in configuration: an `s3://` URI normalised, else a local path.
+pub fn root_path(what: &'static str, given: &str) -> Result<PathBuf, PathError> {
+    if crate::checkpoint::storage::is_object_path(Path::new(given.trim())) {
+        return object_path(what, given);
+    }
+    local_path(what, given)
+}
+
+fn object_path(what: &'static str, given: &str) -> Result<PathBuf, PathError> {
+    crate::checkpoint::storage::parse_dir(given).map_err(|e| PathError::Invalid {
+        what,
+        given: given.into(),
+        reason: e.to_string(),
+    })
+}
+
+/// Checks that `given` lies under one of `roots` (or is one) and returns it resolved. An
+/// `s3://` path is compared with the `s3://` roots segment by segment (`..` is refused).
 pub fn confine(what: &'static str, given: &str, roots: &[PathBuf]) -> Result<PathBuf, PathError> {
+    if crate::checkpoint::storage::is_object_path(Path::new(given.trim())) {
+        let resolved = object_path(what, given)?;
+        if resolved.components().any(|c| c == Component::ParentDir) {
+            return Err(PathError::Invalid {
+                what,
+                given: given.into(),
+                reason: "'..' is not allowed in an object-store path".into(),
+            });
+        }
+        if roots.is_empty() {
+            return Err(PathError::NoRoots {
+                what,
+                given: given.into(),
+            });
+        }
+        return if roots.iter().any(|r| resolved.starts_with(r)) {
+            Ok(resolved)
+        } else {
+            Err(PathError::Outside {
+                what,
+                given: given.into(),
+                resolved,
+                roots: roots.to_vec(),
+            })
+        };
+    }
+    let roots: Vec<PathBuf> = roots
+        .iter()
+        .filter(|r| !crate::checkpoint::storage::is_object_path(r))
+        .cloned()
+        .collect();
+    let roots = roots.as_slice();
     let resolved = resolve(&local_path(what, given)?);
     if roots.is_empty() {
         return Err(PathError::NoRoots {

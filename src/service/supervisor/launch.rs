@@ -121,6 +121,8 @@ pub fn prepare(spec: LaunchSpec) -> Result<PreparedJob, LaunchError> {
 pub fn prepare_with(spec: LaunchSpec, loaded: config::Loaded) -> Result<PreparedJob, LaunchError> {
     let pipeline = spec.pipeline;
     let cfg = loaded.config;
+    // How s3:// checkpoint and savepoint paths are reached, for the rest of the process.
+    crate::checkpoint::storage::configure(&cfg.s3);
     let restore_path = match spec.restore.clone().or_else(|| cfg.recovery.path.clone()) {
         Some(p) if p == LATEST => match &cfg.state.checkpoints_dir {
             None => return Err(LaunchError::NoCheckpointDir(RestoreError::NoCheckpointDir)),
