@@ -8,6 +8,10 @@
 //! `KafkaTopicPartitionAssigner`, with a fixed hash): a partition added later never moves the
 //! existing ones, and the partitions of one topic spread evenly.
 //!
+//! Several floe instances share the partitions with `instance: "i/n"`: instance i reads the
+//! partitions [`reader`] gives it (see [`Share`]) and no other, so n jobs, each with its own
+//! checkpoints, read every partition once between them.
+//!
 //! Position: per owned partition, the offset of the next record to emit
 //! ([`SourcePosition::Kafka`]). A restore seeks every partition it has an offset for there; a
 //! partition without one (created after the checkpoint) starts at its earliest offset, as
@@ -40,8 +44,8 @@
 //! then.
 
 use super::duration_serde;
-pub use super::kafka_discovery::owner;
 use super::kafka_discovery::{discover, DiscoverArgs, Discovery, SourceContext, Topics};
+pub use super::kafka_discovery::{owner, reader, Share};
 use super::kafka_records::Rows;
 use crate::checkpoint::{KafkaOffset, SourcePosition};
 use crate::operators::{BuildContext, OperatorError, OperatorSpec, Problem, SourceEvent};
@@ -131,6 +135,9 @@ pub struct KafkaSourceConfig {
     pub discovery_interval: Duration,
     #[serde(default)]
     pub isolation_level: IsolationLevel,
+    /// `"i/n"`: this floe instance reads share i of n of every topic's partitions (scaling
+    /// out over several instances); unset, it reads them all.
+    pub instance: Option<String>,
     /// librdkafka settings passed through (`fetch.max.bytes: 1048576`).
     #[serde(default)]
     pub properties: BTreeMap<String, serde_yaml::Value>,
@@ -172,6 +179,13 @@ impl KafkaSourceConfig {
                 ("timestamp", DataType::Int),
             ]),
         }
+    }
+
+    /// This instance's share of the partitions (all without `instance`).
+    pub fn share(&self) -> Result<Share, String> {
+        self.instance
+            .as_deref()
+            .map_or(Ok(Share::ALL), Share::parse)
     }
 
     fn commits(&self) -> bool {
@@ -324,6 +338,9 @@ impl OperatorSpec for KafkaSourceConfig {
             }
             KafkaFormat::Raw | KafkaFormat::KeyValue => {}
         }
+        if let Err(e) = self.share() {
+            problems.push(Problem::new("instance", e));
+        }
         if problems.is_empty() {
             Ok(self.schema())
         } else {
@@ -350,6 +367,8 @@ pub struct KafkaSource {
     operator_id: String,
     subtask: u32,
     parallelism: u32,
+    /// This instance's share of the partitions (`instance`).
+    share: Share,
     cfg: Arc<KafkaSourceConfig>,
     topics: Topics,
     consumer: Arc<BaseConsumer<SourceContext>>,
@@ -390,6 +409,9 @@ impl KafkaSource {
             })?),
             None => Topics::List(c.topics.clone()),
         };
+        let share = c
+            .share()
+            .map_err(|e| OperatorError::Config(format!("`instance` {e}")))?;
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &c.bootstrap_servers)
@@ -438,6 +460,7 @@ impl KafkaSource {
             operator_id: ctx.operator_id.clone(),
             subtask: ctx.subtask,
             parallelism: ctx.parallelism.max(1),
+            share,
             cfg: Arc::new(c.clone()),
             topics,
             consumer: Arc::new(consumer),
@@ -459,6 +482,7 @@ impl KafkaSource {
             known: self.known.clone(),
             subtask: self.subtask,
             parallelism: self.parallelism,
+            share: self.share,
             first: !self.started,
             restored: self.restored.clone(),
             starting: self.cfg.starting_offsets,
@@ -669,7 +693,9 @@ impl KafkaSource {
             if let Some(r) = &self.restored {
                 out.extend(
                     r.iter()
-                        .filter(|((t, p), _)| owner(t, *p, self.parallelism) == self.subtask)
+                        .filter(|((t, p), _)| {
+                            reader(t, *p, self.share, self.parallelism) == Some(self.subtask)
+                        })
                         .map(|((t, p), o)| KafkaOffset {
                             topic: t.clone(),
                             partition: *p,

@@ -39,6 +39,49 @@ pub fn owner(topic: &str, partition: i32, p: u32) -> u32 {
     ((start + partition.max(0) as u64) % p) as u32
 }
 
+/// This instance's share of every topic's partitions (`instance: "i/n"`): share `index`
+/// (0-based) of `count` instances. Partition `n` of topic `t` belongs to instance
+/// `owner(t, n, count)`; within it, to subtask `owner(t, n / count, p)`, so the partitions of
+/// one instance spread evenly over its subtasks whatever the other instances' parallelism.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Share {
+    /// One instance reads everything.
+    pub const ALL: Share = Share { index: 0, count: 1 };
+
+    /// `"i/n"`, 1-based as written (`"1/2"`: the first of two instances).
+    pub fn parse(text: &str) -> Result<Share, String> {
+        let usage = "must be `i/n`, this instance's number i of n instances, 1 <= i <= n \
+                     (like `1/2` on one machine and `2/2` on the other)";
+        let (i, n) = text
+            .split_once('/')
+            .and_then(|(i, n)| Some((i.trim().parse::<u32>().ok()?, n.trim().parse::<u32>().ok()?)))
+            .ok_or_else(|| format!("`{text}` {usage}"))?;
+        if n == 0 || i == 0 || i > n {
+            return Err(format!("`{text}` {usage}"));
+        }
+        Ok(Share {
+            index: i - 1,
+            count: n,
+        })
+    }
+}
+
+/// The subtask of this instance (at parallelism `p`) that reads partition `partition` of
+/// `topic`, or `None` when another instance reads it. With [`Share::ALL`] it is
+/// [`owner`]`(topic, partition, p)`.
+pub fn reader(topic: &str, partition: i32, share: Share, p: u32) -> Option<u32> {
+    let count = share.count.max(1);
+    if owner(topic, partition, count) != share.index {
+        return None;
+    }
+    Some(owner(topic, partition.max(0) / count as i32, p))
+}
+
 /// FNV-1a, 64 bit: a fixed hash every subtask and every run computes alike.
 fn fnv1a64(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -112,6 +155,7 @@ pub(super) struct DiscoverArgs {
     pub(super) known: HashSet<(String, i32)>,
     pub(super) subtask: u32,
     pub(super) parallelism: u32,
+    pub(super) share: Share,
     pub(super) first: bool,
     pub(super) restored: Option<Arc<HashMap<(String, i32), i64>>>,
     pub(super) starting: StartingOffsets,
@@ -140,7 +184,7 @@ pub(super) fn discover(a: DiscoverArgs) -> Result<Discovery, String> {
                 continue;
             }
             seen.push(key.clone());
-            if owner(topic.name(), p.id(), a.parallelism) == a.subtask {
+            if reader(topic.name(), p.id(), a.share, a.parallelism) == Some(a.subtask) {
                 mine.push(key);
             }
         }
@@ -255,6 +299,47 @@ mod tests {
         // Partition n's owner depends on n and the topic only, never on how many there are.
         assert_eq!(owner("words", 0, 2), (fnv1a64(b"words") % 2) as u32);
         assert_ne!(owner("words", 0, 2), owner("words", 1, 2));
+    }
+
+    #[test]
+    fn instances_share_partitions_without_overlap_and_spread_them_over_their_subtasks() {
+        for count in 1..4u32 {
+            // Instances at different parallelism: every partition is read exactly once.
+            let ps = [1u32, 2, 3];
+            let mut per_subtask = std::collections::BTreeMap::new();
+            for n in 0..36i32 {
+                let readers: Vec<(u32, u32)> = (0..count)
+                    .filter_map(|index| {
+                        let p = ps[index as usize % 3];
+                        reader("words", n, Share { index, count }, p).map(|s| (index, s))
+                    })
+                    .collect();
+                assert_eq!(
+                    readers.len(),
+                    1,
+                    "partition {n} of {count} instances: {readers:?}"
+                );
+                *per_subtask.entry(readers[0]).or_insert(0) += 1;
+            }
+            // 36 partitions over `count` instances, each spread evenly over its subtasks.
+            for ((index, _), c) in &per_subtask {
+                let p = ps[*index as usize % 3];
+                assert_eq!(*c, 36 / count / p, "{count} instances: {per_subtask:?}");
+            }
+        }
+        for n in 0..8 {
+            assert_eq!(reader("t", n, Share::ALL, 3), Some(owner("t", n, 3)));
+        }
+    }
+
+    #[test]
+    fn an_instance_is_i_of_n() {
+        assert_eq!(Share::parse("1/2"), Ok(Share { index: 0, count: 2 }));
+        assert_eq!(Share::parse(" 2 / 2 "), Ok(Share { index: 1, count: 2 }));
+        for bad in ["0/2", "3/2", "1/0", "1", "a/b", "-1/2", ""] {
+            let e = Share::parse(bad).unwrap_err();
+            assert!(e.contains("must be `i/n`"), "{bad}: {e}");
+        }
     }
 
     #[test]
