@@ -235,7 +235,7 @@ fn at_least_once_delivers_every_record() {
 }
 
 #[test]
-fn exactly_once_after_kill_9_each_record_once_and_the_lingering_transaction_aborted() {
+fn exactly_once_after_kill_9_each_record_once() {
     let Some(t) = Tansu::start() else { return };
     t.create_topic("eo", 1);
     let dir = tempfile::tempdir().unwrap();
@@ -283,8 +283,9 @@ fn exactly_once_after_kill_9_each_record_once_and_the_lingering_transaction_abor
     let expected = generated(total);
     assert_eq!(got.len(), expected.len(), "every record once, nothing more");
     assert_eq!(got, expected);
-    assert!(
-        t.log_counts("eo").1 > total as usize,
-        "records of the aborted transaction are in the log, hidden from read_committed"
-    );
+    // Whether the log also holds aborted records depends on where the kill landed: the open
+    // transaction seen above may belong to a checkpoint that completed just before the kill,
+    // and then the restore commits it. The abort of a lingering transaction is checked step
+    // by step, without that race, in
+    // `transactions_become_visible_on_completion_and_a_restore_commits_or_aborts`.
 }
