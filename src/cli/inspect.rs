@@ -3,8 +3,7 @@
 //! needs no running job. PATH may be local (a path or `file://`) or on S3 (`s3://bucket/...`,
 //! reached with the `s3.*` keys of the configuration and the AWS environment).
 
-use super::{print_error, GlobalArgs, EXIT_CONFIG, EXIT_FAILURE};
-use crate::config::{self, LoadOptions};
+use super::{print_error, GlobalArgs, EXIT_FAILURE};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -26,18 +25,7 @@ pub struct InspectArgs {
 /// it: how `s3://` paths are reached (`s3.*`). On a configuration error, prints it and returns
 /// the exit code.
 pub(super) fn configure_storage(global: &GlobalArgs, dynamic: &[String]) -> Result<(), u8> {
-    let loaded = config::load(&LoadOptions {
-        conf_dir: global.conf_dir.clone(),
-        pipeline_settings: Vec::new(),
-        dynamic: dynamic.to_vec(),
-    })
-    .map_err(|e| {
-        eprintln!("{e}");
-        EXIT_CONFIG
-    })?;
-    for w in &loaded.warnings {
-        tracing::warn!("{w}");
-    }
+    let loaded = super::load_conf(global, dynamic)?;
     crate::checkpoint::storage::configure(&loaded.config.s3);
     Ok(())
 }

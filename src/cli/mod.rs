@@ -87,6 +87,24 @@ pub enum Command {
     Reload(reload::ReloadArgs),
 }
 
+/// The configuration without a pipeline (conf file, environment, `-D`), for the verbs that
+/// run no job; its warnings are logged. On an error, it is printed and 78 returned.
+fn load_conf(global: &GlobalArgs, dynamic: &[String]) -> Result<crate::config::Loaded, u8> {
+    let loaded = crate::config::load(&crate::config::LoadOptions {
+        conf_dir: global.conf_dir.clone(),
+        pipeline_settings: Vec::new(),
+        dynamic: dynamic.to_vec(),
+    })
+    .map_err(|e| {
+        eprintln!("{e}");
+        EXIT_CONFIG
+    })?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(loaded)
+}
+
 /// The multi-threaded runtime jobs run on; on failure, the message is printed and the exit
 /// code returned.
 fn tokio_runtime() -> Result<tokio::runtime::Runtime, u8> {

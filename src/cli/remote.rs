@@ -5,7 +5,6 @@
 use super::client::{Client, ClientError, Endpoint};
 use super::{parse_dynamic, GlobalArgs, EXIT_CONFIG, EXIT_FAILURE};
 use crate::checkpoint::JobId;
-use crate::config::{self, LoadOptions};
 use crate::service::rest::RestOptions;
 use clap::Args;
 use serde_json::Value;
@@ -29,18 +28,7 @@ pub struct RemoteArgs {
 /// The client for the API the arguments name, with the configured token. On a configuration
 /// error, prints it and returns the exit code.
 pub fn client(global: &GlobalArgs, args: &RemoteArgs) -> Result<Client, u8> {
-    let loaded = config::load(&LoadOptions {
-        conf_dir: global.conf_dir.clone(),
-        pipeline_settings: Vec::new(),
-        dynamic: args.dynamic.clone(),
-    })
-    .map_err(|e| {
-        eprintln!("{e}");
-        EXIT_CONFIG
-    })?;
-    for w in &loaded.warnings {
-        tracing::warn!("{w}");
-    }
+    let loaded = super::load_conf(global, &args.dynamic)?;
     let c = &loaded.config;
     let endpoint = match &args.jobmanager {
         Some(m) => Endpoint::parse(m).map_err(|e| format!("-m/--jobmanager {e}")),
