@@ -6,11 +6,11 @@
 
 mod kafka_support;
 
-use floe::checkpoint::SourcePosition;
+use floe::checkpoint::{CheckpointId, SourcePosition};
 use floe::operators::sources::kafka::owner;
 use floe::operators::{BuildContext, OperatorConfig, SourceConfig, SourceEvent};
 use floe::record::Value;
-use floe::runtime::TaskSource;
+use floe::runtime::{CheckpointOutcome, TaskSource};
 use kafka_support::{Rec, Tansu};
 use rdkafka::producer::BaseRecord;
 use rdkafka::producer::Producer;
@@ -345,20 +345,55 @@ async fn new_matching_topics_and_their_partitions_are_picked_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn offsets_of_a_snapshot_are_committed_to_the_group_at_the_next_one() {
+async fn a_completed_checkpoints_offsets_are_committed_to_the_group_and_an_aborted_ones_never() {
     let Some(t) = Tansu::start() else { return };
     t.create_topic("mon", 1);
     t.produce_lines("mon", 0, &lines("m", 20));
     let c = config(&t, "topics: [mon]\ngroup-id: g-mon");
     let mut src = build(&c, 0, 1, None);
+    let offset_of = |p: Option<SourcePosition>| match p {
+        Some(SourcePosition::Kafka(o)) => o[0].offset,
+        other => panic!("expected a kafka position, got {other:?}"),
+    };
     let _ = read(&mut src, 20).await;
-    let first = src.position();
-    assert!(matches!(&first, Some(SourcePosition::Kafka(o)) if o[0].offset == 20));
-    let _ = src.position();
-    let _ = read_for(&mut src, Duration::from_millis(50)).await;
+    assert_eq!(offset_of(src.snapshot_position(CheckpointId(1))), 20);
+    t.produce_lines("mon", 0, &lines("n", 10));
+    let _ = read(&mut src, 10).await;
+    assert_eq!(offset_of(src.snapshot_position(CheckpointId(2))), 30);
+    // Nothing is committed before a completion.
+    assert_eq!(t.committed("g-mon", "mon", 0), None);
+
+    // Checkpoint 1 completes: its offsets, not the newer snapshot's, go to the group.
+    src.notify(CheckpointOutcome::Completed(CheckpointId(1)))
+        .unwrap();
+    wait_committed(&t, &mut src, 20).await;
+
+    // Checkpoint 2 is aborted and 3 completes: 3's offsets are committed, 2's never were.
+    src.notify(CheckpointOutcome::Aborted(CheckpointId(2)))
+        .unwrap();
+    t.produce_lines("mon", 0, &lines("o", 5));
+    let _ = read(&mut src, 5).await;
+    assert_eq!(offset_of(src.snapshot_position(CheckpointId(3))), 35);
+    assert_eq!(
+        t.committed("g-mon", "mon", 0),
+        Some(20),
+        "an aborted checkpoint's offsets"
+    );
+    src.notify(CheckpointOutcome::Completed(CheckpointId(3)))
+        .unwrap();
+    wait_committed(&t, &mut src, 35).await;
+}
+
+/// Waits until the group's committed offset of mon-0 is `want`, polling the source meanwhile
+/// (librdkafka serves the asynchronous commit's answer in the consumer's poll).
+async fn wait_committed(t: &Tansu, src: &mut TaskSource, want: i64) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while t.committed("g-mon", "mon", 0) != Some(20) {
-        assert!(Instant::now() < deadline, "offset 20 never committed");
-        let _ = read_for(&mut src, Duration::from_millis(50)).await;
+    while t.committed("g-mon", "mon", 0) != Some(want) {
+        assert!(
+            Instant::now() < deadline,
+            "offset {want} never committed (committed: {:?})",
+            t.committed("g-mon", "mon", 0)
+        );
+        let _ = read_for(src, Duration::from_millis(50)).await;
     }
 }

@@ -11,8 +11,11 @@ use floe::checkpoint::{CheckpointId, OperatorSnapshot};
 use floe::operators::{DeliveryGuarantee, EndOfInput, Operator, OperatorError};
 use floe::pipeline::plan::Plan;
 use floe::record::Batch;
+use floe::runtime::CheckpointOutcome;
 use floe::runtime::{self, CheckpointNotice, JobOptions};
-use runtime_support::checkpoints::{checkpointing, counting_source, Counting, MemoryStore};
+use runtime_support::checkpoints::{
+    checkpointing, counting_source_logged, Counting, MemoryStore, SourceHeard, SourceLog,
+};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -85,6 +88,16 @@ impl Operator for Recorder {
 
 /// source (x2) -> chained (x2, in the source task) -> alone (x1, its own operator task).
 fn plan(batches: Option<u64>, log: &Log, store: Option<Arc<MemoryStore>>) -> Plan {
+    plan_logged(batches, log, store, None)
+}
+
+/// [`plan`], its source subtasks logging what they hear into `sources`.
+fn plan_logged(
+    batches: Option<u64>,
+    log: &Log,
+    store: Option<Arc<MemoryStore>>,
+    sources: Option<SourceLog>,
+) -> Plan {
     let recorder = |name: &str, inputs: &[usize], p: u32| {
         let (log, store, n) = (log.clone(), store.clone(), name.to_string());
         runtime_support::operator(name, inputs, Some(p), move |ctx| {
@@ -97,7 +110,7 @@ fn plan(batches: Option<u64>, log: &Log, store: Option<Arc<MemoryStore>>) -> Pla
         })
     };
     let vs = vec![
-        counting_source(
+        counting_source_logged(
             "src",
             Some(2),
             Counting {
@@ -105,6 +118,7 @@ fn plan(batches: Option<u64>, log: &Log, store: Option<Arc<MemoryStore>>) -> Pla
                 size: 10,
                 batches,
             },
+            sources,
         ),
         recorder("chained", &[0], 2),
         recorder("alone", &[1], 1),
@@ -137,10 +151,12 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completions_reach_every_subtask_after_durability_and_its_snapshot_in_order() {
     let log = Log::default();
+    let sources = SourceLog::default();
     let store = Arc::new(MemoryStore::default());
     let mut opts = JobOptions::new("n");
     opts.checkpointing = Some(checkpointing(store.clone(), Duration::from_millis(20)));
-    let mut handle = runtime::start(plan(None, &log, Some(store.clone())), opts).unwrap();
+    let plan = plan_logged(None, &log, Some(store.clone()), Some(sources.clone()));
+    let mut handle = runtime::start(plan, opts).unwrap();
     let mut notices = handle.take_checkpoint_notices().unwrap();
     loop {
         match notices.recv().await {
@@ -154,6 +170,14 @@ async fn completions_reach_every_subtask_after_durability_and_its_snapshot_in_or
             events(&log, name, s)
                 .iter()
                 .any(|e| matches!(e, Event::Complete(id, _) if *id >= 3))
+        })
+        .await;
+    }
+    for s in 0..2 {
+        wait_for(&format!("source {s} to hear of checkpoint 3"), || {
+            heard(&sources, s).iter().any(
+                |e| matches!(e, SourceHeard::Outcome(CheckpointOutcome::Completed(id)) if id.0 >= 3),
+            )
         })
         .await;
     }
@@ -180,17 +204,45 @@ async fn completions_reach_every_subtask_after_durability_and_its_snapshot_in_or
         }
         assert!(last >= 3, "{name} {s}: {ev:?}");
     }
+    // The sources hear completions too, each after their own snapshot, in order.
+    for s in 0..2 {
+        let ev = heard(&sources, s);
+        let mut last = 0;
+        for (i, e) in ev.iter().enumerate() {
+            if let SourceHeard::Outcome(CheckpointOutcome::Completed(id)) = e {
+                assert!(id.0 > last, "source {s}: out of order: {ev:?}");
+                assert!(
+                    ev[..i].contains(&SourceHeard::Snapshot(id.0)),
+                    "source {s}: complete({}) before its snapshot: {ev:?}",
+                    id.0
+                );
+                last = id.0;
+            }
+        }
+        assert!(last >= 3, "source {s}: {ev:?}");
+    }
+}
+
+fn heard(log: &SourceLog, subtask: u32) -> Vec<SourceHeard> {
+    log.lock()
+        .unwrap()
+        .iter()
+        .filter(|(s, _)| *s == subtask)
+        .map(|(_, e)| *e)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_checkpoints_are_notified_as_aborted() {
     let log = Log::default();
+    let sources = SourceLog::default();
     let store = MemoryStore::failing();
     let mut opts = JobOptions::new("n");
     let mut c = checkpointing(store.clone(), Duration::from_millis(20));
     c.config.tolerable_failed = 1000;
     opts.checkpointing = Some(c);
-    let mut handle = runtime::start(plan(None, &log, Some(store)), opts).unwrap();
+    let plan = plan_logged(None, &log, Some(store), Some(sources.clone()));
+    let mut handle = runtime::start(plan, opts).unwrap();
     let mut notices = handle.take_checkpoint_notices().unwrap();
     let failed = loop {
         match notices.recv().await {
@@ -208,6 +260,14 @@ async fn failed_checkpoints_are_notified_as_aborted() {
         assert!(!events(&log, name, s)
             .iter()
             .any(|e| matches!(e, Event::Complete(..))));
+    }
+    for s in 0..2 {
+        let aborted = SourceHeard::Outcome(CheckpointOutcome::Aborted(CheckpointId(failed)));
+        wait_for(
+            &format!("source {s} to hear checkpoint {failed} aborted"),
+            || heard(&sources, s).contains(&aborted),
+        )
+        .await;
     }
     handle.cancel();
     handle.wait().await.unwrap();

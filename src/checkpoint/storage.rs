@@ -598,6 +598,44 @@ pub fn list_checkpoints(job_dir: &Path) -> Result<Vec<(u64, PathBuf)>, Checkpoin
     Ok(out)
 }
 
+/// The complete savepoints (`savepoint-*` holding a `_metadata`) directly under `root`, on
+/// local disk or object storage. A root that does not exist holds none.
+pub fn list_savepoints(root: &Path) -> Result<Vec<PathBuf>, CheckpointError> {
+    let root = &normalize(root)?;
+    let is_savepoint = |name: &str| name.starts_with("savepoint-");
+    if let Target::Object(obj) = target(root)? {
+        let mut out = Vec::new();
+        for (name, is_dir) in obj.list()? {
+            if is_dir
+                && is_savepoint(&name)
+                && obj.child(&name).child(METADATA_FILE).size()?.is_some()
+            {
+                out.push(root.join(&name));
+            }
+        }
+        out.sort();
+        return Ok(out);
+    }
+    let entries = match fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(io_err(format!(
+                "cannot list the savepoint directory '{}'",
+                root.display()
+            ))(e))
+        }
+    };
+    let mut out: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(is_savepoint))
+        .map(|e| e.path())
+        .filter(|dir| path(PathKind::Metadata { snapshot_dir: dir }).is_file())
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
 /// Checks that every state file `loaded` references exists and has the size `_metadata`
 /// records, without reading it: what makes a checkpoint restorable short of reading every
 /// group's checksum ([`verify_checksums`]). The error names the checkpoint and the file.

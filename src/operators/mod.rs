@@ -16,6 +16,7 @@ pub mod transforms;
 
 use crate::checkpoint::{CheckpointId, OperatorSnapshot, SinkState, SourcePosition};
 use crate::record::{Batch, Schema};
+use crate::runtime::checkpointing::CheckpointOutcome;
 use std::fmt;
 
 pub use sinks::{
@@ -329,6 +330,30 @@ pub trait Source: Send {
     fn position(&self) -> Option<SourcePosition> {
         None
     }
+
+    /// [`Source::position`] for checkpoint `checkpoint`: what the runtime calls at a barrier.
+    /// A source that acts on completion (the Kafka source's group commit) remembers which
+    /// position belongs to which checkpoint here.
+    fn snapshot_position(&mut self, _checkpoint: CheckpointId) -> Option<SourcePosition> {
+        self.position()
+    }
+
+    /// Checkpoint `checkpoint` is complete, as [`Operator::notify_checkpoint_complete`]:
+    /// called between two `next` calls, in checkpoint order, best effort.
+    fn notify_checkpoint_complete(
+        &mut self,
+        _checkpoint: CheckpointId,
+    ) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
+    /// Checkpoint `checkpoint` was aborted: it will never complete.
+    fn notify_checkpoint_aborted(
+        &mut self,
+        _checkpoint: CheckpointId,
+    ) -> Result<(), OperatorError> {
+        Ok(())
+    }
 }
 
 /// A built source subtask, one variant per source `type:`.
@@ -336,6 +361,7 @@ pub enum SourceRuntime {
     Socket(sources::socket::Socket),
     File(sources::file::FileSource),
     Datagen(sources::datagen::Datagen),
+    Kafka(Box<sources::kafka::KafkaSource>),
 }
 
 impl SourceRuntime {
@@ -344,6 +370,7 @@ impl SourceRuntime {
             SourceRuntime::Socket(s) => s.next().await,
             SourceRuntime::File(s) => s.next().await,
             SourceRuntime::Datagen(s) => s.next().await,
+            SourceRuntime::Kafka(s) => s.next().await,
         }
     }
 
@@ -353,6 +380,33 @@ impl SourceRuntime {
             SourceRuntime::Socket(s) => s.position(),
             SourceRuntime::File(s) => Source::position(s),
             SourceRuntime::Datagen(s) => Source::position(s),
+            SourceRuntime::Kafka(s) => Source::position(&**s),
+        }
+    }
+
+    /// The position for checkpoint `checkpoint` ([`Source::snapshot_position`]).
+    pub fn snapshot_position(&mut self, checkpoint: CheckpointId) -> Option<SourcePosition> {
+        match self {
+            SourceRuntime::Socket(s) => s.snapshot_position(checkpoint),
+            SourceRuntime::File(s) => s.snapshot_position(checkpoint),
+            SourceRuntime::Datagen(s) => s.snapshot_position(checkpoint),
+            SourceRuntime::Kafka(s) => s.snapshot_position(checkpoint),
+        }
+    }
+
+    /// Hands a checkpoint's outcome to the source.
+    pub fn notify(&mut self, outcome: CheckpointOutcome) -> Result<(), OperatorError> {
+        fn to(s: &mut impl Source, o: CheckpointOutcome) -> Result<(), OperatorError> {
+            match o {
+                CheckpointOutcome::Completed(id) => s.notify_checkpoint_complete(id),
+                CheckpointOutcome::Aborted(id) => s.notify_checkpoint_aborted(id),
+            }
+        }
+        match self {
+            SourceRuntime::Socket(s) => to(s, outcome),
+            SourceRuntime::File(s) => to(s, outcome),
+            SourceRuntime::Datagen(s) => to(s, outcome),
+            SourceRuntime::Kafka(s) => to(&mut **s, outcome),
         }
     }
 }
@@ -366,39 +420,21 @@ impl SourceConfig {
             SourceConfig::Datagen(c) => {
                 SourceRuntime::Datagen(sources::datagen::Datagen::new(c, ctx)?)
             }
-            SourceConfig::Kafka(_) => return Err(kafka_not_catalogue(ctx)),
+            SourceConfig::Kafka(c) => {
+                SourceRuntime::Kafka(Box::new(sources::kafka::KafkaSource::new(c, ctx, None)?))
+            }
         })
     }
 
-    /// Build subtask `ctx.subtask` as the runtime runs it, resuming at `position`: the
-    /// catalogue's sources, and the `kafka` source as a [`crate::runtime::source::DynSource`]
-    /// (its task-level enum lives in the runtime, which this build leaves as it is; one boxed
-    /// future per `next` is nothing next to a Kafka poll).
+    /// Build subtask `ctx.subtask` as the runtime runs it, resuming at `position`.
     pub fn build_task(
         &self,
         ctx: &BuildContext,
         position: Option<&SourcePosition>,
     ) -> Result<crate::runtime::TaskSource, OperatorError> {
-        let SourceConfig::Kafka(c) = self else {
-            return Ok(crate::runtime::TaskSource::Catalogue(
-                self.build_restored(ctx, position)?,
-            ));
-        };
-        let offsets = match position {
-            None => None,
-            Some(SourcePosition::Kafka(offsets)) => Some(offsets.as_slice()),
-            Some(_) => {
-                return Err(OperatorError::Config(format!(
-                    "source \"{}\": the checkpoint holds the position of another type of \
-                     source, but the operator is now `type: kafka`; give the new source \
-                     another `id` or start without restoring its state",
-                    ctx.operator_id
-                )))
-            }
-        };
-        Ok(crate::runtime::TaskSource::Dyn(Box::new(
-            sources::kafka::KafkaSource::new(c, ctx, offsets)?,
-        )))
+        Ok(crate::runtime::TaskSource::Catalogue(
+            self.build_restored(ctx, position)?,
+        ))
     }
 
     /// Build subtask `ctx.subtask` of this source resuming at `position` (from a checkpoint;
@@ -458,6 +494,9 @@ impl SourceConfig {
                     c, ctx, *next_line, done,
                 )?)
             }
+            (SourceConfig::Kafka(c), SourcePosition::Kafka(offsets)) => SourceRuntime::Kafka(
+                Box::new(sources::kafka::KafkaSource::new(c, ctx, Some(offsets))?),
+            ),
             (other, position) => {
                 let held = match position {
                     SourcePosition::Datagen { .. } | SourcePosition::DatagenRescaled { .. } => {
@@ -470,7 +509,7 @@ impl SourceConfig {
                     SourceConfig::Socket(_) => "socket",
                     SourceConfig::File(_) => "file",
                     SourceConfig::Datagen(_) => "datagen",
-                    SourceConfig::Kafka(_) => return Err(kafka_not_catalogue(ctx)),
+                    SourceConfig::Kafka(_) => "kafka",
                 };
                 return Err(OperatorError::Config(format!(
                     "source \"{}\": the checkpoint holds the position of a `{held}` source, but \
@@ -623,15 +662,6 @@ impl OperatorConfig {
             (other, _) => return Err(vec![unknown_type(other)]),
         })
     }
-}
-
-/// The `kafka` source runs as a [`crate::runtime::source::DynSource`], built by
-/// [`SourceConfig::build_task`]; asking for it as a [`SourceRuntime`] is a bug.
-fn kafka_not_catalogue(ctx: &BuildContext) -> OperatorError {
-    OperatorError::Config(format!(
-        "bug: source \"{}\" (kafka) must be built with SourceConfig::build_task",
-        ctx.operator_id
-    ))
 }
 
 /// Every `type:` name once, in catalogue order.

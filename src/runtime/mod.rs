@@ -33,7 +33,9 @@ pub mod task;
 
 pub use crate::checkpoint::coordinator::CheckpointStats;
 pub use barrier::{BarrierAligner, CheckpointingMode, Decision};
-pub use checkpointing::{CheckpointNotice, CheckpointingOptions, RestoreState, SavepointAction};
+pub use checkpointing::{
+    CheckpointNotice, CheckpointOutcome, CheckpointingOptions, RestoreState, SavepointAction,
+};
 pub use message::{Barrier, BarrierKind, CheckpointId, Message};
 pub use metrics::{JobMetrics, OperatorMetrics, SubtaskMetrics};
 pub use source::{DynSource, TaskSource};

@@ -2,7 +2,9 @@
 //! sources outside the catalogue later).
 
 use crate::checkpoint::SourcePosition;
-use crate::operators::{OperatorError, Source, SourceEvent, SourceRuntime};
+use crate::operators::{OperatorError, SourceEvent, SourceRuntime};
+use crate::runtime::checkpointing::CheckpointOutcome;
+use crate::runtime::message::CheckpointId;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -15,9 +17,21 @@ pub trait DynSource: Send {
         &mut self,
     ) -> Pin<Box<dyn Future<Output = Result<SourceEvent, OperatorError>> + Send + '_>>;
 
-    /// As [`Source::position`]: where the source is, for a snapshot. `None`: cannot replay.
+    /// As [`crate::operators::Source::position`]: where the source is, for a snapshot.
+    /// `None`: cannot replay.
     fn position(&self) -> Option<SourcePosition> {
         None
+    }
+
+    /// As [`crate::operators::Source::snapshot_position`].
+    fn snapshot_position(&mut self, _checkpoint: CheckpointId) -> Option<SourcePosition> {
+        self.position()
+    }
+
+    /// A checkpoint's outcome, as [`crate::operators::Source::notify_checkpoint_complete`]
+    /// and [`crate::operators::Source::notify_checkpoint_aborted`].
+    fn notify(&mut self, _outcome: CheckpointOutcome) -> Result<(), OperatorError> {
+        Ok(())
     }
 }
 
@@ -35,14 +49,28 @@ impl TaskSource {
         }
     }
 
-    /// Where the source is now: called between two `next` calls, on the task's thread, so it
-    /// must be cheap (a copy of an offset).
+    /// Where the source is now: cheap (a copy of an offset).
     pub fn position(&self) -> Option<SourcePosition> {
         match self {
-            TaskSource::Catalogue(SourceRuntime::Socket(s)) => Source::position(s),
-            TaskSource::Catalogue(SourceRuntime::File(s)) => Source::position(s),
-            TaskSource::Catalogue(SourceRuntime::Datagen(s)) => Source::position(s),
+            TaskSource::Catalogue(s) => s.position(),
             TaskSource::Dyn(s) => s.position(),
+        }
+    }
+
+    /// The position for a snapshot of checkpoint `checkpoint`: called at a barrier, between
+    /// two `next` calls, on the task's thread.
+    pub fn snapshot_position(&mut self, checkpoint: CheckpointId) -> Option<SourcePosition> {
+        match self {
+            TaskSource::Catalogue(s) => s.snapshot_position(checkpoint),
+            TaskSource::Dyn(s) => s.snapshot_position(checkpoint),
+        }
+    }
+
+    /// A checkpoint's outcome, between two `next` calls, in the order the driver decided.
+    pub fn notify(&mut self, outcome: CheckpointOutcome) -> Result<(), OperatorError> {
+        match self {
+            TaskSource::Catalogue(s) => s.notify(outcome),
+            TaskSource::Dyn(s) => s.notify(outcome),
         }
     }
 }

@@ -77,7 +77,7 @@ impl TaskContext {
     fn checkpoint(
         &self,
         barrier: Barrier,
-        source: Option<&TaskSource>,
+        source: Option<&mut SourceSlot>,
         chain: &mut Chain,
     ) -> Result<(), TaskError> {
         self.snapshot(barrier);
@@ -85,8 +85,9 @@ impl TaskContext {
             return Ok(());
         };
         let mut states = Vec::with_capacity(chain.len() + 1);
-        if let Some(source) = source {
-            states.push(source.position().map(OperatorSnapshot::Source));
+        if let Some(slot) = source {
+            let position = slot.source.snapshot_position(barrier.checkpoint_id);
+            states.push(position.map(OperatorSnapshot::Source));
         }
         chain.snapshot(barrier.checkpoint_id, &mut states)?;
         // The driver outlives the tasks; if it is gone the job is ending anyway.
@@ -99,12 +100,20 @@ impl TaskContext {
         Ok(())
     }
 
-    /// Hands every checkpoint outcome that has arrived to the chain, in order.
-    fn deliver_outcomes(&mut self, chain: &mut Chain) -> Result<(), TaskError> {
+    /// Hands every checkpoint outcome that has arrived to the source (of a source task) and
+    /// the chain, in order.
+    fn deliver_outcomes(
+        &mut self,
+        mut source: Option<&mut SourceSlot>,
+        chain: &mut Chain,
+    ) -> Result<(), TaskError> {
         let Some(rx) = &mut self.outcomes else {
             return Ok(());
         };
         while let Ok(outcome) = rx.try_recv() {
+            if let Some(slot) = source.as_deref_mut() {
+                notify_source(slot, outcome, self.subtask, self.parallelism)?;
+            }
             chain.notify(outcome)?;
         }
         Ok(())
@@ -116,12 +125,14 @@ impl TaskContext {
     async fn await_outcome(
         &mut self,
         id: CheckpointId,
+        slot: &mut SourceSlot,
         chain: &mut Chain,
     ) -> Result<bool, TaskError> {
         let Some(rx) = &mut self.outcomes else {
             return Ok(false);
         };
         while let Some(outcome) = rx.recv().await {
+            notify_source(slot, outcome, self.subtask, self.parallelism)?;
             chain.notify(outcome)?;
             match outcome {
                 CheckpointOutcome::Completed(c) if c == id => return Ok(true),
@@ -188,7 +199,7 @@ pub async fn run_source_task(
         if let Some((id, drain)) =
             inject_barriers(&mut slot, &mut chain, &mut outputs, &ctx).await?
         {
-            if ctx.await_outcome(id, &mut chain).await? {
+            if ctx.await_outcome(id, &mut slot, &mut chain).await? {
                 if !drain {
                     // Not drained: the input ends as stopped (sinks keep what follows the
                     // savepoint uncommitted; nothing does, the barrier was the last).
@@ -198,7 +209,7 @@ pub async fn run_source_task(
             }
             // The savepoint failed: the job goes on.
         }
-        ctx.deliver_outcomes(&mut chain)?;
+        ctx.deliver_outcomes(Some(&mut slot), &mut chain)?;
         if ctx.stop.load(Ordering::Relaxed) {
             break;
         }
@@ -217,7 +228,7 @@ pub async fn run_source_task(
             // Let other tasks on this worker run; the source itself waits up to ~100 ms.
             Ok(SourceEvent::Idle) => tokio::task::yield_now().await,
             Ok(SourceEvent::End) => break,
-            Err(error) => return Err(source_error(&slot.id, &ctx, error)),
+            Err(error) => return Err(source_error(&slot.id, ctx.subtask, ctx.parallelism, error)),
         }
     }
     // Barriers triggered while the last batch was read still find every record before them:
@@ -243,7 +254,7 @@ async fn inject_barriers(
     ctx: &TaskContext,
 ) -> Result<Option<(CheckpointId, bool)>, TaskError> {
     while let Ok(Injection { barrier, stop }) = slot.triggers.try_recv() {
-        ctx.checkpoint(barrier, Some(&slot.source), chain)?;
+        ctx.checkpoint(barrier, Some(&mut *slot), chain)?;
         outputs.broadcast(move || Message::Barrier(barrier)).await?;
         if let Some(drain) = stop {
             return Ok(Some((barrier.checkpoint_id, drain)));
@@ -252,13 +263,30 @@ async fn inject_barriers(
     Ok(None)
 }
 
-fn source_error(id: &OperatorId, ctx: &TaskContext, error: OperatorError) -> TaskError {
+fn source_error(
+    id: &OperatorId,
+    subtask: u32,
+    parallelism: u32,
+    error: OperatorError,
+) -> TaskError {
     TaskError::Operator {
         operator: id.clone(),
-        subtask: ctx.subtask,
-        parallelism: ctx.parallelism,
+        subtask,
+        parallelism,
         error,
     }
+}
+
+/// Hands a checkpoint's outcome to the source; its error fails the task, naming the source.
+fn notify_source(
+    slot: &mut SourceSlot,
+    outcome: CheckpointOutcome,
+    subtask: u32,
+    parallelism: u32,
+) -> Result<(), TaskError> {
+    slot.source
+        .notify(outcome)
+        .map_err(|error| source_error(&slot.id, subtask, parallelism, error))
 }
 
 pub async fn run_operator_task(

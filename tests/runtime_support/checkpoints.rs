@@ -16,7 +16,7 @@ use floe::operators::{BuildContext, Operator, OperatorError, RestoredState, Sour
 use floe::pipeline::plan::{Factory, Vertex};
 use floe::pipeline::OperatorId;
 use floe::record::{Batch, Column, StrColumnBuilder, Value};
-use floe::runtime::{CheckpointingOptions, DynSource, TaskSource};
+use floe::runtime::{CheckpointOutcome, CheckpointingOptions, DynSource, TaskSource};
 use floe::state::keyed::{KeyedSnapshot, KeyedStore};
 use floe::state::keygroup::{hash_str, KeyGroupRange};
 use std::collections::BTreeMap;
@@ -177,10 +177,22 @@ pub struct Counting {
     pub batches: Option<u64>,
 }
 
+/// What a [`counting_source_logged`] source heard, per subtask: `Snapshot(id)` at each
+/// barrier, then each checkpoint outcome.
+pub type SourceLog = Arc<Mutex<Vec<(u32, SourceHeard)>>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceHeard {
+    Snapshot(u64),
+    Outcome(CheckpointOutcome),
+}
+
 struct CountingSource {
     spec: Counting,
     next: u64,
     emitted: u64,
+    subtask: u32,
+    log: Option<SourceLog>,
 }
 
 impl DynSource for CountingSource {
@@ -211,9 +223,37 @@ impl DynSource for CountingSource {
             next_line: self.next,
         })
     }
+
+    fn snapshot_position(&mut self, checkpoint: CheckpointId) -> Option<SourcePosition> {
+        self.heard(SourceHeard::Snapshot(checkpoint.0));
+        self.position()
+    }
+
+    fn notify(&mut self, outcome: CheckpointOutcome) -> Result<(), OperatorError> {
+        self.heard(SourceHeard::Outcome(outcome));
+        Ok(())
+    }
+}
+
+impl CountingSource {
+    fn heard(&self, what: SourceHeard) {
+        if let Some(log) = &self.log {
+            log.lock().unwrap().push((self.subtask, what));
+        }
+    }
 }
 
 pub fn counting_source(id: &str, parallelism: Option<u32>, spec: Counting) -> Vertex {
+    counting_source_logged(id, parallelism, spec, None)
+}
+
+/// [`counting_source`] whose subtasks log their snapshots and checkpoint outcomes.
+pub fn counting_source_logged(
+    id: &str,
+    parallelism: Option<u32>,
+    spec: Counting,
+    log: Option<SourceLog>,
+) -> Vertex {
     Vertex {
         id: OperatorId(id.into()),
         inputs: vec![],
@@ -223,7 +263,7 @@ pub fn counting_source(id: &str, parallelism: Option<u32>, spec: Counting) -> Ve
         keyed: false,
         input_schema: None,
         output_schema: schema(),
-        factory: Factory::Source(Arc::new(move |_: &BuildContext, position| {
+        factory: Factory::Source(Arc::new(move |ctx: &BuildContext, position| {
             let next = match position {
                 Some(SourcePosition::Datagen { next_line }) => *next_line,
                 Some(other) => {
@@ -237,6 +277,8 @@ pub fn counting_source(id: &str, parallelism: Option<u32>, spec: Counting) -> Ve
                 spec: spec.clone(),
                 next,
                 emitted: 0,
+                subtask: ctx.subtask,
+                log: log.clone(),
             })))
         })),
     }

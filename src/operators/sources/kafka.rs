@@ -38,26 +38,24 @@
 //! partition is known for that partition, and records of one partition are emitted in order.
 //!
 //! Offsets committed to the group (`commit-offsets`, for monitoring only; never read back by
-//! a restore): the source has no notice of completed checkpoints in this build, so the
-//! offsets of a checkpoint are committed when the next checkpoint's barrier passes the
-//! source. With one checkpoint at a time (Flink's default) that one has completed or failed by
-//! then.
+//! a restore): the offsets of each snapshot are kept by checkpoint id, and committed
+//! (asynchronously) when the runtime says that checkpoint completed, as Flink's
+//! `KafkaSourceReader.notifyCheckpointComplete` does. An aborted checkpoint's offsets are
+//! dropped; a completion also drops the offsets of every earlier checkpoint.
 
 use super::duration_serde;
 use super::kafka_discovery::{discover, DiscoverArgs, Discovery, SourceContext, Topics};
 pub use super::kafka_discovery::{owner, reader, Share};
 use super::kafka_records::Rows;
-use crate::checkpoint::{KafkaOffset, SourcePosition};
-use crate::operators::{BuildContext, OperatorError, OperatorSpec, Problem, SourceEvent};
+use crate::checkpoint::{CheckpointId, KafkaOffset, SourcePosition};
+use crate::operators::{BuildContext, OperatorError, OperatorSpec, Problem, Source, SourceEvent};
 use crate::record::{Batch, DataType, Schema, BATCH_SIZE};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -381,16 +379,9 @@ pub struct KafkaSource {
     last_discovery: Option<Instant>,
     /// Round-robin over the partitions, so a busy one does not starve the others.
     cursor: usize,
-    /// Offsets of the last snapshot, to commit at the next one (see the module docs).
-    snapshots: Mutex<SnapshotOffsets>,
-}
-
-#[derive(Default)]
-struct SnapshotOffsets {
-    /// The latest snapshot's offsets.
-    latest: Option<Vec<KafkaOffset>>,
-    /// Offsets to commit now: the snapshot before the latest.
-    due: Option<Vec<KafkaOffset>>,
+    /// Offsets of snapshots whose checkpoint has not completed yet, oldest first, kept only
+    /// when `commit-offsets` is on (see the module docs).
+    pending_commits: VecDeque<(CheckpointId, Vec<KafkaOffset>)>,
 }
 
 impl KafkaSource {
@@ -471,7 +462,7 @@ impl KafkaSource {
             started: false,
             last_discovery: None,
             cursor: 0,
-            snapshots: Mutex::new(SnapshotOffsets::default()),
+            pending_commits: VecDeque::new(),
         })
     }
 
@@ -582,11 +573,11 @@ impl KafkaSource {
         Ok(())
     }
 
-    fn commit_due(&self) {
-        let due = self.snapshots.lock().ok().and_then(|mut s| s.due.take());
-        let Some(offsets) = due else { return };
+    /// Commits `offsets` to the group, asynchronously: monitoring only, so a failure is
+    /// logged, never fatal.
+    fn commit(&self, offsets: &[KafkaOffset]) {
         let mut tpl = TopicPartitionList::new();
-        for o in &offsets {
+        for o in offsets {
             let _ = tpl.add_partition_offset(&o.topic, o.partition, Offset::Offset(o.offset));
         }
         if tpl.count() > 0 {
@@ -665,7 +656,6 @@ impl KafkaSource {
             tokio::time::sleep(IDLE_WAIT).await;
             return Ok(SourceEvent::Idle);
         }
-        self.commit_due();
         if let Some(batch) = self.poll_batch()? {
             return Ok(SourceEvent::Batch(batch));
         }
@@ -709,23 +699,49 @@ impl KafkaSource {
     }
 }
 
-impl crate::runtime::source::DynSource for KafkaSource {
-    fn next(
-        &mut self,
-    ) -> Pin<Box<dyn Future<Output = Result<SourceEvent, OperatorError>> + Send + '_>> {
-        Box::pin(self.next_event())
+impl Source for KafkaSource {
+    async fn next(&mut self) -> Result<SourceEvent, OperatorError> {
+        self.next_event().await
     }
 
-    /// Per partition the next offset. Also moves the previous snapshot's offsets to "due",
-    /// committed to the group by the next `next` when `commit-offsets` is on.
+    /// Per partition the next offset.
     fn position(&self) -> Option<SourcePosition> {
+        Some(SourcePosition::Kafka(self.offsets()))
+    }
+
+    /// The position, kept for the group commit at `checkpoint`'s completion when
+    /// `commit-offsets` is on.
+    fn snapshot_position(&mut self, checkpoint: CheckpointId) -> Option<SourcePosition> {
         let offsets = self.offsets();
         if self.cfg.commits() {
-            if let Ok(mut s) = self.snapshots.lock() {
-                s.due = s.latest.replace(offsets.clone());
-            }
+            self.pending_commits
+                .push_back((checkpoint, offsets.clone()));
         }
         Some(SourcePosition::Kafka(offsets))
+    }
+
+    /// Commits the offsets of `checkpoint` (the newest snapshot at or before it) to the group.
+    fn notify_checkpoint_complete(
+        &mut self,
+        checkpoint: CheckpointId,
+    ) -> Result<(), OperatorError> {
+        let mut newest = None;
+        while self
+            .pending_commits
+            .front()
+            .is_some_and(|(id, _)| *id <= checkpoint)
+        {
+            newest = self.pending_commits.pop_front();
+        }
+        if let Some((_, offsets)) = newest {
+            self.commit(&offsets);
+        }
+        Ok(())
+    }
+
+    fn notify_checkpoint_aborted(&mut self, checkpoint: CheckpointId) -> Result<(), OperatorError> {
+        self.pending_commits.retain(|(id, _)| *id != checkpoint);
+        Ok(())
     }
 }
 

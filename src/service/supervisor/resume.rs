@@ -11,7 +11,7 @@
 use crate::checkpoint::restore::{pick_latest, Candidate};
 use crate::checkpoint::storage;
 use crate::config::Config;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The directory under the checkpoint directory that holds `floe serve`'s savepoints when
 /// `state.savepoints.dir` is not set.
@@ -31,6 +31,8 @@ pub fn savepoint_root(cfg: &Config) -> Option<PathBuf> {
 /// its retained checkpoints and of the savepoints in [`savepoint_root`]. Unreadable
 /// snapshots are skipped with a warning.
 pub fn resume_point(cfg: &Config, name: &str) -> Option<PathBuf> {
+    // The pipeline's storage settings (`s3.*`), before anything on S3 is listed.
+    storage::configure(&cfg.s3);
     let mut candidates = Vec::new();
     if let Some(ck) = cfg
         .state
@@ -43,7 +45,11 @@ pub fn resume_point(cfg: &Config, name: &str) -> Option<PathBuf> {
         }
     }
     if let Some(root) = savepoint_root(cfg) {
-        for dir in savepoint_dirs(&root) {
+        let dirs = storage::list_savepoints(&root).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "resume: the savepoint directory cannot be listed");
+            Vec::new()
+        });
+        for dir in dirs {
             let loaded = storage::load(&dir);
             push(&mut candidates, dir, loaded);
         }
@@ -69,21 +75,4 @@ fn push(
             "resume: skipping a snapshot that cannot be read"
         ),
     }
-}
-
-/// The `savepoint-*` directories directly under `root` that hold a `_metadata`.
-fn savepoint_dirs(root: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(root) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.starts_with("savepoint-"))
-                && e.path().join("_metadata").is_file()
-        })
-        .map(|e| e.path())
-        .collect()
 }
