@@ -34,42 +34,21 @@ fn pipeline(
     prefix: &str,
 ) -> std::path::PathBuf {
     let path = dir.join(format!("{topic}.yaml"));
-    std::fs::write(
-        &path,
-        format!(
-            "name: kafka-bench
-checkpointing:
-  interval: 1 s
-  checkpoint-dir: file://{ck}
-operators:
-  - id: source
-    type: kafka
-    bootstrap-servers: {b}
-    topics: [lines]
-    bounded: true
-  - id: split
-    type: flat_map
-    inputs: [source]
-    separator: ' '
-  - id: count
-    type: key_by
-    inputs: [split]
-    key: word
-    aggregate: count
-  - id: out
-    type: kafka
-    inputs: [count]
-    bootstrap-servers: {b}
-    topic: {topic}
-    key-field: word
-    delivery-guarantee: {guarantee}
-    transactional-id-prefix: {prefix}
-",
-            ck = dir.join("ck").display(),
-            b = t.bootstrap
-        ),
-    )
-    .expect("write pipeline");
+    let head = format!(
+        "checkpointing:\n  interval: 1 s\n  checkpoint-dir: file://{}\n",
+        dir.join("ck").display()
+    );
+    let yaml = kafka_support::WordCountYaml {
+        name: "kafka-bench",
+        head: &head,
+        bootstrap: &t.bootstrap,
+        input: "lines",
+        source_extra: "bounded: true",
+        output: topic,
+        sink_extra: &format!("delivery-guarantee: {guarantee}\ntransactional-id-prefix: {prefix}"),
+    }
+    .render();
+    std::fs::write(&path, yaml).expect("write pipeline");
     path
 }
 

@@ -34,37 +34,20 @@ fn corpus(lines: u64) -> DatagenConfig {
 
 fn write_pipeline(dir: &Path, t: &Tansu) -> std::path::PathBuf {
     let path = dir.join("wc.yaml");
-    let yaml = format!(
-        "name: kafka-crash-wordcount
-checkpointing:
-  interval: 150 ms
-  checkpoint-dir: file://{ck}
-operators:
-  - id: source
-    type: kafka
-    bootstrap-servers: {b}
-    topics: [lines]
-    bounded: true
-  - id: split
-    type: flat_map
-    inputs: [source]
-    separator: ' '
-  - id: count
-    type: key_by
-    inputs: [split]
-    key: word
-    aggregate: count
-  - id: out
-    type: kafka
-    inputs: [count]
-    bootstrap-servers: {b}
-    topic: counts
-    key-field: word
-    transactional-id-prefix: crash-wc
-",
-        ck = dir.join("ck").display(),
-        b = t.bootstrap,
+    let head = format!(
+        "checkpointing:\n  interval: 150 ms\n  checkpoint-dir: file://{}\n",
+        dir.join("ck").display()
     );
+    let yaml = kafka_support::WordCountYaml {
+        name: "kafka-crash-wordcount",
+        head: &head,
+        bootstrap: &t.bootstrap,
+        input: "lines",
+        source_extra: "bounded: true",
+        output: "counts",
+        sink_extra: "transactional-id-prefix: crash-wc",
+    }
+    .render();
     std::fs::write(&path, yaml).expect("write pipeline");
     path
 }

@@ -79,34 +79,16 @@ fn machine(dir: &Path, conf: &str, t: &Tansu, i: u32, bounded: bool) -> PathBuf 
     std::fs::create_dir_all(dir.join("conf")).unwrap();
     std::fs::write(dir.join("conf/flink-conf.yaml"), conf).unwrap();
     let pipeline = dir.join(format!("wordcount-{i}.yaml"));
-    let yaml = format!(
-        "name: scaleout-wordcount-{i}
-operators:
-  - id: source
-    type: kafka
-    bootstrap-servers: {b}
-    topics: [words]
-    instance: \"{i}/2\"
-    bounded: {bounded}
-  - id: split
-    type: flat_map
-    inputs: [source]
-    separator: ' '
-  - id: count
-    type: key_by
-    inputs: [split]
-    key: word
-    aggregate: count
-  - id: out
-    type: kafka
-    inputs: [count]
-    bootstrap-servers: {b}
-    topic: counts
-    key-field: word
-    transactional-id-prefix: scaleout-wc-{i}
-",
-        b = t.bootstrap
-    );
+    let yaml = kafka_support::WordCountYaml {
+        name: &format!("scaleout-wordcount-{i}"),
+        head: "",
+        bootstrap: &t.bootstrap,
+        input: "words",
+        source_extra: &format!("instance: \"{i}/2\"\nbounded: {bounded}"),
+        output: "counts",
+        sink_extra: &format!("transactional-id-prefix: scaleout-wc-{i}"),
+    }
+    .render();
     std::fs::write(&pipeline, yaml).unwrap();
     pipeline
 }

@@ -369,3 +369,60 @@ pub struct Got {
     pub key: Option<String>,
     pub value: String,
 }
+
+/// The Kafka-to-Kafka word count (`kafka` source → split on spaces → count by `word` →
+/// `kafka` sink keyed by `word`) as pipeline YAML. `head` goes after the name (a
+/// `checkpointing:` block, or nothing); `source_extra` and `sink_extra` are more settings of
+/// the source and the sink, one `key: value` per line, without indentation.
+pub struct WordCountYaml<'a> {
+    pub name: &'a str,
+    pub head: &'a str,
+    pub bootstrap: &'a str,
+    pub input: &'a str,
+    pub source_extra: &'a str,
+    pub output: &'a str,
+    pub sink_extra: &'a str,
+}
+
+impl WordCountYaml<'_> {
+    pub fn render(&self) -> String {
+        let indent = |extra: &str| -> String {
+            extra
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| format!("    {l}\n"))
+                .collect()
+        };
+        format!(
+            "name: {name}
+{head}operators:
+  - id: source
+    type: kafka
+    bootstrap-servers: {b}
+    topics: [{input}]
+{source_extra}  - id: split
+    type: flat_map
+    inputs: [source]
+    separator: ' '
+  - id: count
+    type: key_by
+    inputs: [split]
+    key: word
+    aggregate: count
+  - id: out
+    type: kafka
+    inputs: [count]
+    bootstrap-servers: {b}
+    topic: {output}
+    key-field: word
+{sink_extra}",
+            name = self.name,
+            head = self.head,
+            b = self.bootstrap,
+            input = self.input,
+            output = self.output,
+            source_extra = indent(self.source_extra),
+            sink_extra = indent(self.sink_extra),
+        )
+    }
+}
