@@ -34,10 +34,7 @@ fn pipeline(
     prefix: &str,
 ) -> std::path::PathBuf {
     let path = dir.join(format!("{topic}.yaml"));
-    let head = format!(
-        "checkpointing:\n  interval: 1 s\n  checkpoint-dir: file://{}\n",
-        dir.join("ck").display()
-    );
+    let head = kafka_support::checkpointing_head("1 s", &dir.join("ck"));
     let yaml = kafka_support::WordCountYaml {
         name: "kafka-bench",
         head: &head,

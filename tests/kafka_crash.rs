@@ -34,10 +34,7 @@ fn corpus(lines: u64) -> DatagenConfig {
 
 fn write_pipeline(dir: &Path, t: &Tansu) -> std::path::PathBuf {
     let path = dir.join("wc.yaml");
-    let head = format!(
-        "checkpointing:\n  interval: 150 ms\n  checkpoint-dir: file://{}\n",
-        dir.join("ck").display()
-    );
+    let head = kafka_support::checkpointing_head("150 ms", &dir.join("ck"));
     let yaml = kafka_support::WordCountYaml {
         name: "kafka-crash-wordcount",
         head: &head,

@@ -384,6 +384,14 @@ pub struct WordCountYaml<'a> {
     pub sink_extra: &'a str,
 }
 
+/// A `checkpointing:` block for [`WordCountYaml::head`]: every `interval`, to `dir`.
+pub fn checkpointing_head(interval: &str, dir: &std::path::Path) -> String {
+    format!(
+        "checkpointing:\n  interval: {interval}\n  checkpoint-dir: file://{}\n",
+        dir.display()
+    )
+}
+
 impl WordCountYaml<'_> {
     pub fn render(&self) -> String {
         let indent = |extra: &str| -> String {
