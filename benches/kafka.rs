@@ -56,7 +56,7 @@ fn main() {
         return;
     }
     let Some(t) = Tansu::start() else { return };
-    let lines = env_u64("FLOE_BENCH_LINES", 200_000);
+    let lines = env_u64("FLOE_BENCH_LINES", 600_000);
     let p = env_u64("FLOE_BENCH_P", 1);
     let runs = env_u64("FLOE_BENCH_RUNS", 2);
     let cfg = DatagenConfig {
@@ -84,7 +84,14 @@ fn main() {
             t.create_topic(&topic, 2);
             let path = pipeline(dir.path(), &t, &topic, mode, &format!("bench-{mode}-{run}"));
             let started = Instant::now();
-            let status = Command::new(env!("CARGO_BIN_EXE_floe"))
+            let mut floe = Command::new(env!("CARGO_BIN_EXE_floe"));
+            // The bench's own FLOE_BENCH_* variables are not configuration keys for floe.
+            for (k, _) in std::env::vars_os() {
+                if k.to_string_lossy().starts_with("FLOE_BENCH_") {
+                    floe.env_remove(k);
+                }
+            }
+            let status = floe
                 .env_remove("FLOE_CONF_DIR")
                 .env("RUST_LOG", "warn")
                 .env("FLOE_REST_PORT", "0")

@@ -106,9 +106,9 @@ fn transactions_become_visible_on_completion_and_a_restore_commits_or_aborts() {
     match &state2 {
         SinkState::Kafka(k) => {
             assert_eq!(k.pending.len(), 1);
-            // Slot 0 again: its transaction of checkpoint 1 is committed (a new producer, a new
-            // epoch).
-            assert_eq!(k.pending[0].transactional_id, "unit-0-0");
+            // Slot 1: the producer of the transaction after checkpoint 1's was made right after
+            // its pre-commit, while slot 0 was still pending. Slots alternate.
+            assert_eq!(k.pending[0].transactional_id, "unit-0-1");
             assert!(k.pending[0].producer_id >= 0);
         }
         other => panic!("expected the kafka sink's state, got {other:?}"),

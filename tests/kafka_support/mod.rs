@@ -14,7 +14,7 @@ pub mod committed;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -209,9 +209,23 @@ impl Tansu {
                 }
                 rec = rec.headers(h);
             }
-            p.send(rec).map_err(|(e, _)| e).expect("send");
+            // A full local queue (more records than librdkafka buffers): wait for room.
+            let mut rec = rec;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                match p.send(rec) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                        if Instant::now() < deadline =>
+                    {
+                        rec = back;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err((e, _)) => panic!("send: {e}"),
+                }
+            }
         }
-        p.flush(Duration::from_secs(10)).expect("flush");
+        p.flush(Duration::from_secs(60)).expect("flush");
     }
 
     /// Lines as records of one partition.

@@ -21,7 +21,9 @@
 //! Transactional ids are `<transactional-id-prefix>-<subtask>-<slot>`. Each transaction gets a
 //! new producer (so a new epoch): a slot is used again only after its transaction is
 //! committed, so an `EndTxn` of an old epoch at a restore is fenced instead of committing a
-//! newer transaction. Usually two slots alternate. The prefix must be unique among the jobs
+//! newer transaction. Usually two slots alternate. The next transaction's producer is made
+//! (created, `init_transactions`) on a thread of its own right after the pre-commit, and a
+//! committed one is closed on another, so the task never waits for either. The prefix must be unique among the jobs
 //! writing to one cluster. `transaction-timeout` must exceed the longest time between a
 //! checkpoint and its completion plus a restore, or the broker aborts a pre-committed
 //! transaction and its records are lost (Flink's caveat too).
@@ -208,6 +210,10 @@ struct Txns {
     current: Option<Txn>,
     /// Flushed at a barrier, waiting for their checkpoint, oldest first.
     pending: Vec<(KafkaPendingTxn, Txn)>,
+    /// The producer of the next transaction (its slot, and the thread making it): a new
+    /// producer and its `init_transactions` take 50 to 500 ms, so they are made while the
+    /// current transaction runs, not when its first record comes.
+    next: Option<(u32, std::thread::JoinHandle<Result<Client, OperatorError>>)>,
     /// Slots in use now are `current` and `pending`; `slots` is one past the highest used.
     slots: u32,
 }
@@ -221,59 +227,16 @@ enum Mode {
     Transactional(Txns),
 }
 
-/// One running Kafka sink subtask.
-pub struct KafkaSink {
+/// How this subtask makes its producers: cloned into the thread that prepares the next
+/// transaction's producer.
+#[derive(Clone)]
+struct Producers {
     operator_id: String,
     subtask: u32,
-    cfg: KafkaSinkConfig,
-    prefix: String,
-    key: Option<usize>,
-    /// JSON: `"name":` per field, escaped once.
-    json_keys: Vec<Vec<u8>>,
-    value: Vec<u8>,
-    key_buf: Vec<u8>,
-    mode: Mode,
-    end: EndOfInput,
+    cfg: Arc<KafkaSinkConfig>,
 }
 
-impl KafkaSink {
-    pub fn new(
-        c: &KafkaSinkConfig,
-        input: &Schema,
-        ctx: &BuildContext,
-    ) -> Result<Self, OperatorError> {
-        let key = match &c.key_field {
-            Some(k) => Some(input.index_of(k).ok_or_else(|| {
-                OperatorError::Config(format!("`key-field` {k}: not a field of the input {input}"))
-            })?),
-            None => None,
-        };
-        let json_keys = input
-            .fields
-            .iter()
-            .map(|f| {
-                let mut k = serde_json::to_vec(&f.name).unwrap_or_default();
-                k.push(b':');
-                k
-            })
-            .collect();
-        Ok(KafkaSink {
-            operator_id: ctx.operator_id.clone(),
-            subtask: ctx.subtask,
-            prefix: c
-                .transactional_id_prefix
-                .clone()
-                .unwrap_or_else(|| format!("floe-{}", ctx.operator_id)),
-            cfg: c.clone(),
-            key,
-            json_keys,
-            value: Vec::with_capacity(256),
-            key_buf: Vec::with_capacity(64),
-            mode: Mode::Unopened,
-            end: EndOfInput::Finished,
-        })
-    }
-
+impl Producers {
     fn err(&self, what: impl std::fmt::Display) -> OperatorError {
         OperatorError::Data(format!(
             "kafka sink \"{}\" subtask {} (topic {}): {what}",
@@ -324,10 +287,6 @@ impl KafkaSink {
         })
     }
 
-    fn txn_id(&self, subtask: u32, slot: u32) -> String {
-        format!("{}-{subtask}-{slot}", self.prefix)
-    }
-
     /// A producer for `id` with its transactions initialised: whatever was open under `id`
     /// is aborted now.
     fn init_txn_client(&self, id: &str) -> Result<Client, OperatorError> {
@@ -338,15 +297,139 @@ impl KafkaSink {
             .map_err(|e| self.err(format!("cannot initialise transactions of {id}: {e}")))?;
         Ok(client)
     }
+}
+
+/// One running Kafka sink subtask.
+pub struct KafkaSink {
+    operator_id: String,
+    subtask: u32,
+    cfg: KafkaSinkConfig,
+    prefix: String,
+    key: Option<usize>,
+    /// JSON: `"name":` per field, escaped once.
+    json_keys: Vec<Vec<u8>>,
+    value: Vec<u8>,
+    key_buf: Vec<u8>,
+    mode: Mode,
+    end: EndOfInput,
+    producers: Producers,
+}
+
+impl KafkaSink {
+    pub fn new(
+        c: &KafkaSinkConfig,
+        input: &Schema,
+        ctx: &BuildContext,
+    ) -> Result<Self, OperatorError> {
+        let key = match &c.key_field {
+            Some(k) => Some(input.index_of(k).ok_or_else(|| {
+                OperatorError::Config(format!("`key-field` {k}: not a field of the input {input}"))
+            })?),
+            None => None,
+        };
+        let json_keys = input
+            .fields
+            .iter()
+            .map(|f| {
+                let mut k = serde_json::to_vec(&f.name).unwrap_or_default();
+                k.push(b':');
+                k
+            })
+            .collect();
+        Ok(KafkaSink {
+            operator_id: ctx.operator_id.clone(),
+            subtask: ctx.subtask,
+            prefix: c
+                .transactional_id_prefix
+                .clone()
+                .unwrap_or_else(|| format!("floe-{}", ctx.operator_id)),
+            cfg: c.clone(),
+            key,
+            json_keys,
+            value: Vec::with_capacity(256),
+            key_buf: Vec::with_capacity(64),
+            mode: Mode::Unopened,
+            end: EndOfInput::Finished,
+            producers: Producers {
+                operator_id: ctx.operator_id.clone(),
+                subtask: ctx.subtask,
+                cfg: Arc::new(c.clone()),
+            },
+        })
+    }
+
+    fn err(&self, what: impl std::fmt::Display) -> OperatorError {
+        self.producers.err(what)
+    }
+
+    fn init_txn_client(&self, id: &str) -> Result<Client, OperatorError> {
+        self.producers.init_txn_client(id)
+    }
+
+    fn txn_id(&self, subtask: u32, slot: u32) -> String {
+        format!("{}-{subtask}-{slot}", self.prefix)
+    }
 
     /// Aborts what is open under the ids of `subtask`'s slots below `slots`.
-    fn abort_lingering(&self, subtask: u32, slots: u32) -> Result<(), OperatorError> {
-        for slot in 0..slots {
-            let id = self.txn_id(subtask, slot);
-            drop(self.init_txn_client(&id)?);
+    /// Returns the initialised producers, in slot order.
+    fn abort_lingering(&self, subtask: u32, slots: u32) -> Result<Vec<Client>, OperatorError> {
+        let ids: Vec<String> = (0..slots).map(|slot| self.txn_id(subtask, slot)).collect();
+        self.init_all(&ids)
+    }
+
+    /// Producers for `ids` with their transactions initialised (what was open under them
+    /// aborted), made at the same time: each takes a round trip or more to the coordinator.
+    fn init_all(&self, ids: &[String]) -> Result<Vec<Client>, OperatorError> {
+        let producers = &self.producers;
+        let clients = std::thread::scope(|scope| {
+            let making: Vec<_> = ids
+                .iter()
+                .map(|id| scope.spawn(move || producers.init_txn_client(id)))
+                .collect();
+            making
+                .into_iter()
+                .map(|m| {
+                    m.join()
+                        .unwrap_or_else(|_| Err(self.err("bug: making a producer panicked")))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        for id in ids {
             tracing::debug!(operator = %self.operator_id, transactional_id = %id, "kafka sink: aborted what was open");
         }
-        Ok(())
+        Ok(clients)
+    }
+
+    /// Starts making the producer of the next transaction, in the lowest slot that neither
+    /// the open transaction nor a pre-committed one holds, unless one is being made. Each
+    /// transaction still gets a producer of its own, so a new epoch: an `EndTxn` of an old
+    /// epoch at a restore is fenced instead of committing a newer transaction.
+    fn prepare_next(&mut self) {
+        let Mode::Transactional(t) = &mut self.mode else {
+            return;
+        };
+        if t.next.is_some() || !t.started {
+            return;
+        }
+        let slot = (0..)
+            .find(|s| {
+                !t.pending.iter().any(|(_, p)| p.slot == *s)
+                    && t.current.as_ref().is_none_or(|c| c.slot != *s)
+            })
+            .expect("a free slot");
+        t.slots = t.slots.max(slot + 1);
+        let producers = self.producers.clone();
+        let id = format!("{}-{}-{slot}", self.prefix, self.subtask);
+        let making = std::thread::Builder::new()
+            .name("kafka-producer".into())
+            .spawn(move || producers.init_txn_client(&id));
+        match making {
+            Ok(handle) => t.next = Some((slot, handle)),
+            // No thread: the next transaction makes its producer when it starts.
+            Err(e) => {
+                tracing::warn!(operator = %self.operator_id, error = %e, "kafka sink: cannot start a thread to make the next producer")
+            }
+        }
     }
 
     /// The open transaction, started in the lowest free slot if there is none.
@@ -354,8 +437,20 @@ impl KafkaSink {
         let Mode::Transactional(t) = &self.mode else {
             return Err(self.err("bug: no transactions outside exactly-once"));
         };
+        // A fresh start: slot 0's producer, which aborted what was open under it, begins
+        // the first transaction.
+        let mut first = None;
         if !t.started {
-            self.abort_lingering(self.subtask, FRESH_SLOTS)?;
+            let mut clients = self.abort_lingering(self.subtask, FRESH_SLOTS)?.into_iter();
+            if let Some(client) = clients.next() {
+                let id = self.txn_id(self.subtask, 0);
+                first = Some(Txn {
+                    slot: 0,
+                    id,
+                    client,
+                });
+            }
+            clients.for_each(retire_client);
             if let Mode::Transactional(t) = &mut self.mode {
                 t.started = true;
             }
@@ -364,18 +459,38 @@ impl KafkaSink {
             unreachable!("checked above")
         };
         if t.current.is_none() {
-            let slot = (0..)
-                .find(|s| !t.pending.iter().any(|(_, p)| p.slot == *s))
-                .expect("a free slot");
-            let id = self.txn_id(self.subtask, slot);
-            let client = self.init_txn_client(&id)?;
-            client
+            let prepared = match &mut self.mode {
+                Mode::Transactional(t) => t.next.take(),
+                _ => None,
+            };
+            let txn = match (first, prepared) {
+                (Some(txn), _) => txn,
+                (None, Some((slot, making))) => {
+                    let client = making
+                        .join()
+                        .map_err(|_| self.err("bug: making a producer panicked"))??;
+                    let id = self.txn_id(self.subtask, slot);
+                    Txn { slot, id, client }
+                }
+                (None, None) => {
+                    let Mode::Transactional(t) = &self.mode else {
+                        unreachable!("checked above")
+                    };
+                    let slot = (0..)
+                        .find(|s| !t.pending.iter().any(|(_, p)| p.slot == *s))
+                        .expect("a free slot");
+                    let id = self.txn_id(self.subtask, slot);
+                    let client = self.init_txn_client(&id)?;
+                    Txn { slot, id, client }
+                }
+            };
+            txn.client
                 .producer
                 .begin_transaction()
-                .map_err(|e| self.err(format!("cannot begin a transaction of {id}: {e}")))?;
+                .map_err(|e| self.err(format!("cannot begin a transaction of {}: {e}", txn.id)))?;
             if let Mode::Transactional(t) = &mut self.mode {
-                t.slots = t.slots.max(slot + 1);
-                t.current = Some(Txn { slot, id, client });
+                t.slots = t.slots.max(txn.slot + 1);
+                t.current = Some(txn);
             }
         }
         match &self.mode {
@@ -449,11 +564,23 @@ impl KafkaSink {
         }
     }
 
+    /// Waits until every record handed to `client` is acknowledged. rdkafka's `flush` polls
+    /// the producer's queue in steps of 100 ms, and with a threaded producer (whose own
+    /// thread serves that queue) each step lasts the whole 100 ms: so ask librdkafka whether
+    /// it is done (`rd_kafka_flush` with no wait) every millisecond instead.
     fn flush(&self, client: &Client) -> Result<(), OperatorError> {
-        client
-            .producer
-            .flush(TIMEOUT)
-            .map_err(|e| self.err(format!("flush failed: {e}")))?;
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            match client.producer.flush(Duration::ZERO) {
+                Ok(()) => break,
+                Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut))
+                    if Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => return Err(self.err(format!("flush failed: {e}"))),
+            }
+        }
         self.check_failure(client)
     }
 
@@ -528,7 +655,7 @@ impl Operator for KafkaSink {
             SinkGuarantee::ExactlyOnce => Mode::Transactional(Txns::default()),
             g => Mode::Plain {
                 flush_at_barrier: g == SinkGuarantee::AtLeastOnce,
-                client: self.client(None)?,
+                client: self.producers.client(None)?,
             },
         };
         Ok(())
@@ -600,6 +727,7 @@ impl Operator for KafkaSink {
             if let Mode::Transactional(t) = &mut self.mode {
                 t.pending.push((pending, txn));
             }
+            self.prepare_next();
         }
         let Mode::Transactional(t) = &self.mode else {
             unreachable!("matched above")
@@ -627,10 +755,13 @@ impl Operator for KafkaSink {
             .into_iter()
             .partition(|(p, _)| p.checkpoint_id <= checkpoint.0);
         t.pending = keep;
-        for (p, txn) in &due {
-            self.commit(txn)?;
+        for (p, txn) in due {
+            self.commit(&txn)?;
             tracing::debug!(operator = %self.operator_id, subtask = self.subtask, checkpoint_id = p.checkpoint_id, transactional_id = %txn.id, "kafka sink committed");
+            // Closing a producer takes up to 100 ms: not on the task.
+            retire(txn);
         }
+        self.prepare_next();
         Ok(())
     }
 
@@ -677,21 +808,24 @@ impl Operator for KafkaSink {
                 slots = slots.max(k.slots);
             }
             // The old subtask's ids, under the prefix it used.
-            for slot in 0..k.slots {
-                let id = format!("{}-{}-{slot}", k.prefix, k.subtask);
-                drop(self.init_txn_client(&id)?);
-            }
+            let ids: Vec<String> = (0..k.slots)
+                .map(|slot| format!("{}-{}-{slot}", k.prefix, k.subtask))
+                .collect();
+            self.init_all(&ids)?.into_iter().for_each(retire_client);
         }
         if !states
             .iter()
             .any(|s| matches!(s, SinkState::Kafka(k) if k.subtask == self.subtask))
         {
-            self.abort_lingering(self.subtask, FRESH_SLOTS)?;
+            let clients = self.abort_lingering(self.subtask, FRESH_SLOTS)?;
+            clients.into_iter().for_each(retire_client);
         }
         if let Mode::Transactional(t) = &mut self.mode {
             t.started = true;
             t.slots = slots;
         }
+        // The first transaction's producer, made while the job starts.
+        self.prepare_next();
         Ok(())
     }
 
@@ -731,6 +865,21 @@ impl Operator for KafkaSink {
                 Ok(())
             }
         }
+    }
+}
+
+/// Drops a committed transaction's producer on a thread of its own (librdkafka's destroy
+/// waits for its threads); if no thread can be started, here.
+fn retire(txn: Txn) {
+    retire_client(txn.client);
+}
+
+fn retire_client(client: Client) {
+    let spawned = std::thread::Builder::new()
+        .name("kafka-producer".into())
+        .spawn(move || drop(client));
+    if let Err(e) = spawned {
+        tracing::debug!(error = %e, "kafka sink: closed a producer on the task");
     }
 }
 

@@ -44,7 +44,9 @@
 //! dropped; a completion also drops the offsets of every earlier checkpoint.
 
 use super::duration_serde;
-use super::kafka_discovery::{discover, DiscoverArgs, Discovery, SourceContext, Topics};
+use super::kafka_discovery::{
+    discover, is_partition_eof, DiscoverArgs, Discovery, SourceContext, Topics,
+};
 pub use super::kafka_discovery::{owner, reader, Share};
 use super::kafka_records::Rows;
 use crate::checkpoint::{CheckpointId, KafkaOffset, SourcePosition};
@@ -648,7 +650,7 @@ impl KafkaSource {
         self.drive_discovery().await?;
         // Serves librdkafka's callbacks and errors; records all go to partition queues.
         if let Some(Err(e)) = self.consumer.poll(Duration::ZERO) {
-            if !matches!(e, KafkaError::PartitionEOF(_)) {
+            if !is_partition_eof(&e) {
                 tracing::warn!(operator = %self.operator_id, error = %e, "kafka source: client error");
             }
         }

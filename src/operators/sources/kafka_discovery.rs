@@ -4,7 +4,7 @@
 
 use super::kafka::StartingOffsets;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -273,9 +273,18 @@ pub(super) fn discover(a: DiscoverArgs) -> Result<Discovery, String> {
 /// `enable.partition.eof` reports there too, and which is no error here).
 pub(super) struct SourceContext;
 
+/// The end of a partition, which librdkafka reports per partition and, with
+/// `enable.partition.eof`, also as a client-wide error: no error here.
+pub(super) fn is_partition_eof(error: &KafkaError) -> bool {
+    matches!(
+        error,
+        KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+    )
+}
+
 impl ClientContext for SourceContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        if !is_partition_eof(&error) {
             tracing::warn!(error = %error, reason, "kafka source: client error");
         }
     }
@@ -286,6 +295,17 @@ impl ConsumerContext for SourceContext {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_end_of_a_partition_is_no_error_however_librdkafka_reports_it() {
+        assert!(is_partition_eof(&KafkaError::PartitionEOF(3)));
+        assert!(is_partition_eof(&KafkaError::Global(
+            RDKafkaErrorCode::PartitionEOF
+        )));
+        assert!(!is_partition_eof(&KafkaError::Global(
+            RDKafkaErrorCode::BrokerTransportFailure
+        )));
+    }
 
     #[test]
     fn partitions_spread_evenly_and_stay_put_when_partitions_are_added() {
