@@ -367,7 +367,7 @@ impl KafkaSink {
     }
 
     fn txn_id(&self, subtask: u32, slot: u32) -> String {
-        format!("{}-{subtask}-{slot}", self.prefix)
+        transactional_id(&self.prefix, subtask, slot)
     }
 
     /// Aborts what is open under the ids of `subtask`'s slots below `slots`.
@@ -419,7 +419,7 @@ impl KafkaSink {
             .expect("a free slot");
         t.slots = t.slots.max(slot + 1);
         let producers = self.producers.clone();
-        let id = format!("{}-{}-{slot}", self.prefix, self.subtask);
+        let id = transactional_id(&self.prefix, self.subtask, slot);
         let making = std::thread::Builder::new()
             .name("kafka-producer".into())
             .spawn(move || producers.init_txn_client(&id));
@@ -809,7 +809,7 @@ impl Operator for KafkaSink {
             }
             // The old subtask's ids, under the prefix it used.
             let ids: Vec<String> = (0..k.slots)
-                .map(|slot| format!("{}-{}-{slot}", k.prefix, k.subtask))
+                .map(|slot| transactional_id(&k.prefix, k.subtask, slot))
                 .collect();
             self.init_all(&ids)?.into_iter().for_each(retire_client);
         }
@@ -866,6 +866,11 @@ impl Operator for KafkaSink {
             }
         }
     }
+}
+
+/// `<transactional-id-prefix>-<subtask>-<slot>`.
+fn transactional_id(prefix: &str, subtask: u32, slot: u32) -> String {
+    format!("{prefix}-{subtask}-{slot}")
 }
 
 /// Drops a committed transaction's producer on a thread of its own (librdkafka's destroy
