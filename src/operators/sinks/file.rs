@@ -547,13 +547,7 @@ impl Operator for FileSink {
     }
 
     fn restore_state(&mut self, state: RestoredState) -> Result<(), OperatorError> {
-        let RestoredState::Sink(states) = state else {
-            return Err(OperatorError::Config(format!(
-                "file sink \"{}\": the checkpoint holds keyed state under this operator id; \
-                 give the sink another `id` or start without restoring its state",
-                self.operator_id
-            )));
-        };
+        let states = super::restored_sink_states("file", &self.operator_id, state)?;
         let mut next_part = 0;
         // Another sink's state under this id (the `type:` changed) is refused by its own
         // operator; the file sink only reads its own.

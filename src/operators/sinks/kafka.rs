@@ -772,13 +772,7 @@ impl Operator for KafkaSink {
     }
 
     fn restore_state(&mut self, state: RestoredState) -> Result<(), OperatorError> {
-        let RestoredState::Sink(states) = state else {
-            return Err(OperatorError::Config(format!(
-                "kafka sink \"{}\": the checkpoint holds keyed state under this operator id; \
-                 give the sink another `id` or start without restoring its state",
-                self.operator_id
-            )));
-        };
+        let states = super::restored_sink_states("kafka", &self.operator_id, state)?;
         let Mode::Transactional(_) = self.mode else {
             // At-least-once keeps no state; a checkpoint of an exactly-once run restored
             // without transactions still gets its pending transactions committed below.

@@ -6,7 +6,8 @@ pub mod kafka;
 pub mod kafka_txn;
 pub mod print;
 
-use crate::operators::Problem;
+use crate::checkpoint::SinkState;
+use crate::operators::{OperatorError, Problem, RestoredState};
 use crate::record::{Batch, Schema, Value};
 use std::io::Write;
 
@@ -18,6 +19,22 @@ pub(crate) fn sink_schema(input: Option<&Schema>) -> Result<Schema, Vec<Problem>
             "inputs",
             "a sink needs `inputs`: the ids of the operators it reads from",
         )]),
+    }
+}
+
+/// The sink states a transactional sink (`kind`: "file", "kafka") restores; keyed state under
+/// its operator id (the `type:` changed since the checkpoint) is an error.
+pub(crate) fn restored_sink_states(
+    kind: &str,
+    operator_id: &str,
+    state: RestoredState,
+) -> Result<Vec<SinkState>, OperatorError> {
+    match state {
+        RestoredState::Sink(states) => Ok(states),
+        _ => Err(OperatorError::Config(format!(
+            "{kind} sink \"{operator_id}\": the checkpoint holds keyed state under this operator \
+             id; give the sink another `id` or start without restoring its state"
+        ))),
     }
 }
 
@@ -49,4 +66,27 @@ pub(crate) fn write_record(out: &mut Vec<u8>, batch: &Batch, row: usize) {
         write_value(out, column.value(row));
     }
     out.push(b')');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::keyed::KeyedStore;
+    use crate::state::keygroup::KeyGroupRange;
+
+    #[test]
+    fn a_sink_restores_sink_states_and_refuses_keyed_state_naming_itself() {
+        assert!(
+            restored_sink_states("file", "out", RestoredState::Sink(Vec::new()))
+                .unwrap()
+                .is_empty()
+        );
+        let keyed = KeyedStore::new(KeyGroupRange::for_subtask(0, 1, 128), 128);
+        let e = restored_sink_states("kafka", "out", RestoredState::Keyed(keyed)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "kafka sink \"out\": the checkpoint holds keyed state under this operator id; give \
+             the sink another `id` or start without restoring its state"
+        );
+    }
 }
