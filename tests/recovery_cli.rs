@@ -118,10 +118,13 @@ fn latest_is_the_newest_checkpoint_of_this_pipeline() {
     // beta ran later: its checkpoints are newer, and must not be picked for alpha.
     run_until(dir.path(), &b, 2, &[]);
     let newest_a = completed(&job_a).pop().unwrap();
+    let job_dirs = || std::fs::read_dir(dir.path().join("ck")).unwrap().count();
+    let before = job_dirs();
     let out = run(
         dir.path(),
         &[a.to_str().unwrap(), "-s", "latest", "--dry-run"],
     );
+    assert_eq!(job_dirs(), before, "a dry run creates no job directory");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

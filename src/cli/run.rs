@@ -91,6 +91,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> u8 {
         dynamic,
         restore: args.from_savepoint.clone(),
         allow_non_restored: args.allow_non_restored_state,
+        dry_run: args.dry_run,
     };
     let loaded = match launch::load_config(&spec) {
         Ok(l) => l,

@@ -41,6 +41,9 @@ pub struct LaunchSpec {
     /// `-n`, or-ed with `execution.state-recovery.ignore-unclaimed-state` and the pipeline's
     /// `allow-non-restored-state`.
     pub allow_non_restored: bool,
+    /// `--dry-run`: the job is prepared to show its restore and never started, so nothing is
+    /// created on disk (no checkpoint store).
+    pub dry_run: bool,
 }
 
 /// Why a job could not be prepared.
@@ -173,7 +176,8 @@ pub fn prepare_with(spec: LaunchSpec, loaded: config::Loaded) -> Result<Prepared
         restore_from = Some((path.clone(), mapping));
     }
     // A store also without an interval when a checkpoint directory is set: savepoints need it.
-    let store = if cfg.checkpointing.interval.is_some() || cfg.state.checkpoints_dir.is_some() {
+    let wants_store = cfg.checkpointing.interval.is_some() || cfg.state.checkpoints_dir.is_some();
+    let store = if wants_store && !spec.dry_run {
         Some(Arc::new(
             FsCheckpointStore::new(
                 &cfg.state,

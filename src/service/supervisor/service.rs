@@ -717,6 +717,7 @@ impl Supervisor {
             dynamic,
             restore: r.savepoint_path,
             allow_non_restored: r.allow_non_restored_state,
+            dry_run: false,
         };
         let job = launch::prepare(spec).map_err(|e| SubmitError::Invalid(e.to_string()))?;
         job.check_restore_files()
@@ -778,6 +779,7 @@ fn spec_for(opts: &ServeOptions, p: Pipeline, restore: Option<String>) -> Launch
         dynamic: Vec::new(),
         restore,
         allow_non_restored: false,
+        dry_run: false,
     }
 }
 
