@@ -142,7 +142,16 @@ static BUCKETS: Mutex<Option<HashMap<String, Arc<Bucket>>>> = Mutex::new(None);
 /// Sets how buckets are reached (Flink's `s3.*` keys) for the rest of the process. Called once
 /// the configuration is loaded; buckets opened before are opened again with it.
 pub fn configure(cfg: &S3Config) {
-    *CONFIG.write().unwrap_or_else(|p| p.into_inner()) = Some(cfg.clone());
+    {
+        let mut config = CONFIG.write().unwrap_or_else(|p| p.into_inner());
+        // The same settings again (every job of `floe serve` configures): keep the open
+        // buckets.
+        if config.as_ref() == Some(cfg) {
+            return;
+        }
+        *config = Some(cfg.clone());
+    }
+    // Not while holding CONFIG: `bucket` takes BUCKETS, then CONFIG.
     *BUCKETS.lock().unwrap_or_else(|p| p.into_inner()) = None;
 }
 
@@ -444,12 +453,26 @@ impl ObjectPath {
     }
 
     /// Whether any object is under this prefix.
+    /// Reads the listing only until the first entry that is not the prefix itself (a whole
+    /// `list` would page through every object under it).
     pub fn has_children(&self) -> Result<bool, CheckpointError> {
         let (op, key) = (self.op(), self.dir_key());
-        let entries = block_on(async move { op.list_with(&key).limit(1).await })?
-            .map_err(|e| self.err("cannot list", e))?;
-        let own = self.dir_key();
-        Ok(entries.iter().any(|e| e.path() != own))
+        let found = block_on(async move {
+            use futures_core::Stream;
+            let mut lister = op.lister_with(&key).limit(2).await?;
+            loop {
+                let next =
+                    std::future::poll_fn(|cx| std::pin::Pin::new(&mut lister).poll_next(cx)).await;
+                match next {
+                    None => return Ok(false),
+                    Some(Err(e)) => return Err(e),
+                    Some(Ok(entry)) if entry.path() != key => return Ok(true),
+                    Some(Ok(_)) => {}
+                }
+            }
+        })?
+        .map_err(|e| self.err("cannot list", e))?;
+        Ok(found)
     }
 }
 
