@@ -41,14 +41,30 @@ fn batch(lines: &[String]) -> Batch {
 }
 
 fn sink(t: &Tansu, topic: &str, prefix: &str) -> KafkaSink {
+    sink_with(t, topic, prefix, DeliveryGuarantee::ExactlyOnce)
+}
+
+fn sink_with(t: &Tansu, topic: &str, prefix: &str, guarantee: DeliveryGuarantee) -> KafkaSink {
     let c: KafkaSinkConfig = serde_yaml::from_str(&format!(
         "bootstrap-servers: {}\ntopic: {topic}\ntransactional-id-prefix: {prefix}",
         t.bootstrap
     ))
     .unwrap();
     let mut s = KafkaSink::new(&c, &schema(), &ctx()).unwrap();
-    s.open(DeliveryGuarantee::ExactlyOnce).unwrap();
+    s.open(guarantee).unwrap();
     s
+}
+
+/// Waits until the log of `topic` holds `n` data records (committed, aborted or open).
+fn wait_logged(t: &Tansu, topic: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while t.log_counts(topic).1 < n {
+        assert!(
+            Instant::now() < deadline,
+            "{n} records never reached {topic}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn lines(prefix: &str, n: usize) -> Vec<String> {
@@ -143,6 +159,40 @@ fn transactions_become_visible_on_completion_and_a_restore_commits_or_aborts() {
         .restore_state(RestoredState::Sink(vec![state2]))
         .unwrap();
     assert_eq!(values(&t, "eo", true), expected);
+}
+
+/// An exactly-once checkpoint restored by an at-least-once sink (the delivery guarantee
+/// changed): its transaction is committed and the one left open after it is aborted, so that
+/// read_committed readers (which stop at the first open transaction) see what comes next.
+#[test]
+fn an_at_least_once_restore_commits_the_checkpoint_and_aborts_what_followed() {
+    let Some(t) = Tansu::start() else { return };
+    t.create_topic("mixed", 1);
+    let mut out = Vec::new();
+    let mut s = sink(&t, "mixed", "mixed");
+    s.process(batch(&lines("a", 10)), &mut out).unwrap();
+    let state1 = sink_state(s.snapshot_state_at(CheckpointId(1)).unwrap());
+    s.process(batch(&lines("c", 10)), &mut out).unwrap();
+    wait_logged(&t, "mixed", 20);
+    drop(s);
+
+    let mut r = sink_with(&t, "mixed", "mixed", DeliveryGuarantee::AtLeastOnce);
+    r.restore_state(RestoredState::Sink(vec![state1])).unwrap();
+    r.process(batch(&lines("d", 5)), &mut out).unwrap();
+    r.end_of_input(floe::operators::EndOfInput::Finished);
+    r.finish(&mut out).unwrap();
+    let expected = sorted([lines("a", 10), lines("d", 5)].concat());
+    assert_eq!(values(&t, "mixed", true), expected);
+    // A real read_committed consumer: with c still open it would stop before d.
+    let seen: Vec<String> = t
+        .read_all("mixed", true)
+        .into_iter()
+        .map(|g| g.value)
+        .collect();
+    assert!(
+        lines("d", 5).iter().all(|d| seen.contains(d)),
+        "d is visible to read_committed: {seen:?}"
+    );
 }
 
 /// Runs `floe run <pipeline>` in `dir` to its end, with `args`; panics with its log on failure.

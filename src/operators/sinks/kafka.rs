@@ -714,7 +714,8 @@ impl Operator for KafkaSink {
             unreachable!("matched above")
         };
         if let Some(txn) = t.current.take() {
-            // Put back while flushing, so an error leaves it where the drop aborts it.
+            // On an error the transaction is dropped with its producer, which leaves it open
+            // at the broker; a restore aborts it.
             let result = self.flush(&txn.client).and_then(|()| self.ids(&txn)).map(
                 |(producer_id, producer_epoch)| KafkaPendingTxn {
                     checkpoint_id: checkpoint.0,
@@ -773,21 +774,17 @@ impl Operator for KafkaSink {
 
     fn restore_state(&mut self, state: RestoredState) -> Result<(), OperatorError> {
         let states = super::restored_sink_states("kafka", &self.operator_id, state)?;
-        let Mode::Transactional(_) = self.mode else {
-            // At-least-once keeps no state; a checkpoint of an exactly-once run restored
-            // without transactions still gets its pending transactions committed below.
-            for s in &states {
-                if let SinkState::Kafka(k) = s {
-                    for p in &k.pending {
-                        self.commit_restored(p)?;
-                    }
-                }
-            }
-            return Ok(());
-        };
+        let transactional = matches!(self.mode, Mode::Transactional(_));
+        // This subtask's own old state, under the prefix it uses now.
+        let mut own = false;
         let mut slots = FRESH_SLOTS;
+        let mut old_ids = Vec::new();
         for s in &states {
             let SinkState::Kafka(k) = s else {
+                if !transactional {
+                    // At-least-once keeps no state of its own.
+                    continue;
+                }
                 return Err(OperatorError::Config(format!(
                     "kafka sink \"{}\": the checkpoint holds another sink's state under this \
                      operator id; give the sink another `id` or start without restoring its state",
@@ -799,20 +796,21 @@ impl Operator for KafkaSink {
                 self.commit_restored(p)?;
             }
             if k.subtask == self.subtask && k.prefix == self.prefix {
+                own = true;
                 slots = slots.max(k.slots);
             }
             // The old subtask's ids, under the prefix it used.
-            let ids: Vec<String> = (0..k.slots)
-                .map(|slot| transactional_id(&k.prefix, k.subtask, slot))
-                .collect();
-            self.init_all(&ids)?.into_iter().for_each(retire_client);
+            old_ids.extend((0..k.slots).map(|slot| transactional_id(&k.prefix, k.subtask, slot)));
         }
-        if !states
-            .iter()
-            .any(|s| matches!(s, SinkState::Kafka(k) if k.subtask == self.subtask))
-        {
-            let clients = self.abort_lingering(self.subtask, FRESH_SLOTS)?;
-            clients.into_iter().for_each(retire_client);
+        if transactional && !own {
+            old_ids.extend((0..FRESH_SLOTS).map(|slot| self.txn_id(self.subtask, slot)));
+        }
+        // Initialising every old id aborts what was still open under it (written after the
+        // checkpoint), also when this run writes without transactions: an open transaction
+        // holds back read_committed readers until it times out.
+        self.init_all(&old_ids)?.into_iter().for_each(retire_client);
+        if !transactional {
+            return Ok(());
         }
         if let Mode::Transactional(t) = &mut self.mode {
             t.started = true;
