@@ -397,3 +397,30 @@ async fn wait_committed(t: &Tansu, src: &mut TaskSource, want: i64) {
         let _ = read_for(src, Duration::from_millis(50)).await;
     }
 }
+
+/// A restored partition that the source cannot read now (its topic is gone) keeps its offset
+/// in every later position, so that a later restore still resumes it there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_partition_not_read_now_keeps_its_offset() {
+    let Some(t) = Tansu::start() else { return };
+    t.create_topic("here", 1);
+    t.produce_lines("here", 0, &lines("h", 5));
+    let c = config(&t, "topics: [here, gone]\ndiscovery-interval: 0");
+    let offset = |topic: &str, partition: i32, offset: i64| floe::checkpoint::KafkaOffset {
+        topic: topic.into(),
+        partition,
+        offset,
+    };
+    let at = SourcePosition::Kafka(vec![offset("gone", 0, 7), offset("here", 0, 2)]);
+    let mut src = build(&c, 0, 1, Some(&at));
+    let (rows, _) = read(&mut src, 3).await;
+    assert_eq!(rows, lines("h", 5)[2..].to_vec());
+    let Some(SourcePosition::Kafka(now)) = src.position() else {
+        panic!("expected a kafka position");
+    };
+    assert!(now.contains(&offset("here", 0, 5)), "{now:?}");
+    assert!(
+        now.iter().any(|o| o.topic == "gone" && o.offset == 7),
+        "the unread partition keeps its restored offset: {now:?}"
+    );
+}

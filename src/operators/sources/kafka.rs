@@ -679,22 +679,25 @@ impl KafkaSource {
                 offset: p.next,
             })
             .collect();
-        // Restored offsets of partitions not found yet (the first discovery is still running)
-        // must survive a checkpoint taken meanwhile.
-        if !self.started {
-            if let Some(r) = &self.restored {
-                out.extend(
-                    r.iter()
-                        .filter(|((t, p), _)| {
-                            reader(t, *p, self.share, self.parallelism) == Some(self.subtask)
-                        })
-                        .map(|((t, p), o)| KafkaOffset {
-                            topic: t.clone(),
-                            partition: *p,
-                            offset: *o,
-                        }),
-                );
-            }
+        // Restored offsets of this subtask's partitions not read yet (the first discovery is
+        // still running, or it skipped a partition whose metadata had an error) must survive
+        // a checkpoint taken meanwhile: a later restore would start them at the earliest.
+        if let Some(r) = &self.restored {
+            out.extend(
+                r.iter()
+                    .filter(|((t, p), _)| {
+                        reader(t, *p, self.share, self.parallelism) == Some(self.subtask)
+                            && !self
+                                .parts
+                                .iter()
+                                .any(|part| part.topic == *t && part.partition == *p)
+                    })
+                    .map(|((t, p), o)| KafkaOffset {
+                        topic: t.clone(),
+                        partition: *p,
+                        offset: *o,
+                    }),
+            );
         }
         out.sort();
         out
