@@ -10,13 +10,15 @@
 //! updates written, over the process's wall time from start to exit), the records a
 //! read_committed reader sees (must equal the words), and exactly-once / at-least-once.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "../tests/kafka_support/mod.rs"]
 mod kafka_support;
 
 use floe::operators::sources::datagen::{line_text, DatagenConfig};
 use kafka_support::Tansu;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Instant;
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -84,17 +86,7 @@ fn main() {
             t.create_topic(&topic, 2);
             let path = pipeline(dir.path(), &t, &topic, mode, &format!("bench-{mode}-{run}"));
             let started = Instant::now();
-            let mut floe = Command::new(env!("CARGO_BIN_EXE_floe"));
-            // The bench's own FLOE_BENCH_* variables are not configuration keys for floe.
-            for (k, _) in std::env::vars_os() {
-                if k.to_string_lossy().starts_with("FLOE_BENCH_") {
-                    floe.env_remove(k);
-                }
-            }
-            let status = floe
-                .env_remove("FLOE_CONF_DIR")
-                .env("RUST_LOG", "warn")
-                .env("FLOE_REST_PORT", "0")
+            let status = common::floe()
                 .current_dir(dir.path())
                 .arg("run")
                 .arg(&path)

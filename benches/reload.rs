@@ -11,6 +11,8 @@
 //! the watcher's debounce, validation, the stop-with-savepoint of the old version (1M keys
 //! written), the new job's restore (1M keys read) and its first records.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -105,8 +107,7 @@ fn running(addr: &str) -> Option<(String, u64)> {
 )]
 fn start(dir: &Path) -> (Child, String) {
     let log = std::fs::File::create(dir.join("serve.log")).expect("log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_floe"))
-        .env_remove("FLOE_CONF_DIR")
+    let mut child = common::floe()
         .env("RUST_LOG", "info")
         .args(["serve", "--conf-dir"])
         .arg(dir.join("conf"))

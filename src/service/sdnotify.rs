@@ -4,10 +4,12 @@
 //! when systemd asks for it (`WATCHDOG_USEC`).
 //!
 //! Without `NOTIFY_SOCKET` every call is a no-op, so `floe serve` outside systemd behaves the
-//! same. A message that cannot be sent is logged once per kind and otherwise ignored: the
+//! same. A message that cannot be sent is ignored, the first such failure logged as a warning
+//! and later ones at debug level (the watchdog would repeat it every few seconds): the
 //! service must not stop because its supervisor's socket went away.
 
 use sd_notify::NotifyState;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Sends notify messages; cheap to copy.
@@ -36,10 +38,6 @@ impl Notifier {
         send(&[NotifyState::Stopping, NotifyState::Status(status)]);
     }
 
-    pub fn status(&self, status: &str) {
-        send(&[NotifyState::Status(status)]);
-    }
-
     /// Spawns the watchdog keep-alive when systemd set `WATCHDOG_USEC` for this process: a
     /// `WATCHDOG=1` every half of the interval. The task lives as long as the runtime.
     pub fn spawn_watchdog(&self) -> Option<tokio::task::JoinHandle<()>> {
@@ -65,7 +63,12 @@ fn send(states: &[NotifyState<'_>]) {
     if std::env::var_os("NOTIFY_SOCKET").is_none_or(|v| v.is_empty()) {
         return;
     }
+    static WARNED: AtomicBool = AtomicBool::new(false);
     if let Err(e) = sd_notify::notify(states) {
-        tracing::warn!(error = %e, "cannot send a notification to systemd (NOTIFY_SOCKET): {e}");
+        if WARNED.swap(true, Ordering::Relaxed) {
+            tracing::debug!(error = %e, "cannot send a notification to systemd (NOTIFY_SOCKET): {e}");
+        } else {
+            tracing::warn!(error = %e, "cannot send a notification to systemd (NOTIFY_SOCKET): {e}");
+        }
     }
 }

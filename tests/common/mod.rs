@@ -30,9 +30,15 @@ pub fn expected_counts(
     counts
 }
 
-/// The floe binary, with no conf dir of the developer's leaking in and quiet logs.
+/// The floe binary, with no conf dir of the developer's leaking in and quiet logs. The
+/// benches' own FLOE_BENCH_* variables are not configuration keys: floe would warn of them.
 pub fn floe() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_floe"));
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("FLOE_BENCH_") {
+            c.env_remove(k);
+        }
+    }
     // Port 0: tests run side by side, each floe on a free port of its own.
     c.env_remove("FLOE_CONF_DIR")
         .env("RUST_LOG", "warn")

@@ -7,7 +7,7 @@ use floe::cli::client::{Client, Endpoint};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -378,9 +378,4 @@ pub fn wait_committed(layout: &Layout, n: usize) {
     wait_for(&format!("{n} committed output lines"), || {
         layout.committed().len() >= n
     });
-}
-
-/// The path relative to nothing: a helper for messages.
-pub fn show(p: &Path) -> String {
-    p.display().to_string()
 }

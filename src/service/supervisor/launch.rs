@@ -77,11 +77,6 @@ impl LaunchError {
             _ => crate::cli::EXIT_CONFIG,
         }
     }
-
-    /// A configuration or pipeline problem (as opposed to a snapshot that does not fit).
-    pub fn is_config(&self) -> bool {
-        self.exit_code() == crate::cli::EXIT_CONFIG
-    }
 }
 
 /// A job checked and ready to start.

@@ -66,16 +66,6 @@ pub struct SupervisorHandle {
     tx: mpsc::UnboundedSender<Request>,
 }
 
-impl SupervisorHandle {
-    /// Asks for a rescan now (the watcher's or SIGHUP's; nobody waits for the report).
-    pub fn rescan(&self, explicit: bool) {
-        let _ = self.tx.send(Request::Rescan {
-            explicit,
-            reply: None,
-        });
-    }
-}
-
 impl ServiceControl for SupervisorHandle {
     fn reload(&self) -> BoxFuture<Result<Value, String>> {
         let (reply, rx) = oneshot::channel();
