@@ -100,21 +100,18 @@ impl TaskContext {
         Ok(())
     }
 
-    /// Hands every checkpoint outcome that has arrived to the source (of a source task) and
-    /// the chain, in order.
+    /// Hands every checkpoint outcome that has arrived to the source task's source and chain,
+    /// in order.
     fn deliver_outcomes(
         &mut self,
-        mut source: Option<&mut SourceSlot>,
+        slot: &mut SourceSlot,
         chain: &mut Chain,
     ) -> Result<(), TaskError> {
         let Some(rx) = &mut self.outcomes else {
             return Ok(());
         };
         while let Ok(outcome) = rx.try_recv() {
-            if let Some(slot) = source.as_deref_mut() {
-                notify_source(slot, outcome, self.subtask, self.parallelism)?;
-            }
-            chain.notify(outcome)?;
+            deliver(slot, chain, outcome, self.subtask, self.parallelism)?;
         }
         Ok(())
     }
@@ -132,8 +129,7 @@ impl TaskContext {
             return Ok(false);
         };
         while let Some(outcome) = rx.recv().await {
-            notify_source(slot, outcome, self.subtask, self.parallelism)?;
-            chain.notify(outcome)?;
+            deliver(slot, chain, outcome, self.subtask, self.parallelism)?;
             match outcome {
                 CheckpointOutcome::Completed(c) if c == id => return Ok(true),
                 CheckpointOutcome::Aborted(c) if c == id => return Ok(false),
@@ -209,7 +205,7 @@ pub async fn run_source_task(
             }
             // The savepoint failed: the job goes on.
         }
-        ctx.deliver_outcomes(Some(&mut slot), &mut chain)?;
+        ctx.deliver_outcomes(&mut slot, &mut chain)?;
         if ctx.stop.load(Ordering::Relaxed) {
             break;
         }
@@ -277,16 +273,19 @@ fn source_error(
     }
 }
 
-/// Hands a checkpoint's outcome to the source; its error fails the task, naming the source.
-fn notify_source(
+/// Hands a checkpoint's outcome to a source task's source, then its chain; the source's
+/// error fails the task, naming the source.
+fn deliver(
     slot: &mut SourceSlot,
+    chain: &mut Chain,
     outcome: CheckpointOutcome,
     subtask: u32,
     parallelism: u32,
 ) -> Result<(), TaskError> {
     slot.source
         .notify(outcome)
-        .map_err(|error| source_error(&slot.id, subtask, parallelism, error))
+        .map_err(|error| source_error(&slot.id, subtask, parallelism, error))?;
+    chain.notify(outcome)
 }
 
 pub async fn run_operator_task(
