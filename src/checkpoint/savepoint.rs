@@ -125,9 +125,11 @@ pub fn complete(
     metadata.kind = SnapshotKind::Savepoint;
     let bytes = metadata::encode(&metadata);
     storage::write_metadata(dir, &bytes)?;
+    // Each state file's size is in `_metadata` (its writer recorded it): no request per file.
     let files: u64 = metadata
-        .exclusive_files()
-        .filter_map(|name| storage::file_size(&dir.join(name)).ok().flatten())
+        .blobs()
+        .filter(|(_, _, b)| matches!(b.location, BlobLocation::Exclusive(_)))
+        .map(|(_, _, b)| b.size)
         .sum();
     Ok(CompletedCheckpoint {
         checkpoint_id: CheckpointId(metadata.checkpoint_id),
