@@ -52,15 +52,32 @@ impl Provider for Layer {
 
 /// Loads the configuration with the process environment.
 pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
-    // vars_os: a non-UTF-8 variable must not panic; only FLOE_* ones matter, read lossily.
-    let env: Vec<(String, String)> = std::env::vars_os()
+    load_with_env(opts, &process_env())
+}
+
+/// The conf file [`load`] reads for `conf_dir` (`--conf-dir`; else `FLOE_CONF_DIR`, else
+/// `./conf`), without reading it; `None` when there is none or the directory is unusable.
+pub fn conf_file(conf_dir: Option<&Path>) -> Option<PathBuf> {
+    let opts = LoadOptions {
+        conf_dir: conf_dir.map(Path::to_path_buf),
+        pipeline_settings: Vec::new(),
+        dynamic: Vec::new(),
+    };
+    find_conf_file(&opts, &process_env(), &mut Vec::new())
+        .ok()
+        .flatten()
+}
+
+/// The process's FLOE_* variables. vars_os: a non-UTF-8 variable must not panic; only
+/// FLOE_* ones matter, read lossily.
+fn process_env() -> Vec<(String, String)> {
+    std::env::vars_os()
         .filter_map(|(k, v)| {
             let k = k.into_string().ok()?;
             k.starts_with(keys::ENV_PREFIX)
                 .then(|| (k, v.to_string_lossy().into_owned()))
         })
-        .collect();
-    load_with_env(opts, &env)
+        .collect()
 }
 
 /// Loads the configuration with the given environment instead of the process's (for tests and

@@ -421,17 +421,7 @@ impl Supervisor {
     /// `Some((file, hash))` when the configuration file's content differs from the last one
     /// applied.
     fn conf_changed(&self) -> Option<(Option<PathBuf>, Option<u64>)> {
-        let file = config::load(&LoadOptions {
-            conf_dir: self.opts.conf_dir.clone(),
-            pipeline_settings: Vec::new(),
-            dynamic: Vec::new(),
-        })
-        .ok()
-        .and_then(|l| l.conf_file)
-        .or_else(|| {
-            let dir = self.opts.conf_dir.clone().unwrap_or_else(|| "conf".into());
-            Some(dir.join("flink-conf.yaml"))
-        });
+        let file = config::conf_file(self.opts.conf_dir.as_deref());
         let hash = conf_hash(file.as_deref());
         (hash != self.conf_hash).then_some((file, hash))
     }
