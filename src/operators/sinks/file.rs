@@ -40,7 +40,7 @@ use crate::operators::{
     BuildContext, DeliveryGuarantee, EndOfInput, Operator, OperatorError, OperatorSpec, Problem,
     RestoredState,
 };
-use crate::record::{Batch, Schema, Value};
+use crate::record::{Batch, Schema};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -180,14 +180,7 @@ impl FileSink {
                 e,
             )
         })?;
-        let keys = input
-            .names()
-            .map(|name| {
-                let mut key = serde_json::to_vec(name).expect("a string always serializes");
-                key.push(b':');
-                key
-            })
-            .collect();
+        let keys = super::json_keys(input);
         Ok(FileSink {
             plain_path: dir.join(part_name(ctx.subtask, 0, PartKind::Committed)),
             dir,
@@ -221,24 +214,6 @@ impl FileSink {
         })?;
         self.mode = Mode::Plain(BufWriter::with_capacity(BUFFER, file));
         Ok(())
-    }
-
-    fn write_json(&mut self, batch: &Batch, row: usize) {
-        self.buf.push(b'{');
-        for (i, (key, column)) in self.keys.iter().zip(&batch.columns).enumerate() {
-            if i > 0 {
-                self.buf.push(b',');
-            }
-            self.buf.extend_from_slice(key);
-            // Serializing into a Vec cannot fail; NaN and infinities become null.
-            let _ = match column.value(row) {
-                Value::Str(s) => serde_json::to_writer(&mut self.buf, &String::from_utf8_lossy(s)),
-                Value::Int(v) => serde_json::to_writer(&mut self.buf, &v),
-                Value::Float(v) => serde_json::to_writer(&mut self.buf, &v),
-                Value::Bool(v) => serde_json::to_writer(&mut self.buf, &v),
-            };
-        }
-        self.buf.push(b'}');
     }
 
     /// A fresh transactional start (nothing restored): part numbers continue after every
@@ -435,7 +410,7 @@ impl Operator for FileSink {
         for row in 0..batch.len() {
             match self.format {
                 FileFormat::Lines => write_record(&mut self.buf, &batch, row),
-                FileFormat::Json => self.write_json(&batch, row),
+                FileFormat::Json => super::write_json(&mut self.buf, &self.keys, &batch, row),
             }
             self.buf.push(b'\n');
         }

@@ -32,7 +32,7 @@
 //! reports them.
 
 use super::kafka_txn::{end_txn, EndTxnOutcome};
-use super::{sink_schema, write_record, write_value};
+use super::{sink_schema, write_json, write_record, write_value};
 use crate::checkpoint::{
     CheckpointId, KafkaPendingTxn, KafkaSinkState, OperatorSnapshot, SinkSnapshot, SinkState,
 };
@@ -42,7 +42,7 @@ use crate::operators::{
     unknown_field, BuildContext, DeliveryGuarantee, EndOfInput, Operator, OperatorError,
     OperatorSpec, Problem, RestoredState,
 };
-use crate::record::{Batch, Schema, Value};
+use crate::record::{Batch, Schema};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
@@ -327,15 +327,7 @@ impl KafkaSink {
             })?),
             None => None,
         };
-        let json_keys = input
-            .fields
-            .iter()
-            .map(|f| {
-                let mut k = serde_json::to_vec(&f.name).unwrap_or_default();
-                k.push(b':');
-                k
-            })
-            .collect();
+        let json_keys = super::json_keys(input);
         Ok(KafkaSink {
             operator_id: ctx.operator_id.clone(),
             subtask: ctx.subtask,
@@ -505,25 +497,7 @@ impl KafkaSink {
         self.value.clear();
         match self.cfg.format {
             KafkaSinkFormat::Raw => write_record(&mut self.value, batch, row),
-            KafkaSinkFormat::Json => {
-                self.value.push(b'{');
-                for (i, (key, column)) in self.json_keys.iter().zip(&batch.columns).enumerate() {
-                    if i > 0 {
-                        self.value.push(b',');
-                    }
-                    self.value.extend_from_slice(key);
-                    // Serializing into a Vec cannot fail; NaN and infinities become null.
-                    let _ = match column.value(row) {
-                        Value::Str(s) => {
-                            serde_json::to_writer(&mut self.value, &String::from_utf8_lossy(s))
-                        }
-                        Value::Int(v) => serde_json::to_writer(&mut self.value, &v),
-                        Value::Float(v) => serde_json::to_writer(&mut self.value, &v),
-                        Value::Bool(v) => serde_json::to_writer(&mut self.value, &v),
-                    };
-                }
-                self.value.push(b'}');
-            }
+            KafkaSinkFormat::Json => write_json(&mut self.value, &self.json_keys, batch, row),
         }
         self.key_buf.clear();
         if let Some(k) = self.key {

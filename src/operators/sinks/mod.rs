@@ -38,6 +38,40 @@ pub(crate) fn restored_sink_states(
     }
 }
 
+/// Per input field, its name as a JSON object key with the colon (`"word":`), escaped once
+/// for [`write_json`].
+pub(crate) fn json_keys(input: &Schema) -> Vec<Vec<u8>> {
+    input
+        .names()
+        .map(|name| {
+            let mut key = serde_json::to_vec(name).expect("a string always serializes");
+            key.push(b':');
+            key
+        })
+        .collect()
+}
+
+/// Record `row` as one JSON object (`{"word":"a","count":2}`), with the keys of
+/// [`json_keys`]. Text is written lossily as UTF-8; NaN and infinities become null.
+#[inline]
+pub(crate) fn write_json(out: &mut Vec<u8>, keys: &[Vec<u8>], batch: &Batch, row: usize) {
+    out.push(b'{');
+    for (i, (key, column)) in keys.iter().zip(&batch.columns).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(key);
+        // Serializing into a Vec cannot fail.
+        let _ = match column.value(row) {
+            Value::Str(s) => serde_json::to_writer(&mut *out, &String::from_utf8_lossy(s)),
+            Value::Int(v) => serde_json::to_writer(&mut *out, &v),
+            Value::Float(v) => serde_json::to_writer(&mut *out, &v),
+            Value::Bool(v) => serde_json::to_writer(&mut *out, &v),
+        };
+    }
+    out.push(b'}');
+}
+
 /// One value as Java's `toString` writes it (text as its raw bytes).
 #[inline]
 pub(crate) fn write_value(out: &mut Vec<u8>, value: Value<'_>) {
