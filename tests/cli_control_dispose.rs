@@ -17,7 +17,7 @@ const JOB: &str = "8f797489a0bbec8f9bbc61e6b7e3f916";
 fn write_snapshot(dir: &Path, kind: SnapshotKind) -> Vec<String> {
     std::fs::create_dir_all(dir).unwrap();
     let files: Vec<String> = (0..2)
-        .map(|i| write_state_file(dir, format!("state {i}").as_bytes()).unwrap())
+        .map(|i| write_state_file(dir, format!("state {i}").into_bytes()).unwrap())
         .collect();
     let subtasks = files
         .iter()

@@ -419,7 +419,7 @@ fn metadata_on_s3_is_written_once_and_never_replaced() {
         Some(&b"first"[..])
     );
     // Deleting goes _metadata first, then the rest of the prefix.
-    storage::write_state_file(&dir, b"state").unwrap();
+    storage::write_state_file(&dir, b"state".to_vec()).unwrap();
     storage::delete_snapshot_dir(&dir).unwrap();
     assert!(!obj(dir.to_str().unwrap()).has_children().unwrap());
 }

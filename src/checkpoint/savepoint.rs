@@ -101,7 +101,7 @@ impl SavepointWriter {
                     match placement(size, self.inline_threshold, self.always_inline, false) {
                         Placement::Inline => BlobLocation::Inline(blob.bytes),
                         Placement::Exclusive | Placement::Shared => {
-                            BlobLocation::Exclusive(storage::write_state_file(dir, &blob.bytes)?)
+                            BlobLocation::Exclusive(storage::write_state_file(dir, blob.bytes)?)
                         }
                     };
                 meta.key_groups = Some((ks.range.start, ks.range.end));

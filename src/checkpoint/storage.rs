@@ -295,10 +295,10 @@ pub fn sync_dir(dir: &Path) -> Result<(), CheckpointError> {
 /// Writes `bytes` to a new uuid-named file in `dir`, fsyncs the file and the directory, and
 /// returns the name. The name is fresh, so a reader can never see a half-written file under
 /// a name some `_metadata` references: that `_metadata` is written only after this returns.
-pub fn write_state_file(dir: &Path, bytes: &[u8]) -> Result<String, CheckpointError> {
+pub fn write_state_file(dir: &Path, bytes: Vec<u8>) -> Result<String, CheckpointError> {
     let name = uuid::Uuid::new_v4().to_string();
     if let Target::Object(obj) = target(dir)? {
-        obj.child(&name).put(bytes.to_vec())?;
+        obj.child(&name).put(bytes)?;
         return Ok(name);
     }
     let file = dir.join(&name);
@@ -308,7 +308,7 @@ pub fn write_state_file(dir: &Path, bytes: &[u8]) -> Result<String, CheckpointEr
         .create_new(true)
         .open(&file)
         .map_err(io_err(ctx()))?;
-    f.write_all(bytes).map_err(io_err(ctx()))?;
+    f.write_all(&bytes).map_err(io_err(ctx()))?;
     f.sync_all().map_err(io_err(ctx()))?;
     sync_dir(dir)?;
     Ok(name)

@@ -300,12 +300,12 @@ impl FsCheckpointStore {
             Placement::Exclusive => {
                 let dir = self.checkpoint_dir(checkpoint);
                 create_dir(&dir)?;
-                let name = write_state_file(&dir, &blob.bytes)?;
+                let name = write_state_file(&dir, blob.bytes)?;
                 self.lock().pending.entry(checkpoint).or_default().bytes += size;
                 BlobLocation::Exclusive(name)
             }
             Placement::Shared => {
-                let name = write_state_file(&self.shared_dir, &blob.bytes)?;
+                let name = write_state_file(&self.shared_dir, blob.bytes)?;
                 let mut inner = self.lock();
                 let p = inner.pending.entry(checkpoint).or_default();
                 p.bytes += size;
