@@ -66,14 +66,8 @@ fn with_state_on_s3_the_final_savepoint_is_found_there_on_the_next_start() {
     };
     s3.configure_library();
     let root = s3.prefix("serve");
-    let env = [
-        ("FLOE_STATE_CHECKPOINTS_DIR", root.as_str()),
-        ("FLOE_S3_ENDPOINT", s3.endpoint.as_str()),
-        ("FLOE_S3_PATH_STYLE_ACCESS", "true"),
-        ("AWS_ACCESS_KEY_ID", s3_support::ACCESS_KEY),
-        ("AWS_SECRET_ACCESS_KEY", s3_support::SECRET_KEY),
-        ("AWS_REGION", "us-east-1"),
-    ];
+    let mut env = vec![("FLOE_STATE_CHECKPOINTS_DIR", root.as_str())];
+    env.extend(s3.vars());
     let l = Layout::new("");
     let managed = PathBuf::from(format!("{root}/floe-savepoints"));
     sigterm_then_resume(&l, &env, || {

@@ -162,16 +162,7 @@ impl Tansu {
         let c = self.consumer(false);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let count = c
-                .fetch_metadata(Some(topic), Duration::from_secs(5))
-                .ok()
-                .and_then(|m| {
-                    m.topics()
-                        .iter()
-                        .find(|t| t.name() == topic)
-                        .map(|t| t.partitions().len() as i32)
-                })
-                .unwrap_or(0);
+            let count = partition_count(&c, topic, Duration::from_secs(5)).unwrap_or(0);
             if count >= n {
                 return;
             }
@@ -256,14 +247,7 @@ impl Tansu {
     /// when reached), as an independent reader sees it.
     pub fn read_all(&self, topic: &str, read_committed: bool) -> Vec<Got> {
         let c = self.consumer(read_committed);
-        let partitions = c
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .expect("metadata")
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic)
-            .map(|t| t.partitions().len() as i32)
-            .unwrap_or(0);
+        let partitions = partition_count(&c, topic, Duration::from_secs(10)).expect("metadata");
         let mut tpl = TopicPartitionList::new();
         for p in 0..partitions {
             tpl.add_partition_offset(topic, p, Offset::Beginning)
@@ -297,13 +281,7 @@ impl Tansu {
 
     /// The number of partitions of `topic`.
     pub fn partitions(&self, topic: &str) -> i32 {
-        self.consumer(false)
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .expect("metadata")
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic)
-            .map_or(0, |t| t.partitions().len() as i32)
+        partition_count(&self.consumer(false), topic, Duration::from_secs(10)).expect("metadata")
     }
 
     /// What a Kafka broker's `read_committed` reader would see of `topic`, decided from the
@@ -382,6 +360,15 @@ pub struct Got {
     pub offset: i64,
     pub key: Option<String>,
     pub value: String,
+}
+
+/// The number of partitions of `topic` in the broker's metadata (0 when it has no such topic).
+fn partition_count(c: &BaseConsumer, topic: &str, timeout: Duration) -> Result<i32, KafkaError> {
+    Ok(c.fetch_metadata(Some(topic), timeout)?
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(0, |t| t.partitions().len() as i32))
 }
 
 /// The Kafka-to-Kafka word count (`kafka` source → split on spaces → count by `word` →

@@ -39,11 +39,18 @@ impl S3Server {
     /// Points a `floe` command at this server: the `s3.*` keys through `FLOE_*` variables and
     /// the credentials through the AWS environment, as a user would.
     pub fn env(&self, cmd: &mut Command) {
-        cmd.env("FLOE_S3_ENDPOINT", &self.endpoint)
-            .env("FLOE_S3_PATH_STYLE_ACCESS", "true")
-            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-            .env("AWS_REGION", "us-east-1");
+        cmd.envs(self.vars());
+    }
+
+    /// The variables [`S3Server::env`] sets.
+    pub fn vars(&self) -> [(&str, &str); 5] {
+        [
+            ("FLOE_S3_ENDPOINT", self.endpoint.as_str()),
+            ("FLOE_S3_PATH_STYLE_ACCESS", "true"),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ("AWS_REGION", "us-east-1"),
+        ]
     }
 
     /// The same for the floe library in this process.
