@@ -381,6 +381,8 @@ pub struct KafkaSource {
     last_discovery: Option<Instant>,
     /// Round-robin over the partitions, so a busy one does not starve the others.
     cursor: usize,
+    /// The column types of the records (the schema of `format`), for each batch.
+    types: Vec<DataType>,
     /// Offsets of snapshots whose checkpoint has not completed yet, oldest first, kept only
     /// when `commit-offsets` is on (see the module docs).
     pending_commits: VecDeque<(CheckpointId, Vec<KafkaOffset>)>,
@@ -464,6 +466,7 @@ impl KafkaSource {
             started: false,
             last_discovery: None,
             cursor: 0,
+            types: c.schema().fields.iter().map(|f| f.ty).collect(),
             pending_commits: VecDeque::new(),
         })
     }
@@ -591,7 +594,7 @@ impl KafkaSource {
 
     /// Polls the partitions round-robin into one batch.
     fn poll_batch(&mut self) -> Result<Option<Batch>, OperatorError> {
-        let mut rows = Rows::new(&self.cfg);
+        let mut rows = Rows::new(&self.types);
         let n = self.parts.len();
         let mut idle_rounds = 0;
         while rows.len < BATCH_SIZE && idle_rounds < n {

@@ -42,9 +42,10 @@ pub(super) struct Rows {
 }
 
 impl Rows {
-    pub(super) fn new(cfg: &KafkaSourceConfig) -> Rows {
+    /// Empty columns of `types` (the source's schema, computed once per subtask).
+    pub(super) fn new(types: &[DataType]) -> Rows {
         Rows {
-            cols: cfg.schema().fields.iter().map(|f| Col::new(f.ty)).collect(),
+            cols: types.iter().map(|&ty| Col::new(ty)).collect(),
             len: 0,
         }
     }
