@@ -3,6 +3,8 @@
 pub mod blackhole;
 pub mod file;
 pub mod kafka;
+pub mod kafka_resume;
+mod kafka_scram;
 pub mod kafka_txn;
 pub mod print;
 
