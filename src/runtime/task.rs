@@ -19,6 +19,12 @@
 //! task between two `next` calls), so `notify_checkpoint_complete` never runs concurrently
 //! with `process`, and outcomes arrive in the order the driver decided them.
 //!
+//! Blocking work: an operator never blocks the async worker it runs on; what blocks (a
+//! sink's flush, commit or broker calls) it starts on a thread of its own and leaves pending
+//! (`Operator::take_pending`). The task awaits it (`Chain::settle`) after every call into the
+//! chain, before a snapshot goes to the driver, and before the first record (the work of a
+//! restore), so the order of calls an operator sees is unchanged.
+//!
 //! Cancellation is not handled here: the job wraps each loop in a select on its cancel token,
 //! which drops the loop (and its operators) at its next await.
 
@@ -74,7 +80,9 @@ impl TaskContext {
 
     /// Takes the synchronous part of the snapshot for `barrier` and hands it to the checkpoint
     /// driver: the source's position first (for a source task), then each chained operator.
-    fn checkpoint(
+    /// Blocking work a snapshot started (a sink's pre-commit flush) is awaited before the
+    /// snapshot goes to the driver: the checkpoint holds nothing that is not done.
+    async fn checkpoint(
         &self,
         barrier: Barrier,
         source: Option<&mut SourceSlot>,
@@ -90,6 +98,7 @@ impl TaskContext {
             states.push(position.map(OperatorSnapshot::Source));
         }
         chain.snapshot(barrier.checkpoint_id, &mut states)?;
+        chain.settle().await?;
         // The driver outlives the tasks; if it is gone the job is ending anyway.
         let _ = tx.send(CheckpointMessage::Snapshot {
             checkpoint_id: barrier.checkpoint_id,
@@ -102,7 +111,7 @@ impl TaskContext {
 
     /// Hands every checkpoint outcome that has arrived to the source task's source and chain,
     /// in order.
-    fn deliver_outcomes(
+    async fn deliver_outcomes(
         &mut self,
         slot: &mut SourceSlot,
         chain: &mut Chain,
@@ -111,7 +120,7 @@ impl TaskContext {
             return Ok(());
         };
         while let Ok(outcome) = rx.try_recv() {
-            deliver(slot, chain, outcome, self.subtask, self.parallelism)?;
+            deliver(slot, chain, outcome, self.subtask, self.parallelism).await?;
         }
         Ok(())
     }
@@ -129,7 +138,7 @@ impl TaskContext {
             return Ok(false);
         };
         while let Some(outcome) = rx.recv().await {
-            deliver(slot, chain, outcome, self.subtask, self.parallelism)?;
+            deliver(slot, chain, outcome, self.subtask, self.parallelism).await?;
             match outcome {
                 CheckpointOutcome::Completed(c) if c == id => return Ok(true),
                 CheckpointOutcome::Aborted(c) if c == id => return Ok(false),
@@ -186,6 +195,8 @@ pub async fn run_source_task(
     mut ctx: TaskContext,
 ) -> Result<(), TaskError> {
     let mut out = Vec::new();
+    // What `open` and `restore_state` started (a sink's commits of a restored checkpoint).
+    chain.settle().await?;
     let metrics = slot.metrics.clone();
     let metrics = &metrics.subtasks[ctx.subtask as usize];
     let mut yielder = Yielder::new();
@@ -205,7 +216,7 @@ pub async fn run_source_task(
             }
             // The savepoint failed: the job goes on.
         }
-        ctx.deliver_outcomes(&mut slot, &mut chain)?;
+        ctx.deliver_outcomes(&mut slot, &mut chain).await?;
         if ctx.stop.load(Ordering::Relaxed) {
             break;
         }
@@ -219,6 +230,7 @@ pub async fn run_source_task(
             Ok(SourceEvent::Batch(batch)) => {
                 metrics.add(0, batch.len());
                 chain.process(batch, &mut out)?;
+                chain.settle().await?;
                 outputs.emit(&mut out).await?;
             }
             // Let other tasks on this worker run; the source itself waits up to ~100 ms.
@@ -232,6 +244,7 @@ pub async fn run_source_task(
     inject_barriers(&mut slot, &mut chain, &mut outputs, &ctx).await?;
     ctx.end_of_input(&mut chain)?;
     chain.finish(&mut out)?;
+    chain.settle().await?;
     outputs.emit(&mut out).await?;
     outputs.broadcast(|| Message::End).await?;
     ctx.finished();
@@ -250,7 +263,7 @@ async fn inject_barriers(
     ctx: &TaskContext,
 ) -> Result<Option<(CheckpointId, bool)>, TaskError> {
     while let Ok(Injection { barrier, stop }) = slot.triggers.try_recv() {
-        ctx.checkpoint(barrier, Some(&mut *slot), chain)?;
+        ctx.checkpoint(barrier, Some(&mut *slot), chain).await?;
         outputs.broadcast(move || Message::Barrier(barrier)).await?;
         if let Some(drain) = stop {
             return Ok(Some((barrier.checkpoint_id, drain)));
@@ -275,7 +288,7 @@ fn source_error(
 
 /// Hands a checkpoint's outcome to a source task's source, then its chain; the source's
 /// error fails the task, naming the source.
-fn deliver(
+async fn deliver(
     slot: &mut SourceSlot,
     chain: &mut Chain,
     outcome: CheckpointOutcome,
@@ -285,7 +298,8 @@ fn deliver(
     slot.source
         .notify(outcome)
         .map_err(|error| source_error(&slot.id, subtask, parallelism, error))?;
-    chain.notify(outcome)
+    chain.notify(outcome)?;
+    chain.settle().await
 }
 
 pub async fn run_operator_task(
@@ -296,6 +310,8 @@ pub async fn run_operator_task(
     mut ctx: TaskContext,
 ) -> Result<(), TaskError> {
     let mut out = Vec::new();
+    // What `open` and `restore_state` started (a sink's commits of a restored checkpoint).
+    chain.settle().await?;
     let mut yielder = Yielder::new();
     loop {
         let event = match &mut ctx.outcomes {
@@ -305,6 +321,7 @@ pub async fn run_operator_task(
                 biased;
                 Some(outcome) = outcomes.recv() => {
                     chain.notify(outcome)?;
+                    chain.settle().await?;
                     continue;
                 }
                 event = gate.next() => event,
@@ -314,6 +331,7 @@ pub async fn run_operator_task(
         let decision = match event {
             GateEvent::Message(_, Message::Data(batch)) => {
                 chain.process(batch, &mut out)?;
+                chain.settle().await?;
                 outputs.emit(&mut out).await?;
                 // Inputs that always have data never make `gate.next()` wait: yield now and
                 // then so tasks this one woke get to run (see `Yielder`).
@@ -337,6 +355,7 @@ pub async fn run_operator_task(
     }
     ctx.end_of_input(&mut chain)?;
     chain.finish(&mut out)?;
+    chain.settle().await?;
     outputs.emit(&mut out).await?;
     outputs.broadcast(|| Message::End).await?;
     ctx.finished();
@@ -372,7 +391,7 @@ async fn apply(
     if let Some(barrier) = decision.snapshot {
         // Aligned: every record before the barrier on every input is in the state, none
         // after it (EXACTLY_ONCE held those back). Snapshot, then forward.
-        ctx.checkpoint(barrier, None, chain)?;
+        ctx.checkpoint(barrier, None, chain).await?;
         outputs.broadcast(move || Message::Barrier(barrier)).await?;
     }
     Ok(())
