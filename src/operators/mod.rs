@@ -117,6 +117,13 @@ pub trait OperatorSpec {
     fn key_field(&self) -> Option<&str> {
         None
     }
+
+    /// Problems with running under `job`, the guarantee the job's checkpointing gives (a
+    /// sink that cannot write exactly-once with its settings): checked when a job is
+    /// prepared, once the configuration is known.
+    fn check_guarantee(&self, _job: DeliveryGuarantee) -> Vec<Problem> {
+        Vec::new()
+    }
 }
 
 impl OperatorConfig {
@@ -331,12 +338,8 @@ impl PendingWork {
     }
 }
 
-type WorkSlot<F> = std::sync::Mutex<
-    Option<(
-        F,
-        tokio::sync::oneshot::Sender<Result<(), OperatorError>>,
-    )>,
->;
+type WorkSlot<F> =
+    std::sync::Mutex<Option<(F, tokio::sync::oneshot::Sender<Result<(), OperatorError>>)>>;
 
 fn run_work<F: FnOnce() -> Result<(), OperatorError>>(slot: &WorkSlot<F>) {
     let taken = slot.lock().ok().and_then(|mut s| s.take());

@@ -28,8 +28,8 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, EndTxnRequest, EndTxnResponse,
     FindCoordinatorRequest, FindCoordinatorResponse, ProducerId, RequestHeader, ResponseHeader,
-    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
-    SaslHandshakeResponse, TransactionalId,
+    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+    TransactionalId,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use std::collections::BTreeMap;
@@ -260,7 +260,10 @@ impl Conn {
     }
 
     fn open(server: &str, security: &Security, deadline: Instant) -> Result<Conn, Try> {
-        let with_port = if server.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']')) {
+        let with_port = if server
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| !p.contains(']'))
+        {
             server.to_string()
         } else {
             format!("{server}:9092")
@@ -291,8 +294,7 @@ impl Conn {
 
     /// `ApiVersions`, then SASL when asked for.
     fn handshake(&mut self, security: &Security, deadline: Instant) -> Result<(), Try> {
-        let resp: ApiVersionsResponse =
-            self.call(ApiVersionsRequest::default(), 0, deadline)?;
+        let resp: ApiVersionsResponse = self.call(ApiVersionsRequest::default(), 0, deadline)?;
         if let Some(e) = ResponseError::try_from_code(resp.error_code) {
             return Err(Try::Fail(format!("{}: ApiVersions: {e}", self.peer)));
         }
@@ -310,7 +312,10 @@ impl Conn {
     /// The highest version of `key` both sides speak.
     fn version(&self, key: ApiKey, ours: (i16, i16)) -> Result<i16, Try> {
         let (min, max) = self.versions.get(&(key as i16)).copied().ok_or_else(|| {
-            Try::Fail(format!("{}: the broker does not support {key:?}", self.peer))
+            Try::Fail(format!(
+                "{}: the broker does not support {key:?}",
+                self.peer
+            ))
         })?;
         let v = max.min(ours.1);
         if v < min.max(ours.0) {
@@ -365,7 +370,10 @@ impl Conn {
         let req = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
         let resp: SaslAuthenticateResponse = self.call(req, v, deadline)?;
         if let Some(e) = ResponseError::try_from_code(resp.error_code) {
-            let msg = resp.error_message.map(|m| m.to_string()).unwrap_or_default();
+            let msg = resp
+                .error_message
+                .map(|m| m.to_string())
+                .unwrap_or_default();
             return Err(Try::Fail(format!(
                 "{}: SASL authentication failed: {e} {msg}",
                 self.peer
@@ -427,14 +435,18 @@ impl Conn {
         self.correlation += 1;
         let frame = encode(&req, version, self.correlation)
             .map_err(|e| Try::Fail(format!("bug: cannot encode {:?}: {e}", R::KEY)))?;
-        let key = ApiKey::try_from(R::KEY).map_or_else(|_| R::KEY.to_string(), |k| format!("{k:?}"));
+        let key =
+            ApiKey::try_from(R::KEY).map_or_else(|_| R::KEY.to_string(), |k| format!("{k:?}"));
         let net = |e: std::io::Error| Try::Again(format!("{}: {key}: {e}", self.peer));
         self.stream.write_all(&frame).map_err(net)?;
         let mut len = [0u8; 4];
         self.stream.read_exact(&mut len).map_err(net)?;
         let len = i32::from_be_bytes(len);
         if !(4..=MAX_RESPONSE).contains(&len) {
-            return Err(Try::Again(format!("{}: {key}: a response of {len} bytes", self.peer)));
+            return Err(Try::Again(format!(
+                "{}: {key}: a response of {len} bytes",
+                self.peer
+            )));
         }
         let mut body = vec![0u8; len as usize];
         self.stream.read_exact(&mut body).map_err(net)?;
@@ -493,7 +505,11 @@ fn encode<R: Request>(req: &R, version: i16, correlation: i32) -> anyhow::Result
     Ok(framed)
 }
 
-fn decode<R: Request>(mut body: Bytes, version: i16, correlation: i32) -> anyhow::Result<R::Response> {
+fn decode<R: Request>(
+    mut body: Bytes,
+    version: i16,
+    correlation: i32,
+) -> anyhow::Result<R::Response> {
     let header = ResponseHeader::decode(&mut body, R::Response::header_version(version))?;
     anyhow::ensure!(
         header.correlation_id == correlation,
@@ -516,7 +532,10 @@ mod tests {
 
     #[test]
     fn security_follows_the_client_settings_or_says_why_not() {
-        assert!(Security::from_properties(&props(&[])).unwrap().sasl.is_none());
+        assert!(Security::from_properties(&props(&[]))
+            .unwrap()
+            .sasl
+            .is_none());
         let s = Security::from_properties(&props(&[
             ("security.protocol", "SASL_PLAINTEXT"),
             ("sasl.mechanism", "scram-sha-512"),
@@ -551,14 +570,19 @@ mod tests {
             assert_eq!(end_txn_answer(code).unwrap(), Ended::Refused(e));
         }
         for again in [14, 15, 16, 51, 7] {
-            assert!(matches!(end_txn_answer(again), Err(Try::Again(_))), "{again}");
+            assert!(
+                matches!(end_txn_answer(again), Err(Try::Again(_))),
+                "{again}"
+            );
         }
         assert!(matches!(end_txn_answer(53), Err(Try::Fail(m)) if m.contains("53")));
     }
 
     #[test]
     fn requests_round_trip_through_the_wire_format() {
-        let req = EndTxnRequest::default().with_producer_epoch(3).with_committed(true);
+        let req = EndTxnRequest::default()
+            .with_producer_epoch(3)
+            .with_committed(true);
         let frame = encode(&req, 3, 7).unwrap();
         let len = i32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
         assert_eq!(len, frame.len() - 4);
