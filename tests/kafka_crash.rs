@@ -8,9 +8,14 @@
 //! the generator's definition.
 //!
 //! The reader decides read_committed from the log's markers (`kafka_support::committed`):
-//! tansu does not report aborted transactions to consumers.
-//! `FLOE_CRASH_SOAK=<kills>` runs that many kills instead of CI's; `FLOE_CRASH_SEED` picks
-//! the seed.
+//! tansu does not report aborted transactions to consumers. When the check fails, the run's
+//! directory (attempt logs, checkpoints) is kept and every batch of the output topic is
+//! described in `output-log.txt` there: producer id, epoch and the marker that ended it.
+//!
+//! `FLOE_CRASH_SOAK=<kills>` runs that many kills instead of CI's 8; `FLOE_CRASH_SEED` picks
+//! the seed. The corpus grows with the kills asked for, so that the job cannot end before the
+//! last one, and every attempt's time limit with the corpus: it guards against a hang, never
+//! races the work.
 
 mod crash_support;
 mod kafka_support;
@@ -111,11 +116,24 @@ fn kills() -> u32 {
         .unwrap_or(8)
 }
 
+/// Lines of input for `kills` kills: an attempt reads a few thousand lines before its kill
+/// (kills come within 0.7 s of a start, or at a checkpoint), so 8,000 per kill keeps input
+/// for the last kill and the final run.
+fn lines_for(kills: u32) -> u64 {
+    20_000 + 8_000 * u64::from(kills)
+}
+
+/// How long one attempt may run before it counts as hung: the whole corpus at 100 lines a
+/// second (the debug build reads thousands a second on a loaded 2-core machine), plus start-up.
+fn attempt_limit(lines: u64) -> Duration {
+    Duration::from_secs(120) + Duration::from_millis(10 * lines)
+}
+
 #[test]
 fn kafka_to_kafka_wordcount_is_exactly_once_through_kill_9() {
     let Some(t) = Tansu::start() else { return };
     let kills = kills();
-    let lines = 20_000 + 4_000 * u64::from(kills);
+    let lines = lines_for(kills);
     let cfg = corpus(lines);
     t.create_topic("lines", 2);
     t.create_topic("counts", 2);
@@ -132,7 +150,7 @@ fn kafka_to_kafka_wordcount_is_exactly_once_through_kill_9() {
         checkpoints: dir.path().join("ck"),
         output: dir.path().join("unused"),
         parallelism: 2,
-        attempt_limit: Duration::from_secs(120),
+        attempt_limit: attempt_limit(lines),
     };
     let seed = std::env::var("FLOE_CRASH_SEED")
         .ok()
@@ -145,8 +163,9 @@ fn kafka_to_kafka_wordcount_is_exactly_once_through_kill_9() {
         .unwrap_or_else(|e| panic!("kafka crash test (seed {seed}): {e}"));
     eprintln!("kafka crash test: {summary} ({:?})", started.elapsed());
     assert!(
-        summary.total_kills() >= kills.min(3),
-        "the job finished after {summary}: too few kills landed; make the corpus longer"
+        summary.total_kills() >= kills,
+        "the job finished after {summary}, before the {kills} kills asked for: make the corpus \
+         longer (lines_for)"
     );
     let updates: Vec<String> = t
         .read_committed("counts")
@@ -154,12 +173,20 @@ fn kafka_to_kafka_wordcount_is_exactly_once_through_kill_9() {
         .map(|g| g.value)
         .collect();
     let problems = check_exactly_once(&updates, &expected_counts(&cfg, lines));
-    assert!(
-        problems.is_empty(),
+    if problems.is_empty() {
+        return;
+    }
+    // Keep what explains it: the attempts' logs, the checkpoints, the output's batches.
+    let kept = dir.keep();
+    let described = kept.join("output-log.txt");
+    let _ = std::fs::write(&described, t.describe_log("counts"));
+    panic!(
         "kafka crash test (seed {seed}; {summary}): read_committed output is not exactly once \
-         ({} records):\n  {}",
+         ({} records):\n  {}\nkept: {} (attempt logs; the output's batches in {})",
         updates.len(),
-        problems.join("\n  ")
+        problems.join("\n  "),
+        kept.display(),
+        described.display()
     );
 }
 

@@ -45,11 +45,20 @@ fn sink(t: &Tansu, topic: &str, prefix: &str) -> KafkaSink {
 }
 
 fn sink_with(t: &Tansu, topic: &str, prefix: &str, guarantee: DeliveryGuarantee) -> KafkaSink {
-    let c: KafkaSinkConfig = serde_yaml::from_str(&format!(
-        "bootstrap-servers: {}\ntopic: {topic}\ntransactional-id-prefix: {prefix}",
-        t.bootstrap
+    // The broker's client settings (SASL when it asks for it) as the sink's `properties`.
+    let properties: String = t
+        .client_settings()
+        .into_iter()
+        .filter(|(k, _)| *k != "bootstrap.servers")
+        .map(|(k, v)| format!("  {k}: '{v}'\n"))
+        .collect();
+    let c: KafkaSinkConfig =
+        serde_yaml::from_str(&format!(
+        "bootstrap-servers: {}\ntopic: {topic}\ntransactional-id-prefix: {prefix}\nproperties:\n{}",
+        t.bootstrap,
+        if properties.is_empty() { "  {}\n".to_string() } else { properties }
     ))
-    .unwrap();
+        .unwrap();
     let mut s = KafkaSink::new(&c, &schema(), &ctx()).unwrap();
     s.open(guarantee).unwrap();
     s
@@ -218,6 +227,106 @@ fn an_at_least_once_restore_commits_the_checkpoint_and_aborts_what_followed() {
     assert!(
         lines("d", 5).iter().all(|d| seen.contains(d)),
         "d is visible to read_committed: {seen:?}"
+    );
+}
+
+/// A broker that requires SASL (tansu with `--authentication`; the sink speaks
+/// SASL_PLAINTEXT with PLAIN): the restore's commit goes through floe's own Kafka client with
+/// the sink's credentials, and what followed the checkpoint is aborted.
+#[test]
+fn an_exactly_once_restore_over_sasl_plaintext_commits_and_aborts() {
+    let Some(t) = Tansu::start_authenticating() else {
+        return;
+    };
+    t.create_topic("sasl", 1);
+    let mut out = Vec::new();
+    let mut s = sink(&t, "sasl", "sasl");
+    settle(&mut s);
+    s.process(batch(&lines("a", 10)), &mut out).unwrap();
+    settle(&mut s);
+    let state1 = sink_state(s.snapshot_state_at(CheckpointId(1)).unwrap());
+    settle(&mut s);
+    s.process(batch(&lines("c", 10)), &mut out).unwrap();
+    settle(&mut s);
+    wait_logged(&t, "sasl", 20);
+    drop(s);
+    assert_eq!(values(&t, "sasl", true), Vec::<String>::new());
+
+    let mut r = sink(&t, "sasl", "sasl");
+    r.restore_state(RestoredState::Sink(vec![state1])).unwrap();
+    settle(&mut r);
+    r.process(batch(&lines("d", 5)), &mut out).unwrap();
+    settle(&mut r);
+    r.end_of_input(floe::operators::EndOfInput::Finished);
+    r.finish(&mut out).unwrap();
+    settle(&mut r);
+    let expected = sorted([lines("a", 10), lines("d", 5)].concat());
+    assert_eq!(values(&t, "sasl", true), expected);
+}
+
+/// Client settings floe's own Kafka client cannot speak (TLS here): exactly-once is refused
+/// when the job starts, with exit 78, before any broker is contacted; `floe validate` refuses
+/// an explicit `delivery-guarantee: exactly-once` the same way; at-least-once is accepted.
+#[test]
+fn exactly_once_over_tls_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, sink_extra: &str| {
+        let yaml = format!(
+            "name: tls-{name}
+checkpointing:
+  interval: 1 s
+  checkpoint-dir: file://{ck}
+operators:
+  - id: source
+    type: datagen
+    lines: 10
+  - id: out
+    type: kafka
+    inputs: [source]
+    bootstrap-servers: 127.0.0.1:1
+    topic: t
+    properties: {{security.protocol: SSL}}
+{sink_extra}",
+            ck = dir.path().join("ck").display()
+        );
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&path, yaml).unwrap();
+        path
+    };
+    let inherited = write("inherited", "");
+    let out = common::floe()
+        .current_dir(dir.path())
+        .arg("run")
+        .arg(&inherited)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains("operators[out].delivery-guarantee"), "{err}");
+    assert!(err.contains("TLS"), "{err}");
+    assert!(err.contains("delivery-guarantee: at-least-once"), "{err}");
+
+    let explicit = write("explicit", "    delivery-guarantee: exactly-once\n");
+    let out = common::floe()
+        .arg("validate")
+        .arg(&explicit)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{text}");
+    assert!(text.contains("delivery-guarantee"), "{text}");
+
+    let at_least_once = write("alo", "    delivery-guarantee: at-least-once\n");
+    let out = common::floe()
+        .arg("validate")
+        .arg(&at_least_once)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 

@@ -91,11 +91,23 @@ fn log_file(port: u16) -> Stdio {
 pub struct Tansu {
     child: Child,
     pub bootstrap: String,
+    /// With authentication on: the SASL PLAIN credentials every test client uses (tansu
+    /// takes any user and password with PLAIN).
+    pub sasl: Option<committed::Plain>,
 }
 
 impl Tansu {
     /// Starts a broker on a free port, or `None` when tansu is missing outside CI.
     pub fn start() -> Option<Tansu> {
+        Tansu::start_with(false)
+    }
+
+    /// A broker that requires SASL authentication (`--authentication`).
+    pub fn start_authenticating() -> Option<Tansu> {
+        Tansu::start_with(true)
+    }
+
+    fn start_with(authentication: bool) -> Option<Tansu> {
         let bin = tansu_bin()?;
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -112,6 +124,7 @@ impl Tansu {
                 "--storage-engine",
                 "memory://tansu/",
             ])
+            .args(authentication.then_some("--authentication"))
             .env(
                 "RUST_LOG",
                 std::env::var("TANSU_RUST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -124,6 +137,10 @@ impl Tansu {
         let t = Tansu {
             child,
             bootstrap: format!("127.0.0.1:{port}"),
+            sasl: authentication.then(|| committed::Plain {
+                user: "floe".into(),
+                password: "floe-secret".into(),
+            }),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(&t.bootstrap).is_err() {
@@ -137,11 +154,30 @@ impl Tansu {
         Some(t)
     }
 
+    /// The librdkafka settings that reach this broker (address, and SASL when it asks).
+    pub fn client_settings(&self) -> Vec<(&'static str, String)> {
+        let mut v = vec![("bootstrap.servers", self.bootstrap.clone())];
+        if let Some(p) = &self.sasl {
+            v.extend([
+                ("security.protocol", "SASL_PLAINTEXT".to_string()),
+                ("sasl.mechanism", "PLAIN".to_string()),
+                ("sasl.username", p.user.clone()),
+                ("sasl.password", p.password.clone()),
+            ]);
+        }
+        v
+    }
+
+    fn config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        for (k, v) in self.client_settings() {
+            c.set(k, v);
+        }
+        c
+    }
+
     fn admin(&self) -> AdminClient<DefaultClientContext> {
-        ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .create()
-            .expect("admin client")
+        self.config().create().expect("admin client")
     }
 
     /// Creates `topic` with `partitions` partitions.
@@ -175,8 +211,7 @@ impl Tansu {
     }
 
     pub fn producer(&self) -> ThreadedProducer<DefaultProducerContext> {
-        ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
+        self.config()
             .set("linger.ms", "1")
             .create()
             .expect("producer")
@@ -226,8 +261,7 @@ impl Tansu {
     }
 
     fn consumer(&self, read_committed: bool) -> BaseConsumer {
-        ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
+        self.config()
             .set("group.id", "floe-test-reader")
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
@@ -279,6 +313,19 @@ impl Tansu {
         out
     }
 
+    /// Every batch of every partition of `topic`, for a failed exactly-once check
+    /// ([`committed::describe_log`]).
+    pub fn describe_log(&self, topic: &str) -> String {
+        (0..self.partitions(topic))
+            .map(|p| {
+                format!(
+                    "partition {p}:\n{}",
+                    committed::describe_log(&self.bootstrap, self.sasl.as_ref(), topic, p)
+                )
+            })
+            .collect()
+    }
+
     /// The number of partitions of `topic`.
     pub fn partitions(&self, topic: &str) -> i32 {
         partition_count(&self.consumer(false), topic, Duration::from_secs(10)).expect("metadata")
@@ -290,7 +337,7 @@ impl Tansu {
     pub fn read_committed(&self, topic: &str) -> Vec<Got> {
         (0..self.partitions(topic))
             .flat_map(|p| {
-                committed::read_committed(&self.bootstrap, topic, p)
+                committed::read_committed(&self.bootstrap, self.sasl.as_ref(), topic, p)
                     .into_iter()
                     .map(move |r| Got {
                         partition: p,
@@ -306,7 +353,7 @@ impl Tansu {
     pub fn log_counts(&self, topic: &str) -> (usize, usize) {
         (0..self.partitions(topic))
             .map(|p| {
-                let (c, all) = committed::read_log(&self.bootstrap, topic, p);
+                let (c, all) = committed::read_log(&self.bootstrap, self.sasl.as_ref(), topic, p);
                 (c.len(), all)
             })
             .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
@@ -314,8 +361,8 @@ impl Tansu {
 
     /// The committed offset of `group` for partition `partition` of `topic`.
     pub fn committed(&self, group: &str, topic: &str, partition: i32) -> Option<i64> {
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
+        let c: BaseConsumer = self
+            .config()
             .set("group.id", group)
             .create()
             .expect("consumer");

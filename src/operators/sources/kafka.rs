@@ -707,6 +707,30 @@ impl KafkaSource {
     }
 }
 
+impl Drop for KafkaSource {
+    /// librdkafka's close and destroy wait for the client's threads and broker connections
+    /// (a broker that does not answer holds them up): on a thread of their own, never on the
+    /// async worker that drops the source. A discovery still running holds a clone and
+    /// closes it when done.
+    fn drop(&mut self) {
+        let consumer = self.consumer.clone();
+        let spawned = std::thread::Builder::new()
+            .name("kafka-consumer-close".into())
+            .spawn(move || {
+                // The source's own reference goes when this drop returns; a discovery's when
+                // it ends. The last one closes the client, here.
+                let deadline = Instant::now() + Duration::from_secs(120);
+                while Arc::strong_count(&consumer) > 1 && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                drop(consumer);
+            });
+        if let Err(e) = spawned {
+            tracing::debug!(error = %e, "kafka source: no thread to close the consumer on");
+        }
+    }
+}
+
 impl Source for KafkaSource {
     async fn next(&mut self) -> Result<SourceEvent, OperatorError> {
         self.next_event().await
