@@ -10,6 +10,8 @@
 #![allow(dead_code)]
 
 pub mod committed;
+pub mod fake_coordinator;
+pub mod proxy;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -94,33 +96,47 @@ pub struct Tansu {
     /// With authentication on: the SASL PLAIN credentials every test client uses (tansu
     /// takes any user and password with PLAIN).
     pub sasl: Option<committed::Plain>,
+    /// Started behind a proxy that can freeze the broker: clients reach it through the proxy
+    /// only (it is the broker's advertised address).
+    pub proxy: Option<proxy::FreezableProxy>,
 }
 
 impl Tansu {
     /// Starts a broker on a free port, or `None` when tansu is missing outside CI.
     pub fn start() -> Option<Tansu> {
-        Tansu::start_with(false)
+        Tansu::start_with(false, false)
     }
 
     /// A broker that requires SASL authentication (`--authentication`).
     pub fn start_authenticating() -> Option<Tansu> {
-        Tansu::start_with(true)
+        Tansu::start_with(true, false)
     }
 
-    fn start_with(authentication: bool) -> Option<Tansu> {
+    /// A broker reached through a [`proxy::FreezableProxy`] (`proxy`), which a test can
+    /// freeze to make the broker stop answering.
+    pub fn start_behind_proxy() -> Option<Tansu> {
+        Tansu::start_with(false, true)
+    }
+
+    fn start_with(authentication: bool, proxied: bool) -> Option<Tansu> {
         let bin = tansu_bin()?;
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
         let url = format!("tcp://127.0.0.1:{port}");
+        let proxy = proxied.then(|| proxy::FreezableProxy::start(port));
+        let advertised = match &proxy {
+            Some(p) => format!("tcp://127.0.0.1:{}", p.port),
+            None => url.clone(),
+        };
         let child = Command::new(&bin)
             .args([
                 "broker",
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
                 "--storage-engine",
                 "memory://tansu/",
             ])
@@ -136,14 +152,15 @@ impl Tansu {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         let t = Tansu {
             child,
-            bootstrap: format!("127.0.0.1:{port}"),
+            bootstrap: advertised.trim_start_matches("tcp://").to_string(),
+            proxy,
             sasl: authentication.then(|| committed::Plain {
                 user: "floe".into(),
                 password: "floe-secret".into(),
             }),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(&t.bootstrap).is_err() {
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "tansu did not open {}",
