@@ -22,52 +22,18 @@ pub struct LogRecord {
 
 /// What a `read_committed` reader sees of partition `partition` of `topic`, in log order:
 /// non-transactional records, and records of committed transactions.
-pub fn read_committed(
-    bootstrap: &str,
-    sasl: Option<&Plain>,
-    topic: &str,
-    partition: i32,
-) -> Vec<LogRecord> {
-    read_log(bootstrap, sasl, topic, partition).0
+pub fn read_committed(bootstrap: &str, topic: &str, partition: i32) -> Vec<LogRecord> {
+    read_log(bootstrap, topic, partition).0
 }
 
-/// SASL PLAIN credentials, for a broker started with authentication.
-#[derive(Debug, Clone)]
-pub struct Plain {
-    pub user: String,
-    pub password: String,
-}
-
-/// A connection to the broker, authenticated with `sasl` if given (SaslHandshake v1, then
-/// one SaslAuthenticate v0 with the PLAIN token).
-fn connect(bootstrap: &str, sasl: Option<&Plain>) -> TcpStream {
-    let mut conn = TcpStream::connect(bootstrap).expect("connect to the broker");
-    if let Some(p) = sasl {
-        let mut body = Vec::new();
-        put_str(&mut body, "PLAIN");
-        let resp = call(&mut conn, 17, 1, &body);
-        assert_eq!(resp[..2], [0, 0], "SaslHandshake PLAIN refused");
-        let mut token = vec![0u8];
-        token.extend_from_slice(p.user.as_bytes());
-        token.push(0);
-        token.extend_from_slice(p.password.as_bytes());
-        let mut body = (token.len() as i32).to_be_bytes().to_vec();
-        body.extend_from_slice(&token);
-        let resp = call(&mut conn, 36, 0, &body);
-        assert_eq!(resp[..2], [0, 0], "SaslAuthenticate PLAIN refused");
-    }
-    conn
+fn connect(bootstrap: &str) -> TcpStream {
+    TcpStream::connect(bootstrap).expect("connect to the broker")
 }
 
 /// [`read_committed`]'s records, and how many data records the log holds in all (committed,
 /// aborted or open).
-pub fn read_log(
-    bootstrap: &str,
-    sasl: Option<&Plain>,
-    topic: &str,
-    partition: i32,
-) -> (Vec<LogRecord>, usize) {
-    let mut conn = connect(bootstrap, sasl);
+pub fn read_log(bootstrap: &str, topic: &str, partition: i32) -> (Vec<LogRecord>, usize) {
+    let mut conn = connect(bootstrap);
     let mut offset = 0i64;
     let mut out = Vec::new();
     let mut all = 0;
@@ -276,8 +242,8 @@ impl<'a> Reader<'a> {
 /// transaction, plain data, COMMIT or ABORT marker), producer id and epoch, records, first
 /// and last value. For a failed exactly-once check: it shows which transaction a duplicated
 /// record came from and which marker ended it.
-pub fn describe_log(bootstrap: &str, sasl: Option<&Plain>, topic: &str, partition: i32) -> String {
-    let mut conn = connect(bootstrap, sasl);
+pub fn describe_log(bootstrap: &str, topic: &str, partition: i32) -> String {
+    let mut conn = connect(bootstrap);
     let mut offset = 0i64;
     let mut out = String::new();
     loop {

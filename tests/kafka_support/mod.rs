@@ -93,9 +93,6 @@ fn log_file(port: u16) -> Stdio {
 pub struct Tansu {
     child: Child,
     pub bootstrap: String,
-    /// With authentication on: the SASL PLAIN credentials every test client uses (tansu
-    /// takes any user and password with PLAIN).
-    pub sasl: Option<committed::Plain>,
     /// Started behind a proxy that can freeze the broker: clients reach it through the proxy
     /// only (it is the broker's advertised address).
     pub proxy: Option<proxy::FreezableProxy>,
@@ -104,21 +101,16 @@ pub struct Tansu {
 impl Tansu {
     /// Starts a broker on a free port, or `None` when tansu is missing outside CI.
     pub fn start() -> Option<Tansu> {
-        Tansu::start_with(false, false)
-    }
-
-    /// A broker that requires SASL authentication (`--authentication`).
-    pub fn start_authenticating() -> Option<Tansu> {
-        Tansu::start_with(true, false)
+        Tansu::start_with(false)
     }
 
     /// A broker reached through a [`proxy::FreezableProxy`] (`proxy`), which a test can
     /// freeze to make the broker stop answering.
     pub fn start_behind_proxy() -> Option<Tansu> {
-        Tansu::start_with(false, true)
+        Tansu::start_with(true)
     }
 
-    fn start_with(authentication: bool, proxied: bool) -> Option<Tansu> {
+    fn start_with(proxied: bool) -> Option<Tansu> {
         let bin = tansu_bin()?;
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -140,7 +132,6 @@ impl Tansu {
                 "--storage-engine",
                 "memory://tansu/",
             ])
-            .args(authentication.then_some("--authentication"))
             .env(
                 "RUST_LOG",
                 std::env::var("TANSU_RUST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -154,10 +145,6 @@ impl Tansu {
             child,
             bootstrap: advertised.trim_start_matches("tcp://").to_string(),
             proxy,
-            sasl: authentication.then(|| committed::Plain {
-                user: "floe".into(),
-                password: "floe-secret".into(),
-            }),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -171,25 +158,9 @@ impl Tansu {
         Some(t)
     }
 
-    /// The librdkafka settings that reach this broker (address, and SASL when it asks).
-    pub fn client_settings(&self) -> Vec<(&'static str, String)> {
-        let mut v = vec![("bootstrap.servers", self.bootstrap.clone())];
-        if let Some(p) = &self.sasl {
-            v.extend([
-                ("security.protocol", "SASL_PLAINTEXT".to_string()),
-                ("sasl.mechanism", "PLAIN".to_string()),
-                ("sasl.username", p.user.clone()),
-                ("sasl.password", p.password.clone()),
-            ]);
-        }
-        v
-    }
-
     fn config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
-        for (k, v) in self.client_settings() {
-            c.set(k, v);
-        }
+        c.set("bootstrap.servers", &self.bootstrap);
         c
     }
 
@@ -337,7 +308,7 @@ impl Tansu {
             .map(|p| {
                 format!(
                     "partition {p}:\n{}",
-                    committed::describe_log(&self.bootstrap, self.sasl.as_ref(), topic, p)
+                    committed::describe_log(&self.bootstrap, topic, p)
                 )
             })
             .collect()
@@ -354,7 +325,7 @@ impl Tansu {
     pub fn read_committed(&self, topic: &str) -> Vec<Got> {
         (0..self.partitions(topic))
             .flat_map(|p| {
-                committed::read_committed(&self.bootstrap, self.sasl.as_ref(), topic, p)
+                committed::read_committed(&self.bootstrap, topic, p)
                     .into_iter()
                     .map(move |r| Got {
                         partition: p,
@@ -370,7 +341,7 @@ impl Tansu {
     pub fn log_counts(&self, topic: &str) -> (usize, usize) {
         (0..self.partitions(topic))
             .map(|p| {
-                let (c, all) = committed::read_log(&self.bootstrap, self.sasl.as_ref(), topic, p);
+                let (c, all) = committed::read_log(&self.bootstrap, topic, p);
                 (c.len(), all)
             })
             .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))

@@ -219,18 +219,69 @@ pub(crate) fn check_client_settings(
             }
         }
     }
+    let before = problems.len();
     for (key, value) in properties {
         if reserved.contains(&key.as_str()) {
             problems.push(Problem::new(
                 format!("properties.{key}"),
                 "is set by floe itself; use the operator's own setting instead",
             ));
-        } else if property_text(value).is_none() {
+        } else if let Some(text) = property_text(value) {
+            // librdkafka's own check of the name and value (an unknown key, a value out of
+            // range, a feature this build lacks), without creating a client.
+            if let Err(e) = rdkafka::ClientConfig::new()
+                .set(key, &text)
+                .create_native_config()
+            {
+                problems.push(Problem::new(
+                    format!("properties.{key}"),
+                    format!("librdkafka refuses it: {}", librdkafka_reason(&e)),
+                ));
+            }
+        } else {
             problems.push(Problem::new(
                 format!("properties.{key}"),
                 "must be a string, number or boolean",
             ));
         }
+    }
+    if problems.len() == before && !properties.is_empty() {
+        check_client(bootstrap, properties, problems);
+    }
+}
+
+/// Settings each valid alone may still not make a client (a SASL mechanism this build of
+/// librdkafka has no provider for): librdkafka makes one, connecting to nothing yet, and
+/// says why not.
+fn check_client(
+    bootstrap: &str,
+    properties: &BTreeMap<String, serde_yaml::Value>,
+    problems: &mut Vec<Problem>,
+) {
+    let mut config = rdkafka::ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    for (k, v) in properties {
+        if let Some(v) = property_text(v) {
+            config.set(k, v);
+        }
+    }
+    let made: Result<rdkafka::producer::BaseProducer, _> = config.create();
+    if let Err(e) = made {
+        problems.push(Problem::new(
+            "properties",
+            format!(
+                "librdkafka cannot make a client with these settings: {}",
+                librdkafka_reason(&e)
+            ),
+        ));
+    }
+}
+
+/// librdkafka's sentence in a configuration error, without rdkafka's wrapping.
+fn librdkafka_reason(e: &rdkafka::error::KafkaError) -> String {
+    match e {
+        rdkafka::error::KafkaError::ClientConfig(_, description, _, _) => description.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -783,6 +834,25 @@ mod tests {
 
     fn config(yaml: &str) -> KafkaSourceConfig {
         serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn librdkafka_checks_the_properties_names_and_values() {
+        let p = |yaml: &str| {
+            let c = config(&format!(
+                "bootstrap-servers: b:9092\ntopics: [t]\nproperties: {yaml}"
+            ));
+            c.output_schema(None).err().unwrap_or_default()
+        };
+        assert!(p("{fetch.max.bytes: 1048576}").is_empty());
+        let typo = p("{fetch.max.byte: 1}");
+        assert_eq!(typo[0].field, "properties.fetch.max.byte");
+        assert!(
+            typo[0].message.contains("librdkafka refuses it"),
+            "{typo:?}"
+        );
+        let range = p("{fetch.max.bytes: -3}");
+        assert_eq!(range[0].field, "properties.fetch.max.bytes", "{range:?}");
     }
 
     #[test]
