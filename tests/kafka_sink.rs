@@ -221,6 +221,91 @@ fn an_at_least_once_restore_commits_the_checkpoint_and_aborts_what_followed() {
     );
 }
 
+/// The log lines of every thread of this test binary from now on (the sink logs from the
+/// threads its broker calls run on).
+fn capture_logs() -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    static LOGS: std::sync::OnceLock<std::sync::Arc<std::sync::Mutex<Vec<u8>>>> =
+        std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || LogWriter(sink.clone()))
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        logs
+    })
+    .clone()
+}
+
+struct LogWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Restoring a checkpoint older than the newest: its transaction was committed and its id
+/// used again since, so the coordinator refuses the commit (`PRODUCER_FENCED`; tansu closes
+/// the connection instead, which the test's proxy turns into Kafka's answer). The refusal is
+/// final, so it is logged as an error and the restore goes on: the ids are cleaned up and
+/// new output is committed.
+#[test]
+fn a_refused_commit_of_an_old_checkpoint_is_logged_and_the_restore_goes_on() {
+    let Some(t) = Tansu::start_with_kafka_errors() else {
+        return;
+    };
+    t.create_topic("old", 1);
+    let mut out = Vec::new();
+    let mut s = sink(&t, "old", "old");
+    settle(&mut s);
+    let mut state1 = None;
+    // Three checkpoints, each completed: slot 0 (checkpoint 1's) is free again after
+    // checkpoint 2 and initialised anew for checkpoint 3's successor.
+    for (c, prefix) in [(1, "a"), (2, "b"), (3, "c")] {
+        s.process(batch(&lines(prefix, 5)), &mut out).unwrap();
+        settle(&mut s);
+        let state = sink_state(s.snapshot_state_at(CheckpointId(c)).unwrap());
+        settle(&mut s);
+        s.notify_checkpoint_complete(CheckpointId(c)).unwrap();
+        settle(&mut s);
+        state1.get_or_insert(state);
+    }
+    // The next transaction opens in slot 0, whose id is initialised anew now (a new epoch).
+    s.process(batch(&lines("e", 5)), &mut out).unwrap();
+    settle(&mut s);
+    drop(s);
+    let committed = sorted([lines("a", 5), lines("b", 5), lines("c", 5)].concat());
+    assert_eq!(values(&t, "old", true), committed);
+
+    let logs = capture_logs();
+    let mut r = sink(&t, "old", "old");
+    r.restore_state(RestoredState::Sink(vec![state1.unwrap()]))
+        .unwrap();
+    settle(&mut r);
+    let logged = String::from_utf8_lossy(&logs.lock().unwrap()).to_string();
+    assert!(
+        logged.contains("ERROR")
+            && logged.contains("refused to commit a transaction of the restored checkpoint")
+            && logged.contains("old-0-0")
+            && logged.contains("PRODUCER_FENCED"),
+        "the refusal is logged as an error naming the transaction: {logged}"
+    );
+    r.process(batch(&lines("d", 5)), &mut out).unwrap();
+    settle(&mut r);
+    r.end_of_input(floe::operators::EndOfInput::Finished);
+    r.finish(&mut out).unwrap();
+    settle(&mut r);
+    let expected = sorted([lines("a", 5), lines("b", 5), lines("c", 5), lines("d", 5)].concat());
+    assert_eq!(values(&t, "old", true), expected);
+}
+
 /// Client settings this build cannot speak are refused when the job starts, with exit 78 and
 /// the reason, before any broker is contacted: TLS (librdkafka is built without OpenSSL),
 /// and SASL SCRAM (the mechanism tansu 0.6 offers: librdkafka has no provider for it here).

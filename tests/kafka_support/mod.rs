@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod committed;
+pub mod errors_proxy;
 pub mod fake_coordinator;
 pub mod proxy;
 
@@ -101,27 +102,39 @@ pub struct Tansu {
 impl Tansu {
     /// Starts a broker on a free port, or `None` when tansu is missing outside CI.
     pub fn start() -> Option<Tansu> {
-        Tansu::start_with(false)
+        Tansu::start_with(Front::None)
+    }
+
+    /// A broker behind an [`errors_proxy::ErrorsProxy`]: a refused `EndTxn` is answered with
+    /// Kafka's error code instead of tansu's closed connection.
+    pub fn start_with_kafka_errors() -> Option<Tansu> {
+        Tansu::start_with(Front::KafkaErrors)
     }
 
     /// A broker reached through a [`proxy::FreezableProxy`] (`proxy`), which a test can
     /// freeze to make the broker stop answering.
     pub fn start_behind_proxy() -> Option<Tansu> {
-        Tansu::start_with(true)
+        Tansu::start_with(Front::Freezable)
     }
 
-    fn start_with(proxied: bool) -> Option<Tansu> {
+    fn start_with(front: Front) -> Option<Tansu> {
         let bin = tansu_bin()?;
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
         let url = format!("tcp://127.0.0.1:{port}");
-        let proxy = proxied.then(|| proxy::FreezableProxy::start(port));
-        let advertised = match &proxy {
-            Some(p) => format!("tcp://127.0.0.1:{}", p.port),
-            None => url.clone(),
+        let (proxy, front_port) = match front {
+            Front::None => (None, port),
+            Front::Freezable => {
+                let p = proxy::FreezableProxy::start(port);
+                let at = p.port;
+                (Some(p), at)
+            }
+            Front::KafkaErrors => (None, errors_proxy::ErrorsProxy::start(port).port),
         };
+        // Clients reach the broker where it says it is: the proxy, when there is one.
+        let advertised = format!("tcp://127.0.0.1:{front_port}");
         let child = Command::new(&bin)
             .args([
                 "broker",
@@ -369,6 +382,13 @@ impl Drop for Tansu {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// What stands between the tests' clients and the broker.
+enum Front {
+    None,
+    Freezable,
+    KafkaErrors,
 }
 
 /// A record to produce.

@@ -683,7 +683,7 @@ fn commit_restored(
             Ok(true)
         }
         Ok(Ended::Refused(e)) => {
-            tracing::error!(operator = %p.operator_id, subtask = p.subtask, transactional_id = %txn.transactional_id, producer_id = txn.producer_id, epoch = txn.producer_epoch, checkpoint_id = txn.checkpoint_id, error = %e, "kafka sink: the broker refused to commit a transaction of the restored checkpoint: {}", refusal(e));
+            tracing::error!(operator = %p.operator_id, subtask = p.subtask, transactional_id = %txn.transactional_id, producer_id = txn.producer_id, epoch = txn.producer_epoch, checkpoint_id = txn.checkpoint_id, error = %kafka_resume::error_name(e), "kafka sink: the broker refused to commit a transaction of the restored checkpoint: {}", refusal(e));
             Ok(false)
         }
         Err(e) => Err(p.err(e)),

@@ -130,6 +130,20 @@ impl Security {
     }
 }
 
+/// Kafka's name of an error code, as its documentation writes it (`PRODUCER_FENCED`), with
+/// the code.
+pub fn error_name(e: ResponseError) -> String {
+    let camel = format!("{e:?}");
+    let mut name = String::with_capacity(camel.len() + 4);
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    format!("{name} ({})", e.code())
+}
+
 /// A transaction pre-committed by an earlier producer instance.
 #[derive(Debug, Clone, Copy)]
 pub struct TxnRef<'a> {
@@ -296,7 +310,11 @@ impl Conn {
     fn handshake(&mut self, security: &Security, deadline: Instant) -> Result<(), Try> {
         let resp: ApiVersionsResponse = self.call(ApiVersionsRequest::default(), 0, deadline)?;
         if let Some(e) = ResponseError::try_from_code(resp.error_code) {
-            return Err(Try::Fail(format!("{}: ApiVersions: {e}", self.peer)));
+            return Err(Try::Fail(format!(
+                "{}: ApiVersions: {}",
+                self.peer,
+                error_name(e)
+            )));
         }
         self.versions = resp
             .api_keys
@@ -334,9 +352,10 @@ impl Conn {
         if let Some(e) = ResponseError::try_from_code(resp.error_code) {
             let offered: Vec<&str> = resp.mechanisms.iter().map(|m| m.as_str()).collect();
             return Err(Try::Fail(format!(
-                "{}: SASL mechanism {} refused ({e}); the broker offers {}",
+                "{}: SASL mechanism {} refused ({}); the broker offers {}",
                 self.peer,
                 sasl.mechanism.name(),
+                error_name(e),
                 offered.join(", ")
             )));
         }
@@ -375,8 +394,9 @@ impl Conn {
                 .map(|m| m.to_string())
                 .unwrap_or_default();
             return Err(Try::Fail(format!(
-                "{}: SASL authentication failed: {e} {msg}",
-                self.peer
+                "{}: SASL authentication failed: {} {msg}",
+                self.peer,
+                error_name(e)
             )));
         }
         Ok(resp.auth_bytes.to_vec())
@@ -399,9 +419,12 @@ impl Conn {
         };
         match ResponseError::try_from_code(code) {
             None => Ok((host, port)),
-            Some(e) if retriable(e) => Err(Try::Again(format!("FindCoordinator: {e}"))),
+            Some(e) if retriable(e) => {
+                Err(Try::Again(format!("FindCoordinator: {}", error_name(e))))
+            }
             Some(e) => Err(Try::Fail(format!(
-                "the coordinator of {transactional_id}: {e}"
+                "the coordinator of {transactional_id}: {}",
+                error_name(e)
             ))),
         }
     }
@@ -484,8 +507,8 @@ fn end_txn_answer(code: i16) -> Result<Ended, Try> {
             | ResponseError::UnknownProducerId
             | ResponseError::TransactionAbortable),
         ) => Ok(Ended::Refused(e)),
-        Some(e) if retriable(e) => Err(Try::Again(format!("EndTxn: {e}"))),
-        Some(e) => Err(Try::Fail(format!("EndTxn: {e} (Kafka error code {code})"))),
+        Some(e) if retriable(e) => Err(Try::Again(format!("EndTxn: {}", error_name(e)))),
+        Some(e) => Err(Try::Fail(format!("EndTxn: {}", error_name(e)))),
     }
 }
 
@@ -576,6 +599,10 @@ mod tests {
             );
         }
         assert!(matches!(end_txn_answer(53), Err(Try::Fail(m)) if m.contains("53")));
+        assert_eq!(
+            error_name(ResponseError::ProducerFenced),
+            "PRODUCER_FENCED (90)"
+        );
     }
 
     #[test]
