@@ -356,16 +356,19 @@ impl KafkaSink {
 
     /// The exactly-once state, with the outcome of its start taken in.
     fn exactly(&mut self) -> Result<&mut Exactly, OperatorError> {
-        let err = self.err("bug: the start of the sink's transactions was not awaited");
-        let Mode::Exactly(x) = &mut self.mode else {
-            return Err(self
-                .producers
-                .err("bug: no transactions outside exactly-once"));
+        let KafkaSink {
+            mode, producers, ..
+        } = self;
+        let Mode::Exactly(x) = mode else {
+            return Err(producers.err("bug: no transactions outside exactly-once"));
         };
         match &x.start {
             Start::Done => {}
             Start::Running(h) => {
-                let started = h.now().ok_or(err)?.map_err(OperatorError::Data)?;
+                let started = h
+                    .now()
+                    .ok_or_else(|| producers.err("bug: the sink's start was not awaited"))?
+                    .map_err(OperatorError::Data)?;
                 for (slot, client) in started.ready {
                     x.slots
                         .made(slot)
@@ -379,7 +382,9 @@ impl KafkaSink {
                 }
                 x.start = Start::Done;
             }
-            Start::Fresh | Start::Restore(_) => return Err(err),
+            Start::Fresh | Start::Restore(_) => {
+                return Err(producers.err("bug: the sink's start was not awaited"))
+            }
         }
         Ok(x)
     }
@@ -397,22 +402,22 @@ impl KafkaSink {
         Ok(())
     }
 
-    /// The open transaction's producer, opening one if there is none: `None` while it is
-    /// still being made (the caller leaves work that waits for it and begins the transaction).
+    /// The open transaction's producer, opening one if there is none; false while the
+    /// producer is still being made (the caller leaves work that waits for it and begins the
+    /// transaction).
     fn open_txn(&mut self) -> Result<(Slot, bool), OperatorError> {
+        let bug = || OperatorError::Data("bug: a transaction slot without its producer".into());
         let x = self.exactly()?;
         if let Some(open) = x.slots.current() {
-            return Ok((x.producers[&open].clone(), true));
+            return Ok((x.producers.get(&open).cloned().ok_or_else(bug)?, true));
         }
-        if x.slots.next().is_none() {
-            self.make_next()?;
-        }
+        self.make_next()?;
         let x = self.exactly()?;
-        let slot = x.slots.next().expect("made above");
+        let slot = x.slots.next().ok_or_else(bug)?;
+        let producer = x.producers.get(&slot).cloned().ok_or_else(bug)?;
         x.slots
             .open(slot)
             .map_err(|e| OperatorError::Data(e.to_string()))?;
-        let producer = x.producers[&slot].clone();
         match producer.now() {
             Some(Ok(client)) => {
                 client.begin().map_err(|e| self.err(e))?;
@@ -425,9 +430,8 @@ impl KafkaSink {
 
     fn process_exactly(&mut self, batch: Batch) -> Result<(), OperatorError> {
         let (producer, begun) = self.open_txn()?;
-        let topic = self.cfg.topic.clone();
-        let err = self.producers.clone();
         if !begun {
+            let (topic, err) = (self.cfg.topic.clone(), self.producers.clone());
             let mut encoder = self.encoder.clone();
             self.defer("kafka-send", move || {
                 let client = producer.wait().map_err(|e| err.err(e))?;
@@ -448,12 +452,11 @@ impl KafkaSink {
     /// Sends `batch` through `client`; what the queue has no room for goes on a thread that
     /// waits for room.
     fn send(&mut self, client: Arc<Client>, batch: Batch) -> Result<(), OperatorError> {
-        let topic = self.cfg.topic.clone();
-        match self.encoder.send_rows(&client, &topic, &batch, 0) {
+        match self.encoder.send_rows(&client, &self.cfg.topic, &batch, 0) {
             Ok(None) => client.failure().map_or(Ok(()), |e| Err(self.err(e))),
             Ok(Some(row)) => {
+                let (topic, err) = (self.cfg.topic.clone(), self.producers.clone());
                 let mut encoder = self.encoder.clone();
-                let err = self.producers.clone();
                 self.defer("kafka-send", move || {
                     encoder
                         .send_rows_waiting(&client, &topic, &batch, row)
@@ -473,8 +476,10 @@ impl KafkaSink {
     ) -> Result<KafkaSinkState, OperatorError> {
         let x = self.exactly()?;
         if let Some(slot) = x.slots.pre_commit(checkpoint.0) {
-            let client = x.producers[&slot]
-                .now()
+            let client = x
+                .producers
+                .get(&slot)
+                .and_then(|p| p.now())
                 .and_then(Result::ok)
                 .ok_or_else(|| {
                     self.producers
