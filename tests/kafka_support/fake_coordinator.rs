@@ -102,76 +102,13 @@ fn serve(mut conn: TcpStream, port: u16, script: &Mutex<Script>, plain: Option<&
             .with_correlation_id(header.correlation_id)
             .encode(&mut out, key.response_header_version(v))
             .unwrap();
-        match key {
-            ApiKey::ApiVersions => api_versions().encode(&mut out, v).unwrap(),
-            ApiKey::SaslHandshake => {
-                let req = SaslHandshakeRequest::decode(&mut buf, v).unwrap();
-                let code = if req.mechanism.as_str() == "PLAIN" {
-                    0
-                } else {
-                    33
-                };
-                SaslHandshakeResponse::default()
-                    .with_error_code(code)
-                    .with_mechanisms(vec![StrBytes::from_static_str("PLAIN")])
-                    .encode(&mut out, v)
-                    .unwrap();
-            }
-            ApiKey::SaslAuthenticate => {
-                let req = SaslAuthenticateRequest::decode(&mut buf, v).unwrap();
-                let want = plain.map(|(u, p)| format!("\0{u}\0{p}").into_bytes());
-                let ok = want.is_some_and(|w| w == req.auth_bytes.as_ref());
-                authenticated = ok;
-                SaslAuthenticateResponse::default()
-                    .with_error_code(if ok { 0 } else { 58 })
-                    .encode(&mut out, v)
-                    .unwrap();
-            }
-            _ if !authenticated => return, // Kafka closes an unauthenticated connection
-            ApiKey::FindCoordinator => {
-                let req = FindCoordinatorRequest::decode(&mut buf, v).unwrap();
-                let mut resp = FindCoordinatorResponse::default();
-                if v >= 4 {
-                    resp.coordinators = req
-                        .coordinator_keys
-                        .iter()
-                        .map(|k| {
-                            Coordinator::default()
-                                .with_key(k.clone())
-                                .with_host(StrBytes::from_static_str("127.0.0.1"))
-                                .with_port(i32::from(port))
-                        })
-                        .collect();
-                } else {
-                    resp = resp
-                        .with_host(StrBytes::from_static_str("127.0.0.1"))
-                        .with_port(i32::from(port));
-                }
-                resp.encode(&mut out, v).unwrap();
-            }
-            ApiKey::EndTxn => {
-                let req = EndTxnRequest::decode(&mut buf, v).unwrap();
-                let answer = {
-                    let mut s = script.lock().unwrap();
-                    s.seen.push(EndTxnSeen {
-                        transactional_id: req.transactional_id.0.to_string(),
-                        producer_id: req.producer_id.0,
-                        epoch: req.producer_epoch,
-                        committed: req.committed,
-                        authenticated,
-                    });
-                    let then = s.then;
-                    s.answers.pop_front().or(then).unwrap_or(Answer::Close)
-                };
-                match answer {
-                    Answer::Close => return,
-                    Answer::Code(code) => EndTxnResponse::default()
-                        .with_error_code(code)
-                        .encode(&mut out, v)
-                        .unwrap(),
-                }
-            }
-            other => panic!("the fake coordinator got {other:?}"),
+        let ctx = Ctx {
+            port,
+            script,
+            plain,
+        };
+        if !respond(&ctx, key, v, &mut buf, &mut authenticated, &mut out) {
+            return; // closed without an answer
         }
         let mut framed = BytesMut::new();
         framed.put_i32(out.len() as i32);
@@ -179,6 +116,98 @@ fn serve(mut conn: TcpStream, port: u16, script: &Mutex<Script>, plain: Option<&
         if conn.write_all(framed.chunk()).is_err() {
             return;
         }
+    }
+}
+
+struct Ctx<'a> {
+    port: u16,
+    script: &'a Mutex<Script>,
+    plain: Option<&'a (String, String)>,
+}
+
+/// Appends the answer to request `key` v`v` to `out`; false: close the connection instead.
+fn respond(
+    ctx: &Ctx<'_>,
+    key: ApiKey,
+    v: i16,
+    buf: &mut Bytes,
+    authenticated: &mut bool,
+    out: &mut BytesMut,
+) -> bool {
+    match key {
+        ApiKey::ApiVersions => api_versions().encode(out, v).unwrap(),
+        ApiKey::SaslHandshake => {
+            let req = SaslHandshakeRequest::decode(buf, v).unwrap();
+            let code = if req.mechanism.as_str() == "PLAIN" {
+                0
+            } else {
+                33
+            };
+            SaslHandshakeResponse::default()
+                .with_error_code(code)
+                .with_mechanisms(vec![StrBytes::from_static_str("PLAIN")])
+                .encode(out, v)
+                .unwrap();
+        }
+        ApiKey::SaslAuthenticate => {
+            let req = SaslAuthenticateRequest::decode(buf, v).unwrap();
+            let want = ctx.plain.map(|(u, p)| format!("\0{u}\0{p}").into_bytes());
+            *authenticated = want.is_some_and(|w| w == req.auth_bytes.as_ref());
+            SaslAuthenticateResponse::default()
+                .with_error_code(if *authenticated { 0 } else { 58 })
+                .encode(out, v)
+                .unwrap();
+        }
+        // Kafka closes a connection that skips authentication.
+        _ if !*authenticated => return false,
+        ApiKey::FindCoordinator => {
+            let req = FindCoordinatorRequest::decode(buf, v).unwrap();
+            let host = StrBytes::from_static_str("127.0.0.1");
+            let port = i32::from(ctx.port);
+            let mut resp = FindCoordinatorResponse::default();
+            if v >= 4 {
+                resp.coordinators = req
+                    .coordinator_keys
+                    .iter()
+                    .map(|k| {
+                        Coordinator::default()
+                            .with_key(k.clone())
+                            .with_host(host.clone())
+                            .with_port(port)
+                    })
+                    .collect();
+            } else {
+                resp = resp.with_host(host).with_port(port);
+            }
+            resp.encode(out, v).unwrap();
+        }
+        ApiKey::EndTxn => {
+            let req = EndTxnRequest::decode(buf, v).unwrap();
+            match ctx.script.lock().unwrap().end_txn(&req, *authenticated) {
+                Answer::Close => return false,
+                Answer::Code(code) => EndTxnResponse::default()
+                    .with_error_code(code)
+                    .encode(out, v)
+                    .unwrap(),
+            }
+        }
+        other => panic!("the fake coordinator got {other:?}"),
+    }
+    true
+}
+
+impl Script {
+    /// Notes an EndTxn and picks its answer.
+    fn end_txn(&mut self, req: &EndTxnRequest, authenticated: bool) -> Answer {
+        self.seen.push(EndTxnSeen {
+            transactional_id: req.transactional_id.0.to_string(),
+            producer_id: req.producer_id.0,
+            epoch: req.producer_epoch,
+            committed: req.committed,
+            authenticated,
+        });
+        let then = self.then;
+        self.answers.pop_front().or(then).unwrap_or(Answer::Close)
     }
 }
 
