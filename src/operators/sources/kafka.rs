@@ -255,6 +255,8 @@ pub(crate) fn check_client_settings(
 /// nothing, so making and closing it never waits on the network) and says why not.
 fn check_client(properties: &BTreeMap<String, serde_yaml::Value>, problems: &mut Vec<Problem>) {
     let mut config = rdkafka::ClientConfig::new();
+    // Its warnings (a consumer's property on this producer) are not the user's concern.
+    config.set_log_level(rdkafka::config::RDKafkaLogLevel::Emerg);
     for (k, v) in properties {
         if let Some(v) = property_text(v) {
             config.set(k, v);
