@@ -542,6 +542,15 @@ pub fn start(plan: Plan, mut opts: JobOptions) -> Result<JobHandle, RuntimeError
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let mut triggers = Vec::new();
     let mut subtasks = Vec::new();
+    // Bounded inputs end with a final checkpoint when checkpoints are periodic (FLIP-147).
+    let sources: u32 = plan
+        .tasks
+        .iter()
+        .filter(|t| t.is_source())
+        .map(|t| t.parallelism)
+        .sum();
+    let final_checkpoint =
+        (periodic && checkpoints_tx.is_some()).then(|| task::FinalCheckpoint::new(sources));
     let mut outcome_senders = Vec::new();
     for (ti, t) in plan.tasks.iter().enumerate() {
         for s in 0..t.parallelism {
@@ -559,6 +568,7 @@ pub fn start(plan: Plan, mut opts: JobOptions) -> Result<JobHandle, RuntimeError
                 checkpoints: checkpoints_tx.clone(),
                 channels_blocked: metrics.channels_blocked.clone(),
                 outcomes,
+                final_checkpoint: final_checkpoint.clone(),
             };
             let outputs = Outputs::new(std::mem::take(&mut senders[ti][s as usize]));
             let inputs = std::mem::take(&mut receivers[ti][s as usize]);

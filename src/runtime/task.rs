@@ -64,6 +64,42 @@ pub struct TaskContext {
     /// Completed and aborted checkpoints, from the driver, for the chain's operators; `None`
     /// when checkpointing is off.
     pub outcomes: Option<UnboundedReceiver<CheckpointOutcome>>,
+    /// With periodic checkpoints: the final checkpoint a bounded input waits for (shared by
+    /// the job's source subtasks); `None` otherwise.
+    pub final_checkpoint: Option<Arc<FinalCheckpoint>>,
+}
+
+/// Flink's final checkpoint (FLIP-147), shared by a job's source subtasks. A source whose
+/// input ended keeps its task (injecting barriers at its final position) until a checkpoint
+/// that every source injected after its own end completes; only then does its end flow
+/// downstream. So a transactional sink commits the end of the output only with a checkpoint
+/// that holds all of it: killed before that, the job restores the last completed checkpoint,
+/// replays, and finds nothing after it committed. (Committing at the end of the input
+/// instead wrote that output twice when the process died while the job was ending.)
+pub struct FinalCheckpoint {
+    sources: u32,
+    /// Per checkpoint: how many sources injected its barrier after their input ended.
+    after_end: std::sync::Mutex<std::collections::BTreeMap<CheckpointId, u32>>,
+}
+
+impl FinalCheckpoint {
+    pub fn new(sources: u32) -> Arc<FinalCheckpoint> {
+        Arc::new(FinalCheckpoint {
+            sources,
+            after_end: Default::default(),
+        })
+    }
+
+    fn injected_after_end(&self, id: CheckpointId) {
+        let mut m = self.after_end.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry(id).or_default() += 1;
+    }
+
+    /// Whether every source injected `id` after its input ended.
+    fn covers(&self, id: CheckpointId) -> bool {
+        let m = self.after_end.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(&id).is_some_and(|n| *n >= self.sources)
+    }
 }
 
 impl TaskContext {
@@ -235,7 +271,13 @@ pub async fn run_source_task(
             }
             // Let other tasks on this worker run; the source itself waits up to ~100 ms.
             Ok(SourceEvent::Idle) => tokio::task::yield_now().await,
-            Ok(SourceEvent::End) => break,
+            Ok(SourceEvent::End) => {
+                if let Some(fc) = ctx.final_checkpoint.clone() {
+                    await_final_checkpoint(&fc, &mut slot, &mut chain, &mut outputs, &mut ctx)
+                        .await?;
+                }
+                break;
+            }
             Err(error) => return Err(source_error(&slot.id, ctx.subtask, ctx.parallelism, error)),
         }
     }
@@ -249,6 +291,58 @@ pub async fn run_source_task(
     outputs.broadcast(|| Message::End).await?;
     ctx.finished();
     Ok(())
+}
+
+/// What a source whose input ended waits on.
+enum Waited {
+    Outcome(Option<CheckpointOutcome>),
+    Trigger(Option<Injection>),
+    Tick,
+}
+
+/// A source's input ended: it injects the barriers triggered from now on at its final
+/// position and hands checkpoint outcomes to its chain, until a checkpoint every source
+/// injected after its end completes ([`FinalCheckpoint`]), the job is stopped, or the driver
+/// is gone.
+async fn await_final_checkpoint(
+    fc: &FinalCheckpoint,
+    slot: &mut SourceSlot,
+    chain: &mut Chain,
+    outputs: &mut Outputs,
+    ctx: &mut TaskContext,
+) -> Result<(), TaskError> {
+    loop {
+        if ctx.stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let Some(outcomes) = ctx.outcomes.as_mut() else {
+            return Ok(());
+        };
+        // `stop` is a flag, not a wakeup: look at it now and then.
+        let waited = tokio::select! {
+            biased;
+            o = outcomes.recv() => Waited::Outcome(o),
+            t = slot.triggers.recv() => Waited::Trigger(t),
+            _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => Waited::Tick,
+        };
+        match waited {
+            Waited::Outcome(Some(outcome)) => {
+                deliver(slot, chain, outcome, ctx.subtask, ctx.parallelism).await?;
+                if let CheckpointOutcome::Completed(id) = outcome {
+                    if fc.covers(id) {
+                        return Ok(());
+                    }
+                }
+            }
+            Waited::Trigger(Some(Injection { barrier, .. })) => {
+                ctx.checkpoint(barrier, Some(&mut *slot), chain).await?;
+                outputs.broadcast(move || Message::Barrier(barrier)).await?;
+                fc.injected_after_end(barrier.checkpoint_id);
+            }
+            Waited::Outcome(None) | Waited::Trigger(None) => return Ok(()),
+            Waited::Tick => {}
+        }
+    }
 }
 
 /// Injects every barrier triggered since the last call: snapshot, then the barrier on every

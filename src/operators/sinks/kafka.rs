@@ -563,7 +563,10 @@ impl KafkaSink {
         let err = self.producers.clone();
         self.defer("kafka-finish", move || {
             match end {
-                // A bounded job: nothing is replayed, everything written is final.
+                // A bounded input: with periodic checkpoints the sources waited for a final
+                // checkpoint that holds everything (`runtime::task::FinalCheckpoint`), so
+                // what is pending is covered by a completed checkpoint and nothing follows
+                // it; without checkpoints nothing is ever restored.
                 EndOfInput::Finished => {
                     for p in pending.iter().chain(&open) {
                         let client = p.wait().map_err(|e| err.err(e))?;
