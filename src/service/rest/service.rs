@@ -8,7 +8,9 @@
 //! is Flink's `{"jobid": "…"}`.
 //!
 //! The work is the supervisor's ([`ServiceControl`]); a floe without one (`floe run`) answers
-//! 404 with the hint to run `floe serve`.
+//! 404 with the hint to run `floe serve`. Submission is off (403) unless `web.submit.enable`
+//! and a token are set; the supervisor then confines what the pipeline may read and write
+//! (`web.submit.allowed-dirs`).
 
 use super::{ApiError, ApiState, JsonBody};
 use axum::extract::State;
@@ -84,6 +86,12 @@ pub async fn submit(
     body: JsonBody<SubmitRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let service = s.service().ok_or_else(not_serving)?;
+    if !s.submission_allowed() {
+        return Err(ApiError::forbidden(
+            "job submission is off: a submitted pipeline runs with floe's rights, so it needs              web.submit.enable: true and a token (rest.auth.token or rest.auth.token-file) in              flink-conf.yaml; or put the pipeline file into the service's pipeline directory"
+                .into(),
+        ));
+    }
     let request = body.parse("SubmitRequest")?;
     if request.pipeline.trim().is_empty() {
         return Err(ApiError::bad_request(
