@@ -12,6 +12,8 @@
 //! [`redact`] replaces it in logs, REST error fields and the errors `floe run` prints. Values
 //! shorter than [`MIN_REDACTED_LEN`] are masked where they are shown as settings but not
 //! searched for in free text, where they would garble every line that happens to contain them.
+//! In JSON only string values are redacted ([`redact_json`]), never keys, so a short secret
+//! cannot break an answer's structure.
 //!
 //! A leaf module: it knows no configuration type, only names and text.
 
@@ -94,6 +96,28 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Redacts every string in a JSON value (keys stay as they are); whether anything changed.
+pub fn redact_json(v: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => match redact(s) {
+            Cow::Borrowed(_) => false,
+            Cow::Owned(r) => {
+                *s = r;
+                true
+            }
+        },
+        Value::Array(items) => items.iter_mut().fold(false, |c, i| redact_json(i) | c),
+        Value::Object(map) => map.values_mut().fold(false, |c, i| redact_json(i) | c),
+        _ => false,
+    }
+}
+
+/// Whether any secret value is known (nothing to redact otherwise).
+pub fn any_known() -> bool {
+    !KNOWN.read().unwrap_or_else(|p| p.into_inner()).is_empty()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +163,11 @@ mod tests {
         let t = "key redact-test-long-secret and redact-test, abc";
         assert_eq!(redact(t), format!("key {MASK} and {MASK}, abc"));
         assert!(matches!(redact("nothing here"), Cow::Borrowed(_)));
+        let mut v = serde_json::json!({"redact-test": ["x redact-test y", 3]});
+        assert!(redact_json(&mut v));
+        assert_eq!(
+            v,
+            serde_json::json!({"redact-test": [format!("x {MASK} y"), 3]})
+        );
     }
 }

@@ -320,7 +320,11 @@ fn check_names(m: &CheckpointMetadata, path: &Path) -> Result<(), CheckpointErro
             BlobLocation::Exclusive(n) => (n, false),
             BlobLocation::Shared(n) => (n, true),
         };
-        let at = format!("operator \"{}\", subtask {}", op.operator_id, st.subtask + 1);
+        let at = format!(
+            "operator \"{}\", subtask {}",
+            op.operator_id,
+            st.subtask + 1
+        );
         if !is_state_file_name(name) {
             return Err(refuse(format!(
                 "the state file name \"{}\" ({at}) is not one floe writes (a plain name of 8-4-4-4-12 \
@@ -632,7 +636,10 @@ mod tests {
             let e = forged(|m| set_names(m, SHARED_A, bad));
             assert!(e.contains("is refused"), "{bad:?}: {e}");
             assert!(e.contains("not one floe writes"), "{bad:?}: {e}");
-            assert!(!e.contains('\n'), "{bad:?}: the message stays on one line: {e}");
+            assert!(
+                !e.contains('\n'),
+                "{bad:?}: the message stays on one line: {e}"
+            );
             let e = forged(|m| set_names(m, bad, EXCLUSIVE_B));
             assert!(e.contains("is refused"), "{bad:?}: {e}");
         }

@@ -243,7 +243,9 @@ pub(super) fn build(
             auth_token_file: c.text("rest.auth.token-file"),
             savepoints_allowed_dirs: c.list("rest.savepoints.allowed-dirs"),
             allowed_hosts: c.list("rest.allowed-hosts"),
-            max_content_length: c.memory("rest.server.max-content-length").unwrap_or(1 << 20),
+            max_content_length: c
+                .memory("rest.server.max-content-length")
+                .unwrap_or(1 << 20),
             read_timeout: c
                 .duration_min_10ms("rest.server.read-timeout", "The REST read timeout")
                 .unwrap_or(Duration::from_secs(30)),

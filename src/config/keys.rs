@@ -216,6 +216,8 @@ pub const NON_KEY_ENV: &[&str] = &[
     "FLOE_LOG_FORMAT",
     "FLOE_PIPELINES_DIR",
     "FLOE_HOME",
+    // A test hook of `checkpoint::savepoint` (tests/security_symlink.rs).
+    "FLOE_TEST_SAVEPOINT_PAUSE",
 ];
 
 /// The prefix of environment variables that set keys.

@@ -179,9 +179,13 @@ fn bucket(name: &str) -> Result<Arc<Bucket>, CheckpointError> {
         .unwrap_or_default();
     let settings = resolve_settings(&cfg, |k| std::env::var(k).ok());
     // Keys from the environment are secrets too: no log line or error may show them.
-    for k in [&settings.access_key, &settings.secret_key, &settings.session_token]
-        .into_iter()
-        .flatten()
+    for k in [
+        &settings.access_key,
+        &settings.secret_key,
+        &settings.session_token,
+    ]
+    .into_iter()
+    .flatten()
     {
         crate::secrets::remember(k);
     }

@@ -249,12 +249,16 @@ fn with_notes(mut job: Value, j: &JobView) -> Value {
 }
 
 /// `GET /jobs/:id/jobmanager/config`: every key's effective value, as Flink's list of
-/// `{key, value}`, with where the value came from.
+/// `{key, value}`, with where the value came from; secrets masked
+/// ([`crate::secrets::shown`]).
 pub fn job_config_json(j: &JobView) -> Value {
     let list: Vec<Value> = j
         .entries
         .iter()
-        .map(|e| json!({"key": e.key, "value": e.value, "origin": e.origin.to_string()}))
+        .map(|e| {
+            let value = crate::secrets::shown(&e.key, &e.value);
+            json!({"key": e.key, "value": value, "origin": e.origin.to_string()})
+        })
         .collect();
     Value::Array(list)
 }

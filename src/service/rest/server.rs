@@ -12,6 +12,8 @@
 //!   [`MAX_CONNECTIONS`] connections are served at once, others wait to be accepted.
 //! - **Token**: with `rest.auth.token` (or `-file`), every call that changes something must
 //!   carry `Authorization: Bearer <token>`, compared in constant time.
+//! - **Secrets**: every JSON answer has known secret values masked in its strings
+//!   ([`crate::secrets::redact_json`]); configuration routes mask secret keys themselves.
 //!
 //! HTTP/1.1 only, through hyper directly (axum's `serve` has no header timeout).
 
@@ -65,6 +67,37 @@ async fn json_errors(resp: Response) -> Response {
             .to_owned(),
     };
     ApiError::new(parts.status, text).into_response()
+}
+
+/// Every JSON answer passes here: a known secret value quoted in a string of it (an error
+/// from S3 or Kafka in a job's `failure-cause`, a reload error) is replaced by the mask.
+async fn redact_secrets(resp: Response) -> Response {
+    let json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    if !json || !crate::secrets::any_known() {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "bug: an answer could not be read back".into(),
+        )
+        .into_response();
+    };
+    let redacted = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|mut v| crate::secrets::redact_json(&mut v).then_some(v))
+        .and_then(|v| serde_json::to_vec(&v).ok());
+    let mut parts = parts;
+    parts.headers.remove(header::CONTENT_LENGTH);
+    match redacted {
+        Some(b) => Response::from_parts(parts, axum::body::Body::from(b)),
+        None => Response::from_parts(parts, axum::body::Body::from(bytes)),
+    }
 }
 
 /// Compares in constant time (`subtle`): the time taken does not tell how much of a guess
@@ -163,7 +196,7 @@ impl HostPolicy {
                 return true;
             }
         }
-        self.names.iter().any(|n| *n == name)
+        self.names.contains(&name)
     }
 }
 
@@ -227,8 +260,7 @@ async fn guard(State(g): State<Arc<Guard>>, mut req: Request, next: Next) -> Res
     if declared.is_some_and(|n| n > g.max_body) {
         return too_large(g.max_body).into_response();
     }
-    req.extensions_mut()
-        .insert(BodyReadTimeout(g.read_timeout));
+    req.extensions_mut().insert(BodyReadTimeout(g.read_timeout));
     next.run(req).await
 }
 
@@ -236,9 +268,7 @@ async fn guard(State(g): State<Arc<Guard>>, mut req: Request, next: Next) -> Res
 pub fn too_large(limit: u64) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        format!(
-            "the request body is larger than {limit} bytes (rest.server.max-content-length)"
-        ),
+        format!("the request body is larger than {limit} bytes (rest.server.max-content-length)"),
     )
 }
 
@@ -317,7 +347,8 @@ pub async fn serve(app: Router, options: &RestOptions) -> Result<RestServer, Ser
     let mut app = app
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::map_response(json_errors));
+        .layer(middleware::map_response(json_errors))
+        .layer(middleware::map_response(redact_secrets));
     if let Some(t) = token {
         let t: Arc<str> = Arc::from(t);
         app = app.layer(middleware::from_fn_with_state(t, require_token));

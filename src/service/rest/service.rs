@@ -40,6 +40,8 @@ pub enum SubmitError {
     Invalid(String),
     /// The service cannot take it now (503), e.g. shutting down.
     Unavailable(String),
+    /// It would read or write outside what a submitted job may use (403).
+    Refused(String),
 }
 
 /// The body of `POST /jobs`.
@@ -102,5 +104,6 @@ pub async fn submit(
         Ok(id) => Ok(Json(json!({ "jobid": id }))),
         Err(SubmitError::Invalid(m)) => Err(ApiError::bad_request(m)),
         Err(SubmitError::Unavailable(m)) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m)),
+        Err(SubmitError::Refused(m)) => Err(ApiError::forbidden(m)),
     }
 }
