@@ -147,7 +147,7 @@ fn secrets_are_masked_on_every_route_in_floe_config_and_in_the_logs() {
         .arg(dir.join("conf"))
         .arg("--pipelines")
         .arg(dir.join("pipelines"));
-    let f = Floe::spawn(cmd);
+    let f = Floe::serve(cmd);
     let mut ids = Vec::new();
     wait_for("one job running, two failed", || {
         let jobs = f.get("/jobs/overview").json()["jobs"]

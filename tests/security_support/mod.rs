@@ -160,6 +160,21 @@ impl Floe {
         Floe { child, addr, log }
     }
 
+    /// Waits until a log line contains `needle`.
+    pub fn wait_log(&self, needle: &str) {
+        wait_for(&format!("a log line with {needle:?}"), || {
+            self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+        });
+    }
+
+    /// [`Floe::spawn`] of `floe serve`, returned once it is ready (its jobs started, its stop
+    /// signal handled).
+    pub fn serve(cmd: Command) -> Floe {
+        let f = Floe::spawn(cmd);
+        f.wait_log("floe serve: ");
+        f
+    }
+
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
