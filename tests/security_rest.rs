@@ -321,6 +321,17 @@ fn half_open_and_idle_connections_are_closed_after_the_read_timeout() {
             );
         }
     }
+    // A request whose body stops half-way: answered 408, then closed.
+    let mut s = TcpStream::connect(&f.addr).unwrap();
+    let head = format!(
+        "POST /savepoint-disposal HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{{\"savepoint-path\"",
+        f.addr
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let a = parse_answer(&read_until_closed(s).unwrap());
+    assert_eq!(a.status, 408, "{}", a.body);
+    assert!(a.body.contains("rest.server.read-timeout"), "{}", a.body);
     // The server still serves.
     assert_eq!(f.get("/overview").status, 200);
     let (status, log) = f.terminate();
