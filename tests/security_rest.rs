@@ -118,30 +118,11 @@ fn submission_is_off_without_the_setting_or_the_token() {
     }
 }
 
-#[test]
-fn a_submitted_pipeline_reads_and_writes_only_under_the_allowed_dirs() {
-    let root = tempfile::tempdir().unwrap();
-    let outside = root.path().join("outside");
-    let before = victim(&outside);
-    let allowed = root.path().join("allowed");
-    std::fs::create_dir_all(allowed.join("in")).unwrap();
-    std::fs::write(allowed.join("in/a.txt"), "hello world\n").unwrap();
-    let f = serve(
-        &root.path().join("svc"),
-        &format!(
-            "web.submit.enable: true\nrest.auth.token: {TOKEN}\nweb.submit.allowed-dirs: {}\n",
-            allowed.display()
-        ),
-    );
-    assert_eq!(web_submit(&f), true);
-    let good = copy_pipeline("good", &allowed.join("in"), &allowed.join("out"), "");
-    // Without the token, or with a wrong one: 401.
-    assert_eq!(submit(&f, &good, None).status, 401);
-    assert_eq!(submit(&f, &good, Some("wrong")).status, 401);
-
+/// Pipelines a service allowing `allowed` must refuse: each with what the refusal says.
+fn refused_pipelines(allowed: &Path, outside: &Path) -> Vec<(&'static str, String, &'static str)> {
     let link = allowed.join("link");
-    std::os::unix::fs::symlink(&outside, &link).unwrap();
-    let refused: Vec<(&str, String, &str)> = vec![
+    std::os::unix::fs::symlink(outside, &link).unwrap();
+    vec![
         (
             "a file source outside",
             copy_pipeline("r1", &outside.join("victim.txt"), &allowed.join("o1"), ""),
@@ -187,9 +168,68 @@ fn a_submitted_pipeline_reads_and_writes_only_under_the_allowed_dirs() {
             ),
             "s3.endpoint",
         ),
-    ];
-    for (label, pipeline, says) in &refused {
-        let a = submit(&f, pipeline, Some(TOKEN));
+        (
+            "a Kafka property naming a file outside",
+            kafka_pipeline(&format!(
+                "ssl.ca.location: {}",
+                outside.join("victim.txt").display()
+            )),
+            "Kafka property file",
+        ),
+        (
+            "a Kafka property that loads code",
+            kafka_pipeline("plugin.library.paths: /tmp/evil.so"),
+            "loads code",
+        ),
+        (
+            "a Kafka property that runs a command",
+            kafka_pipeline("sasl.kerberos.kinit.cmd: touch /tmp/owned"),
+            "runs a command",
+        ),
+    ]
+}
+
+/// A Kafka source with one more librdkafka property.
+fn kafka_pipeline(property: &str) -> String {
+    format!(
+        "name: k
+operators:
+  - id: source
+    type: kafka
+    bootstrap-servers: 127.0.0.1:9
+    topics: [t]
+    properties:
+      {property}
+  - id: sink
+    type: blackhole
+    inputs: [source]
+"
+    )
+}
+
+#[test]
+fn a_submitted_pipeline_reads_and_writes_only_under_the_allowed_dirs() {
+    let root = tempfile::tempdir().unwrap();
+    let outside = root.path().join("outside");
+    let before = victim(&outside);
+    let allowed = root.path().join("allowed");
+    std::fs::create_dir_all(allowed.join("in")).unwrap();
+    std::fs::write(allowed.join("in/a.txt"), "hello world\n").unwrap();
+    let f = serve(
+        &root.path().join("svc"),
+        &format!(
+            "web.submit.enable: true\nrest.auth.token: {TOKEN}\nweb.submit.allowed-dirs: {}\n",
+            allowed.display()
+        ),
+    );
+    assert_eq!(web_submit(&f), true);
+    let good = copy_pipeline("good", &allowed.join("in"), &allowed.join("out"), "");
+    // Without the token, or with a wrong one: 401.
+    assert_eq!(submit(&f, &good, None).status, 401);
+    assert_eq!(submit(&f, &good, Some("wrong")).status, 401);
+
+    for (label, pipeline, says) in refused_pipelines(&allowed, &outside) {
+        let a = submit(&f, &pipeline, Some(TOKEN));
         assert_eq!(a.status, 403, "{label}: {}", a.body);
         assert!(a.body.contains(says), "{label}: {}", a.body);
     }

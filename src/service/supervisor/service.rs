@@ -177,12 +177,7 @@ pub async fn run(opts: ServeOptions) -> Result<ShutdownSummary, StartError> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let handle = SupervisorHandle { tx };
     let rest_options = crate::service::RestOptions::from_config(&conf.config);
-    if rest_options.submit_enabled && !rest_options.submission_allowed() {
-        tracing::warn!(
-            "web.submit.enable is true but no token is set (rest.auth.token or \
-             rest.auth.token-file): job submission stays off"
-        );
-    }
+    warn_if_submission_stays_off(&rest_options);
     let state = crate::service::ApiState::new(registry.clone(), &rest_options)
         .with_disposal(Arc::new(|path| {
             crate::checkpoint::savepoint::dispose(path)
@@ -261,6 +256,16 @@ pub async fn run(opts: ServeOptions) -> Result<ShutdownSummary, StartError> {
     let summary = sup.shutdown().await;
     server.shutdown().await;
     Ok(summary)
+}
+
+/// `web.submit.enable` without a token does nothing: say so once, at start.
+fn warn_if_submission_stays_off(o: &crate::service::RestOptions) {
+    if o.submit_enabled && !o.submission_allowed() {
+        tracing::warn!(
+            "web.submit.enable is true but no token is set (rest.auth.token or \
+             rest.auth.token-file): job submission stays off"
+        );
+    }
 }
 
 fn conf_hash(file: Option<&Path>) -> Option<u64> {
