@@ -276,8 +276,31 @@ fn with_host(f: &Floe, method: &str, path: &str, host: Option<&str>) -> Answer {
 #[test]
 fn a_host_that_does_not_name_the_server_is_refused() {
     let root = tempfile::tempdir().unwrap();
-    let f = serve(root.path(), "rest.allowed-hosts: dash.example.com\n");
+    // A savepoint a rebinding page would like to dispose of.
+    let sp = root.path().join("sp/savepoint-8f7974-dddddddddddd");
+    let name = "0d0d0d0d-0000-4000-8000-00000000000d";
+    write_forged(
+        &sp,
+        floe::checkpoint::metadata::SnapshotKind::Savepoint,
+        floe::checkpoint::metadata::BlobLocation::Exclusive(name.into()),
+    );
+    std::fs::write(sp.join(name), "state").unwrap();
+    let before = tree(root.path());
+    let f = serve(
+        &root.path().join("svc"),
+        &format!(
+            "rest.allowed-hosts: dash.example.com\nrest.savepoints.allowed-dirs: {}\n",
+            root.path().join("sp").display()
+        ),
+    );
     let port = f.addr.rsplit_once(':').unwrap().1.to_string();
+    let dispose = format!("{{\"savepoint-path\": \"{}\"}}", sp.display());
+    let headers = [
+        ("Host".to_string(), format!("evil.example:{port}")),
+        ("Content-Type".to_string(), "application/json".to_string()),
+    ];
+    let a = request(&f.addr, "POST", "/savepoint-disposal", &headers, &dispose);
+    assert_eq!(a.status, 403, "{}", a.body);
     for host in [
         "evil.example".to_string(),
         format!("evil.example:{port}"),
@@ -307,6 +330,15 @@ fn a_host_that_does_not_name_the_server_is_refused() {
     assert_eq!(a.status, 400, "no Host at all: {}", a.body);
     let (status, log) = f.terminate();
     assert!(status.success(), "{log}");
+    let after: Vec<_> = tree(root.path())
+        .into_iter()
+        .filter(|(p, _)| !p.starts_with("svc"))
+        .collect();
+    assert_eq!(
+        after,
+        before.into_iter().collect::<Vec<_>>(),
+        "the savepoint is intact"
+    );
 }
 
 /// Reads until the server closes the connection (end of stream or reset); what it sent.
