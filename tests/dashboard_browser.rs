@@ -473,6 +473,9 @@ operators:
         .arg(&pipeline)
         .args(["-D", "rest.port=0", "-D"])
         .arg(format!("state.savepoints.dir={}", sp_dir.display()))
+        // Secrets the page must never show (issue 13): unused, local paths need no S3.
+        .args(["-D", &format!("s3.access-key={DASH_ACCESS}")])
+        .args(["-D", &format!("s3.secret-key={DASH_SECRET}")])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -530,5 +533,12 @@ operators:
         !r["vertices"].as_array().unwrap().is_empty(),
         "the operator graph has vertices"
     );
+    let page = r["pageText"].as_str().unwrap();
+    for secret in [DASH_ACCESS, DASH_SECRET] {
+        assert!(!page.contains(secret), "the page shows {secret}:\n{page}");
+    }
     drop(floe);
 }
+
+const DASH_ACCESS: &str = "dash-ACCESS-key-1";
+const DASH_SECRET: &str = "dash-SECRET-key-2";

@@ -29,6 +29,7 @@
 //! This module must not decide *what* to delete (that is `retention`) and is never called on
 //! a task thread: every function here may block on disk.
 
+pub mod nofollow;
 pub mod object;
 mod store;
 
@@ -48,7 +49,7 @@ use std::path::{Path, PathBuf};
 
 /// Name of the file that makes a directory a checkpoint or savepoint.
 pub const METADATA_FILE: &str = "_metadata";
-const METADATA_TEMP_FILE: &str = "_metadata.inprogress";
+pub(crate) const METADATA_TEMP_FILE: &str = "_metadata.inprogress";
 const CHECKPOINT_DIR_PREFIX: &str = "chk-";
 const SHARED_DIR: &str = "shared";
 const TASK_OWNED_DIR: &str = "taskowned";
@@ -387,6 +388,52 @@ pub fn delete_snapshot_dir(snapshot_dir: &Path) -> Result<(), CheckpointError> {
             snapshot_dir.display()
         ))(e)),
     }
+}
+
+/// Deletes a snapshot directory floe did not create itself (a savepoint being disposed of, a
+/// claimed snapshot): `_metadata` first (from then on it is no snapshot, whatever else
+/// fails), then the state files it lists (`names`, checked plain names: see
+/// `metadata::decode`), then the directory if nothing else is left in it. Files floe did not
+/// write stay. Returns how many files were deleted and whether the directory went.
+///
+/// Locally everything is deleted through the directory opened without following symlinks
+/// ([`nofollow::Dir`]): a directory replaced by a symlink makes the deletion fail, never
+/// reach into another directory.
+pub fn delete_listed(dir: &Path, names: &[String]) -> Result<(usize, bool), CheckpointError> {
+    if is_object_path(dir) {
+        delete_file(&path(PathKind::Metadata { snapshot_dir: dir }))?;
+        for name in names {
+            delete_file(&path(PathKind::ExclusiveFile {
+                snapshot_dir: dir,
+                name,
+            }))?;
+        }
+        return Ok((names.len() + 1, remove_dir_if_empty(dir)));
+    }
+    let ctx = || format!("cannot delete the snapshot '{}'", dir.display());
+    let (parent, name) = split_dir(dir)
+        .ok_or_else(|| CheckpointError::Format(format!("{}: it names no directory", ctx())))?;
+    let parent = nofollow::Dir::open(&parent).map_err(io_err(ctx()))?;
+    let d = parent.open_dir(&name).map_err(io_err(ctx()))?;
+    d.remove_file(METADATA_FILE).map_err(io_err(ctx()))?;
+    d.sync().map_err(io_err(ctx()))?;
+    for n in names {
+        d.remove_file(n).map_err(io_err(ctx()))?;
+    }
+    // A temp file left by a crash while `_metadata` was written is floe's too.
+    d.remove_file(METADATA_TEMP_FILE).map_err(io_err(ctx()))?;
+    let removed = parent.remove_dir_if_empty(&name).map_err(io_err(ctx()))?;
+    Ok((names.len() + 1, removed))
+}
+
+/// A local directory as its parent (`.` for a bare name) and its own name.
+pub(crate) fn split_dir(dir: &Path) -> Option<(PathBuf, String)> {
+    let name = dir.file_name()?.to_str()?.to_owned();
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Some((parent, name))
 }
 
 /// Makes a sink's pre-committed files durable before its ack (so before `_metadata`): each

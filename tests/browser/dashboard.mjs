@@ -117,6 +117,7 @@ try {
     latestRestore: await text('#latest-restore'),
     checkpointConfig: await text('#checkpoint-config'),
     jobState: await text('#job-state'),
+    pageText: await page.locator('body').innerText(),
     pageErrors,
     consoleErrors,
   };
