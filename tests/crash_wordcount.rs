@@ -10,7 +10,7 @@
 
 mod crash_support;
 
-use crash_support::{floe_bin, CrashRun, Rng};
+use crash_support::{datagen_lines_left, floe_bin, limit_for_input, CrashRun, Rng};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
@@ -143,8 +143,16 @@ fn crash_case(parallelism: u32, kills: u32, lines: u64, rate: u64, seed: u64) {
         "crash test p {parallelism}: {kills} kills, {lines} lines at {rate}/s, seed {seed}, {}",
         run.bin.display()
     );
+    // The final run restores the newest checkpoint and generates what is left of the input
+    // at `rate`: its limit grows with that (a 1000-kill soak leaves minutes of input).
+    let final_limit = |newest: Option<&Path>| {
+        let left = datagen_lines_left(newest, "source", lines);
+        let limit = limit_for_input(run.attempt_limit, left, rate);
+        eprintln!("crash test p {parallelism}: final run, {left} lines left, limit {limit:?}");
+        limit
+    };
     let summary = run
-        .run(kills, &mut rng)
+        .run_until(kills, &mut rng, final_limit)
         .unwrap_or_else(|e| panic!("crash test p {parallelism} (seed {seed}): {e}"));
     eprintln!("crash test p {parallelism}: {summary}");
     assert!(
