@@ -1,5 +1,5 @@
 //! Savepoints through the runtime, on a real `FsCheckpointStore` in temp directories
-//! (issue 5 point 2, reference §3.4, §6.2, §6.3, §8.3): a savepoint restores and still does
+//! (issue 5 point 2; Flink's savepoint semantics): a savepoint restores and still does
 //! after being moved; it takes its id from the checkpoint counter and is never deleted by
 //! retention; stop-with-savepoint ends the job FINISHED with the sink committed and a
 //! restore continues exactly once; an intermediate savepoint commits nothing; a savepoint
