@@ -10,6 +10,10 @@
 #![allow(dead_code)]
 
 pub mod committed;
+#[allow(
+    clippy::duplicate_mod,
+    reason = "the missing-tool rule, also in `common` for tests that have it"
+)]
 #[path = "../common/tools.rs"]
 mod tools;
 

@@ -10,6 +10,10 @@
 //! runs no destructor for a static at exit.
 #![allow(dead_code)]
 
+#[allow(
+    clippy::duplicate_mod,
+    reason = "the missing-tool rule, also in `common` for tests that have it"
+)]
 #[path = "../common/tools.rs"]
 mod tools;
 
