@@ -61,14 +61,26 @@ operators:
     path
 }
 
+/// Runs floe with its stdout piped to the caller, which must read it to the end (a full
+/// pipe would block the print sink, and with it checkpoints and a stop), and its stderr in
+/// `dir/floe.log`.
 fn spawn(dir: &Path, args: &[&str]) -> Child {
+    let log = std::fs::File::create(dir.join("floe.log")).unwrap();
     floe()
         .current_dir(dir)
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(log)
         .spawn()
         .unwrap()
+}
+
+/// Reads `child`'s stdout to its end on a thread of its own.
+fn drain_stdout(child: &mut Child) -> std::thread::JoinHandle<()> {
+    let mut out = child.stdout.take().expect("piped stdout");
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut out, &mut std::io::sink());
+    })
 }
 
 fn signal(child: &Child, sig: &str) {
@@ -92,6 +104,7 @@ fn is_job_id(p: &Path) -> bool {
 /// and the job directory.
 fn run_until_checkpoint(dir: &Path, file: &Path, n: u64, sig: &str) -> (Option<i32>, PathBuf) {
     let mut child = spawn(dir, &["run", file.to_str().unwrap()]);
+    let drained = drain_stdout(&mut child);
     let root = dir.join("ck");
     wait_for(&format!("checkpoint {n}"), || {
         job_dirs(&root)
@@ -100,6 +113,7 @@ fn run_until_checkpoint(dir: &Path, file: &Path, n: u64, sig: &str) -> (Option<i
     });
     signal(&child, sig);
     let code = child.wait().unwrap().code();
+    drained.join().unwrap();
     let jobs = job_dirs(&root);
     assert_eq!(jobs.len(), 1, "one job directory");
     (code, jobs.into_iter().next().unwrap())
@@ -273,5 +287,8 @@ fn first_output_line_arrives_from_a_live_job() {
     out.read_line(&mut line).unwrap();
     assert!(line.starts_with("(w"), "{line}");
     signal(&child, "-INT");
+    // The rest of the output is read while the job stops (it drains into the print sink).
+    let rest = std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     assert_eq!(child.wait().unwrap().code(), Some(0));
+    rest.join().unwrap().unwrap();
 }
