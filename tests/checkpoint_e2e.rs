@@ -180,12 +180,16 @@ fn a_finished_job_deletes_its_checkpoints_by_default() {
 #[test]
 fn kill_9_then_restore_continues_the_counts() {
     let dir = tempfile::tempdir().unwrap();
-    let (lines, rate) = (4_000u64, 2_000u64);
-    let file = pipeline(dir.path(), "", Some(lines), rate);
+    // 20 s of input at 2000 lines/s: the kill after checkpoint 3 comes long before the end,
+    // however slow the machine. The restored run reads the rest ten times faster (the rate is
+    // not state), slowly enough to take checkpoints.
+    let lines = 40_000u64;
+    let file = pipeline(dir.path(), "", Some(lines), 2_000);
     let (_, job) = run_until_checkpoint(dir.path(), &file, 3, "-KILL");
     let (restored_id, chk) = completed(&job)
         .pop()
         .expect("a checkpoint survived kill -9");
+    let file = pipeline(dir.path(), "", Some(lines), 20_000);
 
     // The restored run's printed updates continue from the checkpoint: each word's last
     // update equals its count in the whole corpus.
