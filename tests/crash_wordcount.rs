@@ -180,8 +180,11 @@ fn seed() -> u64 {
 }
 
 /// Kills per case and corpus size (lines, lines per second): CI's bounded run, or the soak's.
-/// The corpus grows with the kills so that the job cannot finish before the last one: an
-/// attempt gets about 100–400 ms of work committed before its kill.
+/// The corpus grows with the kills so that the job cannot finish before the last one. What an
+/// attempt commits does not grow on a slower machine: it is what the source read (at most
+/// `rate` lines a second) before the newest checkpoint's barrier, and the kill comes at most
+/// 700 ms after the start, or at the attempt's first checkpoint (its barrier ~150 ms in). So
+/// an attempt commits 150–700 lines, about 250 on average, against 400 per kill here.
 fn sizes() -> (u32, u64, u64) {
     let kills = std::env::var("FLOE_CRASH_SOAK")
         .ok()
