@@ -182,6 +182,54 @@ fn blob(location: BlobLocation, b: &KeyedBlob) -> StateBlob {
 
 /// Everything the fixture's `_metadata` holds, field by field.
 fn expected() -> CheckpointMetadata {
+    let mut operators = expected_sources();
+    operators.push(expected_keyed());
+    operators.extend(expected_sinks());
+    CheckpointMetadata {
+        checkpoint_id: 9,
+        job_id: JobId(JOB.into()),
+        job_name: "every-variant".into(),
+        kind: SnapshotKind::Checkpoint,
+        trigger_timestamp_ms: 1_760_000_000_000,
+        completion_timestamp_ms: 1_760_000_000_321,
+        operators,
+    }
+}
+
+/// One source operator per `SourcePosition` variant.
+fn expected_sources() -> Vec<OperatorStateMeta> {
+    let rescaled = |next_line| SourcePosition::DatagenRescaled {
+        next_line,
+        old_parallelism: 3,
+        old_next_lines: vec![5000, 6100, 7300],
+    };
+    let offset = |partition, offset| KafkaOffset {
+        topic: "lines".into(),
+        partition,
+        offset,
+    };
+    vec![
+        source("gen", 1, vec![SourcePosition::Datagen { next_line: 42 }]),
+        source(
+            "files",
+            1,
+            vec![SourcePosition::Files(vec![
+                ("input/a.txt".into(), 1234),
+                ("input/b.txt".into(), 0),
+            ])],
+        ),
+        source("regen", 2, vec![rescaled(4096), rescaled(5120)]),
+        source(
+            "topics",
+            1,
+            vec![SourcePosition::Kafka(vec![offset(0, 17), offset(1, -2)])],
+        ),
+    ]
+}
+
+/// Keyed state: subtask 0 an incremental chain (shared base, inline delta), subtask 1 a full
+/// blob in an exclusive file.
+fn expected_keyed() -> OperatorStateMeta {
     let (base, delta, full) = blobs();
     let keyed = |subtask: u32, handle: KeyedStateHandle| {
         let r = KeyGroupRange::for_subtask(subtask, 2, MAX_P);
@@ -197,103 +245,48 @@ fn expected() -> CheckpointMetadata {
         blob(BlobLocation::Shared(SHARED.into()), &base),
         blob(BlobLocation::Inline(delta.bytes.clone()), &delta),
     ];
-    CheckpointMetadata {
-        checkpoint_id: 9,
-        job_id: JobId(JOB.into()),
-        job_name: "every-variant".into(),
-        kind: SnapshotKind::Checkpoint,
-        trigger_timestamp_ms: 1_760_000_000_000,
-        completion_timestamp_ms: 1_760_000_000_321,
-        operators: vec![
-            source("gen", 1, vec![SourcePosition::Datagen { next_line: 42 }]),
-            source(
-                "files",
-                1,
-                vec![SourcePosition::Files(vec![
-                    ("input/a.txt".into(), 1234),
-                    ("input/b.txt".into(), 0),
-                ])],
-            ),
-            source(
-                "regen",
-                2,
-                vec![
-                    SourcePosition::DatagenRescaled {
-                        next_line: 4096,
-                        old_parallelism: 3,
-                        old_next_lines: vec![5000, 6100, 7300],
-                    },
-                    SourcePosition::DatagenRescaled {
-                        next_line: 5120,
-                        old_parallelism: 3,
-                        old_next_lines: vec![5000, 6100, 7300],
-                    },
-                ],
-            ),
-            source(
-                "topics",
-                1,
-                vec![SourcePosition::Kafka(vec![
-                    KafkaOffset {
-                        topic: "lines".into(),
-                        partition: 0,
-                        offset: 17,
-                    },
-                    KafkaOffset {
-                        topic: "lines".into(),
-                        partition: 1,
-                        offset: -2,
-                    },
-                ])],
-            ),
-            OperatorStateMeta {
-                operator_id: "count".into(),
-                parallelism: 2,
-                max_parallelism: MAX_P,
-                subtasks: vec![
-                    keyed(0, KeyedStateHandle::Incremental { chain }),
-                    keyed(
-                        1,
-                        KeyedStateHandle::Full(blob(
-                            BlobLocation::Exclusive(EXCLUSIVE.into()),
-                            &full,
-                        )),
-                    ),
-                ],
-            },
-            sink(
-                "out",
-                SinkState::Files(FileSinkState {
-                    subtask: 0,
-                    next_part: 4,
-                    pending: vec![
-                        PendingPart {
-                            checkpoint_id: 8,
-                            part: 2,
-                        },
-                        PendingPart {
-                            checkpoint_id: 9,
-                            part: 3,
-                        },
-                    ],
-                }),
-            ),
-            sink(
-                "kout",
-                SinkState::Kafka(KafkaSinkState {
-                    subtask: 0,
-                    prefix: "floe-kout".into(),
-                    slots: 2,
-                    pending: vec![KafkaPendingTxn {
-                        checkpoint_id: 9,
-                        transactional_id: "floe-kout-0-1".into(),
-                        producer_id: 4001,
-                        producer_epoch: 3,
-                    }],
-                }),
-            ),
+    let exclusive = blob(BlobLocation::Exclusive(EXCLUSIVE.into()), &full);
+    OperatorStateMeta {
+        operator_id: "count".into(),
+        parallelism: 2,
+        max_parallelism: MAX_P,
+        subtasks: vec![
+            keyed(0, KeyedStateHandle::Incremental { chain }),
+            keyed(1, KeyedStateHandle::Full(exclusive)),
         ],
     }
+}
+
+/// One sink operator per `SinkState` variant.
+fn expected_sinks() -> Vec<OperatorStateMeta> {
+    let part = |checkpoint_id, part| PendingPart {
+        checkpoint_id,
+        part,
+    };
+    vec![
+        sink(
+            "out",
+            SinkState::Files(FileSinkState {
+                subtask: 0,
+                next_part: 4,
+                pending: vec![part(8, 2), part(9, 3)],
+            }),
+        ),
+        sink(
+            "kout",
+            SinkState::Kafka(KafkaSinkState {
+                subtask: 0,
+                prefix: "floe-kout".into(),
+                slots: 2,
+                pending: vec![KafkaPendingTxn {
+                    checkpoint_id: 9,
+                    transactional_id: "floe-kout-0-1".into(),
+                    producer_id: 4001,
+                    producer_epoch: 3,
+                }],
+            }),
+        ),
+    ]
 }
 
 /// Format version 2 as this test knows it, independent of floe's types: the payload is
@@ -427,9 +420,92 @@ mod v2_format {
 /// spelled out again by hand so that neither depends on the other's types.
 fn v2_bytes() -> Vec<u8> {
     use v2_format::*;
+    let mut operators = v2_sources();
+    operators.push(v2_keyed());
+    operators.extend(v2_sinks());
+    frame(&Metadata {
+        checkpoint_id: 9,
+        job_id: JOB.into(),
+        job_name: "every-variant".into(),
+        kind: Kind::Checkpoint,
+        trigger_timestamp_ms: 1_760_000_000_000,
+        completion_timestamp_ms: 1_760_000_000_321,
+        operators,
+    })
+}
+
+fn v2_operator(
+    id: &str,
+    parallelism: u32,
+    subtasks: Vec<v2_format::Subtask>,
+) -> v2_format::Operator {
+    v2_format::Operator {
+        operator_id: id.into(),
+        parallelism,
+        max_parallelism: 128,
+        subtasks,
+    }
+}
+
+/// A subtask with only a source position or only a sink state.
+fn v2_plain(
+    subtask: u32,
+    source: Option<v2_format::Source>,
+    sink: Option<v2_format::Sink>,
+) -> v2_format::Subtask {
+    v2_format::Subtask {
+        subtask,
+        key_groups: None,
+        keyed: None,
+        source,
+        sink,
+    }
+}
+
+fn v2_sources() -> Vec<v2_format::Operator> {
+    use v2_format::*;
+    let rescaled = |next_line| Source::DatagenRescaled {
+        next_line,
+        old_parallelism: 3,
+        old_next_lines: vec![5000, 6100, 7300],
+    };
+    let offset = |partition, offset| KafkaOffset {
+        topic: "lines".into(),
+        partition,
+        offset,
+    };
+    let files = Source::Files(vec![
+        ("input/a.txt".into(), 1234),
+        ("input/b.txt".into(), 0),
+    ]);
+    let kafka = Source::Kafka(vec![offset(0, 17), offset(1, -2)]);
+    vec![
+        v2_operator(
+            "gen",
+            1,
+            vec![v2_plain(0, Some(Source::Datagen { next_line: 42 }), None)],
+        ),
+        v2_operator("files", 1, vec![v2_plain(0, Some(files), None)]),
+        v2_operator(
+            "regen",
+            2,
+            vec![
+                v2_plain(0, Some(rescaled(4096)), None),
+                v2_plain(1, Some(rescaled(5120)), None),
+            ],
+        ),
+        v2_operator("topics", 1, vec![v2_plain(0, Some(kafka), None)]),
+    ]
+}
+
+fn v2_keyed() -> v2_format::Operator {
+    use v2_format::*;
     let (base, delta, full) = blobs();
-    let groups = |b: &KeyedBlob| {
-        b.groups
+    let blob = |location, b: &KeyedBlob| Blob {
+        location,
+        size: b.bytes.len() as u64,
+        groups: b
+            .groups
             .iter()
             .map(|g| Group {
                 key_group: g.key_group,
@@ -438,148 +514,55 @@ fn v2_bytes() -> Vec<u8> {
                 crc32c: g.crc32c,
                 entries: g.entries,
             })
-            .collect()
+            .collect(),
     };
-    let plain = |subtask, source, sink| Subtask {
+    let chain = vec![
+        blob(Location::Shared(SHARED.into()), &base),
+        blob(Location::Inline(delta.bytes.clone()), &delta),
+    ];
+    let keyed = |subtask, key_groups, keyed| Subtask {
         subtask,
-        key_groups: None,
-        keyed: None,
-        source,
-        sink,
+        key_groups: Some(key_groups),
+        keyed: Some(keyed),
+        source: None,
+        sink: None,
     };
-    let op = |id: &str, parallelism, subtasks| Operator {
-        operator_id: id.into(),
-        parallelism,
-        max_parallelism: 128,
-        subtasks,
-    };
-    let rescaled = |next_line| Source::DatagenRescaled {
-        next_line,
-        old_parallelism: 3,
-        old_next_lines: vec![5000, 6100, 7300],
-    };
-    let kafka_offset = |partition, offset| KafkaOffset {
-        topic: "lines".into(),
-        partition,
-        offset,
-    };
-    let m = Metadata {
-        checkpoint_id: 9,
-        job_id: JOB.into(),
-        job_name: "every-variant".into(),
-        kind: Kind::Checkpoint,
-        trigger_timestamp_ms: 1_760_000_000_000,
-        completion_timestamp_ms: 1_760_000_000_321,
-        operators: vec![
-            op(
-                "gen",
+    v2_operator(
+        "count",
+        2,
+        vec![
+            keyed(0, (0, 63), Keyed::Incremental { chain }),
+            keyed(
                 1,
-                vec![plain(0, Some(Source::Datagen { next_line: 42 }), None)],
-            ),
-            op(
-                "files",
-                1,
-                vec![plain(
-                    0,
-                    Some(Source::Files(vec![
-                        ("input/a.txt".into(), 1234),
-                        ("input/b.txt".into(), 0),
-                    ])),
-                    None,
-                )],
-            ),
-            op(
-                "regen",
-                2,
-                vec![
-                    plain(0, Some(rescaled(4096)), None),
-                    plain(1, Some(rescaled(5120)), None),
-                ],
-            ),
-            op(
-                "topics",
-                1,
-                vec![plain(
-                    0,
-                    Some(Source::Kafka(vec![
-                        kafka_offset(0, 17),
-                        kafka_offset(1, -2),
-                    ])),
-                    None,
-                )],
-            ),
-            op(
-                "count",
-                2,
-                vec![
-                    Subtask {
-                        subtask: 0,
-                        key_groups: Some((0, 63)),
-                        keyed: Some(Keyed::Incremental {
-                            chain: vec![
-                                Blob {
-                                    location: Location::Shared(SHARED.into()),
-                                    size: base.bytes.len() as u64,
-                                    groups: groups(&base),
-                                },
-                                Blob {
-                                    location: Location::Inline(delta.bytes.clone()),
-                                    size: delta.bytes.len() as u64,
-                                    groups: groups(&delta),
-                                },
-                            ],
-                        }),
-                        source: None,
-                        sink: None,
-                    },
-                    Subtask {
-                        subtask: 1,
-                        key_groups: Some((64, 127)),
-                        keyed: Some(Keyed::Full(Blob {
-                            location: Location::Exclusive(EXCLUSIVE.into()),
-                            size: full.bytes.len() as u64,
-                            groups: groups(&full),
-                        })),
-                        source: None,
-                        sink: None,
-                    },
-                ],
-            ),
-            op(
-                "out",
-                1,
-                vec![plain(
-                    0,
-                    None,
-                    Some(Sink::Files {
-                        subtask: 0,
-                        next_part: 4,
-                        pending: vec![(8, 2), (9, 3)],
-                    }),
-                )],
-            ),
-            op(
-                "kout",
-                1,
-                vec![plain(
-                    0,
-                    None,
-                    Some(Sink::Kafka {
-                        subtask: 0,
-                        prefix: "floe-kout".into(),
-                        slots: 2,
-                        pending: vec![KafkaTxn {
-                            checkpoint_id: 9,
-                            transactional_id: "floe-kout-0-1".into(),
-                            producer_id: 4001,
-                            producer_epoch: 3,
-                        }],
-                    }),
-                )],
+                (64, 127),
+                Keyed::Full(blob(Location::Exclusive(EXCLUSIVE.into()), &full)),
             ),
         ],
+    )
+}
+
+fn v2_sinks() -> Vec<v2_format::Operator> {
+    use v2_format::*;
+    let files = Sink::Files {
+        subtask: 0,
+        next_part: 4,
+        pending: vec![(8, 2), (9, 3)],
     };
-    frame(&m)
+    let kafka = Sink::Kafka {
+        subtask: 0,
+        prefix: "floe-kout".into(),
+        slots: 2,
+        pending: vec![KafkaTxn {
+            checkpoint_id: 9,
+            transactional_id: "floe-kout-0-1".into(),
+            producer_id: 4001,
+            producer_epoch: 3,
+        }],
+    };
+    vec![
+        v2_operator("out", 1, vec![v2_plain(0, None, Some(files))]),
+        v2_operator("kout", 1, vec![v2_plain(0, None, Some(kafka))]),
+    ]
 }
 
 /// The generator: with `UPDATE_FIXTURES=v2`, writes the fixture; always checks that the
