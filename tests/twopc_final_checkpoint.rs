@@ -118,3 +118,63 @@ async fn a_bounded_input_ends_only_after_a_checkpoint_holding_all_of_it_complete
         );
     }
 }
+
+/// `execution.checkpointing.checkpoints-after-tasks-finish: false` (Flink's flag): a bounded
+/// input ends without a final checkpoint, and the sinks hear [`EndOfInput::Stopped`], so a
+/// transactional sink leaves what no completed checkpoint holds uncommitted (as in Flink,
+/// where that output is lost; committing it would write it twice after a failover). With
+/// checkpoints an hour apart, the job ends at once, without any checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_checkpoints_after_tasks_finish_the_end_commits_nothing_more() {
+    let log = Log::default();
+    let store = Arc::new(MemoryStore::default());
+    let mut opts = JobOptions::new("no-final");
+    let mut cp = checkpointing(store.clone(), Duration::from_secs(3600));
+    cp.config.checkpoints_after_tasks_finish = false;
+    opts.checkpointing = Some(cp);
+    let sink_log = log.clone();
+    let vertices = vec![
+        counting_source(
+            "src",
+            Some(2),
+            Counting {
+                name: "w".into(),
+                size: 10,
+                batches: Some(50),
+            },
+        ),
+        runtime_support::operator("sink", &[0], Some(2), move |ctx| {
+            Box::new(Sink {
+                subtask: ctx.subtask,
+                log: sink_log.clone(),
+            })
+        }),
+    ];
+    let plan = Plan::from_vertices("no-final", PathBuf::from("."), vertices, 1, None).unwrap();
+    let handle = runtime::start(plan, opts).unwrap();
+    // A hang guard only: the job ends as soon as its input does.
+    tokio::time::timeout(Duration::from_secs(300), handle.wait())
+        .await
+        .expect("the job waited for a checkpoint")
+        .unwrap();
+    let events = log.lock().unwrap().clone();
+    for subtask in 0..2 {
+        let ends: Vec<&Event> = events
+            .iter()
+            .filter(|(s, e)| *s == subtask && matches!(e, Event::End(_)))
+            .map(|(_, e)| e)
+            .collect();
+        assert_eq!(
+            ends,
+            vec![&Event::End(EndOfInput::Stopped)],
+            "subtask {subtask}"
+        );
+    }
+    assert!(
+        !events
+            .iter()
+            .any(|(_, e)| matches!(e, Event::Snapshot(_) | Event::Complete(_))),
+        "no checkpoint was taken: {events:?}"
+    );
+    assert!(store.completed_ids().is_empty());
+}

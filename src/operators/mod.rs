@@ -363,12 +363,14 @@ pub enum DeliveryGuarantee {
 /// Why an operator's input ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndOfInput {
-    /// Every source ended (a bounded job): nothing will ever be replayed, so a transactional
-    /// sink commits everything it wrote.
+    /// Every source ended (a bounded job), and a completed checkpoint holds everything the
+    /// sink received (the final checkpoint), or checkpoints are off: a transactional sink
+    /// commits everything it wrote.
     Finished,
-    /// `stop()` ended the sources early (Ctrl-C in `floe run`): a later `-s` restore replays
-    /// what came after the last completed checkpoint, so what was written after it stays
-    /// uncommitted.
+    /// `stop()` ended the sources early (Ctrl-C in `floe run`), or a bounded input ended
+    /// without a final checkpoint (`checkpoints-after-tasks-finish: false`): a later `-s`
+    /// restore replays what came after the last completed checkpoint, so what was written
+    /// after it stays uncommitted.
     Stopped,
 }
 

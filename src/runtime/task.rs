@@ -67,6 +67,11 @@ pub struct TaskContext {
     /// With periodic checkpoints: the final checkpoint a bounded input waits for (shared by
     /// the job's source subtasks); `None` otherwise.
     pub final_checkpoint: Option<Arc<FinalCheckpoint>>,
+    /// Periodic checkpoints without a final one (`checkpoints-after-tasks-finish: false`):
+    /// a bounded end is told to the operators as [`EndOfInput::Stopped`], so transactional
+    /// sinks leave uncommitted what no completed checkpoint holds (Flink loses it the same
+    /// way; committing it would write it twice after a failover).
+    pub end_uncommitted: bool,
 }
 
 /// Flink's final checkpoint (FLIP-147), shared by a job's source subtasks. A source whose
@@ -186,7 +191,7 @@ impl TaskContext {
 
     /// The input is about to end: a bounded end, or `stop()`.
     fn end_of_input(&self, chain: &mut Chain) -> Result<(), TaskError> {
-        let why = if self.stop.load(Ordering::SeqCst) {
+        let why = if self.stop.load(Ordering::SeqCst) || self.end_uncommitted {
             EndOfInput::Stopped
         } else {
             EndOfInput::Finished
