@@ -14,13 +14,13 @@
 //!
 //! `FLOE_CRASH_SOAK=<kills>` runs that many kills instead of CI's 8; `FLOE_CRASH_SEED` picks
 //! the seed. The corpus grows with the kills asked for, so that the job cannot end before the
-//! last one, and every attempt's time limit with the corpus: it guards against a hang, never
-//! races the work.
+//! last one, and the final run's time limit with the input its checkpoint leaves: it guards
+//! against a hang, never races the work.
 
 mod crash_support;
 mod kafka_support;
 
-use crash_support::{floe_bin, CrashRun, Rng};
+use crash_support::{floe_bin, limit_for_input, CrashRun, Rng};
 use floe::operators::sources::datagen::{line_text, DatagenConfig};
 use kafka_support::Tansu;
 use std::collections::HashMap;
@@ -123,10 +123,50 @@ fn lines_for(kills: u32) -> u64 {
     20_000 + 5_000 * u64::from(kills)
 }
 
-/// How long one attempt may run before it counts as hung: the whole corpus at 100 lines a
-/// second (the debug build reads thousands a second on a loaded 2-core machine), plus start-up.
-fn attempt_limit(lines: u64) -> Duration {
-    Duration::from_secs(120) + Duration::from_millis(10 * lines)
+/// How long an attempt that is to be killed may wait for the moment of its kill (a
+/// checkpoint, or less than a second of work) before it counts as hung: nothing it waits
+/// for grows with the input.
+const ATTEMPT_LIMIT: Duration = Duration::from_secs(120);
+
+/// The hang guard's rate for the final attempt: 100 lines a second (the debug build reads
+/// thousands a second on a loaded 2-core machine); `limit_for_input` allows twice the time.
+const GUARD_RATE: u64 = 200;
+
+/// Lines the checkpoint in `checkpoint` has not read yet, of a `lines` topic whose partition
+/// `p` holds `sizes[p]` records (one per line, offsets from 0): what a run restored from it
+/// still reads. All of them without a checkpoint (or one that cannot be read).
+fn kafka_lines_left(checkpoint: Option<&Path>, sizes: &[u64]) -> u64 {
+    use floe::checkpoint::SourcePosition;
+    let total = sizes.iter().sum();
+    let Some(loaded) = checkpoint.and_then(|c| floe::checkpoint::storage::load(c).ok()) else {
+        return total;
+    };
+    let Some(source) = loaded
+        .metadata
+        .operators
+        .iter()
+        .find(|o| o.operator_id == "source")
+    else {
+        return total;
+    };
+    let mut read = vec![0u64; sizes.len()];
+    for s in &source.subtasks {
+        if let Some(SourcePosition::Kafka(offsets)) = &s.source {
+            for o in offsets.iter().filter(|o| o.topic == "lines") {
+                if let Some(r) = usize::try_from(o.partition)
+                    .ok()
+                    .and_then(|p| read.get_mut(p))
+                {
+                    *r = u64::try_from(o.offset).unwrap_or(0);
+                }
+            }
+        }
+    }
+    sizes
+        .iter()
+        .zip(&read)
+        .map(|(size, r)| size.saturating_sub(*r))
+        .sum()
 }
 
 #[test]
@@ -150,7 +190,7 @@ fn kafka_to_kafka_wordcount_is_exactly_once_through_kill_9() {
         checkpoints: dir.path().join("ck"),
         output: dir.path().join("unused"),
         parallelism: 2,
-        attempt_limit: attempt_limit(lines),
+        attempt_limit: ATTEMPT_LIMIT,
     };
     let seed = std::env::var("FLOE_CRASH_SEED")
         .ok()
@@ -158,9 +198,25 @@ fn kafka_to_kafka_wordcount_is_exactly_once_through_kill_9() {
         .unwrap_or(20_261_201);
     let mut rng = Rng::new(seed);
     let started = Instant::now();
-    let summary = run
-        .run(kills, &mut rng)
-        .unwrap_or_else(|e| panic!("kafka crash test (seed {seed}): {e}"));
+    // The final run restores the newest checkpoint and reads what it left: its limit grows
+    // with that (a long soak can leave minutes of input), so it never races the work.
+    let sizes = [half as u64, (all.len() - half) as u64];
+    let final_limit = |newest: Option<&Path>| {
+        let left = kafka_lines_left(newest, &sizes);
+        let limit = limit_for_input(ATTEMPT_LIMIT, left, GUARD_RATE);
+        eprintln!("kafka crash test: final run, {left} lines left, limit {limit:?}");
+        limit
+    };
+    let summary = match run.run_until(kills, &mut rng, final_limit) {
+        Ok(s) => s,
+        Err(e) => {
+            let kept = dir.keep();
+            panic!(
+                "kafka crash test (seed {seed}): {e}\nkept: {} (attempt logs)",
+                kept.display()
+            )
+        }
+    };
     eprintln!("kafka crash test: {summary} ({:?})", started.elapsed());
     // The source reads as fast as the machine does (no rate): at least half the kills must
     // land before the input ends, or the corpus is too short for this machine.
