@@ -226,6 +226,10 @@ pub(crate) fn check_client_settings(
                 format!("properties.{key}"),
                 "is set by floe itself; use the operator's own setting instead",
             ));
+        } else if touches_the_machine(key) {
+            // Checked by librdkafka when the job's client is made: only then, after a
+            // service's check of what a submitted job may touch, is the file read.
+            continue;
         } else if let Some(text) = property_text(value) {
             // librdkafka's own check of the name and value (an unknown key, a value out of
             // range, a feature this build lacks), without creating a client.
@@ -258,7 +262,7 @@ fn check_client(properties: &BTreeMap<String, serde_yaml::Value>, problems: &mut
     // Its warnings (a consumer's property on this producer) are not the user's concern.
     config.set_log_level(rdkafka::config::RDKafkaLogLevel::Emerg);
     for (k, v) in properties {
-        if let Some(v) = property_text(v) {
+        if let Some(v) = property_text(v).filter(|_| !touches_the_machine(k)) {
             config.set(k, v);
         }
     }
@@ -272,6 +276,20 @@ fn check_client(properties: &BTreeMap<String, serde_yaml::Value>, problems: &mut
             ),
         ));
     }
+}
+
+/// A property naming a file (`ssl.ca.location`, `sasl.kerberos.keytab`, …), code to load
+/// (`plugin.library.paths`: librdkafka loads it as soon as it is set) or a command to run
+/// (`sasl.kerberos.kinit.cmd`). Validation never hands these to librdkafka: it must not read,
+/// load or run anything, least of all for a pipeline submitted to `floe serve`, whose
+/// submission check (what a submitted job may touch) comes after validation.
+fn touches_the_machine(key: &str) -> bool {
+    let key = key.trim().to_ascii_lowercase();
+    key.ends_with(".location")
+        || matches!(
+            key.as_str(),
+            "sasl.kerberos.keytab" | "plugin.library.paths" | "sasl.kerberos.kinit.cmd"
+        )
 }
 
 /// librdkafka's sentence in a configuration error, without rdkafka's wrapping.
@@ -850,6 +868,22 @@ mod tests {
         );
         let range = p("{fetch.max.bytes: -3}");
         assert_eq!(range[0].field, "properties.fetch.max.bytes", "{range:?}");
+    }
+
+    #[test]
+    fn validation_reads_loads_and_runs_nothing_a_property_names() {
+        // librdkafka loads a plugin as soon as `plugin.library.paths` is set (and fails on a
+        // missing one), and reads `*.location` files when a client is made: validation hands
+        // it neither, so these pass here and are refused, if at all, when the job starts.
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.so").display().to_string();
+        let c = config(&format!(
+            "bootstrap-servers: b:9092\ntopics: [t]\nproperties: {{plugin.library.paths: \
+             '{missing}', ssl.ca.location: '{missing}', sasl.kerberos.keytab: '{missing}'}}"
+        ));
+        assert_eq!(c.output_schema(None).err(), None);
+        assert!(touches_the_machine(" SSL.Keystore.Location"));
+        assert!(!touches_the_machine("security.protocol"));
     }
 
     #[test]
