@@ -240,7 +240,9 @@ pub(crate) fn spawn(
         ),
     };
     let failure = Arc::new(Mutex::new(None));
-    let stats = Arc::new(Mutex::new(CheckpointStats::default()));
+    let stats = Arc::new(Mutex::new(CheckpointStats::with_history(
+        opts.config.history as usize,
+    )));
     let (shutdown_tx, shutdown_rx) = oneshot::channel();
     let driver = Driver {
         schedule,

@@ -248,7 +248,7 @@ pub fn summary(all: &MinMaxSum, sample: &[u64]) -> Value {
 /// `GET /jobs/:id/checkpoints`.
 pub fn checkpoints_json(v: &JobView, stats: &CheckpointStats) -> Value {
     let subtasks = v.total_subtasks();
-    let limit = (v.config.web_checkpoints_history as usize).max(1);
+    let limit = v.config.checkpointing.history as usize;
     let completed: Vec<&crate::checkpoint::coordinator::CompletedStats> = stats
         .history
         .iter()
