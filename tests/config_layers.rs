@@ -286,7 +286,7 @@ fn shipped_conf_file_loads_cleanly() {
     );
     assert_eq!(c.state.inline_threshold, 20 * 1024);
     assert_eq!(c.parallelism_default, 1);
-    // Every key of the seed article is present in the file, under its 1.x name.
+    // Every key of the Flink setup conf/flink-conf.yaml stands for is present in the file, under its 1.x name.
     for key in [
         "state.backend",
         "state.backend.async",

@@ -72,7 +72,7 @@ impl fmt::Debug for CheckpointingOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SavepointAction {
     /// The job goes on (`floe savepoint`). Transactional sinks do not commit for it
-    /// (reference §8.3): what they pre-committed at its barrier commits with the next
+    /// (docs/architecture.md#two-phase-commit-sinks): what they pre-committed at its barrier commits with the next
     /// checkpoint.
     Keep,
     /// Stop-with-savepoint (`floe stop`): the sources stop at the savepoint's barrier, the

@@ -1,6 +1,6 @@
 //! `/jobs/:id/checkpoints` and `/jobs/:id/checkpoints/config`: Flink's
 //! `CheckpointingStatistics` and `CheckpointConfigInfo`, built as pure functions of a job's
-//! view and statistics (reference §7.2).
+//! view and statistics (docs/architecture.md#rest-api-shapes).
 //!
 //! Where floe keeps less than Flink, the gap is filled the way Flink would show it for a
 //! full, aligned checkpoint: `state_size` equals `checkpointed_size`, the unaligned-data sizes
