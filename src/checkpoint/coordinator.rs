@@ -5,7 +5,8 @@
 //!
 //! It knows no clock, channel, task or file: the async driver (`runtime::checkpointing`) reads
 //! the time, asks these types what to do, and does the I/O off the data path. So every rule
-//! here is tested in-module by passing instants (docs/architecture.md#triggering-checkpoints and #timeouts-and-failures).
+//! here is tested in-module by passing instants (docs/architecture.md#triggering-checkpoints,
+//! docs/architecture.md#timeouts-and-failures).
 //!
 //! Rules (Flink's `CheckpointCoordinator` and `CheckpointFailureManager`):
 //! - a checkpoint triggers every `interval` after the previous trigger, but never sooner than

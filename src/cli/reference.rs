@@ -3,7 +3,7 @@
 //! runs anything.
 
 use super::{flink_long_options, Cli};
-use clap::{Arg, CommandFactory};
+use clap::{Arg, CommandFactory, Parser};
 use std::fmt::Write as _;
 
 /// The reference in Markdown: the global options, then each command with its usage line and
@@ -24,7 +24,7 @@ pub fn reference_markdown() -> String {
         }
         let _ = write!(out, "\n### `floe {}`\n\n", sub.get_name());
         if let Some(about) = sub.get_long_about().or(sub.get_about()) {
-            let _ = writeln!(out, "{}\n", one_line(&about.to_string()));
+            let _ = writeln!(out, "{}\n", sentence(&about.to_string()));
         }
         let usage = sub.clone().render_usage().to_string();
         let _ = write!(out, "```text\n{}\n```\n\n", usage.trim());
@@ -48,7 +48,7 @@ fn arg_table(out: &mut String, args: &[&Arg]) {
         let mut help = a
             .get_long_help()
             .or(a.get_help())
-            .map(|h| one_line(&h.to_string()))
+            .map(|h| sentence(&h.to_string()))
             .unwrap_or_default();
         let possible: Vec<String> = a
             .get_possible_values()
@@ -64,7 +64,7 @@ fn arg_table(out: &mut String, args: &[&Arg]) {
             .iter()
             .map(|v| v.to_string_lossy().into_owned())
             .collect();
-        if !defaults.is_empty() {
+        if !defaults.is_empty() && a.get_action().takes_values() {
             let _ = write!(help, " Default: `{}`.", defaults.join(","));
         }
         if let Some(env) = a.get_env() {
@@ -114,6 +114,15 @@ fn spelling(a: &Arg) -> String {
 
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A doc comment as one sentence: clap drops the final period of a one-paragraph help.
+fn sentence(text: &str) -> String {
+    let mut s = one_line(text);
+    if !s.is_empty() && !s.ends_with('.') {
+        s.push('.');
+    }
+    s
 }
 
 /// Whether `words` (the command line without the program name: `["run", "p.yaml", "-p",
