@@ -14,6 +14,7 @@
 //! - [`state`]: keyed state per operator subtask, key groups, snapshot encoding.
 //! - [`checkpoint`]: coordinator, storage layout, `_metadata`, retention, restore mapping.
 //! - [`service`]: the daemon (`floe serve`), REST API, dashboard, watcher, signals.
+//! - [`textfile`]: reading a pipeline or conf file: regular files only, bounded in size.
 #![forbid(unsafe_code)]
 
 pub mod checkpoint;
@@ -25,3 +26,4 @@ pub mod record;
 pub mod runtime;
 pub mod service;
 pub mod state;
+pub mod textfile;

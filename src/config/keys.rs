@@ -269,6 +269,10 @@ pub fn did_you_mean_env(var: &str) -> Option<String> {
 }
 
 fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    // Comparing costs the product of the lengths: a name this long is no typo of a key.
+    if name.len() > 200 {
+        return None;
+    }
     let lower = name.to_ascii_lowercase();
     let limit = (name.len() / 5).max(3);
     candidates

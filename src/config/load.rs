@@ -5,6 +5,7 @@
 
 use super::keys::{self, KeySpec};
 use super::{build, ConfigError, ConfigProblem, LoadOptions, Loaded, Origin};
+use crate::textfile::{yaml_duplicate_key, yaml_duplicate_key_line};
 use figment::value::{Dict, Map};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,12 @@ use std::path::{Path, PathBuf};
 
 /// The conf file names looked for, in order (Flink 1.x's name first: it is what floe ships).
 const CONF_FILES: &[&str] = &["flink-conf.yaml", "config.yaml"];
+
+/// Unknown keys per layer that get a "did you mean" (the rest are only named).
+const MAX_HINTS: usize = 100;
+
+/// The largest conf file floe reads (Flink's own, fully commented, is about 20 KiB).
+pub const MAX_CONF_BYTES: u64 = 8 << 20;
 
 /// One key's value as a layer gives it, after alias resolution.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -177,7 +184,9 @@ fn find_conf_file(
     let found: Vec<PathBuf> = CONF_FILES
         .iter()
         .map(|f| dir.join(f))
-        .filter(|p| p.is_file())
+        // exists, not is_file: a FIFO or a directory by that name is an error when read,
+        // never silently skipped for the built-in defaults.
+        .filter(|p| p.exists())
         .collect();
     if let [used, ignored, ..] = found.as_slice() {
         warnings.push(format!(
@@ -201,7 +210,7 @@ fn read_conf_file(
     problems: &mut Vec<ConfigProblem>,
     warnings: &mut Vec<String>,
 ) -> Vec<Raw> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::textfile::read_text(path, MAX_CONF_BYTES) {
         Ok(t) => t,
         Err(e) => {
             problems.push(ConfigProblem::Unreadable {
@@ -214,10 +223,16 @@ fn read_conf_file(
     let doc: serde_yaml::Value = match serde_yaml::from_str(&text) {
         Ok(v) => v,
         Err(e) => {
+            let message = e.to_string();
+            let mut line = e.location().map(|l| l.line());
+            // serde_yaml places a duplicate key at its mapping: point at the key itself.
+            if let (Some(loc), Some(key)) = (e.location(), yaml_duplicate_key(&message)) {
+                line = yaml_duplicate_key_line(&text, loc.line(), loc.column(), key).or(line);
+            }
             problems.push(ConfigProblem::Yaml {
                 path: path.to_path_buf(),
-                line: e.location().map(|l| l.line()),
-                message: e.to_string(),
+                line,
+                message,
             });
             return Vec::new();
         }
@@ -421,13 +436,23 @@ fn canonicalize(
     warnings: &mut Vec<String>,
 ) -> BTreeMap<String, Setting> {
     let mut by_key: BTreeMap<&'static str, Vec<(usize, Raw)>> = BTreeMap::new();
+    // Each hint compares the name with every known key: only so many, so that a file of many
+    // thousands of unknown keys is still read in time linear in its size.
+    let mut hints_left = MAX_HINTS;
     for r in raw {
         let Some(spec) = keys::lookup(&r.name) else {
+            let hint = match hints_left.checked_sub(1) {
+                Some(left) => {
+                    hints_left = left;
+                    keys::did_you_mean(&r.name)
+                }
+                None => None,
+            };
             warnings.push(format!(
                 "{}: unknown configuration key '{}' (ignored){}",
                 r.origin,
                 r.name,
-                match keys::did_you_mean(&r.name) {
+                match hint {
                     Some(s) => format!("; did you mean '{s}'?"),
                     None => String::new(),
                 }

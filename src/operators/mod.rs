@@ -566,15 +566,22 @@ impl fmt::Display for Role {
     }
 }
 
+/// Names longer than this get no "did you mean": comparing two names costs the product of
+/// their lengths, and nobody mistypes a name this long by one letter.
+pub const MAX_HINT_NAME_LEN: usize = 100;
+
 /// The closest of `candidates` to `name` (Jaro-Winkler ≥ 0.8 or a small edit distance), for
 /// "did you mean" hints.
 pub fn did_you_mean<'a>(
     name: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    if name.len() > MAX_HINT_NAME_LEN {
+        return None;
+    }
     candidates
         .into_iter()
-        .filter(|c| *c != name)
+        .filter(|c| *c != name && c.len() <= MAX_HINT_NAME_LEN)
         .map(|c| {
             (
                 c,

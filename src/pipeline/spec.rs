@@ -8,7 +8,9 @@
 
 use crate::operators::{did_you_mean_suffix, OperatorConfig, Role};
 use crate::pipeline::PipelineSetting;
+use crate::textfile::{yaml_duplicate_key, yaml_duplicate_key_line, yaml_key_of};
 use serde_yaml::{Mapping, Value};
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -49,6 +51,14 @@ pub const CHECKPOINTING_KEYS: &[(&str, &str)] = &[
 
 /// Keys of an operator entry that are not the operator's own settings.
 const OPERATOR_KEYS: &[&str] = &["id", "type", "inputs", "parallelism"];
+
+/// The largest pipeline file (or submitted pipeline text) floe reads: room for thousands of
+/// operators, while reading and checking it stays well under a second.
+pub const MAX_PIPELINE_BYTES: u64 = 8 << 20;
+
+/// The most operators one pipeline may have. Each costs a task or a link of a chain, and
+/// checking a pipeline of this many takes about a second.
+pub const MAX_OPERATORS: usize = 20_000;
 
 /// Parallelism bounds, as Flink's (`1 << 15` key groups at most).
 pub const MAX_PARALLELISM_BOUND: u64 = 32768;
@@ -163,6 +173,17 @@ pub fn parse_raw(text: &str, file: &Path) -> Result<RawPipeline, PipelineErrors>
             message,
         }],
     };
+    if text.len() as u64 > MAX_PIPELINE_BYTES {
+        return Err(fail(
+            None,
+            None,
+            crate::textfile::ReadError::TooLarge {
+                size: text.len() as u64,
+                limit: MAX_PIPELINE_BYTES,
+            }
+            .to_string(),
+        ));
+    }
     let doc: Value = serde_yaml::from_str(text).map_err(|e| {
         let loc = e.location();
         let msg = e.to_string();
@@ -177,11 +198,17 @@ pub fn parse_raw(text: &str, file: &Path) -> Result<RawPipeline, PipelineErrors>
             }
             None => msg,
         };
-        fail(
+        let (mut line, mut column) = (
             loc.as_ref().map(|l| l.line()),
             loc.as_ref().map(|l| l.column()),
-            format!("invalid YAML: {msg}"),
-        )
+        );
+        // serde_yaml places a duplicate key at its mapping: point at the key itself.
+        if let (Some(l), Some(c), Some(key)) = (line, column, yaml_duplicate_key(&msg)) {
+            if let Some(at) = yaml_duplicate_key_line(text, l, c, key) {
+                (line, column) = (Some(at), None);
+            }
+        }
+        fail(line, column, format!("invalid YAML: {msg}"))
     })?;
     let Value::Mapping(top) = doc else {
         let what = if doc.is_null() {
@@ -272,6 +299,17 @@ pub fn parse_raw(text: &str, file: &Path) -> Result<RawPipeline, PipelineErrors>
             None,
             "missing: the list of operators (`operators:`)".to_string(),
         ),
+        Some(Value::Sequence(ops)) if ops.len() > MAX_OPERATORS => {
+            let line = p.lines.top_key("operators");
+            p.problem(
+                "operators",
+                line,
+                format!(
+                    "{} operators, above the limit of {MAX_OPERATORS}; split the pipeline into several",
+                    ops.len()
+                ),
+            )
+        }
         Some(Value::Sequence(ops)) if !ops.is_empty() => {
             for (i, op) in ops.iter().enumerate() {
                 let raw = p.operator(i, op);
@@ -580,11 +618,19 @@ fn flatten(prefix: &str, m: &Mapping, out: &mut Vec<(String, String, Option<Stri
 
 /// Finds the line of a key in the pipeline text, for messages. A heuristic over block-style
 /// YAML (what people write); flow style falls back to the enclosing entry's line.
+///
+/// Built in one pass over the text, each lookup a hash probe: a file of many keys or
+/// operators costs time linear in its size, not in its size squared.
 #[derive(Debug, Clone, Default)]
 pub struct LineIndex {
-    lines: Vec<String>,
+    /// 1-based line of each top-level key (the first, when written twice).
+    top: HashMap<String, usize>,
+    /// Per top-level key: the first line of each key written inside its block.
+    blocks: HashMap<String, HashMap<String, usize>>,
     /// 1-based start line of each `operators:` list item.
     op_starts: Vec<usize>,
+    /// Per operator: the lines of each key written within it, ascending.
+    op_keys: Vec<HashMap<String, Vec<usize>>>,
 }
 
 fn indent(l: &str) -> usize {
@@ -596,64 +642,77 @@ fn is_content(l: &str) -> bool {
     !t.is_empty() && !t.starts_with('#')
 }
 
-/// Whether the line (after an optional `- `) starts with `key:`.
-fn has_key(l: &str, key: &str) -> bool {
-    let t = l.trim_start();
-    let t = t.strip_prefix("- ").map(str::trim_start).unwrap_or(t);
-    let t = t
-        .strip_prefix('"')
-        .and_then(|r| r.strip_prefix(key))
-        .and_then(|r| r.strip_prefix('"'))
-        .or_else(|| t.strip_prefix(key));
-    t.is_some_and(|r| r.starts_with(':'))
-}
-
 impl LineIndex {
     pub fn new(text: &str) -> LineIndex {
-        let lines: Vec<String> = text.lines().map(str::to_string).collect();
-        let mut idx = LineIndex {
-            lines,
-            op_starts: Vec::new(),
-        };
-        if let Some(start) = idx.top_key("operators") {
-            let mut item_indent = None;
-            for (i, l) in idx.lines.iter().enumerate().skip(start) {
-                if !is_content(l) {
-                    continue;
-                }
-                if indent(l) == 0 && !l.starts_with('-') {
-                    break;
-                }
-                let t = l.trim_start();
-                if t == "-" || t.starts_with("- ") {
-                    let ind = indent(l);
-                    if *item_indent.get_or_insert(ind) == ind {
-                        idx.op_starts.push(i + 1);
+        let mut idx = LineIndex::default();
+        let mut block: Option<&str> = None;
+        let mut operators_start = None;
+        for (i, l) in text.lines().enumerate() {
+            if !is_content(l) {
+                continue;
+            }
+            let key = yaml_key_of(l);
+            if indent(l) == 0 && !l.starts_with('-') {
+                block = key;
+                if let Some(k) = key {
+                    idx.top.entry(k.to_string()).or_insert(i + 1);
+                    if k == "operators" && operators_start.is_none() {
+                        operators_start = Some(i);
                     }
                 }
+                continue;
             }
+            if let (Some(b), Some(k)) = (block, key) {
+                idx.blocks
+                    .entry(b.to_string())
+                    .or_default()
+                    .entry(k.to_string())
+                    .or_insert(i + 1);
+            }
+        }
+        if let Some(start) = operators_start {
+            idx.index_operators(text, start);
         }
         idx
     }
 
-    /// Line of a top-level `key:`.
-    pub fn top_key(&self, key: &str) -> Option<usize> {
-        self.lines
-            .iter()
-            .position(|l| indent(l) == 0 && has_key(l, key))
-            .map(|i| i + 1)
+    /// Operator items of the `operators:` block that starts at 0-based line `start`, and the
+    /// keys within each.
+    fn index_operators(&mut self, text: &str, start: usize) {
+        let mut item_indent = None;
+        for (i, l) in text.lines().enumerate().skip(start + 1) {
+            if !is_content(l) {
+                continue;
+            }
+            if indent(l) == 0 && !l.starts_with('-') {
+                break;
+            }
+            let t = l.trim_start();
+            if t == "-" || t.starts_with("- ") {
+                let ind = indent(l);
+                if *item_indent.get_or_insert(ind) == ind {
+                    self.op_starts.push(i + 1);
+                    self.op_keys.push(HashMap::new());
+                }
+            }
+            if let (Some(keys), Some(k)) = (self.op_keys.last_mut(), yaml_key_of(l)) {
+                keys.entry(k.to_string()).or_default().push(i + 1);
+            }
+        }
     }
 
-    /// Line of `key:` inside the top-level block `block:`.
+    /// Line of a top-level `key:`.
+    pub fn top_key(&self, key: &str) -> Option<usize> {
+        self.top.get(key).copied()
+    }
+
+    /// Line of `key:` inside the top-level block `block:` (else the block's own line).
     pub fn block_key(&self, block: &str, key: &str) -> Option<usize> {
         let start = self.top_key(block)?;
-        self.lines
-            .iter()
-            .enumerate()
-            .skip(start)
-            .take_while(|(_, l)| !is_content(l) || indent(l) > 0)
-            .find(|(_, l)| has_key(l, key))
-            .map(|(i, _)| i + 1)
+        self.blocks
+            .get(block)
+            .and_then(|keys| keys.get(key))
+            .copied()
             .or(Some(start))
     }
 
@@ -661,25 +720,11 @@ impl LineIndex {
         self.op_starts.get(index).copied()
     }
 
-    /// Line range (1-based, end exclusive) of operator `index`.
-    fn operator_range(&self, index: usize) -> Option<(usize, usize)> {
-        let start = self.operator_start(index)?;
-        let end = self.op_starts.get(index + 1).copied().unwrap_or_else(|| {
-            // Up to the next top-level key.
-            self.lines
-                .iter()
-                .enumerate()
-                .skip(start)
-                .find(|(_, l)| is_content(l) && indent(l) == 0 && !l.starts_with('-'))
-                .map_or(self.lines.len() + 1, |(i, _)| i + 1)
-        });
-        Some((start, end))
-    }
-
-    /// Line of `key:` within operator `index`, searching from line `from` on.
+    /// Line of `key:` within operator `index`, at or after line `from`.
     fn operator_key_from(&self, index: usize, key: &str, from: usize) -> Option<usize> {
-        let (start, end) = self.operator_range(index)?;
-        (start.max(from)..end).find(|&n| has_key(&self.lines[n - 1], key))
+        let lines = self.op_keys.get(index)?.get(key)?;
+        let at = lines.partition_point(|&l| l < from);
+        lines.get(at).copied()
     }
 
     pub fn operator_key(&self, index: usize, key: &str) -> Option<usize> {
