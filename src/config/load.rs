@@ -92,8 +92,6 @@ fn process_env() -> Vec<(String, String)> {
 pub fn load_with_env(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loaded, ConfigError> {
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
-    let mut origins = Vec::new();
-
     let conf_file = match find_conf_file(opts, env, &mut warnings) {
         Ok(f) => f,
         Err(p) => {
@@ -105,6 +103,40 @@ pub fn load_with_env(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loa
         Some(path) => read_conf_file(path, &mut problems, &mut warnings),
         None => Vec::new(),
     };
+    merge_layers(opts, env, conf_file, file_raw, problems, warnings)
+}
+
+/// [`load_with_env`] with `text` as the conf file's content, named `path` in messages,
+/// instead of a file looked for and read (for tests and fuzzing: no file system).
+pub fn load_with_conf_text(
+    text: &str,
+    path: &Path,
+    opts: &LoadOptions,
+    env: &[(String, String)],
+) -> Result<Loaded, ConfigError> {
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let file_raw = conf_text_layer(text, path, &mut problems, &mut warnings);
+    merge_layers(
+        opts,
+        env,
+        Some(path.to_path_buf()),
+        file_raw,
+        problems,
+        warnings,
+    )
+}
+
+/// Every layer over the defaults, then typed: the part of loading after the conf file is read.
+fn merge_layers(
+    opts: &LoadOptions,
+    env: &[(String, String)],
+    conf_file: Option<PathBuf>,
+    file_raw: Vec<Raw>,
+    mut problems: Vec<ConfigProblem>,
+    mut warnings: Vec<String>,
+) -> Result<Loaded, ConfigError> {
+    let mut origins = Vec::new();
     let env_raw = env_layer(env, &mut warnings);
     let pipeline_raw = opts
         .pipeline_settings
@@ -220,14 +252,24 @@ fn read_conf_file(
             return Vec::new();
         }
     };
-    let doc: serde_yaml::Value = match serde_yaml::from_str(&text) {
+    conf_text_layer(&text, path, problems, warnings)
+}
+
+/// The conf file's settings, from its text.
+fn conf_text_layer(
+    text: &str,
+    path: &Path,
+    problems: &mut Vec<ConfigProblem>,
+    warnings: &mut Vec<String>,
+) -> Vec<Raw> {
+    let doc: serde_yaml::Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => {
             let message = e.to_string();
             let mut line = e.location().map(|l| l.line());
             // serde_yaml places a duplicate key at its mapping: point at the key itself.
             if let (Some(loc), Some(key)) = (e.location(), yaml_duplicate_key(&message)) {
-                line = yaml_duplicate_key_line(&text, loc.line(), loc.column(), key).or(line);
+                line = yaml_duplicate_key_line(text, loc.line(), loc.column(), key).or(line);
             }
             problems.push(ConfigProblem::Yaml {
                 path: path.to_path_buf(),
@@ -247,7 +289,7 @@ fn read_conf_file(
             message: "the file must be a mapping of keys to values".into(),
         }),
     }
-    let lines = key_lines(&text);
+    let lines = key_lines(text);
     // serde_yaml keeps document order, so the n-th occurrence of a path is its n-th line.
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut raw = Vec::with_capacity(flat.len());

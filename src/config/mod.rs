@@ -21,7 +21,7 @@ mod render;
 pub mod values;
 
 pub use keys::{known_keys, KeySpec, Kind};
-pub use load::{conf_file, load, load_with_env};
+pub use load::{conf_file, load, load_with_conf_text, load_with_env, MAX_CONF_BYTES};
 pub use render::{render_json, render_reference_markdown, render_text};
 
 use serde::Serialize;
