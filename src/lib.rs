@@ -14,8 +14,11 @@
 //! - [`state`]: keyed state per operator subtask, key groups, snapshot encoding.
 //! - [`checkpoint`]: coordinator, storage layout, `_metadata`, retention, restore mapping.
 //! - [`service`]: the daemon (`floe serve`), REST API, dashboard, watcher, signals.
+//! - [`stdio`]: floe's own lines on stdout and stderr; a closed pipe stops, never panics.
 //! - [`textfile`]: reading a pipeline or conf file: regular files only, bounded in size.
 #![forbid(unsafe_code)]
+// floe's own output goes through `stdio` (`outln!`, `errln!`): a closed pipe must not panic.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 pub mod checkpoint;
 pub mod cli;
@@ -26,4 +29,5 @@ pub mod record;
 pub mod runtime;
 pub mod service;
 pub mod state;
+pub mod stdio;
 pub mod textfile;

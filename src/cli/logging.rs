@@ -9,7 +9,9 @@ pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Through `stdio`: a closed stderr is noticed (the job stops), never a panic.
+        .with_writer(crate::stdio::StderrLog)
+        .log_internal_errors(false)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal());
     // A second init (tests calling main twice) is harmless: keep the first subscriber.

@@ -21,6 +21,8 @@ mod serve;
 mod stop;
 mod validate;
 
+use crate::service::supervisor::check::{self, CheckError, Checked};
+use crate::service::supervisor::launch::{LaunchError, LaunchSpec};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -96,7 +98,7 @@ fn load_conf(global: &GlobalArgs, dynamic: &[String]) -> Result<crate::config::L
         dynamic: dynamic.to_vec(),
     })
     .map_err(|e| {
-        eprintln!("{e}");
+        crate::errln!("{e}");
         EXIT_CONFIG
     })?;
     for w in &loaded.warnings {
@@ -113,7 +115,7 @@ fn tokio_runtime() -> Result<tokio::runtime::Runtime, u8> {
         .thread_name("floe-worker")
         .build()
         .map_err(|e| {
-            eprintln!("error: cannot start the tokio runtime: {e}");
+            crate::errln!("error: cannot start the tokio runtime: {e}");
             EXIT_FAILURE
         })
 }
@@ -167,16 +169,50 @@ fn parse_dynamic(s: &str) -> Result<String, String> {
     }
 }
 
+/// The pipeline `file` loaded and put through the one check `floe validate` and `floe run`
+/// share (`service::supervisor::check`): the launch spec `spec` makes of it and what the check
+/// found. On a refusal the reason is printed, in the same words for both verbs, and the exit
+/// code returned.
+fn load_and_check(
+    file: &std::path::Path,
+    spec: impl FnOnce(crate::pipeline::Pipeline) -> LaunchSpec,
+) -> Result<(LaunchSpec, Checked), u8> {
+    let pipeline = crate::pipeline::load(file).map_err(|e| {
+        crate::errln!("{e}");
+        EXIT_CONFIG
+    })?;
+    let spec = spec(pipeline);
+    match check::check(&spec) {
+        Ok(checked) => Ok((spec, checked)),
+        Err(e) => Err(report_launch_error(&LaunchError::Check(e))),
+    }
+}
+
+/// Prints why a job cannot start (or would not: `floe validate`) and returns its exit code.
+fn report_launch_error(e: &LaunchError) -> u8 {
+    match e {
+        // Already one `file:line: …` line per problem.
+        LaunchError::Config(c) | LaunchError::Check(CheckError::Config(c)) => crate::errln!("{c}"),
+        LaunchError::Check(CheckError::Operators { .. }) => {
+            for line in e.to_string().lines() {
+                crate::errln!("error: {line}");
+            }
+        }
+        _ => print_error(e),
+    }
+    e.exit_code()
+}
+
 /// Print an error chain for a person: the message, then each cause once.
 fn print_error(err: &(dyn std::error::Error + 'static)) {
-    eprintln!("error: {err}");
+    crate::errln!("error: {err}");
     // A cause whose text a line already printed holds adds nothing.
     let mut printed = vec![err.to_string()];
     let mut source = err.source();
     while let Some(cause) = source {
         let text = cause.to_string();
         if !printed.iter().any(|p| p.contains(&text)) {
-            eprintln!("  caused by: {text}");
+            crate::errln!("  caused by: {text}");
             printed.push(text);
         }
         source = cause.source();

@@ -251,6 +251,9 @@ pub(super) fn build(
                 "Negative number of remembered checkpoints",
             )
             .unwrap_or_default(),
+        network_memory_max: c
+            .memory("taskmanager.memory.network.max")
+            .unwrap_or(1 << 30),
     };
     if config.checkpointing.unaligned
         && (config.checkpointing.mode != CheckpointingMode::ExactlyOnce

@@ -197,6 +197,8 @@ pub static KEYS: &[KeySpec] = &[
         "Comma-separated directories, besides state.savepoints.dir, that savepoints may be written to and disposed of from through the REST API (floe's own key)."),
     key("web.checkpoints.history", &[], Integer, Some("10"),
         "Number of checkpoints kept in the REST checkpoint statistics."),
+    key("taskmanager.memory.network.max", &["taskmanager.network.memory.max"], MemorySize, Some("1 gb"),
+        "Memory budget of the channels between subtasks (Flink's network buffers): a plan whose channels would take more is refused with the numbers."),
 ];
 
 /// `FLOE_*` variables that are not configuration keys; never warned about.

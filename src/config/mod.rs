@@ -169,6 +169,8 @@ pub struct Config {
     pub s3: S3Config,
     /// `web.checkpoints.history`.
     pub web_checkpoints_history: u32,
+    /// `taskmanager.memory.network.max`: bytes the channels between subtasks may take.
+    pub network_memory_max: u64,
 }
 
 /// Flink's `execution.checkpointing.mode`: aligned barriers (exactly once) or not.

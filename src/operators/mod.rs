@@ -117,6 +117,14 @@ pub trait OperatorSpec {
     fn key_field(&self) -> Option<&str> {
         None
     }
+
+    /// What the operator needs from this machine to start, checked without reading any data
+    /// (a file source's `path` must name something): `Err` when it could not start, with the
+    /// message its start would give; `Ok(Some(warning))` when it can, but something is
+    /// missing yet. Relative paths resolve against `base_dir`, the pipeline file's directory.
+    fn check_start(&self, _base_dir: &std::path::Path) -> Result<Option<String>, String> {
+        Ok(None)
+    }
 }
 
 impl OperatorConfig {

@@ -1,6 +1,7 @@
 //! The runtime: runs a [`Plan`] as subtasks on tokio, connected by bounded channels of
 //! batches, and reports how the job ended.
 //!
+//! - `memory`: what a plan's channels cost, before any is created.
 //! - `message`: what crosses a channel (batches, barriers, end of stream).
 //! - `barrier`: barrier alignment as a pure decision (block / snapshot / release).
 //! - `channel`: the bounded channel between two subtasks, small enough for p × p of them.
@@ -28,6 +29,7 @@ pub mod checkpointing;
 pub mod exchange;
 pub mod failover;
 pub mod gate;
+pub mod memory;
 pub mod message;
 pub mod metrics;
 pub mod source;
