@@ -211,7 +211,9 @@ fn print_error(err: &(dyn std::error::Error + 'static)) {
     let mut source = err.source();
     while let Some(cause) = source {
         let text = cause.to_string();
-        if !printed.iter().any(|p| p.contains(&text)) {
+        // A message quoted as part of a sentence loses its closing period.
+        let core = text.strip_suffix('.').unwrap_or(&text);
+        if !printed.iter().any(|p| p.contains(core)) {
             crate::errln!("  caused by: {text}");
             printed.push(text);
         }

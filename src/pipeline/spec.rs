@@ -4,7 +4,9 @@
 //!
 //! Problems are collected, not returned at the first: only YAML that does not parse stops
 //! here. Graph checks (ids, inputs, cycles, schemas) are `validate`'s job; this module must
-//! not judge configuration values either (the config module does, with their origin).
+//! not judge configuration values either (the config module does, with their origin). It does
+//! resolve a relative path given for a path key (`checkpoint-dir: ck`) against the pipeline
+//! file's directory, as relative paths in operator settings are.
 
 use crate::operators::{did_you_mean_suffix, OperatorConfig, Role};
 use crate::pipeline::PipelineSetting;
@@ -293,6 +295,12 @@ pub fn parse_raw(text: &str, file: &Path) -> Result<RawPipeline, PipelineErrors>
             "missing: the job name (`name: wordcount`)".to_string(),
         );
     }
+    let base_dir = file.parent().unwrap_or(Path::new(""));
+    for setting in &mut p.settings {
+        if let Some(resolved) = resolve_path_setting(&setting.key, &setting.value, base_dir) {
+            setting.value = resolved;
+        }
+    }
     match top.get("operators") {
         None => p.problem(
             "operators",
@@ -545,6 +553,41 @@ impl RawPipeline {
         };
         self.problem(&path, line, message);
     }
+}
+
+/// Keys whose value is a local path (or a URI): a relative path in a pipeline file means
+/// relative to that file's directory, as for operator settings.
+const PATH_KEYS: &[&str] = &[
+    "execution.checkpointing.dir",
+    "execution.checkpointing.savepoint-dir",
+    "execution.state-recovery.path",
+    "rest.auth.token-file",
+];
+
+/// The value of a path key resolved against `base_dir` (the pipeline file's directory), made
+/// absolute; `None` when it needs nothing (another key, an absolute path, a URI such as
+/// `s3://b/p` or `file:///x`, or `latest`).
+pub fn resolve_path_setting(key: &str, value: &str, base_dir: &Path) -> Option<String> {
+    let canonical = crate::config::keys::lookup(key)?.canonical;
+    let v = value.trim();
+    let is_uri = v.split_once("://").is_some_and(|(scheme, _)| {
+        !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+    });
+    if !PATH_KEYS.contains(&canonical)
+        || v.is_empty()
+        || is_uri
+        || v.starts_with("file:")
+        || Path::new(v).is_absolute()
+        || (canonical == "execution.state-recovery.path" && v == "latest")
+    {
+        return None;
+    }
+    let joined = base_dir.join(v);
+    let absolute = std::path::absolute(&joined).unwrap_or(joined);
+    Some(absolute.display().to_string())
 }
 
 /// The role a type name has, whatever its settings say.

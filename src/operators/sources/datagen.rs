@@ -226,6 +226,36 @@ impl Throttle {
     }
 }
 
+/// This subtask's part of `rate`, the lines per second over all subtasks (as Flink's
+/// `DataGeneratorSource`): its share of the lines, so that every subtask ends together and the
+/// job takes `lines / rate` seconds whatever the parallelism (blocks of lines are not spread
+/// evenly when there are few of them). Unbounded: an even share.
+fn subtask_rate(rate: f64, lines: Option<u64>, subtask: u64, parallelism: u64) -> f64 {
+    match lines {
+        Some(total) if total > 0 => {
+            rate * lines_of_subtask(total, subtask, parallelism) as f64 / total as f64
+        }
+        _ => rate / parallelism as f64,
+    }
+}
+
+/// How many of `total` lines subtask `subtask` of `parallelism` emits: block `k` of [`BLOCK`]
+/// lines is subtask `k mod parallelism`'s.
+fn lines_of_subtask(total: u64, subtask: u64, parallelism: u64) -> u64 {
+    let (full, rest) = (total / BLOCK, total % BLOCK);
+    let full_blocks = if full > subtask {
+        (full - subtask - 1) / parallelism + 1
+    } else {
+        0
+    };
+    let partial = if rest > 0 && full % parallelism == subtask {
+        rest
+    } else {
+        0
+    };
+    full_blocks * BLOCK + partial
+}
+
 /// Which lines a run before a rescale has done: line `L` of block `k` iff
 /// `L < next_lines[k % modulus]` (for each residue of the block index, the done lines of those
 /// blocks are a prefix, since each old subtask walked its blocks in order).
@@ -312,11 +342,15 @@ impl Datagen {
             next_line: 0,
             names: Names::new(c.vocab),
             max_line_bytes: c.words_per_line as usize * (digits(c.vocab - 1) + 2),
-            throttle: c.rate.map(|rate| Throttle {
-                per_second: rate / parallelism as f64,
-                start: None,
-                emitted: 0,
-            }),
+            throttle: c
+                .rate
+                .map(|rate| subtask_rate(rate, c.lines, subtask, parallelism))
+                .filter(|per_second| *per_second > 0.0)
+                .map(|per_second| Throttle {
+                    per_second,
+                    start: None,
+                    emitted: 0,
+                }),
             done_before: None,
         };
         gen.next_line = gen.align(position.unwrap_or(0));
@@ -654,6 +688,29 @@ mod tests {
                 next_line: 5 * BLOCK
             })
         );
+    }
+
+    #[test]
+    fn the_rate_is_shared_by_lines_so_every_subtask_ends_together() {
+        // 2,000 lines are two blocks: at parallelism 4 two subtasks have none.
+        for p in [1u64, 2, 3, 4, 8] {
+            let shares: Vec<u64> = (0..p).map(|s| lines_of_subtask(2000, s, p)).collect();
+            assert_eq!(shares.iter().sum::<u64>(), 2000, "p {p}: {shares:?}");
+            let rates: Vec<f64> = (0..p)
+                .map(|s| subtask_rate(1000.0, Some(2000), s, p))
+                .collect();
+            assert!(
+                (rates.iter().sum::<f64>() - 1000.0).abs() < 1e-6,
+                "{rates:?}"
+            );
+            for (share, rate) in shares.iter().zip(&rates) {
+                if *share > 0 {
+                    assert!((*share as f64 / rate - 2.0).abs() < 1e-9, "p {p}: 2 s each");
+                }
+            }
+        }
+        assert_eq!(lines_of_subtask(5 * BLOCK + 7, 1, 2), 2 * BLOCK + 7);
+        assert_eq!(subtask_rate(1000.0, None, 0, 4), 250.0);
     }
 
     #[tokio::test(start_paused = true)]

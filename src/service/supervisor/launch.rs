@@ -168,6 +168,7 @@ pub fn prepare_with(spec: LaunchSpec, checked: Checked) -> Result<PreparedJob, L
             allow_non_restored,
         )
         .map_err(|e| LaunchError::Restore(e.into()))?;
+        log_skipped_state(&mapping, &targets);
         restore_from = Some((path.clone(), mapping));
     }
     // A store also without an interval when a checkpoint directory is set: savepoints need it.
@@ -252,6 +253,23 @@ pub fn prepare_with(spec: LaunchSpec, checked: Checked) -> Result<PreparedJob, L
         build: Box::new(build),
         restore_info,
     })
+}
+
+/// Flink's lines for the state a restore leaves behind: each operator of the snapshot the new
+/// job does not have (`Checkpoints.loadAndValidateCheckpoint`).
+fn log_skipped_state(mapping: &RestoreMapping, targets: &[restore::TargetOperator]) {
+    let ids: std::collections::HashSet<&str> = targets.iter().map(|t| t.id.as_str()).collect();
+    for (id, fate) in &mapping.fates {
+        match fate {
+            restore::OperatorFate::Dropped => {
+                tracing::info!("Skipping savepoint state for operator {id}.")
+            }
+            restore::OperatorFate::Empty if !ids.contains(id.as_str()) => {
+                tracing::info!("Skipping empty savepoint state for operator {id}.")
+            }
+            _ => {}
+        }
+    }
 }
 
 impl PreparedJob {
