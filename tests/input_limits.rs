@@ -129,6 +129,67 @@ fn a_plan_whose_channels_exceed_the_budget_is_refused_with_the_numbers() {
 }
 
 #[test]
+fn the_default_budget_takes_a_word_count_to_parallelism_1300() {
+    // The README's figure: p = 1,300 passes, p = 1,400 does not.
+    let dir = setup();
+    let file = write(dir.path(), "wc.yaml", WORDCOUNT);
+    let check = |p: &str| {
+        floe(dir.path())
+            .args(["validate", "-p", p])
+            .arg(&file)
+            .output()
+            .unwrap()
+    };
+    let ok = check("1300");
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    let refused = check("1400");
+    assert_eq!(refused.status.code(), Some(78), "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("1,960,000 channels"));
+    // -D reaches the check of validate as it does run's.
+    let raised = floe(dir.path())
+        .args([
+            "validate",
+            "-p",
+            "1400",
+            "-D",
+            "taskmanager.memory.network.max=2gb",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(raised.status.code(), Some(0), "{}", text(&raised.stderr));
+}
+
+#[test]
+fn more_operators_than_the_limit_are_refused() {
+    let dir = setup();
+    let mut p = String::from(
+        "name: wide
+operators:
+  - {id: s, type: datagen, lines: 1}
+",
+    );
+    for i in 0..20_000 {
+        p.push_str(&format!(
+            "  - {{id: o{i}, type: blackhole, inputs: [s]}}
+"
+        ));
+    }
+    let file = write(dir.path(), "wide.yaml", &p);
+    let out = floe(dir.path())
+        .arg("validate")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("operators: 20001 operators, above the limit of 20000; split the pipeline"),
+        "{err}"
+    );
+}
+
+#[test]
 fn ten_thousand_chained_filters_validate_and_run() {
     let dir = setup();
     let mut p = String::from(
