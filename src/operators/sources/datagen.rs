@@ -33,6 +33,9 @@ use tokio::time::Instant;
 /// Lines per block of the round-robin share, and per batch.
 pub const BLOCK: u64 = BATCH_SIZE as u64;
 
+/// The most words a generated line may have: a batch of [`BLOCK`] such lines is some 20 MB.
+pub const MAX_WORDS_PER_LINE: u32 = 1000;
+
 /// Vocabularies up to this size get their names pre-formatted into an arena (about 8 bytes a
 /// name); larger ones are formatted on the fly.
 const ARENA_MAX_VOCAB: u64 = 1 << 24;
@@ -75,6 +78,15 @@ impl OperatorSpec for DatagenConfig {
             problems.push(Problem::new(
                 "words-per-line",
                 "must be at least 1 (a line of no words would be empty)",
+            ));
+        }
+        if self.words_per_line > MAX_WORDS_PER_LINE {
+            problems.push(Problem::new(
+                "words-per-line",
+                format!(
+                    "{} is above the limit of {MAX_WORDS_PER_LINE} (a batch holds {BLOCK} lines, each built whole)",
+                    self.words_per_line
+                ),
             ));
         }
         if self.vocab == 0 {
@@ -745,6 +757,12 @@ mod tests {
         let problems = cfg.output_schema(None).unwrap_err();
         let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(fields, ["words-per-line", "vocab", "rate"]);
+        let huge = DatagenConfig {
+            words_per_line: 4_000_000_000,
+            ..DatagenConfig::default()
+        };
+        let problems = huge.output_schema(None).unwrap_err();
+        assert!(problems[0].message.contains("above the limit of 1000"));
     }
 
     #[test]
