@@ -94,7 +94,8 @@ fn a_cancelled_attached_job_is_a_failure_in_flinks_words() {
     );
     let mut child = floe(dir.path())
         .env("RUST_LOG", "info")
-        .args(["run", "p.yaml"])
+        .arg("run")
+        .arg(&file)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
