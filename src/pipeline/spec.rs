@@ -163,9 +163,10 @@ pub struct RawPipeline {
     pub lines: LineIndex,
 }
 
-/// Parse the YAML of a pipeline file. Fails only when the text is not YAML or not a mapping;
-/// every other problem lands in [`RawPipeline::problems`].
-pub fn parse_raw(text: &str, file: &Path) -> Result<RawPipeline, PipelineErrors> {
+/// The top-level mapping of a pipeline file's text; an error for text above the size limit,
+/// text that is not YAML (at the line of the problem: a duplicate key's own line) or YAML that
+/// is not a mapping.
+fn parse_document(text: &str, file: &Path) -> Result<Mapping, PipelineErrors> {
     let fail = |line, column, message: String| PipelineErrors {
         file: file.to_path_buf(),
         problems: vec![PipelineProblem {
@@ -224,6 +225,13 @@ pub fn parse_raw(text: &str, file: &Path) -> Result<RawPipeline, PipelineErrors>
             format!("the pipeline file is {what}; it needs at least `name:` and `operators:`"),
         ));
     };
+    Ok(top)
+}
+
+/// Parse the YAML of a pipeline file. Fails only when the text is not YAML or not a mapping;
+/// every other problem lands in [`RawPipeline::problems`].
+pub fn parse_raw(text: &str, file: &Path) -> Result<RawPipeline, PipelineErrors> {
+    let top = parse_document(text, file)?;
     let mut p = RawPipeline {
         lines: LineIndex::new(text),
         ..RawPipeline::default()
@@ -295,44 +303,8 @@ pub fn parse_raw(text: &str, file: &Path) -> Result<RawPipeline, PipelineErrors>
             "missing: the job name (`name: wordcount`)".to_string(),
         );
     }
-    let base_dir = file.parent().unwrap_or(Path::new(""));
-    for setting in &mut p.settings {
-        if let Some(resolved) = resolve_path_setting(&setting.key, &setting.value, base_dir) {
-            setting.value = resolved;
-        }
-    }
-    match top.get("operators") {
-        None => p.problem(
-            "operators",
-            None,
-            "missing: the list of operators (`operators:`)".to_string(),
-        ),
-        Some(Value::Sequence(ops)) if ops.len() > MAX_OPERATORS => {
-            let line = p.lines.top_key("operators");
-            p.problem(
-                "operators",
-                line,
-                format!(
-                    "{} operators, above the limit of {MAX_OPERATORS}; split the pipeline into several",
-                    ops.len()
-                ),
-            )
-        }
-        Some(Value::Sequence(ops)) if !ops.is_empty() => {
-            for (i, op) in ops.iter().enumerate() {
-                let raw = p.operator(i, op);
-                p.operators.push(raw);
-            }
-        }
-        Some(_) => {
-            let line = p.lines.top_key("operators");
-            p.problem(
-                "operators",
-                line,
-                "expected a non-empty list of operators".to_string(),
-            )
-        }
-    }
+    p.resolve_paths(file);
+    p.operators_block(top.get("operators"));
     Ok(p)
 }
 
@@ -344,6 +316,52 @@ impl RawPipeline {
             column: None,
             message,
         });
+    }
+
+    /// Relative paths of path keys resolved against the directory of `file`.
+    fn resolve_paths(&mut self, file: &Path) {
+        let base_dir = file.parent().unwrap_or(Path::new(""));
+        for setting in &mut self.settings {
+            if let Some(resolved) = resolve_path_setting(&setting.key, &setting.value, base_dir) {
+                setting.value = resolved;
+            }
+        }
+    }
+
+    /// The `operators:` list (`None`: missing), each entry parsed by its `type:`.
+    fn operators_block(&mut self, ops: Option<&Value>) {
+        match ops {
+            None => self.problem(
+                "operators",
+                None,
+                "missing: the list of operators (`operators:`)".to_string(),
+            ),
+            Some(Value::Sequence(ops)) if ops.len() > MAX_OPERATORS => {
+                let line = self.lines.top_key("operators");
+                self.problem(
+                    "operators",
+                    line,
+                    format!(
+                        "{} operators, above the limit of {MAX_OPERATORS}; split the pipeline into several",
+                        ops.len()
+                    ),
+                )
+            }
+            Some(Value::Sequence(ops)) if !ops.is_empty() => {
+                for (i, op) in ops.iter().enumerate() {
+                    let raw = self.operator(i, op);
+                    self.operators.push(raw);
+                }
+            }
+            Some(_) => {
+                let line = self.lines.top_key("operators");
+                self.problem(
+                    "operators",
+                    line,
+                    "expected a non-empty list of operators".to_string(),
+                )
+            }
+        }
     }
 
     fn checkpointing(&mut self, v: &Value, origin_of: &dyn Fn(Option<usize>) -> String) {
