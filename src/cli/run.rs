@@ -159,7 +159,10 @@ fn submit(global: &GlobalArgs, args: &RunArgs) -> u8 {
     if args.dry_run {
         return remote::usage("--dry-run runs here; it cannot be combined with -d/--detached.");
     }
-    let text = match std::fs::read_to_string(&args.file) {
+    let text = match crate::textfile::read_text(
+        &args.file,
+        crate::pipeline::spec::MAX_PIPELINE_BYTES,
+    ) {
         Ok(t) => t,
         Err(e) => {
             crate::errln!(

@@ -259,8 +259,9 @@ pub async fn run(opts: ServeOptions) -> Result<ShutdownSummary, StartError> {
 }
 
 fn conf_hash(file: Option<&Path>) -> Option<u64> {
-    file.and_then(|f| std::fs::read(f).ok())
-        .map(|b| watcher::content_hash(&b))
+    // read_text: a FIFO or device named flink-conf.yaml is no file to wait on.
+    file.and_then(|f| crate::textfile::read_text(f, config::MAX_CONF_BYTES).ok())
+        .map(|t| watcher::content_hash(t.as_bytes()))
 }
 
 impl Supervisor {
