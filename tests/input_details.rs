@@ -108,9 +108,19 @@ fn a_cancelled_attached_job_is_a_failure_in_flinks_words() {
         l.strip_prefix("Job has been submitted with JobID ")
             .map(str::to_string)
     });
+    // The job is announced before it is registered: wait until the API lists it running.
+    let m = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    loop {
+        let list = floe(dir.path()).args(["list", "-r", "-m", &m]).output().unwrap();
+        if text(&list.stdout).contains(&job) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "never listed: {list:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let cancel = floe(dir.path())
-        .args(["cancel", &job, "-m"])
-        .arg(format!("127.0.0.1:{port}"))
+        .args(["cancel", &job, "-m", &m])
         .output()
         .unwrap();
     assert_eq!(cancel.status.code(), Some(0), "{}", text(&cancel.stderr));
