@@ -16,6 +16,8 @@
 //! - [`service`]: the daemon (`floe serve`), REST API, dashboard, watcher, signals.
 //! - [`stdio`]: floe's own lines on stdout and stderr; a closed pipe stops, never panics.
 //! - [`textfile`]: reading a pipeline or conf file: regular files only, bounded in size.
+//! - [`secrets`]: which settings are secrets, masking them, redacting known values from text.
+//! - [`text`]: printable names and escaping untrusted text for log lines.
 #![forbid(unsafe_code)]
 // floe's own output goes through `stdio` (`outln!`, `errln!`): a closed pipe must not panic.
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
@@ -27,7 +29,9 @@ pub mod operators;
 pub mod pipeline;
 pub mod record;
 pub mod runtime;
+pub mod secrets;
 pub mod service;
 pub mod state;
 pub mod stdio;
+pub mod text;
 pub mod textfile;

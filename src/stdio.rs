@@ -8,8 +8,8 @@
 //! status lines are not worth failing a job for.
 //!
 //! Use [`outln!`](crate::outln) and [`errln!`](crate::errln) instead of `println!` and
-//! `eprintln!` (clippy's `print_stdout` and `print_stderr` lints refuse those in the crate),
-//! and [`StderrLog`] as the log writer. The `print` sink reports its own closed stream with
+//! `eprintln!` (clippy's `print_stdout` and `print_stderr` lints refuse those in the crate);
+//! the log writer (`cli::logging::SafeStderr`) writes through [`write_all`]. The `print` sink reports its own closed stream with
 //! [`mark_closed`].
 
 use std::io::{self, Write};
@@ -113,27 +113,4 @@ macro_rules! errln {
     ($($arg:tt)*) => {
         $crate::stdio::write_line($crate::stdio::Stream::Stderr, format_args!($($arg)*))
     };
-}
-
-/// The log writer: stderr, through [`write_all`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct StderrLog;
-
-impl Write for StderrLog {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        write_all(Stream::Stderr, buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for StderrLog {
-    type Writer = StderrLog;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        StderrLog
-    }
 }

@@ -112,11 +112,17 @@ fn a_cancelled_attached_job_is_a_failure_in_flinks_words() {
     let m = format!("127.0.0.1:{port}");
     let started = Instant::now();
     loop {
-        let list = floe(dir.path()).args(["list", "-r", "-m", &m]).output().unwrap();
+        let list = floe(dir.path())
+            .args(["list", "-r", "-m", &m])
+            .output()
+            .unwrap();
         if text(&list.stdout).contains(&job) {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "never listed: {list:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "never listed: {list:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let cancel = floe(dir.path())

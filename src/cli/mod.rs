@@ -203,9 +203,11 @@ fn report_launch_error(e: &LaunchError) -> u8 {
     e.exit_code()
 }
 
-/// Print an error chain for a person: the message, then each cause once.
+/// Print an error chain for a person: the message, then each cause once. Known secret values
+/// (an S3 key quoted by the server, a Kafka password) are masked.
 fn print_error(err: &(dyn std::error::Error + 'static)) {
-    crate::errln!("error: {err}");
+    use crate::secrets::redact;
+    crate::errln!("error: {}", redact(&err.to_string()));
     // A cause whose text a line already printed holds adds nothing.
     let mut printed = vec![err.to_string()];
     let mut source = err.source();
@@ -214,7 +216,7 @@ fn print_error(err: &(dyn std::error::Error + 'static)) {
         // A message quoted as part of a sentence loses its closing period.
         let core = text.strip_suffix('.').unwrap_or(&text);
         if !printed.iter().any(|p| p.contains(core)) {
-            crate::errln!("  caused by: {text}");
+            crate::errln!("  caused by: {}", redact(&text));
             printed.push(text);
         }
         source = cause.source();

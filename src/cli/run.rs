@@ -159,19 +159,17 @@ fn submit(global: &GlobalArgs, args: &RunArgs) -> u8 {
     if args.dry_run {
         return remote::usage("--dry-run runs here; it cannot be combined with -d/--detached.");
     }
-    let text = match crate::textfile::read_text(
-        &args.file,
-        crate::pipeline::spec::MAX_PIPELINE_BYTES,
-    ) {
-        Ok(t) => t,
-        Err(e) => {
-            crate::errln!(
-                "error: cannot read the pipeline file {}: {e}",
-                args.file.display()
-            );
-            return EXIT_CONFIG;
-        }
-    };
+    let text =
+        match crate::textfile::read_text(&args.file, crate::pipeline::spec::MAX_PIPELINE_BYTES) {
+            Ok(t) => t,
+            Err(e) => {
+                crate::errln!(
+                    "error: cannot read the pipeline file {}: {e}",
+                    args.file.display()
+                );
+                return EXIT_CONFIG;
+            }
+        };
     // Relative paths in the pipeline resolve from the file's directory, on the server as
     // here: send the absolute path along with the text.
     let path = std::path::absolute(&args.file).unwrap_or_else(|_| args.file.clone());

@@ -111,7 +111,9 @@ fn thousands(n: u64) -> String {
 
 /// Everything about `spec.pipeline` that can be judged before a record is read. `spec.restore`
 /// is not looked at (the snapshot is `launch::prepare`'s business).
+/// The pipeline's secret values are remembered first, so no message from here on shows them.
 pub fn check(spec: &LaunchSpec) -> Result<Checked, CheckError> {
+    remember_secrets(&spec.pipeline);
     let mut loaded = config::load(&LoadOptions {
         conf_dir: spec.conf_dir.clone(),
         pipeline_settings: spec.pipeline.settings.clone(),
@@ -126,6 +128,26 @@ pub fn check(spec: &LaunchSpec) -> Result<Checked, CheckError> {
         memory,
         warnings,
     })
+}
+
+/// The secret Kafka properties of `pipeline` (`sasl.password`, ...): from now on no log line
+/// or error of this process shows their values (librdkafka's messages included).
+fn remember_secrets(pipeline: &Pipeline) {
+    use crate::operators::{OperatorConfig, SinkConfig, SourceConfig};
+    for op in &pipeline.operators {
+        let props = match &op.config {
+            OperatorConfig::Source(SourceConfig::Kafka(c)) => &c.properties,
+            OperatorConfig::Sink(SinkConfig::Kafka(c)) => &c.properties,
+            _ => continue,
+        };
+        for (k, v) in props {
+            if let Some(text) = v.as_str() {
+                crate::secrets::remember_setting(k, text);
+            } else if let Ok(text) = serde_yaml::to_string(v) {
+                crate::secrets::remember_setting(k, text.trim());
+            }
+        }
+    }
 }
 
 /// The plan of `pipeline` with `config`'s parallelism and max parallelism (or `adopted`, a

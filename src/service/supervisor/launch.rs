@@ -13,7 +13,7 @@ use crate::checkpoint::metadata::SnapshotKind;
 use crate::checkpoint::restore::{self, RestoreError, RestoreMapping};
 use crate::checkpoint::storage::FsCheckpointStore;
 use crate::checkpoint::{CheckpointError, JobId};
-use crate::config::{self, Config, ConfigError, Entry, LoadOptions};
+use crate::config::{self, ClaimMode, Config, ConfigError, Entry, LoadOptions};
 use crate::pipeline::plan::Plan;
 use crate::pipeline::Pipeline;
 use crate::runtime::failover::{self, Attempt, FailoverError, FailoverHandle, FailoverSetup};
@@ -130,7 +130,10 @@ pub fn prepare_with(spec: LaunchSpec, checked: Checked) -> Result<PreparedJob, L
             Some(dir) => {
                 let found =
                     restore::find_latest(dir, &pipeline.name).map_err(LaunchError::Restore)?;
-                crate::errln!("-s latest: {}", found.display());
+                crate::errln!(
+                    "-s latest: {}",
+                    crate::text::escape(&found.display().to_string())
+                );
                 Some(found.display().to_string())
             }
         },
@@ -146,6 +149,9 @@ pub fn prepare_with(spec: LaunchSpec, checked: Checked) -> Result<PreparedJob, L
         )),
         None => None,
     };
+    if let (Some((_, s)), ClaimMode::Claim) = (&snapshot, cfg.recovery.claim_mode) {
+        restore::check_claimable(s).map_err(LaunchError::Restore)?;
+    }
     // A job that does not fix its max parallelism adopts the checkpoint's, as Flink does.
     let adopted = snapshot
         .as_ref()
@@ -212,9 +218,10 @@ pub fn prepare_with(spec: LaunchSpec, checked: Checked) -> Result<PreparedJob, L
         options.checkpointing_mode = mode;
         if let Some(snapshot) = attempt.restore {
             if attempt.number == 0 {
+                // The path may come from a request (`POST /jobs`): one line, whatever it holds.
                 crate::errln!(
                     "Starting job {build_job_id} from savepoint {} ({})",
-                    initial_path.as_deref().unwrap_or_default(),
+                    crate::text::escape(initial_path.as_deref().unwrap_or_default()),
                     if allow_non_restored {
                         "allowing non restored state"
                     } else {

@@ -13,6 +13,7 @@
 //! - [`report`]: what a reload did, per pipeline.
 //! - [`resume`]: where service savepoints go and where a pipeline resumes from.
 //! - [`stop`]: stopping one job with a savepoint, bounded in time.
+//! - [`submission`]: what a job submitted over the API may read and write.
 //! - [`service`]: the actor that owns the jobs; every change goes through its queue, one at a
 //!   time, so a reload never races another reload, a submission or the shutdown.
 
@@ -24,5 +25,6 @@ pub mod report;
 pub mod resume;
 pub mod service;
 pub mod stop;
+pub mod submission;
 
 pub use service::{ServeOptions, Supervisor, SupervisorHandle};

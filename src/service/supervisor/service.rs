@@ -178,6 +178,7 @@ pub async fn run(opts: ServeOptions) -> Result<ShutdownSummary, StartError> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let handle = SupervisorHandle { tx };
     let rest_options = crate::service::RestOptions::from_config(&conf.config);
+    warn_if_submission_stays_off(&rest_options);
     let state = crate::service::ApiState::new(registry.clone(), &rest_options)
         .with_disposal(Arc::new(|path| {
             crate::checkpoint::savepoint::dispose(path)
@@ -256,6 +257,16 @@ pub async fn run(opts: ServeOptions) -> Result<ShutdownSummary, StartError> {
     let summary = sup.shutdown().await;
     server.shutdown().await;
     Ok(summary)
+}
+
+/// `web.submit.enable` without a token does nothing: say so once, at start.
+fn warn_if_submission_stays_off(o: &crate::service::RestOptions) {
+    if o.submit_enabled && !o.submission_allowed() {
+        tracing::warn!(
+            "web.submit.enable is true but no token is set (rest.auth.token or \
+             rest.auth.token-file): job submission stays off"
+        );
+    }
 }
 
 fn conf_hash(file: Option<&Path>) -> Option<u64> {
@@ -703,6 +714,7 @@ impl Supervisor {
             allow_non_restored: r.allow_non_restored_state,
             dry_run: false,
         };
+        self.check_submission(&spec)?;
         let job = launch::prepare(spec).map_err(|e| SubmitError::Invalid(e.to_string()))?;
         job.check_restore_files()
             .map_err(|e| SubmitError::Invalid(e.to_string()))?;
@@ -712,6 +724,20 @@ impl Supervisor {
         tracing::info!(job_id = %id, job = %started.name, "submitted job started");
         self.submitted.push((started, config));
         Ok(id)
+    }
+
+    /// Refuses a submission that would read or write outside the directories a submitted
+    /// job may use (see `submission`), before anything is created for it.
+    fn check_submission(&self, spec: &LaunchSpec) -> Result<(), SubmitError> {
+        let base = config::load(&LoadOptions {
+            conf_dir: self.opts.conf_dir.clone(),
+            ..LoadOptions::default()
+        })
+        .map_err(|e| SubmitError::Unavailable(format!("flink-conf.yaml does not load: {e}")))?;
+        let job = launch::load_config(spec).map_err(|e| SubmitError::Invalid(e.to_string()))?;
+        super::submission::SubmitPolicy::from_config(&base.config)
+            .check(spec, &job.config)
+            .map_err(SubmitError::Refused)
     }
 
     /// Stops every job with a final savepoint, all at once, each within the stop timeout.
