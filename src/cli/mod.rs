@@ -189,13 +189,17 @@ fn load_and_check(
 }
 
 /// Prints why a job cannot start (or would not: `floe validate`) and returns its exit code.
+/// Known secret values quoted by the reason (a path naming one) are masked.
 fn report_launch_error(e: &LaunchError) -> u8 {
+    use crate::secrets::redact;
     match e {
         // Already one `file:line: …` line per problem.
-        LaunchError::Config(c) | LaunchError::Check(CheckError::Config(c)) => crate::errln!("{c}"),
+        LaunchError::Config(c) | LaunchError::Check(CheckError::Config(c)) => {
+            crate::errln!("{}", redact(&c.to_string()))
+        }
         LaunchError::Check(CheckError::Operators { .. }) => {
             for line in e.to_string().lines() {
-                crate::errln!("error: {line}");
+                crate::errln!("error: {}", redact(line));
             }
         }
         _ => print_error(e),

@@ -87,7 +87,7 @@ fn validate_file(global: &GlobalArgs, file: &Path, dynamic: &[String], strict: b
         return false;
     };
     for w in &checked.warnings {
-        crate::errln!("warning: {w}");
+        crate::errln!("warning: {}", crate::secrets::redact(w));
     }
     if strict && !checked.warnings.is_empty() {
         crate::errln!(
