@@ -145,6 +145,159 @@ pub fn yaml_duplicate_key(message: &str) -> Option<&str> {
     Some(&rest[..rest.find('"')?])
 }
 
+/// Flow collections (`[`, `{`) nested deeper than this are refused before the YAML parser sees
+/// them. serde_yaml refuses more than 128 levels of nesting anyway, but only after libyaml has
+/// scanned the whole document, in time that grows with the square of the flow depth (100,000
+/// `[` in a row kept `floe validate` busy for many minutes).
+pub const MAX_FLOW_DEPTH: usize = 1000;
+
+/// The line (1-based) where `text`'s flow collections first nest deeper than
+/// [`MAX_FLOW_DEPTH`], if they do. One pass over the text: in block context only the start of
+/// a line's value can open a flow collection (after `- `, `? `, `key: `, anchors and tags);
+/// block scalars, quoted scalars and comments are skipped, so brackets in text do not count.
+pub fn yaml_flow_too_deep(text: &str) -> Option<usize> {
+    let b = text.as_bytes();
+    let line_of = |pos: usize| b[..pos].iter().filter(|c| **c == b'\n').count() + 1;
+    let mut i = 0;
+    // The indentation of a block scalar's header line while its content lines are skipped.
+    let mut block_scalar: Option<usize> = None;
+    while i < b.len() {
+        let end = memchr::memchr(b'\n', &b[i..]).map_or(b.len(), |n| i + n);
+        let line = &b[i..end];
+        let indent = line.iter().take_while(|c| **c == b' ').count();
+        if let Some(parent) = block_scalar {
+            if line[indent..].iter().all(u8::is_ascii_whitespace) || indent > parent {
+                i = end + 1;
+                continue;
+            }
+            block_scalar = None;
+        }
+        let mut resume = end;
+        if let Some(p) = value_start(line, indent) {
+            match line[p] {
+                b'[' | b'{' => match scan_flow(b, i + p) {
+                    Ok(after) => resume = after.max(end),
+                    Err(at) => return Some(line_of(at)),
+                },
+                b'|' | b'>' => block_scalar = Some(indent),
+                b'"' | b'\'' => resume = skip_quoted(b, i + p).max(end),
+                _ => {}
+            }
+        }
+        // Go on at the start of the line after `resume`.
+        i = memchr::memchr(b'\n', &b[resume.min(b.len())..]).map_or(b.len(), |n| resume + n + 1);
+    }
+    None
+}
+
+/// Why a text whose `[`/`{` nest too deep is refused (pipeline and conf files alike).
+pub fn flow_too_deep_message() -> String {
+    format!(
+        "`[` or `{{` nested more than {} levels deep (YAML nesting is limited to \
+         128 levels)",
+        MAX_FLOW_DEPTH
+    )
+}
+
+/// Where the value of a block-context `line` starts (past its indentation, `- `, `? `, `: `
+/// indicators, `key: `, anchors and tags), or `None` for a comment or no value.
+fn value_start(line: &[u8], indent: usize) -> Option<usize> {
+    let is_space = |p: usize| p >= line.len() || line[p] == b' ' || line[p] == b'\t';
+    let skip_spaces = |mut p: usize| {
+        while p < line.len() && (line[p] == b' ' || line[p] == b'\t') {
+            p += 1;
+        }
+        p
+    };
+    let mut p = indent;
+    let mut key_seen = false;
+    loop {
+        p = skip_spaces(p);
+        if p >= line.len() || line[p] == b'#' {
+            return None;
+        }
+        match line[p] {
+            b'-' | b'?' | b':' if is_space(p + 1) => p += 1,
+            b'-' if line[p..].starts_with(b"---") && is_space(p + 3) => p += 3,
+            b'&' | b'!' | b'*' => {
+                while !is_space(p) {
+                    p += 1;
+                }
+            }
+            b'[' | b'{' | b'|' | b'>' | b'"' | b'\'' => return Some(p),
+            _ if key_seen => return None,
+            _ => {
+                // A plain key: its value follows the first `: `.
+                let colon = (p..line.len()).find(|&q| line[q] == b':' && is_space(q + 1))?;
+                p = colon + 1;
+                key_seen = true;
+            }
+        }
+    }
+}
+
+/// Scans the flow collection opening at `start`: the position after its end, or the position
+/// of the bracket that nests deeper than [`MAX_FLOW_DEPTH`].
+fn scan_flow(b: &[u8], start: usize) -> Result<usize, usize> {
+    let mut depth = 0usize;
+    let mut i = start;
+    // The last byte that was not white space: a quote starts a scalar only after one of `[{,:`.
+    let mut prev = b'[';
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Err(i);
+                }
+            }
+            b']' | b'}' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return Ok(i + 1);
+                }
+            }
+            b'"' | b'\'' if matches!(prev, b'[' | b'{' | b',' | b':') => {
+                i = skip_quoted(b, i);
+                prev = c;
+                continue;
+            }
+            b'#' if i > 0 && b[i - 1].is_ascii_whitespace() => {
+                i = memchr::memchr(b'\n', &b[i..]).map_or(b.len(), |n| i + n);
+                continue;
+            }
+            _ => {}
+        }
+        if !c.is_ascii_whitespace() {
+            prev = c;
+        }
+        i += 1;
+    }
+    Ok(b.len())
+}
+
+/// The position after the quoted scalar opening at `start` (`"` with `\` escapes, `'` with
+/// `''`), or the end of the text.
+fn skip_quoted(b: &[u8], start: usize) -> usize {
+    let quote = b[start];
+    let mut i = start + 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' if quote == b'"' => i += 2,
+            c if c == quote => {
+                if quote == b'\'' && b.get(i + 1) == Some(&b'\'') {
+                    i += 2;
+                } else {
+                    return i + 1;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    b.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,5 +357,37 @@ mod tests {
         );
         assert_eq!(yaml_key_of("  - \"id\": x"), Some("id"));
         assert_eq!(yaml_key_of("  # id: x"), None);
+    }
+
+    #[test]
+    fn deep_flow_nesting_is_found_and_brackets_in_text_are_not() {
+        let deep = |n: usize| format!("name: x\nv: {}{}\n", "[".repeat(n), "]".repeat(n));
+        assert_eq!(yaml_flow_too_deep(&deep(MAX_FLOW_DEPTH)), None);
+        assert_eq!(yaml_flow_too_deep(&deep(MAX_FLOW_DEPTH + 1)), Some(2));
+        let open = "[".repeat(5000);
+        for text in [
+            format!("a: \"{open}\"\n"),
+            format!("a: '{open}'\n"),
+            format!("a: |\n  {open}\n  {open}\nb: 1\n"),
+            format!("a: 1 # {open}\n"),
+            format!("# {open}\n"),
+            format!("a: [\"{open}\", '{open}', x]\n"),
+            format!("a: b{open}\n"),
+            format!("- x: >\n    {open}\n"),
+        ] {
+            assert_eq!(yaml_flow_too_deep(&text), None, "{text:.40}");
+        }
+        for text in [
+            format!("- {open}\n"),
+            format!("a: &x !!seq {open}\n"),
+            format!("? {open}\n"),
+            format!("--- {open}\n"),
+            format!("a:\n  - b: {open}\n"),
+            format!("a: [x,\n{open}\n"),
+            format!("a: {{k: '{open}', v: {open}\n"),
+            format!("{open}\n"),
+        ] {
+            assert!(yaml_flow_too_deep(&text).is_some(), "{text:.40}");
+        }
     }
 }

@@ -2,7 +2,8 @@
 //! `taskmanager.memory.network.max` is refused with the numbers; ten thousand chained
 //! operators validate and run (nothing recurses once per operator); a deeply nested
 //! expression is refused, not a stack overflow; files above the size limits are refused
-//! with both sizes; a pipeline with tens of thousands of keys is read in linear time.
+//! with both sizes; a pipeline with tens of thousands of keys or operator settings is read in
+//! linear time; flow collections nested too deep are refused before the YAML parser slows.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -328,4 +329,76 @@ fn fifty_thousand_config_keys_are_read_in_linear_time() {
         .filter(|l| l.starts_with("warning: "))
         .count();
     assert_eq!(warnings, 50_000, "each unknown key is named");
+}
+
+#[test]
+fn fifty_thousand_unknown_operator_settings_are_each_named_in_linear_time() {
+    // One parse per unknown setting was quadratic: 2,000 of them took over a minute.
+    let dir = setup();
+    let mut p = String::from("name: s\noperators:\n  - id: src\n    type: datagen\n    lines: 1\n");
+    for i in 0..50_000 {
+        p.push_str(&format!("    x{i}: {i}\n"));
+    }
+    p.push_str("  - {id: o, type: blackhole, inputs: [src]}\n");
+    let file = write(dir.path(), "settings.yaml", &p);
+    let mut validate = floe(dir.path());
+    validate.arg("validate").arg(&file);
+    let out = output_within(
+        validate,
+        Duration::from_secs(240),
+        "validate of 50,000 unknown settings",
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{:.2000}", err);
+    assert_eq!(err.matches("unknown setting \"x").count(), 50_000);
+    assert!(
+        err.contains("settings.yaml:50005: operators[0] (id \"src\").x49999: unknown setting"),
+        "each at its own line: {:.500}",
+        &err[err.len().saturating_sub(500)..]
+    );
+}
+
+#[test]
+fn deeply_nested_flow_collections_are_refused_at_once() {
+    // libyaml scans flow nesting in time that grows with the square of its depth: 100,000
+    // `[` in a pipeline or conf file kept floe busy for many minutes before the refusal.
+    let dir = setup();
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let file = write(
+        dir.path(),
+        "deep.yaml",
+        &format!("name: d\nx: {deep}\noperators: []\n"),
+    );
+    let mut validate = floe(dir.path());
+    validate.arg("validate").arg(&file);
+    let out = output_within(
+        validate,
+        Duration::from_secs(60),
+        "validate of deep nesting",
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("deep.yaml:2: invalid YAML: `[` or `{` nested more than 1000 levels deep"),
+        "{err}"
+    );
+
+    std::fs::write(
+        dir.path().join("conf/flink-conf.yaml"),
+        format!("parallelism.default: 1\nx: {deep}\n"),
+    )
+    .unwrap();
+    let mut config = floe(dir.path());
+    config.arg("config");
+    let out = output_within(
+        config,
+        Duration::from_secs(60),
+        "floe config of deep nesting",
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("flink-conf.yaml:2: invalid YAML: `[` or `{` nested more than 1000"),
+        "{err}"
+    );
 }

@@ -266,6 +266,14 @@ fn conf_text_layer(
     problems: &mut Vec<ConfigProblem>,
     warnings: &mut Vec<String>,
 ) -> Vec<Raw> {
+    if let Some(line) = crate::textfile::yaml_flow_too_deep(text) {
+        problems.push(ConfigProblem::Yaml {
+            path: path.to_path_buf(),
+            line: Some(line),
+            message: crate::textfile::flow_too_deep_message(),
+        });
+        return Vec::new();
+    }
     let doc: serde_yaml::Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => {

@@ -187,6 +187,13 @@ fn parse_document(text: &str, file: &Path) -> Result<Mapping, PipelineErrors> {
             .to_string(),
         ));
     }
+    if let Some(line) = crate::textfile::yaml_flow_too_deep(text) {
+        return Err(fail(
+            Some(line),
+            None,
+            format!("invalid YAML: {}", crate::textfile::flow_too_deep_message()),
+        ));
+    }
     let doc: Value = serde_yaml::from_str(text).map_err(|e| {
         let loc = e.location();
         let msg = e.to_string();
