@@ -17,7 +17,13 @@ mkdir -p seeds/pipeline_parse seeds/conf_load seeds/metadata_decode
 cp ../pipelines/*.yaml ../tests/golden/validate/*.yaml seeds/pipeline_parse/ 2>/dev/null || true
 cp ../conf/flink-conf.yaml ../deploy/systemd/flink-conf.yaml seeds/conf_load/ 2>/dev/null || true
 find ../tests/fixtures -name _metadata | while read -r f; do
-    cp "$f" "seeds/metadata_decode/$(echo "$f" | tr '/.' '__')"
+    name="$(echo "$f" | tr '/.' '__')"
+    cp "$f" "seeds/metadata_decode/$name"
+    # The framed form the target also tries: a version byte, then the payload alone (the
+    # file without its 16-byte header and 4-byte crc32c).
+    version=$(od -An -tu1 -j7 -N1 "$f" | tr -d ' ')
+    { printf "\\$(printf '%03o' "$version")"; tail -c +17 "$f" | head -c -4; } \
+        > "seeds/metadata_decode/payload$name"
 done
 for t in $targets; do
     mkdir -p "corpus/$t"
