@@ -33,7 +33,7 @@ pub mod object;
 mod store;
 
 use object::ObjectPath;
-pub use object::{configure, SUPPORTED_SCHEMES};
+pub use object::{configure, configure_root, SUPPORTED_SCHEMES};
 pub use store::{choose_encoding, ChainInfo, Encoding, FsCheckpointStore, MAX_DELTAS};
 
 use crate::checkpoint::metadata::{

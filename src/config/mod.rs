@@ -308,7 +308,7 @@ pub struct RestConfig {
 /// Flink's `s3.*` keys. Unset values fall back to the AWS environment where the checkpoint
 /// storage opens a bucket (`checkpoint::storage`), not here: this module reads no environment
 /// beyond `FLOE_*`.
-#[derive(Clone, PartialEq, Default)]
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
 pub struct S3Config {
     /// `s3.endpoint`.
     pub endpoint: Option<String>,

@@ -513,10 +513,10 @@ pub enum FailoverError {
 pub async fn run<F, E>(
     setup: FailoverSetup,
     handle: FailoverHandle,
-    mut build: F,
+    build: F,
 ) -> Result<JobReport, FailoverError>
 where
-    F: FnMut(&Attempt<'_>) -> Result<(Plan, JobOptions), E>,
+    F: FnMut(&Attempt<'_>) -> Result<(Plan, JobOptions), E> + Send + 'static,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let FailoverSetup {
@@ -524,9 +524,10 @@ where
         name,
         strategy,
         store,
-        initial,
+        mut initial,
         claim_mode,
     } = setup;
+    let mut build = Some(build);
     if let (Some(store), Some(initial)) = (&store, &initial) {
         if claim_mode == ClaimMode::Legacy {
             tracing::warn!(
@@ -545,11 +546,11 @@ where
     let mut number = 0u32;
     loop {
         let snapshot = if number == 0 {
-            initial.as_ref()
+            initial.take()
         } else {
-            restore.as_ref()
+            restore.take()
         };
-        if let Some(s) = snapshot {
+        if let Some(s) = &snapshot {
             handle.lock().status.last_restore = Some(RestoreInfo {
                 checkpoint_id: s.metadata.checkpoint_id,
                 path: s.dir.clone(),
@@ -564,18 +565,26 @@ where
                 highest: highest.clone(),
             })
         });
-        let attempt = Attempt {
+        let first_checkpoint_id = highest.load(Ordering::SeqCst) + 1;
+        let for_attempt = attempt_store.clone().map(|s| s as Arc<dyn CheckpointStore>);
+        let (built, snapshot) = build_attempt(
+            &mut build,
             number,
-            restore: snapshot,
-            store: attempt_store.clone().map(|s| s as Arc<dyn CheckpointStore>),
-            first_checkpoint_id: highest.load(Ordering::SeqCst) + 1,
-        };
-        let started = match build(&attempt) {
+            snapshot,
+            for_attempt,
+            first_checkpoint_id,
+        )
+        .await;
+        if number == 0 {
+            // A later failover falls back on it when no checkpoint completed.
+            initial = snapshot;
+        }
+        let started = match built {
             Ok((plan, mut options)) => {
                 with_live_settings(&handle, &mut options);
                 crate::runtime::start(plan, options).map_err(FailoverError::from)
             }
-            Err(e) => Err(FailoverError::Prepare(e.into())),
+            Err(e) => Err(e),
         };
         let mut job = match started {
             Ok(job) => job,
@@ -674,11 +683,22 @@ where
         }
         restore = match point {
             None => None,
-            Some(dir) => match crate::checkpoint::restore::load_snapshot(&dir) {
-                Ok(l) => Some(l),
-                Err(e) => {
+            // Reading `_metadata` blocks (on S3, a network round trip).
+            Some(dir) => match tokio::task::spawn_blocking(move || {
+                crate::checkpoint::restore::load_snapshot(&dir)
+            })
+            .await
+            {
+                Ok(Ok(l)) => Some(l),
+                Ok(Err(e)) => {
                     give_up(&store, JobTermination::Failed).await;
                     return Err(FailoverError::Prepare(Box::new(e)));
+                }
+                Err(e) => {
+                    give_up(&store, JobTermination::Failed).await;
+                    return Err(FailoverError::Prepare(
+                        format!("bug: reading the restore point panicked: {e}").into(),
+                    ));
                 }
             },
         };
@@ -696,6 +716,52 @@ where
                 |r| format!("checkpoint {}", r.dir.display())
             )
         );
+    }
+}
+
+/// Runs `build` for one attempt on a blocking thread: it reads the restore snapshot's state
+/// files (locally or from S3), which must not hold up the async workers that carry every
+/// job's tasks and the REST API. `build` and the snapshot go there and come back.
+async fn build_attempt<F, E>(
+    build: &mut Option<F>,
+    number: u32,
+    snapshot: Option<LoadedSnapshot>,
+    store: Option<Arc<dyn CheckpointStore>>,
+    first_checkpoint_id: u64,
+) -> (
+    Result<(Plan, JobOptions), FailoverError>,
+    Option<LoadedSnapshot>,
+)
+where
+    F: FnMut(&Attempt<'_>) -> Result<(Plan, JobOptions), E> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let Some(mut f) = build.take() else {
+        let bug = FailoverError::Prepare("bug: the attempt builder is gone".into());
+        return (Err(bug), snapshot);
+    };
+    let joined = tokio::task::spawn_blocking(move || {
+        let attempt = Attempt {
+            number,
+            restore: snapshot.as_ref(),
+            store,
+            first_checkpoint_id,
+        };
+        let built = f(&attempt).map_err(|e| FailoverError::Prepare(e.into()));
+        (f, snapshot, built)
+    })
+    .await;
+    match joined {
+        Ok((f, snapshot, built)) => {
+            *build = Some(f);
+            (built, snapshot)
+        }
+        Err(e) => (
+            Err(FailoverError::Prepare(
+                format!("bug: preparing attempt {number} panicked: {e}").into(),
+            )),
+            None,
+        ),
     }
 }
 

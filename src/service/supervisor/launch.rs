@@ -108,6 +108,16 @@ pub fn load_config(spec: &LaunchSpec) -> Result<config::Loaded, LaunchError> {
     })?)
 }
 
+/// Registers the job's checkpoint and savepoint directories with its own `s3.*` settings
+/// (local directories need nothing).
+pub fn configure_storage(cfg: &Config, owner: &str) -> Result<(), CheckpointError> {
+    let dirs = [&cfg.state.checkpoints_dir, &cfg.state.savepoints_dir];
+    for dir in dirs.into_iter().flatten() {
+        crate::checkpoint::storage::configure_root(dir, &cfg.s3, owner)?;
+    }
+    Ok(())
+}
+
 /// Every check that can refuse the job: configuration, restore snapshot and its mapping, plan,
 /// checkpoint store. Creates the store's directory, nothing else.
 pub fn prepare(spec: LaunchSpec) -> Result<PreparedJob, LaunchError> {
@@ -119,8 +129,8 @@ pub fn prepare(spec: LaunchSpec) -> Result<PreparedJob, LaunchError> {
 pub fn prepare_with(spec: LaunchSpec, loaded: config::Loaded) -> Result<PreparedJob, LaunchError> {
     let pipeline = spec.pipeline;
     let cfg = loaded.config;
-    // How s3:// checkpoint and savepoint paths are reached, for the rest of the process.
-    crate::checkpoint::storage::configure(&cfg.s3);
+    // How this job's s3:// checkpoint and savepoint directories are reached: its own `s3.*`.
+    configure_storage(&cfg, &pipeline.name).map_err(LaunchError::Store)?;
     let restore_path = match spec.restore.clone().or_else(|| cfg.recovery.path.clone()) {
         Some(p) if p == LATEST => match &cfg.state.checkpoints_dir {
             None => return Err(LaunchError::NoCheckpointDir(RestoreError::NoCheckpointDir)),
@@ -225,9 +235,9 @@ pub fn prepare_with(spec: LaunchSpec, loaded: config::Loaded) -> Result<Prepared
                 restore::prepare(snapshot, &build_plan, explicit_max, allow_non_restored)?;
             options.restore = Some(state);
             tracing::info!(
-                "Restoring job {build_job_id} from Savepoint {} @ 0 for {build_job_id} located at {}.",
-                snapshot.metadata.checkpoint_id,
-                restore::pointer(&snapshot.dir)
+                checkpoint_id = snapshot.metadata.checkpoint_id,
+                "Restoring job {build_job_id} from {}.",
+                describe_snapshot(snapshot)
             );
         }
         if let Some(store) = &attempt.store {
@@ -252,6 +262,23 @@ pub fn prepare_with(spec: LaunchSpec, loaded: config::Loaded) -> Result<Prepared
         build: Box::new(build),
         restore_info,
     })
+}
+
+/// A snapshot as Flink's `CompletedCheckpoint::toString` writes it in its restore log line:
+/// `Checkpoint 7 @ 1700000000000 for <job id> located at file:/ck/<job id>/chk-7` (the time
+/// is the trigger time, in ms since the epoch; `Savepoint` for a savepoint).
+pub fn describe_snapshot(s: &crate::checkpoint::storage::LoadedSnapshot) -> String {
+    let kind = match s.metadata.kind {
+        SnapshotKind::Savepoint => "Savepoint",
+        SnapshotKind::Checkpoint => "Checkpoint",
+    };
+    format!(
+        "{kind} {} @ {} for {} located at {}",
+        s.metadata.checkpoint_id,
+        s.metadata.trigger_timestamp_ms,
+        s.metadata.job_id,
+        restore::pointer(&s.dir)
+    )
 }
 
 impl PreparedJob {
