@@ -144,7 +144,10 @@ static CONFIG: RwLock<Option<S3Config>> = RwLock::new(None);
 /// ([`configure_root`]); the longest matching root decides.
 static ROOTS: RwLock<Vec<Root>> = RwLock::new(Vec::new());
 /// One operator per bucket and settings, built on first use.
-static BUCKETS: Mutex<Option<HashMap<(String, S3Config), Arc<Bucket>>>> = Mutex::new(None);
+static BUCKETS: Mutex<Option<BucketCache>> = Mutex::new(None);
+
+/// Open buckets by name and settings.
+type BucketCache = HashMap<(String, S3Config), Arc<Bucket>>;
 
 /// A location and the `s3.*` settings that reach it.
 #[derive(Debug, Clone)]
