@@ -387,6 +387,10 @@ mod tests {
                                 checkpoint_id: 7,
                                 part: 3,
                             }],
+                            in_progress: Some(crate::checkpoint::InProgressPart {
+                                part: 4,
+                                length: 17,
+                            }),
                         })),
                     }],
                 },

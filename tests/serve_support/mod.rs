@@ -79,6 +79,8 @@ operators:
     type: file
     inputs: [count]
     path: {out}
+    rolling:
+      rollover-interval: 0
 ",
             input = self.path("in").display(),
             out = self.path("out").display(),

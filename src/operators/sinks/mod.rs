@@ -5,6 +5,7 @@ pub mod file;
 pub mod kafka;
 pub mod kafka_txn;
 pub mod print;
+pub mod rolling;
 
 use crate::checkpoint::SinkState;
 use crate::operators::{OperatorError, Problem, RestoredState};
