@@ -251,6 +251,23 @@ pub(super) fn build(
                 "Negative number of remembered checkpoints",
             )
             .unwrap_or_default(),
+        service: ServiceConfig {
+            probation: c.duration("service.reload.probation"),
+            savepoints_retained: c
+                .u32(
+                    "service.savepoints.num-retained",
+                    1,
+                    "At least the newest savepoint is kept",
+                )
+                .unwrap_or(3),
+            history_versions: c
+                .u32(
+                    "service.history.max-versions",
+                    0,
+                    "Negative number of remembered versions",
+                )
+                .unwrap_or(5),
+        },
     };
     if config.checkpointing.unaligned
         && (config.checkpointing.mode != CheckpointingMode::ExactlyOnce

@@ -197,6 +197,13 @@ pub static KEYS: &[KeySpec] = &[
         "Comma-separated directories, besides state.savepoints.dir, that savepoints may be written to and disposed of from through the REST API (floe's own key)."),
     key("web.checkpoints.history", &[], Integer, Some("10"),
         "Number of checkpoints kept in the REST checkpoint statistics."),
+    // --- floe serve (floe's own keys; a pipeline's `config:` may set them for itself)
+    key("service.reload.probation", &[], Duration, None,
+        "How long a reloaded pipeline's new version has to prove itself before the version before is given up: it passes at its first completed checkpoint (checkpointing off: once it ran this long), and is rolled back if it fails first or completes none in time. Unset: twice the checkpoint interval plus 10 s (checkpointing off: 5 s)."),
+    key("service.savepoints.num-retained", &[], Integer, Some("3"),
+        "Savepoints `floe serve` takes (reload, removal, shutdown) kept per pipeline; older ones are deleted once a newer one is complete."),
+    key("service.history.max-versions", &[], Integer, Some("5"),
+        "Ended versions (jobs) of each pipeline kept in the REST API, the metrics and the dashboard; also the ended submitted jobs kept."),
 ];
 
 /// `FLOE_*` variables that are not configuration keys; never warned about.
@@ -205,6 +212,7 @@ pub const NON_KEY_ENV: &[&str] = &[
     "FLOE_LOG",
     "FLOE_LOG_FORMAT",
     "FLOE_PIPELINES_DIR",
+    "FLOE_STATE_DIR",
     "FLOE_HOME",
 ];
 

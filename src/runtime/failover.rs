@@ -243,6 +243,8 @@ pub struct FailoverHandle {
     /// Checkpoint settings given by [`FailoverHandle::reconfigure`]; every attempt from then
     /// on starts with them, and the running one's checkpoint driver takes them at once.
     live: Arc<tokio::sync::watch::Sender<Option<LiveSettings>>>,
+    /// Checkpoints completed over every attempt (not savepoints).
+    completed: Arc<AtomicU64>,
 }
 
 impl Default for FailoverHandle {
@@ -251,6 +253,7 @@ impl Default for FailoverHandle {
             shared: Arc::default(),
             wake: Arc::default(),
             live: Arc::new(tokio::sync::watch::Sender::new(None)),
+            completed: Arc::default(),
         }
     }
 }
@@ -287,6 +290,18 @@ impl FailoverHandle {
         let stats = self.lock().stats.clone()?;
         let stats = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Some(stats)
+    }
+
+    /// Checkpoints this run completed, over all its attempts. Once the run has ended, final:
+    /// 0 means no checkpoint of it ever completed, so no exactly-once sink committed anything
+    /// of it (only a completed checkpoint, or a stop-with-savepoint, commits).
+    pub fn checkpoints_completed(&self) -> u64 {
+        self.completed.load(Ordering::SeqCst)
+    }
+
+    /// Whether the run was asked to cancel (rather than stop, or nothing).
+    pub fn cancel_requested(&self) -> bool {
+        self.lock().stop == Some(StopKind::Cancel)
     }
 
     /// Stops the running attempt (sources end, the pipeline drains); no more restarts.
@@ -597,10 +612,17 @@ where
         // are in the notices. Draining them also keeps the channel from growing.
         let drain = job.take_checkpoint_notices().map(|mut rx| {
             let highest = highest.clone();
+            let completed = handle.completed.clone();
             tokio::spawn(async move {
                 while let Some(n) = rx.recv().await {
-                    if let CheckpointNotice::Triggered(id) = n {
-                        highest.fetch_max(id.0, Ordering::SeqCst);
+                    match n {
+                        CheckpointNotice::Triggered(id) => {
+                            highest.fetch_max(id.0, Ordering::SeqCst);
+                        }
+                        CheckpointNotice::Completed(_) => {
+                            completed.fetch_add(1, Ordering::SeqCst);
+                        }
+                        _ => {}
                     }
                 }
             })

@@ -14,7 +14,7 @@ use super::{ApiError, ApiState, JsonBody};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::future::Future;
 use std::pin::Pin;
@@ -29,19 +29,44 @@ pub trait ServiceControl: Send + Sync {
     fn reload(&self) -> BoxFuture<Result<Value, String>>;
     /// Starts a submitted pipeline; resolves to its job id, or why it cannot run.
     fn submit(&self, request: SubmitRequest) -> BoxFuture<Result<String, SubmitError>>;
+    /// `floe start NAME`: a pipeline (file name or `name:`) stopped or cancelled through the
+    /// API runs again; resolves to a reload report of that pipeline.
+    fn start(&self, name: String) -> BoxFuture<Result<Value, SubmitError>>;
 }
 
-/// Why a submission was refused.
+/// Why a submission (or a `floe start`) was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubmitError {
     /// The pipeline or its settings are wrong (400).
     Invalid(String),
+    /// No such pipeline (404).
+    NotFound(String),
     /// The service cannot take it now (503), e.g. shutting down.
     Unavailable(String),
 }
 
+impl std::fmt::Display for SubmitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SubmitError::Invalid(m) | SubmitError::NotFound(m) | SubmitError::Unavailable(m) => {
+                f.write_str(m)
+            }
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> ApiError {
+        match e {
+            SubmitError::Invalid(m) => ApiError::bad_request(m),
+            SubmitError::NotFound(m) => ApiError::not_found(m),
+            SubmitError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
+        }
+    }
+}
+
 /// The body of `POST /jobs`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SubmitRequest {
     /// The pipeline file's YAML.
@@ -92,7 +117,16 @@ pub async fn submit(
     }
     match service.submit(request).await {
         Ok(id) => Ok(Json(json!({ "jobid": id }))),
-        Err(SubmitError::Invalid(m)) => Err(ApiError::bad_request(m)),
-        Err(SubmitError::Unavailable(m)) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m)),
+        Err(e) => Err(e.into()),
     }
+}
+
+/// `POST /pipelines/:name/start` (`floe start NAME`): 200 with the report of that pipeline.
+pub async fn start(
+    State(s): State<ApiState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let service = s.service().ok_or_else(not_serving)?;
+    tracing::info!(pipeline = %name, "REST: start of pipeline {name} requested");
+    Ok(Json(service.start(name).await?))
 }

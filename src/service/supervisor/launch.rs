@@ -67,13 +67,15 @@ pub enum LaunchError {
     Store(CheckpointError),
     #[error("--dry-run shows a restore: give the checkpoint or savepoint with -s PATH")]
     DryRunWithoutRestore,
+    #[error("bug: {0}; please report this")]
+    Bug(String),
 }
 
 impl LaunchError {
     /// 78 for what the user must fix in configuration or pipeline, 1 for the rest.
     pub fn exit_code(&self) -> u8 {
         match self {
-            LaunchError::Restore(_) => crate::cli::EXIT_FAILURE,
+            LaunchError::Restore(_) | LaunchError::Bug(_) => crate::cli::EXIT_FAILURE,
             _ => crate::cli::EXIT_CONFIG,
         }
     }
@@ -137,7 +139,7 @@ pub fn prepare_with(spec: LaunchSpec, loaded: config::Loaded) -> Result<Prepared
             Some(dir) => {
                 let found =
                     restore::find_latest(dir, &pipeline.name).map_err(LaunchError::Restore)?;
-                eprintln!("-s latest: {}", found.display());
+                crate::service::console::line(&format!("-s latest: {}", found.display()));
                 Some(found.display().to_string())
             }
         },
@@ -221,7 +223,7 @@ pub fn prepare_with(spec: LaunchSpec, loaded: config::Loaded) -> Result<Prepared
         options.checkpointing_mode = mode;
         if let Some(snapshot) = attempt.restore {
             if attempt.number == 0 {
-                eprintln!(
+                crate::service::console::line(&format!(
                     "Starting job {build_job_id} from savepoint {} ({})",
                     initial_path.as_deref().unwrap_or_default(),
                     if allow_non_restored {
@@ -229,7 +231,7 @@ pub fn prepare_with(spec: LaunchSpec, loaded: config::Loaded) -> Result<Prepared
                     } else {
                         ""
                     }
-                );
+                ));
             }
             let (_, state) =
                 restore::prepare(snapshot, &build_plan, explicit_max, allow_non_restored)?;
@@ -291,6 +293,18 @@ impl PreparedJob {
     }
 }
 
+/// [`prepare`] and the check of the restore's files, on a blocking thread: they read the
+/// configuration and the snapshot (locally or from S3) and create the checkpoint directory.
+pub async fn prepare_off_workers(spec: LaunchSpec) -> Result<PreparedJob, LaunchError> {
+    tokio::task::spawn_blocking(move || {
+        let job = prepare(spec)?;
+        job.check_restore_files().map_err(LaunchError::Restore)?;
+        Ok(job)
+    })
+    .await
+    .unwrap_or_else(|e| Err(LaunchError::Bug(format!("preparing a job panicked: {e}"))))
+}
+
 /// A job started by [`start`].
 pub struct StartedJob {
     pub job_id: JobId,
@@ -302,10 +316,26 @@ pub struct StartedJob {
     pub done: tokio::task::JoinHandle<Result<JobReport, FailoverError>>,
 }
 
+/// How a job of [`start`] ended (for `floe serve`'s supervisor).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobEnded {
+    pub job_id: JobId,
+    pub state: JobState,
+    pub error: Option<String>,
+    /// A user ended it through the API: stopped with a savepoint, or cancelled.
+    pub by_user: Option<crate::service::pipelines::Hold>,
+    /// Checkpoints it completed (over its restarts).
+    pub checkpoints: u64,
+}
+
+/// Called once with how a job ended.
+pub type EndHook = Box<dyn FnOnce(JobEnded) + Send + 'static>;
+
 /// Spawns the job's failover loop and the follower that registers it in `registry` once its
 /// first attempt runs and answers the API's commands. When the job ends, its final state is
-/// recorded in the registry. Must be called inside a tokio runtime.
-pub fn start(job: PreparedJob, registry: &JobRegistry) -> StartedJob {
+/// recorded in the registry, logged (Flink's `Job … switched from state RUNNING to …`), and
+/// handed to `on_end` when given. Must be called inside a tokio runtime.
+pub fn start(job: PreparedJob, registry: &JobRegistry, on_end: Option<EndHook>) -> StartedJob {
     let handle = FailoverHandle::new();
     let stopped_by_api = Arc::new(AtomicBool::new(false));
     let follower = tokio::spawn(follow_job(
@@ -328,15 +358,16 @@ pub fn start(job: PreparedJob, registry: &JobRegistry) -> StartedJob {
     let loop_handle = handle.clone();
     let setup = job.setup;
     let build = job.build;
+    let by_api = stopped_by_api.clone();
     let done = tokio::spawn(async move {
-        let result = failover::run(setup, loop_handle, build).await;
+        let result = failover::run(setup, loop_handle.clone(), build).await;
         follower.abort();
         if registry.get(&job_id).is_none() {
             // It ended before its first attempt ran (an operator that cannot start): list it
             // all the same, so that `/jobs` shows why.
             drop(registry.register(crate::service::JobRegistration::new(
                 job_id.clone(),
-                name,
+                name.clone(),
                 &plan,
                 Arc::new(crate::runtime::JobMetrics::default()),
             )));
@@ -344,9 +375,41 @@ pub fn start(job: PreparedJob, registry: &JobRegistry) -> StartedJob {
         let (state, error) = match &result {
             Ok(r) if r.status == crate::runtime::JobStatus::Cancelled => (JobState::Canceled, None),
             Ok(_) => (JobState::Finished, None),
+            // Cancelled while it waited to restart after a failure: cancelled all the same.
+            Err(FailoverError::StoppedWhileRestarting { .. }) if loop_handle.cancel_requested() => {
+                (JobState::Canceled, None)
+            }
             Err(e) => (JobState::Failed, Some(e.to_string())),
         };
-        registry.finish(&job_id, state, error);
+        match &error {
+            Some(e) => tracing::error!(
+                job = %name,
+                job_id = %job_id,
+                "Job {name} ({job_id}) switched from state RUNNING to FAILED: {e}"
+            ),
+            None => tracing::info!(
+                job = %name,
+                job_id = %job_id,
+                "Job {name} ({job_id}) switched from state RUNNING to {state}."
+            ),
+        }
+        registry.finish(&job_id, state, error.clone());
+        if let Some(hook) = on_end {
+            let by_user = if by_api.load(std::sync::atomic::Ordering::SeqCst) {
+                Some(crate::service::pipelines::Hold::Stopped)
+            } else if state == JobState::Canceled {
+                Some(crate::service::pipelines::Hold::Cancelled)
+            } else {
+                None
+            };
+            hook(JobEnded {
+                job_id: job_id.clone(),
+                state,
+                error,
+                by_user,
+                checkpoints: loop_handle.checkpoints_completed(),
+            });
+        }
         result
     });
     StartedJob {
