@@ -213,9 +213,12 @@ impl Supervisor {
         if let Some(m) = self.jobs.get_mut(file) {
             self.registry
                 .annotate(&m.job.job_id, |n| n.reload_error = Some(error.clone()));
-            m.refused = Some((hash, error.clone()));
+            m.refused = Some((hash, error.clone(), false));
         }
-        self.board.update(file, |e| e.current = false);
+        self.board.update(file, |e| {
+            e.current = false;
+            e.reload_errors += 1;
+        });
         Outcome::Rejected { error }
     }
 
@@ -242,9 +245,14 @@ impl Supervisor {
             });
             return Outcome::Kept { job_id: old_id };
         }
-        if let Some((_, error)) = current.refused.as_ref().filter(|(h, _)| *h == f.hash) {
-            return Outcome::Rejected {
-                error: error.clone(),
+        if let Some((_, error, rolled_back)) = current.refused.as_ref().filter(|r| r.0 == f.hash) {
+            let error = error.clone();
+            return match rolled_back {
+                true => Outcome::RolledBack {
+                    job_id: old_id,
+                    error,
+                },
+                false => Outcome::Rejected { error },
             };
         }
         let pipeline = match validate_off_workers(&self.opts, &f.text, &f.path).await {
@@ -383,9 +391,13 @@ impl Supervisor {
         {
             Ok(job_id) => {
                 if let Some(m) = self.jobs.get_mut(file) {
-                    m.refused = Some((hash, error.clone()));
+                    m.refused = Some((hash, error.clone(), true));
                 }
-                self.board.update(file, |e| e.current = false);
+                self.board.update(file, |e| {
+                    e.current = false;
+                    e.reload_errors += 1;
+                    e.rollbacks += 1;
+                });
                 Outcome::RolledBack { job_id, error }
             }
             Err(e2) => Outcome::Failed {

@@ -122,19 +122,7 @@ impl Supervisor {
             Outcome::RolledBack { error, .. } => Some((ProblemKind::RolledBack, error.clone())),
             _ => None,
         };
-        let counted = matches!(
-            p.outcome,
-            Outcome::Rejected { .. } | Outcome::RolledBack { .. }
-        ) && p.change == "changed";
-        self.board.update(&p.file, |e| {
-            e.problem = kind;
-            if counted {
-                e.reload_errors += 1;
-            }
-            if matches!(p.outcome, Outcome::RolledBack { .. }) {
-                e.rollbacks += 1;
-            }
-        });
+        self.board.update(&p.file, |e| e.problem = kind);
     }
 
     async fn scan(&self) -> Result<Scan, String> {

@@ -127,9 +127,10 @@ pub(super) struct Managed {
     pub text: String,
     /// Its content hash.
     pub hash: u64,
-    /// The hash of the file's text last refused, with why: asked again (an explicit reload),
-    /// it is reported again without touching the job.
-    pub refused: Option<(u64, String)>,
+    /// The hash of the file's text last refused, why, and whether it had started and was
+    /// rolled back: asked again (an explicit reload), it is reported again, the same way,
+    /// without touching the job.
+    pub refused: Option<(u64, String, bool)>,
     pub pipeline: Pipeline,
     pub job: StartedJob,
     pub entries: Arc<Vec<Entry>>,
