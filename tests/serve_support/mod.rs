@@ -265,6 +265,33 @@ impl Serve {
         self.client().get(path).unwrap()
     }
 
+    /// `/readyz`: its status code and body.
+    pub fn readyz(&self) -> (u16, Value) {
+        let a = self.client().send("GET", "/readyz", None).unwrap();
+        (a.status, serde_json::from_str(&a.body).unwrap_or(Value::Null))
+    }
+
+    /// The text of `/metrics`.
+    pub fn metrics(&self) -> String {
+        self.client().send("GET", "/metrics", None).unwrap().body
+    }
+
+    /// `/pipelines/:name`.
+    pub fn pipeline(&self, name: &str) -> Value {
+        self.get(&format!("/pipelines/{name}"))
+    }
+
+    /// Waits until `/readyz` answers `status`; its body.
+    pub fn wait_ready(&self, status: u16) -> Value {
+        let mut body = Value::Null;
+        wait_for(&format!("/readyz {status}"), || {
+            let (s, b) = self.readyz();
+            body = b;
+            s == status
+        });
+        body
+    }
+
     /// `/jobs/overview`'s jobs.
     pub fn jobs(&self) -> Vec<Value> {
         self.get("/jobs/overview")["jobs"]
