@@ -341,8 +341,8 @@ impl Supervisor {
     /// cuts it short.
     async fn start_up(&mut self) {
         self.rescan(false).await;
-        self.board.set_started();
         self.resume_submitted().await;
+        self.board.set_started();
         self.wait_running().await;
         if self.stopping.load(Ordering::SeqCst) {
             return;
