@@ -202,6 +202,11 @@ pub struct Serve {
 impl Serve {
     /// Starts `floe serve` over `layout`, with `env` added, and waits for its REST address.
     pub fn start(layout: &Layout, env: &[(&str, &str)]) -> Serve {
+        Serve::start_with(layout, env, &[])
+    }
+
+    /// [`Serve::start`] with global options before `serve` (`--log-format json`).
+    pub fn start_with(layout: &Layout, env: &[(&str, &str)], global: &[&str]) -> Serve {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_floe"));
         cmd.env_remove("FLOE_CONF_DIR")
             .env_remove("NOTIFY_SOCKET")
@@ -209,6 +214,7 @@ impl Serve {
             .env("RUST_LOG", "info")
             .env("FLOE_REST_PORT", "0")
             .current_dir(layout.root.path())
+            .args(global)
             .arg("serve")
             .arg("--conf-dir")
             .arg(layout.path("conf"))
@@ -234,11 +240,11 @@ impl Serve {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(at) = line.find("REST API listening on http://") {
-                    let addr = line[at + "REST API listening on http://".len()..]
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string();
+                    // Text or JSON logs: the address ends where host:port characters end.
+                    let addr: String = line[at + "REST API listening on http://".len()..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || ".:[]-".contains(*c))
+                        .collect();
                     let _ = tx.send(addr);
                 }
                 keep.lock().unwrap().push(line);

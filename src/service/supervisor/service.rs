@@ -293,10 +293,12 @@ pub async fn run(opts: ServeOptions) -> Result<ShutdownSummary, StartError> {
     sup.notifier
         .stopping("stopping every job with a final savepoint");
     tracing::info!("stop requested: stopping every job with a final savepoint");
-    // Refuse what is still queued: nobody waits long for it.
+    // Jobs that ended just before (a user's cancel) are settled first, so that the next
+    // start remembers them; other requests still queued are refused.
     drop(handle);
-    rx.close();
+    sup.drain_ended(&mut rx).await;
     let summary = sup.shutdown().await;
+    rx.close();
     server.shutdown().await;
     Ok(summary)
 }
@@ -367,6 +369,15 @@ impl Supervisor {
                 let _ = reply.send(self.start_held(&name).await);
             }
             Request::Ended(ended) => self.on_job_ended(ended).await,
+        }
+    }
+
+    /// Handles the job ends already queued; drops (refuses) the other requests.
+    async fn drain_ended(&mut self, rx: &mut mpsc::UnboundedReceiver<Request>) {
+        while let Ok(req) = rx.try_recv() {
+            if let Request::Ended(e) = req {
+                self.on_job_ended(e).await;
+            }
         }
     }
 
