@@ -30,7 +30,12 @@ fn job_dirs(l: &Layout) -> Vec<String> {
 
 fn bytes_in(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
-        .map(|d| d.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
         .unwrap_or(0)
 }
 
@@ -58,11 +63,18 @@ fn savepoints_checkpoint_directories_and_part_files_stay_bounded_over_reloads() 
         l.save_by_rename("wc.yaml", &by_size("wc", v));
         let out = serve.cli(&["reload"]);
         // 0: applied, and the new version completed its first checkpoint (its probation).
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         id = serve.wait_replaced("wc.yaml", &id);
     }
     // Two service savepoints are kept, whatever the number of reloads.
-    wait_for("two service savepoints", || l.service_savepoints().len() == 2);
+    wait_for("two service savepoints", || {
+        l.service_savepoints().len() == 2
+    });
     // The ended versions' checkpoint directories go once the current one checkpointed.
     wait_for("only the current version's checkpoint directory", || {
         job_dirs(&l) == [id.clone()]
@@ -85,15 +97,25 @@ fn savepoints_checkpoint_directories_and_part_files_stay_bounded_over_reloads() 
     // Every part committed at each checkpoint from now on: the whole output is visible.
     std::fs::write(
         l.path("pipelines/wc.yaml"),
-        l.wordcount("wc", None).replace("name: wc", "name: wc\n# last"),
+        l.wordcount("wc", None)
+            .replace("name: wc", "name: wc\n# last"),
     )
     .unwrap();
     let out = serve.cli(&["reload"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let parts: Vec<&[String]> = all.iter().map(Vec::as_slice).collect();
     let expected = counts(&parts);
     wait_committed(&l, updates(&expected));
-    assert!(l.service_savepoints().len() <= 2, "{:?}", l.service_savepoints());
+    assert!(
+        l.service_savepoints().len() <= 2,
+        "{:?}",
+        l.service_savepoints()
+    );
     let (status, log) = serve.terminate();
     assert!(status.success(), "{log}");
     assert_exactly_once(&l.committed(), &expected);

@@ -30,8 +30,14 @@ fn json_logs_are_json_on_every_line_and_every_event_is_logged() {
     std::fs::write(l.path("blocker"), "a file").unwrap();
     let failing = l
         .wordcount("failing", None)
-        .replace(&l.path("out").display().to_string(), &l.path("blocker/out").display().to_string())
-        .replace("name: failing", "name: failing\nconfig:\n  restart-strategy.type: none");
+        .replace(
+            &l.path("out").display().to_string(),
+            &l.path("blocker/out").display().to_string(),
+        )
+        .replace(
+            "name: failing",
+            "name: failing\nconfig:\n  restart-strategy.type: none",
+        );
     std::fs::write(l.path("pipelines/failing.yaml"), failing).unwrap();
     let serve = Serve::start_with(&l, &[], &["--log-format", "json"]);
     let wc = serve.wait_running("wc.yaml");
@@ -51,13 +57,16 @@ fn json_logs_are_json_on_every_line_and_every_event_is_logged() {
     assert!(status.success(), "{log}");
     let parsed: Vec<Value> = log
         .lines()
-        .map(|line| {
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
-        })
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
         .collect();
     let messages: Vec<String> = parsed
         .iter()
-        .map(|v| v["fields"]["message"].as_str().unwrap_or_default().to_string())
+        .map(|v| {
+            v["fields"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
         .collect();
     let has = |what: &str| messages.iter().any(|m| m.contains(what));
     assert!(has("job of wc.yaml started"), "{messages:#?}");
@@ -71,7 +80,10 @@ fn json_logs_are_json_on_every_line_and_every_event_is_logged() {
         .and_then(|r| r.split_whitespace().next())
         .and_then(|t| t.parse().ok())
         .unwrap_or(0);
-    assert!(at > 1_600_000_000_000, "the savepoint's trigger time: {restore}");
+    assert!(
+        at > 1_600_000_000_000,
+        "the savepoint's trigger time: {restore}"
+    );
     assert!(has("REST: cancel of job"), "{messages:#?}");
     assert!(
         has("switched from state RUNNING to CANCELED"),
@@ -82,7 +94,10 @@ fn json_logs_are_json_on_every_line_and_every_event_is_logged() {
         .find(|m| m.contains("switched from state RUNNING to FAILED"))
         .unwrap_or_else(|| panic!("the failure: {messages:#?}"));
     assert!(failed.contains("blocker"), "with its cause: {failed}");
-    assert!(has("floe serve stopped"), "the closing line is JSON too: {messages:#?}");
+    assert!(
+        has("floe serve stopped"),
+        "the closing line is JSON too: {messages:#?}"
+    );
 }
 
 /// Every datagram received on a notify socket; on READY=1, `on_ready` runs at once (from the
@@ -153,7 +168,10 @@ fn a_sighup_the_moment_ready_is_sent_reloads_instead_of_killing() {
         states(&got) == ["READY=1", "RELOADING=1", "READY=1"]
     });
     let (status, log) = serve.terminate();
-    assert!(status.success(), "still alive after the SIGHUP, then stopped cleanly: {log}");
+    assert!(
+        status.success(),
+        "still alive after the SIGHUP, then stopped cleanly: {log}"
+    );
 }
 
 #[test]
@@ -174,9 +192,14 @@ fn sigterm_during_start_up_stops_cleanly() {
     let (status, log) = serve.terminate();
     assert!(status.success(), "exit 0: {status:?}\n{log}");
     assert!(log.contains("floe serve stopped"), "{log}");
-    wait_for("STOPPING=1", || states(&got).contains(&"STOPPING=1".to_string()));
+    wait_for("STOPPING=1", || {
+        states(&got).contains(&"STOPPING=1".to_string())
+    });
     // A job that had started stopped with its final savepoint.
     let started = log.matches("started").count();
     let savepoints = l.service_savepoints().len();
-    assert!(savepoints <= 3, "{savepoints} savepoints, {started} starts:\n{log}");
+    assert!(
+        savepoints <= 3,
+        "{savepoints} savepoints, {started} starts:\n{log}"
+    );
 }

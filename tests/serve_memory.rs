@@ -36,12 +36,22 @@ fn a_rest_cancel_is_remembered_across_restarts_until_floe_start() {
     wait_committed(&l, updates(&counts(&[&a])));
 
     let out = serve.cli(&["cancel", &id]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    wait_for("CANCELED", || serve.pipeline("wc.yaml")["status"] == "CANCELED");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("CANCELED", || {
+        serve.pipeline("wc.yaml")["status"] == "CANCELED"
+    });
     // A cancel the user asked for is the intended state: ready.
     serve.wait_ready(200);
     assert_eq!(serve.pipeline("wc.yaml")["held"], "cancelled");
-    assert!(serve.log_text().contains("REST: cancel of job"), "{}", serve.log_text());
+    assert!(
+        serve.log_text().contains("REST: cancel of job"),
+        "{}",
+        serve.log_text()
+    );
     let (status, log) = serve.terminate();
     assert!(status.success(), "{log}");
     assert!(l.path("floe-serve-state.json").is_file());
@@ -95,8 +105,14 @@ fn a_rest_stop_is_remembered_across_restarts_until_the_file_is_edited() {
     l.input("part-1", &a);
     wait_committed(&l, updates(&counts(&[&a])));
     let out = serve.cli(&["stop", &id, "-p", sp.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    wait_for("STOPPED", || serve.pipeline("wc.yaml")["status"] == "STOPPED");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("STOPPED", || {
+        serve.pipeline("wc.yaml")["status"] == "STOPPED"
+    });
     serve.wait_ready(200);
     let (status, log) = serve.terminate();
     assert!(status.success(), "{log}");
@@ -131,7 +147,11 @@ fn a_submitted_job_is_resumed_after_a_restart_and_forgotten_once_it_ended() {
     std::fs::write(&file, l.wordcount("sub", None)).unwrap();
     let serve = Serve::start(&l, &[]);
     let out = serve.cli(&["run", "-d", file.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     wait_for("the submitted job to run", || {
         named(&serve, "sub").iter().any(|j| j["state"] == "RUNNING")
     });
@@ -146,7 +166,10 @@ fn a_submitted_job_is_resumed_after_a_restart_and_forgotten_once_it_ended() {
     let serve = Serve::start(&l, &[]);
     let mut id = String::new();
     wait_for("the submitted job to run again", || {
-        match named(&serve, "sub").iter().find(|j| j["state"] == "RUNNING") {
+        match named(&serve, "sub")
+            .iter()
+            .find(|j| j["state"] == "RUNNING")
+        {
             Some(j) => {
                 id = j["jid"].as_str().unwrap().to_string();
                 true
@@ -155,7 +178,10 @@ fn a_submitted_job_is_resumed_after_a_restart_and_forgotten_once_it_ended() {
         }
     });
     let restored = serve.get(&format!("/jobs/{id}/checkpoints"))["latest"]["restored"].clone();
-    assert_eq!(restored["is_savepoint"], true, "resumed from the final savepoint: {restored}");
+    assert_eq!(
+        restored["is_savepoint"], true,
+        "resumed from the final savepoint: {restored}"
+    );
     let expected = counts(&[&a, &b]);
     wait_committed(&l, updates(&expected));
 
@@ -163,7 +189,9 @@ fn a_submitted_job_is_resumed_after_a_restart_and_forgotten_once_it_ended() {
     let out = serve.cli(&["cancel", &id]);
     assert!(out.status.success());
     wait_for("CANCELED", || {
-        named(&serve, "sub").iter().any(|j| j["state"] == "CANCELED")
+        named(&serve, "sub")
+            .iter()
+            .any(|j| j["state"] == "CANCELED")
     });
     let (status, log) = serve.terminate();
     assert!(status.success(), "{log}");

@@ -43,12 +43,22 @@ fn a_bad_file_never_blocks_the_others_and_is_shown_everywhere() {
     assert_eq!(listed.len(), 1, "only bad.yaml is not ready: {body}");
     assert_eq!(listed[0]["file"], "bad.yaml");
     let m = serve.metrics();
-    assert_eq!(sample(&m, "floe_pipeline_ready", &["pipeline=\"bad.yaml\""]), Some(0.0));
     assert_eq!(
-        sample(&m, "floe_pipeline_status", &["pipeline=\"bad.yaml\"", "status=\"INVALID\""]),
+        sample(&m, "floe_pipeline_ready", &["pipeline=\"bad.yaml\""]),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "floe_pipeline_status",
+            &["pipeline=\"bad.yaml\"", "status=\"INVALID\""]
+        ),
         Some(1.0)
     );
-    assert_eq!(sample(&m, "floe_pipeline_ready", &["pipeline=\"wc.yaml\""]), Some(1.0));
+    assert_eq!(
+        sample(&m, "floe_pipeline_ready", &["pipeline=\"wc.yaml\""]),
+        Some(1.0)
+    );
     assert!(
         serve
             .log_text()
@@ -96,7 +106,11 @@ fn two_files_with_one_name_are_both_refused_until_one_is_renamed() {
         );
     }
     assert!(body.to_string().contains("both have"), "{body}");
-    assert!(serve.jobs().is_empty(), "nothing started: {:?}", serve.jobs());
+    assert!(
+        serve.jobs().is_empty(),
+        "nothing started: {:?}",
+        serve.jobs()
+    );
 
     std::fs::write(
         l.path("pipelines/b.yaml"),
@@ -116,19 +130,34 @@ fn one_entry_per_file_with_its_versions_and_labels_that_survive_reloads() {
     let serve = Serve::start(&l, &[]);
     let mut ids = vec![serve.wait_running("wc.yaml")];
     let running = "floe_job_state";
-    let labels = ["pipeline=\"wc.yaml\"", "job_name=\"wc\"", "state=\"RUNNING\""];
+    let labels = [
+        "pipeline=\"wc.yaml\"",
+        "job_name=\"wc\"",
+        "state=\"RUNNING\"",
+    ];
     serve.wait_ready(200);
     assert_eq!(sample(&serve.metrics(), running, &labels), Some(1.0));
     for n in 1..=4 {
-        l.save_by_rename("wc.yaml", &base.replace("name: wc", &format!("name: wc\n# v{n}")));
+        l.save_by_rename(
+            "wc.yaml",
+            &base.replace("name: wc", &format!("name: wc\n# v{n}")),
+        );
         let out = serve.cli(&["reload"]);
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         let id = serve.wait_replaced("wc.yaml", ids.last().unwrap());
         ids.push(id);
         // The same series, across versions: no job id in a pipeline's labels.
         let m = serve.metrics();
         assert_eq!(sample(&m, running, &labels), Some(1.0), "{m}");
-        assert!(!m.contains(ids[0].as_str()), "no ended version's job id: {m}");
+        assert!(
+            !m.contains(ids[0].as_str()),
+            "no ended version's job id: {m}"
+        );
     }
     let p = serve.pipeline("wc");
     assert_eq!(p["file"], "wc.yaml");
@@ -141,9 +170,17 @@ fn one_entry_per_file_with_its_versions_and_labels_that_survive_reloads() {
         .iter()
         .map(|v| v["job-id"].as_str().unwrap())
         .collect();
-    assert_eq!(versions, [&ids[2], &ids[3], &ids[4]], "two ended versions and the current");
+    assert_eq!(
+        versions,
+        [&ids[2], &ids[3], &ids[4]],
+        "two ended versions and the current"
+    );
     let listed: Vec<Value> = serve.jobs_of("wc.yaml");
-    assert_eq!(listed.len(), 3, "the REST job list is capped too: {listed:?}");
+    assert_eq!(
+        listed.len(),
+        3,
+        "the REST job list is capped too: {listed:?}"
+    );
     let all = serve.get("/pipelines");
     assert_eq!(all["pipelines"].as_array().unwrap().len(), 1, "{all}");
 
@@ -157,9 +194,18 @@ fn one_entry_per_file_with_its_versions_and_labels_that_survive_reloads() {
         assert!(v > 0.0, "{family} = {v}");
     }
     assert_eq!(
-        sample(&m, "floe_pipeline_versions_total", &["pipeline=\"wc.yaml\""]),
+        sample(
+            &m,
+            "floe_pipeline_versions_total",
+            &["pipeline=\"wc.yaml\""]
+        ),
         Some(5.0)
     );
-    assert!(sample(&m, "floe_pipeline_records_per_second", &["pipeline=\"wc.yaml\""]).is_some());
+    assert!(sample(
+        &m,
+        "floe_pipeline_records_per_second",
+        &["pipeline=\"wc.yaml\""]
+    )
+    .is_some());
     assert!(sample(&m, "floe_job_records_per_second", &["pipeline=\"wc.yaml\""]).is_some());
 }

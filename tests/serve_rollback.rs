@@ -36,13 +36,19 @@ fn an_edit_that_fails_once_started_rolls_back_to_the_version_before() {
     let back = serve.wait_replaced("wc.yaml", &first);
     let job = serve.get(&format!("/jobs/{back}"));
     let error = job["reload-error"].as_str().unwrap_or_default().to_string();
-    assert!(error.contains("probation") && error.contains("blocker"), "{job}");
+    assert!(
+        error.contains("probation") && error.contains("blocker"),
+        "{job}"
+    );
     let restored = serve.get(&format!("/jobs/{back}/checkpoints"))["latest"]["restored"]
         ["external_path"]
         .as_str()
         .unwrap_or_default()
         .to_string();
-    assert!(restored.contains("savepoint-"), "restored from the savepoint: {restored}");
+    assert!(
+        restored.contains("savepoint-"),
+        "restored from the savepoint: {restored}"
+    );
     let log = serve.log_text();
     assert!(
         log.lines()
@@ -63,7 +69,10 @@ fn an_edit_that_fails_once_started_rolls_back_to_the_version_before() {
     wait_committed(&l, updates(&counts(&[&a, &b])));
 
     // Fixed: applied, exit 0, ready again.
-    l.save_by_rename("wc.yaml", &good.replace("name: wc", "name: wc\nparallelism: 1"));
+    l.save_by_rename(
+        "wc.yaml",
+        &good.replace("name: wc", "name: wc\nparallelism: 1"),
+    );
     let fixed = serve.cli(&["reload"]);
     assert_eq!(
         fixed.status.code(),

@@ -169,14 +169,23 @@ fn the_units_check_fails_only_on_what_stops_the_whole_service() {
         String::from_utf8_lossy(&out.stderr),
     );
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
-    assert!(stderr.contains("broken.yml"), "the bad file is reported: {stderr}");
+    assert!(
+        stderr.contains("broken.yml"),
+        "the bad file is reported: {stderr}"
+    );
     assert!(stdout.contains("wordcount.yaml: valid"), "{stdout}");
 
     // What stops the whole service: exit 78, the key named.
     for (bad, key) in [
-        ("execution.checkpointing.interval: often\n", "execution.checkpointing.interval"),
+        (
+            "execution.checkpointing.interval: often\n",
+            "execution.checkpointing.interval",
+        ),
         ("rest.bind-address: 0.0.0.0\n", "rest.auth.token"),
-        ("rest.auth.token-file: /nonexistent/floe-token\n", "rest.auth.token-file"),
+        (
+            "rest.auth.token-file: /nonexistent/floe-token\n",
+            "rest.auth.token-file",
+        ),
     ] {
         std::fs::write(conf.join("flink-conf.yaml"), bad).unwrap();
         let out = validate_with(&service, &conf, &pipelines);

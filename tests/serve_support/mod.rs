@@ -274,7 +274,10 @@ impl Serve {
     /// `/readyz`: its status code and body.
     pub fn readyz(&self) -> (u16, Value) {
         let a = self.client().send("GET", "/readyz", None).unwrap();
-        (a.status, serde_json::from_str(&a.body).unwrap_or(Value::Null))
+        (
+            a.status,
+            serde_json::from_str(&a.body).unwrap_or(Value::Null),
+        )
     }
 
     /// The text of `/metrics`.

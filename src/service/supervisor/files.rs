@@ -67,6 +67,12 @@ async fn resume_point(cfg: Arc<crate::config::Config>, name: &str) -> Option<Pat
         .flatten()
 }
 
+fn stopping() -> Outcome {
+    Outcome::Failed {
+        error: "not started: floe serve is stopping".into(),
+    }
+}
+
 impl Supervisor {
     /// A new file (or one without a job): validate and start, resuming from the pipeline's
     /// newest savepoint or checkpoint; unless a user stopped or cancelled this very content.
@@ -98,7 +104,12 @@ impl Supervisor {
             Ok(l) => Arc::new(l.config),
             Err(error) => return Outcome::Invalid { error },
         };
-        let resumed = resume_point(config, &pipeline.name).await;
+        let Some(resumed) = self
+            .unless_stopping(resume_point(config, &pipeline.name))
+            .await
+        else {
+            return stopping();
+        };
         let from = resumed.as_ref().map(|p| p.display().to_string());
         let spec = spec_for(&self.opts, pipeline, from.clone());
         match self.launch(file, &f.text, spec, None).await {
@@ -147,7 +158,13 @@ impl Supervisor {
         reload_error: Option<String>,
     ) -> Result<JobId, LaunchError> {
         let pipeline = spec.pipeline.clone();
-        let job = launch::prepare_off_workers(spec).await?;
+        let Some(job) = self
+            .unless_stopping(launch::prepare_off_workers(spec))
+            .await
+        else {
+            return Err(LaunchError::Stopping);
+        };
+        let job = job?;
         for w in &job.warnings {
             tracing::warn!(file = %file, "{w}");
         }

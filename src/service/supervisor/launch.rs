@@ -69,13 +69,18 @@ pub enum LaunchError {
     DryRunWithoutRestore,
     #[error("bug: {0}; please report this")]
     Bug(String),
+    /// `floe serve` was asked to stop while the job was being prepared.
+    #[error("not started: floe serve is stopping")]
+    Stopping,
 }
 
 impl LaunchError {
     /// 78 for what the user must fix in configuration or pipeline, 1 for the rest.
     pub fn exit_code(&self) -> u8 {
         match self {
-            LaunchError::Restore(_) | LaunchError::Bug(_) => crate::cli::EXIT_FAILURE,
+            LaunchError::Restore(_) | LaunchError::Bug(_) | LaunchError::Stopping => {
+                crate::cli::EXIT_FAILURE
+            }
             _ => crate::cli::EXIT_CONFIG,
         }
     }

@@ -199,6 +199,8 @@ pub struct Supervisor {
     pub(super) ended_tx: mpsc::UnboundedSender<Request>,
     /// SIGTERM or SIGINT came: start-up and probations are cut short.
     pub(super) stopping: Arc<AtomicBool>,
+    /// The same, to wait on.
+    pub(super) stop_rx: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Runs `floe serve` until SIGINT/SIGTERM: the REST API, the jobs of every pipeline file and
@@ -250,8 +252,8 @@ pub async fn run(opts: ServeOptions) -> Result<ShutdownSummary, StartError> {
         reason: e.to_string(),
     })?;
     let stopping = Arc::new(AtomicBool::new(false));
-    let stop_notice = Arc::new(tokio::sync::Notify::new());
-    spawn_signal_task(signals, &stopping, &stop_notice, &tx);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    spawn_signal_task(signals, &stopping, stop_tx, &tx);
     let notifier = Notifier;
     let _watchdog = notifier.spawn_watchdog();
     let state_dir = opts.state_dir.clone();
@@ -273,13 +275,15 @@ pub async fn run(opts: ServeOptions) -> Result<ShutdownSummary, StartError> {
         versions: HashMap::new(),
         ended_tx: tx,
         stopping: stopping.clone(),
+        stop_rx: stop_rx.clone(),
     };
     sup.start_up().await;
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut stop = stop_rx;
     loop {
         tokio::select! {
-            _ = stop_notice.notified() => break,
+            _ = stop.wait_for(|s| *s) => break,
             Some(()) = changes.recv() => {
                 sup.handle(Request::Rescan { explicit: false, reply: None }).await;
             }
@@ -307,10 +311,10 @@ pub async fn run(opts: ServeOptions) -> Result<ShutdownSummary, StartError> {
 fn spawn_signal_task(
     mut signals: Signals,
     stopping: &Arc<AtomicBool>,
-    notice: &Arc<tokio::sync::Notify>,
+    notice: tokio::sync::watch::Sender<bool>,
     tx: &mpsc::UnboundedSender<Request>,
 ) {
-    let (stopping, notice, tx) = (stopping.clone(), notice.clone(), tx.clone());
+    let (stopping, tx) = (stopping.clone(), tx.clone());
     tokio::spawn(async move {
         loop {
             match signals.next().await {
@@ -318,7 +322,7 @@ fn spawn_signal_task(
                     if !stopping.swap(true, Ordering::SeqCst) {
                         tracing::info!("SIGTERM/SIGINT: floe serve stops");
                     }
-                    notice.notify_one();
+                    notice.send_replace(true);
                 }
                 Asked::Reload => {
                     tracing::info!("SIGHUP: reloading");
@@ -369,6 +373,22 @@ impl Supervisor {
                 let _ = reply.send(self.start_held(&name).await);
             }
             Request::Ended(ended) => self.on_job_ended(ended).await,
+        }
+    }
+
+    /// `fut`, unless floe serve is asked to stop first (then `None`): a pipeline waiting on
+    /// slow storage (a restore read, an S3 listing) must not hold up the shutdown.
+    pub(super) async fn unless_stopping<T>(
+        &self,
+        fut: impl std::future::Future<Output = T>,
+    ) -> Option<T> {
+        let mut rx = self.stop_rx.clone();
+        if *rx.borrow() {
+            return None;
+        }
+        tokio::select! {
+            v = fut => Some(v),
+            _ = rx.wait_for(|s| *s) => None,
         }
     }
 
