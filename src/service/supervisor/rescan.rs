@@ -51,7 +51,7 @@ impl Supervisor {
             self.add_pending(&scanned, &mut changes);
         }
         let clashes = self.name_clashes(&scanned, &mut changes);
-        let conf = self.conf_changed();
+        let conf = self.conf_changed().await;
         let startup = self.seen.is_empty() && self.jobs.is_empty();
         let reloading = !startup && (explicit || !changes.is_empty() || conf.is_some());
         if reloading {
@@ -67,7 +67,7 @@ impl Supervisor {
         }
         self.seen = new_hashes;
         if let Some((file, hash)) = conf {
-            self.apply_conf(file.as_deref(), hash, &mut report);
+            self.apply_conf(file.as_deref(), hash, &mut report).await;
         }
         for name in changes.removed {
             let outcome = self.remove(&name).await;
@@ -205,21 +205,48 @@ impl Supervisor {
 
     /// `Some((file, hash))` when the configuration file's content differs from the last one
     /// applied.
-    fn conf_changed(&self) -> Option<(Option<PathBuf>, Option<u64>)> {
-        let file = config::conf_file(self.opts.conf_dir.as_deref());
-        let hash = conf_hash(file.as_deref());
+    async fn conf_changed(&self) -> Option<(Option<PathBuf>, Option<u64>)> {
+        let dir = self.opts.conf_dir.clone();
+        let (file, hash) = tokio::task::spawn_blocking(move || {
+            let file = config::conf_file(dir.as_deref());
+            let hash = conf_hash(file.as_deref());
+            (file, hash)
+        })
+        .await
+        .ok()?;
         (hash != self.conf_hash).then_some((file, hash))
     }
 
     /// The configuration file changed: every job gets its live keys now; keys that need a
     /// restart are named in the log.
-    fn apply_conf(&mut self, file: Option<&Path>, hash: Option<u64>, report: &mut ReloadReport) {
+    async fn apply_conf(
+        &mut self,
+        file: Option<&Path>,
+        hash: Option<u64>,
+        report: &mut ReloadReport,
+    ) {
         let shown = file.map_or("flink-conf.yaml".into(), |f| f.display().to_string());
         let mut live = std::collections::BTreeSet::new();
         let mut restart = std::collections::BTreeSet::new();
-        for (name, m) in self.jobs.iter_mut() {
-            let spec = spec_for(&self.opts, m.pipeline.clone(), None);
-            let loaded = match super::launch::load_config(&spec) {
+        // Every job's configuration loaded again, off the async workers (files are read).
+        let specs: Vec<_> = self
+            .jobs
+            .values()
+            .map(|m| spec_for(&self.opts, m.pipeline.clone(), None))
+            .collect();
+        let loads = tokio::task::spawn_blocking(move || {
+            specs
+                .iter()
+                .map(|s| super::launch::load_config(s).map_err(|e| e.to_string()))
+                .collect::<Vec<_>>()
+        })
+        .await;
+        let Ok(loads) = loads else {
+            report.config_error = Some(format!("bug: loading {shown} panicked; nothing applied"));
+            return;
+        };
+        for ((name, m), loaded) in self.jobs.iter_mut().zip(loads) {
+            let loaded = match loaded {
                 Ok(l) => l,
                 Err(e) => {
                     report.config_error = Some(format!(
