@@ -149,6 +149,7 @@ fn start(dir: &Path) -> (Child, String) {
     let log = std::fs::File::create(dir.join("serve.log")).expect("log");
     let mut child = common::floe()
         .env("RUST_LOG", "info")
+        .current_dir(dir)
         .args(["serve", "--conf-dir"])
         .arg(dir.join("conf"))
         .arg("--pipelines")
