@@ -42,6 +42,10 @@ fn bytes_in(dir: &Path) -> u64 {
 #[test]
 fn savepoints_checkpoint_directories_and_part_files_stay_bounded_over_reloads() {
     let l = Layout::new("service.savepoints.num-retained: 2\n");
+    let managed = l.path("ck/floe-savepoints");
+    let conf = l.path("conf/flink-conf.yaml");
+    let allowed = format!("rest.savepoints.allowed-dirs: {}\n", managed.display());
+    std::fs::write(&conf, std::fs::read_to_string(&conf).unwrap() + &allowed).unwrap();
     // Parts roll by size (2 kb), never by time in this test.
     let by_size = |name: &str, v: u32| {
         l.wordcount(name, None)
@@ -54,6 +58,16 @@ fn savepoints_checkpoint_directories_and_part_files_stay_bounded_over_reloads() 
     std::fs::write(l.path("pipelines/wc.yaml"), by_size("wc", 0)).unwrap();
     let serve = Serve::start(&l, &[]);
     let mut id = serve.wait_running("wc.yaml");
+    // A savepoint of the user's in the same directory: never the service's to delete.
+    let taken = serve.cli(&["savepoint", &id, managed.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&taken.stdout).to_string();
+    assert!(
+        taken.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&taken.stderr)
+    );
+    let mine = l.service_savepoints();
+    assert_eq!(mine.len(), 1, "{mine:?}");
     let mut all: Vec<Vec<String>> = Vec::new();
     let reloads = 6;
     for v in 1..=reloads {
@@ -71,10 +85,14 @@ fn savepoints_checkpoint_directories_and_part_files_stay_bounded_over_reloads() 
         );
         id = serve.wait_replaced("wc.yaml", &id);
     }
-    // Two service savepoints are kept, whatever the number of reloads.
-    wait_for("two service savepoints", || {
-        l.service_savepoints().len() == 2
+    // Two service savepoints are kept, whatever the number of reloads, and the user's.
+    wait_for("two service savepoints and the user's", || {
+        l.service_savepoints().len() == 3
     });
+    assert!(
+        mine[0].join("_metadata").is_file(),
+        "the user's savepoint stays"
+    );
     // The ended versions' checkpoint directories go once the current one checkpointed.
     wait_for("only the current version's checkpoint directory", || {
         job_dirs(&l) == [id.clone()]
@@ -112,7 +130,7 @@ fn savepoints_checkpoint_directories_and_part_files_stay_bounded_over_reloads() 
     let expected = counts(&parts);
     wait_committed(&l, updates(&expected));
     assert!(
-        l.service_savepoints().len() <= 2,
+        l.service_savepoints().len() <= 3,
         "{:?}",
         l.service_savepoints()
     );

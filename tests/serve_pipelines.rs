@@ -117,9 +117,34 @@ fn two_files_with_one_name_are_both_refused_until_one_is_renamed() {
         l.wordcount("wc-b", None).replace("/out", "/out-b"),
     )
     .unwrap();
-    serve.wait_running("a.yaml");
+    let a = serve.wait_running("a.yaml");
     serve.wait_running("b.yaml");
     serve.wait_ready(200);
+
+    // A second file takes the name of a running one: it does not start, the running one runs
+    // on, and both are shown with the error.
+    std::fs::write(
+        l.path("pipelines/c.yaml"),
+        l.wordcount("wc", None).replace("/out", "/out-c"),
+    )
+    .unwrap();
+    wait_for("the clash shown", || {
+        let all = serve.get("/pipelines")["pipelines"].clone();
+        let of = |f: &str| {
+            all.as_array()
+                .and_then(|l| l.iter().find(|p| p["file"] == f).cloned())
+                .unwrap_or(Value::Null)
+        };
+        of("c.yaml")["status"] == "INVALID" && of("a.yaml")["ready"] == false
+    });
+    assert!(serve.jobs_of("c.yaml").is_empty());
+    assert_eq!(
+        serve.wait_running("a.yaml"),
+        a,
+        "a.yaml runs on, the same job"
+    );
+    let reason = serve.pipeline("a.yaml")["reason"].to_string();
+    assert!(reason.contains("a.yaml and c.yaml both have"), "{reason}");
 }
 
 #[test]
