@@ -14,6 +14,8 @@
 //! - [`state`]: keyed state per operator subtask, key groups, snapshot encoding.
 //! - [`checkpoint`]: coordinator, storage layout, `_metadata`, retention, restore mapping.
 //! - [`service`]: the daemon (`floe serve`), REST API, dashboard, watcher, signals.
+//! - [`secrets`]: which settings are secrets, masking them, redacting known values from text.
+//! - [`text`]: printable names and escaping untrusted text for log lines.
 #![forbid(unsafe_code)]
 
 pub mod checkpoint;
@@ -23,5 +25,7 @@ pub mod operators;
 pub mod pipeline;
 pub mod record;
 pub mod runtime;
+pub mod secrets;
 pub mod service;
 pub mod state;
+pub mod text;

@@ -9,9 +9,9 @@
 //! - the real binary, `floe run` on a datagen pipeline with `-D rest.port=0`, which checks the
 //!   page against a running job and the savepoint on disk.
 //!
-//! Without chromium, node or playwright-core the tests print how to get them and pass, on a
-//! developer's machine; with `CI=true` they fail, so CI never goes green without a browser.
-//! `.ci/run` installs all three.
+//! Without chromium, node or playwright-core the tests print how to get them and skip, on a
+//! developer's machine; with `CI=true` they fail (`common::tools`), so CI never goes green
+//! without a browser. `.ci/run` installs all three.
 
 mod browser_support;
 mod common;
@@ -394,6 +394,9 @@ operators:
         .arg(&pipeline)
         .args(["-D", "rest.port=0", "-D"])
         .arg(format!("state.savepoints.dir={}", sp_dir.display()))
+        // Secrets the page must never show (issue 13): unused, local paths need no S3.
+        .args(["-D", &format!("s3.access-key={DASH_ACCESS}")])
+        .args(["-D", &format!("s3.secret-key={DASH_SECRET}")])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -451,5 +454,12 @@ operators:
         !r["vertices"].as_array().unwrap().is_empty(),
         "the operator graph has vertices"
     );
+    let page = r["pageText"].as_str().unwrap();
+    for secret in [DASH_ACCESS, DASH_SECRET] {
+        assert!(!page.contains(secret), "the page shows {secret}:\n{page}");
+    }
     drop(floe);
 }
+
+const DASH_ACCESS: &str = "dash-ACCESS-key-1";
+const DASH_SECRET: &str = "dash-SECRET-key-2";

@@ -9,9 +9,13 @@
 //! or to the job's `shared/` directory (incremental files), never by absolute paths, so a
 //! savepoint directory can be moved.
 //!
-//! Versions: 1 (issue 3) had no sink state; 2 adds [`SubtaskStateMeta::sink`]. postcard is
-//! positional, so a v1 payload is decoded into the v1 types of [`v1`] and converted (no sink
-//! state); every version this build ever wrote keeps decoding.
+//! Versions: 1 (issue 3) had no sink state; 2 adds [`SubtaskStateMeta::sink`]; 3 adds the
+//! rolling `file` sink's state ([`SinkState::Files`], with the part in progress at the
+//! barrier) as a new last variant, so a v2 `file` sink state still decodes as
+//! [`SinkState::FilesBeforeRolling`], and a floe that reads only up to 2 refuses a v3 file by
+//! its version instead of failing on an unknown variant. postcard is positional, so a v1
+//! payload is decoded into the v1 types of [`v1`] and converted (no sink state); every version
+//! this build ever wrote keeps decoding.
 
 use crate::checkpoint::{CheckpointError, JobId, SinkState, SourcePosition};
 use serde::{Deserialize, Serialize};
@@ -20,7 +24,7 @@ use std::path::Path;
 /// First bytes of every `_metadata` file floe writes.
 pub const METADATA_MAGIC: [u8; 4] = *b"FLOE";
 /// The format version this build writes (and the newest it reads).
-pub const METADATA_VERSION: u32 = 2;
+pub const METADATA_VERSION: u32 = 3;
 
 /// Checkpoint or savepoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -259,12 +263,87 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<CheckpointMetadata, Checkpoin
         1 => postcard::from_bytes::<v1::CheckpointMetadata>(payload).map(Into::into),
         _ => postcard::from_bytes::<CheckpointMetadata>(payload),
     };
-    decoded.map_err(|e| {
+    let metadata = decoded.map_err(|e| {
         CheckpointError::Format(format!(
             "'{p}' is corrupt (checksum matches but the contents do not decode: {e}); it may \
              have been written by an incompatible build"
         ))
-    })
+    })?;
+    check_names(&metadata, path)?;
+    Ok(metadata)
+}
+
+/// Whether `name` is a state file name of the form floe writes: a lowercase hyphenated UUID
+/// (`8-4-4-4-12` hex digits), one plain path component.
+pub fn is_state_file_name(name: &str) -> bool {
+    name.len() == 36
+        && name.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+        })
+}
+
+/// Whether `id` is an operator id as pipelines allow them (`[A-Za-z0-9_.-]+`).
+fn is_operator_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// `_metadata` is untrusted input: a checksum only proves the file is whole, not who wrote
+/// it. Every name a path is built from must be of the form floe writes, so that no file
+/// outside the snapshot's own directory and its job's `shared/` is ever read or deleted
+/// through it (an absolute path, `..`, a name with a slash). A savepoint references no
+/// shared file (it is self-contained). Anything else refuses the whole file.
+fn check_names(m: &CheckpointMetadata, path: &Path) -> Result<(), CheckpointError> {
+    let refuse = |what: String| {
+        CheckpointError::Format(format!(
+            "'{}' is refused: {what}; it was not written by floe (or was altered), and floe \
+             reads and deletes nothing through it",
+            path.display()
+        ))
+    };
+    if !crate::checkpoint::JobId::is_valid(&m.job_id.0) {
+        return Err(refuse(format!(
+            "its job id \"{}\" is not 32 lowercase hex digits",
+            crate::text::escape(&m.job_id.0)
+        )));
+    }
+    for op in &m.operators {
+        if !is_operator_id(&op.operator_id) {
+            return Err(refuse(format!(
+                "operator id \"{}\" is not of the form [A-Za-z0-9_.-]",
+                crate::text::escape(&op.operator_id)
+            )));
+        }
+    }
+    for (op, st, blob) in m.blobs() {
+        let (name, shared) = match &blob.location {
+            BlobLocation::Inline(_) => continue,
+            BlobLocation::Exclusive(n) => (n, false),
+            BlobLocation::Shared(n) => (n, true),
+        };
+        let at = format!(
+            "operator \"{}\", subtask {}",
+            op.operator_id,
+            st.subtask + 1
+        );
+        if !is_state_file_name(name) {
+            return Err(refuse(format!(
+                "the state file name \"{}\" ({at}) is not one floe writes (a plain name of 8-4-4-4-12 \
+                 lowercase hex digits)",
+                crate::text::escape(name)
+            )));
+        }
+        if shared && m.kind == SnapshotKind::Savepoint {
+            return Err(refuse(format!(
+                "it is a savepoint but references the shared file \"{name}\" ({at}); savepoints \
+                 are self-contained"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn truncated(path: &Path, len: usize) -> CheckpointError {
@@ -314,6 +393,9 @@ impl CheckpointMetadata {
 mod tests {
     use super::*;
 
+    const SHARED_A: &str = "0a0a0a0a-0000-4000-8000-00000000000a";
+    const EXCLUSIVE_B: &str = "0b0b0b0b-0000-4000-8000-00000000000b";
+
     pub(crate) fn sample() -> CheckpointMetadata {
         CheckpointMetadata {
             checkpoint_id: 7,
@@ -345,7 +427,7 @@ mod tests {
                         keyed: Some(KeyedStateHandle::Incremental {
                             chain: vec![
                                 StateBlob {
-                                    location: BlobLocation::Shared("a".into()),
+                                    location: BlobLocation::Shared(SHARED_A.into()),
                                     size: 100,
                                     groups: vec![],
                                 },
@@ -361,7 +443,7 @@ mod tests {
                                     }],
                                 },
                                 StateBlob {
-                                    location: BlobLocation::Exclusive("b".into()),
+                                    location: BlobLocation::Exclusive(EXCLUSIVE_B.into()),
                                     size: 5,
                                     groups: vec![],
                                 },
@@ -532,11 +614,64 @@ mod tests {
         assert_eq!(decode(&bytes, path()).unwrap(), m);
     }
 
+    /// Re-encodes `m` after `edit`, as a forger with floe's encoder would.
+    fn forged(edit: impl FnOnce(&mut CheckpointMetadata)) -> String {
+        let mut m = sample();
+        edit(&mut m);
+        err(&encode(&m))
+    }
+
+    fn set_names(m: &mut CheckpointMetadata, shared: &str, exclusive: &str) {
+        let Some(KeyedStateHandle::Incremental { chain }) = &mut m.operators[1].subtasks[0].keyed
+        else {
+            unreachable!("the sample's second operator has a chain")
+        };
+        chain[0].location = BlobLocation::Shared(shared.into());
+        chain[2].location = BlobLocation::Exclusive(exclusive.into());
+    }
+
+    #[test]
+    fn forged_file_names_refuse_the_whole_file() {
+        for bad in [
+            "/etc/passwd",
+            "../../outside",
+            "..",
+            "dir/0b0b0b0b-0000-4000-8000-00000000000b",
+            "0B0B0B0B-0000-4000-8000-00000000000B",
+            "0b0b0b0b-0000-4000-8000-00000000000b\n",
+            "",
+        ] {
+            let e = forged(|m| set_names(m, SHARED_A, bad));
+            assert!(e.contains("is refused"), "{bad:?}: {e}");
+            assert!(e.contains("not one floe writes"), "{bad:?}: {e}");
+            assert!(
+                !e.contains('\n'),
+                "{bad:?}: the message stays on one line: {e}"
+            );
+            let e = forged(|m| set_names(m, bad, EXCLUSIVE_B));
+            assert!(e.contains("is refused"), "{bad:?}: {e}");
+        }
+        let e = forged(|m| m.kind = SnapshotKind::Savepoint);
+        assert!(e.contains("savepoints are self-contained"), "{e}");
+        let e = forged(|m| m.operators[0].operator_id = "../x".into());
+        assert!(e.contains("operator id"), "{e}");
+        let e = forged(|m| m.job_id = JobId("../../x".into()));
+        assert!(e.contains("job id"), "{e}");
+    }
+
+    #[test]
+    fn names_floe_writes_are_accepted() {
+        for _ in 0..100 {
+            let name = uuid::Uuid::new_v4().to_string();
+            assert!(is_state_file_name(&name), "{name}");
+        }
+    }
+
     #[test]
     fn file_lists() {
         let m = sample();
-        assert_eq!(m.shared_files().collect::<Vec<_>>(), vec!["a"]);
-        assert_eq!(m.exclusive_files().collect::<Vec<_>>(), vec!["b"]);
+        assert_eq!(m.shared_files().collect::<Vec<_>>(), vec![SHARED_A]);
+        assert_eq!(m.exclusive_files().collect::<Vec<_>>(), vec![EXCLUSIVE_B]);
         assert_eq!(m.blobs().count(), 3);
     }
 }

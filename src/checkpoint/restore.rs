@@ -498,6 +498,32 @@ pub enum RestoreError {
     NoCheckpointDir,
     #[error("-s latest: {0}")]
     Scan(#[source] CheckpointError),
+    #[error(
+        "claim mode CLAIM refused for '{}': a claimed snapshot is deleted once subsumed, so \
+         floe claims only a checkpoint directory (chk-<n>) or a savepoint directory \
+         (savepoint-…), and this is neither; restore it with NO_CLAIM (the default) instead",
+        dir.display()
+    )]
+    NotClaimable { dir: PathBuf },
+}
+
+/// Whether CLAIM may take `loaded`: only a `chk-<n>` or a `savepoint-…` directory, never
+/// whatever directory a `_metadata` file was found in (claiming deletes it later).
+pub fn check_claimable(loaded: &LoadedSnapshot) -> Result<(), RestoreError> {
+    let name = loaded
+        .dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    let is_checkpoint = storage::checkpoint_id_of(name).is_some();
+    let is_savepoint = name.len() > "savepoint-".len() && name.starts_with("savepoint-");
+    if is_checkpoint || is_savepoint {
+        Ok(())
+    } else {
+        Err(RestoreError::NotClaimable {
+            dir: loaded.dir.clone(),
+        })
+    }
 }
 
 fn older_hint(intact: Option<&Path>) -> String {

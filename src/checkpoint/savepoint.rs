@@ -11,7 +11,7 @@ use crate::checkpoint::metadata::{
     self, BlobLocation, CheckpointMetadata, KeyedStateHandle, SnapshotKind, StateBlob,
     SubtaskStateMeta,
 };
-use crate::checkpoint::storage::{self, path, placement, PathKind, Placement};
+use crate::checkpoint::storage::{self, nofollow, placement, Placement};
 use crate::checkpoint::{
     CheckpointError, CheckpointId, CompletedCheckpoint, JobId, OperatorSnapshot, SubtaskSnapshot,
 };
@@ -27,6 +27,11 @@ pub fn directory_name(job_id: &JobId) -> String {
 /// Creates the directory of a new savepoint of `job_id` under `target` (and `target` itself if
 /// missing) and returns it. Called before the savepoint's barrier is injected, so a target
 /// that cannot be written fails the request before the job does any work for it.
+///
+/// Locally `target` is walked without following symlinks ([`nofollow::Dir`]): a target that
+/// was checked against the allowed roots and replaced by a symlink afterwards fails here. So
+/// does every later write into the savepoint. Callers pass resolved paths (the REST API
+/// resolves and checks them; `floe serve` resolves its configured directory).
 pub fn create_savepoint_dir(target: &Path, job_id: &JobId) -> Result<PathBuf, CheckpointError> {
     let target = storage::normalize(target)?;
     if let storage::Target::Object(obj) = storage::target(&target)? {
@@ -40,7 +45,8 @@ pub fn create_savepoint_dir(target: &Path, job_id: &JobId) -> Result<PathBuf, Ch
         })?;
         return Ok(target.join(directory_name(job_id)));
     }
-    std::fs::create_dir_all(&target).map_err(|source| CheckpointError::Io {
+    test_hook::pause("target", &target);
+    let parent = nofollow::Dir::open_or_create(&target).map_err(|source| CheckpointError::Io {
         context: format!(
             "cannot create the savepoint target directory '{}' (give a writable directory, or \
              set state.savepoints.dir)",
@@ -48,18 +54,120 @@ pub fn create_savepoint_dir(target: &Path, job_id: &JobId) -> Result<PathBuf, Ch
         ),
         source,
     })?;
-    let dir = target.join(directory_name(job_id));
-    // `create_dir`, not `_all`: the random name must be new, never an existing directory.
-    std::fs::create_dir(&dir).map_err(|source| CheckpointError::Io {
-        context: format!(
-            "cannot create the savepoint directory '{}' (check that '{}' is writable)",
-            dir.display(),
-            target.display()
-        ),
-        source,
-    })?;
-    storage::sync_dir(&target)?;
+    let name = directory_name(job_id);
+    let dir = target.join(&name);
+    // A new directory, never an existing one: the random name must be fresh.
+    parent
+        .create_dir(&name)
+        .and_then(|_| parent.sync())
+        .map_err(|source| CheckpointError::Io {
+            context: format!(
+                "cannot create the savepoint directory '{}' (check that '{}' is writable)",
+                dir.display(),
+                target.display()
+            ),
+            source,
+        })?;
+    test_hook::pause("created", &dir);
     Ok(dir)
+}
+
+/// Opens a local savepoint directory without following symlinks.
+fn open_local(dir: &Path) -> Result<nofollow::Dir, CheckpointError> {
+    nofollow::Dir::open(dir).map_err(|source| CheckpointError::Io {
+        context: format!("cannot open the savepoint directory '{}'", dir.display()),
+        source,
+    })
+}
+
+/// Writes a state file into savepoint directory `dir` under a fresh uuid name (durable when
+/// this returns); locally through the directory opened without following symlinks.
+fn write_state_file(dir: &Path, bytes: Vec<u8>) -> Result<String, CheckpointError> {
+    if storage::is_object_path(dir) {
+        return storage::write_state_file(dir, bytes);
+    }
+    let d = open_local(dir)?;
+    let name = uuid::Uuid::new_v4().to_string();
+    d.write_new(&name, &bytes)
+        .and_then(|()| d.sync())
+        .map_err(|source| CheckpointError::Io {
+            context: format!("cannot write state file '{}'", dir.join(&name).display()),
+            source,
+        })?;
+    Ok(name)
+}
+
+/// Writes `_metadata` into savepoint directory `dir`, once: locally a temp file, fsynced,
+/// hard-linked into place (which fails when `_metadata` exists), the directory fsynced; all
+/// through the directory opened without following symlinks.
+fn write_metadata(dir: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    if storage::is_object_path(dir) {
+        return storage::write_metadata(dir, bytes).map(|_| ());
+    }
+    let d = open_local(dir)?;
+    let meta = dir.join(storage::METADATA_FILE);
+    let ctx = || format!("cannot write '{}'", meta.display());
+    let temp = storage::METADATA_TEMP_FILE;
+    d.remove_file(temp)
+        .and_then(|()| d.write_new(temp, bytes))
+        .map_err(|source| CheckpointError::Io {
+            context: ctx(),
+            source,
+        })?;
+    let linked = d.hard_link(temp, storage::METADATA_FILE);
+    let _ = d.remove_file(temp);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            if d.read(storage::METADATA_FILE).ok().flatten().as_deref() != Some(bytes) {
+                return Err(CheckpointError::Format(format!(
+                    "'{}' already exists: a savepoint's _metadata is written once and never \
+                     replaced",
+                    meta.display()
+                )));
+            }
+        }
+        Err(source) => {
+            return Err(CheckpointError::Io {
+                context: ctx(),
+                source,
+            })
+        }
+    }
+    d.sync().map_err(|source| CheckpointError::Io {
+        context: ctx(),
+        source,
+    })
+}
+
+/// A test hook, off unless `FLOE_TEST_SAVEPOINT_PAUSE` is set (tests/security_symlink.rs):
+/// at `stage` (`target`: before the target directory is opened; `created`: after the
+/// savepoint directory was created, before anything is written into it) floe writes `path` to
+/// `<value>.<stage>` and waits until `<value>.<stage>.go` exists, so that a test can replace a
+/// directory by a symlink at exactly that moment. Runs on a blocking thread.
+mod test_hook {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    pub const VAR: &str = "FLOE_TEST_SAVEPOINT_PAUSE";
+
+    pub fn pause(stage: &str, path: &Path) {
+        let Some(base) = std::env::var_os(VAR) else {
+            return;
+        };
+        let mut announce = base.clone();
+        announce.push(format!(".{stage}"));
+        let mut go = announce.clone();
+        go.push(".go");
+        if std::fs::write(&announce, path.as_os_str().as_encoded_bytes()).is_err() {
+            return;
+        }
+        // Bounded, so a test that died does not leave floe waiting for ever.
+        let until = Instant::now() + Duration::from_secs(300);
+        while !Path::new(&go).exists() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
 
 /// How a savepoint places the blobs it writes: what `state.backend.fs.memory-threshold` and the
@@ -101,7 +209,7 @@ impl SavepointWriter {
                     match placement(size, self.inline_threshold, self.always_inline, false) {
                         Placement::Inline => BlobLocation::Inline(blob.bytes),
                         Placement::Exclusive | Placement::Shared => {
-                            BlobLocation::Exclusive(storage::write_state_file(dir, blob.bytes)?)
+                            BlobLocation::Exclusive(write_state_file(dir, blob.bytes)?)
                         }
                     };
                 meta.key_groups = Some((ks.range.start, ks.range.end));
@@ -124,7 +232,7 @@ pub fn complete(
 ) -> Result<CompletedCheckpoint, CheckpointError> {
     metadata.kind = SnapshotKind::Savepoint;
     let bytes = metadata::encode(&metadata);
-    storage::write_metadata(dir, &bytes)?;
+    write_metadata(dir, &bytes)?;
     // Each state file's size is in `_metadata` (its writer recorded it): no request per file.
     let files: u64 = metadata
         .blobs()
@@ -139,11 +247,38 @@ pub fn complete(
 }
 
 /// Removes what a failed savepoint wrote into `dir` (the directory is floe's own: it was
-/// created fresh for this savepoint).
+/// created fresh for this savepoint): locally its files through the directory opened without
+/// following symlinks, then the directory.
 pub fn abort(dir: &Path) {
-    if let Err(e) = storage::delete_snapshot_dir(dir) {
+    let removed = if storage::is_object_path(dir) {
+        storage::delete_snapshot_dir(dir)
+    } else {
+        remove_local(dir).map_err(|source| CheckpointError::Io {
+            context: format!("cannot remove '{}'", dir.display()),
+            source,
+        })
+    };
+    if let Err(e) = removed {
         tracing::warn!(error = %e, "cleanup of a failed savepoint failed; the files stay behind");
     }
+}
+
+fn remove_local(dir: &Path) -> std::io::Result<()> {
+    let Some((parent, name)) = storage::split_dir(dir) else {
+        return Ok(());
+    };
+    let parent = nofollow::Dir::open(&parent)?;
+    let d = match parent.open_dir(&name) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    // `_metadata` first: a crash half-way leaves no savepoint with files missing.
+    d.remove_file(storage::METADATA_FILE)?;
+    for n in d.non_dir_entries()? {
+        d.remove_file(&n)?;
+    }
+    parent.remove_dir_if_empty(&name).map(|_| ())
 }
 
 /// What a disposal removed.
@@ -155,7 +290,23 @@ pub struct Disposed {
     pub dir_removed: bool,
 }
 
-/// Disposes of the savepoint at `given` (its directory or its `_metadata`).
+/// [`dispose`] of a path the user gave on the command line: symlinks in it are the user's own
+/// and are resolved first (what the API gets is resolved when it is checked; see `dispose`).
+pub fn dispose_given(given: &Path) -> Result<Disposed, CheckpointError> {
+    let local = storage::normalize(given)?;
+    if storage::is_object_path(&local) {
+        return dispose(given);
+    }
+    match std::fs::canonicalize(&local) {
+        Ok(resolved) => dispose(&resolved),
+        Err(_) => dispose(given),
+    }
+}
+
+/// Disposes of the savepoint at `given` (its directory or its `_metadata`). A local path is
+/// walked without following symlinks (a symlink in it fails the disposal): the API passes
+/// paths resolved when they were checked against the allowed roots, so a directory replaced
+/// by a symlink afterwards cannot redirect the deletion.
 ///
 /// Refuses, leaving everything in place: a path that is no floe checkpoint or savepoint (its
 /// `_metadata` does not parse), and a retained checkpoint (`chk-<n>`: those belong to their
@@ -167,35 +318,40 @@ pub fn dispose(given: &Path) -> Result<Disposed, CheckpointError> {
             given.display()
         ))
     })?;
-    if loaded.metadata.kind != SnapshotKind::Savepoint {
+    // Locally, what is deleted is what `_metadata` says when read through the directory opened
+    // without following symlinks, the same way the files are then deleted.
+    let metadata = if storage::is_object_path(&loaded.dir) {
+        loaded.metadata
+    } else {
+        let bytes = open_local(&loaded.dir)?
+            .read(storage::METADATA_FILE)
+            .map_err(|source| CheckpointError::Io {
+                context: format!("cannot read '{}'", loaded.metadata_path.display()),
+                source,
+            })?
+            .ok_or_else(|| {
+                CheckpointError::Format(format!(
+                    "refusing to dispose of '{}': its _metadata is gone",
+                    given.display()
+                ))
+            })?;
+        metadata::decode(&bytes, &loaded.metadata_path)?
+    };
+    if metadata.kind != SnapshotKind::Savepoint {
         return Err(CheckpointError::Format(format!(
             "refusing to dispose of '{}': it is checkpoint {} of job {}, not a savepoint; \
              checkpoints are deleted by their job's retention (state.checkpoints.num-retained)",
             loaded.dir.display(),
-            loaded.metadata.checkpoint_id,
-            loaded.metadata.job_id
+            metadata.checkpoint_id,
+            metadata.job_id
         )));
     }
     let dir = loaded.dir.clone();
-    let files: Vec<PathBuf> = loaded
-        .metadata
-        .exclusive_files()
-        .map(|name| {
-            path(PathKind::ExclusiveFile {
-                snapshot_dir: &dir,
-                name,
-            })
-        })
-        .collect();
-    // `_metadata` first: once it is gone the directory is no savepoint, whatever else fails.
-    storage::delete_file(&path(PathKind::Metadata { snapshot_dir: &dir }))?;
-    for file in &files {
-        storage::delete_file(file)?;
-    }
-    let dir_removed = storage::remove_dir_if_empty(&dir);
+    let names: Vec<String> = metadata.exclusive_files().map(String::from).collect();
+    let (files, dir_removed) = storage::delete_listed(&dir, &names)?;
     Ok(Disposed {
         dir,
-        files: files.len() + 1,
+        files,
         dir_removed,
     })
 }

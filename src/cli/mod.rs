@@ -171,16 +171,18 @@ fn parse_dynamic(s: &str) -> Result<String, String> {
     }
 }
 
-/// Print an error chain for a person: the message, then each cause once.
+/// Print an error chain for a person: the message, then each cause once. Known secret values
+/// (an S3 key quoted by the server, a Kafka password) are masked.
 fn print_error(err: &(dyn std::error::Error + 'static)) {
-    eprintln!("error: {err}");
+    use crate::secrets::redact;
+    eprintln!("error: {}", redact(&err.to_string()));
     // A cause whose text a line already printed holds adds nothing.
     let mut printed = vec![err.to_string()];
     let mut source = err.source();
     while let Some(cause) = source {
         let text = cause.to_string();
         if !printed.iter().any(|p| p.contains(&text)) {
-            eprintln!("  caused by: {text}");
+            eprintln!("  caused by: {}", redact(&text));
             printed.push(text);
         }
         source = cause.source();

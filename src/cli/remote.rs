@@ -72,8 +72,9 @@ pub fn usage(message: &str) -> u8 {
 
 /// Prints `what` failed and why, and returns 1.
 pub fn failed(what: &str, cause: &dyn std::fmt::Display) -> u8 {
-    eprintln!("error: {what}");
-    eprintln!("  caused by: {cause}");
+    use crate::secrets::redact;
+    eprintln!("error: {}", redact(what));
+    eprintln!("  caused by: {}", redact(&cause.to_string()));
     EXIT_FAILURE
 }
 

@@ -7,7 +7,7 @@
 
 use super::remote::{self, RemoteArgs};
 use super::{GlobalArgs, EXIT_FAILURE};
-use crate::checkpoint::savepoint::dispose;
+use crate::checkpoint::savepoint::dispose_given;
 use clap::Args;
 use serde_json::{json, Map, Value};
 use std::path::Path;
@@ -127,7 +127,7 @@ fn dispose_offline(given: &str, json_out: bool) -> u8 {
     if !json_out {
         println!("Disposing savepoint '{given}'.");
     }
-    match dispose(Path::new(given)) {
+    match dispose_given(Path::new(given)) {
         Ok(d) => {
             if json_out {
                 remote::print_json(&json!({

@@ -31,7 +31,8 @@ impl Ctx<'_> {
         let problem = ConfigProblem::BadValue {
             key: key.to_string(),
             origin: origin.clone(),
-            value: value.to_string(),
+            // A secret's value never goes into a message, even a wrong one.
+            value: crate::secrets::shown(key, value).into_owned(),
             reason: reason.into(),
             accepted: accepted.into(),
         };
@@ -44,6 +45,18 @@ impl Ctx<'_> {
             .map(|(_, o)| o.to_string())
             .unwrap_or_default();
         self.warnings.push(format!("{origin}: {key}: {text}"));
+    }
+
+    /// A comma-separated list: its non-empty items, trimmed.
+    fn list(&self, key: &str) -> Vec<String> {
+        self.text(key)
+            .map(|v| {
+                v.split(',')
+                    .map(|d| d.trim().to_string())
+                    .filter(|d| !d.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The text of a key, when set.
@@ -228,15 +241,16 @@ pub(super) fn build(
             address: c.text("rest.address").unwrap_or_default(),
             auth_token: c.text("rest.auth.token"),
             auth_token_file: c.text("rest.auth.token-file"),
-            savepoints_allowed_dirs: c
-                .text("rest.savepoints.allowed-dirs")
-                .map(|v| {
-                    v.split(',')
-                        .map(|d| d.trim().to_string())
-                        .filter(|d| !d.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default(),
+            savepoints_allowed_dirs: c.list("rest.savepoints.allowed-dirs"),
+            allowed_hosts: c.list("rest.allowed-hosts"),
+            max_content_length: c
+                .memory("rest.server.max-content-length")
+                .unwrap_or(1 << 20),
+            read_timeout: c
+                .duration_min_10ms("rest.server.read-timeout", "The REST read timeout")
+                .unwrap_or(Duration::from_secs(30)),
+            submit_enabled: c.bool("web.submit.enable").unwrap_or(false),
+            submit_allowed_dirs: c.list("web.submit.allowed-dirs"),
         },
         s3: S3Config {
             endpoint: c.text("s3.endpoint"),

@@ -115,9 +115,9 @@ pub static KEYS: &[KeySpec] = &[
     key("s3.endpoint", &[], Text, None,
         "S3 endpoint URL for s3:// checkpoint and savepoint paths (e.g. http://127.0.0.1:8333 for SeaweedFS or MinIO); unset: AWS_ENDPOINT_URL, else AWS."),
     key("s3.access-key", &[], Text, None,
-        "S3 access key id; unset: AWS_ACCESS_KEY_ID, else the AWS profile or instance credentials."),
+        "S3 access key id; unset: AWS_ACCESS_KEY_ID, else the AWS profile or instance credentials. A secret: shown masked."),
     key("s3.secret-key", &[], Text, None,
-        "S3 secret access key; unset: AWS_SECRET_ACCESS_KEY. Shown masked by `floe config`."),
+        "S3 secret access key; unset: AWS_SECRET_ACCESS_KEY. A secret: shown masked."),
     key("s3.path.style.access", &[], Bool, Some("false"),
         "Address buckets as <endpoint>/<bucket> (path style, what most self-hosted S3 servers need) instead of <bucket>.<endpoint>."),
     // --- checkpointing
@@ -190,11 +190,21 @@ pub static KEYS: &[KeySpec] = &[
     key("rest.address", &[], Text, Some("localhost"),
         "Address clients (`floe savepoint`, `floe list`) connect to."),
     key("rest.auth.token", &[], Text, None,
-        "Bearer token every changing REST call must carry; required when rest.bind-address is not loopback (floe's own key)."),
+        "Bearer token every changing REST call must carry; required when rest.bind-address is not loopback, and for job submission (floe's own key). A secret: shown masked."),
     key("rest.auth.token-file", &[], Text, None,
         "File holding the bearer token, instead of rest.auth.token (floe's own key)."),
     key("rest.savepoints.allowed-dirs", &[], Text, None,
         "Comma-separated directories, besides state.savepoints.dir, that savepoints may be written to and disposed of from through the REST API (floe's own key)."),
+    key("rest.allowed-hosts", &[], Text, None,
+        "Comma-separated host names the Host header of a REST request may name, besides localhost, loopback addresses, rest.address, rest.bind-address and the address the connection came in on; others get 403 (against DNS rebinding; floe's own key)."),
+    key("rest.server.max-content-length", &[], MemorySize, Some("1 mb"),
+        "Largest request body the REST server takes; a larger one gets 413."),
+    key("rest.server.read-timeout", &[], Duration, Some("30 s"),
+        "A REST connection that does not send a complete request header within this time, new or idle between requests, is closed, and a request body must arrive within it (floe's own key)."),
+    key("web.submit.enable", &[], Bool, Some("false"),
+        "Allow submitting jobs to `floe serve` (`POST /jobs`, `floe run -d`); takes effect only with a token (rest.auth.token or rest.auth.token-file)."),
+    key("web.submit.allowed-dirs", &[], Text, None,
+        "Comma-separated directories a submitted job's file sources and sinks must lie under; its checkpoint, savepoint and restore paths must lie under them or the service's own checkpoint and savepoint directories (floe's own key)."),
     key("web.checkpoints.history", &[], Integer, Some("10"),
         "Number of checkpoints kept in the REST checkpoint statistics."),
     // --- floe serve (floe's own keys; a pipeline's `config:` may set them for itself)
@@ -214,6 +224,8 @@ pub const NON_KEY_ENV: &[&str] = &[
     "FLOE_PIPELINES_DIR",
     "FLOE_STATE_DIR",
     "FLOE_HOME",
+    // A test hook of `checkpoint::savepoint` (tests/security_symlink.rs).
+    "FLOE_TEST_SAVEPOINT_PAUSE",
 ];
 
 /// The prefix of environment variables that set keys.

@@ -132,6 +132,10 @@ pub fn load_with_env(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loa
     };
 
     let (config, entries) = build::build(&effective, &origins, &mut problems, &mut warnings);
+    // From now on no log line or error of this process shows these values.
+    for e in &entries {
+        crate::secrets::remember_setting(&e.key, &e.value);
+    }
     if problems.is_empty() {
         Ok(Loaded {
             config,

@@ -316,7 +316,7 @@ pub enum RestartStrategy {
     },
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct RestConfig {
     pub bind_address: String,
     pub port: u16,
@@ -327,6 +327,35 @@ pub struct RestConfig {
     pub auth_token_file: Option<String>,
     /// `rest.savepoints.allowed-dirs`, split at commas.
     pub savepoints_allowed_dirs: Vec<String>,
+    /// `rest.allowed-hosts`, split at commas.
+    pub allowed_hosts: Vec<String>,
+    /// `rest.server.max-content-length`, bytes.
+    pub max_content_length: u64,
+    /// `rest.server.read-timeout`.
+    pub read_timeout: Duration,
+    /// `web.submit.enable`.
+    pub submit_enabled: bool,
+    /// `web.submit.allowed-dirs`, split at commas.
+    pub submit_allowed_dirs: Vec<String>,
+}
+
+impl fmt::Debug for RestConfig {
+    /// The token never appears in Debug output (logs, panics).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RestConfig")
+            .field("bind_address", &self.bind_address)
+            .field("port", &self.port)
+            .field("address", &self.address)
+            .field("auth_token", &self.auth_token.as_ref().map(|_| "***"))
+            .field("auth_token_file", &self.auth_token_file)
+            .field("savepoints_allowed_dirs", &self.savepoints_allowed_dirs)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("max_content_length", &self.max_content_length)
+            .field("read_timeout", &self.read_timeout)
+            .field("submit_enabled", &self.submit_enabled)
+            .field("submit_allowed_dirs", &self.submit_allowed_dirs)
+            .finish()
+    }
 }
 
 /// Flink's `s3.*` keys. Unset values fall back to the AWS environment where the checkpoint
@@ -345,11 +374,11 @@ pub struct S3Config {
 }
 
 impl fmt::Debug for S3Config {
-    /// The secret key never appears in Debug output (logs, panics).
+    /// The keys never appear in Debug output (logs, panics).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("S3Config")
             .field("endpoint", &self.endpoint)
-            .field("access_key", &self.access_key)
+            .field("access_key", &self.access_key.as_ref().map(|_| "***"))
             .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
             .field("path_style_access", &self.path_style_access)
             .finish()

@@ -6,16 +6,9 @@ use serde_json::{json, Value};
 
 const UNSET: &str = "(not set)";
 
-/// Keys whose values are secrets: shown as `***` in the table and JSON.
-const SECRET_KEYS: &[&str] = &["s3.secret-key", "rest.auth.token"];
-
-/// The value as shown: masked for a secret key.
+/// The value as shown: masked for a secret key ([`crate::secrets::is_secret_key`]).
 fn shown(e: &Entry) -> String {
-    if SECRET_KEYS.contains(&e.key.as_str()) && !e.value.is_empty() {
-        "***".to_string()
-    } else {
-        e.value.clone()
-    }
+    crate::secrets::shown(&e.key, &e.value).into_owned()
 }
 
 /// The table: one line per known key, `key  value  origin`, columns aligned; a first line

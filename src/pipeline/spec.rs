@@ -216,7 +216,12 @@ pub fn parse_raw(text: &str, file: &Path) -> Result<RawPipeline, PipelineErrors>
         let line = p.lines.top_key(key);
         match key {
             "name" => match v.as_str() {
-                Some(s) if !s.trim().is_empty() => p.name = s.to_string(),
+                // The name goes into logs, REST answers and `-s latest` matching: printable
+                // text only, so no name can forge a log line.
+                Some(s) if !s.trim().is_empty() => match crate::text::check_printable(s) {
+                    Ok(()) => p.name = s.to_string(),
+                    Err(why) => p.problem("name", line, format!("the job name {why}")),
+                },
                 _ => p.problem("name", line, "expected the job name as text".to_string()),
             },
             "parallelism" | "max-parallelism" => match bounded(v) {

@@ -16,20 +16,21 @@ pub fn is_json() -> bool {
     JSON.load(Ordering::Relaxed)
 }
 
-/// An informational line.
+/// An informational line. Whatever `msg` holds (a path from a request, a file name), it
+/// stays one line.
 pub fn line(msg: &str) {
     if is_json() {
         tracing::info!("{msg}");
     } else {
-        eprintln!("{msg}");
+        eprintln!("{}", crate::text::escape(msg));
     }
 }
 
-/// An error line (`error: …`).
+/// An error line (`error: …`), one line like [`line`].
 pub fn error(msg: &str) {
     if is_json() {
         tracing::error!("{msg}");
     } else {
-        eprintln!("error: {msg}");
+        eprintln!("error: {}", crate::text::escape(msg));
     }
 }

@@ -3,6 +3,9 @@
 //! `RESULT {json}` line.
 #![allow(dead_code)]
 
+#[path = "../common/tools.rs"]
+mod tools;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,13 +14,6 @@ pub struct Browser {
     pub node: PathBuf,
     pub chromium: PathBuf,
     pub driver_dir: PathBuf,
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }
 
 /// Chromium, node and playwright-core, or `None` after saying what is missing (outside CI).
@@ -33,8 +29,8 @@ pub fn browser() -> Option<Browser> {
                 .map(PathBuf::from)
                 .find(|p| p.is_file())
         })
-        .or_else(|| on_path("chromium"));
-    let node = on_path("node");
+        .or_else(|| tools::on_path("chromium"));
+    let node = tools::on_path("node");
     let mut missing = Vec::new();
     if chromium.is_none() {
         missing.push("chromium (apt-get install chromium, or set FLOE_CHROMIUM)");
@@ -52,13 +48,10 @@ pub fn browser() -> Option<Browser> {
             driver_dir,
         });
     }
-    let what = missing.join("; ");
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    assert!(
-        !ci,
-        "CI=true and the browser test cannot run: missing {what}. .ci/run installs them."
+    tools::missing(
+        "the dashboard's browser",
+        &format!("missing {}", missing.join("; ")),
     );
-    eprintln!("note: skipping the dashboard browser test, missing {what}");
     None
 }
 

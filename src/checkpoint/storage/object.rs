@@ -75,7 +75,7 @@ impl fmt::Debug for S3Settings {
         f.debug_struct("S3Settings")
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
-            .field("access_key", &self.access_key)
+            .field("access_key", &self.access_key.as_ref().map(|_| "***"))
             .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
             .field("session_token", &self.session_token.as_ref().map(|_| "***"))
             .field("path_style", &self.path_style)
@@ -259,6 +259,17 @@ fn bucket(name: &str, key: &str) -> Result<Arc<Bucket>, CheckpointError> {
         return Ok(b.clone());
     }
     let settings = resolve_settings(&id.1, |k| std::env::var(k).ok());
+    // Keys from the environment are secrets too: no log line or error may show them.
+    for k in [
+        &settings.access_key,
+        &settings.secret_key,
+        &settings.session_token,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        crate::secrets::remember(k);
+    }
     let b = Arc::new(open_bucket(name, &settings)?);
     cache.insert(id, b.clone());
     Ok(b)

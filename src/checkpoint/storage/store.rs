@@ -96,11 +96,34 @@ struct Pending {
     shared: Vec<String>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct RetainedCheckpoint {
     id: u64,
     dir: PathBuf,
     owned: bool,
+    /// For a claimed snapshot (a directory floe did not create): the state files its
+    /// `_metadata` lists, the only ones deleted with it. `None` for this job's own `chk-<n>`.
+    claimed_files: Option<Vec<String>>,
+}
+
+impl RetainedCheckpoint {
+    fn own(id: u64, dir: PathBuf) -> Self {
+        RetainedCheckpoint {
+            id,
+            dir,
+            owned: true,
+            claimed_files: None,
+        }
+    }
+
+    /// Deletes its files: all of this job's own directory, or only what a claimed snapshot
+    /// listed.
+    fn delete(&self) -> Result<(), CheckpointError> {
+        match &self.claimed_files {
+            None => delete_snapshot_dir(&self.dir),
+            Some(names) => super::delete_listed(&self.dir, names).map(|_| ()),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -254,10 +277,23 @@ impl FsCheckpointStore {
             }
         }
         inner.registry.register(id, files.iter().copied(), claim);
+        // A claimed directory is later deleted through a walk that follows no symlink: the
+        // path the user gave is resolved now, while it is what they meant.
+        let dir = match super::is_object_path(&restored.dir) {
+            false if claim => std::fs::canonicalize(&restored.dir).unwrap_or(restored.dir.clone()),
+            _ => restored.dir.clone(),
+        };
         inner.retained.push(RetainedCheckpoint {
             id,
-            dir: restored.dir.clone(),
+            dir,
             owned: claim,
+            claimed_files: Some(
+                restored
+                    .metadata
+                    .exclusive_files()
+                    .map(String::from)
+                    .collect(),
+            ),
         });
         inner.retained.sort_by_key(|r| r.id);
     }
@@ -446,7 +482,7 @@ impl FsCheckpointStore {
     fn drop_retained(&self, inner: &mut Inner, leave: &[u64], delete: &[u64], out: &mut Deletions) {
         for id in delete {
             if let Some(r) = inner.retained.iter().find(|r| r.id == *id) {
-                out.dirs.push(r.dir.clone());
+                out.retained.push(r.clone());
             }
         }
         inner.retained.retain(|r| !leave.contains(&r.id));
@@ -473,6 +509,8 @@ impl FsCheckpointStore {
 struct Deletions {
     /// Checkpoint directories (`_metadata` deleted first).
     dirs: Vec<PathBuf>,
+    /// Retained checkpoints: this job's own directory, or only what a claimed one listed.
+    retained: Vec<RetainedCheckpoint>,
     files: Vec<PathBuf>,
 }
 
@@ -480,6 +518,9 @@ impl Deletions {
     fn run(self) {
         for d in &self.dirs {
             warn_on_err(delete_snapshot_dir(d));
+        }
+        for r in &self.retained {
+            warn_on_err(r.delete());
         }
         for f in &self.files {
             warn_on_err(delete_file(f));
@@ -519,11 +560,7 @@ fn rebuild(job_dir: &Path, job_id: &JobId) -> Inner {
         match super::load(&dir) {
             Ok(l) if &l.metadata.job_id == job_id => {
                 inner.registry.register(id, l.metadata.shared_files(), true);
-                inner.retained.push(RetainedCheckpoint {
-                    id,
-                    dir,
-                    owned: true,
-                });
+                inner.retained.push(RetainedCheckpoint::own(id, dir));
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "ignoring an unreadable checkpoint at start"),
@@ -582,11 +619,9 @@ impl CheckpointStore for FsCheckpointStore {
         let mut inner = self.lock();
         let written = inner.pending.remove(&id).map_or(0, |p| p.bytes);
         inner.registry.register(id, metadata.shared_files(), true);
-        inner.retained.push(RetainedCheckpoint {
-            id,
-            dir: dir.clone(),
-            owned: true,
-        });
+        inner
+            .retained
+            .push(RetainedCheckpoint::own(id, dir.clone()));
         inner.retained.sort_by_key(|r| r.id);
         // Older checkpoints still pending are subsumed by this one, as Flink aborts them.
         let older: Vec<u64> = inner.pending.range(..id).map(|(k, _)| *k).collect();

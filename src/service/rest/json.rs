@@ -54,8 +54,9 @@ pub fn overview_json(jobs: &[JobView]) -> Value {
     })
 }
 
-/// `GET /config` (the web UI's settings, not a job's).
-pub fn web_config_json() -> Value {
+/// `GET /config` (the web UI's settings, not a job's); `submit`: whether `POST /jobs` takes
+/// jobs (`web.submit.enable` with a token, in `floe serve`).
+pub fn web_config_json(submit: bool) -> Value {
     json!({
         "refresh-interval": 3000,
         "timezone-name": "Coordinated Universal Time",
@@ -63,7 +64,7 @@ pub fn web_config_json() -> Value {
         "flink-version": FLINK_API_VERSION,
         "flink-revision": format!("floe {}", env!("CARGO_PKG_VERSION")),
         "features": {
-            "web-submit": false,
+            "web-submit": submit,
             "web-cancel": true,
             "web-rescale": false,
             "web-history": false,
@@ -248,12 +249,16 @@ fn with_notes(mut job: Value, j: &JobView) -> Value {
 }
 
 /// `GET /jobs/:id/jobmanager/config`: every key's effective value, as Flink's list of
-/// `{key, value}`, with where the value came from.
+/// `{key, value}`, with where the value came from; secrets masked
+/// ([`crate::secrets::shown`]).
 pub fn job_config_json(j: &JobView) -> Value {
     let list: Vec<Value> = j
         .entries
         .iter()
-        .map(|e| json!({"key": e.key, "value": e.value, "origin": e.origin.to_string()}))
+        .map(|e| {
+            let value = crate::secrets::shown(&e.key, &e.value);
+            json!({"key": e.key, "value": value, "origin": e.origin.to_string()})
+        })
         .collect();
     Value::Array(list)
 }

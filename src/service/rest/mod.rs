@@ -6,6 +6,7 @@
 //! - `checkpoints`: `/jobs/:id/checkpoints` and its configuration.
 //! - `control`: savepoint, stop, cancel, disposal, and their asynchronous status.
 //! - `paths`: confining savepoint targets and disposal paths to the allowed roots.
+//! - `server`: binding, the accept loop, the Host check, limits and timeouts, the token.
 //!
 //! Handlers never panic on input: every extractor's rejection becomes a 4xx with a message,
 //! unknown paths a 404 and wrong methods a 405, both in Flink's error shape. The API never
@@ -21,23 +22,24 @@ pub mod control;
 pub mod json;
 pub mod paths;
 pub mod pipelines;
+pub mod server;
 pub mod service;
+
+pub use server::{serve, RestServer, ServeError};
 
 use super::registry::{now_ms, JobRegistry, JobView};
 use crate::checkpoint::JobId;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
-use axum::middleware::{self, Next};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio_util::sync::CancellationToken;
+use std::time::Duration;
 
 /// An error answered as Flink's `{"errors": ["…"]}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +90,16 @@ pub struct RestOptions {
     /// `rest.savepoints.allowed-dirs`: more roots savepoints may be written to and disposed
     /// of from.
     pub allowed_dirs: Vec<String>,
+    /// `rest.address`: a name the `Host` header may give.
+    pub address: String,
+    /// `rest.allowed-hosts`: more names the `Host` header may give (`*`: any).
+    pub allowed_hosts: Vec<String>,
+    /// `rest.server.max-content-length`, bytes.
+    pub max_content_length: u64,
+    /// `rest.server.read-timeout`.
+    pub read_timeout: Duration,
+    /// `web.submit.enable`: `POST /jobs` answers only with this and a token.
+    pub submit_enabled: bool,
 }
 
 impl RestOptions {
@@ -106,6 +118,11 @@ impl RestOptions {
                 .iter()
                 .map(Into::into)
                 .collect(),
+            address: c.rest.address.clone(),
+            allowed_hosts: c.rest.allowed_hosts.clone(),
+            max_content_length: c.rest.max_content_length,
+            read_timeout: c.rest.read_timeout,
+            submit_enabled: c.rest.submit_enabled,
         }
     }
 
@@ -118,7 +135,18 @@ impl RestOptions {
             token_file: None,
             savepoints_dir: None,
             allowed_dirs: Vec::new(),
+            address: "localhost".into(),
+            allowed_hosts: Vec::new(),
+            max_content_length: 1 << 20,
+            read_timeout: Duration::from_secs(30),
+            submit_enabled: false,
         }
+    }
+
+    /// Whether job submission is on: `web.submit.enable` and a token (a submitted pipeline
+    /// runs with floe's rights, so nobody without the token may send one).
+    pub fn submission_allowed(&self) -> bool {
+        self.submit_enabled && (self.token.is_some() || self.token_file.is_some())
     }
 
     /// The token from `token` or `token_file`.
@@ -151,6 +179,8 @@ impl RestOptions {
 
 struct Inner {
     registry: JobRegistry,
+    /// Whether `POST /jobs` may start a job ([`RestOptions::submission_allowed`]).
+    submit: bool,
     savepoints_dir: Option<String>,
     allowed_dirs: Vec<String>,
     disposal: Option<DisposalHook>,
@@ -172,6 +202,7 @@ impl ApiState {
         ApiState {
             inner: Arc::new(Inner {
                 registry,
+                submit: options.submission_allowed(),
                 savepoints_dir: options.savepoints_dir.clone(),
                 allowed_dirs: options.allowed_dirs.clone(),
                 disposal: None,
@@ -186,6 +217,7 @@ impl ApiState {
     pub fn with_service(self, service: Arc<dyn service::ServiceControl>) -> Self {
         let inner = Inner {
             registry: self.inner.registry.clone(),
+            submit: self.inner.submit,
             savepoints_dir: self.inner.savepoints_dir.clone(),
             allowed_dirs: self.inner.allowed_dirs.clone(),
             disposal: self.inner.disposal.clone(),
@@ -206,6 +238,7 @@ impl ApiState {
     pub fn with_pipelines(self, board: crate::service::pipelines::PipelineBoard) -> Self {
         let inner = Inner {
             registry: self.inner.registry.clone(),
+            submit: self.inner.submit,
             savepoints_dir: self.inner.savepoints_dir.clone(),
             allowed_dirs: self.inner.allowed_dirs.clone(),
             disposal: self.inner.disposal.clone(),
@@ -222,10 +255,16 @@ impl ApiState {
         self.inner.pipelines.clone()
     }
 
+    /// Whether `POST /jobs` may start a job: a service, `web.submit.enable` and a token.
+    pub fn submission_allowed(&self) -> bool {
+        self.inner.submit && self.inner.service.is_some()
+    }
+
     /// With the function that disposes of a savepoint (`POST /savepoint-disposal`).
     pub fn with_disposal(self, hook: DisposalHook) -> Self {
         let inner = Inner {
             registry: self.inner.registry.clone(),
+            submit: self.inner.submit,
             savepoints_dir: self.inner.savepoints_dir.clone(),
             allowed_dirs: self.inner.allowed_dirs.clone(),
             disposal: Some(hook),
@@ -297,9 +336,31 @@ impl<S: Send + Sync, T> FromRequest<S> for JsonBody<T> {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+        let timeout = req
+            .extensions()
+            .get::<server::BodyReadTimeout>()
+            .map(|t| t.0);
+        let read = Bytes::from_request(req, state);
+        let read = match timeout {
+            Some(t) => tokio::time::timeout(t, read).await.map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request body did not arrive within {} (rest.server.read-timeout)",
+                        humantime::format_duration(t)
+                    ),
+                )
+            })?,
+            None => read.await,
+        };
+        // Over the size limit stays a 413; anything else reading the body is a 400.
+        let bytes = read.map_err(|e| match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is too large (rest.server.max-content-length): {e}"),
+            ),
+            _ => ApiError::bad_request(format!("cannot read the request body: {e}")),
+        })?;
         Ok(JsonBody {
             content_type,
             bytes,
@@ -362,8 +423,8 @@ async fn overview(State(s): State<ApiState>) -> Json<Value> {
     Json(json::overview_json(&s.registry().list()))
 }
 
-async fn web_config() -> Json<Value> {
-    Json(json::web_config_json())
+async fn web_config(State(s): State<ApiState>) -> Json<Value> {
+    Json(json::web_config_json(s.submission_allowed()))
 }
 
 async fn jobs(State(s): State<ApiState>) -> Json<Value> {
@@ -535,205 +596,9 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-async fn not_found(uri: Uri) -> ApiError {
-    ApiError::not_found(format!("Not found: {}", uri.path()))
-}
-
-async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("Method {method} is not allowed on {}", uri.path()),
-    )
-}
-
-/// axum's own rejections (a path segment that is not UTF-8, a body over the size limit...)
-/// answer in plain text: rewrap them as Flink's `{"errors": […]}` so every 4xx has one shape.
-async fn json_errors(resp: Response) -> Response {
-    let plain = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.starts_with("text/plain"));
-    if !resp.status().is_client_error() || !plain {
-        return resp;
-    }
-    let (parts, body) = resp.into_parts();
-    let text = match axum::body::to_bytes(body, 64 * 1024).await {
-        Ok(b) => String::from_utf8_lossy(&b).trim().to_owned(),
-        Err(_) => parts
-            .status
-            .canonical_reason()
-            .unwrap_or("bad request")
-            .to_owned(),
-    };
-    ApiError::new(parts.status, text).into_response()
-}
-
-/// Compares without an early exit, so the time taken does not tell how much of a guess was
-/// right.
-fn same_token(given: &[u8], expected: &[u8]) -> bool {
-    let mut diff = given.len() ^ expected.len();
-    for (i, b) in expected.iter().enumerate() {
-        diff |= usize::from(given.get(i).copied().unwrap_or(0) ^ b);
-    }
-    diff == 0
-}
-
-/// Requires `Authorization: Bearer <token>` on every call that changes something.
-async fn require_token(
-    State(token): State<Arc<str>>,
-    headers: HeaderMap,
-    req: Request,
-    next: Next,
-) -> Response {
-    let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if reads {
-        return next.run(req).await;
-    }
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match given {
-        Some(g) if same_token(g.as_bytes(), token.as_bytes()) => next.run(req).await,
-        Some(_) => {
-            let mut r = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "the bearer token is wrong (rest.auth.token / rest.auth.token-file)".into(),
-            )
-            .into_response();
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-            r
-        }
-        None => {
-            let mut r = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                format!(
-                    "{} {} changes a job: send Authorization: Bearer <token> (the token of \
-                     rest.auth.token or rest.auth.token-file)",
-                    req.method(),
-                    req.uri().path()
-                ),
-            )
-            .into_response();
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-            r
-        }
-    }
-}
-
-/// Why the API could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error(
-        "cannot serve the REST API on {addr}: the address is already in use (another floe or \
-         Flink?); pick another port with -D rest.port=<port>, or -D rest.port=0 for any free one"
-    )]
-    AddrInUse { addr: String },
-    #[error(
-        "cannot serve the REST API on {addr}: {reason}; check rest.bind-address and rest.port"
-    )]
-    Bind { addr: String, reason: String },
-    #[error(
-        "refusing to serve the REST API on {addr} without a token: bound to a non-loopback \
-         address, anyone who can reach it could stop jobs and write savepoints; set \
-         rest.auth.token or rest.auth.token-file, or bind to 127.0.0.1 (rest.bind-address)"
-    )]
-    NoToken { addr: SocketAddr },
-    #[error("cannot read the REST token file {}: {reason}; fix rest.auth.token-file", path.display())]
-    TokenFile { path: PathBuf, reason: String },
-    #[error("{source_name} is empty; give a token, or leave the key out")]
-    EmptyToken { source_name: String },
-}
-
-/// A running API server.
-pub struct RestServer {
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-    join: tokio::task::JoinHandle<()>,
-}
-
-impl RestServer {
-    /// The address it listens on (with the real port when 0 was asked).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Stops accepting, lets requests in flight finish, and waits for the server to end.
-    pub async fn shutdown(self) {
-        self.shutdown.cancel();
-        if let Err(e) = self.join.await {
-            tracing::error!(error = %e, "bug: the REST server ended abnormally");
-        }
-    }
-}
-
-/// Binds `bind_address:port` and serves `app` (the [`router`] plus whatever was merged into
-/// it) with Flink-shaped 404 and 405 answers and, when a token is set, the token check on
-/// every call that changes something. Refuses a non-loopback address without a token.
-pub async fn serve(app: Router, options: &RestOptions) -> Result<RestServer, ServeError> {
-    let token = options.resolve_token()?;
-    let addr = format!("{}:{}", options.bind_address, options.port);
-    let listener = tokio::net::TcpListener::bind((options.bind_address.as_str(), options.port))
-        .await
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AddrInUse => ServeError::AddrInUse { addr: addr.clone() },
-            _ => ServeError::Bind {
-                addr: addr.clone(),
-                reason: e.to_string(),
-            },
-        })?;
-    let local = listener.local_addr().map_err(|e| ServeError::Bind {
-        addr: addr.clone(),
-        reason: e.to_string(),
-    })?;
-    if !local.ip().is_loopback() && token.is_none() {
-        return Err(ServeError::NoToken { addr: local });
-    }
-    let mut app = app
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::map_response(json_errors));
-    if let Some(t) = token {
-        let t: Arc<str> = Arc::from(t);
-        app = app.layer(middleware::from_fn_with_state(t, require_token));
-    }
-    let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    let join = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "the REST server stopped");
-        }
-    });
-    tracing::info!(address = %local, "REST API listening on http://{local}");
-    Ok(RestServer {
-        addr: local,
-        shutdown,
-        join,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_compare_whole() {
-        assert!(same_token(b"secret", b"secret"));
-        assert!(!same_token(b"secre", b"secret"));
-        assert!(!same_token(b"secretx", b"secret"));
-        assert!(!same_token(b"", b"secret"));
-    }
 
     #[test]
     fn job_ids_parse_as_flink() {

@@ -8,7 +8,9 @@
 //! is Flink's `{"jobid": "…"}`.
 //!
 //! The work is the supervisor's ([`ServiceControl`]); a floe without one (`floe run`) answers
-//! 404 with the hint to run `floe serve`.
+//! 404 with the hint to run `floe serve`. Submission is off (403) unless `web.submit.enable`
+//! and a token are set; the supervisor then confines what the pipeline may read and write
+//! (`web.submit.allowed-dirs`).
 
 use super::{ApiError, ApiState, JsonBody};
 use axum::extract::State;
@@ -43,14 +45,17 @@ pub enum SubmitError {
     NotFound(String),
     /// The service cannot take it now (503), e.g. shutting down.
     Unavailable(String),
+    /// It would read or write outside what a submitted job may use (403).
+    Refused(String),
 }
 
 impl std::fmt::Display for SubmitError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SubmitError::Invalid(m) | SubmitError::NotFound(m) | SubmitError::Unavailable(m) => {
-                f.write_str(m)
-            }
+            SubmitError::Invalid(m)
+            | SubmitError::NotFound(m)
+            | SubmitError::Unavailable(m)
+            | SubmitError::Refused(m) => f.write_str(m),
         }
     }
 }
@@ -61,6 +66,7 @@ impl From<SubmitError> for ApiError {
             SubmitError::Invalid(m) => ApiError::bad_request(m),
             SubmitError::NotFound(m) => ApiError::not_found(m),
             SubmitError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
+            SubmitError::Refused(m) => ApiError::forbidden(m),
         }
     }
 }
@@ -109,6 +115,12 @@ pub async fn submit(
     body: JsonBody<SubmitRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let service = s.service().ok_or_else(not_serving)?;
+    if !s.submission_allowed() {
+        return Err(ApiError::forbidden(
+            "job submission is off: a submitted pipeline runs with floe's rights, so it needs web.submit.enable: true and a token (rest.auth.token or rest.auth.token-file) in flink-conf.yaml; or put the pipeline file into the service's pipeline directory"
+                .into(),
+        ));
+    }
     let request = body.parse("SubmitRequest")?;
     if request.pipeline.trim().is_empty() {
         return Err(ApiError::bad_request(

@@ -12,7 +12,7 @@ use crate::checkpoint::metadata::SnapshotKind;
 use crate::checkpoint::restore::{self, RestoreError, RestoreMapping};
 use crate::checkpoint::storage::FsCheckpointStore;
 use crate::checkpoint::{CheckpointError, JobId};
-use crate::config::{self, Config, ConfigError, Entry, LoadOptions};
+use crate::config::{self, ClaimMode, Config, ConfigError, Entry, LoadOptions};
 use crate::pipeline::plan::{Plan, PlanError};
 use crate::pipeline::Pipeline;
 use crate::runtime::failover::{self, Attempt, FailoverError, FailoverHandle, FailoverSetup};
@@ -135,6 +135,7 @@ pub fn prepare(spec: LaunchSpec) -> Result<PreparedJob, LaunchError> {
 /// [`prepare`] with the configuration already loaded.
 pub fn prepare_with(spec: LaunchSpec, loaded: config::Loaded) -> Result<PreparedJob, LaunchError> {
     let pipeline = spec.pipeline;
+    remember_secrets(&pipeline);
     let cfg = loaded.config;
     // How this job's s3:// checkpoint and savepoint directories are reached: its own `s3.*`.
     configure_storage(&cfg, &pipeline.name).map_err(LaunchError::Store)?;
@@ -160,6 +161,9 @@ pub fn prepare_with(spec: LaunchSpec, loaded: config::Loaded) -> Result<Prepared
         )),
         None => None,
     };
+    if let (Some((_, s)), ClaimMode::Claim) = (&snapshot, cfg.recovery.claim_mode) {
+        restore::check_claimable(s).map_err(LaunchError::Restore)?;
+    }
     // A job that does not fix its max parallelism adopts the checkpoint's, as Flink does.
     let max_parallelism = cfg.max_parallelism.or_else(|| {
         snapshot
@@ -228,9 +232,10 @@ pub fn prepare_with(spec: LaunchSpec, loaded: config::Loaded) -> Result<Prepared
         options.checkpointing_mode = mode;
         if let Some(snapshot) = attempt.restore {
             if attempt.number == 0 {
+                // The path may come from a request (`POST /jobs`): one line, whatever it holds.
                 crate::service::console::line(&format!(
                     "Starting job {build_job_id} from savepoint {} ({})",
-                    initial_path.as_deref().unwrap_or_default(),
+                    crate::text::escape(initial_path.as_deref().unwrap_or_default()),
                     if allow_non_restored {
                         "allowing non restored state"
                     } else {
@@ -286,6 +291,26 @@ pub fn describe_snapshot(s: &crate::checkpoint::storage::LoadedSnapshot) -> Stri
         s.metadata.job_id,
         restore::pointer(&s.dir)
     )
+}
+
+/// The secret Kafka properties of `pipeline` (`sasl.password`, ...): from now on no log line
+/// or error of this process shows their values (librdkafka's messages included).
+fn remember_secrets(pipeline: &Pipeline) {
+    use crate::operators::{OperatorConfig, SinkConfig, SourceConfig};
+    for op in &pipeline.operators {
+        let props = match &op.config {
+            OperatorConfig::Source(SourceConfig::Kafka(c)) => &c.properties,
+            OperatorConfig::Sink(SinkConfig::Kafka(c)) => &c.properties,
+            _ => continue,
+        };
+        for (k, v) in props {
+            if let Some(text) = v.as_str() {
+                crate::secrets::remember_setting(k, text);
+            } else if let Ok(text) = serde_yaml::to_string(v) {
+                crate::secrets::remember_setting(k, text.trim());
+            }
+        }
+    }
 }
 
 impl PreparedJob {

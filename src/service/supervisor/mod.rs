@@ -11,6 +11,7 @@
 //! - [`report`]: what a reload did, per pipeline.
 //! - [`resume`]: where service savepoints go and where a pipeline resumes from.
 //! - [`stop`]: stopping one job with a savepoint, bounded in time.
+//! - [`submission`]: what a job submitted over the API may read and write.
 //! - [`service`]: the actor that owns the jobs; every change goes through its queue, one at a
 //!   time, so a reload never races another reload, a submission or the shutdown.
 //! - `rescan`: what changed in the directory and the configuration; files sharing a name.
@@ -32,6 +33,7 @@ mod rescan;
 pub mod resume;
 pub mod service;
 pub mod stop;
+pub mod submission;
 mod submitted;
 
 use files::spec_for;

@@ -231,6 +231,7 @@ pub async fn run(opts: ServeOptions) -> Result<ShutdownSummary, StartError> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let handle = SupervisorHandle { tx: tx.clone() };
     let rest_options = crate::service::RestOptions::from_config(&conf.config);
+    warn_if_submission_stays_off(&rest_options);
     let state = crate::service::ApiState::new(registry.clone(), &rest_options)
         .with_disposal(Arc::new(|path| {
             crate::checkpoint::savepoint::dispose(path)
@@ -334,6 +335,16 @@ fn spawn_signal_task(
             }
         }
     });
+}
+
+/// `web.submit.enable` without a token does nothing: say so once, at start.
+fn warn_if_submission_stays_off(o: &crate::service::RestOptions) {
+    if o.submit_enabled && !o.submission_allowed() {
+        tracing::warn!(
+            "web.submit.enable is true but no token is set (rest.auth.token or \
+             rest.auth.token-file): job submission stays off"
+        );
+    }
 }
 
 pub(super) fn conf_hash(file: Option<&Path>) -> Option<u64> {

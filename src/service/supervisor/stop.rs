@@ -24,10 +24,18 @@ pub async fn stop_with_savepoint(
         wait_done(job, deadline).await?;
         return Ok(None);
     };
+    // The configured directory is trusted, symlinks included (systemd's StateDirectory with
+    // DynamicUser is one): resolve them here, since savepoints are written through a walk
+    // that follows none.
+    let root = if crate::checkpoint::storage::is_object_path(root) {
+        root.to_path_buf()
+    } else {
+        crate::service::rest::paths::resolve(root)
+    };
     let completed = loop {
         let rx = job
             .handle
-            .trigger_savepoint(root.to_path_buf(), SavepointAction::Stop { drain: false });
+            .trigger_savepoint(root.clone(), SavepointAction::Stop { drain: false });
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, rx).await {
             Err(_) => return Err(format!("no savepoint within {} s", timeout.as_secs())),

@@ -46,6 +46,21 @@ fn spec(
     }
 }
 
+/// Refuses a submission that would read or write outside the directories a submitted job
+/// may use (see `submission`), before anything is created for it. The policy is read from
+/// `flink-conf.yaml` now, so a resumed submission is checked against today's rules.
+fn check_submission(conf_dir: Option<PathBuf>, spec: &LaunchSpec) -> Result<(), SubmitError> {
+    let base = crate::config::load(&crate::config::LoadOptions {
+        conf_dir,
+        ..crate::config::LoadOptions::default()
+    })
+    .map_err(|e| SubmitError::Unavailable(format!("flink-conf.yaml does not load: {e}")))?;
+    let job = launch::load_config(spec).map_err(|e| SubmitError::Invalid(e.to_string()))?;
+    super::submission::SubmitPolicy::from_config(&base.config)
+        .check(spec, &job.config)
+        .map_err(SubmitError::Refused)
+}
+
 impl Supervisor {
     /// `POST /jobs`: a pipeline to run in the service, not followed as a file.
     pub(super) async fn submit(&mut self, r: SubmitRequest) -> Result<String, SubmitError> {
@@ -83,6 +98,11 @@ impl Supervisor {
         request: SubmitRequest,
     ) -> Result<String, SubmitError> {
         let name = spec.pipeline.name.clone();
+        let conf_dir = self.opts.conf_dir.clone();
+        let checked = spec.clone();
+        tokio::task::spawn_blocking(move || check_submission(conf_dir, &checked))
+            .await
+            .map_err(|e| SubmitError::Unavailable(format!("the submission check failed: {e}")))??;
         let job = launch::prepare_off_workers(spec)
             .await
             .map_err(|e| SubmitError::Invalid(e.to_string()))?;
