@@ -20,8 +20,8 @@ use floe::checkpoint::metadata::{
 use floe::checkpoint::restore::{check_files, load_state, map_checkpoint, TargetOperator};
 use floe::checkpoint::storage::load;
 use floe::checkpoint::{
-    FileSinkStateBeforeRolling, JobId, KafkaOffset, KafkaPendingTxn, KafkaSinkState, PendingPart, SinkState,
-    SourcePosition,
+    FileSinkStateBeforeRolling, JobId, KafkaOffset, KafkaPendingTxn, KafkaSinkState, PendingPart,
+    SinkState, SourcePosition,
 };
 use floe::operators::RestoredState;
 use floe::pipeline::OperatorId;

@@ -19,8 +19,7 @@ use floe::checkpoint::metadata::{
 use floe::checkpoint::restore::{load_state, map_checkpoint, TargetOperator};
 use floe::checkpoint::storage::load;
 use floe::checkpoint::{
-    FileSinkState, InProgressPart, JobId, KafkaPendingTxn, KafkaSinkState, PendingPart,
-    SinkState,
+    FileSinkState, InProgressPart, JobId, KafkaPendingTxn, KafkaSinkState, PendingPart, SinkState,
 };
 use floe::operators::RestoredState;
 use floe::pipeline::OperatorId;

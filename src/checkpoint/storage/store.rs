@@ -310,6 +310,15 @@ impl FsCheckpointStore {
         self.lock().registry.users(file)
     }
 
+    /// Whether another thread (or this one) holds the store's lock now.
+    #[cfg(test)]
+    pub(super) fn is_locked(&self) -> bool {
+        matches!(
+            self.inner.try_lock(),
+            Err(std::sync::TryLockError::WouldBlock)
+        )
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves plain bookkeeping behind; the files on disk
         // are the truth and are rebuilt from at the next start, so keep going.
@@ -514,8 +523,21 @@ struct Deletions {
     files: Vec<PathBuf>,
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Runs as decided deletions start (tests: is the store's lock free by then?).
+    pub(super) static BEFORE_DELETIONS: std::cell::RefCell<Option<Box<dyn Fn()>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 impl Deletions {
     fn run(self) {
+        #[cfg(test)]
+        BEFORE_DELETIONS.with(|h| {
+            if let Some(h) = &*h.borrow() {
+                h();
+            }
+        });
         for d in &self.dirs {
             warn_on_err(delete_snapshot_dir(d));
         }
