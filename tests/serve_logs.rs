@@ -53,6 +53,15 @@ fn json_logs_are_json_on_every_line_and_every_event_is_logged() {
             .iter()
             .any(|j| j["state"] == "FAILED")
     });
+    // Not ready: a failed job is not what its file intends (the cancelled one is).
+    // (The reloaded wc.yaml is ready once its new version passed its probation.)
+    let mut listed = Vec::new();
+    wait_for("only failing.yaml not ready", || {
+        let (code, body) = serve.readyz();
+        listed = body["pipelines"].as_array().cloned().unwrap_or_default();
+        code == 503 && listed.len() == 1 && listed[0]["file"] == "failing.yaml"
+    });
+    assert!(listed[0].to_string().contains("blocker"), "{listed:?}");
     let (status, log) = serve.terminate();
     assert!(status.success(), "{log}");
     let parsed: Vec<Value> = log

@@ -114,6 +114,11 @@ fn a_rest_stop_is_remembered_across_restarts_until_the_file_is_edited() {
         serve.pipeline("wc.yaml")["status"] == "STOPPED"
     });
     serve.wait_ready(200);
+    assert!(
+        serve.log_text().contains("REST: stop of job"),
+        "{}",
+        serve.log_text()
+    );
     let (status, log) = serve.terminate();
     assert!(status.success(), "{log}");
 
@@ -142,11 +147,11 @@ fn a_rest_stop_is_remembered_across_restarts_until_the_file_is_edited() {
 
 #[test]
 fn a_submitted_job_is_resumed_after_a_restart_and_forgotten_once_it_ended() {
-    let l = Layout::new("");
+    let l = Layout::submitting("");
     let file = l.path("submitted.yaml");
     std::fs::write(&file, l.wordcount("sub", None)).unwrap();
     let serve = Serve::start(&l, &[]);
-    let out = serve.cli(&["run", "-d", file.to_str().unwrap()]);
+    let out = serve.cli_with_token(&["run", "-d", file.to_str().unwrap()]);
     assert!(
         out.status.success(),
         "{}",
@@ -186,7 +191,7 @@ fn a_submitted_job_is_resumed_after_a_restart_and_forgotten_once_it_ended() {
     wait_committed(&l, updates(&expected));
 
     // Cancelled: it ended, and the next start does not bring it back.
-    let out = serve.cli(&["cancel", &id]);
+    let out = serve.cli_with_token(&["cancel", &id]);
     assert!(out.status.success());
     wait_for("CANCELED", || {
         named(&serve, "sub")
@@ -199,4 +204,64 @@ fn a_submitted_job_is_resumed_after_a_restart_and_forgotten_once_it_ended() {
     serve.wait_ready(200);
     assert!(named(&serve, "sub").is_empty(), "{:?}", serve.jobs());
     assert_exactly_once(&l.committed(), &expected);
+}
+
+#[test]
+fn floe_start_needs_the_token_like_every_changing_call() {
+    let l = Layout::submitting("");
+    std::fs::write(l.path("pipelines/wc.yaml"), l.wordcount("wc", None)).unwrap();
+    let serve = Serve::start(&l, &[]);
+    let id = serve.wait_running("wc.yaml");
+    let out = serve.cli_with_token(&["cancel", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("CANCELED", || {
+        serve.pipeline("wc.yaml")["status"] == "CANCELED"
+    });
+    let refused = serve.cli(&["start", "wc"]);
+    let said = String::from_utf8_lossy(&refused.stderr).to_string()
+        + &String::from_utf8_lossy(&refused.stdout);
+    assert_ne!(refused.status.code(), Some(0), "{said}");
+    assert!(said.contains("Authorization: Bearer"), "{said}");
+    assert_eq!(serve.pipeline("wc.yaml")["status"], "CANCELED");
+    let out = serve.cli_with_token(&["start", "wc"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serve.wait_running("wc.yaml");
+    let (status, log) = serve.terminate();
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+fn a_hold_ends_when_its_file_is_removed() {
+    let l = Layout::new("");
+    let text = l.wordcount("wc", None);
+    std::fs::write(l.path("pipelines/wc.yaml"), &text).unwrap();
+    let serve = Serve::start(&l, &[]);
+    let id = serve.wait_running("wc.yaml");
+    assert!(serve.cli(&["cancel", &id]).status.success());
+    wait_for("CANCELED", || {
+        serve.pipeline("wc.yaml")["held"] == "cancelled"
+    });
+    std::fs::remove_file(l.path("pipelines/wc.yaml")).unwrap();
+    wait_for("wc.yaml gone from /pipelines", || {
+        serve.get("/pipelines")["pipelines"]
+            .as_array()
+            .is_some_and(|p| p.is_empty())
+    });
+    let state = std::fs::read_to_string(l.path("floe-serve-state.json")).unwrap_or_default();
+    assert!(!state.contains("wc.yaml"), "the hold is forgotten: {state}");
+    // The file back: it runs, no `floe start` needed.
+    std::fs::write(l.path("pipelines/wc.yaml"), &text).unwrap();
+    serve.wait_replaced("wc.yaml", &id);
+    serve.wait_ready(200);
+    let (status, log) = serve.terminate();
+    assert!(status.success(), "{log}");
 }

@@ -57,6 +57,24 @@ fn an_edit_that_fails_once_started_rolls_back_to_the_version_before() {
     );
     let p = serve.pipeline("wc.yaml");
     assert_eq!(p["rollbacks"], 1, "{p}");
+    // The metrics say it too; restarts count every version listed, the failed one included.
+    let m = serve.metrics();
+    let sample = |family: &str| {
+        m.lines()
+            .find(|l| l.starts_with(&format!("{family}{{")) && l.contains("pipeline=\"wc.yaml\""))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{family} of wc.yaml in {m}"))
+    };
+    assert_eq!(sample("floe_pipeline_rollbacks_total"), 1.0, "{m}");
+    assert!(sample("floe_pipeline_reload_errors_total") >= 1.0, "{m}");
+    let listed: u64 = p["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["restarts"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(p["restarts"], listed, "{p}");
+    assert_eq!(sample("floe_pipeline_restarts_total"), listed as f64, "{m}");
     assert_eq!(p["ready"], false, "{p}");
     assert_eq!(p["current"], false, "{p}");
     let (status, body) = serve.readyz();

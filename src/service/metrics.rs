@@ -13,6 +13,7 @@
 //! status, versions, reload errors, rollbacks, restarts and records per second. The
 //! `process_*` families (Prometheus' standard names) give memory, CPU and open files.
 
+use crate::checkpoint::JobId;
 use crate::service::pipelines::PipelineEntry;
 use crate::service::process::ProcessStats;
 use crate::service::registry::{JobState, JobView};
@@ -286,9 +287,10 @@ fn pipeline_families(ps: &[PipelineEntry], jobs: &[JobView], out: &mut String) {
         versions.add(&base, p.versions_started as f64);
         reload_errors.add(&base, p.reload_errors as f64);
         rollbacks.add(&base, p.rollbacks as f64);
+        let restarts_of = |id: &JobId| jobs.iter().find(|j| &j.id == id).map_or(0, |j| j.restarts);
         restarts.add(
             &base,
-            (p.restarts_before + job.map_or(0, |j| j.restarts)) as f64,
+            crate::service::pipelines::restarts_total(p, restarts_of) as f64,
         );
         rate.add(&base, job.map_or(0.0, |j| j.records_per_second));
     }

@@ -181,6 +181,14 @@ pub fn readiness(e: &PipelineEntry, job: Option<&JobView>) -> Result<(), String>
     }
 }
 
+/// Failovers of every version the pipeline had in this process: the dropped versions'
+/// total, then each listed one's (ended or running), so the count never goes down when a
+/// version ends or leaves the history.
+pub fn restarts_total(e: &PipelineEntry, restarts_of: impl Fn(&JobId) -> u64) -> u64 {
+    let listed: u64 = e.history.iter().chain(e.job.iter()).map(restarts_of).sum();
+    e.restarts_before + listed
+}
+
 /// The status shown for a pipeline: its hold, its job's state, or `INVALID` / `FAILED` when
 /// no job runs for it.
 pub fn status(e: &PipelineEntry, job: Option<&JobView>) -> &'static str {
@@ -228,7 +236,7 @@ pub fn entry_json(e: &PipelineEntry, jobs: &BTreeMap<JobId, JobView>) -> Value {
         "reload-error": job.and_then(|j| j.notes.reload_error.clone()),
         "versions": versions,
         "versions-started": e.versions_started,
-        "restarts": e.restarts_before + job.map_or(0, |j| j.restarts),
+        "restarts": restarts_total(e, |id| jobs.get(id).map_or(0, |j| j.restarts)),
         "reload-errors": e.reload_errors,
         "rollbacks": e.rollbacks,
     })
@@ -264,6 +272,25 @@ mod tests {
         });
         r.finish(&id, state, Some("boom".into()));
         r.get(&id).unwrap()
+    }
+
+    #[test]
+    fn restarts_count_every_version_and_never_go_down() {
+        let ids: Vec<JobId> = (0..3).map(|i| JobId(format!("{i}").repeat(32))).collect();
+        let restarts = |id: &JobId| [2, 3, 1][ids.iter().position(|i| i == id).unwrap()];
+        let mut e = PipelineEntry::new("wc.yaml");
+        e.job = Some(ids[0].clone());
+        assert_eq!(restarts_total(&e, restarts), 2);
+        // A reload: the first version ends and is listed, its restarts still count.
+        e.history.push(ids[0].clone());
+        e.job = Some(ids[1].clone());
+        assert_eq!(restarts_total(&e, restarts), 5);
+        // It leaves the history: its restarts move into the total of dropped versions.
+        e.history.remove(0);
+        e.restarts_before += 2;
+        e.history.push(ids[1].clone());
+        e.job = Some(ids[2].clone());
+        assert_eq!(restarts_total(&e, restarts), 6);
     }
 
     #[test]

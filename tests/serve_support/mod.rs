@@ -30,7 +30,27 @@ pub struct Layout {
     pub root: tempfile::TempDir,
 }
 
+/// The token of [`Layout::submitting`]'s service.
+pub const SUBMIT_TOKEN: &str = "submit-test-token";
+
 impl Layout {
+    /// A service that takes submissions (`web.submit.enable` and a token) reading and
+    /// writing under the layout's root; `extra` as in [`Layout::new`]. Every changing call
+    /// to it needs the token: [`Serve::cli_with_token`].
+    pub fn submitting(extra: &str) -> Layout {
+        let l = Layout::new(&format!(
+            "web.submit.enable: true\nrest.auth.token: {SUBMIT_TOKEN}\n{extra}"
+        ));
+        let conf = l.path("conf/flink-conf.yaml");
+        let mut text = std::fs::read_to_string(&conf).unwrap();
+        text.push_str(&format!(
+            "web.submit.allowed-dirs: {}\n",
+            l.root.path().display()
+        ));
+        std::fs::write(conf, text).unwrap();
+        l
+    }
+
     pub fn new(conf_extra: &str) -> Layout {
         let root = tempfile::tempdir().unwrap();
         let l = Layout { root };
@@ -360,6 +380,18 @@ impl Serve {
         Command::new(env!("CARGO_BIN_EXE_floe"))
             .env_remove("FLOE_CONF_DIR")
             .env("RUST_LOG", "warn")
+            .args(args)
+            .args(["-m", &self.addr])
+            .output()
+            .unwrap()
+    }
+
+    /// [`Serve::cli`] with [`SUBMIT_TOKEN`], as a client configured with it sends it.
+    pub fn cli_with_token(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_floe"))
+            .env_remove("FLOE_CONF_DIR")
+            .env("RUST_LOG", "warn")
+            .env("FLOE_REST_AUTH_TOKEN", SUBMIT_TOKEN)
             .args(args)
             .args(["-m", &self.addr])
             .output()
