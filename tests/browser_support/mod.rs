@@ -3,6 +3,10 @@
 //! `RESULT {json}` line.
 #![allow(dead_code)]
 
+#[allow(
+    clippy::duplicate_mod,
+    reason = "the missing-tool rule, also in `common` for tests that have it"
+)]
 #[path = "../common/tools.rs"]
 mod tools;
 
