@@ -46,5 +46,10 @@ fn the_dashboard_lists_each_pipeline_and_starts_a_cancelled_one() {
     let after = r["after"].as_array().unwrap();
     let wc = after.iter().find(|row| row["file"] == "wc.yaml").unwrap();
     assert_eq!(wc["ready"], "true", "{wc}");
+    // Its versions: the cancelled one, kept in the history, and the one Start began.
+    assert!(
+        wc["cells"].to_string().contains("2 listed, 2 started"),
+        "{wc}"
+    );
     serve.wait_running("wc.yaml");
 }
