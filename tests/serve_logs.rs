@@ -158,19 +158,23 @@ fn a_sighup_the_moment_ready_is_sent_reloads_instead_of_killing() {
     std::fs::write(l.path("pipelines/wc.yaml"), l.wordcount("wc", None)).unwrap();
     let sock = l.path("notify.sock");
     let pid = Arc::new(Mutex::new(None::<u32>));
-    let target = pid.clone();
+    // Exactly one SIGHUP: from the socket's thread the moment READY=1 arrives, or (when
+    // READY=1 came before the pid was known here) from this thread once it is known.
+    let sent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (target, once) = (pid.clone(), sent.clone());
     let got = notify_socket(UnixDatagram::bind(&sock).unwrap(), move || {
         if let Some(p) = *target.lock().unwrap() {
-            let _ = std::process::Command::new("kill")
-                .args(["-HUP", &p.to_string()])
-                .status();
+            if !once.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-HUP", &p.to_string()])
+                    .status();
+            }
         }
     });
     let serve = Serve::start(&l, &[("NOTIFY_SOCKET", sock.to_str().unwrap())]);
     *pid.lock().unwrap() = Some(serve.child.id());
     wait_for("READY=1", || !states(&got).is_empty());
-    if !serve.log_text().contains("SIGHUP") && states(&got) == ["READY=1"] {
-        // READY=1 came before the pid was known here: the SIGHUP goes now.
+    if !sent.swap(true, std::sync::atomic::Ordering::SeqCst) {
         serve.signal("-HUP");
     }
     wait_for("RELOADING=1 then READY=1", || {
