@@ -324,10 +324,11 @@ fn main() {
         );
     }
     println!(
-        "save → new version processing, 1M-key state (savepoint {:.1} MB): median {} ms, max {} ms \
-         ({runs} runs; includes the {} ms debounce)",
+        "save → new version processing, 1M-key state (savepoint {:.1} MB): median {} ms, p95 {} ms, \
+         max {} ms ({runs} runs; includes the {} ms debounce)",
         last as f64 / 1e6,
         times[times.len() / 2].as_millis(),
+        times[(times.len() * 95).div_ceil(100).saturating_sub(1)].as_millis(),
         times[times.len() - 1].as_millis(),
         floe::service::watcher::DEBOUNCE.as_millis()
     );
