@@ -13,6 +13,7 @@ mod config_cmd;
 mod inspect;
 mod list;
 mod logging;
+mod reference;
 mod reload;
 mod remote;
 mod run;
@@ -21,6 +22,8 @@ mod serve;
 mod start;
 mod stop;
 mod validate;
+
+pub use reference::{check_command_line, reference_markdown};
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
