@@ -215,16 +215,19 @@ pub fn snapshot_report(loaded: &LoadedSnapshot) -> SnapshotReport {
                                 next_part: f.next_part,
                                 pending_transactions: None,
                             },
-                            crate::checkpoint::SinkState::Kafka(k) => SinkReport {
-                                pending_parts: Vec::new(),
-                                next_part: 0,
-                                pending_transactions: Some(
-                                    k.pending
-                                        .iter()
-                                        .map(|t| t.transactional_id.clone())
-                                        .collect(),
-                                ),
-                            },
+                            crate::checkpoint::SinkState::Kafka(k)
+                            | crate::checkpoint::SinkState::KafkaPooled { state: k, .. } => {
+                                SinkReport {
+                                    pending_parts: Vec::new(),
+                                    next_part: 0,
+                                    pending_transactions: Some(
+                                        k.pending
+                                            .iter()
+                                            .map(|t| t.transactional_id.clone())
+                                            .collect(),
+                                    ),
+                                }
+                            }
                         }),
                     }
                 })

@@ -528,7 +528,7 @@ impl Operator for FileSink {
         // operator; the file sink only reads its own.
         for s in states.iter().filter_map(|s| match s {
             SinkState::Files(f) => Some(f),
-            SinkState::Kafka(_) => None,
+            SinkState::Kafka(_) | SinkState::KafkaPooled { .. } => None,
         }) {
             self.restore_files(s)?;
             if s.subtask == self.subtask {
