@@ -246,10 +246,12 @@ impl Encoder {
     }
 }
 
-/// What a restore or a fresh start did: the slots whose transactions it committed. The
-/// producers it made to abort what was open are closed: each transaction makes its own.
+/// What a restore or a fresh start did: the slots whose transactions it committed, and one
+/// producer it made to abort what was open, kept for the first transaction (the others are
+/// closed: each later transaction makes its own).
 #[derive(Clone)]
 struct Started {
+    ready: Option<(u32, Arc<Client>)>,
     committed: Vec<u32>,
 }
 
@@ -373,6 +375,12 @@ impl KafkaSink {
                     .now()
                     .ok_or_else(|| producers.err("bug: the sink's start was not awaited"))?
                     .map_err(OperatorError::Data)?;
+                if let Some((slot, client)) = started.ready {
+                    x.slots
+                        .made(slot)
+                        .map_err(|e| OperatorError::Data(e.to_string()))?;
+                    x.producers.insert(slot, Handoff::ready(client));
+                }
                 for slot in started.committed {
                     x.slots
                         .committed_at_restore(slot)
@@ -649,6 +657,7 @@ fn start_work(
     let mut committed = Vec::new();
     let mut own_found = false;
     let mut fenced = 0;
+    let mut ready = None;
     for (k, pool) in &states {
         let mut held = Vec::new();
         for txn in &k.pending {
@@ -662,18 +671,23 @@ fn start_work(
                 held.push(slot);
             }
         }
+        let mine = own && k.subtask == p.subtask && k.prefix == prefix;
         let known = k.slots.max(pool.unwrap_or(0));
-        fenced += p.fence(&k.prefix, k.subtask, known, pool.is_some(), &held)?;
-        if own && k.subtask == p.subtask && k.prefix == prefix {
+        let (n, kept) = p.fence(&k.prefix, k.subtask, (known, pool.is_some()), &held, mine)?;
+        fenced += n;
+        if mine {
             own_found = true;
             committed = held;
+            ready = kept.map(|(s, c)| (s, Arc::new(c)));
         }
     }
     if own && !own_found {
-        fenced += p.fence(prefix, p.subtask, ID_POOL, true, &[])?;
+        let (n, kept) = p.fence(prefix, p.subtask, (ID_POOL, true), &[], true)?;
+        fenced += n;
+        ready = kept.map(|(s, c)| (s, Arc::new(c)));
     }
     tracing::debug!(operator = %p.operator_id, subtask = p.subtask, fenced, committed = committed.len(), "kafka sink: transactions restored");
-    Ok(Started { committed })
+    Ok(Started { ready, committed })
 }
 
 /// Commits one transaction a restored checkpoint lists. True: committed (now or before);

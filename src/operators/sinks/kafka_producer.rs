@@ -6,6 +6,7 @@
 
 use super::kafka::KafkaSinkConfig;
 use super::kafka_resume::Security;
+use super::kafka_txn::ID_POOL;
 use crate::operators::sources::kafka::property_text;
 use crate::operators::OperatorError;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -183,16 +184,22 @@ impl Producers {
     }
 
     /// Initialises `ids` at the same time (each takes a round trip or more to the
-    /// coordinator), which aborts what was open under them, and closes their producers:
-    /// their epochs. Blocking.
-    pub fn fence_all(&self, ids: &[String]) -> Result<Vec<i16>, OperatorError> {
+    /// coordinator), which aborts what was open under them, and closes their producers
+    /// except the first when `keep_first`: their epochs. Blocking.
+    pub fn fence_all(
+        &self,
+        ids: &[String],
+        keep_first: bool,
+    ) -> Result<Vec<(i16, Option<Client>)>, OperatorError> {
         std::thread::scope(|scope| {
             let making: Vec<_> = ids
                 .iter()
-                .map(|id| {
+                .enumerate()
+                .map(|(i, id)| {
                     scope.spawn(move || {
                         let client = self.client(Some(id))?;
-                        Ok(client.txn.as_ref().map_or(0, |t| t.epoch))
+                        let epoch = client.txn.as_ref().map_or(0, |t| t.epoch);
+                        Ok((epoch, (keep_first && i == 0).then_some(client)))
                     })
                 })
                 .collect();
@@ -212,29 +219,37 @@ impl Producers {
     /// at. Otherwise (a checkpoint written before pools) the next slots are looked at too,
     /// a batch at a time, while a batch holds an id used before (an id never used answers
     /// with epoch 0); slots were taken lowest first, so the used ones are contiguous.
-    /// Returns how many ids were initialised. Blocking.
+    /// `keep`: the producer of the lowest slot of the pool fenced is kept (ready for the
+    /// first transaction). Returns how many ids were initialised. Blocking.
     pub fn fence(
         &self,
         prefix: &str,
         subtask: u32,
-        known: u32,
-        pooled: bool,
+        (known, pooled): (u32, bool),
         skip: &[u32],
-    ) -> Result<u32, OperatorError> {
+        keep: bool,
+    ) -> Result<(u32, Option<(u32, Client)>), OperatorError> {
         const BATCH: u32 = 3;
         let mut fenced = 0;
+        let mut kept = None;
         let mut from = 0;
         let mut to = if pooled { known } else { known.max(BATCH) };
         loop {
-            let ids: Vec<String> = (from..to)
-                .filter(|s| !skip.contains(s))
-                .map(|s| super::kafka::transactional_id(prefix, subtask, s))
+            let slots: Vec<u32> = (from..to).filter(|s| !skip.contains(s)).collect();
+            let ids: Vec<String> = slots
+                .iter()
+                .map(|s| super::kafka::transactional_id(prefix, subtask, *s))
                 .collect();
-            let epochs = self.fence_all(&ids)?;
+            let keep_first = keep && kept.is_none() && slots.first().is_some_and(|s| *s < ID_POOL);
+            let fenced_now = self.fence_all(&ids, keep_first)?;
             fenced += ids.len() as u32;
-            if pooled || epochs.iter().all(|e| *e == 0) {
+            let used_before = fenced_now.iter().any(|(e, _)| *e > 0);
+            if let Some((_, Some(client))) = fenced_now.into_iter().next() {
+                kept = Some((slots[0], client));
+            }
+            if pooled || !used_before {
                 tracing::debug!(operator = %self.operator_id, subtask = self.subtask, prefix, fenced_subtask = subtask, ids = fenced, pooled, "kafka sink: transactional ids fenced");
-                return Ok(fenced);
+                return Ok((fenced, kept));
             }
             from = to;
             to += BATCH;
