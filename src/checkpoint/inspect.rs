@@ -226,17 +226,20 @@ pub fn snapshot_report(loaded: &LoadedSnapshot) -> SnapshotReport {
                                 in_progress: None,
                                 pending_transactions: None,
                             },
-                            crate::checkpoint::SinkState::Kafka(k) => SinkReport {
-                                pending_parts: Vec::new(),
-                                next_part: 0,
-                                in_progress: None,
-                                pending_transactions: Some(
-                                    k.pending
-                                        .iter()
-                                        .map(|t| t.transactional_id.clone())
-                                        .collect(),
-                                ),
-                            },
+                            crate::checkpoint::SinkState::Kafka(k)
+                            | crate::checkpoint::SinkState::KafkaPooled { state: k, .. } => {
+                                SinkReport {
+                                    pending_parts: Vec::new(),
+                                    next_part: 0,
+                                    in_progress: None,
+                                    pending_transactions: Some(
+                                        k.pending
+                                            .iter()
+                                            .map(|t| t.transactional_id.clone())
+                                            .collect(),
+                                    ),
+                                }
+                            }
                         }),
                     }
                 })

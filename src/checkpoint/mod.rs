@@ -96,9 +96,26 @@ pub enum SinkState {
     Kafka(KafkaSinkState),
     /// The exactly-once `file` sink (`operators::sinks::file`).
     Files(FileSinkState),
+    /// The exactly-once `kafka` sink whose subtasks take their transactional ids from a
+    /// fixed pool, slots `0..id_pool` (Flink's `FlinkKafkaProducer` pool): a restore aborts
+    /// what is open under `<prefix>-<subtask>-<slot>` for every slot below
+    /// `max(slots, id_pool)` and looks no further, so restarts do not add ids. `Kafka` is
+    /// the form before pools (read from older checkpoints, never written: a restore cannot
+    /// know how many ids the run after the checkpoint used, so it looks beyond `slots`).
+    /// Added last: postcard encodes a variant as its index.
+    KafkaPooled { state: KafkaSinkState, id_pool: u32 },
 }
 
 impl SinkState {
+    /// The `kafka` sink's state and its id pool (`None`: written before pools).
+    pub fn kafka(&self) -> Option<(&KafkaSinkState, Option<u32>)> {
+        match self {
+            SinkState::Kafka(k) => Some((k, None)),
+            SinkState::KafkaPooled { state, id_pool } => Some((state, Some(*id_pool))),
+            SinkState::Files(_) | SinkState::FilesBeforeRolling(_) => None,
+        }
+    }
+
     /// The state in the current form: an older `file` sink state with no part in progress.
     pub fn upgraded(self) -> SinkState {
         match self {
@@ -127,7 +144,9 @@ pub struct KafkaSinkState {
     /// The subtask that wrote them.
     pub subtask: u32,
     /// The transactional ids this subtask used are `<prefix>-<subtask>-<slot>` for every
-    /// `slot < slots`: a restore aborts whatever is still open under them.
+    /// `slot < slots`: a restore aborts whatever is still open under them. In
+    /// [`SinkState::KafkaPooled`], one past the highest slot that held anything at the
+    /// snapshot (ids above it and below the pool may be used after it).
     pub prefix: String,
     pub slots: u32,
     /// Transactions flushed at or before this checkpoint and not known to be committed,

@@ -719,7 +719,9 @@ impl Operator for FileSink {
         // operator; the file sink only reads its own.
         for s in states.into_iter().filter_map(|s| match s.upgraded() {
             SinkState::Files(f) => Some(f),
-            SinkState::FilesBeforeRolling(_) | SinkState::Kafka(_) => None,
+            SinkState::FilesBeforeRolling(_)
+            | SinkState::Kafka(_)
+            | SinkState::KafkaPooled { .. } => None,
         }) {
             let open = self.restore_files(&s)?;
             if s.subtask == self.subtask {
