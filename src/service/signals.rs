@@ -28,6 +28,15 @@ pub async fn wait_for_stop() {
     }
 }
 
+/// Resolves once stdout or stderr is found closed, the first time only (`reported`).
+async fn output_closed(reported: &mut bool) {
+    if *reported {
+        return std::future::pending().await;
+    }
+    crate::stdio::wait_closed().await;
+    *reported = true;
+}
+
 /// Why a stop was asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopCause {
@@ -76,6 +85,9 @@ pub struct Signals {
     int: Option<tokio::signal::unix::Signal>,
     #[cfg(unix)]
     hup: Option<tokio::signal::unix::Signal>,
+    /// A closed stdout or stderr was reported once: it stays closed, so watching it again
+    /// would answer at once, for ever (a busy loop on a worker).
+    closed_reported: bool,
 }
 
 impl Signals {
@@ -95,10 +107,13 @@ impl Signals {
                 term: catch(SignalKind::terminate(), "SIGTERM"),
                 int: catch(SignalKind::interrupt(), "SIGINT"),
                 hup: catch(SignalKind::hangup(), "SIGHUP"),
+                closed_reported: false,
             }
         }
         #[cfg(not(unix))]
-        Signals {}
+        Signals {
+            closed_reported: false,
+        }
     }
 
     /// The next signal.
@@ -118,14 +133,14 @@ impl Signals {
                 _ = recv(&mut self.int) => Asked::Stop,
                 _ = recv(&mut self.hup) => Asked::Reload,
                 // A closed stdout or stderr: its reader went away (`floe serve | head`).
-                _ = crate::stdio::wait_closed() => Asked::Stop,
+                _ = output_closed(&mut self.closed_reported) => Asked::Stop,
             }
         }
         #[cfg(not(unix))]
         {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
-                _ = crate::stdio::wait_closed() => {}
+                _ = output_closed(&mut self.closed_reported) => {}
             }
             Asked::Stop
         }

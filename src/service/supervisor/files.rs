@@ -197,10 +197,11 @@ impl Supervisor {
 
     /// A removed file: its job stops with a savepoint; a hold on it ends.
     pub(super) async fn remove(&mut self, file: &str) -> Outcome {
-        self.board.remove(file);
+        // Persisted before the views drop it: once the API shows it gone, a restart agrees.
         if self.store.memory.held.remove(file).is_some() {
             self.persist().await;
         }
+        self.board.remove(file);
         let Some(mut m) = self.jobs.remove(file) else {
             // It never ran (it was invalid): nothing to stop.
             return Outcome::Stopped { savepoint: None };
