@@ -1075,7 +1075,7 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             let k = ((z >> 33) % 20_000) as i64;
             let key = k.to_le_bytes();
-            if (z >> 20) % 3 == 0 {
+            if (z >> 20).is_multiple_of(3) {
                 let got = store.remove(hash_int(k), &key).unwrap();
                 assert_eq!(got, model.remove(&k), "remove {k}");
             } else {
