@@ -117,6 +117,21 @@ pub trait OperatorSpec {
     fn key_field(&self) -> Option<&str> {
         None
     }
+
+    /// Problems with running under `job`, the guarantee the job's checkpointing gives (a
+    /// sink that cannot write exactly-once with its settings): checked when a job is
+    /// prepared, once the configuration is known.
+    fn check_guarantee(&self, _job: DeliveryGuarantee) -> Vec<Problem> {
+        Vec::new()
+    }
+
+    /// What the operator needs from this machine to start, checked without reading any data
+    /// (a file source's `path` must name something): `Err` when it could not start, with the
+    /// message its start would give; `Ok(Some(warning))` when it can, but something is
+    /// missing yet. Relative paths resolve against `base_dir`, the pipeline file's directory.
+    fn check_start(&self, _base_dir: &std::path::Path) -> Result<Option<String>, String> {
+        Ok(None)
+    }
 }
 
 impl OperatorConfig {
@@ -269,6 +284,76 @@ pub trait Operator: Send {
 
     /// Why the input is about to end; called just before `finish`.
     fn end_of_input(&mut self, _why: EndOfInput) {}
+
+    /// Blocking work the last call started on a thread of its own (a flush, a commit, a
+    /// broker call of a restore), instead of blocking the async worker it was called on. The
+    /// task takes it after every call (and after `open` and `restore_state`, before the first
+    /// record) and awaits it before it calls the operator again, hands a snapshot to the
+    /// checkpoint, or ends: its failure fails the task as the call's would have. Batches the
+    /// call emitted have gone on already, so only an operator that emits nothing (a sink)
+    /// should leave work pending after `process`.
+    fn take_pending(&mut self) -> Option<PendingWork> {
+        None
+    }
+}
+
+/// Blocking work of an operator, running on a thread of its own: see
+/// [`Operator::take_pending`].
+#[must_use = "the task must await the work before it calls the operator again"]
+pub struct PendingWork(tokio::sync::oneshot::Receiver<Result<(), OperatorError>>);
+
+impl PendingWork {
+    /// Runs `work` on a new thread named `name`; if no thread can be started, here.
+    pub fn spawn(
+        name: &str,
+        work: impl FnOnce() -> Result<(), OperatorError> + Send + 'static,
+    ) -> PendingWork {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some((work, tx))));
+        let on_thread = slot.clone();
+        let spawned = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || run_work(&on_thread));
+        if spawned.is_err() {
+            run_work(&slot);
+        }
+        PendingWork(rx)
+    }
+
+    /// Work already done, with its result.
+    pub fn done(result: Result<(), OperatorError>) -> PendingWork {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = tx.send(result);
+        PendingWork(rx)
+    }
+
+    /// Waits for the work, without blocking the async worker.
+    pub async fn wait(self) -> Result<(), OperatorError> {
+        self.0.await.unwrap_or_else(|_| {
+            Err(OperatorError::Data(
+                "bug: blocking work of the operator ended without a result (it panicked)".into(),
+            ))
+        })
+    }
+
+    /// Waits for the work on this thread: outside an async context (tests, tools).
+    pub fn wait_blocking(self) -> Result<(), OperatorError> {
+        self.0.blocking_recv().unwrap_or_else(|_| {
+            Err(OperatorError::Data(
+                "bug: blocking work of the operator ended without a result (it panicked)".into(),
+            ))
+        })
+    }
+}
+
+type WorkSlot<F> =
+    std::sync::Mutex<Option<(F, tokio::sync::oneshot::Sender<Result<(), OperatorError>>)>>;
+
+fn run_work<F: FnOnce() -> Result<(), OperatorError>>(slot: &WorkSlot<F>) {
+    let taken = slot.lock().ok().and_then(|mut s| s.take());
+    if let Some((work, tx)) = taken {
+        let _ = tx.send(work());
+    }
 }
 
 /// Flink's `DeliveryGuarantee`, from the job's checkpointing: what a sink can promise.
@@ -286,12 +371,14 @@ pub enum DeliveryGuarantee {
 /// Why an operator's input ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndOfInput {
-    /// Every source ended (a bounded job): nothing will ever be replayed, so a transactional
-    /// sink commits everything it wrote.
+    /// Every source ended (a bounded job), and a completed checkpoint holds everything the
+    /// sink received (the final checkpoint), or checkpoints are off: a transactional sink
+    /// commits everything it wrote.
     Finished,
-    /// `stop()` ended the sources early (Ctrl-C in `floe run`): a later `-s` restore replays
-    /// what came after the last completed checkpoint, so what was written after it stays
-    /// uncommitted.
+    /// `stop()` ended the sources early (Ctrl-C in `floe run`), or a bounded input ended
+    /// without a final checkpoint (`checkpoints-after-tasks-finish: false`): a later `-s`
+    /// restore replays what came after the last completed checkpoint, so what was written
+    /// after it stays uncommitted.
     Stopped,
 }
 
@@ -566,15 +653,22 @@ impl fmt::Display for Role {
     }
 }
 
+/// Names longer than this get no "did you mean": comparing two names costs the product of
+/// their lengths, and nobody mistypes a name this long by one letter.
+pub const MAX_HINT_NAME_LEN: usize = 100;
+
 /// The closest of `candidates` to `name` (Jaro-Winkler ≥ 0.8 or a small edit distance), for
 /// "did you mean" hints.
 pub fn did_you_mean<'a>(
     name: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    if name.len() > MAX_HINT_NAME_LEN {
+        return None;
+    }
     candidates
         .into_iter()
-        .filter(|c| *c != name)
+        .filter(|c| *c != name && c.len() <= MAX_HINT_NAME_LEN)
         .map(|c| {
             (
                 c,
@@ -691,6 +785,9 @@ fn unknown_type(name: &str) -> Problem {
 ///
 /// The body goes back through YAML text because serde_yaml's text deserializer tracks the
 /// path of a nested error (`fields.one: invalid type`) and its value deserializer does not.
+/// The first unknown setting's error lists every valid one, so all unknown settings are found
+/// and removed at once: at most two parses, whatever the number of keys (one parse per unknown
+/// key was quadratic: 2,000 of them took over a minute).
 fn parse_body<T: serde::de::DeserializeOwned>(
     mut body: serde_yaml::Mapping,
 ) -> Result<T, Vec<Problem>> {
@@ -698,38 +795,53 @@ fn parse_body<T: serde::de::DeserializeOwned>(
     loop {
         let text = serde_yaml::to_string(&body).unwrap_or_default();
         // An empty body serializes as `{}`, which is a valid empty mapping.
-        match serde_yaml::from_str::<T>(&text) {
+        let e = match serde_yaml::from_str::<T>(&text) {
             Ok(v) if problems.is_empty() => return Ok(v),
             Ok(_) => return Err(problems),
-            Err(e) => {
-                let (path, message) = split_serde_message(&e.to_string());
-                if let Some((field, expected)) = unknown_name(&message, "unknown field") {
-                    let key = serde_yaml::Value::String(field.clone());
-                    let hint = did_you_mean_suffix(&field, expected.iter().map(String::as_str));
-                    let known = if expected.is_empty() {
-                        "this operator has no settings of its own".to_string()
-                    } else {
-                        format!("valid settings: {}", expected.join(", "))
-                    };
-                    let at = if path.is_empty() {
-                        field.clone()
-                    } else {
-                        format!("{path}.{field}")
-                    };
-                    problems.push(Problem::new(
-                        at,
-                        format!("unknown setting \"{field}\"{hint} ({known})"),
-                    ));
-                    if path.is_empty() && body.remove(&key).is_some() {
-                        continue;
-                    }
-                    return Err(problems);
-                }
-                problems.push(serde_problem(path, message));
-                return Err(problems);
+            Err(e) => e,
+        };
+        let (path, message) = split_serde_message(&e.to_string());
+        let Some((field, expected)) = unknown_name(&message, "unknown field") else {
+            problems.push(serde_problem(path, message));
+            return Err(problems);
+        };
+        let unknown: Vec<&str> = if path.is_empty() && problems.is_empty() {
+            body.keys()
+                .filter_map(serde_yaml::Value::as_str)
+                .filter(|k| !expected.iter().any(|e| e == k))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if !unknown.contains(&field.as_str()) {
+            problems.push(unknown_setting(&path, &field, &expected));
+            return Err(problems);
+        }
+        let unknown: std::collections::HashSet<String> =
+            unknown.into_iter().map(str::to_owned).collect();
+        for k in body.keys().filter_map(serde_yaml::Value::as_str) {
+            if unknown.contains(k) {
+                problems.push(unknown_setting(&path, k, &expected));
             }
         }
+        body.retain(|k, _| !k.as_str().is_some_and(|k| unknown.contains(k)));
     }
+}
+
+/// The problem of an unknown setting `field` (at `path` inside the body), with did-you-mean.
+fn unknown_setting(path: &str, field: &str, expected: &[String]) -> Problem {
+    let hint = did_you_mean_suffix(field, expected.iter().map(String::as_str));
+    let known = if expected.is_empty() {
+        "this operator has no settings of its own".to_string()
+    } else {
+        format!("valid settings: {}", expected.join(", "))
+    };
+    let at = if path.is_empty() {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    };
+    Problem::new(at, format!("unknown setting \"{field}\"{hint} ({known})"))
 }
 
 /// `fields.one: invalid type: … at line 1 column 6` → (`fields.one`, `invalid type: …`).

@@ -4,6 +4,10 @@
 //! Each operator has its own output vector, reused for every batch, so passing a batch down the
 //! chain allocates nothing. Panics inside an operator are caught here so the error can name the
 //! operator; they are reported as bugs.
+//!
+//! A batch goes down the chain depth first (what operator n emits passes through n+1… before
+//! its next batch), driven by a work list, never by recursion: a chain of ten thousand
+//! operators needs no more stack than a chain of one.
 
 use crate::checkpoint::{CheckpointId, OperatorSnapshot};
 use crate::operators::{EndOfInput, Operator};
@@ -25,6 +29,9 @@ pub struct ChainedOperator {
 pub struct Chain {
     ops: Vec<ChainedOperator>,
     bufs: Vec<Vec<Batch>>,
+    /// Batches still to pass through the operator at their level, the next one last: the work
+    /// list that replaces recursion. Empty between calls; kept for its allocation.
+    pending: Vec<(usize, Batch)>,
     subtask: u32,
     parallelism: u32,
 }
@@ -35,6 +42,7 @@ impl Chain {
         Chain {
             ops,
             bufs,
+            pending: Vec::new(),
             subtask,
             parallelism,
         }
@@ -55,10 +63,13 @@ impl Chain {
             self.check(level, result)?;
             let produced: usize = buf.iter().map(Batch::len).sum();
             self.ops[level].metrics.subtasks[self.subtask as usize].add(0, produced);
-            for b in buf.drain(..) {
-                self.run(level + 1, b, out)?;
-            }
+            let mut pending = std::mem::take(&mut self.pending);
+            pending.extend(buf.drain(..).rev().map(|b| (level + 1, b)));
             self.bufs[level] = buf;
+            let result = self.drain(&mut pending, out);
+            pending.clear();
+            self.pending = pending;
+            result?;
         }
         Ok(())
     }
@@ -111,6 +122,19 @@ impl Chain {
         Ok(())
     }
 
+    /// Awaits the blocking work each operator left pending ([`Operator::take_pending`]), in
+    /// chain order, off the async workers: what the task does after every call into the chain
+    /// and before the first record.
+    pub async fn settle(&mut self) -> Result<(), TaskError> {
+        for level in 0..self.ops.len() {
+            if let Some(work) = self.ops[level].operator.take_pending() {
+                let result = work.wait().await;
+                self.check(level, Ok(result))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Number of chained operators.
     pub fn len(&self) -> usize {
         self.ops.len()
@@ -121,21 +145,40 @@ impl Chain {
     }
 
     fn run(&mut self, level: usize, batch: Batch, out: &mut Vec<Batch>) -> Result<(), TaskError> {
-        if level == self.ops.len() {
-            out.push(batch);
-            return Ok(());
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.push((level, batch));
+        let result = self.drain(&mut pending, out);
+        pending.clear(); // after a failure: the task ends, the rest is dropped
+        self.pending = pending;
+        result
+    }
+
+    /// Passes every pending batch through the rest of the chain, depth first.
+    fn drain(
+        &mut self,
+        pending: &mut Vec<(usize, Batch)>,
+        out: &mut Vec<Batch>,
+    ) -> Result<(), TaskError> {
+        while let Some((level, batch)) = pending.pop() {
+            if level == self.ops.len() {
+                out.push(batch);
+                continue;
+            }
+            let records = batch.len();
+            let mut buf = std::mem::take(&mut self.bufs[level]);
+            let op = &mut self.ops[level];
+            let result = catch_unwind(AssertUnwindSafe(|| op.operator.process(batch, &mut buf)));
+            if let Err(e) = self.check(level, result) {
+                buf.clear();
+                self.bufs[level] = buf;
+                return Err(e);
+            }
+            let produced: usize = buf.iter().map(Batch::len).sum();
+            self.ops[level].metrics.subtasks[self.subtask as usize].add(records, produced);
+            // Reversed: the first batch emitted is popped, and goes on, first.
+            pending.extend(buf.drain(..).rev().map(|b| (level + 1, b)));
+            self.bufs[level] = buf;
         }
-        let records = batch.len();
-        let mut buf = std::mem::take(&mut self.bufs[level]);
-        let op = &mut self.ops[level];
-        let result = catch_unwind(AssertUnwindSafe(|| op.operator.process(batch, &mut buf)));
-        self.check(level, result)?;
-        let produced: usize = buf.iter().map(Batch::len).sum();
-        self.ops[level].metrics.subtasks[self.subtask as usize].add(records, produced);
-        for b in buf.drain(..) {
-            self.run(level + 1, b, out)?;
-        }
-        self.bufs[level] = buf;
         Ok(())
     }
 

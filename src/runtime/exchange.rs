@@ -6,16 +6,16 @@
 //! shared buffer, only spans and row indices are copied. Row-index buffers are reused across
 //! batches, so nothing is allocated per record.
 //!
-//! Barriers and `End` are broadcast to every downstream channel of every edge (reference §8.2).
+//! Barriers and `End` are broadcast to every downstream channel of every edge (docs/architecture.md#barrier-flow).
 //! Sends wait when a channel is full: that wait is the backpressure that slows the source.
 
 use crate::pipeline::plan::Exchange;
 use crate::record::{Batch, Column};
+use crate::runtime::channel::Sender;
 use crate::runtime::message::Message;
 use crate::state::keygroup::{
     hash_bool, hash_float, hash_int, java_string_hash_code, murmur_hash, operator_index,
 };
-use tokio::sync::mpsc::Sender;
 
 /// A downstream channel closed: its subtask failed or the job is being cancelled.
 #[derive(Debug)]
@@ -23,7 +23,7 @@ pub struct Disconnected;
 
 /// One outgoing edge of one subtask.
 pub struct OutputEdge {
-    senders: Vec<Sender<Message>>,
+    senders: Vec<Sender>,
     route: Route,
 }
 
@@ -48,7 +48,7 @@ impl OutputEdge {
     /// sends to: just one for forward).
     pub fn new(
         exchange: &Exchange,
-        senders: Vec<Sender<Message>>,
+        senders: Vec<Sender>,
         subtask: u32,
         max_parallelism: u32,
     ) -> OutputEdge {
@@ -112,7 +112,7 @@ impl OutputEdge {
     }
 }
 
-async fn send(sender: &Sender<Message>, message: Message) -> Result<(), Disconnected> {
+async fn send(sender: &Sender, message: Message) -> Result<(), Disconnected> {
     sender.send(message).await.map_err(|_| Disconnected)
 }
 

@@ -1,8 +1,10 @@
 //! The runtime: runs a [`Plan`] as subtasks on tokio, connected by bounded channels of
 //! batches, and reports how the job ended.
 //!
+//! - `memory`: what a plan's channels cost, before any is created.
 //! - `message`: what crosses a channel (batches, barriers, end of stream).
 //! - `barrier`: barrier alignment as a pure decision (block / snapshot / release).
+//! - `channel`: the bounded channel between two subtasks, small enough for p × p of them.
 //! - `gate`: a subtask's input channels, any of which can be blocked.
 //! - `exchange`: outgoing edges: forward, rebalance, hash by key group.
 //! - `chain`: the chained operators of a task, called in turn on each batch.
@@ -22,10 +24,12 @@
 
 pub mod barrier;
 pub mod chain;
+pub mod channel;
 pub mod checkpointing;
 pub mod exchange;
 pub mod failover;
 pub mod gate;
+pub mod memory;
 pub mod message;
 pub mod metrics;
 pub mod source;
@@ -46,6 +50,7 @@ use crate::operators::{BuildContext, OperatorError};
 use crate::pipeline::plan::{Exchange, Factory, Plan};
 use crate::pipeline::OperatorId;
 use chain::{panic_message, Chain, ChainedOperator};
+use channel::{Receiver, Sender};
 use checkpointing::{DriverHandle, JobShape, TaskShape};
 use exchange::{Disconnected, OutputEdge, Outputs};
 use gate::InputGate;
@@ -54,7 +59,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use task::{Injection, SourceSlot, TaskContext};
-use tokio::sync::mpsc::{self, Receiver, Sender, UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -424,7 +429,7 @@ impl JobHandle {
         } else if user_cancelled {
             JobTermination::Cancelled
         } else if self.control.finished_by_savepoint.load(Ordering::SeqCst) && !disconnected {
-            // Stop-with-savepoint: the job finished at its savepoint (reference §6.3).
+            // Stop-with-savepoint: the job finished at its savepoint (docs/architecture.md#stop-with-savepoint).
             JobTermination::Finished
         } else if disconnected {
             JobTermination::Failed
@@ -542,6 +547,24 @@ pub fn start(plan: Plan, mut opts: JobOptions) -> Result<JobHandle, RuntimeError
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let mut triggers = Vec::new();
     let mut subtasks = Vec::new();
+    // Bounded inputs end with a final checkpoint when checkpoints are periodic (FLIP-147).
+    let sources: u32 = plan
+        .tasks
+        .iter()
+        .filter(|t| t.is_source())
+        .map(|t| t.parallelism)
+        .sum();
+    // `checkpoints-after-tasks-finish: false` (Flink's flag) ends bounded inputs without it,
+    // and then, as in Flink, nothing after the last completed checkpoint is committed.
+    let after_finish = checkpointing
+        .as_ref()
+        .is_some_and(|c| c.config.checkpoints_after_tasks_finish);
+    let final_checkpoint = (periodic && after_finish && checkpoints_tx.is_some())
+        .then(|| task::FinalCheckpoint::new(sources));
+    let end_uncommitted = periodic && !after_finish;
+    if end_uncommitted {
+        tracing::info!(job = %plan.name, "execution.checkpointing.checkpoints-after-tasks-finish is false: a bounded input ends without a final checkpoint, and transactional sinks do not commit what they wrote after the last completed checkpoint");
+    }
     let mut outcome_senders = Vec::new();
     for (ti, t) in plan.tasks.iter().enumerate() {
         for s in 0..t.parallelism {
@@ -559,6 +582,8 @@ pub fn start(plan: Plan, mut opts: JobOptions) -> Result<JobHandle, RuntimeError
                 checkpoints: checkpoints_tx.clone(),
                 channels_blocked: metrics.channels_blocked.clone(),
                 outcomes,
+                final_checkpoint: final_checkpoint.clone(),
+                end_uncommitted,
             };
             let outputs = Outputs::new(std::mem::take(&mut senders[ti][s as usize]));
             let inputs = std::mem::take(&mut receivers[ti][s as usize]);
@@ -710,13 +735,13 @@ enum Built {
     },
 }
 
-type Wiring = (Vec<Vec<Vec<Receiver<Message>>>>, Vec<Vec<Vec<OutputEdge>>>);
+type Wiring = (Vec<Vec<Vec<Receiver>>>, Vec<Vec<Vec<OutputEdge>>>);
 
 /// Creates one channel per (upstream subtask, downstream subtask) pair of every task input.
 /// Returns per task and subtask: its input receivers (input by input, upstream subtask by
 /// upstream subtask) and its output edges.
 fn wire(plan: &Plan, capacity: usize) -> Result<Wiring, RuntimeError> {
-    let mut receivers: Vec<Vec<Vec<Receiver<Message>>>> = plan
+    let mut receivers: Vec<Vec<Vec<Receiver>>> = plan
         .tasks
         .iter()
         .map(|t| (0..t.parallelism).map(|_| Vec::new()).collect())
@@ -745,9 +770,9 @@ fn wire(plan: &Plan, capacity: usize) -> Result<Wiring, RuntimeError> {
                     Exchange::Forward => vec![i],
                     _ => (0..pd).collect(),
                 };
-                let mut edge_senders: Vec<Sender<Message>> = Vec::with_capacity(targets.len());
+                let mut edge_senders: Vec<Sender> = Vec::with_capacity(targets.len());
                 for j in targets {
-                    let (tx, rx) = mpsc::channel(capacity);
+                    let (tx, rx) = channel::channel(capacity);
                     edge_senders.push(tx);
                     receivers[d][j as usize].push(rx);
                 }
@@ -789,7 +814,7 @@ fn build_subtask(
     subtask: u32,
     metrics: &[Arc<OperatorMetrics>],
     outputs: Outputs,
-    inputs: Vec<Receiver<Message>>,
+    inputs: Vec<Receiver>,
     opts: &JobOptions,
     periodic: bool,
     restore: &mut Option<RestoreState>,
