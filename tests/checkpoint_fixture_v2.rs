@@ -20,8 +20,8 @@ use floe::checkpoint::metadata::{
 use floe::checkpoint::restore::{check_files, load_state, map_checkpoint, TargetOperator};
 use floe::checkpoint::storage::load;
 use floe::checkpoint::{
-    FileSinkState, JobId, KafkaOffset, KafkaPendingTxn, KafkaSinkState, PendingPart, SinkState,
-    SourcePosition,
+    FileSinkStateBeforeRolling, JobId, KafkaOffset, KafkaPendingTxn, KafkaSinkState, PendingPart,
+    SinkState, SourcePosition,
 };
 use floe::operators::RestoredState;
 use floe::pipeline::OperatorId;
@@ -266,7 +266,8 @@ fn expected_sinks() -> Vec<OperatorStateMeta> {
     vec![
         sink(
             "out",
-            SinkState::Files(FileSinkState {
+            // Version 2's only `file` sink state; version 3 reads it under this name.
+            SinkState::FilesBeforeRolling(FileSinkStateBeforeRolling {
                 subtask: 0,
                 next_part: 4,
                 pending: vec![part(8, 2), part(9, 3)],

@@ -77,6 +77,10 @@ pub struct SinkReport {
     /// The part numbers a restore commits (`part-<subtask>-<n>`).
     pub pending_parts: Vec<u64>,
     pub next_part: u64,
+    /// The `file` sink's part in progress at the barrier and the bytes of it the snapshot
+    /// covers: `[part, length]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_progress: Option<[u64; 2]>,
     /// The `kafka` sink (`None` for the `file` sink): the transactional ids a restore
     /// commits.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -209,22 +213,33 @@ pub fn snapshot_report(loaded: &LoadedSnapshot) -> SnapshotReport {
                         keyed,
                         blobs,
                         source: st.source.as_ref().map(source_report),
-                        sink: st.sink.as_ref().map(|s| match s {
+                        sink: st.sink.clone().map(|s| match s.upgraded() {
                             crate::checkpoint::SinkState::Files(f) => SinkReport {
                                 pending_parts: f.pending.iter().map(|p| p.part).collect(),
                                 next_part: f.next_part,
+                                in_progress: f.in_progress.map(|p| [p.part, p.length]),
                                 pending_transactions: None,
                             },
-                            crate::checkpoint::SinkState::Kafka(k) => SinkReport {
-                                pending_parts: Vec::new(),
-                                next_part: 0,
-                                pending_transactions: Some(
-                                    k.pending
-                                        .iter()
-                                        .map(|t| t.transactional_id.clone())
-                                        .collect(),
-                                ),
+                            crate::checkpoint::SinkState::FilesBeforeRolling(f) => SinkReport {
+                                pending_parts: f.pending.iter().map(|p| p.part).collect(),
+                                next_part: f.next_part,
+                                in_progress: None,
+                                pending_transactions: None,
                             },
+                            crate::checkpoint::SinkState::Kafka(k)
+                            | crate::checkpoint::SinkState::KafkaPooled { state: k, .. } => {
+                                SinkReport {
+                                    pending_parts: Vec::new(),
+                                    next_part: 0,
+                                    in_progress: None,
+                                    pending_transactions: Some(
+                                        k.pending
+                                            .iter()
+                                            .map(|t| t.transactional_id.clone())
+                                            .collect(),
+                                    ),
+                                }
+                            }
                         }),
                     }
                 })

@@ -9,9 +9,13 @@
 //! or to the job's `shared/` directory (incremental files), never by absolute paths, so a
 //! savepoint directory can be moved.
 //!
-//! Versions: 1 (issue 3) had no sink state; 2 adds [`SubtaskStateMeta::sink`]. postcard is
-//! positional, so a v1 payload is decoded into the v1 types of [`v1`] and converted (no sink
-//! state); every version this build ever wrote keeps decoding.
+//! Versions: 1 (issue 3) had no sink state; 2 adds [`SubtaskStateMeta::sink`]; 3 adds the
+//! rolling `file` sink's state ([`SinkState::Files`], with the part in progress at the
+//! barrier) as a new last variant, so a v2 `file` sink state still decodes as
+//! [`SinkState::FilesBeforeRolling`], and a floe that reads only up to 2 refuses a v3 file by
+//! its version instead of failing on an unknown variant. postcard is positional, so a v1
+//! payload is decoded into the v1 types of [`v1`] and converted (no sink state); every version
+//! this build ever wrote keeps decoding.
 
 use crate::checkpoint::{CheckpointError, JobId, SinkState, SourcePosition};
 use serde::{Deserialize, Serialize};
@@ -20,7 +24,7 @@ use std::path::Path;
 /// First bytes of every `_metadata` file floe writes.
 pub const METADATA_MAGIC: [u8; 4] = *b"FLOE";
 /// The format version this build writes (and the newest it reads).
-pub const METADATA_VERSION: u32 = 2;
+pub const METADATA_VERSION: u32 = 3;
 
 /// Checkpoint or savepoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -465,6 +469,10 @@ mod tests {
                                 checkpoint_id: 7,
                                 part: 3,
                             }],
+                            in_progress: Some(crate::checkpoint::InProgressPart {
+                                part: 4,
+                                length: 17,
+                            }),
                         })),
                     }],
                 },

@@ -87,11 +87,55 @@ pub struct KafkaOffset {
 /// barrier and has not yet committed. Small: it goes inline into `_metadata`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SinkState {
+    /// The `file` sink as floe wrote it before part files rolled by size and time (a part per
+    /// checkpoint, none in progress at a barrier): read from older checkpoints, never
+    /// written; [`SinkState::upgraded`] turns it into [`SinkState::Files`].
+    FilesBeforeRolling(FileSinkStateBeforeRolling),
+    /// The exactly-once `kafka` sink (`operators::sinks::kafka`). postcard encodes a variant
+    /// as its index: new variants go last.
+    Kafka(KafkaSinkState),
     /// The exactly-once `file` sink (`operators::sinks::file`).
     Files(FileSinkState),
-    /// The exactly-once `kafka` sink (`operators::sinks::kafka`). Added last: postcard
-    /// encodes a variant as its index.
-    Kafka(KafkaSinkState),
+    /// The exactly-once `kafka` sink whose subtasks take their transactional ids from a
+    /// fixed pool, slots `0..id_pool` (Flink's `FlinkKafkaProducer` pool): a restore aborts
+    /// what is open under `<prefix>-<subtask>-<slot>` for every slot below
+    /// `max(slots, id_pool)` and looks no further, so restarts do not add ids. `Kafka` is
+    /// the form before pools (read from older checkpoints, never written: a restore cannot
+    /// know how many ids the run after the checkpoint used, so it looks beyond `slots`).
+    /// Added last: postcard encodes a variant as its index.
+    KafkaPooled { state: KafkaSinkState, id_pool: u32 },
+}
+
+impl SinkState {
+    /// The `kafka` sink's state and its id pool (`None`: written before pools).
+    pub fn kafka(&self) -> Option<(&KafkaSinkState, Option<u32>)> {
+        match self {
+            SinkState::Kafka(k) => Some((k, None)),
+            SinkState::KafkaPooled { state, id_pool } => Some((state, Some(*id_pool))),
+            SinkState::Files(_) | SinkState::FilesBeforeRolling(_) => None,
+        }
+    }
+
+    /// The state in the current form: an older `file` sink state with no part in progress.
+    pub fn upgraded(self) -> SinkState {
+        match self {
+            SinkState::FilesBeforeRolling(f) => SinkState::Files(FileSinkState {
+                subtask: f.subtask,
+                next_part: f.next_part,
+                pending: f.pending,
+                in_progress: None,
+            }),
+            other => other,
+        }
+    }
+}
+
+/// [`FileSinkState`] without [`FileSinkState::in_progress`], as older checkpoints hold it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileSinkStateBeforeRolling {
+    pub subtask: u32,
+    pub next_part: u64,
+    pub pending: Vec<PendingPart>,
 }
 
 /// The `kafka` sink's transactions of one subtask at a checkpoint.
@@ -100,7 +144,9 @@ pub struct KafkaSinkState {
     /// The subtask that wrote them.
     pub subtask: u32,
     /// The transactional ids this subtask used are `<prefix>-<subtask>-<slot>` for every
-    /// `slot < slots`: a restore aborts whatever is still open under them.
+    /// `slot < slots`: a restore aborts whatever is still open under them. In
+    /// [`SinkState::KafkaPooled`], one past the highest slot that held anything at the
+    /// snapshot (ids above it and below the pool may be used after it).
     pub prefix: String,
     pub slots: u32,
     /// Transactions flushed at or before this checkpoint and not known to be committed,
@@ -129,6 +175,18 @@ pub struct FileSinkState {
     /// Part files finished at or before this checkpoint and not known to be committed, oldest
     /// first: a restore commits them (a commit of a committed file is a no-op).
     pub pending: Vec<PendingPart>,
+    /// The part being written at the barrier, which the rolling policy kept open: its first
+    /// `length` bytes belong to this checkpoint. A restore cuts what came after and goes on
+    /// writing it (or commits it, when another subtask now writes this subtask's parts).
+    pub in_progress: Option<InProgressPart>,
+}
+
+/// A part file still being written at a checkpoint: `.part-<subtask>-<part>.inprogress`, of
+/// which the checkpoint covers the first `length` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InProgressPart {
+    pub part: u64,
+    pub length: u64,
 }
 
 /// One pre-committed part file: `.part-<subtask>-<part>.pending` until the checkpoint that

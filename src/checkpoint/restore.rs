@@ -825,6 +825,7 @@ mod tests {
                 subtask: i,
                 next_part: 10 + i as u64,
                 pending: vec![],
+                in_progress: None,
             })
         };
         let op = OperatorStateMeta {

@@ -85,6 +85,9 @@ pub struct JobOptions {
     /// `flink-conf.yaml`): the checkpoint driver applies each new value for its next
     /// checkpoint. `FailoverHandle` fills it in.
     pub live: Option<tokio::sync::watch::Receiver<Option<crate::config::live::LiveSettings>>>,
+    /// Report every barrier alignment as a [`TaskEvent`] ([`JobHandle::take_events`]). Off
+    /// unless a reader asks: unread, the events would pile up for as long as the job runs.
+    pub task_events: bool,
 }
 
 impl JobOptions {
@@ -96,6 +99,7 @@ impl JobOptions {
             checkpointing: None,
             restore: None,
             live: None,
+            task_events: false,
         }
     }
 }
@@ -357,7 +361,8 @@ impl JobHandle {
         self.metrics.clone()
     }
 
-    /// The events subtasks report (barrier snapshots); only the first call gets them.
+    /// The events subtasks report (barrier snapshots), when [`JobOptions::task_events`] asked
+    /// for them; only the first call gets them.
     pub fn take_events(&mut self) -> Option<UnboundedReceiver<TaskEvent>> {
         self.events.take()
     }
@@ -544,7 +549,13 @@ pub fn start(plan: Plan, mut opts: JobOptions) -> Result<JobHandle, RuntimeError
 
     let cancel = CancellationToken::new();
     let stop = Arc::new(AtomicBool::new(false));
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let (events_tx, events_rx) = match opts.task_events {
+        true => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
+        }
+        false => (None, None),
+    };
     let mut triggers = Vec::new();
     let mut subtasks = Vec::new();
     // Bounded inputs end with a final checkpoint when checkpoints are periodic (FLIP-147).
@@ -686,7 +697,7 @@ pub fn start(plan: Plan, mut opts: JobOptions) -> Result<JobHandle, RuntimeError
         parallelism,
         tasks,
         info,
-        events: Some(events_rx),
+        events: events_rx,
         notices: driver.as_ref().map(|_| notices_rx),
         driver,
         started: Instant::now(),

@@ -1,5 +1,9 @@
 //! The signals a floe process answers: SIGINT and SIGTERM stop, SIGHUP reloads
 //! (`floe serve`). Only waiting here; what a signal does is the caller's.
+//!
+//! A handler exists from the moment its stream is created: `floe serve` creates them first
+//! thing ([`Signals::install`]), so that a SIGTERM during start-up, or a SIGHUP right after
+//! `READY=1`, is caught instead of killing the process without its savepoints.
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
 pub async fn wait_for_stop() {
@@ -51,6 +55,79 @@ pub fn hangups() -> Option<tokio::signal::unix::Signal> {
         Err(e) => {
             tracing::warn!(error = %e, "cannot catch SIGHUP; reload with `floe reload` instead");
             None
+        }
+    }
+}
+
+/// What a signal asks of `floe serve`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    /// SIGINT or SIGTERM.
+    Stop,
+    /// SIGHUP.
+    Reload,
+}
+
+/// SIGINT, SIGTERM and SIGHUP, caught from [`Signals::install`] on.
+pub struct Signals {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Installs the handlers now. Must be called inside a tokio runtime.
+    pub fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let catch = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot catch {name}");
+                    None
+                }
+            };
+            Signals {
+                term: catch(SignalKind::terminate(), "SIGTERM"),
+                int: catch(SignalKind::interrupt(), "SIGINT"),
+                hup: catch(SignalKind::hangup(), "SIGHUP"),
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// The next signal.
+    pub async fn next(&mut self) -> Asked {
+        #[cfg(unix)]
+        {
+            async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                _ = recv(&mut self.term) => Asked::Stop,
+                _ = recv(&mut self.int) => Asked::Stop,
+                _ = recv(&mut self.hup) => Asked::Reload,
+                // A closed stdout or stderr: its reader went away (`floe serve | head`).
+                _ = crate::stdio::wait_closed() => Asked::Stop,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = crate::stdio::wait_closed() => {}
+            }
+            Asked::Stop
         }
     }
 }

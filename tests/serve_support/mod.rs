@@ -30,7 +30,27 @@ pub struct Layout {
     pub root: tempfile::TempDir,
 }
 
+/// The token of [`Layout::submitting`]'s service.
+pub const SUBMIT_TOKEN: &str = "submit-test-token";
+
 impl Layout {
+    /// A service that takes submissions (`web.submit.enable` and a token) reading and
+    /// writing under the layout's root; `extra` as in [`Layout::new`]. Every changing call
+    /// to it needs the token: [`Serve::cli_with_token`].
+    pub fn submitting(extra: &str) -> Layout {
+        let l = Layout::new(&format!(
+            "web.submit.enable: true\nrest.auth.token: {SUBMIT_TOKEN}\n{extra}"
+        ));
+        let conf = l.path("conf/flink-conf.yaml");
+        let mut text = std::fs::read_to_string(&conf).unwrap();
+        text.push_str(&format!(
+            "web.submit.allowed-dirs: {}\n",
+            l.root.path().display()
+        ));
+        std::fs::write(conf, text).unwrap();
+        l
+    }
+
     pub fn new(conf_extra: &str) -> Layout {
         let root = tempfile::tempdir().unwrap();
         let l = Layout { root };
@@ -79,6 +99,8 @@ operators:
     type: file
     inputs: [count]
     path: {out}
+    rolling:
+      rollover-interval: 0
 ",
             input = self.path("in").display(),
             out = self.path("out").display(),
@@ -200,6 +222,11 @@ pub struct Serve {
 impl Serve {
     /// Starts `floe serve` over `layout`, with `env` added, and waits for its REST address.
     pub fn start(layout: &Layout, env: &[(&str, &str)]) -> Serve {
+        Serve::start_with(layout, env, &[])
+    }
+
+    /// [`Serve::start`] with global options before `serve` (`--log-format json`).
+    pub fn start_with(layout: &Layout, env: &[(&str, &str)], global: &[&str]) -> Serve {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_floe"));
         cmd.env_remove("FLOE_CONF_DIR")
             .env_remove("NOTIFY_SOCKET")
@@ -207,6 +234,7 @@ impl Serve {
             .env("RUST_LOG", "info")
             .env("FLOE_REST_PORT", "0")
             .current_dir(layout.root.path())
+            .args(global)
             .arg("serve")
             .arg("--conf-dir")
             .arg(layout.path("conf"))
@@ -232,11 +260,11 @@ impl Serve {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(at) = line.find("REST API listening on http://") {
-                    let addr = line[at + "REST API listening on http://".len()..]
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string();
+                    // Text or JSON logs: the address ends where host:port characters end.
+                    let addr: String = line[at + "REST API listening on http://".len()..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || ".:[]-".contains(*c))
+                        .collect();
                     let _ = tx.send(addr);
                 }
                 keep.lock().unwrap().push(line);
@@ -261,6 +289,36 @@ impl Serve {
 
     pub fn get(&self, path: &str) -> Value {
         self.client().get(path).unwrap()
+    }
+
+    /// `/readyz`: its status code and body.
+    pub fn readyz(&self) -> (u16, Value) {
+        let a = self.client().send("GET", "/readyz", None).unwrap();
+        (
+            a.status,
+            serde_json::from_str(&a.body).unwrap_or(Value::Null),
+        )
+    }
+
+    /// The text of `/metrics`.
+    pub fn metrics(&self) -> String {
+        self.client().send("GET", "/metrics", None).unwrap().body
+    }
+
+    /// `/pipelines/:name`.
+    pub fn pipeline(&self, name: &str) -> Value {
+        self.get(&format!("/pipelines/{name}"))
+    }
+
+    /// Waits until `/readyz` answers `status`; its body.
+    pub fn wait_ready(&self, status: u16) -> Value {
+        let mut body = Value::Null;
+        wait_for(&format!("/readyz {status}"), || {
+            let (s, b) = self.readyz();
+            body = b;
+            s == status
+        });
+        body
     }
 
     /// `/jobs/overview`'s jobs.
@@ -322,6 +380,18 @@ impl Serve {
         Command::new(env!("CARGO_BIN_EXE_floe"))
             .env_remove("FLOE_CONF_DIR")
             .env("RUST_LOG", "warn")
+            .args(args)
+            .args(["-m", &self.addr])
+            .output()
+            .unwrap()
+    }
+
+    /// [`Serve::cli`] with [`SUBMIT_TOKEN`], as a client configured with it sends it.
+    pub fn cli_with_token(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_floe"))
+            .env_remove("FLOE_CONF_DIR")
+            .env("RUST_LOG", "warn")
+            .env("FLOE_REST_AUTH_TOKEN", SUBMIT_TOKEN)
             .args(args)
             .args(["-m", &self.addr])
             .output()

@@ -8,6 +8,7 @@ pub mod kafka_resume;
 mod kafka_scram;
 pub mod kafka_txn;
 pub mod print;
+pub mod rolling;
 
 use crate::checkpoint::SinkState;
 use crate::operators::{OperatorError, Problem, RestoredState};
