@@ -438,7 +438,12 @@ impl Supervisor {
                 .values()
                 .map(|m| &m.job)
                 .chain(self.submitted.iter().map(|s| &s.job))
-                .filter(|j| j.handle.metrics().is_none() && !j.done.is_finished())
+                // Running and listed: the follower registers a job just after its first
+                // attempt runs, and READY=1 promises what the API shows.
+                .filter(|j| {
+                    (j.handle.metrics().is_none() || self.registry.get(&j.job_id).is_none())
+                        && !j.done.is_finished()
+                })
                 .count();
             if pending == 0 || Instant::now() > deadline || self.stopping.load(Ordering::SeqCst) {
                 return;
