@@ -7,6 +7,7 @@ use floe::cli::client::{Client, Endpoint};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
@@ -448,4 +449,48 @@ pub fn wait_committed(layout: &Layout, n: usize) {
     wait_for(&format!("{n} committed output lines"), || {
         layout.committed().len() >= n
     });
+}
+
+/// Every datagram received on a notify socket; on READY=1, `on_ready` runs at once (from the
+/// receiving thread).
+pub fn notify_socket(
+    socket: UnixDatagram,
+    on_ready: impl Fn() + Send + 'static,
+) -> Arc<Mutex<Vec<String>>> {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let keep = got.clone();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 4096];
+        let mut fired = false;
+        loop {
+            match socket.recv(&mut buf) {
+                Ok(n) => {
+                    let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    if !fired && m.lines().any(|l| l == "READY=1") {
+                        fired = true;
+                        on_ready();
+                    }
+                    keep.lock().unwrap().push(m);
+                }
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => return,
+            }
+        }
+    });
+    got
+}
+
+/// The state lines (READY=1, RELOADING=1, STOPPING=1) in the order received.
+pub fn states(got: &Arc<Mutex<Vec<String>>>) -> Vec<String> {
+    got.lock()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m.lines().map(str::to_owned).collect::<Vec<_>>())
+        .filter(|l| matches!(l.as_str(), "READY=1" | "RELOADING=1" | "STOPPING=1"))
+        .collect()
 }
