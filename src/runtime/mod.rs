@@ -805,14 +805,12 @@ fn delivery_guarantee(
     opts: &JobOptions,
     periodic: bool,
 ) -> crate::operators::DeliveryGuarantee {
-    use crate::operators::DeliveryGuarantee as G;
-    match (&ctx.checkpoints, opts.checkpointing_mode) {
-        (None, _) => G::None,
-        // Storage for savepoints only: no checkpoint would ever commit a transaction.
-        (Some(_), _) if !periodic => G::None,
-        (Some(_), CheckpointingMode::ExactlyOnce) => G::ExactlyOnce,
-        (Some(_), CheckpointingMode::AtLeastOnce) => G::AtLeastOnce,
-    }
+    // Storage for savepoints only (not periodic): no checkpoint would ever commit a
+    // transaction.
+    crate::operators::DeliveryGuarantee::of_checkpointing(
+        ctx.checkpoints.is_some() && periodic,
+        opts.checkpointing_mode,
+    )
 }
 
 #[expect(
