@@ -55,19 +55,6 @@ pub async fn wait_for_stop_or_closed_output() -> StopCause {
     }
 }
 
-/// A stream of SIGHUPs; `None` where there are none (not unix) or they cannot be caught.
-#[cfg(unix)]
-pub fn hangups() -> Option<tokio::signal::unix::Signal> {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot catch SIGHUP; reload with `floe reload` instead");
-            None
-        }
-    }
-}
-
 /// What a signal asks of `floe serve`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Asked {
