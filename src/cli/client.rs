@@ -1,16 +1,14 @@
 //! A small blocking HTTP/1.1 client for floe's REST API (or Flink's: the paths and JSON are the
 //! same), used by `floe list`, `savepoint`, `stop` and `cancel`.
 //!
-//! One request per connection (`Connection: close`), read to the end: the verbs make a handful
-//! of requests, so keeping connections alive buys nothing and a plain `TcpStream` keeps the
-//! dependency list short. Requests that change something carry `Content-Type:
+//! Built on reqwest's blocking client (the verbs are synchronous and make a handful of
+//! requests). Requests that change something carry `Content-Type:
 //! application/json` (the API refuses other bodies with 415) and, when `rest.auth.token` or
 //! `rest.auth.token-file` is configured, `Authorization: Bearer <token>`. A non-2xx answer
 //! becomes [`ClientError::Api`] with the first message of Flink's `{"errors": [...]}`.
 
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::io::Read;
 use std::time::Duration;
 
 /// How long to wait for a connection to a resolved address.
@@ -192,7 +190,7 @@ impl Client {
         })
     }
 
-    /// Sends one request and reads the whole answer.
+    /// Sends one request and reads the whole answer (at most [`MAX_ANSWER`] bytes).
     pub fn send(
         &self,
         method: &'static str,
@@ -206,31 +204,41 @@ impl Client {
             path: path.to_owned(),
             reason,
         };
-        let mut stream = self.connect()?;
-        stream
-            .set_read_timeout(Some(IO_TIMEOUT))
-            .and_then(|()| stream.set_write_timeout(Some(IO_TIMEOUT)))
-            .map_err(|e| transport(e.to_string()))?;
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: floe/{}\r\nAccept: \
-             application/json\r\nConnection: close\r\n",
-            env!("CARGO_PKG_VERSION")
-        );
+        let http = reqwest::blocking::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(IO_TIMEOUT)
+            // The API is on a host the user named (usually loopback): never through a proxy.
+            .no_proxy()
+            .user_agent(concat!("floe/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| transport(error_chain(&e)))?;
+        let verb = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|e| transport(format!("not an HTTP method: {e}")))?;
+        let mut request = http
+            .request(verb, format!("http://{addr}{path}"))
+            .header(reqwest::header::ACCEPT, "application/json");
         if let Some(token) = &self.token {
-            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+            request = request.bearer_auth(token);
         }
-        let body = body.map(Value::to_string).unwrap_or_default();
         if method != "GET" {
-            head.push_str("Content-Type: application/json\r\n");
+            let body = body.map(Value::to_string).unwrap_or_default();
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
         }
-        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-        stream
-            .write_all(head.as_bytes())
-            .and_then(|()| stream.write_all(body.as_bytes()))
-            .and_then(|()| stream.flush())
-            .map_err(|e| transport(format!("cannot send the request: {e}")))?;
+        let answer = request.send().map_err(|e| {
+            if e.is_connect() {
+                ClientError::Unreachable {
+                    addr: addr.clone(),
+                    reason: error_chain(&e),
+                }
+            } else {
+                transport(error_chain(&e))
+            }
+        })?;
+        let status = answer.status().as_u16();
         let mut raw = Vec::new();
-        stream
+        answer
             .take(MAX_ANSWER + 1)
             .read_to_end(&mut raw)
             .map_err(|e| transport(format!("cannot read the answer: {e}")))?;
@@ -239,42 +247,24 @@ impl Client {
                 "the answer is larger than {MAX_ANSWER} bytes"
             )));
         }
-        if raw.is_empty() {
-            // A server going away (a floe that exits as its job ends) closes its connections
-            // without an answer: the floe stopped answering, not something else answered.
-            return Err(transport(
-                "the connection closed without an answer".to_owned(),
-            ));
-        }
-        parse_answer(&raw).map_err(|detail| ClientError::Protocol {
-            addr: addr.clone(),
-            method,
-            path: path.to_owned(),
-            detail,
+        Ok(Answer {
+            status,
+            body: String::from_utf8_lossy(&raw).into_owned(),
         })
     }
+}
 
-    /// Connects to the first resolved address that answers (`localhost` may resolve to `::1`
-    /// first while floe listens on 127.0.0.1).
-    fn connect(&self) -> Result<TcpStream, ClientError> {
-        let addr = self.endpoint.to_string();
-        let unreachable = |reason: String| ClientError::Unreachable {
-            addr: addr.clone(),
-            reason,
-        };
-        let resolved: Vec<SocketAddr> = (self.endpoint.host.as_str(), self.endpoint.port)
-            .to_socket_addrs()
-            .map_err(|e| unreachable(format!("cannot resolve '{}': {e}", self.endpoint.host)))?
-            .collect();
-        let mut last = format!("'{}' resolves to no address", self.endpoint.host);
-        for a in resolved {
-            match TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
-                Ok(s) => return Ok(s),
-                Err(e) => last = e.to_string(),
-            }
-        }
-        Err(unreachable(last))
+/// An error with its causes (reqwest's own message is only the outermost, e.g. "error
+/// sending request"; the cause says "connection refused" or "connection closed").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
     }
+    text
 }
 
 /// The first line of a Flink error (its message, without the stack trace).
@@ -292,86 +282,6 @@ fn excerpt(body: &str) -> String {
         format!("{cut}…")
     } else {
         cut
-    }
-}
-
-/// Parses an HTTP/1.1 answer read to the end of the connection.
-pub fn parse_answer(raw: &[u8]) -> Result<Answer, String> {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| {
-            if raw.is_empty() {
-                "the connection closed without an answer".to_owned()
-            } else {
-                format!(
-                    "not an HTTP answer: {}",
-                    excerpt(&String::from_utf8_lossy(raw))
-                )
-            }
-        })?;
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let rest = &raw[split + 4..];
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let status: u16 = status_line
-        .strip_prefix("HTTP/1.")
-        .and_then(|s| s.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("not an HTTP status line: {}", excerpt(status_line)))?;
-    let mut chunked = false;
-    let mut length: Option<usize> = None;
-    for line in lines {
-        let Some((k, v)) = line.split_once(':') else {
-            continue;
-        };
-        let (k, v) = (k.trim(), v.trim());
-        if k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked") {
-            chunked = true;
-        } else if k.eq_ignore_ascii_case("content-length") {
-            length = v.parse().ok();
-        }
-    }
-    let body = if chunked {
-        dechunk(rest)?
-    } else {
-        match length {
-            Some(n) if n <= rest.len() => rest[..n].to_vec(),
-            Some(n) => {
-                return Err(format!(
-                    "the answer ended after {} of its {n} bytes",
-                    rest.len()
-                ))
-            }
-            None => rest.to_vec(),
-        }
-    };
-    Ok(Answer {
-        status,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
-}
-
-fn dechunk(mut s: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    loop {
-        let eol = s
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("a chunked body without a chunk size line")?;
-        let size_text = String::from_utf8_lossy(&s[..eol]);
-        let size_text = size_text.split(';').next().unwrap_or("").trim();
-        let n = usize::from_str_radix(size_text, 16)
-            .map_err(|_| format!("bad chunk size '{size_text}'"))?;
-        s = &s[eol + 2..];
-        if n == 0 {
-            return Ok(out);
-        }
-        if s.len() < n {
-            return Err("the answer ended inside a chunk".into());
-        }
-        out.extend_from_slice(&s[..n]);
-        s = s.get(n + 2..).unwrap_or(&[]);
     }
 }
 
@@ -393,28 +303,6 @@ mod tests {
             let err = Endpoint::parse(bad).unwrap_err();
             assert!(err.contains(bad), "{bad}: {err}");
         }
-    }
-
-    #[test]
-    fn answers_parse_with_length_chunks_or_to_the_end() {
-        let a = parse_answer(b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\n{}").unwrap();
-        assert_eq!((a.status, a.body.as_str()), (202, "{}"));
-        let a = parse_answer(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n4\r\n\":1}\r\n0\r\n\r\n",
-        )
-        .unwrap();
-        assert_eq!(a.body, "{\"a\":1}");
-        let a = parse_answer(b"HTTP/1.0 404 Not Found\r\n\r\nnope").unwrap();
-        assert_eq!((a.status, a.body.as_str()), (404, "nope"));
-        assert!(parse_answer(b"").unwrap_err().contains("closed"));
-        assert!(parse_answer(b"SSH-2.0-OpenSSH\r\n\r\n")
-            .unwrap_err()
-            .contains("status line"));
-        assert!(
-            parse_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}")
-                .unwrap_err()
-                .contains("2 of its 10")
-        );
     }
 
     #[test]
