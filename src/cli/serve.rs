@@ -22,7 +22,7 @@ pub struct ServeArgs {
     pub pipelines: PathBuf,
     /// How long a job may take to stop with a savepoint (reload, removal, shutdown), e.g.
     /// `60s`.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = crate::config::values::parse_duration)]
     pub stop_timeout: Duration,
     /// A configuration key=value, over every other source, for every job (repeatable), as
     /// `floe run -D`: `-D rest.port=8082`.

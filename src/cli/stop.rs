@@ -27,7 +27,7 @@ pub struct StopArgs {
     #[arg(long = "type", value_name = "canonical|native")]
     pub format: Option<String>,
     /// Give up waiting after this long (e.g. 10min); default: wait until the job answers.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::values::parse_duration)]
     pub timeout: Option<Duration>,
     #[command(flatten)]
     pub remote: RemoteArgs,

@@ -9,17 +9,14 @@ pub mod socket;
 
 use std::time::Duration;
 
-/// Parse a duration setting as Flink writes them: a bare number is milliseconds (`500`), else a
-/// number and unit with or without spaces (`100 ms`, `10 s`, `1 min`, `1m 30s`).
+/// Parse a duration setting in a pipeline: the same grammar as `flink-conf.yaml`'s durations
+/// (`500` = milliseconds, `100 ms`, `10 s`, `1 min`, `PT10S`, `1m 30s`), so a value means the
+/// same in both files.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if let Ok(ms) = text.parse::<u64>() {
-        return Ok(Duration::from_millis(ms));
-    }
-    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-    humantime::parse_duration(&compact).map_err(|e| {
+    crate::config::values::parse_duration(text).map_err(|e| {
         format!(
-            "invalid duration `{text}` ({e}); write a number of milliseconds (`500`) or a number and unit (`100 ms`, `10 s`, `1 min`)"
+            "invalid duration `{}` ({e}); write a number of milliseconds (`500`) or a number and unit (`100 ms`, `10 s`, `1 min`)",
+            text.trim()
         )
     })
 }
@@ -55,6 +52,8 @@ mod tests {
         assert_eq!(parse_duration("10 s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("1 min"), Ok(Duration::from_secs(60)));
         assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("PT10S"), Ok(Duration::from_secs(10)));
+        assert!(parse_duration("1.5s").is_err());
         let err = parse_duration("soon").unwrap_err();
         assert!(err.contains("invalid duration `soon`"), "{err}");
     }
