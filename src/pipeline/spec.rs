@@ -470,55 +470,10 @@ impl RawPipeline {
             );
             return raw;
         };
-        let at = |this: &RawPipeline, key: &str| this.lines.operator_key(index, key).or(line);
-        match m.get("id") {
-            None => self.problem(
-                &raw.label(),
-                line,
-                "missing `id:` (a unique name, the operator's state identity)".to_string(),
-            ),
-            Some(id) => match scalar_text(id) {
-                Some(s) => raw.id = Some(s),
-                None => {
-                    let l = at(self, "id");
-                    self.problem(
-                        &format!("{}.id", raw.label()),
-                        l,
-                        format!("expected text, got {}", kind(id)),
-                    )
-                }
-            },
-        }
+        self.operator_id(&mut raw, m);
+        self.operator_inputs(&mut raw, m);
         let label = raw.label();
-        match m.get("inputs") {
-            None => {}
-            Some(Value::String(s)) => raw.inputs = Some(vec![s.clone()]),
-            Some(Value::Sequence(items)) => {
-                let mut names = Vec::new();
-                for (j, item) in items.iter().enumerate() {
-                    match scalar_text(item) {
-                        Some(s) => names.push(s),
-                        None => {
-                            let l = at(self, "inputs");
-                            self.problem(
-                                &format!("{label}.inputs[{j}]"),
-                                l,
-                                format!("expected an operator id, got {}", kind(item)),
-                            )
-                        }
-                    }
-                }
-                raw.inputs = Some(names);
-            }
-            Some(other) => {
-                let l = at(self, "inputs");
-                self.problem(
-                    &format!("{label}.inputs"),
-                    l,
-                    format!("expected a list of operator ids, got {}", kind(other)),
-                )
-            }
-        }
+        let at = |this: &RawPipeline, key: &str| this.lines.operator_key(index, key).or(line);
         if let Some(par) = m.get("parallelism") {
             let l = at(self, "parallelism");
             match bounded(par) {
@@ -571,6 +526,58 @@ impl RawPipeline {
             }
         }
         raw
+    }
+
+    /// The operator's `id:`, which must be text.
+    fn operator_id(&mut self, raw: &mut RawOperator, m: &Mapping) {
+        let Some(id) = m.get("id") else {
+            self.problem(
+                &raw.label(),
+                raw.line,
+                "missing `id:` (a unique name, the operator's state identity)".to_string(),
+            );
+            return;
+        };
+        match scalar_text(id) {
+            Some(s) => raw.id = Some(s),
+            None => {
+                let l = self.lines.operator_key(raw.index, "id").or(raw.line);
+                self.problem(
+                    &format!("{}.id", raw.label()),
+                    l,
+                    format!("expected text, got {}", kind(id)),
+                )
+            }
+        }
+    }
+
+    /// The operator's `inputs:`: one id or a list of ids.
+    fn operator_inputs(&mut self, raw: &mut RawOperator, m: &Mapping) {
+        let label = raw.label();
+        let l = self.lines.operator_key(raw.index, "inputs").or(raw.line);
+        match m.get("inputs") {
+            None => {}
+            Some(Value::String(s)) => raw.inputs = Some(vec![s.clone()]),
+            Some(Value::Sequence(items)) => {
+                let mut names = Vec::new();
+                for (j, item) in items.iter().enumerate() {
+                    match scalar_text(item) {
+                        Some(s) => names.push(s),
+                        None => self.problem(
+                            &format!("{label}.inputs[{j}]"),
+                            l,
+                            format!("expected an operator id, got {}", kind(item)),
+                        ),
+                    }
+                }
+                raw.inputs = Some(names);
+            }
+            Some(other) => self.problem(
+                &format!("{label}.inputs"),
+                l,
+                format!("expected a list of operator ids, got {}", kind(other)),
+            ),
+        }
     }
 
     /// A problem about setting `field` (`fields.one`, empty for the whole operator) of `op`.

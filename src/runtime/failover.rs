@@ -31,7 +31,9 @@ use crate::checkpoint::{
 use crate::config::live::LiveSettings;
 use crate::config::{ClaimMode, RestartStrategy};
 use crate::pipeline::plan::Plan;
-use crate::runtime::{CheckpointNotice, JobControl, JobError, JobOptions, JobReport, RuntimeError};
+use crate::runtime::{
+    CheckpointNotice, JobControl, JobError, JobHandle, JobOptions, JobReport, RuntimeError,
+};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -534,85 +536,132 @@ where
     F: FnMut(&Attempt<'_>) -> Result<(Plan, JobOptions), E> + Send + 'static,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let FailoverSetup {
-        job_id,
-        name,
-        strategy,
-        store,
-        mut initial,
-        claim_mode,
-    } = setup;
+    let mut run = Loop::new(setup, handle);
     let mut build = Some(build);
-    if let (Some(store), Some(initial)) = (&store, &initial) {
-        if claim_mode == ClaimMode::Legacy {
-            tracing::warn!(
-                "execution.state-recovery.claim-mode LEGACY is deprecated (as in Flink); floe \
-                 restores it as NO_CLAIM: the snapshot is never deleted"
-            );
-        }
-        store.register_restored(initial, claim_mode == ClaimMode::Claim);
-    }
-    let origin = Instant::now();
-    let mut backoff = RestartBackoff::new(strategy);
-    let highest = Arc::new(AtomicU64::new(
-        initial.as_ref().map_or(0, |s| s.metadata.checkpoint_id),
-    ));
     let mut restore: Option<LoadedSnapshot> = None;
     let mut number = 0u32;
     loop {
         let snapshot = if number == 0 {
-            initial.take()
+            run.initial.take()
         } else {
             restore.take()
         };
+        let cause = match run.attempt(&mut build, number, snapshot).await? {
+            Ok(report) => return Ok(report),
+            Err(cause) => cause,
+        };
+        restore = run.recover(cause).await?;
+        number += 1;
+        run.restarting(number, restore.as_ref());
+    }
+}
+
+/// The failover loop's state across attempts.
+struct Loop {
+    job_id: JobId,
+    name: String,
+    store: Option<Arc<FsCheckpointStore>>,
+    /// The `-s` snapshot: restored by the first attempt, the fallback while no checkpoint
+    /// completed.
+    initial: Option<LoadedSnapshot>,
+    handle: FailoverHandle,
+    backoff: RestartBackoff,
+    origin: Instant,
+    /// The highest checkpoint id any attempt used: the next attempt starts above it.
+    highest: Arc<AtomicU64>,
+}
+
+impl Loop {
+    fn new(setup: FailoverSetup, handle: FailoverHandle) -> Loop {
+        let FailoverSetup {
+            job_id,
+            name,
+            strategy,
+            store,
+            initial,
+            claim_mode,
+        } = setup;
+        if let (Some(store), Some(initial)) = (&store, &initial) {
+            if claim_mode == ClaimMode::Legacy {
+                tracing::warn!(
+                    "execution.state-recovery.claim-mode LEGACY is deprecated (as in Flink); \
+                     floe restores it as NO_CLAIM: the snapshot is never deleted"
+                );
+            }
+            store.register_restored(initial, claim_mode == ClaimMode::Claim);
+        }
+        let highest = initial.as_ref().map_or(0, |s| s.metadata.checkpoint_id);
+        Loop {
+            job_id,
+            name,
+            store,
+            initial,
+            handle,
+            backoff: RestartBackoff::new(strategy),
+            origin: Instant::now(),
+            highest: Arc::new(AtomicU64::new(highest)),
+        }
+    }
+
+    /// Builds, starts and waits for one attempt. The outer error ends the loop (the attempt
+    /// could not start); the inner one is the attempt's failure.
+    async fn attempt<F, E>(
+        &mut self,
+        build: &mut Option<F>,
+        number: u32,
+        snapshot: Option<LoadedSnapshot>,
+    ) -> Result<Result<JobReport, JobError>, FailoverError>
+    where
+        F: FnMut(&Attempt<'_>) -> Result<(Plan, JobOptions), E> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         if let Some(s) = &snapshot {
-            handle.lock().status.last_restore = Some(RestoreInfo {
+            self.handle.lock().status.last_restore = Some(RestoreInfo {
                 checkpoint_id: s.metadata.checkpoint_id,
                 path: s.dir.clone(),
                 timestamp_ms: wall_ms(),
                 from_initial: number == 0,
             });
         }
-        let attempt_store = store.as_ref().map(|s| {
+        let attempt_store = self.store.as_ref().map(|s| {
             Arc::new(AttemptStore {
                 inner: s.clone(),
                 fenced: RwLock::new(false),
-                highest: highest.clone(),
+                highest: self.highest.clone(),
             })
         });
-        let first_checkpoint_id = highest.load(Ordering::SeqCst) + 1;
+        let first_checkpoint_id = self.highest.load(Ordering::SeqCst) + 1;
         let for_attempt = attempt_store.clone().map(|s| s as Arc<dyn CheckpointStore>);
-        let (built, snapshot) = build_attempt(
-            &mut build,
-            number,
-            snapshot,
-            for_attempt,
-            first_checkpoint_id,
-        )
-        .await;
+        let (built, snapshot) =
+            build_attempt(build, number, snapshot, for_attempt, first_checkpoint_id).await;
         if number == 0 {
             // A later failover falls back on it when no checkpoint completed.
-            initial = snapshot;
+            self.initial = snapshot;
         }
-        let started = match built {
-            Ok((plan, mut options)) => {
-                with_live_settings(&handle, &mut options);
-                crate::runtime::start(plan, options).map_err(FailoverError::from)
-            }
-            Err(e) => Err(e),
-        };
-        let mut job = match started {
-            Ok(job) => job,
+        let started = built.and_then(|(plan, mut options)| {
+            with_live_settings(&self.handle, &mut options);
+            crate::runtime::start(plan, options).map_err(FailoverError::from)
+        });
+        match started {
+            Ok(job) => Ok(self.supervise(job, attempt_store).await),
             Err(e) => {
-                give_up(&store, JobTermination::Failed).await;
-                return Err(e);
+                give_up(&self.store, JobTermination::Failed).await;
+                Err(e)
             }
-        };
+        }
+    }
+
+    /// Follows a started attempt to its end; its writes are fenced off before it returns.
+    async fn supervise(
+        &self,
+        mut job: JobHandle,
+        attempt_store: Option<Arc<AttemptStore>>,
+    ) -> Result<JobReport, JobError> {
         // Triggered ids never reach the store when the attempt fails before any write; they
         // are in the notices. Draining them also keeps the channel from growing.
         let drain = job.take_checkpoint_notices().map(|mut rx| {
-            let highest = highest.clone();
-            let completed = handle.completed.clone();
+            let highest = self.highest.clone();
+            let completed = self.handle.completed.clone();
             tokio::spawn(async move {
                 while let Some(n) = rx.recv().await {
                     match n {
@@ -628,7 +677,7 @@ where
             })
         });
         {
-            let mut s = handle.lock();
+            let mut s = self.handle.lock();
             s.status.restarting = false;
             // A stop asked while the attempt was being built applies to it at once.
             match s.stop {
@@ -641,31 +690,33 @@ where
             s.stats = job.checkpoint_stats_source();
         }
         let result = job.wait().await;
-        handle.lock().control = None;
+        self.handle.lock().control = None;
         if let Some(d) = drain {
             // The driver has ended: the channel is closed and drains to its end.
             let _ = d.await;
         }
-        if let Some(s) = &attempt_store {
-            let s = s.clone();
+        if let Some(s) = attempt_store {
             // Waits for this attempt's writes still running on blocking threads.
             let _ = tokio::task::spawn_blocking(move || s.fence()).await;
         }
-        let cause = match result {
-            Ok(report) => return Ok(report),
-            Err(e) => e,
-        };
-        let stop = handle.lock().stop;
+        result
+    }
+
+    /// After a failed attempt: gives up (stopped, or the strategy says so) or waits out the
+    /// backoff and reads the restore point for the next attempt.
+    async fn recover(&mut self, cause: JobError) -> Result<Option<LoadedSnapshot>, FailoverError> {
+        let name = self.name.clone();
+        let stop = self.handle.lock().stop;
         if let Some(kind) = stop {
             // The user ended the job while it was failing: no restart.
-            give_up(&store, termination_of(kind)).await;
+            give_up(&self.store, termination_of(kind)).await;
             return Err(FailoverError::StoppedWhileRestarting { job: name, cause });
         }
         let jitter = random_unit() * 2.0 - 1.0;
-        let (delay, attempt) = match backoff.on_failure(origin.elapsed(), jitter) {
+        let (delay, attempt) = match self.backoff.on_failure(self.origin.elapsed(), jitter) {
             RestartDecision::GiveUp { message } => {
-                tracing::error!(job = %name, job_id = %job_id, error = %cause, "{message}");
-                give_up(&store, JobTermination::Failed).await;
+                tracing::error!(job = %name, job_id = %self.job_id, error = %cause, "{message}");
+                give_up(&self.store, JobTermination::Failed).await;
                 return Err(FailoverError::Suppressed {
                     job: name,
                     message,
@@ -675,68 +726,72 @@ where
             RestartDecision::Restart { delay, attempt } => (delay, attempt),
         };
         {
-            let mut s = handle.lock();
+            let mut s = self.handle.lock();
             s.status.restarting = true;
             s.status.last_failure = Some(cause.to_string());
         }
         // The restore point: the newest checkpoint in the store (the -s snapshot counts until
         // a newer one completes), else the -s snapshot, else nothing.
-        let point = store
+        let point = self
+            .store
             .as_ref()
             .and_then(|s| s.latest_retained())
             .map(|(_, dir)| dir)
-            .or_else(|| initial.as_ref().map(|s| s.dir.clone()));
+            .or_else(|| self.initial.as_ref().map(|s| s.dir.clone()));
         tracing::warn!(
             job = %name,
-            job_id = %job_id,
+            job_id = %self.job_id,
             error = %cause,
             delay_ms = delay.as_millis() as u64,
-            "Job {name} ({job_id}) failed; restarting in {} ms (restart {attempt} of the \
-             current backoff)",
+            "Job {name} ({}) failed; restarting in {} ms (restart {attempt} of the current \
+             backoff)",
+            self.job_id,
             delay.as_millis()
         );
-        if wait_or_stop(&handle, delay).await {
-            let kind = handle.lock().stop.unwrap_or(StopKind::Stop);
-            give_up(&store, termination_of(kind)).await;
+        if wait_or_stop(&self.handle, delay).await {
+            let kind = self.handle.lock().stop.unwrap_or(StopKind::Stop);
+            give_up(&self.store, termination_of(kind)).await;
             return Err(FailoverError::StoppedWhileRestarting { job: name, cause });
         }
-        if let Some(s) = &store {
+        if let Some(s) = &self.store {
             s.prepare_restart();
         }
-        restore = match point {
-            None => None,
-            // Reading `_metadata` blocks (on S3, a network round trip).
-            Some(dir) => match tokio::task::spawn_blocking(move || {
-                crate::checkpoint::restore::load_snapshot(&dir)
-            })
-            .await
-            {
-                Ok(Ok(l)) => Some(l),
-                Ok(Err(e)) => {
-                    give_up(&store, JobTermination::Failed).await;
-                    return Err(FailoverError::Prepare(Box::new(e)));
-                }
-                Err(e) => {
-                    give_up(&store, JobTermination::Failed).await;
-                    return Err(FailoverError::Prepare(
-                        format!("bug: reading the restore point panicked: {e}").into(),
-                    ));
-                }
-            },
+        match point {
+            None => Ok(None),
+            Some(dir) => self.load_restore_point(dir).await.map(Some),
+        }
+    }
+
+    /// Reads the restore point's `_metadata` on a blocking thread (on S3, a network round
+    /// trip).
+    async fn load_restore_point(&self, dir: PathBuf) -> Result<LoadedSnapshot, FailoverError> {
+        let loaded =
+            tokio::task::spawn_blocking(move || crate::checkpoint::restore::load_snapshot(&dir))
+                .await;
+        let error = match loaded {
+            Ok(Ok(l)) => return Ok(l),
+            Ok(Err(e)) => FailoverError::Prepare(Box::new(e)),
+            Err(e) => FailoverError::Prepare(
+                format!("bug: reading the restore point panicked: {e}").into(),
+            ),
         };
-        number += 1;
-        let mut s = handle.lock();
-        s.status.restarts = number;
+        give_up(&self.store, JobTermination::Failed).await;
+        Err(error)
+    }
+
+    fn restarting(&self, number: u32, restore: Option<&LoadedSnapshot>) {
+        let (name, job_id) = (&self.name, &self.job_id);
+        self.handle.lock().status.restarts = number;
         tracing::info!(
             job = %name,
             job_id = %job_id,
             restarts = number,
-            checkpoint_id = restore.as_ref().map(|r| r.metadata.checkpoint_id),
+            checkpoint_id = restore.map(|r| r.metadata.checkpoint_id),
             "Restarting job {name} ({job_id}) (attempt {number}) from {}",
-            restore.as_ref().map_or(
-                "scratch: no checkpoint completed yet".to_string(),
-                |r| format!("checkpoint {}", r.dir.display())
-            )
+            restore.map_or("scratch: no checkpoint completed yet".to_string(), |r| format!(
+                "checkpoint {}",
+                r.dir.display()
+            ))
         );
     }
 }

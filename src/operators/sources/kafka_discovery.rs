@@ -215,47 +215,7 @@ pub(super) fn discover(a: DiscoverArgs) -> Result<Discovery, String> {
             &topic,
             partition,
         );
-        let (low, high) = a
-            .consumer
-            .fetch_watermarks(&topic, partition, REQUEST_TIMEOUT)
-            .map_err(|e| format!("cannot read the offsets of {topic}-{partition}: {e}"))?;
-        let offset = match start {
-            Start::At(o) => o,
-            Start::Earliest => low,
-            Start::Latest => high,
-            Start::Committed => {
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition(&topic, partition);
-                let committed =
-                    a.consumer
-                        .committed_offsets(tpl, REQUEST_TIMEOUT)
-                        .map_err(|e| {
-                            format!("cannot read the committed offset of {topic}-{partition}: {e}")
-                        })?;
-                match committed
-                    .find_partition(&topic, partition)
-                    .map(|e| e.offset())
-                {
-                    Some(Offset::Offset(o)) => o,
-                    _ => low,
-                }
-            }
-            Start::Timestamp(ts) => {
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition_offset(&topic, partition, Offset::Offset(ts))
-                    .map_err(|e| format!("bad timestamp {ts}: {e}"))?;
-                let at = a
-                    .consumer
-                    .offsets_for_times(tpl, REQUEST_TIMEOUT)
-                    .map_err(|e| {
-                        format!("cannot find the offset of {topic}-{partition} at {ts}: {e}")
-                    })?;
-                match at.find_partition(&topic, partition).map(|e| e.offset()) {
-                    Some(Offset::Offset(o)) if o >= 0 => o,
-                    _ => high,
-                }
-            }
-        };
+        let offset = resolve_offset(&a.consumer, &topic, partition, start)?;
         found.push(Found {
             topic,
             partition,
@@ -267,6 +227,53 @@ pub(super) fn discover(a: DiscoverArgs) -> Result<Discovery, String> {
         });
     }
     Ok(Discovery { found, seen })
+}
+
+/// The offset a new partition starts at, asked of the broker. Blocking.
+fn resolve_offset(
+    consumer: &BaseConsumer<SourceContext>,
+    topic: &str,
+    partition: i32,
+    start: Start,
+) -> Result<i64, String> {
+    let (low, high) = consumer
+        .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
+        .map_err(|e| format!("cannot read the offsets of {topic}-{partition}: {e}"))?;
+    Ok(match start {
+        Start::At(o) => o,
+        Start::Earliest => low,
+        Start::Latest => high,
+        Start::Committed => {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(topic, partition);
+            let committed = consumer
+                .committed_offsets(tpl, REQUEST_TIMEOUT)
+                .map_err(|e| {
+                    format!("cannot read the committed offset of {topic}-{partition}: {e}")
+                })?;
+            match committed
+                .find_partition(topic, partition)
+                .map(|e| e.offset())
+            {
+                Some(Offset::Offset(o)) => o,
+                _ => low,
+            }
+        }
+        Start::Timestamp(ts) => {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(topic, partition, Offset::Offset(ts))
+                .map_err(|e| format!("bad timestamp {ts}: {e}"))?;
+            let at = consumer
+                .offsets_for_times(tpl, REQUEST_TIMEOUT)
+                .map_err(|e| {
+                    format!("cannot find the offset of {topic}-{partition} at {ts}: {e}")
+                })?;
+            match at.find_partition(topic, partition).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) if o >= 0 => o,
+                _ => high,
+            }
+        }
+    })
 }
 
 /// librdkafka's callbacks: client errors as warnings, without the end of a partition (which

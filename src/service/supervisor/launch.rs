@@ -141,18 +141,7 @@ pub fn prepare_with(spec: LaunchSpec, checked: Checked) -> Result<PreparedJob, L
     let cfg = loaded.config;
     // How this job's s3:// checkpoint and savepoint directories are reached: its own `s3.*`.
     configure_storage(&cfg, &pipeline.name).map_err(LaunchError::Store)?;
-    let restore_path = match spec.restore.clone().or_else(|| cfg.recovery.path.clone()) {
-        Some(p) if p == LATEST => match &cfg.state.checkpoints_dir {
-            None => return Err(LaunchError::NoCheckpointDir(RestoreError::NoCheckpointDir)),
-            Some(dir) => {
-                let found =
-                    restore::find_latest(dir, &pipeline.name).map_err(LaunchError::Restore)?;
-                crate::service::console::line(&format!("-s latest: {}", found.display()));
-                Some(found.display().to_string())
-            }
-        },
-        other => other,
-    };
+    let restore_path = restore_path(spec.restore.clone(), &cfg, &pipeline.name)?;
     let allow_non_restored = spec.allow_non_restored
         || cfg.recovery.ignore_unclaimed_state
         || pipeline.allow_non_restored_state;
@@ -191,28 +180,22 @@ pub fn prepare_with(spec: LaunchSpec, checked: Checked) -> Result<PreparedJob, L
         log_skipped_state(&mapping, &targets);
         restore_from = Some((path.clone(), mapping));
     }
-    // A store also without an interval when a checkpoint directory is set: savepoints need it.
-    let wants_store = cfg.checkpointing.interval.is_some() || cfg.state.checkpoints_dir.is_some();
-    let store = if wants_store && !spec.dry_run {
-        Some(Arc::new(
-            FsCheckpointStore::new(
-                &cfg.state,
-                &cfg.checkpointing,
-                job_id.clone(),
-                &pipeline.name,
-            )
-            .map_err(LaunchError::Store)?,
-        ))
-    } else {
-        None
-    };
-    let initial_path = snapshot.as_ref().map(|(p, _)| p.clone());
+    let store = open_store(&cfg, &job_id, &pipeline.name, spec.dry_run)?;
     // The REST API's `latest.restored`: the snapshot this job starts from.
     let restore_info = snapshot.as_ref().map(|(_, s)| RestoreInfo {
         id: s.metadata.checkpoint_id,
         restore_timestamp: now_ms(),
         is_savepoint: s.metadata.kind == SnapshotKind::Savepoint,
         external_path: restore::pointer(&s.dir),
+    });
+    let build = build_fn(BuildInputs {
+        name: pipeline.name.clone(),
+        job_id: job_id.clone(),
+        plan: plan.clone(),
+        checkpointing: cfg.checkpointing.clone(),
+        initial_path: snapshot.as_ref().map(|(p, _)| p.clone()),
+        explicit_max,
+        allow_non_restored,
     });
     let setup = FailoverSetup {
         job_id: job_id.clone(),
@@ -221,46 +204,6 @@ pub fn prepare_with(spec: LaunchSpec, checked: Checked) -> Result<PreparedJob, L
         store,
         initial: snapshot.map(|(_, s)| s),
         claim_mode: cfg.recovery.claim_mode,
-    };
-    let checkpointing = cfg.checkpointing.clone();
-    let mode = cfg.checkpointing.mode;
-    let name = pipeline.name.clone();
-    let build_job_id = job_id.clone();
-    let build_plan = plan.clone();
-    let build = move |attempt: &Attempt<'_>| -> Result<(Plan, JobOptions), RestoreError> {
-        let mut options = JobOptions::new(name.clone());
-        options.checkpointing_mode = mode;
-        if let Some(snapshot) = attempt.restore {
-            if attempt.number == 0 {
-                // The path may come from a request (`POST /jobs`): one line, whatever it holds.
-                crate::service::console::line(&format!(
-                    "Starting job {build_job_id} from savepoint {} ({})",
-                    crate::text::escape(initial_path.as_deref().unwrap_or_default()),
-                    if allow_non_restored {
-                        "allowing non restored state"
-                    } else {
-                        ""
-                    }
-                ));
-            }
-            let (_, state) =
-                restore::prepare(snapshot, &build_plan, explicit_max, allow_non_restored)?;
-            options.restore = Some(state);
-            tracing::info!(
-                checkpoint_id = snapshot.metadata.checkpoint_id,
-                "Restoring job {build_job_id} from {}.",
-                describe_snapshot(snapshot)
-            );
-        }
-        if let Some(store) = &attempt.store {
-            options.checkpointing = Some(CheckpointingOptions {
-                config: checkpointing.clone(),
-                store: store.clone(),
-                job_id: build_job_id.clone(),
-                first_id: attempt.first_checkpoint_id,
-            });
-        }
-        Ok((build_plan.clone(), options))
     };
     Ok(PreparedJob {
         job_id,
@@ -271,8 +214,101 @@ pub fn prepare_with(spec: LaunchSpec, checked: Checked) -> Result<PreparedJob, L
         warnings,
         restore_from,
         setup,
-        build: Box::new(build),
+        build,
         restore_info,
+    })
+}
+
+/// The snapshot to start from: `-s` (or `execution.state-recovery.path`), with `latest`
+/// resolved to the job's newest checkpoint.
+fn restore_path(
+    given: Option<String>,
+    cfg: &Config,
+    name: &str,
+) -> Result<Option<String>, LaunchError> {
+    match given.or_else(|| cfg.recovery.path.clone()) {
+        Some(p) if p == LATEST => match &cfg.state.checkpoints_dir {
+            None => Err(LaunchError::NoCheckpointDir(RestoreError::NoCheckpointDir)),
+            Some(dir) => {
+                let found = restore::find_latest(dir, name).map_err(LaunchError::Restore)?;
+                crate::service::console::line(&format!("-s latest: {}", found.display()));
+                Ok(Some(found.display().to_string()))
+            }
+        },
+        other => Ok(other),
+    }
+}
+
+/// The job's checkpoint store: also without an interval when a checkpoint directory is set,
+/// since savepoints need it. Creates the store's directory.
+fn open_store(
+    cfg: &Config,
+    job_id: &JobId,
+    name: &str,
+    dry_run: bool,
+) -> Result<Option<Arc<FsCheckpointStore>>, LaunchError> {
+    let wants_store = cfg.checkpointing.interval.is_some() || cfg.state.checkpoints_dir.is_some();
+    if !wants_store || dry_run {
+        return Ok(None);
+    }
+    let store = FsCheckpointStore::new(&cfg.state, &cfg.checkpointing, job_id.clone(), name)
+        .map_err(LaunchError::Store)?;
+    Ok(Some(Arc::new(store)))
+}
+
+/// What every attempt of a job is built from.
+struct BuildInputs {
+    name: String,
+    job_id: JobId,
+    plan: Plan,
+    checkpointing: config::CheckpointingConfig,
+    /// The `-s` path as given, for the first attempt's log line.
+    initial_path: Option<String>,
+    explicit_max: bool,
+    allow_non_restored: bool,
+}
+
+/// The closure the failover loop calls for each attempt: the plan, the restored state and
+/// the checkpointing options.
+fn build_fn(inputs: BuildInputs) -> BuildFn {
+    let mode = inputs.checkpointing.mode;
+    Box::new(move |attempt: &Attempt<'_>| {
+        let i = &inputs;
+        let mut options = JobOptions::new(i.name.clone());
+        options.checkpointing_mode = mode;
+        if let Some(snapshot) = attempt.restore {
+            if attempt.number == 0 {
+                // The path may come from a request (`POST /jobs`): one line, whatever it holds.
+                crate::service::console::line(&format!(
+                    "Starting job {} from savepoint {} ({})",
+                    i.job_id,
+                    crate::text::escape(i.initial_path.as_deref().unwrap_or_default()),
+                    if i.allow_non_restored {
+                        "allowing non restored state"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+            let (_, state) =
+                restore::prepare(snapshot, &i.plan, i.explicit_max, i.allow_non_restored)?;
+            options.restore = Some(state);
+            tracing::info!(
+                checkpoint_id = snapshot.metadata.checkpoint_id,
+                "Restoring job {} from {}.",
+                i.job_id,
+                describe_snapshot(snapshot)
+            );
+        }
+        if let Some(store) = &attempt.store {
+            options.checkpointing = Some(CheckpointingOptions {
+                config: i.checkpointing.clone(),
+                store: store.clone(),
+                job_id: i.job_id.clone(),
+                first_id: attempt.first_checkpoint_id,
+            });
+        }
+        Ok((i.plan.clone(), options))
     })
 }
 
