@@ -638,10 +638,13 @@ impl Loop {
             // A later failover falls back on it when no checkpoint completed.
             self.initial = snapshot;
         }
-        let started = built.and_then(|(plan, mut options)| {
-            with_live_settings(&self.handle, &mut options);
-            crate::runtime::start(plan, options).map_err(FailoverError::from)
-        });
+        let started = match built {
+            Ok((plan, mut options)) => {
+                with_live_settings(&self.handle, &mut options);
+                crate::runtime::start(plan, options).map_err(FailoverError::from)
+            }
+            Err(e) => Err(e),
+        };
         match started {
             Ok(job) => Ok(self.supervise(job, attempt_store).await),
             Err(e) => {
