@@ -310,10 +310,17 @@ impl fmt::Display for Value<'_> {
 }
 
 /// A batch of records: one column per schema field, all of the same length.
+///
+/// With event time, each record also carries its timestamp (milliseconds since the epoch),
+/// outside the schema as in Flink's `StreamRecord`: assigned where the pipeline declares
+/// event time, kept by every operator that passes records on (a `flat_map`'s tokens get their
+/// line's), read by windows.
 #[derive(Clone, Debug, Default)]
 pub struct Batch {
     pub columns: Vec<Column>,
     len: usize,
+    /// One timestamp per record, or `None` when the records have none.
+    timestamps: Option<Vec<i64>>,
 }
 
 impl Batch {
@@ -327,7 +334,11 @@ impl Batch {
             columns.iter().all(|c| c.len() == len),
             "bug: columns of one batch differ in length"
         );
-        Batch { columns, len }
+        Batch {
+            columns,
+            len,
+            timestamps: None,
+        }
     }
 
     /// A batch of `len` records with no fields (a source of nothing but a count, say).
@@ -335,7 +346,35 @@ impl Batch {
         Batch {
             columns: Vec::new(),
             len,
+            timestamps: None,
         }
+    }
+
+    /// The records' timestamps, if they have them.
+    #[inline]
+    pub fn timestamps(&self) -> Option<&[i64]> {
+        self.timestamps.as_deref()
+    }
+
+    /// Gives the records timestamps (`None` takes them away).
+    ///
+    /// Panics if the count differs from the records': a bug in the operator, never input.
+    pub fn set_timestamps(&mut self, timestamps: Option<Vec<i64>>) {
+        if let Some(t) = &timestamps {
+            assert_eq!(t.len(), self.len, "bug: one timestamp per record");
+        }
+        self.timestamps = timestamps;
+    }
+
+    /// This batch with `timestamps` (see [`Batch::set_timestamps`]).
+    pub fn with_timestamps(mut self, timestamps: Option<Vec<i64>>) -> Batch {
+        self.set_timestamps(timestamps);
+        self
+    }
+
+    /// Takes the timestamps out (an operator building a new batch from this one's rows).
+    pub fn take_timestamps(&mut self) -> Option<Vec<i64>> {
+        self.timestamps.take()
     }
 
     pub fn len(&self) -> usize {
@@ -355,6 +394,10 @@ impl Batch {
         Batch {
             columns: self.columns.iter().map(|c| c.take(rows)).collect(),
             len: rows.len(),
+            timestamps: self
+                .timestamps
+                .as_ref()
+                .map(|t| rows.iter().map(|&r| t[r as usize]).collect()),
         }
     }
 

@@ -119,6 +119,7 @@ fn datagen(rate: Option<f64>) -> SourceConfig {
         vocab: 1_000_000,
         seed: 11,
         rate,
+        event_time: None,
     })
 }
 
@@ -230,10 +231,7 @@ fn write_files(dir: &Path) -> Vec<String> {
 }
 
 fn files() -> SourceConfig {
-    SourceConfig::File(FileSourceConfig {
-        path: "data".into(),
-        follow: false,
-    })
+    SourceConfig::File(FileSourceConfig::new("data"))
 }
 
 #[tokio::test]

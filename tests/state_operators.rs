@@ -267,10 +267,7 @@ async fn file_source_resumes_at_its_position() {
         std::fs::write(data.join(format!("{f}.txt")), text).unwrap();
         expected.extend(lines);
     }
-    let cfg = SourceConfig::File(FileSourceConfig {
-        path: "data".into(),
-        follow: false,
-    });
+    let cfg = SourceConfig::File(FileSourceConfig::new("data"));
     let c = ctx(0, 1, tmp.path());
     for cut in [1usize, 3, 5, 8] {
         let mut first = cfg.build(&c).unwrap();

@@ -10,6 +10,7 @@
 //! Role decides between the two meanings of `type: file` and `type: kafka`: without `inputs`
 //! it is the source, with `inputs` the sink.
 
+pub mod event_time;
 pub mod sinks;
 pub mod sources;
 pub mod transforms;
@@ -26,7 +27,8 @@ pub use sources::{
     datagen::DatagenConfig, file::FileSourceConfig, kafka::KafkaSourceConfig, socket::SocketConfig,
 };
 pub use transforms::{
-    filter::FilterConfig, flat_map::FlatMapConfig, key_by::KeyByConfig, map::MapConfig,
+    assign::AssignConfig, filter::FilterConfig, flat_map::FlatMapConfig, key_by::KeyByConfig,
+    map::MapConfig, parse::ParseConfig, window::WindowConfig,
 };
 
 /// Whether an operator reads from others, and whether others may read from it.
@@ -53,6 +55,9 @@ pub enum TransformConfig {
     Map(MapConfig),
     Filter(FilterConfig),
     KeyBy(KeyByConfig),
+    Parse(ParseConfig),
+    Assign(AssignConfig),
+    Window(WindowConfig),
 }
 
 /// Every sink `type:`.
@@ -74,7 +79,9 @@ pub enum OperatorConfig {
 
 /// The type names, for did-you-mean and the reference.
 pub const SOURCE_TYPES: &[&str] = &["socket", "file", "datagen", "kafka"];
-pub const TRANSFORM_TYPES: &[&str] = &["flat_map", "map", "filter", "key_by"];
+pub const TRANSFORM_TYPES: &[&str] = &[
+    "flat_map", "map", "filter", "key_by", "parse", "assign", "window",
+];
 pub const SINK_TYPES: &[&str] = &["print", "file", "blackhole", "kafka"];
 
 /// A problem found in one operator's settings while checking a pipeline.
@@ -117,6 +124,17 @@ pub trait OperatorSpec {
     fn key_field(&self) -> Option<&str> {
         None
     }
+
+    /// Whether the records it produces carry event time, given whether its input's do
+    /// (`false` for a source): sources with `event-time:`, `assign`, windows.
+    fn makes_event_time(&self, input: bool) -> bool {
+        input
+    }
+
+    /// Whether its input records must carry event time (an event-time window).
+    fn needs_event_time(&self) -> bool {
+        false
+    }
 }
 
 impl OperatorConfig {
@@ -139,6 +157,9 @@ impl OperatorConfig {
             OperatorConfig::Transform(TransformConfig::Map(_)) => "map",
             OperatorConfig::Transform(TransformConfig::Filter(_)) => "filter",
             OperatorConfig::Transform(TransformConfig::KeyBy(_)) => "key_by",
+            OperatorConfig::Transform(TransformConfig::Parse(_)) => "parse",
+            OperatorConfig::Transform(TransformConfig::Assign(_)) => "assign",
+            OperatorConfig::Transform(TransformConfig::Window(_)) => "window",
             OperatorConfig::Sink(SinkConfig::Print(_)) => "print",
             OperatorConfig::Sink(SinkConfig::File(_)) => "file",
             OperatorConfig::Sink(SinkConfig::Blackhole(_)) => "blackhole",
@@ -156,6 +177,9 @@ impl OperatorConfig {
             OperatorConfig::Transform(TransformConfig::Map(c)) => c,
             OperatorConfig::Transform(TransformConfig::Filter(c)) => c,
             OperatorConfig::Transform(TransformConfig::KeyBy(c)) => c,
+            OperatorConfig::Transform(TransformConfig::Parse(c)) => c,
+            OperatorConfig::Transform(TransformConfig::Assign(c)) => c,
+            OperatorConfig::Transform(TransformConfig::Window(c)) => c,
             OperatorConfig::Sink(SinkConfig::Print(c)) => c,
             OperatorConfig::Sink(SinkConfig::File(c)) => c,
             OperatorConfig::Sink(SinkConfig::Blackhole(c)) => c,
@@ -269,6 +293,46 @@ pub trait Operator: Send {
 
     /// Why the input is about to end; called just before `finish`.
     fn end_of_input(&mut self, _why: EndOfInput) {}
+
+    /// The input's event time reached `watermark` (ms since the epoch): every record at or
+    /// before it has arrived. Fire what is due into `out`; return the watermark to pass on
+    /// downstream (`None`: nothing, as an `assign` step, which makes its own).
+    fn on_watermark(
+        &mut self,
+        watermark: i64,
+        _out: &mut Vec<Batch>,
+    ) -> Result<Option<i64>, OperatorError> {
+        Ok(Some(watermark))
+    }
+
+    /// An operator that makes watermarks (`assign`): its watermark after the last
+    /// `process`, when it advanced. The runtime sends it on after that batch's output.
+    fn take_watermark(&mut self) -> Option<i64> {
+        None
+    }
+
+    /// The earliest wall-clock time (ms since the epoch) at which the operator wants
+    /// [`Operator::on_processing_time`]: processing-time windows. `None`: no timer.
+    fn next_timer(&self) -> Option<i64> {
+        None
+    }
+
+    /// Wall-clock time reached `now` (ms since the epoch): fire the processing-time timers
+    /// due into `out`. Called between batches, never concurrently with `process`.
+    fn on_processing_time(
+        &mut self,
+        _now: i64,
+        _out: &mut Vec<Batch>,
+    ) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
+    /// Records this subtask discarded so far: input that did not parse under
+    /// `on-error: drop`, records too late for their window. The runtime reads it after each
+    /// batch into the operator's `records-discarded` counter.
+    fn records_discarded(&self) -> u64 {
+        0
+    }
 }
 
 /// Flink's `DeliveryGuarantee`, from the job's checkpointing: what a sink can promise.
@@ -354,6 +418,17 @@ pub trait Source: Send {
     ) -> Result<(), OperatorError> {
         Ok(())
     }
+
+    /// With event time: what the subtask's watermark says now, if anything new (a higher
+    /// watermark, or that it went idle). Called after every `next`.
+    fn watermark(&mut self) -> Option<event_time::WatermarkEvent> {
+        None
+    }
+
+    /// Records this subtask dropped so far (`on-error: drop`).
+    fn records_discarded(&self) -> u64 {
+        0
+    }
 }
 
 /// A built source subtask, one variant per source `type:`.
@@ -391,6 +466,26 @@ impl SourceRuntime {
             SourceRuntime::File(s) => s.snapshot_position(checkpoint),
             SourceRuntime::Datagen(s) => s.snapshot_position(checkpoint),
             SourceRuntime::Kafka(s) => s.snapshot_position(checkpoint),
+        }
+    }
+
+    /// What the source's watermark says now ([`Source::watermark`]).
+    pub fn watermark(&mut self) -> Option<event_time::WatermarkEvent> {
+        match self {
+            SourceRuntime::Socket(s) => s.watermark(),
+            SourceRuntime::File(s) => s.watermark(),
+            SourceRuntime::Datagen(s) => s.watermark(),
+            SourceRuntime::Kafka(s) => s.watermark(),
+        }
+    }
+
+    /// Records dropped so far ([`Source::records_discarded`]).
+    pub fn records_discarded(&self) -> u64 {
+        match self {
+            SourceRuntime::Socket(s) => s.records_discarded(),
+            SourceRuntime::File(s) => s.records_discarded(),
+            SourceRuntime::Datagen(s) => s.records_discarded(),
+            SourceRuntime::Kafka(s) => Source::records_discarded(&**s),
         }
     }
 
@@ -536,6 +631,9 @@ impl TransformConfig {
             TransformConfig::Map(c) => Box::new(transforms::map::Map::new(c, input, ctx)?),
             TransformConfig::Filter(c) => Box::new(transforms::filter::Filter::new(c, input, ctx)?),
             TransformConfig::KeyBy(c) => Box::new(transforms::key_by::KeyBy::new(c, input, ctx)?),
+            TransformConfig::Parse(c) => Box::new(transforms::parse::Parse::new(c, input, ctx)?),
+            TransformConfig::Assign(c) => Box::new(transforms::assign::Assign::new(c, input, ctx)?),
+            TransformConfig::Window(c) => Box::new(transforms::window::Window::new(c, input, ctx)?),
         })
     }
 }
@@ -655,6 +753,9 @@ impl OperatorConfig {
             ("map", _) => O::Transform(TransformConfig::Map(parse_body(body)?)),
             ("filter", _) => O::Transform(TransformConfig::Filter(parse_body(body)?)),
             ("key_by", _) => O::Transform(TransformConfig::KeyBy(parse_body(body)?)),
+            ("parse", _) => O::Transform(TransformConfig::Parse(parse_body(body)?)),
+            ("assign", _) => O::Transform(TransformConfig::Assign(parse_body(body)?)),
+            ("window", _) => O::Transform(TransformConfig::Window(parse_body(body)?)),
             ("print", _) => O::Sink(SinkConfig::Print(parse_body(body)?)),
             ("file", true) => O::Sink(SinkConfig::File(parse_body(body)?)),
             ("blackhole", _) => O::Sink(SinkConfig::Blackhole(parse_body(body)?)),

@@ -264,6 +264,8 @@ fn check_schemas(
     order: &[usize],
 ) -> Vec<OperatorNode> {
     let mut output: Vec<Option<Schema>> = vec![None; ops.len()];
+    // Whether each operator's records carry event time.
+    let mut timed = vec![false; ops.len()];
     let mut position = vec![usize::MAX; ops.len()];
     let mut nodes = Vec::with_capacity(order.len());
     for &i in order {
@@ -286,6 +288,20 @@ fn check_schemas(
                 continue;
             }
         };
+        let input_timed = !edges[i].is_empty() && edges[i].iter().all(|&e| timed[e]);
+        if config.spec().needs_event_time() && !input_timed {
+            raw.operator_problem(
+                op,
+                "",
+                format!(
+                    "a {} on event time needs records that carry it: set `event-time:` on the \
+                     source, add a `type: assign` step before it, or set `time: processing`",
+                    config.type_name()
+                ),
+            );
+            continue;
+        }
+        timed[i] = config.spec().makes_event_time(input_timed);
         let schema = if config.role() == Role::Sink {
             Schema::default()
         } else {

@@ -13,6 +13,7 @@ use crate::runtime::checkpointing::CheckpointOutcome;
 use crate::runtime::metrics::OperatorMetrics;
 use crate::runtime::TaskError;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// One chained operator of one subtask.
@@ -27,6 +28,9 @@ pub struct Chain {
     bufs: Vec<Vec<Batch>>,
     subtask: u32,
     parallelism: u32,
+    /// A watermark an operator made (`assign`) while processing, after passing it down the
+    /// rest of the chain: the task sends it on after the batch's output.
+    made_watermark: Option<i64>,
 }
 
 impl Chain {
@@ -37,7 +41,98 @@ impl Chain {
             bufs,
             subtask,
             parallelism,
+            made_watermark: None,
         }
+    }
+
+    /// The watermark an operator of the chain made during the last calls, already passed
+    /// down the chain: send it on after their output.
+    pub fn take_watermark(&mut self) -> Option<i64> {
+        self.made_watermark.take()
+    }
+
+    /// Event time reached `watermark` at the chain's input: each operator in turn fires what
+    /// is due (its output runs through the rest of the chain) and passes a watermark on.
+    /// Returns the watermark to send downstream, if any.
+    pub fn watermark(
+        &mut self,
+        watermark: i64,
+        out: &mut Vec<Batch>,
+    ) -> Result<Option<i64>, TaskError> {
+        self.watermark_from(0, watermark, out)
+    }
+
+    fn watermark_from(
+        &mut self,
+        start: usize,
+        watermark: i64,
+        out: &mut Vec<Batch>,
+    ) -> Result<Option<i64>, TaskError> {
+        let mut watermark = watermark;
+        for level in start..self.ops.len() {
+            let mut buf = std::mem::take(&mut self.bufs[level]);
+            let op = &mut self.ops[level];
+            let mut passed = None;
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                passed = op.operator.on_watermark(watermark, &mut buf)?;
+                Ok(())
+            }));
+            self.check(level, result)?;
+            self.emitted(level, 0, &buf);
+            for b in buf.drain(..) {
+                self.run(level + 1, b, out)?;
+            }
+            self.bufs[level] = buf;
+            match passed {
+                Some(w) => watermark = w,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(watermark))
+    }
+
+    /// The earliest processing-time timer of the chain's operators (ms since the epoch).
+    pub fn next_timer(&self) -> Option<i64> {
+        self.ops
+            .iter()
+            .filter_map(|o| o.operator.next_timer())
+            .min()
+    }
+
+    /// Wall-clock time reached `now`: operators with a timer due fire it, in chain order,
+    /// their output running through the rest of the chain.
+    pub fn on_processing_time(&mut self, now: i64, out: &mut Vec<Batch>) -> Result<(), TaskError> {
+        for level in 0..self.ops.len() {
+            if self.ops[level]
+                .operator
+                .next_timer()
+                .is_none_or(|t| t > now)
+            {
+                continue;
+            }
+            let mut buf = std::mem::take(&mut self.bufs[level]);
+            let op = &mut self.ops[level];
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                op.operator.on_processing_time(now, &mut buf)
+            }));
+            self.check(level, result)?;
+            self.emitted(level, 0, &buf);
+            for b in buf.drain(..) {
+                self.run(level + 1, b, out)?;
+            }
+            self.bufs[level] = buf;
+        }
+        Ok(())
+    }
+
+    /// Counts what operator `level` took in and emitted.
+    fn emitted(&self, level: usize, records_in: usize, buf: &[Batch]) {
+        let produced: usize = buf.iter().map(Batch::len).sum();
+        let op = &self.ops[level];
+        let m = &op.metrics.subtasks[self.subtask as usize];
+        m.add(records_in, produced);
+        m.records_discarded
+            .store(op.operator.records_discarded(), Ordering::Relaxed);
     }
 
     /// Runs `batch` through the whole chain; what the last operator emits lands in `out`.
@@ -130,12 +225,17 @@ impl Chain {
         let op = &mut self.ops[level];
         let result = catch_unwind(AssertUnwindSafe(|| op.operator.process(batch, &mut buf)));
         self.check(level, result)?;
-        let produced: usize = buf.iter().map(Batch::len).sum();
-        self.ops[level].metrics.subtasks[self.subtask as usize].add(records, produced);
+        self.emitted(level, records, &buf);
         for b in buf.drain(..) {
             self.run(level + 1, b, out)?;
         }
         self.bufs[level] = buf;
+        // An `assign` step made a watermark: it follows this batch's output down the chain.
+        if let Some(w) = self.ops[level].operator.take_watermark() {
+            if let Some(w) = self.watermark_from(level + 1, w, out)? {
+                self.made_watermark = Some(w);
+            }
+        }
         Ok(())
     }
 

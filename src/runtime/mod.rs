@@ -7,6 +7,7 @@
 //! - `exchange`: outgoing edges: forward, rebalance, hash by key group.
 //! - `chain`: the chained operators of a task, called in turn on each batch.
 //! - `task`: the loops of a source task and an operator task.
+//! - `watermark`: a subtask's event time over its input channels (the minimum, idleness).
 //! - `metrics`: records in/out per operator and subtask.
 //! - `source`: the source a task runs (catalogue or trait object).
 //! - `checkpointing`: the checkpoint driver (trigger, snapshots to storage, acks, completion,
@@ -30,6 +31,7 @@ pub mod message;
 pub mod metrics;
 pub mod source;
 pub mod task;
+pub mod watermark;
 
 pub use crate::checkpoint::coordinator::CheckpointStats;
 pub use barrier::{BarrierAligner, CheckpointingMode, Decision};
@@ -216,6 +218,9 @@ pub struct OperatorReport {
     pub parallelism: u32,
     pub records_in: u64,
     pub records_out: u64,
+    /// Records discarded: input that did not parse (dropped), records too late for their
+    /// window.
+    pub records_discarded: u64,
 }
 
 /// How a job went.
@@ -475,6 +480,7 @@ impl JobHandle {
                 parallelism: p,
                 records_in: m.records_in(),
                 records_out: m.records_out(),
+                records_discarded: m.records_discarded(),
             })
             .collect();
         Ok(JobReport {

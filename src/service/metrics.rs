@@ -75,6 +75,11 @@ pub fn render(jobs: &[JobView], now_ms: u64) -> String {
         "counter",
         "Records an operator emitted, over all its subtasks.",
     );
+    let mut records_discarded = Family::new(
+        "floe_operator_records_discarded_total",
+        "counter",
+        "Records an operator discarded: input that did not parse (on-error: drop), records too late for their window.",
+    );
     let mut state = Family::new(
         "floe_job_state",
         "gauge",
@@ -152,6 +157,7 @@ pub fn render(jobs: &[JobView], now_ms: u64) -> String {
             let labels = [base[0], base[1], ("operator", op.id.0.as_str())];
             records_in.add(&labels, op.records_in() as f64);
             records_out.add(&labels, op.records_out() as f64);
+            records_discarded.add(&labels, op.records_discarded() as f64);
         }
         for s in JobState::ALL {
             let labels = [base[0], base[1], ("state", s.flink_name())];
@@ -184,6 +190,7 @@ pub fn render(jobs: &[JobView], now_ms: u64) -> String {
     for f in [
         &records_in,
         &records_out,
+        &records_discarded,
         &state,
         &uptime,
         &restarts,

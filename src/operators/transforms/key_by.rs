@@ -279,11 +279,13 @@ impl KeyBy {
 }
 
 impl Operator for KeyBy {
-    fn process(&mut self, batch: Batch, out: &mut Vec<Batch>) -> Result<(), OperatorError> {
+    fn process(&mut self, mut batch: Batch, out: &mut Vec<Batch>) -> Result<(), OperatorError> {
         let n = batch.len();
         if n == 0 {
             return Ok(());
         }
+        // Each update keeps the timestamp of the record that caused it.
+        let timestamps = batch.take_timestamps();
         let mut cols = batch.columns;
         let values: Vec<u64> = match self.value_col.map(|i| &cols[i]) {
             None => Vec::new(),
@@ -306,7 +308,7 @@ impl Operator for KeyBy {
         } else {
             Column::Int(acc.into_iter().map(|x| x as i64).collect())
         };
-        out.push(Batch::new(vec![key, agg]));
+        out.push(Batch::new(vec![key, agg]).with_timestamps(timestamps));
         Ok(())
     }
 
