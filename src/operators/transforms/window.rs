@@ -589,7 +589,7 @@ impl Window {
                     taken = true;
                     if self
                         .store
-                        .add_aligned(kg, hash.table, key, start, end, vals, ts)
+                        .add_aligned(kg, hash.table, key, start, end, vals, ts, now)
                         .map_err(err)?
                     {
                         let results = &mut self.results;
@@ -608,7 +608,7 @@ impl Window {
                         taken = true;
                         if self
                             .store
-                            .add_aligned(kg, hash.table, key, start, end, vals, ts)
+                            .add_aligned(kg, hash.table, key, start, end, vals, ts, now)
                             .map_err(err)?
                         {
                             let results = &mut self.results;

@@ -298,9 +298,10 @@ impl WindowStore {
     }
 
     /// Adds one record of `key` (in `key_group`, table hash `hash`) to the aligned window
-    /// `[start, end)`: `vals` are the aggregates' input values, `ts` its timestamp. Returns
-    /// whether the window had fired already (a late record within the allowed lateness:
-    /// the caller emits the key's new result with [`WindowStore::emit_key`]).
+    /// `[start, end)`: `vals` are the aggregates' input values, `ts` its timestamp, `time`
+    /// the current time. Returns whether the window has fired (a late record within the
+    /// allowed lateness, or the first record of a window whose end has passed: the caller
+    /// emits the key's result with [`WindowStore::emit_key`]).
     #[inline]
     #[allow(clippy::too_many_arguments)]
     pub fn add_aligned(
@@ -312,6 +313,7 @@ impl WindowStore {
         end: i64,
         vals: &[crate::record::Value<'_>],
         ts: i64,
+        time: i64,
     ) -> Result<bool, WindowStateError> {
         let idx = self.slot(key_group).ok_or(WindowStateError::WrongGroup {
             key_group,
@@ -324,16 +326,18 @@ impl WindowStore {
             Some(p) => p,
             None => {
                 let at = group.panes.partition_point(|p| p.start < start);
+                // A window whose end has passed fires with its first record.
+                let fired = end.saturating_sub(1) <= time;
                 group.panes.insert(
                     at,
                     Pane {
                         start,
                         end,
-                        fired: false,
+                        fired,
                         table: Arc::default(),
                     },
                 );
-                self.next_due = self.next_due.min(pane_due(end, false, self.lateness));
+                self.next_due = self.next_due.min(pane_due(end, fired, self.lateness));
                 at
             }
         };

@@ -19,6 +19,7 @@ fn add(s: &mut WindowStore, key: &str, start: i64, size: i64, v: i64, ts: i64) -
         start + size,
         &[Value::Int(v); 2],
         ts,
+        i64::MIN,
     )
     .unwrap()
 }
