@@ -8,8 +8,9 @@ mod common;
 mod crash_support;
 mod kafka_support;
 
-use floe::checkpoint::{CheckpointId, OperatorSnapshot, SinkState};
+use floe::checkpoint::{CheckpointId, OperatorSnapshot};
 use floe::operators::sinks::kafka::{KafkaSink, KafkaSinkConfig};
+use floe::operators::sinks::state::SinkState;
 use floe::operators::sources::datagen::{line_text, DatagenConfig};
 use floe::operators::{BuildContext, DeliveryGuarantee, Operator, RestoredState};
 use floe::record::{Batch, Column, DataType, Schema, StrColumnBuilder};
@@ -91,7 +92,7 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 
 fn sink_state(snapshot: Option<OperatorSnapshot>) -> SinkState {
     match snapshot {
-        Some(OperatorSnapshot::Sink(s)) => s.state,
+        Some(OperatorSnapshot::Blob { blob, .. }) => SinkState::from_blob(&blob).unwrap(),
         other => panic!("expected the sink's state, got {other:?}"),
     }
 }
@@ -144,7 +145,7 @@ fn transactions_become_visible_on_completion_and_a_restore_commits_or_aborts() {
     // A restore of checkpoint 2 commits b (the checkpoint completed) and aborts c; later
     // records are visible past the aborted transaction (the last stable offset moved on).
     let mut r = sink(&t, "eo", "unit");
-    r.restore_state(RestoredState::Sink(vec![state2.clone()]))
+    r.restore_state(RestoredState::sink(vec![state2.clone()]))
         .unwrap();
     r.process(batch(&lines("d", 5)), &mut out).unwrap();
     r.end_of_input(floe::operators::EndOfInput::Finished);
@@ -156,7 +157,7 @@ fn transactions_become_visible_on_completion_and_a_restore_commits_or_aborts() {
     // fenced by now.
     let mut again = sink(&t, "eo", "unit");
     again
-        .restore_state(RestoredState::Sink(vec![state2]))
+        .restore_state(RestoredState::sink(vec![state2]))
         .unwrap();
     assert_eq!(values(&t, "eo", true), expected);
 }
@@ -177,7 +178,7 @@ fn an_at_least_once_restore_commits_the_checkpoint_and_aborts_what_followed() {
     drop(s);
 
     let mut r = sink_with(&t, "mixed", "mixed", DeliveryGuarantee::AtLeastOnce);
-    r.restore_state(RestoredState::Sink(vec![state1])).unwrap();
+    r.restore_state(RestoredState::sink(vec![state1])).unwrap();
     r.process(batch(&lines("d", 5)), &mut out).unwrap();
     r.end_of_input(floe::operators::EndOfInput::Finished);
     r.finish(&mut out).unwrap();

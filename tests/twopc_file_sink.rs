@@ -17,11 +17,12 @@ use file_sink_support::{
 
 use floe::checkpoint::restore;
 use floe::checkpoint::storage::{self, FsCheckpointStore};
-use floe::checkpoint::{CheckpointId, JobId, SinkState};
+use floe::checkpoint::{CheckpointId, JobId};
 use floe::config::{Config, ExternalizedRetention};
 use floe::operators::sinks::file::{
     parse_part_name, FileFormat, FileSink, FileSinkConfig, PartKind,
 };
+use floe::operators::sinks::state::SinkState;
 use floe::operators::{BuildContext, DeliveryGuarantee, Operator, RestoredState};
 use floe::pipeline::plan::Plan;
 use floe::record::{DataType, Schema};
@@ -210,7 +211,8 @@ async fn a_restore_commits_the_checkpoints_pending_parts_and_discards_later_ones
         .operators
         .iter()
         .find(|o| o.operator_id == "out")
-        .and_then(|o| o.subtasks[0].sink.clone())
+        .and_then(|o| o.subtasks[0].operator.as_ref())
+        .map(|b| SinkState::from_blob(b).unwrap())
         .expect("the sink's state is in _metadata");
     let SinkState::Files(files) = &state else {
         panic!("expected the file sink's state");
@@ -241,7 +243,7 @@ async fn a_restore_commits_the_checkpoints_pending_parts_and_discards_later_ones
     };
     let mut sink = FileSink::new(&cfg, &schema, &ctx).unwrap();
     sink.open(DeliveryGuarantee::ExactlyOnce).unwrap();
-    sink.restore_state(RestoredState::Sink(vec![state.clone()]))
+    sink.restore_state(RestoredState::sink(vec![state.clone()]))
         .unwrap();
     // Pending parts of the checkpoint committed, everything after it gone: parts 0 .. next
     // are exactly the visible files, and nothing is hidden.
@@ -259,7 +261,7 @@ async fn a_restore_commits_the_checkpoints_pending_parts_and_discards_later_ones
     let mut again = FileSink::new(&cfg, &schema, &ctx).unwrap();
     again.open(DeliveryGuarantee::ExactlyOnce).unwrap();
     again
-        .restore_state(RestoredState::Sink(vec![state]))
+        .restore_state(RestoredState::sink(vec![state]))
         .unwrap();
     assert_eq!(visible(&out), expected);
 }

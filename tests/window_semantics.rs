@@ -45,7 +45,9 @@ impl Shape {
     fn yaml(self) -> String {
         match self {
             Shape::Tumbling(s) => format!("tumbling: {s} ms"),
-            Shape::Sliding(size, slide) => format!("sliding: {{size: {size} ms, slide: {slide} ms}}"),
+            Shape::Sliding(size, slide) => {
+                format!("sliding: {{size: {size} ms, slide: {slide} ms}}")
+            }
             Shape::Session(gap) => format!("session: {{gap: {gap} ms}}"),
         }
     }
@@ -103,6 +105,9 @@ fn render(user: &str, start: i64, end: i64, events: &[&Event]) -> String {
     format!("({user},{start},{end},{c},{s},{lo},{hi},{first},{last},{distinct},{avg})")
 }
 
+/// One session of the definition: start, end, its events, whether it fired.
+type Session = (i64, i64, Vec<Event>, bool);
+
 /// The definition: what a window operator with these settings emits, record by record.
 struct Model {
     shape: Shape,
@@ -110,7 +115,7 @@ struct Model {
     /// Aligned windows: (user, start, end) → events, fired.
     aligned: BTreeMap<(String, i64, i64), (Vec<Event>, bool)>,
     /// Sessions per user: (start, end, events, fired).
-    sessions: BTreeMap<String, Vec<(i64, i64, Vec<Event>, bool)>>,
+    sessions: BTreeMap<String, Vec<Session>>,
     emitted: Vec<String>,
     dropped: u64,
 }
@@ -226,8 +231,7 @@ impl Model {
                 out.push(render(user, *start, *end, &refs));
             }
         }
-        self.aligned
-            .retain(|(_, _, end), _| end - 1 + LATENESS > w);
+        self.aligned.retain(|(_, _, end), _| end - 1 + LATENESS > w);
         for (user, list) in self.sessions.iter_mut() {
             for (start, end, events, fired) in list.iter_mut() {
                 if !*fired && *end - 1 <= w {
@@ -246,7 +250,7 @@ impl Model {
 /// sessions end), the marker, the last at `t_end`; then late ones behind
 /// `w = t_end - 300 - 1`, one below a multiple of 1000.
 fn phase(next: &mut i64, rng: &mut Rng, used: &mut BTreeSet<i64>) -> (Vec<Event>, Vec<Event>, i64) {
-    let mut unique = |ts: i64, used: &mut BTreeSet<i64>| {
+    let unique = |ts: i64, used: &mut BTreeSet<i64>| {
         let mut t = ts;
         while !used.insert(t) {
             t -= 1;
@@ -435,7 +439,10 @@ fn run(shape: Shape, parallelism: u32, seed: u64) {
     let want = sorted(model.emitted.clone());
     let missing: Vec<&String> = want.iter().filter(|w| !got.contains(w)).take(5).collect();
     let extra: Vec<&String> = got.iter().filter(|g| !want.contains(g)).take(5).collect();
-    let totals: Vec<&str> = stderr.lines().filter(|l| l.contains("operator totals")).collect();
+    let totals: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("operator totals"))
+        .collect();
     assert_eq!(
         got.len(),
         want.len(),

@@ -9,18 +9,24 @@
 //! or to the job's `shared/` directory (incremental files), never by absolute paths, so a
 //! savepoint directory can be moved.
 //!
-//! Versions: 1 (issue 3) had no sink state; 2 adds [`SubtaskStateMeta::sink`]. postcard is
-//! positional, so a v1 payload is decoded into the v1 types of [`v1`] and converted (no sink
-//! state); every version this build ever wrote keeps decoding.
+//! Versions: 1 (issue 3) had source positions and keyed state; 2 added sink state; 3 stores
+//! every operator's state as that operator's own versioned encoding ([`OperatorBlob`],
+//! [`SubtaskStateMeta::keyed_format`]) instead of listing each operator's state types.
+//! postcard is positional, so a v1 or v2 payload is decoded into the types it was written
+//! with (`legacy`, frozen) and converted: every version this build ever wrote keeps
+//! decoding.
 
-use crate::checkpoint::{CheckpointError, JobId, SinkState, SourcePosition};
+use crate::checkpoint::{CheckpointError, JobId};
+use crate::state::{OperatorBlob, StateFormat};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+
+mod legacy;
 
 /// First bytes of every `_metadata` file floe writes.
 pub const METADATA_MAGIC: [u8; 4] = *b"FLOE";
 /// The format version this build writes (and the newest it reads).
-pub const METADATA_VERSION: u32 = 2;
+pub const METADATA_VERSION: u32 = 3;
 
 /// Checkpoint or savepoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,84 +59,20 @@ pub struct OperatorStateMeta {
     pub subtasks: Vec<SubtaskStateMeta>,
 }
 
-/// One subtask's state.
+/// One subtask's state. The checkpoint stores it without knowing what is inside: each
+/// operator owns its encoding ([`crate::state`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SubtaskStateMeta {
     pub subtask: u32,
     /// Inclusive key-group range `[start, end]` of keyed state.
     pub key_groups: Option<(u32, u32)>,
     pub keyed: Option<KeyedStateHandle>,
-    pub source: Option<SourcePosition>,
-    /// What a transactional sink pre-committed and has not committed (format version 2+).
-    pub sink: Option<SinkState>,
-}
-
-/// The payload types of format version 1, which had no sink state: decoded as they were
-/// written, then converted.
-mod v1 {
-    use super::{KeyedStateHandle, SnapshotKind};
-    use crate::checkpoint::{JobId, SourcePosition};
-    use serde::Deserialize;
-
-    #[derive(Deserialize)]
-    pub(super) struct CheckpointMetadata {
-        checkpoint_id: u64,
-        job_id: JobId,
-        job_name: String,
-        kind: SnapshotKind,
-        trigger_timestamp_ms: u64,
-        completion_timestamp_ms: u64,
-        operators: Vec<OperatorStateMeta>,
-    }
-
-    #[derive(Deserialize)]
-    struct OperatorStateMeta {
-        operator_id: String,
-        parallelism: u32,
-        max_parallelism: u32,
-        subtasks: Vec<SubtaskStateMeta>,
-    }
-
-    #[derive(Deserialize)]
-    struct SubtaskStateMeta {
-        subtask: u32,
-        key_groups: Option<(u32, u32)>,
-        keyed: Option<KeyedStateHandle>,
-        source: Option<SourcePosition>,
-    }
-
-    impl From<CheckpointMetadata> for super::CheckpointMetadata {
-        fn from(m: CheckpointMetadata) -> Self {
-            super::CheckpointMetadata {
-                checkpoint_id: m.checkpoint_id,
-                job_id: m.job_id,
-                job_name: m.job_name,
-                kind: m.kind,
-                trigger_timestamp_ms: m.trigger_timestamp_ms,
-                completion_timestamp_ms: m.completion_timestamp_ms,
-                operators: m
-                    .operators
-                    .into_iter()
-                    .map(|o| super::OperatorStateMeta {
-                        operator_id: o.operator_id,
-                        parallelism: o.parallelism,
-                        max_parallelism: o.max_parallelism,
-                        subtasks: o
-                            .subtasks
-                            .into_iter()
-                            .map(|s| super::SubtaskStateMeta {
-                                subtask: s.subtask,
-                                key_groups: s.key_groups,
-                                keyed: s.keyed,
-                                source: s.source,
-                                sink: None,
-                            })
-                            .collect(),
-                    })
-                    .collect(),
-            }
-        }
-    }
+    /// How the keyed state's runs are encoded (format version 3+; older files hold the
+    /// keyed store's runs, `keyed-values` v1).
+    pub keyed_format: Option<StateFormat>,
+    /// The operator's own state: a source's position, a transactional sink's pending
+    /// commits (format version 3+; older files' are converted on reading).
+    pub operator: Option<OperatorBlob>,
 }
 
 /// Where a subtask's keyed state is.
@@ -165,16 +107,7 @@ pub enum BlobLocation {
     Shared(String),
 }
 
-/// One key group's bytes inside a blob.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupIndexEntry {
-    pub key_group: u32,
-    pub offset: u64,
-    pub len: u64,
-    pub crc32c: u32,
-    /// Entries (keys, and deletions in a delta) in the group.
-    pub entries: u64,
-}
+pub use crate::state::GroupIndexEntry;
 
 /// Bytes before the payload: magic, version, payload length.
 const HEADER_LEN: usize = 4 + 4 + 8;
@@ -256,7 +189,8 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<CheckpointMetadata, Checkpoin
     }
     let payload = &bytes[HEADER_LEN..body_end];
     let decoded = match version {
-        1 => postcard::from_bytes::<v1::CheckpointMetadata>(payload).map(Into::into),
+        1 => postcard::from_bytes::<legacy::V1>(payload).map(Into::into),
+        2 => postcard::from_bytes::<legacy::V2>(payload).map(Into::into),
         _ => postcard::from_bytes::<CheckpointMetadata>(payload),
     };
     let metadata = decoded.map_err(|e| {
@@ -389,7 +323,21 @@ impl CheckpointMetadata {
 mod tests {
     use super::*;
 
+    use crate::operators::sinks::state::{FileSinkState, PendingPart, SinkState};
+    use crate::operators::sources::SourcePosition;
+
     const SHARED_A: &str = "0a0a0a0a-0000-4000-8000-00000000000a";
+
+    fn sink_state() -> SinkState {
+        SinkState::Files(FileSinkState {
+            subtask: 0,
+            next_part: 4,
+            pending: vec![PendingPart {
+                checkpoint_id: 7,
+                part: 3,
+            }],
+        })
+    }
     const EXCLUSIVE_B: &str = "0b0b0b0b-0000-4000-8000-00000000000b";
 
     pub(crate) fn sample() -> CheckpointMetadata {
@@ -409,8 +357,8 @@ mod tests {
                         subtask: 0,
                         key_groups: None,
                         keyed: None,
-                        source: Some(SourcePosition::Datagen { next_line: 42 }),
-                        sink: None,
+                        keyed_format: None,
+                        operator: Some(SourcePosition::Datagen { next_line: 42 }.to_blob()),
                     }],
                 },
                 OperatorStateMeta {
@@ -445,8 +393,8 @@ mod tests {
                                 },
                             ],
                         }),
-                        source: None,
-                        sink: None,
+                        keyed_format: Some(crate::state::snapshot::keyed_values_format()),
+                        operator: None,
                     }],
                 },
                 OperatorStateMeta {
@@ -457,15 +405,8 @@ mod tests {
                         subtask: 0,
                         key_groups: None,
                         keyed: None,
-                        source: None,
-                        sink: Some(SinkState::Files(crate::checkpoint::FileSinkState {
-                            subtask: 0,
-                            next_part: 4,
-                            pending: vec![crate::checkpoint::PendingPart {
-                                checkpoint_id: 7,
-                                part: 3,
-                            }],
-                        })),
+                        keyed_format: None,
+                        operator: Some(sink_state().to_blob()),
                     }],
                 },
             ],
@@ -540,70 +481,120 @@ mod tests {
         }
     }
 
-    /// A v1 payload (no sink field) written as v1 wrote it decodes, with no sink state.
-    #[test]
-    fn version_1_payloads_still_decode() {
+    /// A `_metadata` file of `version` (1 or 2) as those versions wrote it: source positions
+    /// and sink states as enums of the checkpoint format (the operators' types have the same
+    /// wire shape), keyed state without a format.
+    fn legacy_file(version: u32, m: &CheckpointMetadata) -> Vec<u8> {
         #[derive(Serialize)]
-        struct V1Subtask<'a> {
+        struct Subtask<'a> {
             subtask: u32,
             key_groups: Option<(u32, u32)>,
             keyed: Option<&'a KeyedStateHandle>,
-            source: Option<&'a SourcePosition>,
+            source: Option<SourcePosition>,
         }
         #[derive(Serialize)]
-        struct V1Operator<'a> {
-            operator_id: &'a str,
+        struct Operator<S> {
+            operator_id: String,
             parallelism: u32,
             max_parallelism: u32,
-            subtasks: Vec<V1Subtask<'a>>,
+            subtasks: Vec<S>,
         }
         #[derive(Serialize)]
-        struct V1<'a> {
+        struct Payload<'a, S> {
             checkpoint_id: u64,
             job_id: &'a JobId,
             job_name: &'a str,
             kind: SnapshotKind,
             trigger_timestamp_ms: u64,
             completion_timestamp_ms: u64,
-            operators: Vec<V1Operator<'a>>,
+            operators: Vec<Operator<S>>,
         }
-        let mut m = sample();
-        m.operators.pop(); // the sink operator: v1 had no sink state
-        let v1 = V1 {
+        let subtask = |s: &'_ SubtaskStateMeta| {
+            let source = s
+                .operator
+                .as_ref()
+                .and_then(|b| SourcePosition::from_blob(b).ok());
+            let sink = s
+                .operator
+                .as_ref()
+                .and_then(|b| SinkState::from_blob(b).ok());
+            (
+                Subtask {
+                    subtask: s.subtask,
+                    key_groups: s.key_groups,
+                    keyed: None,
+                    source,
+                },
+                sink,
+            )
+        };
+        let payload = |operators| Payload {
             checkpoint_id: m.checkpoint_id,
             job_id: &m.job_id,
             job_name: &m.job_name,
             kind: m.kind,
             trigger_timestamp_ms: m.trigger_timestamp_ms,
             completion_timestamp_ms: m.completion_timestamp_ms,
-            operators: m
-                .operators
-                .iter()
-                .map(|o| V1Operator {
-                    operator_id: &o.operator_id,
-                    parallelism: o.parallelism,
-                    max_parallelism: o.max_parallelism,
-                    subtasks: o
-                        .subtasks
-                        .iter()
-                        .map(|s| V1Subtask {
-                            subtask: s.subtask,
-                            key_groups: s.key_groups,
-                            keyed: s.keyed.as_ref(),
-                            source: s.source.as_ref(),
-                        })
-                        .collect(),
-                })
-                .collect(),
+            operators,
         };
-        let payload = postcard::to_stdvec(&v1).unwrap();
+        let ops =
+            |f: &dyn Fn(&SubtaskStateMeta) -> Vec<u8>| -> Vec<Operator<serde_bytes_like::Raw>> {
+                m.operators
+                    .iter()
+                    .map(|o| Operator {
+                        operator_id: o.operator_id.clone(),
+                        parallelism: o.parallelism,
+                        max_parallelism: o.max_parallelism,
+                        subtasks: o
+                            .subtasks
+                            .iter()
+                            .map(|s| serde_bytes_like::Raw(f(s)))
+                            .collect(),
+                    })
+                    .collect()
+            };
+        let body = ops(&|s| {
+            let (mut st, sink) = subtask(s);
+            st.keyed = s.keyed.as_ref();
+            let mut out = postcard::to_stdvec(&st).unwrap();
+            if version >= 2 {
+                out.extend(postcard::to_stdvec(&sink).unwrap());
+            }
+            out
+        });
+        let payload = postcard::to_stdvec(&payload(body)).unwrap();
         let mut bytes = METADATA_MAGIC.to_vec();
-        bytes.extend_from_slice(&1u32.to_be_bytes());
+        bytes.extend_from_slice(&version.to_be_bytes());
         bytes.extend_from_slice(&(payload.len() as u64).to_be_bytes());
         bytes.extend_from_slice(&payload);
         let crc = crc32c::crc32c(&bytes);
         bytes.extend_from_slice(&crc.to_be_bytes());
-        assert_eq!(decode(&bytes, path()).unwrap(), m);
+        bytes
+    }
+
+    /// Bytes spliced into a postcard stream as they are (a struct's fields written apart).
+    mod serde_bytes_like {
+        pub struct Raw(pub Vec<u8>);
+        impl serde::Serialize for Raw {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeTuple;
+                let mut t = s.serialize_tuple(self.0.len())?;
+                for b in &self.0 {
+                    t.serialize_element(b)?;
+                }
+                t.end()
+            }
+        }
+    }
+
+    /// Version 1 and 2 files decode, their positions and sink states in the operators' own
+    /// encodings, their keyed state as the keyed store's runs.
+    #[test]
+    fn versions_1_and_2_still_decode() {
+        let mut m = sample();
+        assert_eq!(decode(&legacy_file(2, &m), path()).unwrap(), m);
+        m.operators.pop(); // the sink operator: v1 had no sink state
+        assert_eq!(decode(&legacy_file(1, &m), path()).unwrap(), m);
     }
 
     /// Re-encodes `m` after `edit`, as a forger with floe's encoder would.

@@ -15,9 +15,11 @@ pub mod sinks;
 pub mod sources;
 pub mod transforms;
 
-use crate::checkpoint::{CheckpointId, OperatorSnapshot, SinkState, SourcePosition};
 use crate::record::{Batch, Schema};
 use crate::runtime::checkpointing::CheckpointOutcome;
+use crate::runtime::message::CheckpointId;
+use crate::state::{OperatorSnapshot, RestoredBlob};
+use sources::SourcePosition;
 use std::fmt;
 
 pub use sinks::{
@@ -359,14 +361,23 @@ pub enum EndOfInput {
     Stopped,
 }
 
-/// State handed back to an operator on restore.
+/// State handed back to an operator on restore, in the encodings the operator wrote (it
+/// decodes them itself, and refuses another operator's).
 #[derive(Debug)]
 pub enum RestoredState {
-    /// The keyed state of exactly the key groups this subtask owns.
-    Keyed(crate::state::keyed::KeyedStore),
-    /// A transactional sink's state: its own old subtask's, plus, after a restore at a lower
-    /// parallelism, the states of old subtasks no longer running.
-    Sink(Vec<SinkState>),
+    /// The keyed state of exactly the key groups this subtask owns, as runs to apply in order.
+    Keyed(crate::state::KeyedRuns),
+    /// Operator state as its redistribution hands it out: a transactional sink's own old
+    /// subtask's, plus, after a restore at a lower parallelism, the states of old subtasks
+    /// no longer running.
+    Blobs(Vec<RestoredBlob>),
+}
+
+impl RestoredState {
+    /// Sink states as a restore hands them over (for tests and tools).
+    pub fn sink(states: Vec<sinks::state::SinkState>) -> RestoredState {
+        RestoredState::Blobs(states.iter().map(|s| s.restored(0, 1)).collect())
+    }
 }
 
 /// What a source hands the runtime on each call.
@@ -521,14 +532,22 @@ impl SourceConfig {
         })
     }
 
-    /// Build subtask `ctx.subtask` as the runtime runs it, resuming at `position`.
+    /// Build subtask `ctx.subtask` as the runtime runs it, resuming from the positions a
+    /// restore handed it (its own, or at another parallelism everyone's).
     pub fn build_task(
         &self,
         ctx: &BuildContext,
-        position: Option<&SourcePosition>,
+        restored: Option<&[RestoredBlob]>,
     ) -> Result<crate::runtime::TaskSource, OperatorError> {
+        let position = match restored {
+            None => None,
+            Some(blobs) => sources::position::restore_position(blobs, ctx.subtask, ctx.parallelism)
+                .map_err(|e| {
+                    OperatorError::Config(format!("source \"{}\": {e}", ctx.operator_id))
+                })?,
+        };
         Ok(crate::runtime::TaskSource::Catalogue(
-            self.build_restored(ctx, position)?,
+            self.build_restored(ctx, position.as_ref())?,
         ))
     }
 
@@ -593,13 +612,7 @@ impl SourceConfig {
                 Box::new(sources::kafka::KafkaSource::new(c, ctx, Some(offsets))?),
             ),
             (other, position) => {
-                let held = match position {
-                    SourcePosition::Datagen { .. } | SourcePosition::DatagenRescaled { .. } => {
-                        "datagen"
-                    }
-                    SourcePosition::Files(_) => "file",
-                    SourcePosition::Kafka(_) => "kafka",
-                };
+                let held = position.source_type();
                 let now = match other {
                     SourceConfig::Socket(_) => "socket",
                     SourceConfig::File(_) => "file",

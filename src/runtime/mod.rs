@@ -589,9 +589,7 @@ pub fn start(plan: Plan, mut opts: JobOptions) -> Result<JobHandle, RuntimeError
     // Only the tasks hold senders: the driver sees the channel close when they are gone.
     drop(checkpoints_tx);
     if let Some(r) = restore {
-        if let Some((operator, subtask)) =
-            r.operators.into_keys().chain(r.sources.into_keys()).next()
-        {
+        if let Some((operator, subtask)) = r.operators.into_keys().next() {
             return Err(RuntimeError::UnusedRestoreState { operator, subtask });
         }
     }
@@ -821,9 +819,24 @@ fn build_subtask(
         let key = (op.id.clone(), subtask);
         match (&op.factory, k) {
             (Factory::Source(f), 0) => {
-                let position = restore.as_mut().and_then(|r| r.sources.remove(&key));
+                let restored = match restore.as_mut().and_then(|r| r.operators.remove(&key)) {
+                    None => None,
+                    Some(crate::operators::RestoredState::Blobs(blobs)) => Some(blobs),
+                    Some(crate::operators::RestoredState::Keyed(_)) => {
+                        return Err(RuntimeError::Restore {
+                            operator: op.id.clone(),
+                            subtask,
+                            parallelism: task.parallelism,
+                            error: crate::operators::OperatorError::Config(
+                                "the checkpoint holds keyed state under this source's id; give \
+                                 the source another `id` or restore without its state"
+                                    .into(),
+                            ),
+                        })
+                    }
+                };
                 let built =
-                    f(&context(&op.id), position.as_ref()).map_err(|e| build_error(&op.id, e))?;
+                    f(&context(&op.id), restored.as_deref()).map_err(|e| build_error(&op.id, e))?;
                 source = Some((op.id.clone(), built, metrics[0].clone()));
             }
             (Factory::Operator(f), _) => {

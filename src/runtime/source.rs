@@ -1,8 +1,8 @@
 //! The source a task runs: a catalogue source, or one given as a trait object (tests, and
 //! sources outside the catalogue later).
 
-use crate::checkpoint::SourcePosition;
 use crate::operators::event_time::WatermarkEvent;
+use crate::operators::sources::SourcePosition;
 use crate::operators::{OperatorError, SourceEvent, SourceRuntime};
 use crate::runtime::checkpointing::CheckpointOutcome;
 use crate::runtime::message::CheckpointId;

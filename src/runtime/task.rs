@@ -22,7 +22,6 @@
 //! Cancellation is not handled here: the job wraps each loop in a select on its cancel token,
 //! which drops the loop (and its operators) at its next await.
 
-use crate::checkpoint::OperatorSnapshot;
 use crate::operators::event_time::WatermarkEvent;
 use crate::operators::{EndOfInput, OperatorError, SourceEvent};
 use crate::pipeline::OperatorId;
@@ -37,6 +36,7 @@ use crate::runtime::metrics::OperatorMetrics;
 use crate::runtime::source::TaskSource;
 use crate::runtime::watermark::{ValveOutput, WatermarkValve};
 use crate::runtime::{TaskError, TaskEvent};
+use crate::state::OperatorSnapshot;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
@@ -90,7 +90,7 @@ impl TaskContext {
         let mut states = Vec::with_capacity(chain.len() + 1);
         if let Some(slot) = source {
             let position = slot.source.snapshot_position(barrier.checkpoint_id);
-            states.push(position.map(OperatorSnapshot::Source));
+            states.push(position.map(|p| OperatorSnapshot::blob(p.to_blob())));
         }
         chain.snapshot(barrier.checkpoint_id, &mut states)?;
         // The driver outlives the tasks; if it is gone the job is ending anyway.

@@ -21,7 +21,7 @@
 //!
 //! Durability: the task only flushes and renames at a barrier; the fsync of the pending file
 //! and of the directory runs on the checkpoint writer's blocking thread
-//! ([`crate::checkpoint::SinkSnapshot`]), before the subtask acks, so before `_metadata`.
+//! ([`crate::state::OperatorSnapshot::Blob`]), before the subtask acks, so before `_metadata`.
 //! A commit's rename is made durable by the next checkpoint, which lists the part again
 //! (committing twice is a no-op) and fsyncs the directory; the end of a bounded job fsyncs
 //! what it commits itself.
@@ -32,15 +32,15 @@
 //! older checkpoint; its records are then written again: replaying an older checkpoint
 //! repeats its output, as in Flink).
 
+use super::state::{FileSinkState, PendingPart, SinkState};
 use super::{sink_schema, write_record};
-use crate::checkpoint::{
-    CheckpointId, FileSinkState, OperatorSnapshot, PendingPart, SinkSnapshot, SinkState,
-};
 use crate::operators::{
     BuildContext, DeliveryGuarantee, EndOfInput, Operator, OperatorError, OperatorSpec, Problem,
     RestoredState,
 };
 use crate::record::{Batch, Schema};
+use crate::runtime::message::CheckpointId;
+use crate::state::OperatorSnapshot;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -462,14 +462,14 @@ impl Operator for FileSink {
             .map(|p| dir.join(part_name(subtask, p.part, PartKind::Pending)))
             .collect();
         fsync.push(dir);
-        Ok(Some(OperatorSnapshot::Sink(SinkSnapshot {
-            state: SinkState::Files(FileSinkState {
+        Ok(Some(
+            SinkState::Files(FileSinkState {
                 subtask,
                 next_part: parts.next_part,
                 pending: listed,
-            }),
-            fsync,
-        })))
+            })
+            .into_snapshot(fsync),
+        ))
     }
 
     /// The commit: every part pending for `checkpoint` or an older one becomes visible.
@@ -679,7 +679,7 @@ mod tests {
 
     fn state(s: &mut FileSink, id: u64) -> SinkState {
         match s.snapshot_state_at(CheckpointId(id)).unwrap() {
-            Some(OperatorSnapshot::Sink(snap)) => snap.state,
+            Some(OperatorSnapshot::Blob { blob, .. }) => SinkState::from_blob(&blob).unwrap(),
             other => panic!("expected sink state, got {other:?}"),
         }
     }
@@ -725,7 +725,7 @@ mod tests {
         // parts 1 (pending of 2) and 2 (in progress) discarded, numbering from 1.
         drop(s);
         let mut r = sink(tmp.path());
-        r.restore_state(RestoredState::Sink(vec![at_1])).unwrap();
+        r.restore_state(RestoredState::sink(vec![at_1])).unwrap();
         assert_eq!(files(tmp.path()), ["part-0-0"]);
         r.process(batch(&["x"]), &mut Vec::new()).unwrap();
         assert_eq!(files(tmp.path()), [".part-0-1.inprogress", "part-0-0"]);
@@ -747,7 +747,7 @@ mod tests {
         let at_2 = state(&mut s, 2);
         drop(s);
         let mut r = sink(tmp.path());
-        r.restore_state(RestoredState::Sink(vec![at_2])).unwrap();
+        r.restore_state(RestoredState::sink(vec![at_2])).unwrap();
         assert_eq!(files(tmp.path()), ["part-0-0", "part-0-1"]);
     }
 
@@ -761,7 +761,7 @@ mod tests {
         std::fs::remove_file(tmp.path().join("out/.part-0-0.pending")).unwrap();
         let mut r = sink(tmp.path());
         let err = r
-            .restore_state(RestoredState::Sink(vec![at_1]))
+            .restore_state(RestoredState::sink(vec![at_1]))
             .unwrap_err()
             .to_string();
         assert!(err.contains(".part-0-0.pending"), "{err}");

@@ -32,10 +32,8 @@
 //! reports them.
 
 use super::kafka_txn::{end_txn, EndTxnOutcome};
+use super::state::{KafkaPendingTxn, KafkaSinkState, SinkState};
 use super::{sink_schema, write_json, write_record, write_value};
-use crate::checkpoint::{
-    CheckpointId, KafkaPendingTxn, KafkaSinkState, OperatorSnapshot, SinkSnapshot, SinkState,
-};
 use crate::operators::sources::duration_serde;
 use crate::operators::sources::kafka::{check_client_settings, property_text};
 use crate::operators::{
@@ -43,6 +41,8 @@ use crate::operators::{
     OperatorSpec, Problem, RestoredState,
 };
 use crate::record::{Batch, Schema};
+use crate::runtime::message::CheckpointId;
+use crate::state::OperatorSnapshot;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
@@ -707,15 +707,15 @@ impl Operator for KafkaSink {
         let Mode::Transactional(t) = &self.mode else {
             unreachable!("matched above")
         };
-        Ok(Some(OperatorSnapshot::Sink(SinkSnapshot {
-            state: SinkState::Kafka(KafkaSinkState {
+        Ok(Some(
+            SinkState::Kafka(KafkaSinkState {
                 subtask: self.subtask,
                 prefix: self.prefix.clone(),
                 slots: t.slots.max(FRESH_SLOTS),
                 pending: t.pending.iter().map(|(p, _)| p.clone()).collect(),
-            }),
-            fsync: Vec::new(),
-        })))
+            })
+            .into_snapshot(Vec::new()),
+        ))
     }
 
     /// The commit: every transaction pre-committed for `checkpoint` or an older one.

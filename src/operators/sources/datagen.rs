@@ -23,7 +23,7 @@
 //! [`StrColumnBuilder`] sized up front, words copied straight from the arena. This module must
 //! not allocate per line or per word.
 
-use crate::checkpoint::SourcePosition;
+use super::SourcePosition;
 use crate::operators::event_time::{millis, WatermarkEvent, WatermarkGenerator};
 use crate::operators::{BuildContext, OperatorError, OperatorSpec, Problem, Source, SourceEvent};
 use crate::record::{Batch, Column, DataType, Schema, Span, StrColumnBuilder, BATCH_SIZE};

@@ -20,7 +20,7 @@
 //! write or delete the files it reads.
 
 use super::text::{SourceFormat, TextReader, TextSettings};
-use crate::checkpoint::SourcePosition;
+use super::SourcePosition;
 use crate::operators::event_time::{EventTimeConfig, WatermarkEvent};
 use crate::operators::transforms::parse::{FieldSpec, OnError};
 use crate::operators::{BuildContext, OperatorError, OperatorSpec, Problem, Source, SourceEvent};

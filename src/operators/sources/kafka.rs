@@ -49,9 +49,10 @@ use super::kafka_discovery::{
 };
 pub use super::kafka_discovery::{owner, reader, Share};
 use super::kafka_records::Rows;
-use crate::checkpoint::{CheckpointId, KafkaOffset, SourcePosition};
+use super::{KafkaOffset, SourcePosition};
 use crate::operators::{BuildContext, OperatorError, OperatorSpec, Problem, Source, SourceEvent};
 use crate::record::{Batch, DataType, Schema, BATCH_SIZE};
+use crate::runtime::message::CheckpointId;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;

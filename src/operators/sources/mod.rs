@@ -5,8 +5,11 @@ pub mod file;
 pub mod kafka;
 mod kafka_discovery;
 mod kafka_records;
+pub mod position;
 pub mod socket;
 pub mod text;
+
+pub use position::{KafkaOffset, SourcePosition};
 
 use std::time::Duration;
 

@@ -20,12 +20,13 @@ use crate::operators::sources::{duration_serde, opt_duration_serde};
 use crate::operators::transforms::map::ordered_fields;
 use crate::operators::{
     did_you_mean_suffix, typed_field, BuildContext, EndOfInput, Operator, OperatorError,
-    OperatorSpec, Problem,
+    OperatorSpec, Problem, RestoredState,
 };
 use crate::record::{Batch, Column, DataType, Schema, StrColumnBuilder, Value, BATCH_SIZE};
 use crate::state::keygroup::{hash_bool, hash_int, hash_str, KeyGroupRange, KeyHash};
 use crate::state::window::acc::{Acc, AggKind};
 use crate::state::window::{SessionAdd, WindowStore};
+use crate::state::OperatorSnapshot;
 use std::time::Duration;
 
 /// Which clock windows follow.
@@ -281,7 +282,11 @@ impl WindowConfig {
                 "applies to event time only: on processing time no record is late",
             ));
         }
-        if !self.allowed_lateness.subsec_nanos().is_multiple_of(1_000_000) {
+        if !self
+            .allowed_lateness
+            .subsec_nanos()
+            .is_multiple_of(1_000_000)
+        {
             problems.push(Problem::new(
                 "allowed-lateness",
                 "must be a whole number of milliseconds",
@@ -758,6 +763,26 @@ impl Operator for Window {
 
     fn records_discarded(&self) -> u64 {
         self.dropped
+    }
+
+    /// A copy-on-write view of the open windows: `Arc` clones, nothing per key.
+    fn snapshot_state(&mut self) -> Option<OperatorSnapshot> {
+        Some(OperatorSnapshot::Keyed(std::sync::Arc::new(
+            self.store.snapshot(),
+        )))
+    }
+
+    fn restore_state(&mut self, state: RestoredState) -> Result<(), OperatorError> {
+        let RestoredState::Keyed(runs) = state else {
+            return Err(OperatorError::Config(format!(
+                "window \"{}\": the checkpoint holds another operator's state (a source's or a \
+                 sink's) under this id; give the window another `id`",
+                self.operator_id
+            )));
+        };
+        self.store
+            .restore(&runs)
+            .map_err(|e| OperatorError::Config(format!("window \"{}\": {e}", self.operator_id)))
     }
 }
 

@@ -693,6 +693,59 @@ impl WindowSnapshot {
     }
 }
 
+/// The name of the window state's run format.
+pub const WINDOW_FORMAT: &str = "window";
+
+impl crate::state::KeyedStateSnapshot for WindowSnapshot {
+    fn format(&self) -> crate::state::StateFormat {
+        crate::state::StateFormat::new(WINDOW_FORMAT, WINDOW_STATE_VERSION)
+    }
+
+    fn range(&self) -> KeyGroupRange {
+        self.range
+    }
+
+    fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    fn delta_base(&self) -> DeltaBase {
+        self.delta_base
+    }
+
+    fn encode_full(&self) -> crate::state::EncodedBlob {
+        crate::state::snapshot::encode_runs(self.full())
+    }
+
+    fn encode_delta(&self) -> crate::state::EncodedBlob {
+        crate::state::snapshot::encode_runs(self.delta())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl WindowStore {
+    /// The state of a subtask from restored runs of the window format.
+    pub fn restore(&mut self, runs: &crate::state::KeyedRuns) -> Result<(), String> {
+        runs.format
+            .check(WINDOW_FORMAT, WINDOW_STATE_VERSION)
+            .map_err(|e| e.to_string())?;
+        if runs.range != self.range || runs.max_parallelism != self.max_parallelism {
+            return Err(format!(
+                "bug: the restore handed key groups {} of max parallelism {} to the subtask owning {} of {}",
+                runs.range, runs.max_parallelism, self.range, self.max_parallelism
+            ));
+        }
+        for (g, run) in &runs.runs {
+            self.restore_group(*g, run).map_err(|e| e.to_string())?;
+        }
+        self.finish_restore();
+        Ok(())
+    }
+}
+
 fn names(aggs: &[AggKind]) -> String {
     aggs.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
 }
