@@ -175,6 +175,8 @@ pub struct CrashSummary {
     /// wait ran out first) are counted as kills while processing.
     pub restores_from_checkpoint: u32,
     pub restarts_from_scratch: u32,
+    /// Restores from a checkpoint at another parallelism than the attempt before.
+    pub rescales: u32,
     pub elapsed: Duration,
 }
 
@@ -197,8 +199,10 @@ impl fmt::Display for CrashSummary {
         }
         write!(
             f,
-            "), {} restores from a checkpoint, {} restarts from scratch, {:.1} s",
+            "), {} restores from a checkpoint ({} at another parallelism), {} restarts from \
+             scratch, {:.1} s",
             self.restores_from_checkpoint,
+            self.rescales,
             self.restarts_from_scratch,
             self.elapsed.as_secs_f64()
         )
@@ -219,8 +223,20 @@ impl CrashRun {
     /// Runs the pipeline, killing it `kills` times at moments picked by `rng`, restarting it
     /// each time from the newest checkpoint, then lets the last attempt run to its end.
     pub fn run(&self, kills: u32, rng: &mut Rng) -> Result<CrashSummary, CrashError> {
+        self.run_rescaling(kills, rng, &[self.parallelism])
+    }
+
+    /// [`CrashRun::run`], each attempt at a parallelism `rng` picks from `parallelisms` (the
+    /// first at the first one): restores at another parallelism than the checkpoint's.
+    pub fn run_rescaling(
+        &self,
+        kills: u32,
+        rng: &mut Rng,
+        parallelisms: &[u32],
+    ) -> Result<CrashSummary, CrashError> {
         let started = Instant::now();
         let mut summary = CrashSummary::default();
+        let mut previous = None;
         loop {
             let killing = summary.total_kills() < kills;
             let restore = restore_args(&self.checkpoints);
@@ -234,7 +250,17 @@ impl CrashRun {
             // What exists before the attempt, so "a new checkpoint" means one of this attempt.
             let chk_before = chk_dirs(&self.checkpoints);
             let meta_before = metadata_files(&self.checkpoints);
-            let mut child = self.spawn(&restore, &log)?;
+            let parallelism = match parallelisms {
+                [] => self.parallelism,
+                [only] => *only,
+                _ if summary.attempts == 1 => parallelisms[0],
+                _ => parallelisms[rng.range(0, parallelisms.len() as u64) as usize],
+            };
+            if !restore.is_empty() && previous.is_some_and(|p| p != parallelism) {
+                summary.rescales += 1;
+            }
+            previous = Some(parallelism);
+            let mut child = self.spawn(&restore, &log, parallelism)?;
             let status = if killing {
                 let at = KillAt::pick(rng);
                 match self.kill_at(&mut child, at, &chk_before, &meta_before)? {
@@ -261,7 +287,7 @@ impl CrashRun {
         }
     }
 
-    fn spawn(&self, restore: &[String], log: &Path) -> Result<Child, CrashError> {
+    fn spawn(&self, restore: &[String], log: &Path, parallelism: u32) -> Result<Child, CrashError> {
         let err = std::fs::File::create(log)
             .map_err(|e| CrashError(format!("cannot create {}: {e}", log.display())))?;
         Command::new(&self.bin)
@@ -271,7 +297,7 @@ impl CrashRun {
             .env("FLOE_REST_PORT", "0")
             .arg("run")
             .arg(&self.pipeline)
-            .args(["-p", &self.parallelism.to_string()])
+            .args(["-p", &parallelism.to_string()])
             .args(restore)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
