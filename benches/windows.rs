@@ -54,7 +54,11 @@ fn main() {
             .and_then(|(v, p)| Some((v.parse().ok()?, p.parse().ok()?)))
             .unwrap_or_else(|| panic!("bad {CHILD}: {case}"));
         let r = run(lines, vocab, p);
-        let cks: Vec<String> = r.checkpoints.iter().map(|(d, s)| format!("{d}:{s}")).collect();
+        let cks: Vec<String> = r
+            .checkpoints
+            .iter()
+            .map(|(d, s)| format!("{d}:{s}"))
+            .collect();
         println!(
             "RESULT {} {} {} {}",
             r.words_per_sec,
@@ -73,7 +77,14 @@ fn main() {
     );
     println!(
         "{:>9} {:>3} {:>14} {:>13} {:>15} {:>6} {:>22} {:>16}",
-        "vocab", "p", "words/s", "peak RSS MB", "window results", "ckpts", "ckpt ms med/max", "ckpt MB med/max"
+        "vocab",
+        "p",
+        "words/s",
+        "peak RSS MB",
+        "window results",
+        "ckpts",
+        "ckpt ms med/max",
+        "ckpt MB med/max"
     );
     for vocab in [10_000u64, 1_000_000] {
         for p in [1u32, 2] {

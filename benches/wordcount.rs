@@ -1,5 +1,5 @@
 //! Word-count benchmark: floe against the hand-written single-thread reference
-//! (`../shared/bench/wordcount_limit.rs`), measured in the same run on the same machine.
+//! (`benches/reference/wordcount_limit.rs`), measured in the same run on the same machine.
 //!
 //! `cargo bench --bench wordcount` runs datagen → flat_map → key_by count → blackhole over
 //! FLOE_BENCH_WORDS words (default 20M) with vocab 10k and 1M, at parallelism 1 and 2, and the
@@ -64,7 +64,7 @@ fn median(v: &mut [f64]) -> f64 {
 /// Compile the reference with rustc -O into the target directory.
 fn build_reference() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let src = manifest.join("../shared/bench/wordcount_limit.rs");
+    let src = manifest.join("benches/reference/wordcount_limit.rs");
     let out_dir = manifest.join("target/bench-reference");
     std::fs::create_dir_all(&out_dir).expect("create target/bench-reference");
     let bin = out_dir.join("wordcount_limit");

@@ -61,14 +61,26 @@ operators:
     path
 }
 
+/// Runs floe with its stdout piped to the caller, which must read it to the end (a full
+/// pipe would block the print sink, and with it checkpoints and a stop), and its stderr in
+/// `dir/floe.log`.
 fn spawn(dir: &Path, args: &[&str]) -> Child {
+    let log = std::fs::File::create(dir.join("floe.log")).unwrap();
     floe()
         .current_dir(dir)
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(log)
         .spawn()
         .unwrap()
+}
+
+/// Reads `child`'s stdout to its end on a thread of its own.
+fn drain_stdout(child: &mut Child) -> std::thread::JoinHandle<()> {
+    let mut out = child.stdout.take().expect("piped stdout");
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut out, &mut std::io::sink());
+    })
 }
 
 fn signal(child: &Child, sig: &str) {
@@ -92,6 +104,7 @@ fn is_job_id(p: &Path) -> bool {
 /// and the job directory.
 fn run_until_checkpoint(dir: &Path, file: &Path, n: u64, sig: &str) -> (Option<i32>, PathBuf) {
     let mut child = spawn(dir, &["run", file.to_str().unwrap()]);
+    let drained = drain_stdout(&mut child);
     let root = dir.join("ck");
     wait_for(&format!("checkpoint {n}"), || {
         job_dirs(&root)
@@ -100,6 +113,7 @@ fn run_until_checkpoint(dir: &Path, file: &Path, n: u64, sig: &str) -> (Option<i
     });
     signal(&child, sig);
     let code = child.wait().unwrap().code();
+    drained.join().unwrap();
     let jobs = job_dirs(&root);
     assert_eq!(jobs.len(), 1, "one job directory");
     (code, jobs.into_iter().next().unwrap())
@@ -166,12 +180,16 @@ fn a_finished_job_deletes_its_checkpoints_by_default() {
 #[test]
 fn kill_9_then_restore_continues_the_counts() {
     let dir = tempfile::tempdir().unwrap();
-    let (lines, rate) = (4_000u64, 2_000u64);
-    let file = pipeline(dir.path(), "", Some(lines), rate);
+    // 20 s of input at 2000 lines/s: the kill after checkpoint 3 comes long before the end,
+    // however slow the machine. The restored run reads the rest ten times faster (the rate is
+    // not state), slowly enough to take checkpoints.
+    let lines = 40_000u64;
+    let file = pipeline(dir.path(), "", Some(lines), 2_000);
     let (_, job) = run_until_checkpoint(dir.path(), &file, 3, "-KILL");
     let (restored_id, chk) = completed(&job)
         .pop()
         .expect("a checkpoint survived kill -9");
+    let file = pipeline(dir.path(), "", Some(lines), 20_000);
 
     // The restored run's printed updates continue from the checkpoint: each word's last
     // update equals its count in the whole corpus.
@@ -273,5 +291,8 @@ fn first_output_line_arrives_from_a_live_job() {
     out.read_line(&mut line).unwrap();
     assert!(line.starts_with("(w"), "{line}");
     signal(&child, "-INT");
+    // The rest of the output is read while the job stops (it drains into the print sink).
+    let rest = std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     assert_eq!(child.wait().unwrap().code(), Some(0));
+    rest.join().unwrap().unwrap();
 }

@@ -1,16 +1,19 @@
 //! Checked-in `_metadata` fixtures: every format version floe has written must keep decoding,
 //! and a corrupted copy must be refused by its checksum with an error naming the file.
 //!
-//! `tests/fixtures/checkpoint/v1/` was produced by `generate_v1_fixture` below with
-//! `UPDATE_FIXTURES=1 cargo test --test checkpoint_storage_fixture -- --test-threads=1` (one
-//! thread: the other tests read what it writes); never regenerate it for a new format version: add `v2/` instead, so
-//! v1 keeps being tested. The state file's group bytes are arbitrary (only its header and
-//! checksums follow the blob format); the metadata is what this fixture pins down.
+//! `tests/fixtures/checkpoint/v1/` is what `v1_fixture_is_what_its_generator_writes` below
+//! writes with `UPDATE_FIXTURES=v1 cargo test --test checkpoint_storage_fixture --
+//! --test-threads=1` (one thread: the other tests read what it writes). Its generator encodes
+//! version 1 with types of its own ([`v1_format`]), not with floe's encoder, which writes the
+//! newest version; a new format version gets a fixture and generator of its own (v2:
+//! `tests/checkpoint_fixture_v2.rs`), so v1 keeps being tested. The state file's group bytes
+//! are arbitrary (only its header and checksums follow the blob format); the metadata is what
+//! this fixture pins down.
 
 use floe::checkpoint::inspect::{inspect, render_json, render_text, InspectReport};
 use floe::checkpoint::metadata::{
-    decode, encode, BlobLocation, CheckpointMetadata, GroupIndexEntry, KeyedStateHandle,
-    OperatorStateMeta, SnapshotKind, StateBlob, SubtaskStateMeta,
+    decode, BlobLocation, CheckpointMetadata, GroupIndexEntry, KeyedStateHandle, OperatorStateMeta,
+    SnapshotKind, StateBlob, SubtaskStateMeta,
 };
 use floe::checkpoint::storage::load;
 use floe::checkpoint::JobId;
@@ -123,25 +126,165 @@ fn fixture_metadata() -> CheckpointMetadata {
     }
 }
 
-#[test]
-fn generate_v1_fixture() {
-    let dir = fixtures().join("v1");
-    if std::env::var_os("UPDATE_FIXTURES").is_some() {
-        std::fs::create_dir_all(&dir).unwrap();
-        let bytes = encode(&fixture_metadata());
-        std::fs::write(dir.join("_metadata"), &bytes).unwrap();
-        std::fs::write(dir.join(STATE_FILE), file_blob().0).unwrap();
-        let corrupt = fixtures().join("v1-corrupt");
-        std::fs::create_dir_all(&corrupt).unwrap();
-        let mut flipped = bytes.clone();
-        flipped[bytes.len() / 2] ^= 0x04;
-        std::fs::write(corrupt.join("_metadata"), &flipped).unwrap();
+/// Format version 1 as it was written, independent of floe's current types (which are v2):
+/// postcard of these mirror types (no sink state; the source positions v1 knew), framed as
+/// `FLOE`, version 1 (u32 BE), payload length (u64 BE), payload, crc32c (u32 BE).
+mod v1_format {
+    use serde::Serialize;
+
+    #[derive(Serialize)]
+    pub struct Metadata {
+        pub checkpoint_id: u64,
+        pub job_id: String,
+        pub job_name: String,
+        pub kind: u8, // SnapshotKind: 0 checkpoint, 1 savepoint (a unit variant is its index)
+        pub trigger_timestamp_ms: u64,
+        pub completion_timestamp_ms: u64,
+        pub operators: Vec<Operator>,
     }
-    assert!(
-        dir.join("_metadata").is_file(),
-        "run with UPDATE_FIXTURES=1 once"
-    );
-    assert!(dir.join(STATE_FILE).is_file());
+
+    #[derive(Serialize)]
+    pub struct Operator {
+        pub operator_id: String,
+        pub parallelism: u32,
+        pub max_parallelism: u32,
+        pub subtasks: Vec<Subtask>,
+    }
+
+    #[derive(Serialize)]
+    pub struct Subtask {
+        pub subtask: u32,
+        pub key_groups: Option<(u32, u32)>,
+        pub keyed: Option<Keyed>,
+        pub source: Option<Source>,
+    }
+
+    #[derive(Serialize)]
+    pub enum Keyed {
+        Full(Blob),
+    }
+
+    #[derive(Serialize)]
+    pub struct Blob {
+        pub location: Location,
+        pub size: u64,
+        pub groups: Vec<(u32, u64, u64, u32, u64)>,
+    }
+
+    #[derive(Serialize)]
+    pub enum Location {
+        Inline(Vec<u8>),
+        Exclusive(String),
+    }
+
+    #[derive(Serialize)]
+    pub enum Source {
+        Datagen { next_line: u64 },
+        Files(Vec<(String, u64)>),
+    }
+
+    pub fn frame(m: &Metadata) -> Vec<u8> {
+        let payload = postcard::to_stdvec(m).unwrap();
+        let mut out = b"FLOE".to_vec();
+        out.extend_from_slice(&1u32.to_be_bytes());
+        out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+        out.extend_from_slice(&payload);
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_be_bytes());
+        out
+    }
+}
+
+/// [`fixture_metadata`] in version 1's terms.
+fn v1_bytes() -> Vec<u8> {
+    use v1_format::*;
+    let (file_bytes, file_groups) = file_blob();
+    let (inline_bytes, inline_groups) = inline_blob();
+    let groups = |g: Vec<GroupIndexEntry>| {
+        g.iter()
+            .map(|e| (e.key_group, e.offset, e.len, e.crc32c, e.entries))
+            .collect()
+    };
+    let source = |id: &str, position| Operator {
+        operator_id: id.into(),
+        parallelism: 1,
+        max_parallelism: 128,
+        subtasks: vec![Subtask {
+            subtask: 0,
+            key_groups: None,
+            keyed: None,
+            source: Some(position),
+        }],
+    };
+    frame(&Metadata {
+        checkpoint_id: 7,
+        job_id: "0123456789abcdef0123456789abcdef".into(),
+        job_name: "wordcount".into(),
+        kind: 0,
+        trigger_timestamp_ms: 1_700_000_000_000,
+        completion_timestamp_ms: 1_700_000_000_250,
+        operators: vec![
+            source("lines", Source::Files(vec![("input/a.txt".into(), 1234)])),
+            source("gen", Source::Datagen { next_line: 42 }),
+            Operator {
+                operator_id: "count".into(),
+                parallelism: 2,
+                max_parallelism: 128,
+                subtasks: vec![
+                    Subtask {
+                        subtask: 0,
+                        key_groups: Some((0, 63)),
+                        keyed: Some(Keyed::Full(Blob {
+                            location: Location::Exclusive(STATE_FILE.into()),
+                            size: file_bytes.len() as u64,
+                            groups: groups(file_groups),
+                        })),
+                        source: None,
+                    },
+                    Subtask {
+                        subtask: 1,
+                        key_groups: Some((64, 127)),
+                        keyed: Some(Keyed::Full(Blob {
+                            size: inline_bytes.len() as u64,
+                            location: Location::Inline(inline_bytes),
+                            groups: groups(inline_groups),
+                        })),
+                        source: None,
+                    },
+                ],
+            },
+        ],
+    })
+}
+
+/// The v1 generator: with `UPDATE_FIXTURES=v1`, writes the v1 fixture and its corrupted copy;
+/// always checks that the checked-in files are exactly what it writes.
+#[test]
+fn v1_fixture_is_what_its_generator_writes() {
+    let dir = fixtures().join("v1");
+    let corrupt = fixtures().join("v1-corrupt");
+    let bytes = v1_bytes();
+    let mut flipped = bytes.clone();
+    flipped[bytes.len() / 2] ^= 0x04;
+    let files = [
+        (dir.join("_metadata"), bytes),
+        (dir.join(STATE_FILE), file_blob().0),
+        (corrupt.join("_metadata"), flipped),
+    ];
+    let update = std::env::var("UPDATE_FIXTURES").is_ok_and(|v| v.split(',').any(|v| v == "v1"));
+    for (path, bytes) in &files {
+        if update {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
+        let on_disk = std::fs::read(path)
+            .unwrap_or_else(|e| panic!("{}: {e}; UPDATE_FIXTURES=v1 writes it", path.display()));
+        assert!(
+            on_disk == *bytes,
+            "{} is not what the v1 generator writes",
+            path.display()
+        );
+    }
 }
 
 #[test]

@@ -11,7 +11,7 @@
 
 mod crash_support;
 
-use crash_support::{floe_bin, CrashRun, Rng};
+use crash_support::{datagen_lines_left, floe_bin, limit_for_input, CrashRun, Rng};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -146,8 +146,14 @@ fn crash_case(incremental: bool, kills: u32, lines: u64, rate: u64, seed: u64) {
     let mut rng = Rng::new(seed);
     let what = if incremental { "incremental" } else { "full" };
     eprintln!("crash windows ({what}): {kills} kills, {lines} lines at {rate}/s, seed {seed}");
+    // The final run generates what the newest checkpoint left at `rate`: its limit grows
+    // with that (a soak leaves minutes of input).
+    let final_limit = |newest: Option<&Path>| {
+        let left = datagen_lines_left(newest, "source", lines);
+        limit_for_input(run.attempt_limit, left, rate)
+    };
     let summary = run
-        .run_rescaling(kills, &mut rng, &[2, 1, 3])
+        .run_rescaling(kills, &mut rng, &[2, 1, 3], final_limit)
         .unwrap_or_else(|e| panic!("crash windows ({what}, seed {seed}): {e}"));
     eprintln!("crash windows ({what}): {summary}");
     assert!(

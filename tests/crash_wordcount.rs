@@ -10,7 +10,7 @@
 
 mod crash_support;
 
-use crash_support::{floe_bin, CrashRun, Rng};
+use crash_support::{datagen_lines_left, floe_bin, limit_for_input, CrashRun, Rng};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
@@ -143,8 +143,16 @@ fn crash_case(parallelism: u32, kills: u32, lines: u64, rate: u64, seed: u64) {
         "crash test p {parallelism}: {kills} kills, {lines} lines at {rate}/s, seed {seed}, {}",
         run.bin.display()
     );
+    // The final run restores the newest checkpoint and generates what is left of the input
+    // at `rate`: its limit grows with that (a 1000-kill soak leaves minutes of input).
+    let final_limit = |newest: Option<&Path>| {
+        let left = datagen_lines_left(newest, "source", lines);
+        let limit = limit_for_input(run.attempt_limit, left, rate);
+        eprintln!("crash test p {parallelism}: final run, {left} lines left, limit {limit:?}");
+        limit
+    };
     let summary = run
-        .run(kills, &mut rng)
+        .run_until(kills, &mut rng, final_limit)
         .unwrap_or_else(|e| panic!("crash test p {parallelism} (seed {seed}): {e}"));
     eprintln!("crash test p {parallelism}: {summary}");
     assert!(
@@ -172,8 +180,11 @@ fn seed() -> u64 {
 }
 
 /// Kills per case and corpus size (lines, lines per second): CI's bounded run, or the soak's.
-/// The corpus grows with the kills so that the job cannot finish before the last one: an
-/// attempt gets about 100–400 ms of work committed before its kill.
+/// The corpus grows with the kills so that the job cannot finish before the last one. What an
+/// attempt commits does not grow on a slower machine: it is what the source read (at most
+/// `rate` lines a second) before the newest checkpoint's barrier, and the kill comes at most
+/// 700 ms after the start, or at the attempt's first checkpoint (its barrier ~150 ms in). So
+/// an attempt commits 150–700 lines, about 250 on average, against 400 per kill here.
 fn sizes() -> (u32, u64, u64) {
     let kills = std::env::var("FLOE_CRASH_SOAK")
         .ok()

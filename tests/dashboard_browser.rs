@@ -9,9 +9,9 @@
 //! - the real binary, `floe run` on a datagen pipeline with `-D rest.port=0`, which checks the
 //!   page against a running job and the savepoint on disk.
 //!
-//! Without chromium, node or playwright-core the tests print how to get them and pass, on a
-//! developer's machine; with `CI=true` they fail, so CI never goes green without a browser.
-//! `.ci/run` installs all three.
+//! Without chromium, node or playwright-core the tests print how to get them and skip, on a
+//! developer's machine; with `CI=true` they fail (`common::tools`), so CI never goes green
+//! without a browser. `.ci/run` installs all three.
 
 mod common;
 
@@ -39,13 +39,6 @@ struct Browser {
     driver_dir: PathBuf,
 }
 
-fn on_path(name: &str) -> Option<PathBuf> {
-    let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
 /// Chromium, node and playwright-core, or `None` after saying what is missing (outside CI).
 /// In CI a missing piece fails the test: a browser test that silently skips proves nothing.
 fn browser() -> Option<Browser> {
@@ -59,8 +52,8 @@ fn browser() -> Option<Browser> {
                 .map(PathBuf::from)
                 .find(|p| p.is_file())
         })
-        .or_else(|| on_path("chromium"));
-    let node = on_path("node");
+        .or_else(|| common::tools::on_path("chromium"));
+    let node = common::tools::on_path("node");
     let mut missing = Vec::new();
     if chromium.is_none() {
         missing.push("chromium (apt-get install chromium, or set FLOE_CHROMIUM)");
@@ -78,13 +71,10 @@ fn browser() -> Option<Browser> {
             driver_dir,
         });
     }
-    let what = missing.join("; ");
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    assert!(
-        !ci,
-        "CI=true and the browser test cannot run: missing {what}. .ci/run installs them."
+    common::tools::missing(
+        "the dashboard's browser",
+        &format!("missing {}", missing.join("; ")),
     );
-    eprintln!("note: skipping the dashboard browser test, missing {what}");
     None
 }
 

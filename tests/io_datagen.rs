@@ -1,23 +1,13 @@
-//! datagen against the reference script `shared/bench/gen_corpus.py` (when python3 and the
-//! script are present; the unit tests keep a hard-coded vector for when they are not), and the
-//! shares of several subtasks covering every line exactly once.
+//! datagen against its definition, the independent program `tests/fixtures/gen_corpus.py`
+//! (run with python3: under CI a missing python3 fails the test, elsewhere it skips; the unit
+//! tests keep a hard-coded vector too), and the shares of several subtasks covering every line
+//! exactly once.
+
+mod common;
 
 use floe::operators::sources::datagen::{line_text, Datagen, DatagenConfig};
 use floe::operators::{BuildContext, Source, SourceEvent};
 use floe::record::Column;
-use std::path::Path;
-use std::process::Command;
-
-/// The script beside the repository (`../shared/bench/`), or where `FLOE_GEN_CORPUS` says.
-fn script() -> Option<std::path::PathBuf> {
-    if let Ok(path) = std::env::var("FLOE_GEN_CORPUS") {
-        return Some(path.into());
-    }
-    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/gen_corpus.py");
-    [beside, "/work/shared/bench/gen_corpus.py".into()]
-        .into_iter()
-        .find(|p| p.exists())
-}
 
 fn ctx(subtask: u32, parallelism: u32) -> BuildContext {
     BuildContext {
@@ -62,26 +52,19 @@ fn cfg() -> DatagenConfig {
 }
 
 #[tokio::test]
-async fn equals_the_reference_script() {
-    let Some(script) = script() else {
-        eprintln!("skipped: gen_corpus.py not found (set FLOE_GEN_CORPUS)");
+async fn equals_the_definition_script() {
+    let Some(expected) = common::gen_corpus(&[
+        "--lines",
+        "100",
+        "--words-per-line",
+        "10",
+        "--vocab",
+        "50",
+        "--seed",
+        "7",
+    ]) else {
         return;
     };
-    let Ok(out) = Command::new("python3")
-        .arg(&script)
-        .args(["--lines", "100", "--words-per-line", "10"])
-        .args(["--vocab", "50", "--seed", "7"])
-        .output()
-    else {
-        eprintln!("skipped: python3 not found");
-        return;
-    };
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let expected = String::from_utf8(out.stdout).unwrap();
     let got: String = share(&cfg(), 0, 1)
         .await
         .into_iter()

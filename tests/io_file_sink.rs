@@ -1,6 +1,8 @@
 //! The file sink writing real part files: lines and JSON lines, one file per subtask, and the
 //! error when the output directory cannot be created.
 
+mod common;
+
 use floe::operators::sinks::file::{FileFormat, FileSink, FileSinkConfig};
 use floe::operators::{BuildContext, Operator};
 use floe::record::{Batch, Column, DataType, Schema, StrColumnBuilder};
@@ -98,7 +100,7 @@ fn an_uncreatable_directory_is_named() {
 #[test]
 fn a_full_disk_is_an_io_error_naming_the_file() {
     if !Path::new("/dev/full").exists() {
-        eprintln!("skipped: no /dev/full");
+        common::tools::missing("/dev/full", "a Linux with devtmpfs has it");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -70,17 +70,24 @@ fn job_dirs(root: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// Runs `file` until its job has `n` retained checkpoints, then Ctrl-C (checkpoints are
-/// kept). Returns its job dir.
-fn run_until(dir: &Path, file: &Path, n: usize, extra: &[&str]) -> PathBuf {
+/// Runs `file` until its job has `n` retained checkpoints for which `ready` holds, then
+/// Ctrl-C (checkpoints are kept). Returns its job dir.
+fn run_until(
+    dir: &Path,
+    file: &Path,
+    n: usize,
+    extra: &[&str],
+    ready: impl Fn(&Path) -> bool,
+) -> PathBuf {
     let before = job_dirs(&dir.join("ck"));
+    let log = std::fs::File::create(dir.join("floe.log")).unwrap();
     let mut child: Child = floe()
         .current_dir(dir)
         .arg("run")
         .arg(file)
         .args(extra)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(log)
         .spawn()
         .unwrap();
     let mut job = None;
@@ -88,7 +95,10 @@ fn run_until(dir: &Path, file: &Path, n: usize, extra: &[&str]) -> PathBuf {
         job = job_dirs(&dir.join("ck"))
             .into_iter()
             .find(|d| !before.contains(d));
-        job.as_ref().is_some_and(|j| completed(j).len() >= n)
+        job.as_ref().is_some_and(|j| {
+            let done = completed(j);
+            done.len() >= n && done.iter().rev().take(n).all(|(_, c)| ready(c))
+        })
     });
     let ok = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -114,9 +124,9 @@ fn latest_is_the_newest_checkpoint_of_this_pipeline() {
     let dir = tempfile::tempdir().unwrap();
     let a = pipeline(dir.path(), "alpha");
     let b = pipeline(dir.path(), "beta");
-    let job_a = run_until(dir.path(), &a, 2, &[]);
+    let job_a = run_until(dir.path(), &a, 2, &[], |_| true);
     // beta ran later: its checkpoints are newer, and must not be picked for alpha.
-    run_until(dir.path(), &b, 2, &[]);
+    run_until(dir.path(), &b, 2, &[], |_| true);
     let newest_a = completed(&job_a).pop().unwrap();
     let job_dirs = || std::fs::read_dir(dir.path().join("ck")).unwrap().count();
     let before = job_dirs();
@@ -151,12 +161,21 @@ fn latest_is_the_newest_checkpoint_of_this_pipeline() {
     );
 }
 
-fn state_file(chk: &Path) -> PathBuf {
+/// The checkpoint's state file, if its keyed state went to one (above the inline threshold).
+fn find_state_file(chk: &Path) -> Option<PathBuf> {
     std::fs::read_dir(chk)
-        .unwrap()
+        .ok()?
         .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap() != "_metadata")
-        .expect("a state file above the inline threshold")
+        .find(|p| {
+            !p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("_metadata")
+        })
+}
+
+fn state_file(chk: &Path) -> PathBuf {
+    find_state_file(chk).expect("a state file above the inline threshold")
 }
 
 #[test]
@@ -169,7 +188,11 @@ fn missing_or_corrupt_state_files_name_an_older_intact_checkpoint() {
         "-D",
         "state.checkpoints.num-retained=3",
     ];
-    let job = run_until(dir.path(), &p, 3, &settings);
+    // Three checkpoints whose keyed state is in a file: the state must have grown past the
+    // 1 kb threshold, however few records the first checkpoints saw.
+    let job = run_until(dir.path(), &p, 3, &settings, |c| {
+        find_state_file(c).is_some()
+    });
     let chks = completed(&job);
     let [.., (_, c1), (_, c2), (_, c3)] = chks.as_slice() else {
         panic!("three checkpoints: {chks:?}");

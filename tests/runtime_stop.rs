@@ -25,16 +25,18 @@ fn start_unbounded() -> (JobHandle, NumbersSpec, Collected) {
     )
 }
 
-/// Waits (without asserting any timing) until the sink has seen some records.
+/// Waits (without asserting any timing) until the sink has seen some records; the deadline
+/// only turns a hang into a failure.
 async fn until_running(handle: &JobHandle) {
     let metrics = handle.metrics();
-    for _ in 0..10_000 {
-        if metrics.operator("sink").unwrap().records_in() >= 1000 {
-            return;
-        }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while metrics.operator("sink").unwrap().records_in() < 1000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job never got going"
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    panic!("the job never got going");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

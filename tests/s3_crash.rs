@@ -6,7 +6,10 @@
 //! a run that never failed: every update `(w, n)` for n = 1..=count(w) exactly once.
 //!
 //! Random choices come from `crash_support::Rng` (seed `FLOE_CRASH_SEED`); the only sleeps
-//! are the random kill delays; everything else polls for an event.
+//! are the random kill delays; everything else polls for an event. The verdict does not depend
+//! on the machine's speed: the input (at 1000 lines/s) is sized from the kills so that every
+//! kill lands before its end even when S3 checkpoints take seconds, and the final attempt
+//! reads what is left unthrottled (the rate is not state), within a limit that grows with it.
 
 mod common;
 mod crash_support;
@@ -14,24 +17,32 @@ mod file_sink_support;
 mod s3_support;
 
 use common::expected_counts;
-use crash_support::{floe_bin, tail, Rng};
+use crash_support::{datagen_lines_left, floe_bin, limit_for_input, tail, Rng};
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const KILLS: u32 = 8;
-const LINES: u64 = 2_000 + 400 * KILLS as u64;
+/// Lines per second while killing.
+const RATE: u64 = 1_000;
+/// Three seconds of input per kill: an attempt commits what was read before its newest
+/// checkpoint, well under that even when a checkpoint on S3 takes a couple of seconds.
+const LINES: u64 = 2_000 + 3 * RATE * KILLS as u64;
 
-fn write_pipeline(dir: &Path, root: &str) -> std::path::PathBuf {
-    let path = dir.join("wc.yaml");
+/// The pipeline, throttled to `rate` lines per second (`None`: as fast as it goes).
+fn write_pipeline(dir: &Path, root: &str, rate: Option<u64>) -> std::path::PathBuf {
+    let (path, rate) = match rate {
+        Some(r) => (dir.join("wc.yaml"), format!(", rate: {r}")),
+        None => (dir.join("wc-unthrottled.yaml"), String::new()),
+    };
     let yaml = format!(
         "name: s3-crash
 checkpointing:
   interval: 150 ms
   checkpoint-dir: {root}
 operators:
-  - {{id: source, type: datagen, lines: {LINES}, words-per-line: 5, vocab: 300, seed: 3, rate: 1000}}
+  - {{id: source, type: datagen, lines: {LINES}, words-per-line: 5, vocab: 300, seed: 3{rate}}}
   - {{id: split, type: flat_map, inputs: [source], separator: ' '}}
   - {{id: count, type: key_by, inputs: [split], key: word, aggregate: count}}
   - {{id: out, type: file, inputs: [count], path: out}}
@@ -43,11 +54,38 @@ operators:
 
 /// The highest complete checkpoint id on S3 under `root`.
 fn newest(root: &str) -> Option<u64> {
+    newest_dir(root).map(|(id, _)| id)
+}
+
+/// The highest complete checkpoint on S3 under `root`: its id and directory.
+fn newest_dir(root: &str) -> Option<(u64, std::path::PathBuf)> {
     floe::checkpoint::storage::scan_checkpoints(Path::new(root))
         .ok()?
         .into_iter()
-        .filter_map(|(_, l)| l.ok().map(|l| l.metadata.checkpoint_id))
+        .filter_map(|(dir, l)| l.ok().map(|l| (l.metadata.checkpoint_id, dir)))
         .max()
+}
+
+/// Waits for the final attempt within a limit that grows with the input it has left.
+fn wait_final(child: &mut Child, log: &Path, root: &str) -> std::process::ExitStatus {
+    let newest = newest_dir(root).map(|(_, dir)| dir);
+    let left = datagen_lines_left(newest.as_deref(), "source", LINES);
+    // Unthrottled it reads far faster than RATE; RATE only bounds how long it may take.
+    let limit = limit_for_input(Duration::from_secs(120), left, RATE);
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "the final attempt ({left} lines left) did not end within {limit:?} (hung?): {}",
+                tail(log, 30)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 fn triggered(log: &Path) -> usize {
@@ -80,7 +118,8 @@ fn kill_9_at_random_points_with_checkpoints_on_s3_gives_exactly_once_output() {
     s3.configure_library();
     let dir = tempfile::tempdir().unwrap();
     let root = s3.prefix("crash");
-    let pipeline = write_pipeline(dir.path(), &root);
+    let pipeline = write_pipeline(dir.path(), &root, Some(RATE));
+    let unthrottled = write_pipeline(dir.path(), &root, None);
     let seed = std::env::var("FLOE_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -93,12 +132,13 @@ fn kill_9_at_random_points_with_checkpoints_on_s3_gives_exactly_once_output() {
         let log = dir.path().join(format!("attempt-{attempts}.log"));
         let mut cmd = Command::new(floe_bin());
         s3.env(&mut cmd);
+        let last = kills == KILLS;
         cmd.current_dir(dir.path())
             .env_remove("FLOE_CONF_DIR")
             .env("RUST_LOG", "info")
             .env("FLOE_REST_PORT", "0")
             .arg("run")
-            .arg(&pipeline);
+            .arg(if last { &unthrottled } else { &pipeline });
         let before = newest(&root);
         if before.is_some() {
             cmd.args(["-s", "latest"]);
@@ -110,13 +150,8 @@ fn kill_9_at_random_points_with_checkpoints_on_s3_gives_exactly_once_output() {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        if kills == KILLS {
-            let status = loop {
-                if let Some(s) = child.try_wait().unwrap() {
-                    break s;
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            };
+        if last {
+            let status = wait_final(&mut child, &log, &root);
             assert!(status.success(), "final attempt failed: {}", tail(&log, 30));
             break;
         }
@@ -155,7 +190,10 @@ fn kill_9_at_random_points_with_checkpoints_on_s3_gives_exactly_once_output() {
         "S3 crash test (seed {seed}): {attempts} attempts, {kills} kills {kinds:?}, {restores} \
          restores from S3"
     );
-    assert!(kills >= KILLS / 2, "too few kills landed: {kills}");
+    assert_eq!(
+        kills, KILLS,
+        "the job finished after {kills} kills: the input ({LINES} lines) is too short"
+    );
     let lines = file_sink_support::committed_lines(&dir.path().join("out"));
     file_sink_support::assert_each_update_once(&lines);
     let mut last: HashMap<String, u64> = HashMap::new();

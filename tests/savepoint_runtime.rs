@@ -1,5 +1,5 @@
 //! Savepoints through the runtime, on a real `FsCheckpointStore` in temp directories
-//! (issue 5 point 2, reference §3.4, §6.2, §6.3, §8.3): a savepoint restores and still does
+//! (issue 5 point 2; Flink's savepoint semantics): a savepoint restores and still does
 //! after being moved; it takes its id from the checkpoint counter and is never deleted by
 //! retention; stop-with-savepoint ends the job FINISHED with the sink committed and a
 //! restore continues exactly once; an intermediate savepoint commits nothing; a savepoint
@@ -169,6 +169,10 @@ async fn stop_with_savepoint_finishes_commits_and_a_moved_savepoint_continues_ex
     let mut handle = runtime::start(plan, opts).unwrap();
     let mut notices = handle.take_checkpoint_notices().unwrap();
     let first = completed(&mut notices, 1).await;
+    // Records reached the sink before the savepoint's barrier (however late the source
+    // started): the savepoint has keyed state and output to commit.
+    let out = dir.path().join("out");
+    wait_for("output in progress", || !hidden(&out).is_empty()).await;
     let control = handle.control();
     let reply = control.trigger_savepoint(sp_root.clone(), SavepointAction::Stop { drain: false });
     let sp = reply.await.unwrap().expect("the savepoint completes");
@@ -192,7 +196,6 @@ async fn stop_with_savepoint_finishes_commits_and_a_moved_savepoint_continues_ex
     assert_eq!(latest.kind.flink_type(), "SYNC_SAVEPOINT");
 
     // The sink committed at the savepoint: nothing pending is left.
-    let out = dir.path().join("out");
     assert!(
         hidden(&out).iter().all(|n| !n.ends_with(".pending")),
         "{:?}",

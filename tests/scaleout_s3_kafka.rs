@@ -119,12 +119,31 @@ fn tail(log: &Path) -> String {
 
 /// Ids of the complete checkpoints on S3 under `root` of the pipeline named `name`.
 fn checkpoints_of(root: &str, name: &str) -> Vec<u64> {
+    progress_of(root, name)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// The complete checkpoints on S3 under `root` of the pipeline named `name`: each id, and
+/// whether its Kafka source had read past the start of some partition.
+fn progress_of(root: &str, name: &str) -> Vec<(u64, bool)> {
+    use floe::operators::sources::SourcePosition;
     floe::checkpoint::storage::scan_checkpoints(Path::new(root))
         .unwrap_or_default()
         .into_iter()
         .filter_map(|(_, l)| l.ok())
         .filter(|l| l.metadata.job_name == name)
-        .map(|l| l.metadata.checkpoint_id)
+        .map(|l| {
+            let read = l.metadata.operators.iter().any(|o| {
+                o.subtasks.iter().any(|s| {
+                    let position = s.operator.as_ref().map(SourcePosition::from_blob);
+                    matches!(position, Some(Ok(SourcePosition::Kafka(offsets)))
+                        if offsets.iter().any(|k| k.offset > 0))
+                })
+            });
+            (l.metadata.checkpoint_id, read)
+        })
         .collect()
 }
 
@@ -174,13 +193,14 @@ fn two_instances_share_the_partitions_and_one_resumes_elsewhere_from_s3_with_exa
     let log2 = m2.join("floe.log");
     let mut two = start(&m2, &p2, &log2, false);
 
-    // Kill instance 2 once its third checkpoint is complete on S3.
+    // Kill instance 2 once its third checkpoint is complete on S3 and holds progress (the
+    // consumer may take a while to fetch its first records on a slow machine).
     let deadline = Instant::now() + Duration::from_secs(120);
     // (Only the newest is retained: look at the highest id.)
-    while checkpoints_of(&root, "scaleout-wordcount-2")
+    while !progress_of(&root, "scaleout-wordcount-2")
         .into_iter()
         .max()
-        < Some(3)
+        .is_some_and(|(id, read)| id >= 3 && read)
     {
         assert!(
             two.try_wait().unwrap().is_none(),

@@ -1,5 +1,5 @@
-//! Checkpoint outcomes reach operators (issue 4 point 5, reference §8.3): every subtask,
-//! chained after a source or in an operator task, hears `notify_checkpoint_complete(id)` only
+//! Checkpoint outcomes reach operators (issue 4 point 5; Flink's `CheckpointListener`): every
+//! subtask, chained after a source or in an operator task, hears `notify_checkpoint_complete(id)` only
 //! after the checkpoint's `_metadata` is durable (`store.complete` returned) and after its own
 //! snapshot for `id`, in increasing order; failed checkpoints give
 //! `notify_checkpoint_aborted`; `open` says the delivery guarantee and `end_of_input` says why

@@ -3,13 +3,12 @@
 //!
 //! Every word's rolling updates `(w, 1) … (w, n)` must each appear exactly once (Flink's
 //! `keyBy(0).sum(1)` emits one update per record), and n must be the word's count in the
-//! corpus computed here from the SplitMix64 definition of `shared/bench/gen_corpus.py`.
+//! corpus computed here from the SplitMix64 definition of `tests/fixtures/gen_corpus.py`.
 
 mod common;
 use common::{expected_counts, floe};
 
 use std::collections::HashMap;
-use std::process::Command;
 
 fn pipeline(dir: &std::path::Path, lines: u64, vocab: u64, seed: u64) -> std::path::PathBuf {
     let path = dir.join("wc.yaml");
@@ -129,37 +128,23 @@ fn wordcount_parallelism_4() {
 }
 
 #[test]
-fn generator_definition_matches_the_shared_script() {
-    // The corpus script is the definition; where python3 and the script are there, check that
-    // this test's reading of it agrees, so the expectations above are independent and right.
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/gen_corpus.py");
-    let Ok(out) = Command::new("python3")
-        .arg(&script)
-        .args([
-            "--lines",
-            "50",
-            "--words-per-line",
-            "7",
-            "--vocab",
-            "500",
-            "--seed",
-            "7",
-        ])
-        .output()
-    else {
-        eprintln!("python3 not found; skipping the cross-check");
+fn generator_definition_matches_the_script() {
+    // The corpus script is the definition: check that this test's reading of it agrees, so
+    // the expectations above are independent and right.
+    let Some(corpus) = common::gen_corpus(&[
+        "--lines",
+        "50",
+        "--words-per-line",
+        "7",
+        "--vocab",
+        "500",
+        "--seed",
+        "7",
+    ]) else {
         return;
     };
-    if !out.status.success() {
-        eprintln!(
-            "{} not runnable; skipping the cross-check",
-            script.display()
-        );
-        return;
-    }
     let mut from_script: HashMap<String, u64> = HashMap::new();
-    for w in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+    for w in corpus.split_whitespace() {
         *from_script.entry(w.to_string()).or_insert(0) += 1;
     }
     assert_eq!(from_script, expected_counts(50, 7, 500, 7));

@@ -29,10 +29,12 @@
 //! This module must not decide *what* to delete (that is `retention`) and is never called on
 //! a task thread: every function here may block on disk.
 
+pub mod fs_log;
 pub mod nofollow;
 pub mod object;
 mod store;
 
+use fs_log::FsOp;
 use object::ObjectPath;
 pub use object::{configure, SUPPORTED_SCHEMES};
 pub use store::{choose_encoding, ChainInfo, Encoding, FsCheckpointStore, MAX_DELTAS};
@@ -268,15 +270,36 @@ fn io_err(context: String) -> impl FnOnce(std::io::Error) -> CheckpointError {
     move |source| CheckpointError::Io { context, source }
 }
 
-/// Creates `dir` and its parents (nothing to do on an object store).
+/// Creates `dir` and its parents (nothing to do on an object store), durably: the parent of
+/// each level created is fsynced, or a power loss could take a `chk-<n>` directory away with
+/// the `_metadata` fsynced inside it, after the sinks committed on its completion.
 pub fn create_dir(dir: &Path) -> Result<(), CheckpointError> {
     if is_object_path(dir) {
         return Ok(());
     }
+    let created = missing_levels(dir);
     fs::create_dir_all(dir).map_err(io_err(format!(
         "cannot create checkpoint directory '{}' (check that {DIR_KEY} is writable)",
         dir.display()
-    )))
+    )))?;
+    for level in &created {
+        fs_log::record(|| FsOp::CreateDir(level.clone()));
+    }
+    for parent in created.iter().filter_map(|level| level.parent()) {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// The levels of `dir` that do not exist yet, outermost first: what `create_dir_all` creates.
+fn missing_levels(dir: &Path) -> Vec<PathBuf> {
+    let mut missing: Vec<PathBuf> = dir
+        .ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+        .map(Path::to_path_buf)
+        .collect();
+    missing.reverse();
+    missing
 }
 
 /// fsyncs a directory so the names created, renamed or deleted in it are durable (nothing to
@@ -290,7 +313,9 @@ pub fn sync_dir(dir: &Path) -> Result<(), CheckpointError> {
         .map_err(io_err(format!(
             "cannot fsync directory '{}'",
             dir.display()
-        )))
+        )))?;
+    fs_log::record(|| FsOp::SyncDir(dir.to_path_buf()));
+    Ok(())
 }
 
 /// Writes `bytes` to a new uuid-named file in `dir`, fsyncs the file and the directory, and
@@ -309,8 +334,14 @@ pub fn write_state_file(dir: &Path, bytes: Vec<u8>) -> Result<String, Checkpoint
         .create_new(true)
         .open(&file)
         .map_err(io_err(ctx()))?;
+    fs_log::record(|| FsOp::CreateFile(file.clone()));
     f.write_all(&bytes).map_err(io_err(ctx()))?;
+    fs_log::record(|| FsOp::Write {
+        path: file.clone(),
+        bytes: bytes.clone(),
+    });
     f.sync_all().map_err(io_err(ctx()))?;
+    fs_log::record(|| FsOp::SyncFile(file.clone()));
     sync_dir(dir)?;
     Ok(name)
 }
@@ -340,12 +371,24 @@ pub fn write_metadata(snapshot_dir: &Path, bytes: &[u8]) -> Result<PathBuf, Chec
     let temp = path(PathKind::MetadataTemp { snapshot_dir });
     let ctx = || format!("cannot write '{}'", temp.display());
     let mut f = File::create(&temp).map_err(io_err(ctx()))?;
+    fs_log::record(|| FsOp::CreateFile(temp.clone()));
     f.write_all(bytes).map_err(io_err(ctx()))?;
+    fs_log::record(|| FsOp::Write {
+        path: temp.clone(),
+        bytes: bytes.to_vec(),
+    });
     f.sync_all().map_err(io_err(ctx()))?;
+    fs_log::record(|| FsOp::SyncFile(temp.clone()));
     drop(f);
     let linked = fs::hard_link(&temp, &target_path);
     let outcome = match linked {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            fs_log::record(|| FsOp::HardLink {
+                from: temp.clone(),
+                to: target_path.clone(),
+            });
+            Ok(())
+        }
         // The same bytes: a retry of a write that succeeded.
         Err(e) if e.kind() == ErrorKind::AlreadyExists => match fs::read(&target_path) {
             Ok(existing) if existing == bytes => Ok(()),
@@ -354,13 +397,22 @@ pub fn write_metadata(snapshot_dir: &Path, bytes: &[u8]) -> Result<PathBuf, Chec
         // A file system without hard links: check, then rename (not atomic against another
         // writer, which the job-id subdirectory rules out).
         Err(_) if target_path.exists() => Err(exists()),
-        Err(_) => fs::rename(&temp, &target_path).map_err(io_err(format!(
-            "cannot rename '{}' to '{}'",
-            temp.display(),
-            target_path.display()
-        ))),
+        Err(_) => fs::rename(&temp, &target_path)
+            .map(|()| {
+                fs_log::record(|| FsOp::Rename {
+                    from: temp.clone(),
+                    to: target_path.clone(),
+                })
+            })
+            .map_err(io_err(format!(
+                "cannot rename '{}' to '{}'",
+                temp.display(),
+                target_path.display()
+            ))),
     };
-    let _ = fs::remove_file(&temp);
+    if fs::remove_file(&temp).is_ok() {
+        fs_log::record(|| FsOp::RemoveFile(temp.clone()));
+    }
     outcome?;
     sync_dir(snapshot_dir)?;
     Ok(target_path)
@@ -376,12 +428,18 @@ pub fn delete_snapshot_dir(snapshot_dir: &Path) -> Result<(), CheckpointError> {
         return dir.delete_all();
     }
     match fs::remove_file(&meta) {
-        Ok(()) => sync_dir(snapshot_dir)?,
+        Ok(()) => {
+            fs_log::record(|| FsOp::RemoveFile(meta.clone()));
+            sync_dir(snapshot_dir)?
+        }
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => return Err(io_err(format!("cannot delete '{}'", meta.display()))(e)),
     }
     match fs::remove_dir_all(snapshot_dir) {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            fs_log::record(|| FsOp::RemoveDirAll(snapshot_dir.to_path_buf()));
+            Ok(())
+        }
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io_err(format!(
             "cannot delete '{}'",
@@ -464,7 +522,10 @@ pub fn delete_file(file: &Path) -> Result<(), CheckpointError> {
         return obj.delete();
     }
     match fs::remove_file(file) {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            fs_log::record(|| FsOp::RemoveFile(file.to_path_buf()));
+            Ok(())
+        }
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io_err(format!("cannot delete '{}'", file.display()))(e)),
     }

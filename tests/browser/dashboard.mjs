@@ -32,6 +32,8 @@ const profile = mkdtempSync(join(tmpdir(), 'floe-chromium-'));
 const context = await chromium.launchPersistentContext(profile, {
   executablePath,
   headless: true,
+  // Playwright's own launch timeout is 30 s: a loaded machine can take longer to start it.
+  timeout: DEADLINE_MS,
   viewport: { width: 1400, height: 1000 },
   args: [
     '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',

@@ -1,8 +1,12 @@
 //! Helpers the end-to-end tests share: the binary, the generator's definition, waiting for
-//! files. Each test file uses what it needs.
+//! files, and (in `tools`) the rule for a missing external tool. Each test file uses what it
+//! needs.
 #![allow(dead_code)]
 
+pub mod tools;
+
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -15,7 +19,7 @@ fn mix(mut z: u64) -> u64 {
 }
 
 /// Word counts of the datagen corpus, from the SplitMix64 definition in
-/// `shared/bench/gen_corpus.py` (independent of floe's own generator code).
+/// `tests/fixtures/gen_corpus.py` (independent of floe's own generator code).
 pub fn expected_counts(
     lines: u64,
     words_per_line: u64,
@@ -28,6 +32,35 @@ pub fn expected_counts(
         *counts.entry(format!("w{}", mix(z) % vocab)).or_insert(0) += 1;
     }
     counts
+}
+
+/// The corpus generator's definition, `tests/fixtures/gen_corpus.py`.
+pub fn gen_corpus_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gen_corpus.py")
+}
+
+/// The output of `python3 tests/fixtures/gen_corpus.py <args>`; `None` when python3 is
+/// missing outside CI (see [`tools::missing`]). Panics when the script fails.
+#[track_caller]
+pub fn gen_corpus(args: &[&str]) -> Option<String> {
+    let script = gen_corpus_script();
+    let out = match Command::new("python3").arg(&script).args(args).output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tools::missing("python3", "apt-get install python3");
+            return None;
+        }
+        Err(e) => panic!("cannot run python3 {}: {e}", script.display()),
+    };
+    assert!(
+        out.status.success(),
+        "python3 {} {}: {}\n{}",
+        script.display(),
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8(out.stdout).expect("the corpus is ASCII"))
 }
 
 /// The floe binary, with no conf dir of the developer's leaking in and quiet logs. The

@@ -221,18 +221,32 @@ impl fmt::Display for CrashError {
 
 impl CrashRun {
     /// Runs the pipeline, killing it `kills` times at moments picked by `rng`, restarting it
-    /// each time from the newest checkpoint, then lets the last attempt run to its end.
+    /// each time from the newest checkpoint, then lets the last attempt run to its end,
+    /// within `attempt_limit`.
     pub fn run(&self, kills: u32, rng: &mut Rng) -> Result<CrashSummary, CrashError> {
-        self.run_rescaling(kills, rng, &[self.parallelism])
+        self.run_until(kills, rng, |_| self.attempt_limit)
     }
 
-    /// [`CrashRun::run`], each attempt at a parallelism `rng` picks from `parallelisms` (the
-    /// first at the first one): restores at another parallelism than the checkpoint's.
+    /// [`CrashRun::run`], where the final attempt may take `final_limit(newest checkpoint)`:
+    /// a limit that grows with the input the newest checkpoint leaves, so a slow machine or a
+    /// long soak is not mistaken for a hang.
+    pub fn run_until(
+        &self,
+        kills: u32,
+        rng: &mut Rng,
+        final_limit: impl Fn(Option<&Path>) -> Duration,
+    ) -> Result<CrashSummary, CrashError> {
+        self.run_rescaling(kills, rng, &[self.parallelism], final_limit)
+    }
+
+    /// [`CrashRun::run_until`], each attempt at a parallelism `rng` picks from `parallelisms`
+    /// (the first at the first one): restores at another parallelism than the checkpoint's.
     pub fn run_rescaling(
         &self,
         kills: u32,
         rng: &mut Rng,
         parallelisms: &[u32],
+        final_limit: impl Fn(Option<&Path>) -> Duration,
     ) -> Result<CrashSummary, CrashError> {
         let started = Instant::now();
         let mut summary = CrashSummary::default();
@@ -271,7 +285,8 @@ impl CrashRun {
                     }
                 }
             } else {
-                self.wait_limited(&mut child, self.attempt_limit)?
+                let newest = newest_checkpoint(&self.checkpoints);
+                self.wait_limited(&mut child, final_limit(newest.as_deref()), &log)?
             };
             summary.elapsed = started.elapsed();
             if status.success() {
@@ -382,7 +397,12 @@ impl CrashRun {
         }
     }
 
-    fn wait_limited(&self, child: &mut Child, limit: Duration) -> Result<ExitStatus, CrashError> {
+    fn wait_limited(
+        &self,
+        child: &mut Child,
+        limit: Duration,
+        log: &Path,
+    ) -> Result<ExitStatus, CrashError> {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = try_wait(child)? {
@@ -392,7 +412,9 @@ impl CrashRun {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(CrashError(format!(
-                    "the final run did not end within {limit:?} (hung?)"
+                    "the final run did not end within {limit:?} (hung?); its log, {}:\n{}",
+                    log.display(),
+                    tail(log, 30)
                 )));
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -456,4 +478,42 @@ pub fn floe_bin() -> PathBuf {
         (Some(r), Some(d)) if r >= d => release,
         _ => debug,
     }
+}
+
+/// Lines of a `datagen` source (operator `source_id`, `total` lines) that the checkpoint in
+/// `checkpoint` has not read yet, for the subtask furthest behind: the input a run restored
+/// from it still has to generate. All of it without a checkpoint (or one that cannot be read).
+pub fn datagen_lines_left(checkpoint: Option<&Path>, source_id: &str, total: u64) -> u64 {
+    use floe::operators::sources::SourcePosition;
+    let Some(loaded) = checkpoint.and_then(|c| floe::checkpoint::storage::load(c).ok()) else {
+        return total;
+    };
+    let Some(source) = loaded
+        .metadata
+        .operators
+        .iter()
+        .find(|o| o.operator_id == source_id)
+    else {
+        return total;
+    };
+    let slowest = source
+        .subtasks
+        .iter()
+        .map(
+            |s| match s.operator.as_ref().map(SourcePosition::from_blob) {
+                Some(Ok(SourcePosition::Datagen { next_line }))
+                | Some(Ok(SourcePosition::DatagenRescaled { next_line, .. })) => next_line,
+                _ => 0,
+            },
+        )
+        .min()
+        .unwrap_or(0);
+    total.saturating_sub(slowest)
+}
+
+/// How long a run with `lines_left` lines of input throttled at `rate` lines per second may
+/// take before it counts as hung: `base`, plus twice the time the input takes at that rate
+/// (a loaded machine may fall behind the rate; a hung run makes no progress at all).
+pub fn limit_for_input(base: Duration, lines_left: u64, rate: u64) -> Duration {
+    base + Duration::from_secs_f64(2.0 * lines_left as f64 / rate.max(1) as f64)
 }

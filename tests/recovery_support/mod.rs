@@ -169,16 +169,43 @@ pub fn config(dir: &Path, num_retained: u32) -> Config {
 }
 
 /// A release that opens once `store` completed a checkpoint newer than it held when the
-/// attempt's source was built.
-pub fn after_new_checkpoint(
+/// attempt's source was built, taken while the source `src` waited at `hold` (its position
+/// is `hold`). So the checkpoint a restart restores has the source at `hold`, however late the
+/// first barrier reached the source on a slow machine.
+pub fn after_checkpoint_at_hold(
     store: &Arc<FsCheckpointStore>,
+    hold: u64,
 ) -> Arc<dyn Fn() -> Release + Send + Sync> {
     let store = store.clone();
     Arc::new(move || {
         let store = store.clone();
         let base = store.latest_retained().map_or(0, |r| r.0);
-        Box::new(move || store.latest_retained().is_some_and(|r| r.0 > base))
+        let mut checked = base;
+        Box::new(move || {
+            let Some((id, dir)) = store.latest_retained() else {
+                return false;
+            };
+            if id <= checked {
+                return false;
+            }
+            checked = id;
+            source_position(&dir) == Some(hold)
+        })
     })
+}
+
+/// The position of subtask 0 of operator `src` in the checkpoint in `dir`.
+fn source_position(dir: &Path) -> Option<u64> {
+    let loaded = floe::checkpoint::storage::load(dir).ok()?;
+    let src = loaded
+        .metadata
+        .operators
+        .iter()
+        .find(|o| o.operator_id == "src")?;
+    match SourcePosition::from_blob(src.subtasks.first()?.operator.as_ref()?) {
+        Ok(SourcePosition::Datagen { next_line }) => Some(next_line),
+        _ => None,
+    }
 }
 
 pub fn store(c: &Config, job_id: &JobId, name: &str) -> Arc<FsCheckpointStore> {

@@ -44,15 +44,29 @@ pub struct MemoryStore {
     pub log: Mutex<StoreLog>,
     /// Every `write_subtask` fails while set.
     pub fail_writes: AtomicBool,
+    /// The checkpoints whose writes fail: a fault decided by the checkpoint's id, so a test
+    /// that needs checkpoint N to fail does not race the coordinator's timer.
+    fail_at: Option<FailAt>,
     /// When set, `write_subtask` reports its checkpoint here and waits until `release`.
     hold: Option<(Mutex<bool>, Condvar, UnboundedSender<CheckpointId>)>,
 }
+
+/// Which checkpoint ids a [`MemoryStore::failing_at`] store fails.
+pub type FailAt = Box<dyn Fn(CheckpointId) -> bool + Send + Sync>;
 
 impl MemoryStore {
     pub fn failing() -> Arc<MemoryStore> {
         let s = MemoryStore::default();
         s.fail_writes.store(true, Ordering::SeqCst);
         Arc::new(s)
+    }
+
+    /// A store whose writes for checkpoint `id` fail exactly when `fails(id)`.
+    pub fn failing_at(fails: impl Fn(CheckpointId) -> bool + Send + Sync + 'static) -> Arc<Self> {
+        Arc::new(MemoryStore {
+            fail_at: Some(Box::new(fails)),
+            ..MemoryStore::default()
+        })
     }
 
     /// A store whose writes wait for [`MemoryStore::release`]; the receiver gets the id of
@@ -106,7 +120,8 @@ impl CheckpointStore for MemoryStore {
                 o = cv.wait(o).unwrap();
             }
         }
-        if self.fail_writes.load(Ordering::SeqCst) {
+        let id = snapshot.checkpoint_id;
+        if self.fail_writes.load(Ordering::SeqCst) || self.fail_at.as_ref().is_some_and(|f| f(id)) {
             return Err(CheckpointError::Other(format!(
                 "cannot write mem://chk-{}: disk full (test)",
                 snapshot.checkpoint_id

