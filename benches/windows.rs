@@ -7,8 +7,10 @@
 //! parallelism 1 and 2. Each run is its own process (this binary again), so its peak RSS is
 //! its own. Printed per case: words/s over the whole job (start to end, as Flink's figure),
 //! peak RSS, window results, and the checkpoints taken while windows were open (duration,
-//! size). `FLOE_BENCH_WORDS` changes the size, `FLOE_BENCH_RUNS` the runs per case (the
-//! median is printed).
+//! size). Each case also runs the plain word count (`key_by` count per word, no event time)
+//! with the same source, checkpoints and sink, in the same run, so the window's cost shows as
+//! the ratio of the two. `FLOE_BENCH_WORDS` changes the size, `FLOE_BENCH_RUNS` the runs per
+//! case (the median is printed).
 //!
 //! Flink 2.3 (MiniCluster, `keyBy(word).window(TumblingEventTimeWindows.of(1 s)).sum(1)`) on
 //! the same workload: 10k keys 0.81M words/s at p 1 and 0.79M at p 2 (730–790 MB RSS); 1M
@@ -22,7 +24,7 @@ use std::time::Instant;
 
 const WORDS_PER_LINE: u64 = 10;
 const SEED: u64 = 42;
-/// Set in the child process: `<vocab>,<parallelism>`.
+/// Set in the child process: `<window|keyby>,<vocab>,<parallelism>`.
 const CHILD: &str = "FLOE_BENCH_WINDOWS_CASE";
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -49,11 +51,16 @@ fn main() {
     }
     let lines = env_u64("FLOE_BENCH_WORDS", 20_000_000) / WORDS_PER_LINE;
     if let Ok(case) = std::env::var(CHILD) {
-        let (vocab, p) = case
-            .split_once(',')
-            .and_then(|(v, p)| Some((v.parse().ok()?, p.parse().ok()?)))
-            .unwrap_or_else(|| panic!("bad {CHILD}: {case}"));
-        let r = run(lines, vocab, p);
+        let parts: Vec<&str> = case.split(',').collect();
+        let (window, vocab, p) = match parts[..] {
+            [kind, v, p] => (
+                kind == "window",
+                v.parse().unwrap_or_else(|_| panic!("bad {CHILD}: {case}")),
+                p.parse().unwrap_or_else(|_| panic!("bad {CHILD}: {case}")),
+            ),
+            _ => panic!("bad {CHILD}: {case}"),
+        };
+        let r = run(window, lines, vocab, p);
         let cks: Vec<String> = r
             .checkpoints
             .iter()
@@ -72,46 +79,64 @@ fn main() {
     println!(
         "windowed word count: {} words ({lines} lines x {WORDS_PER_LINE}), event time 0.1 ms \
          per line, tumbling 1 s window, count per word, checkpoints every 1 s, blackhole; \
-         median of {runs} run(s)",
+         key_by: the plain word count (rolling count per word) with the same source, checkpoints \
+         and sink; median of {runs} run(s)",
         lines * WORDS_PER_LINE
     );
     println!(
-        "{:>9} {:>3} {:>14} {:>13} {:>15} {:>6} {:>22} {:>16}",
+        "{:>9} {:>3} {:>14} {:>11} {:>14} {:>5} {:>15} {:>15} {:>14} {:>11} {:>6}",
         "vocab",
         "p",
-        "words/s",
+        "window words/s",
         "peak RSS MB",
         "window results",
         "ckpts",
         "ckpt ms med/max",
-        "ckpt MB med/max"
+        "ckpt MB med/max",
+        "key_by words/s",
+        "key_by RSS",
+        "ratio"
     );
     for vocab in [10_000u64, 1_000_000] {
         for p in [1u32, 2] {
-            let mut all: Vec<RunResult> = (0..runs).map(|_| child(vocab, p)).collect();
-            all.sort_by(|a, b| a.words_per_sec.total_cmp(&b.words_per_sec));
-            let r = &all[all.len() / 2];
+            // Interleaved, so drift in the machine's speed hits both alike.
+            let (mut windows, mut plain) = (Vec::new(), Vec::new());
+            for _ in 0..runs {
+                windows.push(child("window", vocab, p));
+                plain.push(child("keyby", vocab, p));
+            }
+            let (r, k) = (median_run(windows), median_run(plain));
             let durations: Vec<f64> = r.checkpoints.iter().map(|c| c.0 as f64).collect();
             let sizes: Vec<f64> = r.checkpoints.iter().map(|c| c.1 as f64 / 1e6).collect();
             println!(
-                "{vocab:>9} {p:>3} {:>14.0} {:>13.0} {:>15} {:>6} {:>22} {:>16}",
+                "{vocab:>9} {p:>3} {:>14.0} {:>11.0} {:>14} {:>5} {:>15} {:>15} {:>14.0} {:>11.0} {:>6.2}",
                 r.words_per_sec,
                 r.peak_rss_mb,
                 r.results,
                 r.checkpoints.len(),
                 format!("{:.0} / {:.0}", median(durations.clone()), max(&durations)),
                 format!("{:.1} / {:.1}", median(sizes.clone()), max(&sizes)),
+                k.words_per_sec,
+                k.peak_rss_mb,
+                r.words_per_sec / k.words_per_sec,
             );
         }
     }
 }
 
+/// The run with the median rate.
+fn median_run(mut all: Vec<RunResult>) -> RunResult {
+    all.sort_by(|a, b| a.words_per_sec.total_cmp(&b.words_per_sec));
+    let mid = all.len() / 2;
+    all.swap_remove(mid)
+}
+
 /// One case in a process of its own.
-fn child(vocab: u64, p: u32) -> RunResult {
+fn child(kind: &str, vocab: u64, p: u32) -> RunResult {
     let exe = std::env::current_exe().expect("the bench binary");
     let out = Command::new(exe)
         .arg("--bench")
-        .env(CHILD, format!("{vocab},{p}"))
+        .env(CHILD, format!("{kind},{vocab},{p}"))
         .output()
         .expect("run a bench case");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -120,7 +145,7 @@ fn child(vocab: u64, p: u32) -> RunResult {
         .find_map(|l| l.strip_prefix("RESULT "))
         .unwrap_or_else(|| {
             panic!(
-                "bench case vocab {vocab} p {p} failed: {}\n{}",
+                "bench case {kind} vocab {vocab} p {p} failed: {}\n{}",
                 out.status,
                 String::from_utf8_lossy(&out.stderr)
             )
@@ -164,7 +189,32 @@ fn peak_rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-fn pipeline_yaml(lines: u64, vocab: u64) -> String {
+fn pipeline_yaml(window: bool, lines: u64, vocab: u64) -> String {
+    if !window {
+        return format!(
+            "name: bench-windows
+operators:
+  - id: source
+    type: datagen
+    lines: {lines}
+    words-per-line: {WORDS_PER_LINE}
+    vocab: {vocab}
+    seed: {SEED}
+  - id: split
+    type: flat_map
+    inputs: [source]
+    separator: ' '
+  - id: count
+    type: key_by
+    inputs: [split]
+    key: word
+    aggregate: count
+  - id: sink
+    type: blackhole
+    inputs: [count]
+"
+        );
+    }
     format!(
         "name: bench-windows
 operators:
@@ -223,9 +273,9 @@ fn options(dir: &Path) -> JobOptions {
     options
 }
 
-fn run(lines: u64, vocab: u64, p: u32) -> RunResult {
+fn run(window: bool, lines: u64, vocab: u64, p: u32) -> RunResult {
     let dir = tempfile::tempdir().expect("temp dir");
-    let yaml = pipeline_yaml(lines, vocab);
+    let yaml = pipeline_yaml(window, lines, vocab);
     let pipeline = floe::pipeline::parse(&yaml, Path::new("bench-windows.yaml"))
         .unwrap_or_else(|e| panic!("bench pipeline invalid: {e}"));
     let plan = floe::pipeline::plan::Plan::build(&pipeline, p, None)
@@ -248,7 +298,7 @@ fn run(lines: u64, vocab: u64, p: u32) -> RunResult {
         assert_eq!(
             report.operator("count").map(|o| o.records_in),
             Some(lines * WORDS_PER_LINE),
-            "the window must see every word"
+            "the counting operator must see every word"
         );
         if let Some(rx) = notices.as_mut() {
             while let Ok(n) = rx.try_recv() {
