@@ -321,6 +321,9 @@ pub struct Batch {
     len: usize,
     /// One timestamp per record, or `None` when the records have none.
     timestamps: Option<Vec<i64>>,
+    /// Records of an operator's side output (a window's late records), which only a
+    /// `side_output` operator reads; every other reader skips them.
+    side_output: bool,
 }
 
 impl Batch {
@@ -338,6 +341,7 @@ impl Batch {
             columns,
             len,
             timestamps: None,
+            side_output: false,
         }
     }
 
@@ -347,6 +351,7 @@ impl Batch {
             columns: Vec::new(),
             len,
             timestamps: None,
+            side_output: false,
         }
     }
 
@@ -381,6 +386,24 @@ impl Batch {
         self.len
     }
 
+    /// Whether these are side-output records (see [`Batch::into_side_output`]).
+    #[inline]
+    pub fn is_side_output(&self) -> bool {
+        self.side_output
+    }
+
+    /// These records as an operator's side output.
+    pub fn into_side_output(mut self) -> Batch {
+        self.side_output = true;
+        self
+    }
+
+    /// These records back in the main stream (what a `side_output` operator passes on).
+    pub fn into_main_output(mut self) -> Batch {
+        self.side_output = false;
+        self
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -398,6 +421,7 @@ impl Batch {
                 .timestamps
                 .as_ref()
                 .map(|t| rows.iter().map(|&r| t[r as usize]).collect()),
+            side_output: self.side_output,
         }
     }
 

@@ -118,6 +118,8 @@ struct Model {
     sessions: BTreeMap<String, Vec<Session>>,
     emitted: Vec<String>,
     dropped: u64,
+    /// The dropped events as the print sink shows them: `(user,n,m,ts)`.
+    late: Vec<String>,
 }
 
 impl Model {
@@ -129,6 +131,7 @@ impl Model {
             sessions: BTreeMap::new(),
             emitted: Vec::new(),
             dropped: 0,
+            late: Vec::new(),
         }
     }
 
@@ -183,8 +186,14 @@ impl Model {
             }
         }
         if !taken {
-            self.dropped += 1;
+            self.drop_late(e);
         }
+    }
+
+    fn drop_late(&mut self, e: &Event) {
+        self.dropped += 1;
+        self.late
+            .push(format!("({},{},{},{})", e.user, e.n, e.m, e.ts));
     }
 
     fn add_session(&mut self, e: &Event, gap: i64) {
@@ -199,7 +208,7 @@ impl Model {
             }
         }
         if end - 1 + LATENESS <= self.watermark {
-            self.dropped += 1;
+            self.drop_late(e);
             return;
         }
         let mut events = vec![e.clone()];
@@ -306,7 +315,21 @@ fn phase(next: &mut i64, rng: &mut Rng, used: &mut BTreeSet<i64>) -> (Vec<Event>
     (on_time, late, w)
 }
 
-fn pipeline(dir: &std::path::Path, port: u16, shape: Shape) -> std::path::PathBuf {
+fn pipeline(dir: &std::path::Path, port: u16, shape: Shape, side: bool) -> std::path::PathBuf {
+    // With `side`, records too late go to a side output, printed by a second sink.
+    let side_output = if side {
+        "    late-output: too-late
+  - id: late
+    type: side_output
+    inputs: [win]
+    tag: too-late
+  - id: late-out
+    type: print
+    inputs: [late]
+"
+    } else {
+        ""
+    };
     let yaml = format!(
         r#"name: window-semantics
 operators:
@@ -337,7 +360,7 @@ operators:
       l: last(n)
       d: count_distinct(m)
       a: avg(n)
-  - id: out
+{side_output}  - id: out
     type: print
     inputs: [win]
 "#,
@@ -385,10 +408,19 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 }
 
 fn run(shape: Shape, parallelism: u32, seed: u64) {
+    run_with(shape, parallelism, seed, false)
+}
+
+/// Window results have 11 fields, the side output's records (the events) 4.
+fn is_event(line: &str) -> bool {
+    line.split(',').count() == 4
+}
+
+fn run_with(shape: Shape, parallelism: u32, seed: u64, side: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let yaml = pipeline(tmp.path(), port, shape);
+    let yaml = pipeline(tmp.path(), port, shape, side);
     let log = tmp.path().join("floe.log");
     let mut child = common::floe()
         .args(["run", "-p", &parallelism.to_string()])
@@ -435,7 +467,22 @@ fn run(shape: Shape, parallelism: u32, seed: u64) {
     let stderr = std::fs::read_to_string(&log).unwrap();
     assert!(status.success(), "floe failed: {stderr}");
     model.advance(i64::MAX);
-    let got = sorted(printed.lock().unwrap().clone());
+    let (late, results): (Vec<String>, Vec<String>) = printed
+        .lock()
+        .unwrap()
+        .iter()
+        .cloned()
+        .partition(|l| is_event(l));
+    assert_eq!(
+        sorted(late),
+        if side {
+            sorted(model.late.clone())
+        } else {
+            Vec::new()
+        },
+        "{shape:?} at p {parallelism}: the side output's records"
+    );
+    let got = sorted(results);
     let want = sorted(model.emitted.clone());
     let missing: Vec<&String> = want.iter().filter(|w| !got.contains(w)).take(5).collect();
     let extra: Vec<&String> = got.iter().filter(|g| !want.contains(g)).take(5).collect();
@@ -460,8 +507,10 @@ fn run(shape: Shape, parallelism: u32, seed: u64) {
         .lines()
         .find(|l| l.contains("operator totals") && l.contains("operator=win"))
         .unwrap_or_else(|| panic!("no totals for the window in: {stderr}"));
+    // Records sent to the side output are not discarded.
+    let discarded = if side { 0 } else { model.dropped };
     assert!(
-        totals.contains(&format!("records_discarded={}", model.dropped)),
+        totals.contains(&format!("records_discarded={discarded}")),
         "dropped {} by the definition: {totals}",
         model.dropped
     );
@@ -477,6 +526,12 @@ fn tumbling_at_p1_and_p3() {
 fn sliding_at_p1_and_p3() {
     run(Shape::Sliding(2000, 500), 1, 3);
     run(Shape::Sliding(2000, 500), 3, 4);
+}
+
+#[test]
+fn late_records_go_to_the_side_output_at_p1_and_p3() {
+    run_with(Shape::Tumbling(1000), 1, 7, true);
+    run_with(Shape::Session(250), 3, 8, true);
 }
 
 #[test]

@@ -30,7 +30,7 @@ pub use sources::{
 };
 pub use transforms::{
     assign::AssignConfig, filter::FilterConfig, flat_map::FlatMapConfig, key_by::KeyByConfig,
-    map::MapConfig, parse::ParseConfig, window::WindowConfig,
+    map::MapConfig, parse::ParseConfig, side_output::SideOutputConfig, window::WindowConfig,
 };
 
 /// Whether an operator reads from others, and whether others may read from it.
@@ -60,6 +60,7 @@ pub enum TransformConfig {
     Parse(ParseConfig),
     Assign(AssignConfig),
     Window(WindowConfig),
+    SideOutput(SideOutputConfig),
 }
 
 /// Every sink `type:`.
@@ -82,7 +83,14 @@ pub enum OperatorConfig {
 /// The type names, for did-you-mean and the reference.
 pub const SOURCE_TYPES: &[&str] = &["socket", "file", "datagen", "kafka"];
 pub const TRANSFORM_TYPES: &[&str] = &[
-    "flat_map", "map", "filter", "key_by", "parse", "assign", "window",
+    "flat_map",
+    "map",
+    "filter",
+    "key_by",
+    "parse",
+    "assign",
+    "window",
+    "side_output",
 ];
 pub const SINK_TYPES: &[&str] = &["print", "file", "blackhole", "kafka"];
 
@@ -137,6 +145,17 @@ pub trait OperatorSpec {
     fn needs_event_time(&self) -> bool {
         false
     }
+
+    /// The side outputs it has (a window's `late-output`), which a `side_output` operator
+    /// may read; their records have the operator's input schema.
+    fn side_outputs(&self) -> Vec<&str> {
+        Vec::new()
+    }
+
+    /// For a `side_output` operator: the side output it reads of its input.
+    fn reads_side_output(&self) -> Option<&str> {
+        None
+    }
 }
 
 impl OperatorConfig {
@@ -162,6 +181,7 @@ impl OperatorConfig {
             OperatorConfig::Transform(TransformConfig::Parse(_)) => "parse",
             OperatorConfig::Transform(TransformConfig::Assign(_)) => "assign",
             OperatorConfig::Transform(TransformConfig::Window(_)) => "window",
+            OperatorConfig::Transform(TransformConfig::SideOutput(_)) => "side_output",
             OperatorConfig::Sink(SinkConfig::Print(_)) => "print",
             OperatorConfig::Sink(SinkConfig::File(_)) => "file",
             OperatorConfig::Sink(SinkConfig::Blackhole(_)) => "blackhole",
@@ -182,6 +202,7 @@ impl OperatorConfig {
             OperatorConfig::Transform(TransformConfig::Parse(c)) => c,
             OperatorConfig::Transform(TransformConfig::Assign(c)) => c,
             OperatorConfig::Transform(TransformConfig::Window(c)) => c,
+            OperatorConfig::Transform(TransformConfig::SideOutput(c)) => c,
             OperatorConfig::Sink(SinkConfig::Print(c)) => c,
             OperatorConfig::Sink(SinkConfig::File(c)) => c,
             OperatorConfig::Sink(SinkConfig::Blackhole(c)) => c,
@@ -327,6 +348,12 @@ pub trait Operator: Send {
         _out: &mut Vec<Batch>,
     ) -> Result<(), OperatorError> {
         Ok(())
+    }
+
+    /// Whether it reads its input's side output (`side_output`) rather than its main output:
+    /// the runtime hands each operator only the batches of the stream it reads.
+    fn reads_side_output(&self) -> bool {
+        false
     }
 
     /// Records this subtask discarded so far: input that did not parse under
@@ -647,6 +674,7 @@ impl TransformConfig {
             TransformConfig::Parse(c) => Box::new(transforms::parse::Parse::new(c, input, ctx)?),
             TransformConfig::Assign(c) => Box::new(transforms::assign::Assign::new(c, input, ctx)?),
             TransformConfig::Window(c) => Box::new(transforms::window::Window::new(c, input, ctx)?),
+            TransformConfig::SideOutput(_) => Box::new(transforms::side_output::SideOutput),
         })
     }
 }
@@ -769,6 +797,7 @@ impl OperatorConfig {
             ("parse", _) => O::Transform(TransformConfig::Parse(parse_body(body)?)),
             ("assign", _) => O::Transform(TransformConfig::Assign(parse_body(body)?)),
             ("window", _) => O::Transform(TransformConfig::Window(parse_body(body)?)),
+            ("side_output", _) => O::Transform(TransformConfig::SideOutput(parse_body(body)?)),
             ("print", _) => O::Sink(SinkConfig::Print(parse_body(body)?)),
             ("file", true) => O::Sink(SinkConfig::File(parse_body(body)?)),
             ("blackhole", _) => O::Sink(SinkConfig::Blackhole(parse_body(body)?)),

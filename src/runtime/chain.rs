@@ -220,6 +220,10 @@ impl Chain {
             out.push(batch);
             return Ok(());
         }
+        // An operator reads either its input's main output or its side output, never both.
+        if batch.is_side_output() != self.ops[level].operator.reads_side_output() {
+            return Ok(());
+        }
         let records = batch.len();
         let mut buf = std::mem::take(&mut self.bufs[level]);
         let op = &mut self.ops[level];

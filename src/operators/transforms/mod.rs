@@ -7,4 +7,5 @@ pub mod flat_map;
 pub mod key_by;
 pub mod map;
 pub mod parse;
+pub mod side_output;
 pub mod window;

@@ -9,7 +9,9 @@
 //! `window_start`, `window_end` and the aggregates, stamped `end - 1`. With
 //! `allowed-lateness`, a fired window is kept that much longer: a late record for it updates
 //! it and emits the key's result again. A record whose windows are all past their lateness
-//! is dropped and counted (`records-discarded`). On processing time, windows follow the
+//! is dropped and counted (`records-discarded`), or with `late-output: <tag>` sent to that
+//! side output instead (Flink's `sideOutputLateData`), which a `side_output` operator reads.
+//! On processing time, windows follow the
 //! clock and fire when it passes their end.
 //!
 //! The windows' contents are keyed state ([`crate::state::window`]), snapshotted and moved
@@ -79,6 +81,10 @@ pub struct WindowConfig {
     /// How long after its end a window still takes late records (event time only).
     #[serde(default, with = "duration_serde")]
     pub allowed_lateness: Duration,
+    /// The side output records later than that go to (a `side_output` operator reads it),
+    /// instead of being dropped.
+    #[serde(default)]
+    pub late_output: Option<String>,
 }
 
 /// The functions `aggregates` may use.
@@ -276,6 +282,12 @@ impl WindowConfig {
                 Err(p) => problems.push(p),
             }
         }
+        if self.time == TimeKind::Processing && self.late_output.is_some() {
+            problems.push(Problem::new(
+                "late-output",
+                "applies to event time only: on processing time no record is late",
+            ));
+        }
         if self.time == TimeKind::Processing && !self.allowed_lateness.is_zero() {
             problems.push(Problem::new(
                 "allowed-lateness",
@@ -319,6 +331,10 @@ impl OperatorSpec for WindowConfig {
 
     fn is_keyed(&self) -> bool {
         self.key.is_some()
+    }
+
+    fn side_outputs(&self) -> Vec<&str> {
+        self.late_output.as_deref().into_iter().collect()
     }
 
     fn key_field(&self) -> Option<&str> {
@@ -508,6 +524,8 @@ pub struct Window {
     watermark: i64,
     dropped: u64,
     ended: Option<EndOfInput>,
+    /// With `late-output`: the rows of the batch being processed that were too late.
+    late_rows: Option<Vec<u32>>,
 }
 
 impl Window {
@@ -548,6 +566,7 @@ impl Window {
             watermark: i64::MIN,
             dropped: 0,
             ended: None,
+            late_rows: c.late_output.as_ref().map(|_| Vec::new()),
         })
     }
 
@@ -570,7 +589,8 @@ impl Window {
         }
     }
 
-    /// Adds one record (key, hash, values, timestamp) to its windows.
+    /// Adds one record (key, hash, values, timestamp) to its windows; `false` when it was too
+    /// late for all of them.
     #[inline]
     fn add(
         &mut self,
@@ -579,7 +599,7 @@ impl Window {
         vals: &[Value<'_>],
         ts: i64,
         now: i64,
-    ) -> Result<(), OperatorError> {
+    ) -> Result<bool, OperatorError> {
         let kg = hash.key_group(self.max_parallelism);
         let err = |e: crate::state::window::WindowStateError| {
             OperatorError::Data(format!("window \"{}\": {e}", self.operator_id))
@@ -637,10 +657,15 @@ impl Window {
                 taken = added == SessionAdd::Added;
             }
         }
-        if !taken {
-            self.dropped += 1;
+        Ok(taken)
+    }
+
+    /// Row `row` was too late: kept for the side output, or dropped and counted.
+    fn late(&mut self, row: usize) {
+        match &mut self.late_rows {
+            Some(rows) => rows.push(row as u32),
+            None => self.dropped += 1,
         }
-        Ok(())
     }
 
     fn fire(&mut self, time: i64, out: &mut Vec<Batch>) {
@@ -687,28 +712,36 @@ impl Operator for Window {
             None => {
                 for (row, &ts) in stamps.iter().enumerate() {
                     values_at(&mut vals, &inputs, cols, row);
-                    self.add(hash_str(b""), b"", &vals, ts, now)?;
+                    if !self.add(hash_str(b""), b"", &vals, ts, now)? {
+                        self.late(row);
+                    }
                 }
             }
             Some(Column::Str(keys)) => {
                 for (row, &ts) in stamps.iter().enumerate() {
                     values_at(&mut vals, &inputs, cols, row);
                     let k = keys.get(row);
-                    self.add(hash_str(k), k, &vals, ts, now)?;
+                    if !self.add(hash_str(k), k, &vals, ts, now)? {
+                        self.late(row);
+                    }
                 }
             }
             Some(Column::Int(keys)) => {
                 for (row, &ts) in stamps.iter().enumerate() {
                     values_at(&mut vals, &inputs, cols, row);
                     let k = keys[row];
-                    self.add(hash_int(k), &k.to_le_bytes(), &vals, ts, now)?;
+                    if !self.add(hash_int(k), &k.to_le_bytes(), &vals, ts, now)? {
+                        self.late(row);
+                    }
                 }
             }
             Some(Column::Bool(keys)) => {
                 for (row, &ts) in stamps.iter().enumerate() {
                     values_at(&mut vals, &inputs, cols, row);
                     let k = keys[row];
-                    self.add(hash_bool(k), &[k as u8], &vals, ts, now)?;
+                    if !self.add(hash_bool(k), &[k as u8], &vals, ts, now)? {
+                        self.late(row);
+                    }
                 }
             }
             Some(Column::Float(_)) => {
@@ -719,6 +752,11 @@ impl Operator for Window {
             }
         }
         self.flush(out);
+        if let Some(rows) = self.late_rows.as_mut().filter(|r| !r.is_empty()) {
+            // The late records as they came, with their times, on the side output.
+            out.push(batch.take(rows).into_side_output());
+            rows.clear();
+        }
         Ok(())
     }
 
