@@ -123,6 +123,11 @@ fn the_event_time_example_gives_every_window_of_its_data() {
         "minutes; stderr: {stderr}"
     );
     assert_eq!(records(&stderr), sessions(&views), "sessions");
+    // The bad line is logged with where it is.
+    assert!(
+        stderr.contains("page-views.jsonl byte ") && stderr.contains("dropped a record"),
+        "{stderr}"
+    );
     let totals = stderr
         .lines()
         .find(|l| l.contains("operator totals") && l.contains("operator=views"))
