@@ -137,7 +137,7 @@ fn layout_and_retention_follow_flink() {
         job.display()
     );
     assert!(job.join("shared").is_dir() && job.join("taskowned").is_dir());
-    // A stopped `floe run` keeps its checkpoints (the seed's stop-cluster trick), exactly
+    // A stopped `floe run` keeps its checkpoints (as a stopped Flink cluster keeps them), exactly
     // num-retained of them, the newest, with consecutive ids.
     let ids: Vec<u64> = completed(job).iter().map(|(id, _)| *id).collect();
     assert_eq!(ids.len(), 2, "num-retained = 2: {ids:?}");

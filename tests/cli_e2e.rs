@@ -1,5 +1,5 @@
 //! The binary as a user drives it: `validate` exit codes, `config` origins, the socket word
-//! count of the seed article against a real listener, its error when nothing listens, and a
+//! count (pipelines/socket-wordcount.yaml) against a real listener, its error when nothing listens, and a
 //! clean stop on SIGINT.
 
 mod common;

@@ -113,7 +113,9 @@ fn async_false_and_config_yaml() {
     assert_eq!(l.conf_file, Some(dir.path().join("config.yaml")));
     assert_eq!(l.warnings.len(), 1);
     assert!(
-        l.warnings[0].contains("state.backend.async: deprecated and ignored"),
+        l.warnings[0].ends_with(
+            ":1: state.backend.async: accepted for Flink compatibility and has no effect in floe: every snapshot is taken asynchronously"
+        ),
         "{:?}",
         l.warnings
     );
@@ -197,4 +199,97 @@ fn json_lists_settings_and_warnings() {
     assert!(interval["value"].is_null());
     assert_eq!(interval["origin"], "default");
     assert_eq!(j["warnings"].as_array().map(Vec::len), Some(1));
+}
+
+/// Keys floe accepts for Flink's sake but does not act on: each set to something else than its
+/// default is a warning naming the key, where it was set and why it does nothing; set to the
+/// default (as a copied Flink file does), it loads quietly.
+#[test]
+fn keys_without_effect_warn_when_set_to_another_value() {
+    let dir = conf_dir(
+        "flink-conf.yaml",
+        "state.backend.fs.write-buffer-size: 1 mb\n\
+         state.checkpoint.cleaner.parallel-mode: false\n\
+         state.backend.local-recovery: true\n\
+         execution.checkpointing.interval-during-backlog: 1 min\n\
+         execution.checkpointing.unaligned.enabled: true\n\
+         execution.checkpointing.aligned-checkpoint-timeout: 5 s\n",
+    );
+    let mut o = opts(&dir);
+    o.dynamic = vec!["execution.checkpointing.unaligned.forced=true".into()];
+    let l = load(&o, &[]);
+    let file = dir.path().join("flink-conf.yaml").display().to_string();
+    let no_effect = "accepted for Flink compatibility and has no effect in floe";
+    let expected = [
+        format!("{file}:1: execution.checkpointing.write-buffer-size: {no_effect}"),
+        format!("{file}:2: execution.checkpointing.cleaner.parallel-mode: {no_effect}"),
+        format!("{file}:3: execution.checkpointing.local-backup.enabled: {no_effect}"),
+        format!("{file}:4: execution.checkpointing.interval-during-backlog: {no_effect}"),
+        format!("{file}:5: execution.checkpointing.unaligned.enabled: {no_effect}"),
+        format!("{file}:6: execution.checkpointing.aligned-checkpoint-timeout: {no_effect}"),
+        format!("-D: execution.checkpointing.unaligned.forced: {no_effect}"),
+    ];
+    for w in &expected {
+        assert!(
+            l.warnings.iter().any(|got| got.starts_with(w.as_str())),
+            "missing {w:?} in {:#?}",
+            l.warnings
+        );
+    }
+    assert_eq!(l.warnings.len(), expected.len(), "{:#?}", l.warnings);
+
+    // The same keys at their defaults, in other spellings: no warning.
+    let quiet = conf_dir(
+        "flink-conf.yaml",
+        "state.backend.fs.write-buffer-size: 4 kb\n\
+         state.checkpoint.cleaner.parallel-mode: TRUE\n\
+         state.backend.local-recovery: false\n\
+         execution.checkpointing.unaligned: false\n\
+         execution.checkpointing.aligned-checkpoint-timeout: 0 s\n\
+         state.backend.async: true\n",
+    );
+    let l = load(&opts(&quiet), &[]);
+    assert!(l.warnings.is_empty(), "{:#?}", l.warnings);
+}
+
+/// Every key the table marks as without effect is one the loader warns about, and the
+/// generated reference says so in its own column.
+#[test]
+fn the_reference_marks_every_key_without_effect() {
+    let table = floe::config::render_reference_markdown();
+    let inert: Vec<_> = floe::config::known_keys()
+        .iter()
+        .filter(|k| matches!(k.effect, floe::config::Effect::NoEffect(_)))
+        .collect();
+    assert!(inert.len() >= 6, "{inert:?}");
+    for k in floe::config::known_keys() {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{}` |", k.canonical)))
+            .unwrap_or_else(|| panic!("no row for {}", k.canonical));
+        let marked = row.contains("**no effect**");
+        let works = row.contains("| works |");
+        assert!(marked != works, "{row}");
+        assert_eq!(
+            marked,
+            !matches!(k.effect, floe::config::Effect::Works),
+            "{row}"
+        );
+    }
+}
+
+/// `web.checkpoints.history` works up to its stated bound and refuses more.
+#[test]
+fn checkpoint_history_is_bounded_and_says_so() {
+    let dir = conf_dir("flink-conf.yaml", "web.checkpoints.history: 250\n");
+    assert_eq!(load(&opts(&dir), &[]).config.checkpointing.history, 250);
+    let dir = conf_dir("flink-conf.yaml", "web.checkpoints.history: 1001\n");
+    let Err(e) = load_with_env(&opts(&dir), &[]) else {
+        panic!("1001 was accepted");
+    };
+    let text = e.to_string();
+    assert!(
+        text.contains("web.checkpoints.history") && text.contains("between 0 and 1000"),
+        "{text}"
+    );
 }

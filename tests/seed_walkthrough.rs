@@ -1,4 +1,4 @@
-//! The seed article's manual-savepoint walkthrough, end to end through the binary: run the
+//! The manual-savepoint routine of Flink's checkpoint tutorials (docs/rest-and-dashboard.md), end to end through the binary: run the
 //! socket word count, look up the job id, trigger a savepoint from the CLI into a directory,
 //! stop the job, restore from the savepoint with `-n -s`, and see the counts continue; then
 //! dispose of the savepoint with `savepoint -d`.
@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Child, ChildStdout, Stdio};
 use std::sync::mpsc;
 
-/// Starts `floe run` on the seed's socket word count with the REST API on a free port;
+/// Starts `floe run` on the socket word count with the REST API on a free port;
 /// returns the child, its stdout and the API address read from its log.
 fn start(dir: &Path, port: u16, extra: &[&str]) -> (Child, BufReader<ChildStdout>, String) {
     let text = std::fs::read_to_string(
@@ -90,7 +90,7 @@ fn savepoint_from_the_cli_then_restore_with_n_s_continues_the_counts() {
     conn.write_all(b"hello world\nhello\n").unwrap();
     read_until(&mut out, "(hello,2)");
 
-    // The job id, as the seed looks it up on the web page.
+    // The job id, as a Flink user looks it up on the web page.
     let list = floe().args(["list", "-m", &addr]).output().unwrap();
     let listing = String::from_utf8_lossy(&list.stdout).to_string();
     let job_id = listing
@@ -127,7 +127,7 @@ fn savepoint_from_the_cli_then_restore_with_n_s_continues_the_counts() {
     );
     assert!(Path::new(&path).join("_metadata").is_file());
 
-    // Stop the job (the seed stops the cluster), then restore with -n -s.
+    // Stop the job (as a Flink user stops the cluster), then restore with -n -s.
     let status = std::process::Command::new("kill")
         .args(["-INT", &job.id().to_string()])
         .status()

@@ -5,7 +5,8 @@
 //!
 //! It knows no clock, channel, task or file: the async driver (`runtime::checkpointing`) reads
 //! the time, asks these types what to do, and does the I/O off the data path. So every rule
-//! here is tested in-module by passing instants (reference §8.1, §8.4).
+//! here is tested in-module by passing instants (docs/architecture.md#triggering-checkpoints,
+//! docs/architecture.md#timeouts-and-failures).
 //!
 //! Rules (Flink's `CheckpointCoordinator` and `CheckpointFailureManager`):
 //! - a checkpoint triggers every `interval` after the previous trigger, but never sooner than
@@ -594,13 +595,32 @@ pub struct CheckpointStats {
     pub latest_savepoint: Option<SavepointStats>,
     pub duration_ms: MinMaxSum,
     pub size_bytes: MinMaxSum,
-    /// The newest [`CheckpointStats::HISTORY`] completed or failed checkpoints, oldest first.
+    /// The newest completed or failed checkpoints and savepoints, oldest first: at most
+    /// [`CheckpointStats::kept`] of them.
     pub history: VecDeque<HistoryEntry>,
+    /// `web.checkpoints.history`; `None` = its default, [`CheckpointStats::HISTORY`].
+    pub history_limit: Option<usize>,
 }
 
 impl CheckpointStats {
-    /// Entries kept in `history` (`web.checkpoints.history`'s default).
+    /// `web.checkpoints.history`'s default.
     pub const HISTORY: usize = 10;
+
+    /// Statistics whose history serves `web.checkpoints.history` = `limit` entries.
+    pub fn with_history(limit: usize) -> CheckpointStats {
+        CheckpointStats {
+            history_limit: Some(limit),
+            ..CheckpointStats::default()
+        }
+    }
+
+    /// Entries `history` keeps: the configured number, and never fewer than the default, so
+    /// a small REST history still leaves the details and the summary their entries.
+    pub fn kept(&self) -> usize {
+        self.history_limit
+            .unwrap_or(Self::HISTORY)
+            .max(Self::HISTORY)
+    }
 
     pub fn on_triggered(&mut self) {
         self.triggered += 1;
@@ -643,7 +663,7 @@ impl CheckpointStats {
     }
 
     fn push(&mut self, e: HistoryEntry) {
-        if self.history.len() == Self::HISTORY {
+        while self.history.len() >= self.kept() {
             self.history.pop_front();
         }
         self.history.push_back(e);
@@ -969,5 +989,27 @@ mod tests {
         assert_eq!(s.history.len(), CheckpointStats::HISTORY);
         assert!(matches!(s.history.back(), Some(HistoryEntry::Failed(_))));
         assert_eq!(s.consecutive_failures, 1);
+    }
+
+    #[test]
+    fn history_keeps_the_configured_number_of_entries() {
+        for (limit, kept) in [(3, 10), (25, 25)] {
+            let mut s = CheckpointStats::with_history(limit);
+            for i in 1..=40u64 {
+                s.on_triggered();
+                s.on_completed(CompletedStats {
+                    id: CheckpointId(i),
+                    path: PathBuf::from(format!("chk-{i}")),
+                    size: 1,
+                    duration_ms: 1,
+                    trigger_timestamp_ms: 0,
+                    completion_timestamp_ms: 0,
+                });
+            }
+            assert_eq!(s.history.len(), kept, "web.checkpoints.history {limit}");
+            assert!(
+                matches!(s.history.back(), Some(HistoryEntry::Completed(c)) if c.id == CheckpointId(40))
+            );
+        }
     }
 }

@@ -89,7 +89,7 @@ pub struct CompletedCheckpoint {
     pub size: u64,
 }
 
-/// How a job ended, for the retention rules at termination (reference §4.3).
+/// How a job ended, for the retention rules at termination (docs/architecture.md#retention-at-job-end).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobTermination {
     Finished,
@@ -130,7 +130,7 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// ignore it.
     fn reconfigure(&self, _num_retained: u32, _inline_threshold: u64) {}
 
-    /// Creates the directory of a new savepoint under `target` (reference §3.4) and returns
+    /// Creates the directory of a new savepoint under `target` (docs/architecture.md#savepoints) and returns
     /// it. Savepoints are written by [`savepoint`]'s functions, outside the checkpoint
     /// directory and its retention; a store only says how to place blobs.
     fn create_savepoint_dir(

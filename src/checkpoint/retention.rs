@@ -1,11 +1,11 @@
 //! Which checkpoints and shared files to delete: pure decisions over plain data, no disk.
 //!
 //! - [`subsume`]: after a checkpoint completes, the `num-retained` newest stay, older ones go
-//!   (reference §4.1).
+//!   (docs/architecture.md#retention).
 //! - [`on_termination`]: what `externalized-checkpoint-retention` does when the job ends
-//!   (reference §4.3).
+//!   (docs/architecture.md#retention-at-job-end).
 //! - [`SharedRegistry`]: which retained checkpoints use each file of `shared/`, so a file is
-//!   deleted only once none does (reference §4.2). It is rebuilt from the retained `_metadata`
+//!   deleted only once none does (docs/architecture.md#shared-files). It is rebuilt from the retained `_metadata`
 //!   files when a store starts, never kept in a side file that could drift from them.
 //!
 //! Ownership (Flink's NO_CLAIM guard): a checkpoint or shared file this job did not create (the

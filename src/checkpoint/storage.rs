@@ -5,7 +5,7 @@
 //! [`path`] builds both and callers need not care which it is. Other schemes are refused with
 //! the list of supported ones ([`SUPPORTED_SCHEMES`]).
 //!
-//! Layout (reference §3.1), built by [`path`] and nowhere else:
+//! Layout (docs/architecture.md#checkpoint-layout), built by [`path`] and nowhere else:
 //!
 //! ```text
 //! <execution.checkpointing.dir>/
@@ -87,7 +87,7 @@ pub enum PathKind<'a> {
     },
     /// An incremental state file: `<job dir>/shared/<name>`.
     SharedFile { job_dir: &'a Path, name: &'a str },
-    /// `<base>/savepoint-<first 6 chars of the job id>-<random>` (reference §3.4).
+    /// `<base>/savepoint-<first 6 chars of the job id>-<random>` (docs/architecture.md#savepoints).
     SavepointDir {
         base: &'a Path,
         job_id: &'a JobId,

@@ -13,6 +13,7 @@ mod config_cmd;
 mod inspect;
 mod list;
 mod logging;
+mod reference;
 mod reload;
 mod remote;
 mod run;
@@ -20,6 +21,8 @@ mod savepoint;
 mod serve;
 mod stop;
 mod validate;
+
+pub use reference::{check_command_line, reference_markdown};
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;

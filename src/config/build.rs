@@ -11,6 +11,9 @@ use std::collections::BTreeMap;
 /// Largest parallelism and max-parallelism (Flink's `UPPER_BOUND_MAX_PARALLELISM`).
 pub const MAX_PARALLELISM: i64 = 32768;
 
+/// Largest `web.checkpoints.history` (Flink has no bound; floe keeps every entry in memory).
+pub const MAX_CHECKPOINT_HISTORY: i64 = 1000;
+
 struct Ctx<'a> {
     eff: &'a BTreeMap<String, Setting>,
     origins: &'a [Origin],
@@ -258,30 +261,34 @@ pub(super) fn build(
             secret_key: c.text("s3.secret-key"),
             path_style_access: c.bool("s3.path.style.access").unwrap_or(false),
         },
-        web_checkpoints_history: c
-            .u32(
-                "web.checkpoints.history",
-                0,
-                "Negative number of remembered checkpoints",
-            )
-            .unwrap_or_default(),
     };
-    if config.checkpointing.unaligned
-        && (config.checkpointing.mode != CheckpointingMode::ExactlyOnce
-            || config.checkpointing.max_concurrent != 1)
-    {
+    warn_no_effect(&mut c);
+    (config, entries(eff, origins))
+}
+
+/// Warns about each key floe accepts but does not act on ([`keys::Effect::NoEffect`]), when
+/// a layer sets it to something else than its default: a Flink file that spells out the
+/// defaults loads quietly, a setting that would change Flink's behaviour is called out.
+fn warn_no_effect(c: &mut Ctx) {
+    for spec in keys::known_keys() {
+        let keys::Effect::NoEffect(why) = spec.effect else {
+            continue;
+        };
+        let Some((value, origin)) = c.get(spec.canonical) else {
+            continue;
+        };
+        if matches!(origin, Origin::Default)
+            || spec
+                .default
+                .is_some_and(|d| values::same_value(spec.kind, d, value))
+        {
+            continue;
+        }
         c.warn(
-            "execution.checkpointing.unaligned.enabled",
-            "unaligned checkpoints need EXACTLY_ONCE mode and max-concurrent-checkpoints 1; they stay off",
-        );
-    } else if config.checkpointing.unaligned || config.checkpointing.unaligned_forced {
-        // floe aligns every checkpoint; say so rather than let a user believe otherwise.
-        c.warn(
-            "execution.checkpointing.unaligned.enabled",
-            "floe takes aligned checkpoints only: the setting is read but checkpoints stay aligned",
+            spec.canonical,
+            format!("accepted for Flink compatibility and has no effect in floe: {why}"),
         );
     }
-    (config, entries(eff, origins))
 }
 
 fn max_parallelism(c: &mut Ctx) -> Option<u32> {
@@ -343,6 +350,14 @@ fn checkpointing(c: &mut Ctx) -> CheckpointingConfig {
             .bool(&k("checkpoints-after-tasks-finish"))
             .unwrap_or(true),
         interval_during_backlog: c.duration(&k("interval-during-backlog")),
+        history: c
+            .int(
+                "web.checkpoints.history",
+                0,
+                MAX_CHECKPOINT_HISTORY,
+                "The number of remembered checkpoints must be between 0 and 1000 in floe",
+            )
+            .map_or(10, |n| n as u32),
     }
 }
 
@@ -350,12 +365,8 @@ fn state(c: &mut Ctx) -> StateConfig {
     const P: &str = "execution.checkpointing.";
     let k = |s: &str| format!("{P}{s}");
     let backend = backend(c);
-    if c.bool("state.backend.async") == Some(false) {
-        c.warn(
-            "state.backend.async",
-            "deprecated and ignored: every snapshot is taken asynchronously",
-        );
-    }
+    // Only checked for a valid boolean; `warn_no_effect` says it does nothing.
+    c.bool("state.backend.async");
     let checkpoints_dir = c.text(&k("dir"));
     let storage = storage(c, checkpoints_dir.is_some());
     let inline_key = k("data-inline-threshold");

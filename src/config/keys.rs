@@ -31,6 +31,18 @@ impl fmt::Display for Kind {
     }
 }
 
+/// Whether floe acts on a key's value. Every key floe accepts either works or says it does
+/// not: a `NoEffect` key set to anything but its default gets a warning at load, and the
+/// generated configuration reference marks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// floe acts on the value.
+    Works,
+    /// Accepted so that Flink configuration files load; floe does not act on it, for the
+    /// reason given.
+    NoEffect(&'static str),
+}
+
 /// One known key.
 #[derive(Debug, Clone, Copy)]
 pub struct KeySpec {
@@ -43,6 +55,17 @@ pub struct KeySpec {
     /// The default as text in Flink's format; `None` = unset.
     pub default: Option<&'static str>,
     pub doc: &'static str,
+    pub effect: Effect,
+}
+
+impl KeySpec {
+    /// Marks a key floe accepts but does not act on.
+    const fn no_effect(self, why: &'static str) -> KeySpec {
+        KeySpec {
+            effect: Effect::NoEffect(why),
+            ..self
+        }
+    }
 }
 
 const fn key(
@@ -58,6 +81,7 @@ const fn key(
         kind,
         default,
         doc,
+        effect: Effect::Works,
     }
 }
 
@@ -90,7 +114,8 @@ pub static KEYS: &[KeySpec] = &[
     key("state.backend.type", &["state.backend"], Enum(BACKENDS), Some("hashmap"),
         "The state backend: `hashmap` (keyed state on the heap). `filesystem` is read as hashmap (deprecated), `jobmanager` keeps snapshots inline in _metadata."),
     key("state.backend.async", &[], Bool, Some("true"),
-        "Deprecated no-op kept for old files: every snapshot is asynchronous."),
+        "Deprecated no-op kept for old files: every snapshot is asynchronous.")
+        .no_effect("every snapshot is taken asynchronously"),
     key("execution.checkpointing.storage", &["state.checkpoint-storage"], Enum(STORAGES), None,
         "Checkpoint storage: `jobmanager` or `filesystem`. Unset: filesystem when a checkpoint directory is set, else jobmanager."),
     key("execution.checkpointing.dir", &["state.checkpoints.dir", "state.backend.fs.checkpointdir"], Text, None,
@@ -104,13 +129,16 @@ pub static KEYS: &[KeySpec] = &[
     key("execution.checkpointing.data-inline-threshold", &["state.storage.fs.memory-threshold", "state.backend.fs.memory-threshold"], MemorySize, Some("20 kb"),
         "State chunks smaller than this are inlined in _metadata (max 1 mb)."),
     key("execution.checkpointing.write-buffer-size", &["state.storage.fs.write-buffer-size", "state.backend.fs.write-buffer-size"], MemorySize, Some("4096"),
-        "Write buffer of checkpoint streams, in bytes (effective: the larger of this and the inline threshold)."),
+        "Write buffer of checkpoint streams, in bytes (effective: the larger of this and the inline threshold).")
+        .no_effect("floe writes each state file in one piece and has no stream write buffer"),
     key("execution.checkpointing.create-subdir", &["state.checkpoints.create-subdir"], Bool, Some("true"),
         "Put checkpoints under a <job-id>/ sub-directory."),
     key("execution.checkpointing.cleaner.parallel-mode", &["state.checkpoint.cleaner.parallel-mode"], Bool, Some("true"),
-        "Discard checkpoint files in parallel."),
+        "Discard checkpoint files in parallel.")
+        .no_effect("floe deletes a subsumed checkpoint's files on a background thread, one after another"),
     key("execution.checkpointing.local-backup.enabled", &["state.backend.local-recovery", "execution.state-recovery.from-local"], Bool, Some("false"),
-        "Keep a local copy of state for recovery (accepted; floe's state is local already)."),
+        "Keep a local copy of state for recovery.")
+        .no_effect("floe keeps state in the process and restores from the checkpoint storage only"),
     // --- S3 checkpoint storage (s3:// in execution.checkpointing.dir or savepoint-dir)
     key("s3.endpoint", &[], Text, None,
         "S3 endpoint URL for s3:// checkpoint and savepoint paths (e.g. http://127.0.0.1:8333 for SeaweedFS or MinIO); unset: AWS_ENDPOINT_URL, else AWS."),
@@ -136,15 +164,19 @@ pub static KEYS: &[KeySpec] = &[
     key("execution.checkpointing.externalized-checkpoint-retention", &[], Enum(RETENTIONS), Some("NO_EXTERNALIZED_CHECKPOINTS"),
         "What happens to retained checkpoints when the job is cancelled."),
     key("execution.checkpointing.unaligned.enabled", &["execution.checkpointing.unaligned"], Bool, Some("false"),
-        "Unaligned checkpoints (needs EXACTLY_ONCE and max-concurrent-checkpoints 1)."),
+        "Unaligned checkpoints (needs EXACTLY_ONCE and max-concurrent-checkpoints 1).")
+        .no_effect("floe takes aligned checkpoints only"),
     key("execution.checkpointing.aligned-checkpoint-timeout", &["execution.checkpointing.alignment-timeout"], Duration, Some("0 ms"),
-        "With unaligned checkpoints: start aligned, switch to unaligned after this."),
+        "With unaligned checkpoints: start aligned, switch to unaligned after this.")
+        .no_effect("floe takes aligned checkpoints only"),
     key("execution.checkpointing.unaligned.forced", &[], Bool, Some("false"),
-        "Force unaligned checkpoints."),
+        "Force unaligned checkpoints.")
+        .no_effect("floe takes aligned checkpoints only"),
     key("execution.checkpointing.checkpoints-after-tasks-finish", &["execution.checkpointing.checkpoints-after-tasks-finish.enabled"], Bool, Some("true"),
         "Keep checkpointing after some tasks finished."),
     key("execution.checkpointing.interval-during-backlog", &[], Duration, None,
-        "Checkpoint interval while sources report backlog; 0 = none during backlog."),
+        "Checkpoint interval while sources report backlog; 0 = none during backlog.")
+        .no_effect("no floe source reports backlog; the checkpoint interval applies throughout"),
     // --- recovery
     key("execution.state-recovery.path", &["execution.savepoint.path"], Text, None,
         "Checkpoint or savepoint to restore from (as `floe run -s`)."),
@@ -206,7 +238,7 @@ pub static KEYS: &[KeySpec] = &[
     key("web.submit.allowed-dirs", &[], Text, None,
         "Comma-separated directories a submitted job's file sources and sinks must lie under; its checkpoint, savepoint and restore paths must lie under them or the service's own checkpoint and savepoint directories (floe's own key)."),
     key("web.checkpoints.history", &[], Integer, Some("10"),
-        "Number of checkpoints kept in the REST checkpoint statistics."),
+        "Number of recent checkpoints and savepoints the REST checkpoint statistics list (`history`), 0..1000."),
 ];
 
 /// `FLOE_*` variables that are not configuration keys; never warned about.

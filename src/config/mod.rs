@@ -20,7 +20,7 @@ mod load;
 mod render;
 pub mod values;
 
-pub use keys::{known_keys, KeySpec, Kind};
+pub use keys::{known_keys, Effect, KeySpec, Kind};
 pub use load::{conf_file, load, load_with_env};
 pub use render::{render_json, render_reference_markdown, render_text};
 
@@ -167,8 +167,6 @@ pub struct Config {
     pub rest: RestConfig,
     /// `s3.*`: how `s3://` checkpoint and savepoint paths are reached.
     pub s3: S3Config,
-    /// `web.checkpoints.history`.
-    pub web_checkpoints_history: u32,
 }
 
 /// Flink's `execution.checkpointing.mode`: aligned barriers (exactly once) or not.
@@ -228,6 +226,8 @@ pub struct CheckpointingConfig {
     pub checkpoints_after_tasks_finish: bool,
     /// `execution.checkpointing.interval-during-backlog`.
     pub interval_during_backlog: Option<Duration>,
+    /// `web.checkpoints.history`: recent checkpoints the REST statistics list.
+    pub history: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -398,7 +398,7 @@ mod tests {
         assert_eq!(c.rest.port, 8081);
         assert_eq!(c.rest.bind_address, "127.0.0.1");
         assert_eq!(c.rest.address, "localhost");
-        assert_eq!(c.web_checkpoints_history, 10);
+        assert_eq!(c.checkpointing.history, 10);
     }
 
     #[test]

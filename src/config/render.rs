@@ -65,12 +65,13 @@ pub fn render_json(loaded: &Loaded) -> Value {
     })
 }
 
-/// The configuration reference as a Markdown table, one row per known key: what the README's
-/// configuration section shows (a test keeps the two equal).
+/// The configuration reference as a Markdown table, one row per known key: what
+/// docs/configuration.md shows (a test keeps the two equal). The "in floe" column says
+/// whether floe acts on the key ([`super::keys::Effect`]).
 pub fn render_reference_markdown() -> String {
     let mut out = String::from(
-        "| key (Flink 2.x name) | also read (Flink 1.x names) | value | default | meaning |\n\
-         |---|---|---|---|---|\n",
+        "| key (Flink 2.x name) | also read (Flink 1.x names) | value | default | in floe | meaning |\n\
+         |---|---|---|---|---|---|\n",
     );
     for k in super::known_keys() {
         let aliases = k
@@ -79,13 +80,20 @@ pub fn render_reference_markdown() -> String {
             .map(|a| format!("`{a}`"))
             .collect::<Vec<_>>()
             .join("<br>");
+        let effect = match k.effect {
+            super::keys::Effect::Works => "works".to_string(),
+            super::keys::Effect::NoEffect(why) => {
+                format!("**no effect** ({why}); a value other than the default is warned about")
+            }
+        };
         out.push_str(&format!(
-            "| `{}` | {} | {} | {} | {} |\n",
+            "| `{}` | {} | {} | {} | {} | {} |\n",
             k.canonical,
             aliases,
             k.kind,
             k.default
                 .map_or("(not set)".to_string(), |d| format!("`{d}`")),
+            effect.replace('|', "\\|"),
             k.doc.replace('|', "\\|"),
         ));
     }

@@ -3,6 +3,7 @@
 //! binary multiples), booleans and enum names. Pure functions over text; errors carry Flink's
 //! own wording. Knows nothing of keys, files or layers.
 
+use super::keys::Kind;
 use std::time::Duration;
 
 /// Accepted duration forms, for error messages.
@@ -221,6 +222,27 @@ pub fn parse_enum(text: &str, names: &[&str]) -> Option<usize> {
 }
 
 /// A duration as a person writes it (`10 min`, `1500 ms`), for rendering defaults.
+/// Whether two texts are the same value of `kind` (`20kb` and `20480`, `TRUE` and `true`);
+/// texts that do not parse compare as they are written.
+pub fn same_value(kind: Kind, a: &str, b: &str) -> bool {
+    let same = match kind {
+        Kind::Duration => parse_duration(a)
+            .ok()
+            .zip(parse_duration(b).ok())
+            .map(|(x, y)| x == y),
+        Kind::MemorySize => parse_memory(a)
+            .ok()
+            .zip(parse_memory(b).ok())
+            .map(|(x, y)| x == y),
+        Kind::Bool => parse_bool(a).zip(parse_bool(b)).map(|(x, y)| x == y),
+        Kind::Enum(names) => parse_enum(a, names)
+            .zip(parse_enum(b, names))
+            .map(|(x, y)| x == y),
+        Kind::Integer | Kind::Float | Kind::Text => None,
+    };
+    same.unwrap_or_else(|| a.trim() == b.trim())
+}
+
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if !d.subsec_nanos().is_multiple_of(1_000_000) {

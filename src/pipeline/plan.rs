@@ -9,7 +9,7 @@
 //!
 //! This module decides; it must not run anything, open files or spawn tasks.
 //!
-//! Rules (Flink's, reference §5.5):
+//! Rules (Flink's, docs/architecture.md#key-groups-and-rescaling):
 //! - parallelism of an operator = its own `parallelism:` > what the operator requires
 //!   (`socket`: 1) > the job default;
 //! - max parallelism = the pipeline's, else Flink's default for the largest parallelism; it must

@@ -3,7 +3,7 @@
 //! A subtask with several input channels feeds this aligner with what arrives ("barrier n on
 //! channel i", "channel i ended") and does what it answers: block a channel (stop polling it),
 //! take the snapshot and forward the barrier, release the blocked channels. It knows no
-//! channels, clocks or tasks (reference §8.2).
+//! channels, clocks or tasks (docs/architecture.md#barrier-flow).
 //!
 //! - EXACTLY_ONCE (aligned): once barrier n arrived on a channel, that channel is blocked until
 //!   barrier n arrived on every channel; then snapshot, forward, unblock all. Records behind the

@@ -72,7 +72,7 @@ impl fmt::Debug for CheckpointingOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SavepointAction {
     /// The job goes on (`floe savepoint`). Transactional sinks do not commit for it
-    /// (reference §8.3): what they pre-committed at its barrier commits with the next
+    /// (docs/architecture.md#two-phase-commit-sinks): what they pre-committed at its barrier commits with the next
     /// checkpoint.
     Keep,
     /// Stop-with-savepoint (`floe stop`): the sources stop at the savepoint's barrier, the
@@ -240,7 +240,9 @@ pub(crate) fn spawn(
         ),
     };
     let failure = Arc::new(Mutex::new(None));
-    let stats = Arc::new(Mutex::new(CheckpointStats::default()));
+    let stats = Arc::new(Mutex::new(CheckpointStats::with_history(
+        opts.config.history as usize,
+    )));
     let (shutdown_tx, shutdown_rx) = oneshot::channel();
     let driver = Driver {
         schedule,

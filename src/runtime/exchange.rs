@@ -6,7 +6,7 @@
 //! shared buffer, only spans and row indices are copied. Row-index buffers are reused across
 //! batches, so nothing is allocated per record.
 //!
-//! Barriers and `End` are broadcast to every downstream channel of every edge (reference §8.2).
+//! Barriers and `End` are broadcast to every downstream channel of every edge (docs/architecture.md#barrier-flow).
 //! Sends wait when a channel is full: that wait is the backpressure that slows the source.
 
 use crate::pipeline::plan::Exchange;

@@ -16,7 +16,7 @@
 //! Each attempt sees it through an [`AttemptStore`], fenced when the attempt ends: a write or
 //! completion of a failed attempt still running on a blocking thread can then no longer add a
 //! checkpoint or continue an incremental chain behind the restore point's back. A failed
-//! attempt's `terminate(Failed)` is held back: a failover deletes nothing (reference §4.3);
+//! attempt's `terminate(Failed)` is held back: a failover deletes nothing (docs/architecture.md#retention-at-job-end);
 //! only giving up applies the retention rules of a failed job.
 //!
 //! It must not decide what a restore maps where (that is `checkpoint::restore`) nor read

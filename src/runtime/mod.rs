@@ -429,7 +429,7 @@ impl JobHandle {
         } else if user_cancelled {
             JobTermination::Cancelled
         } else if self.control.finished_by_savepoint.load(Ordering::SeqCst) && !disconnected {
-            // Stop-with-savepoint: the job finished at its savepoint (reference §6.3).
+            // Stop-with-savepoint: the job finished at its savepoint (docs/architecture.md#stop-with-savepoint).
             JobTermination::Finished
         } else if disconnected {
             JobTermination::Failed

@@ -504,7 +504,7 @@ impl JobRegistry {
             v.last_modification = savepoint.completion_timestamp;
             v.savepoints.retain(|s| s.id != savepoint.id);
             v.savepoints.push(savepoint);
-            let keep = CheckpointStats::HISTORY;
+            let keep = (v.config.checkpointing.history as usize).max(CheckpointStats::HISTORY);
             if v.savepoints.len() > keep {
                 let drop = v.savepoints.len() - keep;
                 v.savepoints.drain(..drop);

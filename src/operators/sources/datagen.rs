@@ -1,5 +1,5 @@
 //! `type: datagen`: deterministic words by the SplitMix64 definition of
-//! `shared/bench/gen_corpus.py`, bounded (`lines`) or unbounded, optionally throttled (`rate`).
+//! `tests/fixtures/gen_corpus.py`, bounded (`lines`) or unbounded, optionally throttled (`rate`).
 //!
 //! Definition (identical to the script, so tests and benchmarks can compute expected counts
 //! independently): line `L`, position `j < W`: `n = L*W + j`,

@@ -1,6 +1,6 @@
 //! `/jobs/:id/checkpoints` and `/jobs/:id/checkpoints/config`: Flink's
 //! `CheckpointingStatistics` and `CheckpointConfigInfo`, built as pure functions of a job's
-//! view and statistics (reference §7.2).
+//! view and statistics (docs/architecture.md#rest-api-shapes).
 //!
 //! Where floe keeps less than Flink, the gap is filled the way Flink would show it for a
 //! full, aligned checkpoint: `state_size` equals `checkpointed_size`, the unaligned-data sizes
@@ -248,7 +248,7 @@ pub fn summary(all: &MinMaxSum, sample: &[u64]) -> Value {
 /// `GET /jobs/:id/checkpoints`.
 pub fn checkpoints_json(v: &JobView, stats: &CheckpointStats) -> Value {
     let subtasks = v.total_subtasks();
-    let limit = (v.config.web_checkpoints_history as usize).max(1);
+    let limit = v.config.checkpointing.history as usize;
     let completed: Vec<&crate::checkpoint::coordinator::CompletedStats> = stats
         .history
         .iter()

@@ -1,6 +1,6 @@
 //! The JSON of the read-only endpoints (`/overview`, `/config`, `/jobs`, `/jobs/overview`,
 //! `/jobs/:id`, the job's configuration), as pure functions of job views and the time, with
-//! Flink's field names (reference §7.2). The dashboard reads the same JSON.
+//! Flink's field names (docs/architecture.md#rest-api-shapes). The dashboard reads the same JSON.
 
 use crate::service::registry::{JobState, JobView, VertexInfo};
 use serde_json::{json, Map, Value};

@@ -1,4 +1,4 @@
-//! The REST API, shaped like Flink's (reference §7): the router, its shared state, errors as
+//! The REST API, shaped like Flink's (docs/architecture.md#rest-api-shapes): the router, its shared state, errors as
 //! Flink's `{"errors": […]}`, the bearer-token check, and [`serve`], which binds
 //! `rest.bind-address`:`rest.port`.
 //!
