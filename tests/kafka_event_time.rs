@@ -101,10 +101,13 @@ async fn a_silent_partition_stops_holding_time_back_after_the_idle_timeout() {
         src.next().await.expect("next");
         marks.extend(src.watermark());
     }
+    // Idle may come too, before the first records (a slow start takes over 200 ms), but time
+    // never passes partition 0's.
     assert!(
-        marks
-            .iter()
-            .all(|m| matches!(m, WatermarkEvent::Advance(w) if *w <= 2999)),
+        marks.iter().all(|m| match m {
+            WatermarkEvent::Advance(w) => *w <= 2999,
+            WatermarkEvent::Idle => true,
+        }),
         "{marks:?}"
     );
 }
