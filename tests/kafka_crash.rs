@@ -8,14 +8,19 @@
 //! the generator's definition.
 //!
 //! The reader decides read_committed from the log's markers (`kafka_support::committed`):
-//! tansu does not report aborted transactions to consumers.
-//! `FLOE_CRASH_SOAK=<kills>` runs that many kills instead of CI's; `FLOE_CRASH_SEED` picks
-//! the seed.
+//! tansu does not report aborted transactions to consumers. When the check fails, the run's
+//! directory (attempt logs, checkpoints) is kept and every batch of the output topic is
+//! described in `output-log.txt` there: producer id, epoch and the marker that ended it.
+//!
+//! `FLOE_CRASH_SOAK=<kills>` runs that many kills instead of CI's 8; `FLOE_CRASH_SEED` picks
+//! the seed. The corpus grows with the kills asked for, so that the job cannot end before the
+//! last one, and the final run's time limit with the input its checkpoint leaves: it guards
+//! against a hang, never races the work.
 
 mod crash_support;
 mod kafka_support;
 
-use crash_support::{floe_bin, CrashRun, Rng};
+use crash_support::{floe_bin, limit_for_input, CrashRun, Rng};
 use floe::operators::sources::datagen::{line_text, DatagenConfig};
 use kafka_support::Tansu;
 use std::collections::HashMap;
@@ -111,11 +116,65 @@ fn kills() -> u32 {
         .unwrap_or(8)
 }
 
+/// Lines of input for `kills` kills: an attempt reads a few thousand lines before its kill
+/// (kills come within 0.7 s of a start, or at a checkpoint), so 5,000 per kill keeps input
+/// for most kills and the final run however fast the machine reads.
+fn lines_for(kills: u32) -> u64 {
+    20_000 + 5_000 * u64::from(kills)
+}
+
+/// How long an attempt that is to be killed may wait for the moment of its kill (a
+/// checkpoint, or less than a second of work) before it counts as hung: nothing it waits
+/// for grows with the input.
+const ATTEMPT_LIMIT: Duration = Duration::from_secs(120);
+
+/// The hang guard's rate for the final attempt: 100 lines a second (the debug build reads
+/// thousands a second on a loaded 2-core machine); `limit_for_input` allows twice the time.
+const GUARD_RATE: u64 = 200;
+
+/// Lines the checkpoint in `checkpoint` has not read yet, of a `lines` topic whose partition
+/// `p` holds `sizes[p]` records (one per line, offsets from 0): what a run restored from it
+/// still reads. All of them without a checkpoint (or one that cannot be read).
+fn kafka_lines_left(checkpoint: Option<&Path>, sizes: &[u64]) -> u64 {
+    use floe::operators::sources::SourcePosition;
+    let total = sizes.iter().sum();
+    let Some(loaded) = checkpoint.and_then(|c| floe::checkpoint::storage::load(c).ok()) else {
+        return total;
+    };
+    let Some(source) = loaded
+        .metadata
+        .operators
+        .iter()
+        .find(|o| o.operator_id == "source")
+    else {
+        return total;
+    };
+    let mut read = vec![0u64; sizes.len()];
+    for s in &source.subtasks {
+        let position = s.operator.as_ref().map(SourcePosition::from_blob);
+        if let Some(Ok(SourcePosition::Kafka(offsets))) = &position {
+            for o in offsets.iter().filter(|o| o.topic == "lines") {
+                if let Some(r) = usize::try_from(o.partition)
+                    .ok()
+                    .and_then(|p| read.get_mut(p))
+                {
+                    *r = u64::try_from(o.offset).unwrap_or(0);
+                }
+            }
+        }
+    }
+    sizes
+        .iter()
+        .zip(&read)
+        .map(|(size, r)| size.saturating_sub(*r))
+        .sum()
+}
+
 #[test]
 fn kafka_to_kafka_wordcount_is_exactly_once_through_kill_9() {
     let Some(t) = Tansu::start() else { return };
     let kills = kills();
-    let lines = 20_000 + 4_000 * u64::from(kills);
+    let lines = lines_for(kills);
     let cfg = corpus(lines);
     t.create_topic("lines", 2);
     t.create_topic("counts", 2);
@@ -132,7 +191,7 @@ fn kafka_to_kafka_wordcount_is_exactly_once_through_kill_9() {
         checkpoints: dir.path().join("ck"),
         output: dir.path().join("unused"),
         parallelism: 2,
-        attempt_limit: Duration::from_secs(120),
+        attempt_limit: ATTEMPT_LIMIT,
     };
     let seed = std::env::var("FLOE_CRASH_SEED")
         .ok()
@@ -140,13 +199,32 @@ fn kafka_to_kafka_wordcount_is_exactly_once_through_kill_9() {
         .unwrap_or(20_261_201);
     let mut rng = Rng::new(seed);
     let started = Instant::now();
-    let summary = run
-        .run(kills, &mut rng)
-        .unwrap_or_else(|e| panic!("kafka crash test (seed {seed}): {e}"));
+    // The final run restores the newest checkpoint and reads what it left: its limit grows
+    // with that (a long soak can leave minutes of input), so it never races the work.
+    let sizes = [half as u64, (all.len() - half) as u64];
+    let final_limit = |newest: Option<&Path>| {
+        let left = kafka_lines_left(newest, &sizes);
+        let limit = limit_for_input(ATTEMPT_LIMIT, left, GUARD_RATE);
+        eprintln!("kafka crash test: final run, {left} lines left, limit {limit:?}");
+        limit
+    };
+    let summary = match run.run_until(kills, &mut rng, final_limit) {
+        Ok(s) => s,
+        Err(e) => {
+            let kept = dir.keep();
+            panic!(
+                "kafka crash test (seed {seed}): {e}\nkept: {} (attempt logs)",
+                kept.display()
+            )
+        }
+    };
     eprintln!("kafka crash test: {summary} ({:?})", started.elapsed());
+    // The source reads as fast as the machine does (no rate): at least half the kills must
+    // land before the input ends, or the corpus is too short for this machine.
     assert!(
-        summary.total_kills() >= kills.min(3),
-        "the job finished after {summary}: too few kills landed; make the corpus longer"
+        summary.total_kills() >= kills.div_ceil(2),
+        "the job finished after {summary}, before half the {kills} kills asked for: make the \
+         corpus longer (lines_for)"
     );
     let updates: Vec<String> = t
         .read_committed("counts")
@@ -154,12 +232,20 @@ fn kafka_to_kafka_wordcount_is_exactly_once_through_kill_9() {
         .map(|g| g.value)
         .collect();
     let problems = check_exactly_once(&updates, &expected_counts(&cfg, lines));
-    assert!(
-        problems.is_empty(),
+    if problems.is_empty() {
+        return;
+    }
+    // Keep what explains it: the attempts' logs, the checkpoints, the output's batches.
+    let kept = dir.keep();
+    let described = kept.join("output-log.txt");
+    let _ = std::fs::write(&described, t.describe_log("counts"));
+    panic!(
         "kafka crash test (seed {seed}; {summary}): read_committed output is not exactly once \
-         ({} records):\n  {}",
+         ({} records):\n  {}\nkept: {} (attempt logs; the output's batches in {})",
         updates.len(),
-        problems.join("\n  ")
+        problems.join("\n  "),
+        kept.display(),
+        described.display()
     );
 }
 

@@ -90,6 +90,14 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
+/// Awaits the blocking work the sink's last call left pending, as the runtime does after
+/// every call (the first time also the work of its start: a restore or a fresh start).
+fn settle(s: &mut KafkaSink) {
+    if let Some(work) = s.take_pending() {
+        work.wait_blocking().expect("the sink's pending work");
+    }
+}
+
 fn sink_state(snapshot: Option<OperatorSnapshot>) -> SinkState {
     match snapshot {
         Some(OperatorSnapshot::Blob { blob, .. }) => SinkState::from_blob(&blob).unwrap(),
@@ -105,26 +113,33 @@ fn transactions_become_visible_on_completion_and_a_restore_commits_or_aborts() {
 
     // Checkpoint 1 pre-commits a, then completes: a is visible to read_committed.
     let mut s = sink(&t, "eo", "unit");
+    settle(&mut s);
     s.process(batch(&lines("a", 10)), &mut out).unwrap();
+    settle(&mut s);
     let _ = sink_state(s.snapshot_state_at(CheckpointId(1)).unwrap());
+    settle(&mut s);
     assert_eq!(
         values(&t, "eo", true),
         Vec::<String>::new(),
         "pre-committed only"
     );
     s.notify_checkpoint_complete(CheckpointId(1)).unwrap();
+    settle(&mut s);
     assert_eq!(values(&t, "eo", true), sorted(lines("a", 10)));
 
     // Checkpoint 2 pre-commits b; c is written after it; the process dies before the
     // completion of 2 reaches the sink (the sink is dropped without a commit).
     s.process(batch(&lines("b", 10)), &mut out).unwrap();
+    settle(&mut s);
     let state2 = sink_state(s.snapshot_state_at(CheckpointId(2)).unwrap());
+    settle(&mut s);
     s.process(batch(&lines("c", 10)), &mut out).unwrap();
+    settle(&mut s);
     match &state2 {
         SinkState::Kafka(k) => {
             assert_eq!(k.pending.len(), 1);
-            // Slot 1: the producer of the transaction after checkpoint 1's was made right after
-            // its pre-commit, while slot 0 was still pending. Slots alternate.
+            // Slot 1: slot 0's transaction is committed, and its id waits until a checkpoint
+            // taken after the commit completes (so a restore of checkpoint 1 still finds it).
             assert_eq!(k.pending[0].transactional_id, "unit-0-1");
             assert!(k.pending[0].producer_id >= 0);
         }
@@ -147,18 +162,22 @@ fn transactions_become_visible_on_completion_and_a_restore_commits_or_aborts() {
     let mut r = sink(&t, "eo", "unit");
     r.restore_state(RestoredState::sink(vec![state2.clone()]))
         .unwrap();
+    settle(&mut r);
     r.process(batch(&lines("d", 5)), &mut out).unwrap();
+    settle(&mut r);
     r.end_of_input(floe::operators::EndOfInput::Finished);
     r.finish(&mut out).unwrap();
+    settle(&mut r);
     let expected = sorted([lines("a", 10), lines("b", 10), lines("d", 5)].concat());
     assert_eq!(values(&t, "eo", true), expected);
 
-    // Restoring checkpoint 2 again (a second failure) does not commit b twice: its epoch is
-    // fenced by now.
+    // Restoring checkpoint 2 again (a second failure) does not commit b twice: the broker
+    // answers the commit as done before (its id was not initialised again since).
     let mut again = sink(&t, "eo", "unit");
     again
         .restore_state(RestoredState::sink(vec![state2]))
         .unwrap();
+    settle(&mut again);
     assert_eq!(values(&t, "eo", true), expected);
 }
 
@@ -171,17 +190,24 @@ fn an_at_least_once_restore_commits_the_checkpoint_and_aborts_what_followed() {
     t.create_topic("mixed", 1);
     let mut out = Vec::new();
     let mut s = sink(&t, "mixed", "mixed");
+    settle(&mut s);
     s.process(batch(&lines("a", 10)), &mut out).unwrap();
+    settle(&mut s);
     let state1 = sink_state(s.snapshot_state_at(CheckpointId(1)).unwrap());
+    settle(&mut s);
     s.process(batch(&lines("c", 10)), &mut out).unwrap();
+    settle(&mut s);
     wait_logged(&t, "mixed", 20);
     drop(s);
 
     let mut r = sink_with(&t, "mixed", "mixed", DeliveryGuarantee::AtLeastOnce);
     r.restore_state(RestoredState::sink(vec![state1])).unwrap();
+    settle(&mut r);
     r.process(batch(&lines("d", 5)), &mut out).unwrap();
+    settle(&mut r);
     r.end_of_input(floe::operators::EndOfInput::Finished);
     r.finish(&mut out).unwrap();
+    settle(&mut r);
     let expected = sorted([lines("a", 10), lines("d", 5)].concat());
     assert_eq!(values(&t, "mixed", true), expected);
     // A real read_committed consumer: with c still open it would stop before d.
@@ -194,6 +220,150 @@ fn an_at_least_once_restore_commits_the_checkpoint_and_aborts_what_followed() {
         lines("d", 5).iter().all(|d| seen.contains(d)),
         "d is visible to read_committed: {seen:?}"
     );
+}
+
+/// The log lines of every thread of this test binary from now on (the sink logs from the
+/// threads its broker calls run on).
+fn capture_logs() -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    static LOGS: std::sync::OnceLock<std::sync::Arc<std::sync::Mutex<Vec<u8>>>> =
+        std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || LogWriter(sink.clone()))
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        logs
+    })
+    .clone()
+}
+
+struct LogWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Restoring a checkpoint older than the newest: its transaction was committed and its id
+/// used again since, so the coordinator refuses the commit (`PRODUCER_FENCED`; tansu closes
+/// the connection instead, which the test's proxy turns into Kafka's answer). The refusal is
+/// final, so it is logged as an error and the restore goes on: the ids are cleaned up and
+/// new output is committed.
+#[test]
+fn a_refused_commit_of_an_old_checkpoint_is_logged_and_the_restore_goes_on() {
+    let Some(t) = Tansu::start_with_kafka_errors() else {
+        return;
+    };
+    t.create_topic("old", 1);
+    let mut out = Vec::new();
+    let mut s = sink(&t, "old", "old");
+    settle(&mut s);
+    let mut state1 = None;
+    // Three checkpoints, each completed: slot 0 (checkpoint 1's) is free again after
+    // checkpoint 2 and initialised anew for checkpoint 3's successor.
+    for (c, prefix) in [(1, "a"), (2, "b"), (3, "c")] {
+        s.process(batch(&lines(prefix, 5)), &mut out).unwrap();
+        settle(&mut s);
+        let state = sink_state(s.snapshot_state_at(CheckpointId(c)).unwrap());
+        settle(&mut s);
+        s.notify_checkpoint_complete(CheckpointId(c)).unwrap();
+        settle(&mut s);
+        state1.get_or_insert(state);
+    }
+    // The next transaction opens in slot 0, whose id is initialised anew now (a new epoch).
+    s.process(batch(&lines("e", 5)), &mut out).unwrap();
+    settle(&mut s);
+    drop(s);
+    let committed = sorted([lines("a", 5), lines("b", 5), lines("c", 5)].concat());
+    assert_eq!(values(&t, "old", true), committed);
+
+    let logs = capture_logs();
+    let mut r = sink(&t, "old", "old");
+    r.restore_state(RestoredState::sink(vec![state1.unwrap()]))
+        .unwrap();
+    settle(&mut r);
+    let logged = String::from_utf8_lossy(&logs.lock().unwrap()).to_string();
+    assert!(
+        logged.contains("ERROR")
+            && logged.contains("refused to commit a transaction of the restored checkpoint")
+            && logged.contains("old-0-0")
+            && logged.contains("PRODUCER_FENCED"),
+        "the refusal is logged as an error naming the transaction: {logged}"
+    );
+    r.process(batch(&lines("d", 5)), &mut out).unwrap();
+    settle(&mut r);
+    r.end_of_input(floe::operators::EndOfInput::Finished);
+    r.finish(&mut out).unwrap();
+    settle(&mut r);
+    let expected = sorted([lines("a", 5), lines("b", 5), lines("c", 5), lines("d", 5)].concat());
+    assert_eq!(values(&t, "old", true), expected);
+}
+
+/// Client settings this build cannot speak are refused when the job starts, with exit 78 and
+/// the reason, before any broker is contacted: TLS (librdkafka is built without OpenSSL),
+/// and SASL SCRAM (the mechanism tansu 0.6 offers: librdkafka has no provider for it here).
+/// SASL PLAIN is what both librdkafka and floe's own EndTxn client speak (see
+/// `kafka_resume.rs`). Where librdkafka could speak a setting that floe's EndTxn client
+/// cannot, exactly-once alone is refused (the unit tests of `sinks::kafka`).
+#[test]
+fn security_settings_this_build_cannot_speak_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, properties, reason) in [
+        (
+            "tls",
+            "{security.protocol: SSL}",
+            "OpenSSL not available at build time",
+        ),
+        (
+            "scram",
+            "{security.protocol: SASL_PLAINTEXT, sasl.mechanism: SCRAM-SHA-256, \
+             sasl.username: floe, sasl.password: s3cret}",
+            "No provider for SASL mechanism SCRAM-SHA-256",
+        ),
+    ] {
+        let yaml = format!(
+            "name: refused-{name}
+checkpointing:
+  interval: 1 s
+  checkpoint-dir: file://{ck}
+operators:
+  - id: source
+    type: datagen
+    lines: 10
+  - id: out
+    type: kafka
+    inputs: [source]
+    bootstrap-servers: 127.0.0.1:1
+    topic: t
+    properties: {properties}
+",
+            ck = dir.path().join("ck").display()
+        );
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&path, yaml).unwrap();
+        let out = common::floe()
+            .current_dir(dir.path())
+            .arg("run")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{name}: {err}");
+        assert!(err.contains("(id \"out\").properties"), "{name}: {err}");
+        assert!(err.contains(reason), "{name}: {err}");
+        assert!(
+            !err.contains("s3cret"),
+            "{name}: the password is shown: {err}"
+        );
+    }
 }
 
 /// Runs `floe run <pipeline>` in `dir` to its end, with `args`; panics with its log on failure.

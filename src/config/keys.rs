@@ -173,7 +173,7 @@ pub static KEYS: &[KeySpec] = &[
         "Force unaligned checkpoints.")
         .no_effect("floe takes aligned checkpoints only"),
     key("execution.checkpointing.checkpoints-after-tasks-finish", &["execution.checkpointing.checkpoints-after-tasks-finish.enabled"], Bool, Some("true"),
-        "Keep checkpointing after some tasks finished."),
+        "A bounded input ends with a final checkpoint, with which sinks commit their last output; false: checkpoints stop once a source finished, and output after the last completed checkpoint is never committed (as in Flink)."),
     key("execution.checkpointing.interval-during-backlog", &[], Duration, None,
         "Checkpoint interval while sources report backlog; 0 = none during backlog.")
         .no_effect("no floe source reports backlog; the checkpoint interval applies throughout"),

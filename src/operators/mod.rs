@@ -156,6 +156,13 @@ pub trait OperatorSpec {
     fn reads_side_output(&self) -> Option<&str> {
         None
     }
+
+    /// Problems with running under `job`, the guarantee the job's checkpointing gives (a
+    /// sink that cannot write exactly-once with its settings): checked when a job is
+    /// prepared, once the configuration is known.
+    fn check_guarantee(&self, _job: DeliveryGuarantee) -> Vec<Problem> {
+        Vec::new()
+    }
 }
 
 impl OperatorConfig {
@@ -362,6 +369,76 @@ pub trait Operator: Send {
     fn records_discarded(&self) -> u64 {
         0
     }
+
+    /// Blocking work the last call started on a thread of its own (a flush, a commit, a
+    /// broker call of a restore), instead of blocking the async worker it was called on. The
+    /// task takes it after every call (and after `open` and `restore_state`, before the first
+    /// record) and awaits it before it calls the operator again, hands a snapshot to the
+    /// checkpoint, or ends: its failure fails the task as the call's would have. Batches the
+    /// call emitted have gone on already, so only an operator that emits nothing (a sink)
+    /// should leave work pending after `process`.
+    fn take_pending(&mut self) -> Option<PendingWork> {
+        None
+    }
+}
+
+/// Blocking work of an operator, running on a thread of its own: see
+/// [`Operator::take_pending`].
+#[must_use = "the task must await the work before it calls the operator again"]
+pub struct PendingWork(tokio::sync::oneshot::Receiver<Result<(), OperatorError>>);
+
+impl PendingWork {
+    /// Runs `work` on a new thread named `name`; if no thread can be started, here.
+    pub fn spawn(
+        name: &str,
+        work: impl FnOnce() -> Result<(), OperatorError> + Send + 'static,
+    ) -> PendingWork {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some((work, tx))));
+        let on_thread = slot.clone();
+        let spawned = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || run_work(&on_thread));
+        if spawned.is_err() {
+            run_work(&slot);
+        }
+        PendingWork(rx)
+    }
+
+    /// Work already done, with its result.
+    pub fn done(result: Result<(), OperatorError>) -> PendingWork {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = tx.send(result);
+        PendingWork(rx)
+    }
+
+    /// Waits for the work, without blocking the async worker.
+    pub async fn wait(self) -> Result<(), OperatorError> {
+        self.0.await.unwrap_or_else(|_| {
+            Err(OperatorError::Data(
+                "bug: blocking work of the operator ended without a result (it panicked)".into(),
+            ))
+        })
+    }
+
+    /// Waits for the work on this thread: outside an async context (tests, tools).
+    pub fn wait_blocking(self) -> Result<(), OperatorError> {
+        self.0.blocking_recv().unwrap_or_else(|_| {
+            Err(OperatorError::Data(
+                "bug: blocking work of the operator ended without a result (it panicked)".into(),
+            ))
+        })
+    }
+}
+
+type WorkSlot<F> =
+    std::sync::Mutex<Option<(F, tokio::sync::oneshot::Sender<Result<(), OperatorError>>)>>;
+
+fn run_work<F: FnOnce() -> Result<(), OperatorError>>(slot: &WorkSlot<F>) {
+    let taken = slot.lock().ok().and_then(|mut s| s.take());
+    if let Some((work, tx)) = taken {
+        let _ = tx.send(work());
+    }
 }
 
 /// Flink's `DeliveryGuarantee`, from the job's checkpointing: what a sink can promise.
@@ -379,12 +456,14 @@ pub enum DeliveryGuarantee {
 /// Why an operator's input ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndOfInput {
-    /// Every source ended (a bounded job): nothing will ever be replayed, so a transactional
-    /// sink commits everything it wrote.
+    /// Every source ended (a bounded job), and a completed checkpoint holds everything the
+    /// sink received (the final checkpoint), or checkpoints are off: a transactional sink
+    /// commits everything it wrote.
     Finished,
-    /// `stop()` ended the sources early (Ctrl-C in `floe run`): a later `-s` restore replays
-    /// what came after the last completed checkpoint, so what was written after it stays
-    /// uncommitted.
+    /// `stop()` ended the sources early (Ctrl-C in `floe run`), or a bounded input ended
+    /// without a final checkpoint (`checkpoints-after-tasks-finish: false`): a later `-s`
+    /// restore replays what came after the last completed checkpoint, so what was written
+    /// after it stays uncommitted.
     Stopped,
 }
 

@@ -206,6 +206,19 @@ impl Chain {
         Ok(())
     }
 
+    /// Awaits the blocking work each operator left pending ([`Operator::take_pending`]), in
+    /// chain order, off the async workers: what the task does after every call into the chain
+    /// and before the first record.
+    pub async fn settle(&mut self) -> Result<(), TaskError> {
+        for level in 0..self.ops.len() {
+            if let Some(work) = self.ops[level].operator.take_pending() {
+                let result = work.wait().await;
+                self.check(level, Ok(result))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Number of chained operators.
     pub fn len(&self) -> usize {
         self.ops.len()

@@ -548,6 +548,24 @@ pub fn start(plan: Plan, mut opts: JobOptions) -> Result<JobHandle, RuntimeError
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let mut triggers = Vec::new();
     let mut subtasks = Vec::new();
+    // Bounded inputs end with a final checkpoint when checkpoints are periodic (FLIP-147).
+    let sources: u32 = plan
+        .tasks
+        .iter()
+        .filter(|t| t.is_source())
+        .map(|t| t.parallelism)
+        .sum();
+    // `checkpoints-after-tasks-finish: false` (Flink's flag) ends bounded inputs without it,
+    // and then, as in Flink, nothing after the last completed checkpoint is committed.
+    let after_finish = checkpointing
+        .as_ref()
+        .is_some_and(|c| c.config.checkpoints_after_tasks_finish);
+    let final_checkpoint = (periodic && after_finish && checkpoints_tx.is_some())
+        .then(|| task::FinalCheckpoint::new(sources));
+    let end_uncommitted = periodic && !after_finish;
+    if end_uncommitted {
+        tracing::info!(job = %plan.name, "execution.checkpointing.checkpoints-after-tasks-finish is false: a bounded input ends without a final checkpoint, and transactional sinks do not commit what they wrote after the last completed checkpoint");
+    }
     let mut outcome_senders = Vec::new();
     for (ti, t) in plan.tasks.iter().enumerate() {
         for s in 0..t.parallelism {
@@ -565,6 +583,8 @@ pub fn start(plan: Plan, mut opts: JobOptions) -> Result<JobHandle, RuntimeError
                 checkpoints: checkpoints_tx.clone(),
                 channels_blocked: metrics.channels_blocked.clone(),
                 outcomes,
+                final_checkpoint: final_checkpoint.clone(),
+                end_uncommitted,
             };
             let outputs = Outputs::new(std::mem::take(&mut senders[ti][s as usize]));
             let inputs = std::mem::take(&mut receivers[ti][s as usize]);

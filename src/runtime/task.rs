@@ -19,6 +19,12 @@
 //! task between two `next` calls), so `notify_checkpoint_complete` never runs concurrently
 //! with `process`, and outcomes arrive in the order the driver decided them.
 //!
+//! Blocking work: an operator never blocks the async worker it runs on; what blocks (a
+//! sink's flush, commit or broker calls) it starts on a thread of its own and leaves pending
+//! (`Operator::take_pending`). The task awaits it (`Chain::settle`) after every call into the
+//! chain, before a snapshot goes to the driver, and before the first record (the work of a
+//! restore), so the order of calls an operator sees is unchanged.
+//!
 //! Cancellation is not handled here: the job wraps each loop in a select on its cancel token,
 //! which drops the loop (and its operators) at its next await.
 
@@ -61,6 +67,47 @@ pub struct TaskContext {
     /// Completed and aborted checkpoints, from the driver, for the chain's operators; `None`
     /// when checkpointing is off.
     pub outcomes: Option<UnboundedReceiver<CheckpointOutcome>>,
+    /// With periodic checkpoints: the final checkpoint a bounded input waits for (shared by
+    /// the job's source subtasks); `None` otherwise.
+    pub final_checkpoint: Option<Arc<FinalCheckpoint>>,
+    /// Periodic checkpoints without a final one (`checkpoints-after-tasks-finish: false`):
+    /// a bounded end is told to the operators as [`EndOfInput::Stopped`], so transactional
+    /// sinks leave uncommitted what no completed checkpoint holds (Flink loses it the same
+    /// way; committing it would write it twice after a failover).
+    pub end_uncommitted: bool,
+}
+
+/// Flink's final checkpoint (FLIP-147), shared by a job's source subtasks. A source whose
+/// input ended keeps its task (injecting barriers at its final position) until a checkpoint
+/// that every source injected after its own end completes; only then does its end flow
+/// downstream. So a transactional sink commits the end of the output only with a checkpoint
+/// that holds all of it: killed before that, the job restores the last completed checkpoint,
+/// replays, and finds nothing after it committed. (Committing at the end of the input
+/// instead wrote that output twice when the process died while the job was ending.)
+pub struct FinalCheckpoint {
+    sources: u32,
+    /// Per checkpoint: how many sources injected its barrier after their input ended.
+    after_end: std::sync::Mutex<std::collections::BTreeMap<CheckpointId, u32>>,
+}
+
+impl FinalCheckpoint {
+    pub fn new(sources: u32) -> Arc<FinalCheckpoint> {
+        Arc::new(FinalCheckpoint {
+            sources,
+            after_end: Default::default(),
+        })
+    }
+
+    fn injected_after_end(&self, id: CheckpointId) {
+        let mut m = self.after_end.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry(id).or_default() += 1;
+    }
+
+    /// Whether every source injected `id` after its input ended.
+    fn covers(&self, id: CheckpointId) -> bool {
+        let m = self.after_end.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(&id).is_some_and(|n| *n >= self.sources)
+    }
 }
 
 impl TaskContext {
@@ -77,7 +124,9 @@ impl TaskContext {
 
     /// Takes the synchronous part of the snapshot for `barrier` and hands it to the checkpoint
     /// driver: the source's position first (for a source task), then each chained operator.
-    fn checkpoint(
+    /// Blocking work a snapshot started (a sink's pre-commit flush) is awaited before the
+    /// snapshot goes to the driver: the checkpoint holds nothing that is not done.
+    async fn checkpoint(
         &self,
         barrier: Barrier,
         source: Option<&mut SourceSlot>,
@@ -93,6 +142,7 @@ impl TaskContext {
             states.push(position.map(|p| OperatorSnapshot::blob(p.to_blob())));
         }
         chain.snapshot(barrier.checkpoint_id, &mut states)?;
+        chain.settle().await?;
         // The driver outlives the tasks; if it is gone the job is ending anyway.
         let _ = tx.send(CheckpointMessage::Snapshot {
             checkpoint_id: barrier.checkpoint_id,
@@ -105,7 +155,7 @@ impl TaskContext {
 
     /// Hands every checkpoint outcome that has arrived to the source task's source and chain,
     /// in order.
-    fn deliver_outcomes(
+    async fn deliver_outcomes(
         &mut self,
         slot: &mut SourceSlot,
         chain: &mut Chain,
@@ -114,7 +164,7 @@ impl TaskContext {
             return Ok(());
         };
         while let Ok(outcome) = rx.try_recv() {
-            deliver(slot, chain, outcome, self.subtask, self.parallelism)?;
+            deliver(slot, chain, outcome, self.subtask, self.parallelism).await?;
         }
         Ok(())
     }
@@ -132,7 +182,7 @@ impl TaskContext {
             return Ok(false);
         };
         while let Some(outcome) = rx.recv().await {
-            deliver(slot, chain, outcome, self.subtask, self.parallelism)?;
+            deliver(slot, chain, outcome, self.subtask, self.parallelism).await?;
             match outcome {
                 CheckpointOutcome::Completed(c) if c == id => return Ok(true),
                 CheckpointOutcome::Aborted(c) if c == id => return Ok(false),
@@ -142,26 +192,14 @@ impl TaskContext {
         Ok(false)
     }
 
-    /// The input is about to end: a bounded end, or `stop()`. A source task ending because
-    /// its input is finished first sends the final watermark (Flink's `MAX_WATERMARK`), which
-    /// fires every event-time window still open; a stopped one does not (a restore carries
-    /// those windows on).
-    async fn end_of_input(
-        &self,
-        chain: &mut Chain,
-        outputs: &mut Outputs,
-        out: &mut Vec<Batch>,
-        source: bool,
-    ) -> Result<(), TaskError> {
-        let why = if self.stop.load(Ordering::SeqCst) {
+    /// The input is about to end: a bounded end, or `stop()`. (A source task whose input is
+    /// finished has sent the final watermark already, before its final checkpoint.)
+    fn end_of_input(&self, chain: &mut Chain) -> Result<(), TaskError> {
+        let why = if self.stop.load(Ordering::SeqCst) || self.end_uncommitted {
             EndOfInput::Stopped
         } else {
             EndOfInput::Finished
         };
-        if source && why == EndOfInput::Finished {
-            let passed = chain.watermark(i64::MAX, out)?;
-            send(outputs, out, passed).await?;
-        }
         chain.end_of_input(why)
     }
 
@@ -202,6 +240,8 @@ pub async fn run_source_task(
     mut ctx: TaskContext,
 ) -> Result<(), TaskError> {
     let mut out = Vec::new();
+    // What `open` and `restore_state` started (a sink's commits of a restored checkpoint).
+    chain.settle().await?;
     let metrics = slot.metrics.clone();
     let metrics = &metrics.subtasks[ctx.subtask as usize];
     let mut yielder = Yielder::new();
@@ -221,7 +261,7 @@ pub async fn run_source_task(
             }
             // The savepoint failed: the job goes on.
         }
-        ctx.deliver_outcomes(&mut slot, &mut chain)?;
+        ctx.deliver_outcomes(&mut slot, &mut chain).await?;
         if ctx.stop.load(Ordering::Relaxed) {
             break;
         }
@@ -235,12 +275,16 @@ pub async fn run_source_task(
             Ok(SourceEvent::Batch(batch)) => {
                 metrics.add(0, batch.len());
                 chain.process(batch, &mut out)?;
+                chain.settle().await?;
                 let made = chain.take_watermark();
                 send(&mut outputs, &mut out, made).await?;
             }
             // Let other tasks on this worker run; the source itself waits up to ~100 ms.
             Ok(SourceEvent::Idle) => tokio::task::yield_now().await,
-            Ok(SourceEvent::End) => break,
+            Ok(SourceEvent::End) => {
+                input_finished(&mut slot, &mut chain, &mut outputs, &mut out, &mut ctx).await?;
+                break;
+            }
             Err(error) => return Err(source_error(&slot.id, ctx.subtask, ctx.parallelism, error)),
         }
         metrics
@@ -250,6 +294,7 @@ pub async fn run_source_task(
         match slot.source.watermark() {
             Some(WatermarkEvent::Advance(w)) => {
                 let passed = chain.watermark(w, &mut out)?;
+                chain.settle().await?;
                 send(&mut outputs, &mut out, passed).await?;
             }
             Some(WatermarkEvent::Idle) => outputs.broadcast(|| Message::Idle).await?,
@@ -260,13 +305,86 @@ pub async fn run_source_task(
     // Barriers triggered while the last batch was read still find every record before them:
     // inject them, so a checkpoint triggered at the very end can complete.
     inject_barriers(&mut slot, &mut chain, &mut outputs, &ctx).await?;
-    ctx.end_of_input(&mut chain, &mut outputs, &mut out, true)
-        .await?;
+    ctx.end_of_input(&mut chain)?;
     chain.finish(&mut out)?;
+    chain.settle().await?;
     outputs.emit(&mut out).await?;
     outputs.broadcast(|| Message::End).await?;
     ctx.finished();
     Ok(())
+}
+
+/// A source's input is finished (not stopped): the final watermark (Flink's
+/// `MAX_WATERMARK`) fires every event-time window still open, then, with periodic
+/// checkpoints, the source waits for the final checkpoint, which so holds the windows' output.
+async fn input_finished(
+    slot: &mut SourceSlot,
+    chain: &mut Chain,
+    outputs: &mut Outputs,
+    out: &mut Vec<Batch>,
+    ctx: &mut TaskContext,
+) -> Result<(), TaskError> {
+    if !ctx.stop.load(Ordering::SeqCst) {
+        let passed = chain.watermark(i64::MAX, out)?;
+        chain.settle().await?;
+        send(outputs, out, passed).await?;
+    }
+    if let Some(fc) = ctx.final_checkpoint.clone() {
+        await_final_checkpoint(&fc, slot, chain, outputs, ctx).await?;
+    }
+    Ok(())
+}
+
+/// What a source whose input ended waits on.
+enum Waited {
+    Outcome(Option<CheckpointOutcome>),
+    Trigger(Option<Injection>),
+    Tick,
+}
+
+/// A source's input ended: it injects the barriers triggered from now on at its final
+/// position and hands checkpoint outcomes to its chain, until a checkpoint every source
+/// injected after its end completes ([`FinalCheckpoint`]), the job is stopped, or the driver
+/// is gone.
+async fn await_final_checkpoint(
+    fc: &FinalCheckpoint,
+    slot: &mut SourceSlot,
+    chain: &mut Chain,
+    outputs: &mut Outputs,
+    ctx: &mut TaskContext,
+) -> Result<(), TaskError> {
+    loop {
+        if ctx.stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let Some(outcomes) = ctx.outcomes.as_mut() else {
+            return Ok(());
+        };
+        // `stop` is a flag, not a wakeup: look at it now and then.
+        let waited = tokio::select! {
+            biased;
+            o = outcomes.recv() => Waited::Outcome(o),
+            t = slot.triggers.recv() => Waited::Trigger(t),
+            _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => Waited::Tick,
+        };
+        match waited {
+            Waited::Outcome(Some(outcome)) => {
+                deliver(slot, chain, outcome, ctx.subtask, ctx.parallelism).await?;
+                if let CheckpointOutcome::Completed(id) = outcome {
+                    if fc.covers(id) {
+                        return Ok(());
+                    }
+                }
+            }
+            Waited::Trigger(Some(Injection { barrier, .. })) => {
+                ctx.checkpoint(barrier, Some(&mut *slot), chain).await?;
+                outputs.broadcast(move || Message::Barrier(barrier)).await?;
+                fc.injected_after_end(barrier.checkpoint_id);
+            }
+            Waited::Outcome(None) | Waited::Trigger(None) => return Ok(()),
+            Waited::Tick => {}
+        }
+    }
 }
 
 /// Injects every barrier triggered since the last call: snapshot, then the barrier on every
@@ -281,7 +399,7 @@ async fn inject_barriers(
     ctx: &TaskContext,
 ) -> Result<Option<(CheckpointId, bool)>, TaskError> {
     while let Ok(Injection { barrier, stop }) = slot.triggers.try_recv() {
-        ctx.checkpoint(barrier, Some(&mut *slot), chain)?;
+        ctx.checkpoint(barrier, Some(&mut *slot), chain).await?;
         outputs.broadcast(move || Message::Barrier(barrier)).await?;
         if let Some(drain) = stop {
             return Ok(Some((barrier.checkpoint_id, drain)));
@@ -306,7 +424,7 @@ fn source_error(
 
 /// Hands a checkpoint's outcome to a source task's source, then its chain; the source's
 /// error fails the task, naming the source.
-fn deliver(
+async fn deliver(
     slot: &mut SourceSlot,
     chain: &mut Chain,
     outcome: CheckpointOutcome,
@@ -316,7 +434,8 @@ fn deliver(
     slot.source
         .notify(outcome)
         .map_err(|error| source_error(&slot.id, subtask, parallelism, error))?;
-    chain.notify(outcome)
+    chain.notify(outcome)?;
+    chain.settle().await
 }
 
 /// What an operator task waits for.
@@ -366,12 +485,15 @@ pub async fn run_operator_task(
     mut ctx: TaskContext,
 ) -> Result<(), TaskError> {
     let mut out = Vec::new();
+    // What `open` and `restore_state` started (a sink's commits of a restored checkpoint).
+    chain.settle().await?;
     let mut yielder = Yielder::new();
     let mut valve = WatermarkValve::new(gate.channels());
     loop {
         let event = match wake(&mut gate, ctx.outcomes.as_mut(), chain.next_timer()).await {
             Wake::Outcome(outcome) => {
                 chain.notify(outcome)?;
+                chain.settle().await?;
                 continue;
             }
             Wake::Timer => {
@@ -385,6 +507,7 @@ pub async fn run_operator_task(
                 let woke = valve.on_data(i);
                 apply_valve(woke, &mut chain, &mut outputs, &mut out).await?;
                 chain.process(batch, &mut out)?;
+                chain.settle().await?;
                 let made = chain.take_watermark();
                 send(&mut outputs, &mut out, made).await?;
                 // Inputs that always have data never make `gate.next()` wait: yield now and
@@ -421,9 +544,9 @@ pub async fn run_operator_task(
         )
         .await?;
     }
-    ctx.end_of_input(&mut chain, &mut outputs, &mut out, false)
-        .await?;
+    ctx.end_of_input(&mut chain)?;
     chain.finish(&mut out)?;
+    chain.settle().await?;
     outputs.emit(&mut out).await?;
     outputs.broadcast(|| Message::End).await?;
     ctx.finished();
@@ -455,6 +578,7 @@ async fn apply_valve(
     match change {
         Some(ValveOutput::Advance(w)) => {
             let passed = chain.watermark(w, out)?;
+            chain.settle().await?;
             send(outputs, out, passed).await
         }
         Some(ValveOutput::Idle) => Ok(outputs.broadcast(|| Message::Idle).await?),
@@ -471,6 +595,7 @@ async fn fire_timers(
     let now = now_ms();
     if chain.next_timer().is_some_and(|t| t <= now) {
         chain.on_processing_time(now, out)?;
+        chain.settle().await?;
         let made = chain.take_watermark();
         send(outputs, out, made).await?;
     }
@@ -513,7 +638,7 @@ async fn apply(
     if let Some(barrier) = decision.snapshot {
         // Aligned: every record before the barrier on every input is in the state, none
         // after it (EXACTLY_ONCE held those back). Snapshot, then forward.
-        ctx.checkpoint(barrier, None, chain)?;
+        ctx.checkpoint(barrier, None, chain).await?;
         outputs.broadcast(move || Message::Barrier(barrier)).await?;
     }
     Ok(())

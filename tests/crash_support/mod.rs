@@ -308,7 +308,12 @@ impl CrashRun {
         Command::new(&self.bin)
             .current_dir(&self.dir)
             .env_remove("FLOE_CONF_DIR")
-            .env("RUST_LOG", "info")
+            // `FLOE_CRASH_LOG` (a RUST_LOG filter) to see more of the attempts, e.g. the Kafka
+            // sink's transactions: `info,floe::operators::sinks=debug`.
+            .env(
+                "RUST_LOG",
+                std::env::var("FLOE_CRASH_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env("FLOE_REST_PORT", "0")
             .arg("run")
             .arg(&self.pipeline)

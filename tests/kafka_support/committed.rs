@@ -26,10 +26,14 @@ pub fn read_committed(bootstrap: &str, topic: &str, partition: i32) -> Vec<LogRe
     read_log(bootstrap, topic, partition).0
 }
 
+fn connect(bootstrap: &str) -> TcpStream {
+    TcpStream::connect(bootstrap).expect("connect to the broker")
+}
+
 /// [`read_committed`]'s records, and how many data records the log holds in all (committed,
 /// aborted or open).
 pub fn read_log(bootstrap: &str, topic: &str, partition: i32) -> (Vec<LogRecord>, usize) {
-    let mut conn = TcpStream::connect(bootstrap).expect("connect to the broker");
+    let mut conn = connect(bootstrap);
     let mut offset = 0i64;
     let mut out = Vec::new();
     let mut all = 0;
@@ -47,11 +51,7 @@ pub fn read_log(bootstrap: &str, topic: &str, partition: i32) -> (Vec<LogRecord>
         for b in batches {
             offset = b.base_offset + b.last_offset_delta as i64 + 1;
             if b.control {
-                let commit = b
-                    .records
-                    .first()
-                    .and_then(|r| r.key.as_ref())
-                    .is_some_and(|k| k.len() >= 4 && k[2..4] == [0, 1]);
+                let commit = is_commit(&b);
                 let done = open.remove(&b.producer_id).unwrap_or_default();
                 if commit {
                     out.extend(done);
@@ -76,6 +76,7 @@ struct RecordBatch {
     base_offset: i64,
     last_offset_delta: i32,
     producer_id: i64,
+    epoch: i16,
     transactional: bool,
     control: bool,
     records: Vec<LogRecord>,
@@ -142,7 +143,7 @@ fn fetch(
         let _base_ts = b.i64();
         let _max_ts = b.i64();
         let producer_id = b.i64();
-        let _epoch = b.i16();
+        let epoch = b.i16();
         let _seq = b.i32();
         let count = b.i32();
         let mut records = Vec::with_capacity(count.max(0) as usize);
@@ -164,6 +165,7 @@ fn fetch(
             base_offset,
             last_offset_delta,
             producer_id,
+            epoch,
             transactional: attributes & 0x10 != 0,
             control: attributes & 0x20 != 0,
             records,
@@ -234,4 +236,53 @@ impl<'a> Reader<'a> {
         let n = self.varint();
         (n >= 0).then(|| self.take(n as usize).to_vec())
     }
+}
+
+/// Every batch of partition `partition` of `topic`, one line each: offset, kind (data of a
+/// transaction, plain data, COMMIT or ABORT marker), producer id and epoch, records, first
+/// and last value. For a failed exactly-once check: it shows which transaction a duplicated
+/// record came from and which marker ended it.
+pub fn describe_log(bootstrap: &str, topic: &str, partition: i32) -> String {
+    let mut conn = connect(bootstrap);
+    let mut offset = 0i64;
+    let mut out = String::new();
+    loop {
+        let (high, batches) = fetch(&mut conn, topic, partition, offset);
+        if batches.is_empty() {
+            return out;
+        }
+        for b in batches {
+            offset = b.base_offset + b.last_offset_delta as i64 + 1;
+            let kind = match (b.control, b.transactional) {
+                (true, _) if is_commit(&b) => "COMMIT",
+                (true, _) => "ABORT",
+                (false, true) => "txn",
+                (false, false) => "plain",
+            };
+            let text = |r: Option<&LogRecord>| {
+                r.map(|r| String::from_utf8_lossy(&r.value).into_owned())
+                    .unwrap_or_default()
+            };
+            out.push_str(&format!(
+                "{} {kind} pid={} epoch={} n={} {}..{}\n",
+                b.base_offset,
+                b.producer_id,
+                b.epoch,
+                b.records.len(),
+                text(b.records.first()),
+                text(b.records.last())
+            ));
+        }
+        if offset >= high {
+            return out;
+        }
+    }
+}
+
+/// A control batch's marker: commit (type 1) or abort (type 0).
+fn is_commit(b: &RecordBatch) -> bool {
+    b.records
+        .first()
+        .and_then(|r| r.key.as_ref())
+        .is_some_and(|k| k.len() >= 4 && k[2..4] == [0, 1])
 }

@@ -10,6 +10,9 @@
 #![allow(dead_code)]
 
 pub mod committed;
+pub mod errors_proxy;
+pub mod fake_coordinator;
+pub mod proxy;
 #[allow(
     clippy::duplicate_mod,
     reason = "the missing-tool rule, also in `common` for tests that have it"
@@ -92,24 +95,54 @@ fn log_file(port: u16) -> Stdio {
 pub struct Tansu {
     child: Child,
     pub bootstrap: String,
+    /// Started behind a proxy that can freeze the broker: clients reach it through the proxy
+    /// only (it is the broker's advertised address).
+    pub proxy: Option<proxy::FreezableProxy>,
 }
 
 impl Tansu {
     /// Starts a broker on a free port, or `None` when tansu is missing outside CI.
     pub fn start() -> Option<Tansu> {
+        Tansu::start_with(Front::None)
+    }
+
+    /// A broker behind an [`errors_proxy::ErrorsProxy`]: a refused `EndTxn` is answered with
+    /// Kafka's error code instead of tansu's closed connection.
+    pub fn start_with_kafka_errors() -> Option<Tansu> {
+        Tansu::start_with(Front::KafkaErrors)
+    }
+
+    /// A broker reached through a [`proxy::FreezableProxy`] (`proxy`), which a test can
+    /// freeze to make the broker stop answering.
+    pub fn start_behind_proxy() -> Option<Tansu> {
+        Tansu::start_with(Front::Freezable)
+    }
+
+    fn start_with(front: Front) -> Option<Tansu> {
         let bin = tansu_bin()?;
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
         let url = format!("tcp://127.0.0.1:{port}");
+        let (proxy, front_port) = match front {
+            Front::None => (None, port),
+            Front::Freezable => {
+                let p = proxy::FreezableProxy::start(port);
+                let at = p.port;
+                (Some(p), at)
+            }
+            Front::KafkaErrors => (None, errors_proxy::ErrorsProxy::start(port).port),
+        };
+        // Clients reach the broker where it says it is: the proxy, when there is one.
+        let advertised = format!("tcp://127.0.0.1:{front_port}");
         let child = Command::new(&bin)
             .args([
                 "broker",
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
                 "--storage-engine",
                 "memory://tansu/",
             ])
@@ -124,10 +157,11 @@ impl Tansu {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         let t = Tansu {
             child,
-            bootstrap: format!("127.0.0.1:{port}"),
+            bootstrap: advertised.trim_start_matches("tcp://").to_string(),
+            proxy,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(&t.bootstrap).is_err() {
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "tansu did not open {}",
@@ -138,11 +172,14 @@ impl Tansu {
         Some(t)
     }
 
+    fn config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap);
+        c
+    }
+
     fn admin(&self) -> AdminClient<DefaultClientContext> {
-        ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .create()
-            .expect("admin client")
+        self.config().create().expect("admin client")
     }
 
     /// Creates `topic` with `partitions` partitions.
@@ -176,8 +213,7 @@ impl Tansu {
     }
 
     pub fn producer(&self) -> ThreadedProducer<DefaultProducerContext> {
-        ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
+        self.config()
             .set("linger.ms", "1")
             .create()
             .expect("producer")
@@ -227,8 +263,7 @@ impl Tansu {
     }
 
     fn consumer(&self, read_committed: bool) -> BaseConsumer {
-        ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
+        self.config()
             .set("group.id", "floe-test-reader")
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
@@ -280,6 +315,19 @@ impl Tansu {
         out
     }
 
+    /// Every batch of every partition of `topic`, for a failed exactly-once check
+    /// ([`committed::describe_log`]).
+    pub fn describe_log(&self, topic: &str) -> String {
+        (0..self.partitions(topic))
+            .map(|p| {
+                format!(
+                    "partition {p}:\n{}",
+                    committed::describe_log(&self.bootstrap, topic, p)
+                )
+            })
+            .collect()
+    }
+
     /// The number of partitions of `topic`.
     pub fn partitions(&self, topic: &str) -> i32 {
         partition_count(&self.consumer(false), topic, Duration::from_secs(10)).expect("metadata")
@@ -315,8 +363,8 @@ impl Tansu {
 
     /// The committed offset of `group` for partition `partition` of `topic`.
     pub fn committed(&self, group: &str, topic: &str, partition: i32) -> Option<i64> {
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
+        let c: BaseConsumer = self
+            .config()
             .set("group.id", group)
             .create()
             .expect("consumer");
@@ -335,6 +383,13 @@ impl Drop for Tansu {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// What stands between the tests' clients and the broker.
+enum Front {
+    None,
+    Freezable,
+    KafkaErrors,
 }
 
 /// A record to produce.

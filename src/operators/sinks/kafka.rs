@@ -13,47 +13,47 @@
 //!   recorded in the checkpoint with its transactional id, producer id and epoch; the next
 //!   record opens a new transaction. When the checkpoint completes, its transactions (and
 //!   older ones) are committed. On restore, the transactions the checkpoint lists are
-//!   committed (by `EndTxn` on the wire, [`super::kafka_txn`]: librdkafka cannot finish
-//!   another instance's transaction), then every transactional id the old subtask used is
-//!   initialised once, which aborts what was still open under it (written after the
-//!   checkpoint). Readers with `isolation.level=read_committed` see each record once.
+//!   committed with Kafka's `EndTxn` ([`super::kafka_resume`]: librdkafka cannot finish
+//!   another instance's transaction), then every other transactional id a subtask of the
+//!   checkpoint used is initialised, which aborts what was still open under it (written
+//!   after the checkpoint). Readers with `isolation.level=read_committed` see each record
+//!   once.
 //!
-//! Transactional ids are `<transactional-id-prefix>-<subtask>-<slot>`. Each transaction gets a
-//! new producer (so a new epoch): a slot is used again only after its transaction is
-//! committed, so an `EndTxn` of an old epoch at a restore is fenced instead of committing a
-//! newer transaction. Usually two slots alternate. The next transaction's producer is made
-//! (created, `init_transactions`) on a thread of its own right after the pre-commit, and a
-//! committed one is closed on another, so the task never waits for either. The prefix must be unique among the jobs
-//! writing to one cluster. `transaction-timeout` must exceed the longest time between a
-//! checkpoint and its completion plus a restore, or the broker aborts a pre-committed
-//! transaction and its records are lost (Flink's caveat too).
+//! Transactional ids are `<transactional-id-prefix>-<subtask>-<slot>`; which slot holds what
+//! is the state machine of [`super::kafka_txn`]. Each transaction gets a new producer (a new
+//! epoch), made ahead on a thread of its own; a slot's id is initialised again only once a
+//! checkpoint taken after its transaction's commit has completed, so that a restore's commit
+//! of a transaction its checkpoint lists is always answered for that transaction. The prefix
+//! must be unique among the jobs writing to one cluster. `transaction-timeout` must exceed the
+//! longest time between a checkpoint and its completion plus a restore, or the broker aborts a
+//! pre-committed transaction and its records are lost (Flink's caveat too); a restore that
+//! finds one so is logged as an error.
 //!
-//! The producer id and epoch come from librdkafka's statistics (`eos`), the only place it
-//! reports them.
+//! Nothing here blocks the task's async worker: flushes, commits, aborts, the restore's broker
+//! calls and waits for queue room run on threads of their own and are left pending for the task
+//! to await ([`Operator::take_pending`]); producers are made and closed on threads too.
 
-use super::kafka_txn::{end_txn, EndTxnOutcome};
+use super::kafka_producer::{make_ahead, retire, Client, Handoff, Producers, Slot};
+use super::kafka_resume::{self, Ended, Security, TxnRef};
+use super::kafka_txn::Slots;
 use super::state::{KafkaPendingTxn, KafkaSinkState, SinkState};
 use super::{sink_schema, write_json, write_record, write_value};
 use crate::operators::sources::duration_serde;
-use crate::operators::sources::kafka::{check_client_settings, property_text};
+use crate::operators::sources::kafka::check_client_settings;
 use crate::operators::{
     unknown_field, BuildContext, DeliveryGuarantee, EndOfInput, Operator, OperatorError,
-    OperatorSpec, Problem, RestoredState,
+    OperatorSpec, PendingWork, Problem, RestoredState,
 };
 use crate::record::{Batch, Schema};
 use crate::runtime::message::CheckpointId;
 use crate::state::OperatorSnapshot;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{ClientConfig, ClientContext};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-/// How long a flush, a commit or a transaction's start may take.
-const TIMEOUT: Duration = Duration::from_secs(30);
-/// Slots a fresh start aborts lingering transactions under (a restore knows how many).
-const FRESH_SLOTS: u32 = 2;
+/// How long a restore tries to get an answer to the commit of one transaction.
+const RESUME_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How records are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
@@ -139,180 +139,163 @@ impl OperatorSpec for KafkaSinkConfig {
                 "must be longer than the time from a checkpoint to its completion (default 15 min)",
             ));
         }
+        if self.delivery_guarantee == Some(SinkGuarantee::ExactlyOnce) {
+            problems.extend(self.exactly_once_problem());
+        }
         if !problems.is_empty() {
             return Err(problems);
         }
         sink_schema(input)
     }
+
+    fn check_guarantee(&self, job: DeliveryGuarantee) -> Vec<Problem> {
+        match (self.delivery_guarantee, job) {
+            (None, DeliveryGuarantee::ExactlyOnce) => {
+                self.exactly_once_problem().into_iter().collect()
+            }
+            _ => Vec::new(),
+        }
+    }
 }
 
-/// librdkafka callbacks: delivery failures and the producer id from statistics.
-struct SinkContext {
-    failure: Arc<Mutex<Option<String>>>,
-    /// (producer id, epoch) once librdkafka reported them.
-    ids: Arc<Mutex<Option<(i64, i16)>>>,
+impl KafkaSinkConfig {
+    /// Why this sink cannot write exactly-once with its client settings, if it cannot: a
+    /// restore commits the checkpoint's transactions through floe's own Kafka client
+    /// ([`super::kafka_resume`]), which must reach the brokers as librdkafka does.
+    pub fn exactly_once_problem(&self) -> Option<Problem> {
+        let properties = super::kafka_producer::properties_text(&self.properties);
+        Security::from_properties(&properties).err().map(|why| {
+            Problem::new(
+                "delivery-guarantee",
+                format!(
+                    "exactly-once cannot work with these client settings: a restore commits the \
+                     checkpoint's transactions with Kafka's EndTxn request sent by floe itself \
+                     (librdkafka cannot resume another producer's transaction), and {why}; \
+                     write `delivery-guarantee: at-least-once`, or reach the brokers through a \
+                     PLAINTEXT or SASL_PLAINTEXT listener"
+                ),
+            )
+        })
+    }
 }
 
-impl ClientContext for SinkContext {
-    fn stats_raw(&self, statistics: &[u8]) {
-        #[derive(serde::Deserialize)]
-        struct Stats {
-            eos: Option<Eos>,
+/// Records as bytes: the value (`format`) and the key (`key-field`). Cloned into a thread
+/// that sends the rest of a batch while librdkafka's queue is full.
+#[derive(Clone)]
+struct Encoder {
+    format: KafkaSinkFormat,
+    key: Option<usize>,
+    /// JSON: `"name":` per field, escaped once.
+    json_keys: Arc<Vec<Vec<u8>>>,
+    value: Vec<u8>,
+    key_buf: Vec<u8>,
+}
+
+impl Encoder {
+    fn encode(&mut self, batch: &Batch, row: usize) {
+        self.value.clear();
+        match self.format {
+            KafkaSinkFormat::Raw => write_record(&mut self.value, batch, row),
+            KafkaSinkFormat::Json => write_json(&mut self.value, &self.json_keys, batch, row),
         }
-        #[derive(serde::Deserialize)]
-        struct Eos {
-            producer_id: i64,
-            producer_epoch: i64,
+        self.key_buf.clear();
+        if let Some(k) = self.key {
+            write_value(&mut self.key_buf, batch.columns[k].value(row));
         }
-        if let Ok(Stats { eos: Some(e) }) = serde_json::from_slice::<Stats>(statistics) {
-            if e.producer_id >= 0 && e.producer_epoch >= 0 {
-                if let Ok(mut ids) = self.ids.lock() {
-                    *ids = Some((e.producer_id, e.producer_epoch as i16));
+    }
+
+    fn key(&self) -> Option<&[u8]> {
+        self.key.map(|_| self.key_buf.as_slice())
+    }
+
+    /// Sends rows `from..` of `batch`; the first row the queue had no room for, if any.
+    fn send_rows(
+        &mut self,
+        client: &Client,
+        topic: &str,
+        batch: &Batch,
+        from: usize,
+    ) -> Result<Option<usize>, String> {
+        for row in from..batch.len() {
+            self.encode(batch, row);
+            match client.send(topic, self.key(), &self.value) {
+                Ok(()) => {}
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
+                    return Ok(Some(row))
                 }
+                Err(e) => return Err(format!("cannot send: {e}")),
             }
         }
+        Ok(None)
+    }
+
+    /// Sends rows `from..` of `batch`, waiting for queue room. Blocking.
+    fn send_rows_waiting(
+        &mut self,
+        client: &Client,
+        topic: &str,
+        batch: &Batch,
+        from: usize,
+    ) -> Result<(), String> {
+        for row in from..batch.len() {
+            self.encode(batch, row);
+            client.send_waiting(topic, self.key(), &self.value)?;
+        }
+        client.failure().map_or(Ok(()), Err)
     }
 }
 
-impl ProducerContext for SinkContext {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = result {
-            if let Ok(mut f) = self.failure.lock() {
-                f.get_or_insert_with(|| e.to_string());
-            }
-        }
-    }
+/// What a restore or a fresh start found and made: the subtask's initialised producers by
+/// slot, and the slots whose transactions it committed.
+#[derive(Clone)]
+struct Started {
+    ready: Vec<(u32, Arc<Client>)>,
+    committed: Vec<u32>,
 }
 
-type KafkaProducer = ThreadedProducer<SinkContext>;
-
-/// One producer with the state its callbacks fill in.
-struct Client {
-    producer: KafkaProducer,
-    failure: Arc<Mutex<Option<String>>>,
-    ids: Arc<Mutex<Option<(i64, i16)>>>,
-}
-
-/// One open or pre-committed transaction.
-struct Txn {
-    slot: u32,
-    id: String,
-    client: Client,
+/// Where an exactly-once subtask stands before its first transaction.
+enum Start {
+    /// Nothing restored: the ids of an earlier run are cleaned up first.
+    Fresh,
+    /// The states of a checkpoint to restore.
+    Restore(Vec<KafkaSinkState>),
+    /// The work is running (the task awaits it before the next call).
+    Running(Arc<Handoff<Started>>),
+    Done,
 }
 
 /// The transactions of an exactly-once subtask.
-#[derive(Default)]
-struct Txns {
-    /// Restored, or lingering transactions of a fresh start aborted.
-    started: bool,
-    current: Option<Txn>,
-    /// Flushed at a barrier, waiting for their checkpoint, oldest first.
-    pending: Vec<(KafkaPendingTxn, Txn)>,
-    /// The producer of the next transaction (its slot, and the thread making it): a new
-    /// producer and its `init_transactions` take 50 to 500 ms, so they are made while the
-    /// current transaction runs, not when its first record comes.
-    next: Option<(u32, std::thread::JoinHandle<Result<Client, OperatorError>>)>,
-    /// Slots in use now are `current` and `pending`; `slots` is one past the highest used.
-    slots: u32,
+struct Exactly {
+    slots: Slots,
+    /// The producer of each slot in use, made or being made.
+    producers: BTreeMap<u32, Slot>,
+    /// What the checkpoint lists of each pre-committed slot.
+    pre_committed: BTreeMap<u32, KafkaPendingTxn>,
+    start: Start,
 }
 
 enum Mode {
     Unopened,
     Plain {
         flush_at_barrier: bool,
-        client: Client,
+        client: Arc<Client>,
+        /// An exactly-once checkpoint's states, restored: their transactions are committed
+        /// and their ids cleaned up before the first record.
+        restored: Option<Vec<KafkaSinkState>>,
     },
-    Transactional(Txns),
-}
-
-/// How this subtask makes its producers: cloned into the thread that prepares the next
-/// transaction's producer.
-#[derive(Clone)]
-struct Producers {
-    operator_id: String,
-    subtask: u32,
-    cfg: Arc<KafkaSinkConfig>,
-}
-
-impl Producers {
-    fn err(&self, what: impl std::fmt::Display) -> OperatorError {
-        OperatorError::Data(format!(
-            "kafka sink \"{}\" subtask {} (topic {}): {what}",
-            self.operator_id, self.subtask, self.cfg.topic
-        ))
-    }
-
-    fn client(&self, transactional_id: Option<&str>) -> Result<Client, OperatorError> {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", &self.cfg.bootstrap_servers)
-            .set(
-                "client.id",
-                format!("floe-{}-{}", self.operator_id, self.subtask),
-            )
-            .set("linger.ms", "5");
-        for (k, v) in &self.cfg.properties {
-            if let Some(v) = property_text(v) {
-                config.set(k, v);
-            }
-        }
-        if let Some(id) = transactional_id {
-            config
-                .set("transactional.id", id)
-                .set(
-                    "transaction.timeout.ms",
-                    self.cfg.transaction_timeout.as_millis().to_string(),
-                )
-                .set("statistics.interval.ms", "50");
-        }
-        let failure = Arc::new(Mutex::new(None));
-        let ids = Arc::new(Mutex::new(None));
-        let producer: KafkaProducer = config
-            .create_with_context(SinkContext {
-                failure: failure.clone(),
-                ids: ids.clone(),
-            })
-            .map_err(|e| {
-                OperatorError::Config(format!(
-                    "kafka sink \"{}\": cannot create the producer: {e}",
-                    self.operator_id
-                ))
-            })?;
-        Ok(Client {
-            producer,
-            failure,
-            ids,
-        })
-    }
-
-    /// A producer for `id` with its transactions initialised: whatever was open under `id`
-    /// is aborted now.
-    fn init_txn_client(&self, id: &str) -> Result<Client, OperatorError> {
-        let client = self.client(Some(id))?;
-        client
-            .producer
-            .init_transactions(TIMEOUT)
-            .map_err(|e| self.err(format!("cannot initialise transactions of {id}: {e}")))?;
-        Ok(client)
-    }
+    Exactly(Box<Exactly>),
 }
 
 /// One running Kafka sink subtask.
 pub struct KafkaSink {
-    operator_id: String,
-    subtask: u32,
-    cfg: KafkaSinkConfig,
+    cfg: Arc<KafkaSinkConfig>,
     prefix: String,
-    key: Option<usize>,
-    /// JSON: `"name":` per field, escaped once.
-    json_keys: Vec<Vec<u8>>,
-    value: Vec<u8>,
-    key_buf: Vec<u8>,
+    encoder: Encoder,
     mode: Mode,
     end: EndOfInput,
     producers: Producers,
+    /// Blocking work the last call started, for the task to await.
+    pending: Option<PendingWork>,
 }
 
 impl KafkaSink {
@@ -327,26 +310,28 @@ impl KafkaSink {
             })?),
             None => None,
         };
-        let json_keys = super::json_keys(input);
+        let cfg = Arc::new(c.clone());
         Ok(KafkaSink {
-            operator_id: ctx.operator_id.clone(),
-            subtask: ctx.subtask,
             prefix: c
                 .transactional_id_prefix
                 .clone()
                 .unwrap_or_else(|| format!("floe-{}", ctx.operator_id)),
-            cfg: c.clone(),
-            key,
-            json_keys,
-            value: Vec::with_capacity(256),
-            key_buf: Vec::with_capacity(64),
+            encoder: Encoder {
+                format: c.format,
+                key,
+                json_keys: Arc::new(super::json_keys(input)),
+                value: Vec::with_capacity(256),
+                key_buf: Vec::with_capacity(64),
+            },
             mode: Mode::Unopened,
             end: EndOfInput::Finished,
             producers: Producers {
                 operator_id: ctx.operator_id.clone(),
                 subtask: ctx.subtask,
-                cfg: Arc::new(c.clone()),
+                cfg: cfg.clone(),
             },
+            cfg,
+            pending: None,
         })
     }
 
@@ -354,259 +339,395 @@ impl KafkaSink {
         self.producers.err(what)
     }
 
-    fn init_txn_client(&self, id: &str) -> Result<Client, OperatorError> {
-        self.producers.init_txn_client(id)
+    /// Leaves `work` for the task to await, after what is pending already.
+    fn defer(
+        &mut self,
+        name: &str,
+        work: impl FnOnce() -> Result<(), OperatorError> + Send + 'static,
+    ) {
+        let before = self.pending.take();
+        self.pending = Some(PendingWork::spawn(name, move || {
+            if let Some(b) = before {
+                b.wait_blocking()?;
+            }
+            work()
+        }));
     }
 
-    fn txn_id(&self, subtask: u32, slot: u32) -> String {
-        transactional_id(&self.prefix, subtask, slot)
-    }
-
-    /// Aborts what is open under the ids of `subtask`'s slots below `slots`.
-    /// Returns the initialised producers, in slot order.
-    fn abort_lingering(&self, subtask: u32, slots: u32) -> Result<Vec<Client>, OperatorError> {
-        let ids: Vec<String> = (0..slots).map(|slot| self.txn_id(subtask, slot)).collect();
-        self.init_all(&ids)
-    }
-
-    /// Producers for `ids` with their transactions initialised (what was open under them
-    /// aborted), made at the same time: each takes a round trip or more to the coordinator.
-    fn init_all(&self, ids: &[String]) -> Result<Vec<Client>, OperatorError> {
-        let producers = &self.producers;
-        let clients = std::thread::scope(|scope| {
-            let making: Vec<_> = ids
-                .iter()
-                .map(|id| scope.spawn(move || producers.init_txn_client(id)))
-                .collect();
-            making
-                .into_iter()
-                .map(|m| {
-                    m.join()
-                        .unwrap_or_else(|_| Err(self.err("bug: making a producer panicked")))
-                })
-                .collect::<Result<Vec<_>, _>>()
-        })?;
-        for id in ids {
-            tracing::debug!(operator = %self.operator_id, transactional_id = %id, "kafka sink: aborted what was open");
-        }
-        Ok(clients)
-    }
-
-    /// Starts making the producer of the next transaction, in the lowest slot that neither
-    /// the open transaction nor a pre-committed one holds, unless one is being made. Each
-    /// transaction still gets a producer of its own, so a new epoch: an `EndTxn` of an old
-    /// epoch at a restore is fenced instead of committing a newer transaction.
-    fn prepare_next(&mut self) {
-        let Mode::Transactional(t) = &mut self.mode else {
-            return;
+    /// The exactly-once state, with the outcome of its start taken in.
+    fn exactly(&mut self) -> Result<&mut Exactly, OperatorError> {
+        let KafkaSink {
+            mode, producers, ..
+        } = self;
+        let Mode::Exactly(x) = mode else {
+            return Err(producers.err("bug: no transactions outside exactly-once"));
         };
-        if t.next.is_some() || !t.started {
-            return;
+        match &x.start {
+            Start::Done => {}
+            Start::Running(h) => {
+                let started = h
+                    .now()
+                    .ok_or_else(|| producers.err("bug: the sink's start was not awaited"))?
+                    .map_err(OperatorError::Data)?;
+                for (slot, client) in started.ready {
+                    x.slots
+                        .made(slot)
+                        .map_err(|e| OperatorError::Data(e.to_string()))?;
+                    x.producers.insert(slot, Handoff::ready(client));
+                }
+                for slot in started.committed {
+                    x.slots
+                        .committed_at_restore(slot)
+                        .map_err(|e| OperatorError::Data(e.to_string()))?;
+                }
+                x.start = Start::Done;
+            }
+            Start::Fresh | Start::Restore(_) => {
+                return Err(producers.err("bug: the sink's start was not awaited"))
+            }
         }
-        let slot = (0..)
-            .find(|s| {
-                !t.pending.iter().any(|(_, p)| p.slot == *s)
-                    && t.current.as_ref().is_none_or(|c| c.slot != *s)
-            })
-            .expect("a free slot");
-        t.slots = t.slots.max(slot + 1);
+        Ok(x)
+    }
+
+    /// Starts making the producer of the next transaction unless one is made or being made.
+    fn make_next(&mut self) -> Result<(), OperatorError> {
+        let (prefix, subtask) = (self.prefix.clone(), self.producers.subtask);
         let producers = self.producers.clone();
-        let id = transactional_id(&self.prefix, self.subtask, slot);
-        let making = std::thread::Builder::new()
-            .name("kafka-producer".into())
-            .spawn(move || producers.init_txn_client(&id));
-        match making {
-            Ok(handle) => t.next = Some((slot, handle)),
-            // No thread: the next transaction makes its producer when it starts.
-            Err(e) => {
-                tracing::warn!(operator = %self.operator_id, error = %e, "kafka sink: cannot start a thread to make the next producer")
-            }
-        }
-    }
-
-    /// The open transaction, started in the lowest free slot if there is none.
-    fn current(&mut self) -> Result<&Txn, OperatorError> {
-        let Mode::Transactional(t) = &self.mode else {
-            return Err(self.err("bug: no transactions outside exactly-once"));
-        };
-        // A fresh start: slot 0's producer, which aborted what was open under it, begins
-        // the first transaction.
-        let mut first = None;
-        if !t.started {
-            let mut clients = self.abort_lingering(self.subtask, FRESH_SLOTS)?.into_iter();
-            if let Some(client) = clients.next() {
-                let id = self.txn_id(self.subtask, 0);
-                first = Some(Txn {
-                    slot: 0,
-                    id,
-                    client,
-                });
-            }
-            clients.for_each(retire_client);
-            if let Mode::Transactional(t) = &mut self.mode {
-                t.started = true;
-            }
-        }
-        let Mode::Transactional(t) = &self.mode else {
-            unreachable!("checked above")
-        };
-        if t.current.is_none() {
-            let prepared = match &mut self.mode {
-                Mode::Transactional(t) => t.next.take(),
-                _ => None,
-            };
-            let txn = match (first, prepared) {
-                (Some(txn), _) => txn,
-                (None, Some((slot, making))) => {
-                    let client = making
-                        .join()
-                        .map_err(|_| self.err("bug: making a producer panicked"))??;
-                    let id = self.txn_id(self.subtask, slot);
-                    Txn { slot, id, client }
-                }
-                (None, None) => {
-                    let Mode::Transactional(t) = &self.mode else {
-                        unreachable!("checked above")
-                    };
-                    let slot = (0..)
-                        .find(|s| !t.pending.iter().any(|(_, p)| p.slot == *s))
-                        .expect("a free slot");
-                    let id = self.txn_id(self.subtask, slot);
-                    let client = self.init_txn_client(&id)?;
-                    Txn { slot, id, client }
-                }
-            };
-            txn.client
-                .producer
-                .begin_transaction()
-                .map_err(|e| self.err(format!("cannot begin a transaction of {}: {e}", txn.id)))?;
-            if let Mode::Transactional(t) = &mut self.mode {
-                t.slots = t.slots.max(txn.slot + 1);
-                t.current = Some(txn);
-            }
-        }
-        match &self.mode {
-            Mode::Transactional(Txns {
-                current: Some(txn), ..
-            }) => Ok(txn),
-            _ => unreachable!("set above"),
-        }
-    }
-
-    fn encode(&mut self, batch: &Batch, row: usize) {
-        self.value.clear();
-        match self.cfg.format {
-            KafkaSinkFormat::Raw => write_record(&mut self.value, batch, row),
-            KafkaSinkFormat::Json => write_json(&mut self.value, &self.json_keys, batch, row),
-        }
-        self.key_buf.clear();
-        if let Some(k) = self.key {
-            write_value(&mut self.key_buf, batch.columns[k].value(row));
-        }
-    }
-
-    /// Hands one encoded record to `producer`, waiting while its queue is full.
-    fn send(
-        producer: &KafkaProducer,
-        topic: &str,
-        key: Option<&[u8]>,
-        value: &[u8],
-    ) -> Result<(), KafkaError> {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let mut record = BaseRecord::to(topic).payload(value);
-            if let Some(k) = key {
-                record = record.key(k);
-            }
-            match producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
-                    if Instant::now() < deadline =>
-                {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((e, _)) => return Err(e),
-            }
-        }
-    }
-
-    fn check_failure(&self, client: &Client) -> Result<(), OperatorError> {
-        let failure = client.failure.lock().ok().and_then(|f| f.clone());
-        match failure {
-            Some(e) => Err(self.err(format!("a record was not delivered: {e}"))),
-            None => Ok(()),
-        }
-    }
-
-    /// Waits until every record handed to `client` is acknowledged. rdkafka's `flush` polls
-    /// the producer's queue in steps of 100 ms, and with a threaded producer (whose own
-    /// thread serves that queue) each step lasts the whole 100 ms: so ask librdkafka whether
-    /// it is done (`rd_kafka_flush` with no wait) every millisecond instead.
-    fn flush(&self, client: &Client) -> Result<(), OperatorError> {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            match client.producer.flush(Duration::ZERO) {
-                Ok(()) => break,
-                Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut))
-                    if Instant::now() < deadline =>
-                {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(e) => return Err(self.err(format!("flush failed: {e}"))),
-            }
-        }
-        self.check_failure(client)
-    }
-
-    /// The producer id and epoch of a transactional client, waiting for librdkafka's next
-    /// statistics if they have not come yet.
-    fn ids(&self, txn: &Txn) -> Result<(i64, i16), OperatorError> {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(ids) = txn.client.ids.lock().ok().and_then(|i| *i) {
-                return Ok(ids);
-            }
-            if Instant::now() >= deadline {
-                return Err(self.err(format!(
-                    "librdkafka did not report the producer id of {}",
-                    txn.id
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn commit(&self, txn: &Txn) -> Result<(), OperatorError> {
-        txn.client
-            .producer
-            .commit_transaction(TIMEOUT)
-            .map_err(|e| self.err(format!("cannot commit transaction {}: {e}", txn.id)))
-    }
-
-    /// Commits a transaction of a checkpoint being restored.
-    fn commit_restored(&self, p: &KafkaPendingTxn) -> Result<(), OperatorError> {
-        let outcome = end_txn(
-            &self.cfg.bootstrap_servers,
-            &p.transactional_id,
-            p.producer_id,
-            p.producer_epoch,
-            true,
-            TIMEOUT,
-        )
-        .map_err(|e| self.err(e))?;
-        match outcome {
-            EndTxnOutcome::Done => {
-                tracing::info!(operator = %self.operator_id, transactional_id = %p.transactional_id, checkpoint_id = p.checkpoint_id, "kafka sink: committed a transaction of the restored checkpoint")
-            }
-            EndTxnOutcome::Refused => {
-                tracing::warn!(operator = %self.operator_id, transactional_id = %p.transactional_id, "kafka sink: the broker refused to commit a transaction of the restored checkpoint by closing the connection (tansu does so for a fenced epoch): taken as finished before")
-            }
-            EndTxnOutcome::Fenced | EndTxnOutcome::NotOpen => {
-                tracing::debug!(operator = %self.operator_id, transactional_id = %p.transactional_id, ?outcome, "kafka sink: transaction of the restored checkpoint was finished before")
-            }
+        let x = self.exactly()?;
+        if x.slots.next().is_none() {
+            let slot = x.slots.reserve();
+            let id = transactional_id(&prefix, subtask, slot);
+            x.producers.insert(slot, make_ahead(&producers, id));
         }
         Ok(())
     }
+
+    /// The open transaction's producer, opening one if there is none; false while the
+    /// producer is still being made (the caller leaves work that waits for it and begins the
+    /// transaction).
+    fn open_txn(&mut self) -> Result<(Slot, bool), OperatorError> {
+        let bug = || OperatorError::Data("bug: a transaction slot without its producer".into());
+        let x = self.exactly()?;
+        if let Some(open) = x.slots.current() {
+            return Ok((x.producers.get(&open).cloned().ok_or_else(bug)?, true));
+        }
+        self.make_next()?;
+        let x = self.exactly()?;
+        let slot = x.slots.next().ok_or_else(bug)?;
+        let producer = x.producers.get(&slot).cloned().ok_or_else(bug)?;
+        x.slots
+            .open(slot)
+            .map_err(|e| OperatorError::Data(e.to_string()))?;
+        match producer.now() {
+            Some(Ok(client)) => {
+                client.begin().map_err(|e| self.err(e))?;
+                Ok((producer, true))
+            }
+            Some(Err(e)) => Err(self.err(e)),
+            None => Ok((producer, false)),
+        }
+    }
+
+    fn process_exactly(&mut self, batch: Batch) -> Result<(), OperatorError> {
+        let (producer, begun) = self.open_txn()?;
+        if !begun {
+            let (topic, err) = (self.cfg.topic.clone(), self.producers.clone());
+            let mut encoder = self.encoder.clone();
+            self.defer("kafka-send", move || {
+                let client = producer.wait().map_err(|e| err.err(e))?;
+                client.begin().map_err(|e| err.err(&e))?;
+                encoder
+                    .send_rows_waiting(&client, &topic, &batch, 0)
+                    .map_err(|e| err.err(e))
+            });
+            return Ok(());
+        }
+        let client = producer
+            .now()
+            .and_then(Result::ok)
+            .ok_or_else(|| self.err("bug: no producer"))?;
+        self.send(client, batch)
+    }
+
+    /// Sends `batch` through `client`; what the queue has no room for goes on a thread that
+    /// waits for room.
+    fn send(&mut self, client: Arc<Client>, batch: Batch) -> Result<(), OperatorError> {
+        match self.encoder.send_rows(&client, &self.cfg.topic, &batch, 0) {
+            Ok(None) => client.failure().map_or(Ok(()), |e| Err(self.err(e))),
+            Ok(Some(row)) => {
+                let (topic, err) = (self.cfg.topic.clone(), self.producers.clone());
+                let mut encoder = self.encoder.clone();
+                self.defer("kafka-send", move || {
+                    encoder
+                        .send_rows_waiting(&client, &topic, &batch, row)
+                        .map_err(|e| err.err(e))
+                });
+                Ok(())
+            }
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    /// The pre-commit at `checkpoint`'s barrier: the open transaction is flushed (on a
+    /// thread, awaited before the snapshot goes to the checkpoint) and listed.
+    fn snapshot_exactly(
+        &mut self,
+        checkpoint: CheckpointId,
+    ) -> Result<KafkaSinkState, OperatorError> {
+        let x = self.exactly()?;
+        if let Some(slot) = x.slots.pre_commit(checkpoint.0) {
+            let client = x
+                .producers
+                .get(&slot)
+                .and_then(|p| p.now())
+                .and_then(Result::ok)
+                .ok_or_else(|| {
+                    self.producers
+                        .err("bug: a pre-committed transaction without a producer")
+                })?;
+            let ids = client
+                .txn
+                .clone()
+                .ok_or_else(|| self.producers.err("bug: not transactional"))?;
+            let pending = KafkaPendingTxn {
+                checkpoint_id: checkpoint.0,
+                transactional_id: ids.transactional_id,
+                producer_id: ids.producer_id,
+                producer_epoch: ids.epoch,
+            };
+            tracing::debug!(operator = %self.producers.operator_id, subtask = self.producers.subtask, checkpoint_id = checkpoint.0, transactional_id = %pending.transactional_id, producer_id = pending.producer_id, epoch = pending.producer_epoch, "kafka sink: pre-committed");
+            self.exactly()?.pre_committed.insert(slot, pending);
+            let err = self.producers.clone();
+            self.defer("kafka-flush", move || {
+                client.flush().map_err(|e| err.err(e))
+            });
+        }
+        self.make_next()?;
+        let (subtask, prefix) = (self.producers.subtask, self.prefix.clone());
+        let x = self.exactly()?;
+        Ok(KafkaSinkState {
+            subtask,
+            prefix,
+            slots: x.slots.len(),
+            pending: x
+                .slots
+                .pending()
+                .into_iter()
+                .filter_map(|(slot, _)| x.pre_committed.get(&slot).cloned())
+                .collect(),
+        })
+    }
+
+    /// Commits the transactions pre-committed for `checkpoint` or earlier, oldest first, on
+    /// a thread; their producers are closed after.
+    fn commit_due(&mut self, checkpoint: CheckpointId) -> Result<(), OperatorError> {
+        let (operator, subtask) = (self.producers.operator_id.clone(), self.producers.subtask);
+        let x = self.exactly()?;
+        let mut due = Vec::new();
+        for slot in x.slots.complete(checkpoint.0) {
+            let producer = x.producers.remove(&slot);
+            let txn = x.pre_committed.remove(&slot);
+            if let (Some(producer), Some(txn)) = (producer, txn) {
+                due.push((producer, txn));
+            }
+        }
+        if !due.is_empty() {
+            let err = self.producers.clone();
+            self.defer("kafka-commit", move || {
+                let mut done = Vec::new();
+                for (producer, txn) in due {
+                    let client = producer.wait().map_err(|e| err.err(e))?;
+                    client.commit().map_err(|e| err.err(e))?;
+                    tracing::debug!(operator = %operator, subtask, checkpoint_id = txn.checkpoint_id, notified = checkpoint.0, transactional_id = %txn.transactional_id, producer_id = txn.producer_id, epoch = txn.producer_epoch, "kafka sink: committed");
+                    done.push(producer);
+                }
+                retire(done);
+                Ok(())
+            });
+        }
+        self.make_next()
+    }
+
+    /// The end of the input: a bounded end commits everything; a stop aborts the open
+    /// transaction and leaves the pre-committed ones to a restore.
+    fn finish_exactly(&mut self) -> Result<(), OperatorError> {
+        let end = self.end;
+        let x = self.exactly()?;
+        let open = x.slots.current().and_then(|s| x.producers.get(&s).cloned());
+        let pending: Vec<Slot> = x
+            .slots
+            .pending()
+            .into_iter()
+            .filter_map(|(slot, _)| x.producers.get(&slot).cloned())
+            .collect();
+        let err = self.producers.clone();
+        self.defer("kafka-finish", move || {
+            match end {
+                // A bounded input: with periodic checkpoints the sources waited for a final
+                // checkpoint that holds everything (`runtime::task::FinalCheckpoint`), so
+                // what is pending is covered by a completed checkpoint and nothing follows
+                // it; without checkpoints nothing is ever restored.
+                EndOfInput::Finished => {
+                    for p in pending.iter().chain(&open) {
+                        let client = p.wait().map_err(|e| err.err(e))?;
+                        client.commit().map_err(|e| err.err(e))?;
+                    }
+                }
+                // Stopped: a restore replays what follows the last completed checkpoint and
+                // commits or aborts the pre-committed transactions as it says.
+                EndOfInput::Stopped => {
+                    if let Some(p) = &open {
+                        let client = p.wait().map_err(|e| err.err(e))?;
+                        if let Err(e) = client.abort() {
+                            tracing::warn!(error = %e, "kafka sink: the open transaction is left for a restore to abort");
+                        }
+                    }
+                }
+            }
+            Ok(())
+        });
+        Ok(())
+    }
+
+    /// The work of a restore or a fresh start, started at the first `take_pending`.
+    fn start(&mut self) {
+        let (prefix, producers) = (self.prefix.clone(), self.producers.clone());
+        match &mut self.mode {
+            Mode::Exactly(x) => {
+                let states = match std::mem::replace(&mut x.start, Start::Done) {
+                    Start::Fresh => Vec::new(),
+                    Start::Restore(states) => states,
+                    other => {
+                        x.start = other;
+                        return;
+                    }
+                };
+                let handoff = Handoff::new();
+                x.start = Start::Running(handoff.clone());
+                self.defer("kafka-restore", move || {
+                    let started = start_work(&producers, &prefix, states, true);
+                    let result = started.as_ref().map(|_| ()).map_err(|e| producers.err(e));
+                    handoff.fill(started.map_err(|e| e.to_string()));
+                    result
+                });
+            }
+            Mode::Plain { restored, .. } => {
+                if let Some(states) = restored.take() {
+                    self.defer("kafka-restore", move || {
+                        start_work(&producers, &prefix, states, false).map(|_| ())
+                    });
+                }
+            }
+            Mode::Unopened => {}
+        }
+    }
+}
+
+/// Commits the pending transactions of the restored `states`, then initialises every other
+/// id their subtasks used (aborting what was open under them). `own`: this subtask writes
+/// exactly-once; its initialised producers are kept for its transactions (on a fresh start,
+/// with no state of its own, its ids of an earlier run are cleaned up as well). Blocking.
+fn start_work(
+    p: &Producers,
+    prefix: &str,
+    states: Vec<KafkaSinkState>,
+    own: bool,
+) -> Result<Started, OperatorError> {
+    let security = p.security()?;
+    let mut ready = Vec::new();
+    let mut committed = Vec::new();
+    let mut own_found = false;
+    for k in &states {
+        let mut held = Vec::new();
+        for txn in &k.pending {
+            let slot = slot_of(k, &txn.transactional_id).ok_or_else(|| {
+                p.err(format!(
+                    "the checkpoint's state is corrupt: transaction {} is not one of {}-{}-<slot>",
+                    txn.transactional_id, k.prefix, k.subtask
+                ))
+            })?;
+            if commit_restored(p, &security, txn)? {
+                held.push(slot);
+            }
+        }
+        let mine = own && k.subtask == p.subtask && k.prefix == prefix;
+        let clients = p.clean_up(&k.prefix, k.subtask, k.slots, &held)?;
+        if mine {
+            own_found = true;
+            ready.extend(clients.into_iter().map(|(s, c)| (s, Arc::new(c))));
+            committed = held;
+        } else {
+            retire(
+                clients
+                    .into_iter()
+                    .map(|(_, c)| Handoff::ready(Arc::new(c)))
+                    .collect(),
+            );
+        }
+    }
+    if own && !own_found {
+        let clients = p.clean_up(prefix, p.subtask, 0, &[])?;
+        ready.extend(clients.into_iter().map(|(s, c)| (s, Arc::new(c))));
+    }
+    tracing::debug!(operator = %p.operator_id, subtask = p.subtask, ready = ready.len(), committed = committed.len(), "kafka sink: transactions restored");
+    Ok(Started { ready, committed })
+}
+
+/// Commits one transaction a restored checkpoint lists. True: committed (now or before);
+/// false: the coordinator refused for good, logged as the error it is.
+fn commit_restored(
+    p: &Producers,
+    security: &Security,
+    txn: &KafkaPendingTxn,
+) -> Result<bool, OperatorError> {
+    let r = TxnRef {
+        transactional_id: &txn.transactional_id,
+        producer_id: txn.producer_id,
+        epoch: txn.producer_epoch,
+    };
+    match kafka_resume::commit(&p.cfg.bootstrap_servers, security, r, RESUME_TIMEOUT) {
+        Ok(Ended::Committed) => {
+            tracing::info!(operator = %p.operator_id, subtask = p.subtask, transactional_id = %txn.transactional_id, producer_id = txn.producer_id, epoch = txn.producer_epoch, checkpoint_id = txn.checkpoint_id, "kafka sink: committed a transaction of the restored checkpoint");
+            Ok(true)
+        }
+        Ok(Ended::Refused(e)) => {
+            tracing::error!(operator = %p.operator_id, subtask = p.subtask, transactional_id = %txn.transactional_id, producer_id = txn.producer_id, epoch = txn.producer_epoch, checkpoint_id = txn.checkpoint_id, error = %kafka_resume::error_name(e), "kafka sink: the broker refused to commit a transaction of the restored checkpoint: {}", refusal(e));
+            Ok(false)
+        }
+        Err(e) => Err(p.err(e)),
+    }
+}
+
+/// What a final refusal of a restore's commit means.
+fn refusal(e: kafka_protocol::error::ResponseError) -> &'static str {
+    use kafka_protocol::error::ResponseError as E;
+    match e {
+        E::ProducerFenced | E::InvalidProducerEpoch => {
+            "a newer producer of its id exists: either it was committed before and its id used \
+             again (this restores a checkpoint older than the newest, so output after it is \
+             written again), or the broker aborted it when `transaction-timeout` ran out (its \
+             records are lost), or another job uses the same transactional-id-prefix"
+        }
+        E::InvalidTxnState => {
+            "it was aborted (by the broker when `transaction-timeout` ran out?): its records are \
+             lost"
+        }
+        _ => {
+            "the coordinator no longer knows its producer (the transactional id expired, \
+             `transactional.id.expiration.ms`): if it was not committed before, its records are \
+             lost"
+        }
+    }
+}
+
+/// The slot of `transactional_id`, one of `k`'s ids.
+fn slot_of(k: &KafkaSinkState, transactional_id: &str) -> Option<u32> {
+    let rest = transactional_id
+        .strip_prefix(&k.prefix)?
+        .strip_prefix('-')?;
+    let (subtask, slot) = rest.split_once('-')?;
+    (subtask.parse::<u32>().ok()? == k.subtask).then_some(())?;
+    slot.parse().ok()
 }
 
 impl Operator for KafkaSink {
@@ -617,7 +738,7 @@ impl Operator for KafkaSink {
                     "kafka sink \"{}\": `delivery-guarantee: exactly-once` commits with \
                      checkpoints, but the job takes none; set \
                      `execution.checkpointing.interval` or choose at-least-once",
-                    self.operator_id
+                    self.producers.operator_id
                 )))
             }
             (Some(g), _) => g,
@@ -626,10 +747,20 @@ impl Operator for KafkaSink {
             (None, DeliveryGuarantee::None) => SinkGuarantee::None,
         };
         self.mode = match effective {
-            SinkGuarantee::ExactlyOnce => Mode::Transactional(Txns::default()),
+            SinkGuarantee::ExactlyOnce => {
+                // Refused at validation already; checked again for a library caller.
+                self.producers.security()?;
+                Mode::Exactly(Box::new(Exactly {
+                    slots: Slots::new(0),
+                    producers: BTreeMap::new(),
+                    pre_committed: BTreeMap::new(),
+                    start: Start::Fresh,
+                }))
+            }
             g => Mode::Plain {
                 flush_at_barrier: g == SinkGuarantee::AtLeastOnce,
-                client: self.producers.client(None)?,
+                client: Arc::new(self.producers.client(None)?),
+                restored: None,
             },
         };
         Ok(())
@@ -639,30 +770,14 @@ impl Operator for KafkaSink {
         if matches!(self.mode, Mode::Unopened) {
             self.open(DeliveryGuarantee::None)?;
         }
-        if matches!(self.mode, Mode::Transactional(_)) {
-            self.current()?;
+        match &self.mode {
+            Mode::Plain { client, .. } => {
+                let client = client.clone();
+                self.send(client, batch)
+            }
+            Mode::Exactly(_) => self.process_exactly(batch),
+            Mode::Unopened => Err(self.err("bug: no producer")),
         }
-        for row in 0..batch.len() {
-            self.encode(&batch, row);
-            let key = self.key.map(|_| self.key_buf.as_slice());
-            let client = match &self.mode {
-                Mode::Plain { client, .. } => client,
-                Mode::Transactional(Txns {
-                    current: Some(t), ..
-                }) => &t.client,
-                _ => return Err(self.err("bug: no producer")),
-            };
-            Self::send(&client.producer, &self.cfg.topic, key, &self.value)
-                .map_err(|e| self.err(format!("cannot send: {e}")))?;
-        }
-        let client = match &self.mode {
-            Mode::Plain { client, .. } => client,
-            Mode::Transactional(Txns {
-                current: Some(t), ..
-            }) => &t.client,
-            _ => return Ok(()),
-        };
-        self.check_failure(client)
     }
 
     /// At-least-once: everything before the barrier is acknowledged. Exactly-once: the open
@@ -672,50 +787,24 @@ impl Operator for KafkaSink {
         checkpoint: CheckpointId,
     ) -> Result<Option<OperatorSnapshot>, OperatorError> {
         match &self.mode {
-            Mode::Unopened => return Ok(None),
+            Mode::Unopened => Ok(None),
             Mode::Plain {
                 flush_at_barrier,
                 client,
+                ..
             } => {
                 if *flush_at_barrier {
-                    self.flush(client)?;
+                    let (client, err) = (client.clone(), self.producers.clone());
+                    self.defer("kafka-flush", move || {
+                        client.flush().map_err(|e| err.err(e))
+                    });
                 }
-                return Ok(None);
+                Ok(None)
             }
-            Mode::Transactional(_) => {}
+            Mode::Exactly(_) => Ok(Some(
+                SinkState::Kafka(self.snapshot_exactly(checkpoint)?).into_snapshot(Vec::new()),
+            )),
         }
-        let Mode::Transactional(t) = &mut self.mode else {
-            unreachable!("matched above")
-        };
-        if let Some(txn) = t.current.take() {
-            // On an error the transaction is dropped with its producer, which leaves it open
-            // at the broker; a restore aborts it.
-            let result = self.flush(&txn.client).and_then(|()| self.ids(&txn)).map(
-                |(producer_id, producer_epoch)| KafkaPendingTxn {
-                    checkpoint_id: checkpoint.0,
-                    transactional_id: txn.id.clone(),
-                    producer_id,
-                    producer_epoch,
-                },
-            );
-            let pending = result?;
-            if let Mode::Transactional(t) = &mut self.mode {
-                t.pending.push((pending, txn));
-            }
-            self.prepare_next();
-        }
-        let Mode::Transactional(t) = &self.mode else {
-            unreachable!("matched above")
-        };
-        Ok(Some(
-            SinkState::Kafka(KafkaSinkState {
-                subtask: self.subtask,
-                prefix: self.prefix.clone(),
-                slots: t.slots.max(FRESH_SLOTS),
-                pending: t.pending.iter().map(|(p, _)| p.clone()).collect(),
-            })
-            .into_snapshot(Vec::new()),
-        ))
     }
 
     /// The commit: every transaction pre-committed for `checkpoint` or an older one.
@@ -723,75 +812,42 @@ impl Operator for KafkaSink {
         &mut self,
         checkpoint: CheckpointId,
     ) -> Result<(), OperatorError> {
-        let Mode::Transactional(t) = &mut self.mode else {
-            return Ok(());
-        };
-        let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut t.pending)
-            .into_iter()
-            .partition(|(p, _)| p.checkpoint_id <= checkpoint.0);
-        t.pending = keep;
-        for (p, txn) in due {
-            self.commit(&txn)?;
-            tracing::debug!(operator = %self.operator_id, subtask = self.subtask, checkpoint_id = p.checkpoint_id, transactional_id = %txn.id, "kafka sink committed");
-            // Closing a producer takes up to 100 ms: not on the task.
-            retire(txn);
+        match self.mode {
+            Mode::Exactly(_) => self.commit_due(checkpoint),
+            _ => Ok(()),
         }
-        self.prepare_next();
-        Ok(())
     }
 
     fn notify_checkpoint_aborted(&mut self, checkpoint: CheckpointId) -> Result<(), OperatorError> {
         // Its transactions stay pending: the next completed checkpoint commits them.
-        tracing::debug!(operator = %self.operator_id, subtask = self.subtask, checkpoint_id = checkpoint.0, "kafka sink: checkpoint aborted, its transactions wait for the next one");
+        tracing::debug!(operator = %self.producers.operator_id, subtask = self.producers.subtask, checkpoint_id = checkpoint.0, "kafka sink: checkpoint aborted, its transactions wait for the next one");
         Ok(())
     }
 
+    /// Takes the restored states in; the broker calls they need run when the task starts
+    /// ([`Operator::take_pending`]).
     fn restore_state(&mut self, state: RestoredState) -> Result<(), OperatorError> {
-        let states = super::restored_sink_states("kafka", &self.operator_id, state)?;
-        let transactional = matches!(self.mode, Mode::Transactional(_));
-        // This subtask's own old state, under the prefix it uses now.
-        let mut own = false;
-        let mut slots = FRESH_SLOTS;
-        let mut old_ids = Vec::new();
-        for s in &states {
-            let SinkState::Kafka(k) = s else {
-                if !transactional {
-                    // At-least-once keeps no state of its own.
-                    continue;
+        let states = super::restored_sink_states("kafka", &self.producers.operator_id, state)?;
+        let mut kafka = Vec::new();
+        for s in states {
+            match (s, &self.mode) {
+                (SinkState::Kafka(k), _) => kafka.push(k),
+                // At-least-once keeps no state of its own.
+                (_, Mode::Plain { .. } | Mode::Unopened) => {}
+                (_, Mode::Exactly(_)) => {
+                    return Err(OperatorError::Config(format!(
+                        "kafka sink \"{}\": the checkpoint holds another sink's state under this \
+                         operator id; give the sink another `id` or start without restoring its state",
+                        self.producers.operator_id
+                    )))
                 }
-                return Err(OperatorError::Config(format!(
-                    "kafka sink \"{}\": the checkpoint holds another sink's state under this \
-                     operator id; give the sink another `id` or start without restoring its state",
-                    self.operator_id
-                )));
-            };
-            // Commit first: initialising an id would abort its open transaction.
-            for p in &k.pending {
-                self.commit_restored(p)?;
             }
-            if k.subtask == self.subtask && k.prefix == self.prefix {
-                own = true;
-                slots = slots.max(k.slots);
-            }
-            // The old subtask's ids, under the prefix it used.
-            old_ids.extend((0..k.slots).map(|slot| transactional_id(&k.prefix, k.subtask, slot)));
         }
-        if transactional && !own {
-            old_ids.extend((0..FRESH_SLOTS).map(|slot| self.txn_id(self.subtask, slot)));
+        match &mut self.mode {
+            Mode::Exactly(x) => x.start = Start::Restore(kafka),
+            Mode::Plain { restored, .. } => *restored = Some(kafka),
+            Mode::Unopened => {}
         }
-        // Initialising every old id aborts what was still open under it (written after the
-        // checkpoint), also when this run writes without transactions: an open transaction
-        // holds back read_committed readers until it times out.
-        self.init_all(&old_ids)?.into_iter().for_each(retire_client);
-        if !transactional {
-            return Ok(());
-        }
-        if let Mode::Transactional(t) = &mut self.mode {
-            t.started = true;
-            t.slots = slots;
-        }
-        // The first transaction's producer, made while the job starts.
-        self.prepare_next();
         Ok(())
     }
 
@@ -800,58 +856,40 @@ impl Operator for KafkaSink {
     }
 
     fn finish(&mut self, _out: &mut Vec<Batch>) -> Result<(), OperatorError> {
-        if let Mode::Plain { client, .. } = &self.mode {
-            return self.flush(client);
+        match &self.mode {
+            Mode::Plain { client, .. } => {
+                let (client, err) = (client.clone(), self.producers.clone());
+                self.defer("kafka-flush", move || {
+                    client.flush().map_err(|e| err.err(e))
+                });
+                Ok(())
+            }
+            Mode::Exactly(_) => self.finish_exactly(),
+            Mode::Unopened => Ok(()),
         }
-        let (current, pending) = match &mut self.mode {
-            Mode::Transactional(t) => (t.current.take(), std::mem::take(&mut t.pending)),
-            Mode::Unopened | Mode::Plain { .. } => return Ok(()),
-        };
-        match self.end {
-            // A bounded job: nothing is replayed, everything written is final.
-            EndOfInput::Finished => {
-                for (_, txn) in &pending {
-                    self.commit(txn)?;
-                }
-                if let Some(txn) = current {
-                    self.flush(&txn.client)?;
-                    self.commit(&txn)?;
-                }
-                Ok(())
-            }
-            // Stopped: a restore replays what follows the last completed checkpoint; what
-            // was written since is aborted. Pending transactions stay open (dropping a
-            // producer leaves its transaction open at the broker) for the restore to commit
-            // or abort as its checkpoint says.
-            EndOfInput::Stopped => {
-                if let Some(txn) = current {
-                    let _ = txn.client.producer.abort_transaction(TIMEOUT);
-                }
-                drop(pending);
-                Ok(())
-            }
+    }
+
+    fn take_pending(&mut self) -> Option<PendingWork> {
+        self.start();
+        self.pending.take()
+    }
+}
+
+impl Drop for KafkaSink {
+    /// Producers are closed on a thread: librdkafka's destroy blocks. An open or
+    /// pre-committed transaction stays open at the broker for a restore to end.
+    fn drop(&mut self) {
+        match std::mem::replace(&mut self.mode, Mode::Unopened) {
+            Mode::Exactly(x) => retire(x.producers.into_values().collect()),
+            Mode::Plain { client, .. } => retire(vec![Handoff::ready(client)]),
+            Mode::Unopened => {}
         }
     }
 }
 
 /// `<transactional-id-prefix>-<subtask>-<slot>`.
-fn transactional_id(prefix: &str, subtask: u32, slot: u32) -> String {
+pub(crate) fn transactional_id(prefix: &str, subtask: u32, slot: u32) -> String {
     format!("{prefix}-{subtask}-{slot}")
-}
-
-/// Drops a committed transaction's producer on a thread of its own (librdkafka's destroy
-/// waits for its threads); if no thread can be started, here.
-fn retire(txn: Txn) {
-    retire_client(txn.client);
-}
-
-fn retire_client(client: Client) {
-    let spawned = std::thread::Builder::new()
-        .name("kafka-producer".into())
-        .spawn(move || drop(client));
-    if let Err(e) = spawned {
-        tracing::debug!(error = %e, "kafka sink: closed a producer on the task");
-    }
 }
 
 #[cfg(test)]
@@ -887,6 +925,29 @@ mod tests {
         assert!(ok.output_schema(Some(&input)).is_ok());
     }
 
+    /// Settings librdkafka may speak (with OpenSSL) but floe's own EndTxn client does not:
+    /// exactly-once is refused with the way out, other guarantees are not.
+    #[test]
+    fn exactly_once_over_tls_is_refused_with_the_way_out() {
+        let yaml = "bootstrap-servers: b:9093\ntopic: out\nproperties: {security.protocol: SSL}";
+        let c = config(yaml);
+        let p = c.check_guarantee(DeliveryGuarantee::ExactlyOnce);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].field, "delivery-guarantee");
+        assert!(p[0].message.contains("TLS"), "{p:?}");
+        assert!(p[0].message.contains("at-least-once"), "{p:?}");
+        assert!(c.check_guarantee(DeliveryGuarantee::AtLeastOnce).is_empty());
+        let explicit = config(&format!("{yaml}\ndelivery-guarantee: exactly-once"));
+        assert!(explicit.exactly_once_problem().is_some());
+        assert!(explicit
+            .check_guarantee(DeliveryGuarantee::AtLeastOnce)
+            .is_empty());
+        let plain = config("bootstrap-servers: b:9092\ntopic: out");
+        assert!(plain
+            .check_guarantee(DeliveryGuarantee::ExactlyOnce)
+            .is_empty());
+    }
+
     #[test]
     fn records_encode_as_text_or_json_with_the_key() {
         let input = Schema::new([("word", DataType::Str), ("count", DataType::Int)]);
@@ -905,14 +966,28 @@ mod tests {
         ]);
         let c = config("bootstrap-servers: 127.0.0.1:9092\ntopic: out\nkey-field: word");
         let mut s = KafkaSink::new(&c, &input, &ctx).unwrap();
-        s.encode(&batch, 0);
-        assert_eq!(s.value, b"(w1,3)");
-        assert_eq!(s.key_buf, b"w1");
+        s.encoder.encode(&batch, 0);
+        assert_eq!(s.encoder.value, b"(w1,3)");
+        assert_eq!(s.encoder.key_buf, b"w1");
         let c = config("bootstrap-servers: 127.0.0.1:9092\ntopic: out\nformat: json");
         let mut s = KafkaSink::new(&c, &input, &ctx).unwrap();
-        s.encode(&batch, 0);
-        assert_eq!(s.value, br#"{"word":"w1","count":3}"#);
+        s.encoder.encode(&batch, 0);
+        assert_eq!(s.encoder.value, br#"{"word":"w1","count":3}"#);
         assert_eq!(s.prefix, "floe-out");
-        assert_eq!(s.txn_id(1, 0), "floe-out-1-0");
+        assert_eq!(transactional_id("floe-out", 1, 0), "floe-out-1-0");
+    }
+
+    #[test]
+    fn slots_are_read_back_from_the_ids_a_state_lists() {
+        let k = KafkaSinkState {
+            subtask: 1,
+            prefix: "a-b".into(),
+            slots: 3,
+            pending: Vec::new(),
+        };
+        assert_eq!(slot_of(&k, "a-b-1-2"), Some(2));
+        assert_eq!(slot_of(&k, "a-b-0-2"), None);
+        assert_eq!(slot_of(&k, "other-1-2"), None);
+        assert_eq!(slot_of(&k, "a-b-1-x"), None);
     }
 }

@@ -1,274 +1,249 @@
-//! Committing a Kafka transaction that another process began: Kafka's `EndTxn` request,
-//! spoken directly on the wire.
+//! The transactions of one exactly-once `kafka` sink subtask as a small state machine: what
+//! each transactional id (`<prefix>-<subtask>-<slot>`) holds, and when it may be used again.
+//! Plain data, no I/O: `kafka.rs` drives it and does the broker calls it asks for.
 //!
-//! A transaction the `kafka` sink pre-committed at a checkpoint may still be open when the
-//! process dies between the checkpoint's completion and the commit. librdkafka cannot commit
-//! a transaction of another producer instance (a new instance with the same transactional id
-//! aborts it), so the restore sends `EndTxn(commit)` itself with the producer id and epoch the
-//! checkpoint recorded: what Flink does by resuming its producer. Only two requests are
-//! needed, in their non-flexible versions: `FindCoordinator` v1 (which broker coordinates the
-//! transactional id) and `EndTxn` v1.
+//! ```text
+//!  Free ──reserve──▶ Making ──made──▶ Ready ──open──▶ Open ──pre_commit(c)──▶ PreCommitted(c)
+//!   ▲                                                                            │
+//!   │                                                         complete(k ≥ c): commit it
+//!   │                                                                            ▼
+//!   └──── complete(k ≥ a) ◀── Committed { after: a } ◀──pre_commit(a)── Committed { after: None }
+//! ```
 //!
-//! Blocking std networking: it runs once per pending transaction at a restore, off the hot
-//! path.
+//! Why a committed slot waits: a restore commits the transactions its checkpoint lists
+//! (`EndTxn` with their producer id and epoch). Kafka answers a commit that completed before
+//! with success, but only while no newer producer initialised the id (then it answers
+//! `PRODUCER_FENCED`, which also means "aborted by the broker after the transaction timeout"
+//! and cannot be told apart). So a slot's id is initialised again only once a checkpoint
+//! whose snapshot was taken after the commit has completed: no checkpoint a restore can pick
+//! as the latest still lists the transaction, and every restore of a checkpoint that does
+//! finds it at its epoch.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::time::{Duration, Instant};
+use std::fmt;
 
-const FIND_COORDINATOR: i16 = 10;
-const END_TXN: i16 = 26;
-
-/// What became of an `EndTxn`.
+/// What one slot holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndTxnOutcome {
-    /// The broker committed (or aborted) it now.
-    Done,
-    /// The producer id has a newer epoch: the transaction was finished before (the sink only
-    /// starts a new producer under an id once its transaction is committed or given up).
-    Fenced,
-    /// No transaction of that producer is open (finished before, or expired).
-    NotOpen,
-    /// The coordinator closed the connection in answer to `EndTxn`, on every try: tansu 0.6
-    /// answers an error (`ProducerFenced` among them) that way instead of with an error code.
-    /// Treated as refused, like [`EndTxnOutcome::Fenced`].
-    Refused,
+pub enum SlotState {
+    /// Not in use: its id may be initialised.
+    Free,
+    /// Its producer is being made (the id initialised) on a thread.
+    Making,
+    /// Its producer is made, no transaction open yet.
+    Ready,
+    /// Its transaction is open: records go there.
+    Open,
+    /// Flushed at the barrier of checkpoint `checkpoint`; committed when that checkpoint, or
+    /// a later one, completes.
+    PreCommitted { checkpoint: u64 },
+    /// Committed; free once a checkpoint whose snapshot was taken after the commit (`after`,
+    /// set at the next snapshot) completes.
+    Committed { after: Option<u64> },
 }
 
-/// Tries in a row whose `EndTxn` the coordinator answered by closing the connection before
-/// that counts as [`EndTxnOutcome::Refused`] (a network failure would not repeat so).
-const CLOSED_TRIES: u32 = 3;
+/// A transition the state machine does not allow: a bug in the sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadTransition {
+    pub slot: u32,
+    pub from: SlotState,
+    pub to: &'static str,
+}
 
-/// Sends `EndTxn` for (`transactional_id`, `producer_id`, `epoch`) to its coordinator,
-/// retrying while the coordinator is busy or moving, until `timeout`.
-pub fn end_txn(
-    bootstrap: &str,
-    transactional_id: &str,
-    producer_id: i64,
-    epoch: i16,
-    commit: bool,
-    timeout: Duration,
-) -> Result<EndTxnOutcome, String> {
-    let deadline = Instant::now() + timeout;
-    let mut last = String::new();
-    let mut closed = 0;
-    while Instant::now() < deadline {
-        match attempt(
-            bootstrap,
-            transactional_id,
-            producer_id,
-            epoch,
-            commit,
-            deadline,
-        ) {
-            Ok(Some(outcome)) => return Ok(outcome),
-            Ok(None) => last = "the coordinator is busy".into(),
-            Err(Failure::ClosedOnEndTxn) => {
-                closed += 1;
-                if closed >= CLOSED_TRIES {
-                    return Ok(EndTxnOutcome::Refused);
+impl fmt::Display for BadTransition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "bug: transaction slot {} is {:?}, cannot become {}",
+            self.slot, self.from, self.to
+        )
+    }
+}
+
+/// Every slot of the subtask, by number.
+#[derive(Debug, Clone, Default)]
+pub struct Slots {
+    states: Vec<SlotState>,
+}
+
+impl Slots {
+    /// `n` free slots (the ids a run before may have used).
+    pub fn new(n: u32) -> Slots {
+        Slots {
+            states: vec![SlotState::Free; n as usize],
+        }
+    }
+
+    /// One past the highest slot ever used: what a checkpoint records, so that a restore
+    /// knows which ids to clean up.
+    pub fn len(&self) -> u32 {
+        self.states.len() as u32
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty()
+    }
+
+    pub fn state(&self, slot: u32) -> SlotState {
+        self.states
+            .get(slot as usize)
+            .copied()
+            .unwrap_or(SlotState::Free)
+    }
+
+    fn set(
+        &mut self,
+        slot: u32,
+        from: &[SlotState],
+        to: SlotState,
+        name: &'static str,
+    ) -> Result<(), BadTransition> {
+        let now = self.state(slot);
+        if !from.contains(&now) {
+            return Err(BadTransition {
+                slot,
+                from: now,
+                to: name,
+            });
+        }
+        if slot as usize >= self.states.len() {
+            self.states.resize(slot as usize + 1, SlotState::Free);
+        }
+        self.states[slot as usize] = to;
+        Ok(())
+    }
+
+    /// The lowest free slot, now `Making` (a new slot when none is free).
+    pub fn reserve(&mut self) -> u32 {
+        let slot = self
+            .states
+            .iter()
+            .position(|s| *s == SlotState::Free)
+            .unwrap_or(self.states.len()) as u32;
+        let _ = self.set(slot, &[SlotState::Free], SlotState::Making, "Making");
+        slot
+    }
+
+    /// The producer of `slot` is made (its id initialised).
+    pub fn made(&mut self, slot: u32) -> Result<(), BadTransition> {
+        self.set(
+            slot,
+            &[SlotState::Making, SlotState::Free],
+            SlotState::Ready,
+            "Ready",
+        )
+    }
+
+    /// Making the producer of `slot` failed: it is free again.
+    pub fn unmade(&mut self, slot: u32) -> Result<(), BadTransition> {
+        self.set(slot, &[SlotState::Making], SlotState::Free, "Free")
+    }
+
+    /// A slot with a producer made or being made, for the next transaction: the lowest
+    /// ready one, else the lowest being made.
+    pub fn next(&self) -> Option<u32> {
+        let find = |want: SlotState| self.states.iter().position(|s| *s == want);
+        find(SlotState::Ready)
+            .or_else(|| find(SlotState::Making))
+            .map(|s| s as u32)
+    }
+
+    /// The transaction of `slot` (ready, or being made: the caller waits for it) is open.
+    pub fn open(&mut self, slot: u32) -> Result<(), BadTransition> {
+        if let Some(open) = self.current() {
+            return Err(BadTransition {
+                slot: open,
+                from: SlotState::Open,
+                to: "Open next to another open one",
+            });
+        }
+        self.set(
+            slot,
+            &[SlotState::Ready, SlotState::Making],
+            SlotState::Open,
+            "Open",
+        )
+    }
+
+    /// The slot whose transaction is open.
+    pub fn current(&self) -> Option<u32> {
+        self.states
+            .iter()
+            .position(|s| *s == SlotState::Open)
+            .map(|s| s as u32)
+    }
+
+    /// At checkpoint `checkpoint`'s barrier: the open transaction (if any) is pre-committed
+    /// for it, and slots committed since the last snapshot wait for this checkpoint.
+    /// Returns the pre-committed slot.
+    pub fn pre_commit(&mut self, checkpoint: u64) -> Option<u32> {
+        for s in &mut self.states {
+            if *s == (SlotState::Committed { after: None }) {
+                *s = SlotState::Committed {
+                    after: Some(checkpoint),
+                };
+            }
+        }
+        let open = self.current()?;
+        self.states[open as usize] = SlotState::PreCommitted { checkpoint };
+        Some(open)
+    }
+
+    /// Checkpoint `checkpoint` completed: the slots pre-committed for it or an earlier one,
+    /// oldest checkpoint first, to commit now (they become `Committed`); slots committed
+    /// before a snapshot this checkpoint covers are free again.
+    pub fn complete(&mut self, checkpoint: u64) -> Vec<u32> {
+        let mut due: Vec<(u64, u32)> = Vec::new();
+        for (i, s) in self.states.iter_mut().enumerate() {
+            match *s {
+                SlotState::Committed { after: Some(a) } if a <= checkpoint => {
+                    *s = SlotState::Free;
                 }
-                last = "the coordinator closed the connection".into();
-            }
-            Err(Failure::Other(e)) => last = e,
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err(format!(
-        "cannot end transaction {transactional_id} (producer {producer_id}, epoch {epoch}): {last}"
-    ))
-}
-
-/// Why a try failed.
-enum Failure {
-    /// The connection closed where `EndTxn`'s answer was due.
-    ClosedOnEndTxn,
-    Other(String),
-}
-
-impl From<String> for Failure {
-    fn from(e: String) -> Failure {
-        Failure::Other(e)
-    }
-}
-
-/// One try; `Ok(None)` for an error worth retrying.
-fn attempt(
-    bootstrap: &str,
-    transactional_id: &str,
-    producer_id: i64,
-    epoch: i16,
-    commit: bool,
-    deadline: Instant,
-) -> Result<Option<EndTxnOutcome>, Failure> {
-    let mut conn = connect_any(bootstrap, deadline)?;
-    let mut body = Vec::new();
-    put_str(&mut body, transactional_id);
-    body.push(1); // key_type: transaction
-    let resp = call(&mut conn, FIND_COORDINATOR, 1, &body)?;
-    let mut r = Reader(&resp);
-    let _throttle = r.i32()?;
-    let error = r.i16()?;
-    let _message = r.nullable_str()?;
-    let _node = r.i32()?;
-    let host = r.str()?;
-    let port = r.i32()?;
-    if error != 0 {
-        return Ok(retriable(error, "FindCoordinator").map(|_| None)?);
-    }
-    let mut conn = connect_any(&format!("{host}:{port}"), deadline)?;
-    let mut body = Vec::new();
-    put_str(&mut body, transactional_id);
-    body.extend_from_slice(&producer_id.to_be_bytes());
-    body.extend_from_slice(&epoch.to_be_bytes());
-    body.push(commit as u8);
-    let resp = match call(&mut conn, END_TXN, 1, &body) {
-        Err(CallError::Closed) => return Err(Failure::ClosedOnEndTxn),
-        Err(CallError::Other(e)) => return Err(Failure::Other(e)),
-        Ok(resp) => resp,
-    };
-    let mut r = Reader(&resp);
-    let _throttle = r.i32()?;
-    match r.i16()? {
-        0 => Ok(Some(EndTxnOutcome::Done)),
-        // INVALID_PRODUCER_EPOCH, PRODUCER_FENCED
-        47 | 90 => Ok(Some(EndTxnOutcome::Fenced)),
-        // INVALID_TXN_STATE, INVALID_PRODUCER_ID_MAPPING
-        48 | 49 => Ok(Some(EndTxnOutcome::NotOpen)),
-        other => Ok(retriable(other, "EndTxn").map(|_| None)?),
-    }
-}
-
-/// Kafka's retriable coordinator errors; anything else is final.
-fn retriable(code: i16, request: &str) -> Result<(), String> {
-    match code {
-        // COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR,
-        // CONCURRENT_TRANSACTIONS
-        14 | 15 | 16 | 51 => Ok(()),
-        other => Err(format!("{request} failed with Kafka error code {other}")),
-    }
-}
-
-fn connect_any(servers: &str, deadline: Instant) -> Result<TcpStream, String> {
-    let mut last = format!("no address in `{servers}`");
-    for server in servers.split(',').map(str::trim) {
-        let addrs = match server.to_socket_addrs() {
-            Ok(a) => a,
-            Err(e) => {
-                last = format!("{server}: {e}");
-                continue;
-            }
-        };
-        for addr in addrs {
-            let left = deadline
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(100));
-            match TcpStream::connect_timeout(&addr, left) {
-                Ok(s) => {
-                    let _ = s.set_read_timeout(Some(left));
-                    let _ = s.set_write_timeout(Some(left));
-                    return Ok(s);
+                SlotState::PreCommitted { checkpoint: c } if c <= checkpoint => {
+                    due.push((c, i as u32));
+                    *s = SlotState::Committed { after: None };
                 }
-                Err(e) => last = format!("{addr}: {e}"),
+                _ => {}
             }
         }
+        due.sort();
+        due.into_iter().map(|(_, slot)| slot).collect()
     }
-    Err(last)
-}
 
-/// One request (header v1: api key, version, correlation id, client id) and its response
-/// body (after the v0 response header).
-enum CallError {
-    /// The peer closed the connection before answering.
-    Closed,
-    Other(String),
-}
+    /// The pre-committed slots with their checkpoints, oldest first: what a snapshot lists.
+    pub fn pending(&self) -> Vec<(u32, u64)> {
+        let mut p: Vec<(u32, u64)> = self
+            .states
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s {
+                SlotState::PreCommitted { checkpoint } => Some((i as u32, *checkpoint)),
+                _ => None,
+            })
+            .collect();
+        p.sort_by_key(|(slot, c)| (*c, *slot));
+        p
+    }
 
-impl From<CallError> for Failure {
-    fn from(e: CallError) -> Failure {
-        match e {
-            CallError::Closed => Failure::Other("the broker closed the connection".into()),
-            CallError::Other(e) => Failure::Other(e),
-        }
+    /// A restore committed the transaction of `slot` (listed by the checkpoint): it waits
+    /// like one committed in this run.
+    pub fn committed_at_restore(&mut self, slot: u32) -> Result<(), BadTransition> {
+        self.set(
+            slot,
+            &[SlotState::Free],
+            SlotState::Committed { after: None },
+            "Committed",
+        )
     }
-}
 
-fn call(
-    conn: &mut TcpStream,
-    api_key: i16,
-    version: i16,
-    body: &[u8],
-) -> Result<Vec<u8>, CallError> {
-    let mut msg = Vec::with_capacity(body.len() + 32);
-    msg.extend_from_slice(&api_key.to_be_bytes());
-    msg.extend_from_slice(&version.to_be_bytes());
-    msg.extend_from_slice(&1i32.to_be_bytes());
-    put_str(&mut msg, "floe");
-    msg.extend_from_slice(body);
-    let mut framed = (msg.len() as i32).to_be_bytes().to_vec();
-    framed.extend_from_slice(&msg);
-    let io = |e: std::io::Error| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof
-        | std::io::ErrorKind::ConnectionReset
-        | std::io::ErrorKind::ConnectionAborted => CallError::Closed,
-        _ => CallError::Other(format!("kafka request {api_key}: {e}")),
-    };
-    conn.write_all(&framed).map_err(io)?;
-    let mut len = [0u8; 4];
-    conn.read_exact(&mut len).map_err(io)?;
-    let len = i32::from_be_bytes(len);
-    if !(4..=1 << 20).contains(&len) {
-        return Err(CallError::Other(format!(
-            "kafka request {api_key}: response of {len} bytes"
-        )));
-    }
-    let mut resp = vec![0u8; len as usize];
-    conn.read_exact(&mut resp).map_err(io)?;
-    if resp[..4] != 1i32.to_be_bytes() {
-        return Err(CallError::Other(format!(
-            "kafka request {api_key}: wrong correlation id"
-        )));
-    }
-    Ok(resp.split_off(4))
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as i16).to_be_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
-        if self.0.len() < n {
-            return Err("kafka response too short".into());
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-    fn i16(&mut self) -> Result<i16, String> {
-        Ok(i16::from_be_bytes(
-            self.take(2)?.try_into().expect("2 bytes"),
-        ))
-    }
-    fn i32(&mut self) -> Result<i32, String> {
-        Ok(i32::from_be_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
-    }
-    fn nullable_str(&mut self) -> Result<Option<String>, String> {
-        let len = self.i16()?;
-        if len < 0 {
-            return Ok(None);
-        }
-        Ok(Some(
-            String::from_utf8_lossy(self.take(len as usize)?).into_owned(),
-        ))
-    }
-    fn str(&mut self) -> Result<String, String> {
-        Ok(self.nullable_str()?.unwrap_or_default())
+    /// Slots whose producers exist now (ready, open or pre-committed): what a stop, an end
+    /// or a drop must close.
+    pub fn in_use(&self) -> impl Iterator<Item = (u32, SlotState)> + '_ {
+        self.states.iter().enumerate().filter_map(|(i, s)| {
+            matches!(
+                s,
+                SlotState::Ready | SlotState::Open | SlotState::PreCommitted { .. }
+            )
+            .then_some((i as u32, *s))
+        })
     }
 }
 
@@ -276,28 +251,67 @@ impl Reader<'_> {
 mod tests {
     use super::*;
 
+    /// Two checkpoints of a steady run: slots rotate through three ids, and none is made
+    /// again before a checkpoint taken after its commit completes.
     #[test]
-    fn strings_are_length_prefixed_and_responses_parse() {
-        let mut b = Vec::new();
-        put_str(&mut b, "ab");
-        assert_eq!(b, [0, 2, b'a', b'b']);
-        let resp = [
-            0, 0, 0, 0, 0, 0, 255, 255, 0, 0, 0, 1, 0, 1, b'h', 0, 0, 0, 9,
-        ];
-        let mut r = Reader(&resp);
-        assert_eq!(r.i32().unwrap(), 0);
-        assert_eq!(r.i16().unwrap(), 0);
-        assert_eq!(r.nullable_str().unwrap(), None);
-        assert_eq!(r.i32().unwrap(), 1);
-        assert_eq!(r.str().unwrap(), "h");
-        assert_eq!(r.i32().unwrap(), 9);
-        assert!(r.i16().is_err());
+    fn a_committed_slot_is_reused_only_after_a_later_checkpoint_completes() {
+        let mut s = Slots::new(0);
+        let first = s.reserve();
+        s.made(first).unwrap();
+        s.open(s.next().unwrap()).unwrap();
+        assert_eq!(s.current(), Some(0));
+        // Checkpoint 1: slot 0 pre-committed; the next transaction's producer in slot 1.
+        assert_eq!(s.pre_commit(1), Some(0));
+        assert_eq!(s.reserve(), 1);
+        assert_eq!(s.pending(), vec![(0, 1)]);
+        s.made(1).unwrap();
+        s.open(1).unwrap();
+        // Checkpoint 1 completes: slot 0 is committed, not free.
+        assert_eq!(s.complete(1), vec![0]);
+        assert_eq!(s.state(0), SlotState::Committed { after: None });
+        assert_eq!(s.reserve(), 2, "slot 0 still waits");
+        // Checkpoint 2's snapshot is taken after slot 0's commit; its completion frees it.
+        assert_eq!(s.pre_commit(2), Some(1));
+        assert_eq!(s.state(0), SlotState::Committed { after: Some(2) });
+        s.made(2).unwrap();
+        s.open(2).unwrap();
+        assert_eq!(s.complete(2), vec![1]);
+        assert_eq!(s.state(0), SlotState::Free);
+        assert_eq!(s.reserve(), 0);
+        assert_eq!(s.len(), 3);
     }
 
     #[test]
-    fn only_coordinator_errors_are_retried() {
-        assert!(retriable(51, "EndTxn").is_ok());
-        let err = retriable(53, "EndTxn").unwrap_err();
-        assert!(err.contains("53"), "{err}");
+    fn a_late_completion_commits_every_older_pre_commit_in_order() {
+        let mut s = Slots::new(0);
+        for c in 1..=3 {
+            let slot = s.reserve();
+            s.made(slot).unwrap();
+            s.open(slot).unwrap();
+            s.pre_commit(c);
+        }
+        assert_eq!(s.pending(), vec![(0, 1), (1, 2), (2, 3)]);
+        assert_eq!(s.complete(2), vec![0, 1]);
+        assert_eq!(s.pending(), vec![(2, 3)]);
+        // An aborted checkpoint changes nothing: 3 waits for the next completion.
+        assert_eq!(s.complete(3), vec![2]);
+    }
+
+    #[test]
+    fn slots_committed_at_a_restore_wait_too_and_wrong_moves_are_refused() {
+        let mut s = Slots::new(3);
+        s.committed_at_restore(1).unwrap();
+        assert_eq!(s.reserve(), 0);
+        assert_eq!(s.reserve(), 2);
+        assert!(s.committed_at_restore(0).is_err());
+        s.made(0).unwrap();
+        s.open(0).unwrap();
+        let err = s.open(2).unwrap_err();
+        assert_eq!(err.slot, 0);
+        assert!(err.to_string().starts_with("bug: "), "{err}");
+        s.pre_commit(5);
+        assert_eq!(s.state(1), SlotState::Committed { after: Some(5) });
+        assert_eq!(s.complete(5), vec![0]);
+        assert_eq!(s.state(1), SlotState::Free);
     }
 }

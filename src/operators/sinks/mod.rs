@@ -3,6 +3,9 @@
 pub mod blackhole;
 pub mod file;
 pub mod kafka;
+mod kafka_producer;
+pub mod kafka_resume;
+mod kafka_scram;
 pub mod kafka_txn;
 pub mod print;
 pub mod state;

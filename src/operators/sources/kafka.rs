@@ -232,18 +232,84 @@ pub(crate) fn check_client_settings(
             }
         }
     }
+    let before = problems.len();
     for (key, value) in properties {
         if reserved.contains(&key.as_str()) {
             problems.push(Problem::new(
                 format!("properties.{key}"),
                 "is set by floe itself; use the operator's own setting instead",
             ));
-        } else if property_text(value).is_none() {
+        } else if touches_the_machine(key) {
+            // Checked by librdkafka when the job's client is made: only then, after a
+            // service's check of what a submitted job may touch, is the file read.
+            continue;
+        } else if let Some(text) = property_text(value) {
+            // librdkafka's own check of the name and value (an unknown key, a value out of
+            // range, a feature this build lacks), without creating a client.
+            if let Err(e) = rdkafka::ClientConfig::new()
+                .set(key, &text)
+                .create_native_config()
+            {
+                problems.push(Problem::new(
+                    format!("properties.{key}"),
+                    format!("librdkafka refuses it: {}", librdkafka_reason(&e)),
+                ));
+            }
+        } else {
             problems.push(Problem::new(
                 format!("properties.{key}"),
                 "must be a string, number or boolean",
             ));
         }
+    }
+    if problems.len() == before && !properties.is_empty() {
+        check_client(properties, problems);
+    }
+}
+
+/// Settings each valid alone may still not make a client (a SASL mechanism this build of
+/// librdkafka has no provider for): librdkafka makes one without brokers (it connects to
+/// nothing, so making and closing it never waits on the network) and says why not.
+fn check_client(properties: &BTreeMap<String, serde_yaml::Value>, problems: &mut Vec<Problem>) {
+    let mut config = rdkafka::ClientConfig::new();
+    // Its warnings (a consumer's property on this producer) are not the user's concern.
+    config.set_log_level(rdkafka::config::RDKafkaLogLevel::Emerg);
+    for (k, v) in properties {
+        if let Some(v) = property_text(v).filter(|_| !touches_the_machine(k)) {
+            config.set(k, v);
+        }
+    }
+    let made: Result<rdkafka::producer::BaseProducer, _> = config.create();
+    if let Err(e) = made {
+        problems.push(Problem::new(
+            "properties",
+            format!(
+                "librdkafka cannot make a client with these settings: {}",
+                librdkafka_reason(&e)
+            ),
+        ));
+    }
+}
+
+/// A property naming a file (`ssl.ca.location`, `sasl.kerberos.keytab`, …), code to load
+/// (`plugin.library.paths`: librdkafka loads it as soon as it is set) or a command to run
+/// (`sasl.kerberos.kinit.cmd`). Validation never hands these to librdkafka: it must not read,
+/// load or run anything, least of all for a pipeline submitted to `floe serve`, whose
+/// submission check (what a submitted job may touch) comes after validation.
+fn touches_the_machine(key: &str) -> bool {
+    let key = key.trim().to_ascii_lowercase();
+    key.ends_with(".location")
+        || matches!(
+            key.as_str(),
+            "sasl.kerberos.keytab" | "plugin.library.paths" | "sasl.kerberos.kinit.cmd"
+        )
+}
+
+/// librdkafka's sentence in a configuration error, without rdkafka's wrapping.
+fn librdkafka_reason(e: &rdkafka::error::KafkaError) -> String {
+    match e {
+        rdkafka::error::KafkaError::ClientConfig(_, description, _, _) => description.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -781,6 +847,30 @@ impl KafkaSource {
     }
 }
 
+impl Drop for KafkaSource {
+    /// librdkafka's close and destroy wait for the client's threads and broker connections
+    /// (a broker that does not answer holds them up): on a thread of their own, never on the
+    /// async worker that drops the source. A discovery still running holds a clone and
+    /// closes it when done.
+    fn drop(&mut self) {
+        let consumer = self.consumer.clone();
+        let spawned = std::thread::Builder::new()
+            .name("kafka-consumer-close".into())
+            .spawn(move || {
+                // The source's own reference goes when this drop returns; a discovery's when
+                // it ends. The last one closes the client, here.
+                let deadline = Instant::now() + Duration::from_secs(120);
+                while Arc::strong_count(&consumer) > 1 && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                drop(consumer);
+            });
+        if let Err(e) = spawned {
+            tracing::debug!(error = %e, "kafka source: no thread to close the consumer on");
+        }
+    }
+}
+
 impl Source for KafkaSource {
     async fn next(&mut self) -> Result<SourceEvent, OperatorError> {
         self.next_event().await
@@ -840,6 +930,41 @@ mod tests {
 
     fn config(yaml: &str) -> KafkaSourceConfig {
         serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn librdkafka_checks_the_properties_names_and_values() {
+        let p = |yaml: &str| {
+            let c = config(&format!(
+                "bootstrap-servers: b:9092\ntopics: [t]\nproperties: {yaml}"
+            ));
+            c.output_schema(None).err().unwrap_or_default()
+        };
+        assert!(p("{fetch.max.bytes: 1048576}").is_empty());
+        let typo = p("{fetch.max.byte: 1}");
+        assert_eq!(typo[0].field, "properties.fetch.max.byte");
+        assert!(
+            typo[0].message.contains("librdkafka refuses it"),
+            "{typo:?}"
+        );
+        let range = p("{fetch.max.bytes: -3}");
+        assert_eq!(range[0].field, "properties.fetch.max.bytes", "{range:?}");
+    }
+
+    #[test]
+    fn validation_reads_loads_and_runs_nothing_a_property_names() {
+        // librdkafka loads a plugin as soon as `plugin.library.paths` is set (and fails on a
+        // missing one), and reads `*.location` files when a client is made: validation hands
+        // it neither, so these pass here and are refused, if at all, when the job starts.
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.so").display().to_string();
+        let c = config(&format!(
+            "bootstrap-servers: b:9092\ntopics: [t]\nproperties: {{plugin.library.paths: \
+             '{missing}', ssl.ca.location: '{missing}', sasl.kerberos.keytab: '{missing}'}}"
+        ));
+        assert_eq!(c.output_schema(None).err(), None);
+        assert!(touches_the_machine(" SSL.Keystore.Location"));
+        assert!(!touches_the_machine("security.protocol"));
     }
 
     #[test]

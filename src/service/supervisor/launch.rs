@@ -67,6 +67,13 @@ pub enum LaunchError {
     Store(CheckpointError),
     #[error("--dry-run shows a restore: give the checkpoint or savepoint with -s PATH")]
     DryRunWithoutRestore,
+    /// Operators that cannot work under the job's delivery guarantee (a Kafka sink that
+    /// cannot write exactly-once with its client settings).
+    #[error("pipeline {}: {}", file.display(), problems.join("\n  "))]
+    Guarantee {
+        file: PathBuf,
+        problems: Vec<String>,
+    },
 }
 
 impl LaunchError {
@@ -115,6 +122,37 @@ pub fn prepare(spec: LaunchSpec) -> Result<PreparedJob, LaunchError> {
     prepare_with(spec, loaded)
 }
 
+/// Refuses operators that cannot work under the guarantee the job's checkpointing gives
+/// (the runtime's rule: an interval makes sinks follow the checkpointing mode).
+fn check_guarantees(pipeline: &Pipeline, cfg: &Config) -> Result<(), LaunchError> {
+    use crate::config::CheckpointingMode as M;
+    use crate::operators::DeliveryGuarantee as G;
+    let job = match (cfg.checkpointing.interval, cfg.checkpointing.mode) {
+        (None, _) => G::None,
+        (Some(_), M::ExactlyOnce) => G::ExactlyOnce,
+        (Some(_), M::AtLeastOnce) => G::AtLeastOnce,
+    };
+    let problems: Vec<String> = pipeline
+        .operators
+        .iter()
+        .flat_map(|op| {
+            let id = op.id.clone();
+            op.config
+                .spec()
+                .check_guarantee(job)
+                .into_iter()
+                .map(move |p| format!("operators[{id}].{}: {}", p.field, p.message))
+        })
+        .collect();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(LaunchError::Guarantee {
+        file: pipeline.path.clone(),
+        problems,
+    })
+}
+
 /// [`prepare`] with the configuration already loaded.
 pub fn prepare_with(spec: LaunchSpec, loaded: config::Loaded) -> Result<PreparedJob, LaunchError> {
     let pipeline = spec.pipeline;
@@ -122,6 +160,7 @@ pub fn prepare_with(spec: LaunchSpec, loaded: config::Loaded) -> Result<Prepared
     let cfg = loaded.config;
     // How s3:// checkpoint and savepoint paths are reached, for the rest of the process.
     crate::checkpoint::storage::configure(&cfg.s3);
+    check_guarantees(&pipeline, &cfg)?;
     let restore_path = match spec.restore.clone().or_else(|| cfg.recovery.path.clone()) {
         Some(p) if p == LATEST => match &cfg.state.checkpoints_dir {
             None => return Err(LaunchError::NoCheckpointDir(RestoreError::NoCheckpointDir)),
