@@ -14,9 +14,13 @@
 //! - [`state`]: keyed state per operator subtask, key groups, snapshot encoding.
 //! - [`checkpoint`]: coordinator, storage layout, `_metadata`, retention, restore mapping.
 //! - [`service`]: the daemon (`floe serve`), REST API, dashboard, watcher, signals.
+//! - [`stdio`]: floe's own lines on stdout and stderr; a closed pipe stops, never panics.
+//! - [`textfile`]: reading a pipeline or conf file: regular files only, bounded in size.
 //! - [`secrets`]: which settings are secrets, masking them, redacting known values from text.
 //! - [`text`]: printable names and escaping untrusted text for log lines.
 #![forbid(unsafe_code)]
+// floe's own output goes through `stdio` (`outln!`, `errln!`): a closed pipe must not panic.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 pub mod checkpoint;
 pub mod cli;
@@ -28,4 +32,6 @@ pub mod runtime;
 pub mod secrets;
 pub mod service;
 pub mod state;
+pub mod stdio;
 pub mod text;
+pub mod textfile;

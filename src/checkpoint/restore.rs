@@ -122,8 +122,11 @@ pub fn map_checkpoint(
         checkpoint_id: meta.checkpoint_id,
         ..Default::default()
     };
+    // By id: a job of thousands of operators maps in linear time.
+    let by_id: std::collections::HashMap<&str, &TargetOperator> =
+        targets.iter().map(|t| (t.id.as_str(), t)).collect();
     for op in &meta.operators {
-        let target = targets.iter().find(|t| t.id == op.operator_id);
+        let target = by_id.get(op.operator_id.as_str()).copied();
         let fate = match (target, has_state(op)) {
             (_, false) => OperatorFate::Empty,
             (None, true) if allow_non_restored_state => OperatorFate::Dropped,
@@ -307,7 +310,7 @@ pub enum RestoreError {
     Mapping(#[from] MappingError),
     /// A `_metadata` or state file is missing or corrupt. Flink loops in RESTARTING here;
     /// floe stops and says which older checkpoint would work.
-    #[error("cannot restore from '{}': {source}{}", checkpoint.display(), older_hint(intact_older.as_deref()))]
+    #[error("cannot restore from '{}': {}{}", checkpoint.display(), without_period(source), older_hint(intact_older.as_deref()))]
     Unreadable {
         checkpoint: PathBuf,
         #[source]
@@ -355,6 +358,13 @@ pub fn check_claimable(loaded: &LoadedSnapshot) -> Result<(), RestoreError> {
             dir: loaded.dir.clone(),
         })
     }
+}
+
+/// A message without its closing period, so that the hint after it reads as one sentence
+/// (Flink's own messages end with one).
+fn without_period(e: &CheckpointError) -> String {
+    let text = e.to_string();
+    text.strip_suffix('.').map(str::to_string).unwrap_or(text)
 }
 
 fn older_hint(intact: Option<&Path>) -> String {

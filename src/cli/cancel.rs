@@ -29,14 +29,14 @@ pub fn cancel(global: &GlobalArgs, args: CancelArgs) -> u8 {
         Err(code) => return code,
     };
     if !args.remote.json {
-        println!("Cancelling job {job}.");
+        crate::outln!("Cancelling job {job}.");
     }
     match client.patch(&format!("/jobs/{job}?mode=cancel")) {
         Ok(_) => {
             if args.remote.json {
                 remote::print_json(&json!({"job-id": job.0, "cancelled": true}));
             } else {
-                println!("Cancelled job {job}.");
+                crate::outln!("Cancelled job {job}.");
             }
             0
         }

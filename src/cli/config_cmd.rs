@@ -23,7 +23,7 @@ pub fn config(global: &GlobalArgs, args: ConfigArgs) -> u8 {
         Some(path) => match crate::pipeline::load(path) {
             Ok(p) => p.settings,
             Err(e) => {
-                eprintln!("{e}");
+                crate::errln!("{e}");
                 return EXIT_CONFIG;
             }
         },
@@ -40,17 +40,17 @@ pub fn config(global: &GlobalArgs, args: ConfigArgs) -> u8 {
                 tracing::warn!("{w}");
             }
             if args.json {
-                println!(
+                crate::outln!(
                     "{}",
                     serde_json::to_string_pretty(&config::render_json(&loaded)).unwrap_or_default()
                 );
             } else {
-                print!("{}", config::render_text(&loaded));
+                crate::stdio::out(&config::render_text(&loaded));
             }
             0
         }
         Err(e) => {
-            eprintln!("{e}");
+            crate::errln!("{e}");
             EXIT_CONFIG
         }
     }

@@ -38,12 +38,12 @@ pub fn inspect(global: &GlobalArgs, args: InspectArgs) -> u8 {
         Ok(report) => {
             if args.json {
                 let json = crate::checkpoint::inspect::render_json(&report);
-                println!(
+                crate::outln!(
                     "{}",
                     serde_json::to_string_pretty(&json).unwrap_or_default()
                 );
             } else {
-                print!("{}", crate::checkpoint::inspect::render_text(&report));
+                crate::stdio::out(&crate::checkpoint::inspect::render_text(&report));
             }
             0
         }

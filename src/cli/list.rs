@@ -101,7 +101,7 @@ pub fn list(global: &GlobalArgs, args: ListArgs) -> u8 {
         Err(code) => return code,
     };
     if !args.remote.json {
-        println!("Waiting for response...");
+        crate::outln!("Waiting for response...");
     }
     match fetch(&client) {
         Ok(jobs) => {
@@ -113,7 +113,7 @@ pub fn list(global: &GlobalArgs, args: ListArgs) -> u8 {
                     .collect();
                 remote::print_json(&json!({ "jobs": chosen }));
             } else {
-                print!("{}", render(&jobs, &groups));
+                crate::stdio::out(&render(&jobs, &groups));
             }
             0
         }

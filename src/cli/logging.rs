@@ -4,7 +4,7 @@
 //! Log lines carry untrusted text (job names, file names, paths and errors from requests):
 //! every event goes through [`SafeStderr`], which escapes line breaks and control characters
 //! inside it (so no input can forge a line of its own) and replaces every known secret value
-//! ([`crate::secrets::redact`]).
+//! ([`crate::secrets::redact`]), then goes out through [`crate::stdio`].
 
 use super::LogFormat;
 use std::io::{IsTerminal, Write};
@@ -16,7 +16,9 @@ pub fn init(format: LogFormat) {
     let ansi = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Through `stdio`: a closed stderr is noticed (the job stops), never a panic.
         .with_writer(SafeStderr { ansi })
+        .log_internal_errors(false)
         .with_target(false)
         .with_ansi(ansi);
     // A second init (tests calling main twice) is harmless: keep the first subscriber.
@@ -47,11 +49,12 @@ impl Write for SafeStderr {
         let text = String::from_utf8_lossy(buf);
         let redacted = crate::secrets::redact(&text);
         let safe = crate::text::escape_log_event(&redacted, self.ansi);
-        std::io::stderr().lock().write_all(safe.as_bytes())?;
+        // A closed stderr is marked (the job stops as on Ctrl-C), never an error or a panic.
+        crate::stdio::write_all(crate::stdio::Stream::Stderr, safe.as_bytes());
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
+        Ok(())
     }
 }

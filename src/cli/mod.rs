@@ -24,6 +24,8 @@ mod validate;
 
 pub use reference::{check_command_line, reference_markdown};
 
+use crate::service::supervisor::check::{self, CheckError, Checked};
+use crate::service::supervisor::launch::{LaunchError, LaunchSpec};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -99,7 +101,7 @@ fn load_conf(global: &GlobalArgs, dynamic: &[String]) -> Result<crate::config::L
         dynamic: dynamic.to_vec(),
     })
     .map_err(|e| {
-        eprintln!("{e}");
+        crate::errln!("{e}");
         EXIT_CONFIG
     })?;
     for w in &loaded.warnings {
@@ -116,7 +118,7 @@ fn tokio_runtime() -> Result<tokio::runtime::Runtime, u8> {
         .thread_name("floe-worker")
         .build()
         .map_err(|e| {
-            eprintln!("error: cannot start the tokio runtime: {e}");
+            crate::errln!("error: cannot start the tokio runtime: {e}");
             EXIT_FAILURE
         })
 }
@@ -170,18 +172,58 @@ fn parse_dynamic(s: &str) -> Result<String, String> {
     }
 }
 
+/// The pipeline `file` loaded and put through the one check `floe validate` and `floe run`
+/// share (`service::supervisor::check`): the launch spec `spec` makes of it and what the check
+/// found. On a refusal the reason is printed, in the same words for both verbs, and the exit
+/// code returned.
+fn load_and_check(
+    file: &std::path::Path,
+    spec: impl FnOnce(crate::pipeline::Pipeline) -> LaunchSpec,
+) -> Result<(LaunchSpec, Checked), u8> {
+    let pipeline = crate::pipeline::load(file).map_err(|e| {
+        crate::errln!("{e}");
+        EXIT_CONFIG
+    })?;
+    let spec = spec(pipeline);
+    match check::check(&spec) {
+        Ok(checked) => Ok((spec, checked)),
+        Err(e) => Err(report_launch_error(&LaunchError::Check(e))),
+    }
+}
+
+/// Prints why a job cannot start (or would not: `floe validate`) and returns its exit code.
+/// Known secret values quoted by the reason (a path naming one) are masked.
+fn report_launch_error(e: &LaunchError) -> u8 {
+    use crate::secrets::redact;
+    match e {
+        // Already one `file:line: …` line per problem.
+        LaunchError::Config(c) | LaunchError::Check(CheckError::Config(c)) => {
+            crate::errln!("{}", redact(&c.to_string()))
+        }
+        LaunchError::Check(CheckError::Operators { .. }) => {
+            for line in e.to_string().lines() {
+                crate::errln!("error: {}", redact(line));
+            }
+        }
+        _ => print_error(e),
+    }
+    e.exit_code()
+}
+
 /// Print an error chain for a person: the message, then each cause once. Known secret values
 /// (an S3 key quoted by the server, a Kafka password) are masked.
 fn print_error(err: &(dyn std::error::Error + 'static)) {
     use crate::secrets::redact;
-    eprintln!("error: {}", redact(&err.to_string()));
+    crate::errln!("error: {}", redact(&err.to_string()));
     // A cause whose text a line already printed holds adds nothing.
     let mut printed = vec![err.to_string()];
     let mut source = err.source();
     while let Some(cause) = source {
         let text = cause.to_string();
-        if !printed.iter().any(|p| p.contains(&text)) {
-            eprintln!("  caused by: {}", redact(&text));
+        // A message quoted as part of a sentence loses its closing period.
+        let core = text.strip_suffix('.').unwrap_or(&text);
+        if !printed.iter().any(|p| p.contains(core)) {
+            crate::errln!("  caused by: {}", redact(&text));
             printed.push(text);
         }
         source = cause.source();

@@ -27,7 +27,7 @@ pub fn reload(global: &GlobalArgs, args: ReloadArgs) -> u8 {
     if args.remote.json {
         remote::print_json(&report);
     } else {
-        print!("{}", render(&report));
+        crate::stdio::out(&render(&report));
     }
     if ok {
         0

@@ -37,11 +37,11 @@ pub fn client(global: &GlobalArgs, args: &RemoteArgs) -> Result<Client, u8> {
         }),
     }
     .map_err(|e| {
-        eprintln!("error: {e}");
+        crate::errln!("error: {e}");
         EXIT_CONFIG
     })?;
     let token = RestOptions::from_config(c).resolve_token().map_err(|e| {
-        eprintln!("error: {e}");
+        crate::errln!("error: {e}");
         EXIT_CONFIG
     })?;
     Ok(Client::new(endpoint, token))
@@ -53,34 +53,34 @@ pub fn job_id(given: &str) -> Result<JobId, u8> {
     if JobId::is_valid(&lower) {
         return Ok(JobId(lower));
     }
-    eprintln!(
+    crate::errln!(
         "Cannot parse JobID from \"{given}\". The expected format is [0-9a-fA-F]{{32}}, e.g. \
          fd72014d4c864993a2e5a9287b4a9c5d."
     );
-    eprintln!();
-    eprintln!("Use the help option (-h or --help) to get help on the command.");
+    crate::errln!();
+    crate::errln!("Use the help option (-h or --help) to get help on the command.");
     Err(EXIT_FAILURE)
 }
 
 /// Prints a usage problem as Flink does (the message, then the hint) and returns 1.
 pub fn usage(message: &str) -> u8 {
-    eprintln!("{message}");
-    eprintln!();
-    eprintln!("Use the help option (-h or --help) to get help on the command.");
+    crate::errln!("{message}");
+    crate::errln!();
+    crate::errln!("Use the help option (-h or --help) to get help on the command.");
     EXIT_FAILURE
 }
 
 /// Prints `what` failed and why, and returns 1.
 pub fn failed(what: &str, cause: &dyn std::fmt::Display) -> u8 {
     use crate::secrets::redact;
-    eprintln!("error: {}", redact(what));
-    eprintln!("  caused by: {}", redact(&cause.to_string()));
+    crate::errln!("error: {}", redact(what));
+    crate::errln!("  caused by: {}", redact(&cause.to_string()));
     EXIT_FAILURE
 }
 
 /// Prints JSON on stdout.
 pub fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    crate::outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 /// Why an asynchronous savepoint did not complete.

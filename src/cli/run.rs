@@ -11,9 +11,12 @@
 //! sinks flush, and floe exits 0. A second Ctrl-C cancels at once.
 
 use super::remote::{self, RemoteArgs};
-use super::{parse_dynamic, print_error, GlobalArgs, EXIT_CONFIG, EXIT_FAILURE};
+use super::{
+    load_and_check, parse_dynamic, print_error, report_launch_error, GlobalArgs, EXIT_CONFIG,
+    EXIT_FAILURE,
+};
 use crate::checkpoint::restore;
-use crate::service::supervisor::launch::{self, LaunchError, LaunchSpec, PreparedJob};
+use crate::service::supervisor::launch::{self, LaunchSpec, PreparedJob};
 use crate::service::{ApiState, JobRegistry, RestOptions};
 use clap::Args;
 use serde_json::json;
@@ -27,8 +30,10 @@ pub struct RunArgs {
     /// The pipeline file.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
-    /// Parallelism of every operator that does not set its own (overrides parallelism.default).
-    #[arg(short = 'p', long = "parallelism", value_name = "N")]
+    /// Parallelism of every operator that does not set its own (overrides parallelism.default),
+    /// 1 to 32768.
+    #[arg(short = 'p', long = "parallelism", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=32768))]
     pub parallelism: Option<u32>,
     /// A configuration key=value, over every other source (repeatable).
     #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = parse_dynamic)]
@@ -53,8 +58,8 @@ pub struct RunArgs {
         ignore_case = true,
     )]
     pub claim_mode: Option<String>,
-    /// With -s: print which operators get their state back, which state is dropped and which
-    /// operators start empty, then stop.
+    /// Check the job as if it started, then stop: print the plan (or, with -s, which
+    /// operators get their state back, which state is dropped and which start empty).
     #[arg(long)]
     pub dry_run: bool,
     /// Submit the pipeline to a running `floe serve` (its REST API, `POST /jobs`), print the
@@ -71,46 +76,39 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> u8 {
     if args.detached {
         return submit(global, &args);
     }
-    let pipeline = match crate::pipeline::load(&args.file) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("{e}");
-            return EXIT_CONFIG;
-        }
-    };
-    let mut dynamic = args.dynamic;
+    let mut dynamic = args.dynamic.clone();
     if let Some(p) = args.parallelism {
         dynamic.push(format!("parallelism.default={p}"));
     }
     if let Some(m) = &args.claim_mode {
         dynamic.push(format!("execution.state-recovery.claim-mode={m}"));
     }
-    let spec = LaunchSpec {
+    let checked = load_and_check(&args.file, |pipeline| LaunchSpec {
         pipeline,
         conf_dir: global.conf_dir.clone(),
         dynamic,
         restore: args.from_savepoint.clone(),
         allow_non_restored: args.allow_non_restored_state,
         dry_run: args.dry_run,
+    });
+    let (spec, checked) = match checked {
+        Ok(c) => c,
+        Err(code) => return code,
     };
-    let loaded = match launch::load_config(&spec) {
-        Ok(l) => l,
-        Err(e) => return print_launch_error(&e),
-    };
-    for w in &loaded.warnings {
+    announce_conf(global, checked.loaded.conf_file.as_deref());
+    for w in &checked.warnings {
         tracing::warn!("{w}");
     }
-    let job = match launch::prepare_with(spec, loaded) {
+    let job = match launch::prepare_with(spec, checked) {
         Ok(j) => j,
-        Err(e) => return print_launch_error(&e),
+        Err(e) => return report_launch_error(&e),
     };
-    match (&job.restore_from, args.dry_run) {
-        (Some((path, mapping)), true) => {
-            print_mapping(path, mapping);
-            return 0;
+    if args.dry_run {
+        match &job.restore_from {
+            Some((path, mapping)) => print_mapping(path, mapping),
+            None => print_plan(&job),
         }
-        (None, true) => return print_launch_error(&LaunchError::DryRunWithoutRestore),
-        _ => {}
+        return 0;
     }
     if let Err(e) = job.check_restore_files() {
         print_error(&e);
@@ -124,14 +122,35 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> u8 {
     rt.block_on(run_job(job, options))
 }
 
-/// Prints why the job could not start, as `floe run` always did, and returns the exit code.
-fn print_launch_error(e: &LaunchError) -> u8 {
-    match e {
-        LaunchError::Config(c) => eprintln!("{c}"),
-        LaunchError::DryRunWithoutRestore => eprintln!("error: {e}"),
-        _ => print_error(e),
+/// Says which conf file the job's settings come from; without `--conf-dir` or
+/// `FLOE_CONF_DIR` and no `./conf`, warns that Flink's built-in defaults apply.
+fn announce_conf(global: &GlobalArgs, conf_file: Option<&std::path::Path>) {
+    match conf_file {
+        Some(f) => tracing::info!("configuration: {}", f.display()),
+        None if global.conf_dir.is_none() => tracing::warn!(
+            "no conf/flink-conf.yaml in {}: running with the built-in defaults (and the \
+             pipeline's own settings); give --conf-dir DIR or FLOE_CONF_DIR for another \
+             directory",
+            std::env::current_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|_| "the working directory".into())
+        ),
+        None => {}
     }
-    e.exit_code()
+}
+
+/// `--dry-run` without `-s`: the plan the job would run, and what its channels take.
+fn print_plan(job: &launch::PreparedJob) {
+    crate::outln!("{}", job.plan.describe().trim_end());
+    let m = crate::runtime::memory::estimate(&job.plan, crate::runtime::DEFAULT_CHANNEL_CAPACITY);
+    crate::outln!(
+        "channels between subtasks: {} ({} bytes each), about {} of taskmanager.memory.network.max {}",
+        m.channels,
+        m.per_channel,
+        crate::textfile::human_bytes(m.bytes),
+        crate::textfile::human_bytes(job.config.network_memory_max)
+    );
+    crate::outln!("dry run: the job was checked and not started");
 }
 
 /// `floe run -d`: sends the pipeline file's text (and -p, -D, -s, -n) to `POST /jobs` of a
@@ -140,16 +159,17 @@ fn submit(global: &GlobalArgs, args: &RunArgs) -> u8 {
     if args.dry_run {
         return remote::usage("--dry-run runs here; it cannot be combined with -d/--detached.");
     }
-    let text = match std::fs::read_to_string(&args.file) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!(
-                "error: cannot read the pipeline file {}: {e}",
-                args.file.display()
-            );
-            return EXIT_CONFIG;
-        }
-    };
+    let text =
+        match crate::textfile::read_text(&args.file, crate::pipeline::spec::MAX_PIPELINE_BYTES) {
+            Ok(t) => t,
+            Err(e) => {
+                crate::errln!(
+                    "error: cannot read the pipeline file {}: {e}",
+                    args.file.display()
+                );
+                return EXIT_CONFIG;
+            }
+        };
     // Relative paths in the pipeline resolve from the file's directory, on the server as
     // here: send the absolute path along with the text.
     let path = std::path::absolute(&args.file).unwrap_or_else(|_| args.file.clone());
@@ -187,7 +207,7 @@ fn submit(global: &GlobalArgs, args: &RunArgs) -> u8 {
     match client.post("/jobs", &body) {
         Ok(v) => match v["jobid"].as_str() {
             Some(id) => {
-                println!("Job has been submitted with JobID {id}");
+                crate::outln!("Job has been submitted with JobID {id}");
                 0
             }
             None => remote::failed(
@@ -231,7 +251,7 @@ async fn start_rest(
 const STOP_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn print_mapping(path: &str, mapping: &restore::RestoreMapping) {
-    println!(
+    crate::outln!(
         "restore from {path} (checkpoint {}), operator by operator:",
         mapping.checkpoint_id
     );
@@ -242,7 +262,7 @@ fn print_mapping(path: &str, mapping: &restore::RestoreMapping) {
             restore::OperatorFate::Empty => "no state in the checkpoint",
             restore::OperatorFate::New => "new (starts empty)",
         };
-        println!("  {id}: {what}");
+        crate::outln!("  {id}: {what}");
     }
 }
 
@@ -254,21 +274,26 @@ async fn run_job(job: PreparedJob, options: RestOptions) -> u8 {
     let (job_id, name) = (job.job_id.clone(), job.name.clone());
     let stopper = job.handle.clone();
     let signals = tokio::spawn(async move {
-        crate::service::signals::wait_for_stop().await;
-        tracing::info!(
-            "stop requested: stopping sources, draining, flushing sinks (again to cancel)"
-        );
+        use crate::service::signals::{wait_for_stop_or_closed_output, StopCause};
+        match wait_for_stop_or_closed_output().await {
+            StopCause::Signal => tracing::info!(
+                "stop requested: stopping sources, draining, flushing sinks (again to cancel)"
+            ),
+            StopCause::OutputClosed => tracing::info!(
+                "the reader of stdout or stderr went away: stopping the job as on Ctrl-C"
+            ),
+        }
         stopper.stop();
         crate::service::signals::wait_for_stop().await;
         tracing::warn!("second stop request: cancelling");
         stopper.cancel();
     });
-    eprintln!("Job has been submitted with JobID {job_id}");
+    crate::errln!("Job has been submitted with JobID {job_id}");
     tracing::info!(job = %name, job_id = %job_id, "job running");
     let result = match job.done.await {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: bug: the job's task ended abnormally: {e}");
+            crate::errln!("error: bug: the job's task ended abnormally: {e}");
             return EXIT_FAILURE;
         }
     };
@@ -282,9 +307,16 @@ async fn run_job(job: PreparedJob, options: RestOptions) -> u8 {
         server.shutdown().await;
     }
     match result {
+        Ok(report) if report.status == crate::runtime::JobStatus::Cancelled => {
+            // Flink's client: a cancelled job is a failed execution (JobCancellationException).
+            crate::errln!("Job with JobID {job_id} was cancelled.");
+            crate::errln!("error: Job failed (JobID: {job_id})");
+            crate::errln!("  caused by: Job was cancelled.");
+            EXIT_FAILURE
+        }
         Ok(report) => {
-            eprintln!("Job with JobID {job_id} has finished.");
-            eprintln!("Job Runtime: {} ms", started.elapsed().as_millis());
+            crate::errln!("Job with JobID {job_id} has finished.");
+            crate::errln!("Job Runtime: {} ms", started.elapsed().as_millis());
             let restarts = job.handle.status().restarts;
             if restarts > 0 {
                 tracing::info!(restarts, "the job restarted {restarts} time(s) on failures");
@@ -302,7 +334,7 @@ async fn run_job(job: PreparedJob, options: RestOptions) -> u8 {
             0
         }
         Err(e) => {
-            eprintln!("Job with JobID {job_id} failed.");
+            crate::errln!("Job with JobID {job_id} failed.");
             print_error(&e);
             EXIT_FAILURE
         }

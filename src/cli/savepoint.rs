@@ -43,7 +43,7 @@ pub struct SavepointArgs {
 pub fn savepoint(global: &GlobalArgs, args: SavepointArgs) -> u8 {
     if let Some(path) = &args.dispose {
         if args.job_id.is_some() {
-            eprintln!("Provided more arguments than required. Ignoring not needed arguments.");
+            crate::errln!("Provided more arguments than required. Ignoring not needed arguments.");
         }
         return match path {
             Some(p) => match super::inspect::configure_storage(global, &args.remote.dynamic) {
@@ -60,7 +60,7 @@ pub fn savepoint(global: &GlobalArgs, args: SavepointArgs) -> u8 {
         return remote::usage("Missing JobID. Specify a Job ID to trigger a savepoint.");
     };
     if !args.extra.is_empty() {
-        eprintln!("Provided more arguments than required. Ignoring not needed arguments.");
+        crate::errln!("Provided more arguments than required. Ignoring not needed arguments.");
     }
     let job = match remote::job_id(given) {
         Ok(j) => j,
@@ -73,7 +73,7 @@ pub fn savepoint(global: &GlobalArgs, args: SavepointArgs) -> u8 {
     let json_out = args.remote.json;
     let say = |line: String| {
         if !json_out {
-            println!("{line}");
+            crate::outln!("{line}");
         }
     };
     let mut body = Map::new();
@@ -101,7 +101,7 @@ pub fn savepoint(global: &GlobalArgs, args: SavepointArgs) -> u8 {
         if json_out {
             remote::print_json(&json!({"job-id": job.0, "request-id": trigger}));
         } else {
-            println!("Successfully trigger manual savepoint, triggerId: {trigger}");
+            crate::outln!("Successfully trigger manual savepoint, triggerId: {trigger}");
         }
         return 0;
     }
@@ -113,8 +113,10 @@ pub fn savepoint(global: &GlobalArgs, args: SavepointArgs) -> u8 {
                     &json!({"job-id": job.0, "request-id": trigger, "location": location}),
                 );
             } else {
-                println!("Savepoint completed. Path: {location}");
-                println!("You can resume your program from this savepoint with the run command.");
+                crate::outln!("Savepoint completed. Path: {location}");
+                crate::outln!(
+                    "You can resume your program from this savepoint with the run command."
+                );
             }
             0
         }
@@ -125,7 +127,7 @@ pub fn savepoint(global: &GlobalArgs, args: SavepointArgs) -> u8 {
 /// `floe savepoint -d PATH`: refuses anything that is not a floe savepoint.
 fn dispose_offline(given: &str, json_out: bool) -> u8 {
     if !json_out {
-        println!("Disposing savepoint '{given}'.");
+        crate::outln!("Disposing savepoint '{given}'.");
     }
     match dispose_given(Path::new(given)) {
         Ok(d) => {
@@ -137,9 +139,9 @@ fn dispose_offline(given: &str, json_out: bool) -> u8 {
                     "directory-removed": d.dir_removed,
                 }));
             } else {
-                println!("Savepoint '{given}' disposed.");
+                crate::outln!("Savepoint '{given}' disposed.");
                 if !d.dir_removed {
-                    println!(
+                    crate::outln!(
                         "The directory {} was kept: it holds files that are not the \
                          savepoint's.",
                         d.dir.display()

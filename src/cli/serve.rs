@@ -1,4 +1,4 @@
-//! `floe serve [--pipelines DIR]`: run every pipeline file of a directory as a job, follow
+//! `floe serve [--pipelines DIR] [-D k=v]...`: run every pipeline file of a directory as a job, follow
 //! edits, reload on SIGHUP or `floe reload`, stop every job with a final savepoint on
 //! SIGTERM/SIGINT, and resume each from its newest state on the next start. The work is
 //! `service::supervisor`; this file parses the flags and picks the exit code.
@@ -23,6 +23,10 @@ pub struct ServeArgs {
     /// `60s`.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     pub stop_timeout: Duration,
+    /// A configuration key=value, over every other source, for every job (repeatable), as
+    /// `floe run -D`: `-D rest.port=8082`.
+    #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = super::parse_dynamic)]
+    pub dynamic: Vec<String>,
 }
 
 pub fn serve(global: &GlobalArgs, args: ServeArgs) -> u8 {
@@ -32,6 +36,7 @@ pub fn serve(global: &GlobalArgs, args: ServeArgs) -> u8 {
     };
     let opts = ServeOptions {
         conf_dir: global.conf_dir.clone(),
+        dynamic: args.dynamic,
         pipelines: args.pipelines,
         stop_timeout: args.stop_timeout,
     };
@@ -41,7 +46,7 @@ pub fn serve(global: &GlobalArgs, args: ServeArgs) -> u8 {
     rt.shutdown_timeout(Duration::from_secs(1));
     match result {
         Ok(summary) if summary.unclean.is_empty() => {
-            eprintln!(
+            crate::errln!(
                 "floe serve stopped: {} job(s) with a final savepoint",
                 summary.savepoints.len()
             );
@@ -49,7 +54,7 @@ pub fn serve(global: &GlobalArgs, args: ServeArgs) -> u8 {
         }
         Ok(summary) => {
             for (job, why) in &summary.unclean {
-                eprintln!(
+                crate::errln!(
                     "error: {job}: no final savepoint ({why}); it resumes from its latest \
                      retained checkpoint"
                 );
@@ -57,7 +62,7 @@ pub fn serve(global: &GlobalArgs, args: ServeArgs) -> u8 {
             EXIT_FAILURE
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::errln!("error: {e}");
             e.exit_code()
         }
     }

@@ -59,7 +59,7 @@ pub fn stop(global: &GlobalArgs, args: StopArgs) -> u8 {
     let json_out = args.remote.json;
     let say = |line: String| {
         if !json_out {
-            println!("{line}");
+            crate::outln!("{line}");
         }
     };
     let format = args
@@ -98,7 +98,7 @@ pub fn stop(global: &GlobalArgs, args: StopArgs) -> u8 {
                 &json!({"job-id": job.0, "request-id": trigger, "drain": args.drain}),
             );
         } else {
-            println!(
+            crate::outln!(
                 "Successfully trigger stop-with-savepoint in detached mode, triggerId: {trigger}"
             );
         }
@@ -115,7 +115,7 @@ pub fn stop(global: &GlobalArgs, args: StopArgs) -> u8 {
                     "location": location,
                 }));
             } else {
-                println!("Savepoint completed. Path: {location}");
+                crate::outln!("Savepoint completed. Path: {location}");
             }
             0
         }

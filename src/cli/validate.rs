@@ -4,11 +4,13 @@
 //! `floe serve --pipelines DIR` runs them, so that a service can check its whole
 //! configuration before it starts (`ExecStartPre=floe validate --conf-dir /etc/floe
 //! /etc/floe/pipelines`). Each valid pipeline is also checked together with the conf file
-//! (`--conf-dir`, `FLOE_CONF_DIR`, or `conf/`): unknown keys and values in the wrong format
-//! there, or in the pipeline's own settings, are errors too.
+//! (`--conf-dir`, `FLOE_CONF_DIR`, or `conf/`) through the one check `floe run` makes before it
+//! starts a job (`service::supervisor::check`): what `run` would refuse, `validate` refuses,
+//! with the same message and exit code (78); its warnings are printed too, and `--strict`
+//! refuses on them.
 
-use super::{GlobalArgs, EXIT_CONFIG};
-use crate::config::{self, LoadOptions};
+use super::{load_and_check, parse_dynamic, GlobalArgs, EXIT_CONFIG};
+use crate::service::supervisor::launch::LaunchSpec;
 use clap::Args;
 use std::path::{Path, PathBuf};
 
@@ -17,6 +19,17 @@ pub struct ValidateArgs {
     /// Pipeline files, or directories of pipeline files (*.yaml, *.yml), to check.
     #[arg(required = true, value_name = "FILE|DIR")]
     pub files: Vec<PathBuf>,
+    /// Check with this parallelism, as `floe run -p N` would run.
+    #[arg(short = 'p', long = "parallelism", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=32768))]
+    pub parallelism: Option<u32>,
+    /// A configuration key=value, as `floe run -D` would set it (repeatable).
+    #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = parse_dynamic)]
+    pub dynamic: Vec<String>,
+    /// Warnings (unknown keys, keys given twice, inputs not there yet) make a file invalid too
+    /// (exit 78).
+    #[arg(long)]
+    pub strict: bool,
 }
 
 pub fn validate(global: &GlobalArgs, args: ValidateArgs) -> u8 {
@@ -26,7 +39,7 @@ pub fn validate(global: &GlobalArgs, args: ValidateArgs) -> u8 {
         if given.is_dir() {
             match pipeline_files(given) {
                 Ok(found) if found.is_empty() => {
-                    println!(
+                    crate::outln!(
                         "{}: no pipeline files (*.yaml, *.yml) in this directory",
                         given.display()
                     );
@@ -34,47 +47,67 @@ pub fn validate(global: &GlobalArgs, args: ValidateArgs) -> u8 {
                 Ok(found) => files.extend(found),
                 Err(e) => {
                     invalid += 1;
-                    eprintln!("error: {}: cannot list the directory: {e}", given.display());
+                    crate::errln!("error: {}: cannot list the directory: {e}", given.display());
                 }
             }
         } else {
             files.push(given.clone());
         }
     }
+    let mut dynamic = args.dynamic.clone();
+    if let Some(p) = args.parallelism {
+        dynamic.push(format!("parallelism.default={p}"));
+    }
     for file in &files {
-        let pipeline = match crate::pipeline::load(file) {
-            Ok(p) => p,
-            Err(e) => {
-                invalid += 1;
-                eprintln!("{e}");
-                continue;
-            }
-        };
-        let loaded = config::load(&LoadOptions {
-            conf_dir: global.conf_dir.clone(),
-            pipeline_settings: pipeline.settings.clone(),
-            dynamic: vec![],
-        });
-        match loaded {
-            Ok(_) => println!(
-                "{}: valid (pipeline \"{}\", {} operators)",
-                file.display(),
-                pipeline.name,
-                pipeline.operators.len()
-            ),
-            Err(e) => {
-                invalid += 1;
-                eprintln!("{}: configuration: {e}", file.display());
-            }
+        if !validate_file(global, file, &dynamic, args.strict) {
+            invalid += 1;
         }
     }
     if invalid == 0 {
         return 0;
     }
     if files.len() > 1 {
-        eprintln!("{invalid} of {} pipeline files are invalid", files.len());
+        crate::errln!("{invalid} of {} pipeline files are invalid", files.len());
     }
     EXIT_CONFIG
+}
+
+/// Checks one file as `floe run` would before starting it (the same check, the same
+/// messages); prints its warnings and, when it passes, one line on stdout.
+fn validate_file(global: &GlobalArgs, file: &Path, dynamic: &[String], strict: bool) -> bool {
+    let checked = load_and_check(file, |pipeline| LaunchSpec {
+        pipeline,
+        conf_dir: global.conf_dir.clone(),
+        dynamic: dynamic.to_vec(),
+        restore: None,
+        allow_non_restored: false,
+        dry_run: true,
+    });
+    let Ok((spec, checked)) = checked else {
+        return false;
+    };
+    for w in &checked.warnings {
+        crate::errln!("warning: {}", crate::secrets::redact(w));
+    }
+    if strict && !checked.warnings.is_empty() {
+        crate::errln!(
+            "{}: invalid with --strict: {} warning(s)",
+            file.display(),
+            checked.warnings.len()
+        );
+        return false;
+    }
+    let conf = match &checked.loaded.conf_file {
+        Some(f) => f.display().to_string(),
+        None => "built-in defaults (no conf file)".to_string(),
+    };
+    crate::outln!(
+        "{}: valid (pipeline \"{}\", {} operators; configuration: {conf})",
+        file.display(),
+        spec.pipeline.name,
+        spec.pipeline.operators.len()
+    );
+    true
 }
 
 /// The pipeline files of `dir`, sorted by name: `*.yaml` and `*.yml`, hidden files (editor

@@ -261,6 +261,9 @@ pub(super) fn build(
             secret_key: c.text("s3.secret-key"),
             path_style_access: c.bool("s3.path.style.access").unwrap_or(false),
         },
+        network_memory_max: c
+            .memory("taskmanager.memory.network.max")
+            .unwrap_or(1 << 30),
     };
     warn_no_effect(&mut c);
     (config, entries(eff, origins))

@@ -239,6 +239,8 @@ pub static KEYS: &[KeySpec] = &[
         "Comma-separated directories a submitted job's file sources and sinks must lie under; its checkpoint, savepoint and restore paths must lie under them or the service's own checkpoint and savepoint directories (floe's own key)."),
     key("web.checkpoints.history", &[], Integer, Some("10"),
         "Number of recent checkpoints and savepoints the REST checkpoint statistics list (`history`), 0..1000."),
+    key("taskmanager.memory.network.max", &["taskmanager.network.memory.max"], MemorySize, Some("1 gb"),
+        "Memory budget of the channels between subtasks (Flink's network buffers): a plan whose channels would take more is refused with the numbers."),
 ];
 
 /// `FLOE_*` variables that are not configuration keys; never warned about.
@@ -313,6 +315,10 @@ pub fn did_you_mean_env(var: &str) -> Option<String> {
 }
 
 fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    // Comparing costs the product of the lengths: a name this long is no typo of a key.
+    if name.len() > 200 {
+        return None;
+    }
     let lower = name.to_ascii_lowercase();
     let limit = (name.len() / 5).max(3);
     candidates

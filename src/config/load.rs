@@ -5,6 +5,7 @@
 
 use super::keys::{self, KeySpec};
 use super::{build, ConfigError, ConfigProblem, LoadOptions, Loaded, Origin};
+use crate::textfile::{yaml_duplicate_key, yaml_duplicate_key_line};
 use figment::value::{Dict, Map};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,12 @@ use std::path::{Path, PathBuf};
 
 /// The conf file names looked for, in order (Flink 1.x's name first: it is what floe ships).
 const CONF_FILES: &[&str] = &["flink-conf.yaml", "config.yaml"];
+
+/// Unknown keys per layer that get a "did you mean" (the rest are only named).
+const MAX_HINTS: usize = 100;
+
+/// The largest conf file floe reads (Flink's own, fully commented, is about 20 KiB).
+pub const MAX_CONF_BYTES: u64 = 8 << 20;
 
 /// One key's value as a layer gives it, after alias resolution.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -85,8 +92,6 @@ fn process_env() -> Vec<(String, String)> {
 pub fn load_with_env(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loaded, ConfigError> {
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
-    let mut origins = Vec::new();
-
     let conf_file = match find_conf_file(opts, env, &mut warnings) {
         Ok(f) => f,
         Err(p) => {
@@ -98,6 +103,40 @@ pub fn load_with_env(opts: &LoadOptions, env: &[(String, String)]) -> Result<Loa
         Some(path) => read_conf_file(path, &mut problems, &mut warnings),
         None => Vec::new(),
     };
+    merge_layers(opts, env, conf_file, file_raw, problems, warnings)
+}
+
+/// [`load_with_env`] with `text` as the conf file's content, named `path` in messages,
+/// instead of a file looked for and read (for tests and fuzzing: no file system).
+pub fn load_with_conf_text(
+    text: &str,
+    path: &Path,
+    opts: &LoadOptions,
+    env: &[(String, String)],
+) -> Result<Loaded, ConfigError> {
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let file_raw = conf_text_layer(text, path, &mut problems, &mut warnings);
+    merge_layers(
+        opts,
+        env,
+        Some(path.to_path_buf()),
+        file_raw,
+        problems,
+        warnings,
+    )
+}
+
+/// Every layer over the defaults, then typed: the part of loading after the conf file is read.
+fn merge_layers(
+    opts: &LoadOptions,
+    env: &[(String, String)],
+    conf_file: Option<PathBuf>,
+    file_raw: Vec<Raw>,
+    mut problems: Vec<ConfigProblem>,
+    mut warnings: Vec<String>,
+) -> Result<Loaded, ConfigError> {
+    let mut origins = Vec::new();
     let env_raw = env_layer(env, &mut warnings);
     let pipeline_raw = opts
         .pipeline_settings
@@ -181,7 +220,9 @@ fn find_conf_file(
     let found: Vec<PathBuf> = CONF_FILES
         .iter()
         .map(|f| dir.join(f))
-        .filter(|p| p.is_file())
+        // exists, not is_file: a FIFO or a directory by that name is an error when read,
+        // never silently skipped for the built-in defaults.
+        .filter(|p| p.exists())
         .collect();
     if let [used, ignored, ..] = found.as_slice() {
         warnings.push(format!(
@@ -205,7 +246,7 @@ fn read_conf_file(
     problems: &mut Vec<ConfigProblem>,
     warnings: &mut Vec<String>,
 ) -> Vec<Raw> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::textfile::read_text(path, MAX_CONF_BYTES) {
         Ok(t) => t,
         Err(e) => {
             problems.push(ConfigProblem::Unreadable {
@@ -215,13 +256,37 @@ fn read_conf_file(
             return Vec::new();
         }
     };
-    let doc: serde_yaml::Value = match serde_yaml::from_str(&text) {
+    conf_text_layer(&text, path, problems, warnings)
+}
+
+/// The conf file's settings, from its text.
+fn conf_text_layer(
+    text: &str,
+    path: &Path,
+    problems: &mut Vec<ConfigProblem>,
+    warnings: &mut Vec<String>,
+) -> Vec<Raw> {
+    if let Some(line) = crate::textfile::yaml_flow_too_deep(text) {
+        problems.push(ConfigProblem::Yaml {
+            path: path.to_path_buf(),
+            line: Some(line),
+            message: crate::textfile::flow_too_deep_message(),
+        });
+        return Vec::new();
+    }
+    let doc: serde_yaml::Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => {
+            let message = e.to_string();
+            let mut line = e.location().map(|l| l.line());
+            // serde_yaml places a duplicate key at its mapping: point at the key itself.
+            if let (Some(loc), Some(key)) = (e.location(), yaml_duplicate_key(&message)) {
+                line = yaml_duplicate_key_line(text, loc.line(), loc.column(), key).or(line);
+            }
             problems.push(ConfigProblem::Yaml {
                 path: path.to_path_buf(),
-                line: e.location().map(|l| l.line()),
-                message: e.to_string(),
+                line,
+                message,
             });
             return Vec::new();
         }
@@ -236,7 +301,7 @@ fn read_conf_file(
             message: "the file must be a mapping of keys to values".into(),
         }),
     }
-    let lines = key_lines(&text);
+    let lines = key_lines(text);
     // serde_yaml keeps document order, so the n-th occurrence of a path is its n-th line.
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut raw = Vec::with_capacity(flat.len());
@@ -425,13 +490,23 @@ fn canonicalize(
     warnings: &mut Vec<String>,
 ) -> BTreeMap<String, Setting> {
     let mut by_key: BTreeMap<&'static str, Vec<(usize, Raw)>> = BTreeMap::new();
+    // Each hint compares the name with every known key: only so many, so that a file of many
+    // thousands of unknown keys is still read in time linear in its size.
+    let mut hints_left = MAX_HINTS;
     for r in raw {
         let Some(spec) = keys::lookup(&r.name) else {
+            let hint = match hints_left.checked_sub(1) {
+                Some(left) => {
+                    hints_left = left;
+                    keys::did_you_mean(&r.name)
+                }
+                None => None,
+            };
             warnings.push(format!(
                 "{}: unknown configuration key '{}' (ignored){}",
                 r.origin,
                 r.name,
-                match keys::did_you_mean(&r.name) {
+                match hint {
                     Some(s) => format!("; did you mean '{s}'?"),
                     None => String::new(),
                 }

@@ -21,7 +21,7 @@ mod render;
 pub mod values;
 
 pub use keys::{known_keys, Effect, KeySpec, Kind};
-pub use load::{conf_file, load, load_with_env};
+pub use load::{conf_file, load, load_with_conf_text, load_with_env, MAX_CONF_BYTES};
 pub use render::{render_json, render_reference_markdown, render_text};
 
 use serde::Serialize;
@@ -167,6 +167,8 @@ pub struct Config {
     pub rest: RestConfig,
     /// `s3.*`: how `s3://` checkpoint and savepoint paths are reached.
     pub s3: S3Config,
+    /// `taskmanager.memory.network.max`: bytes the channels between subtasks may take.
+    pub network_memory_max: u64,
 }
 
 /// Flink's `execution.checkpointing.mode`: aligned barriers (exactly once) or not.

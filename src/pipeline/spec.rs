@@ -4,11 +4,15 @@
 //!
 //! Problems are collected, not returned at the first: only YAML that does not parse stops
 //! here. Graph checks (ids, inputs, cycles, schemas) are `validate`'s job; this module must
-//! not judge configuration values either (the config module does, with their origin).
+//! not judge configuration values either (the config module does, with their origin). It does
+//! resolve a relative path given for a path key (`checkpoint-dir: ck`) against the pipeline
+//! file's directory, as relative paths in operator settings are.
 
 use crate::operators::{did_you_mean_suffix, OperatorConfig, Role};
 use crate::pipeline::PipelineSetting;
+use crate::textfile::{yaml_duplicate_key, yaml_duplicate_key_line, yaml_key_of};
 use serde_yaml::{Mapping, Value};
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -49,6 +53,14 @@ pub const CHECKPOINTING_KEYS: &[(&str, &str)] = &[
 
 /// Keys of an operator entry that are not the operator's own settings.
 const OPERATOR_KEYS: &[&str] = &["id", "type", "inputs", "parallelism"];
+
+/// The largest pipeline file (or submitted pipeline text) floe reads: room for thousands of
+/// operators, while reading and checking it stays well under a second.
+pub const MAX_PIPELINE_BYTES: u64 = 8 << 20;
+
+/// The most operators one pipeline may have. Each costs a task or a link of a chain, and
+/// checking a pipeline of this many takes about a second.
+pub const MAX_OPERATORS: usize = 20_000;
 
 /// Parallelism bounds, as Flink's (`1 << 15` key groups at most).
 pub const MAX_PARALLELISM_BOUND: u64 = 32768;
@@ -151,9 +163,10 @@ pub struct RawPipeline {
     pub lines: LineIndex,
 }
 
-/// Parse the YAML of a pipeline file. Fails only when the text is not YAML or not a mapping;
-/// every other problem lands in [`RawPipeline::problems`].
-pub fn parse_raw(text: &str, file: &Path) -> Result<RawPipeline, PipelineErrors> {
+/// The top-level mapping of a pipeline file's text; an error for text above the size limit,
+/// text that is not YAML (at the line of the problem: a duplicate key's own line) or YAML that
+/// is not a mapping.
+fn parse_document(text: &str, file: &Path) -> Result<Mapping, PipelineErrors> {
     let fail = |line, column, message: String| PipelineErrors {
         file: file.to_path_buf(),
         problems: vec![PipelineProblem {
@@ -163,6 +176,24 @@ pub fn parse_raw(text: &str, file: &Path) -> Result<RawPipeline, PipelineErrors>
             message,
         }],
     };
+    if text.len() as u64 > MAX_PIPELINE_BYTES {
+        return Err(fail(
+            None,
+            None,
+            crate::textfile::ReadError::TooLarge {
+                size: text.len() as u64,
+                limit: MAX_PIPELINE_BYTES,
+            }
+            .to_string(),
+        ));
+    }
+    if let Some(line) = crate::textfile::yaml_flow_too_deep(text) {
+        return Err(fail(
+            Some(line),
+            None,
+            format!("invalid YAML: {}", crate::textfile::flow_too_deep_message()),
+        ));
+    }
     let doc: Value = serde_yaml::from_str(text).map_err(|e| {
         let loc = e.location();
         let msg = e.to_string();
@@ -177,11 +208,17 @@ pub fn parse_raw(text: &str, file: &Path) -> Result<RawPipeline, PipelineErrors>
             }
             None => msg,
         };
-        fail(
+        let (mut line, mut column) = (
             loc.as_ref().map(|l| l.line()),
             loc.as_ref().map(|l| l.column()),
-            format!("invalid YAML: {msg}"),
-        )
+        );
+        // serde_yaml places a duplicate key at its mapping: point at the key itself.
+        if let (Some(l), Some(c), Some(key)) = (line, column, yaml_duplicate_key(&msg)) {
+            if let Some(at) = yaml_duplicate_key_line(text, l, c, key) {
+                (line, column) = (Some(at), None);
+            }
+        }
+        fail(line, column, format!("invalid YAML: {msg}"))
     })?;
     let Value::Mapping(top) = doc else {
         let what = if doc.is_null() {
@@ -195,6 +232,13 @@ pub fn parse_raw(text: &str, file: &Path) -> Result<RawPipeline, PipelineErrors>
             format!("the pipeline file is {what}; it needs at least `name:` and `operators:`"),
         ));
     };
+    Ok(top)
+}
+
+/// Parse the YAML of a pipeline file. Fails only when the text is not YAML or not a mapping;
+/// every other problem lands in [`RawPipeline::problems`].
+pub fn parse_raw(text: &str, file: &Path) -> Result<RawPipeline, PipelineErrors> {
+    let top = parse_document(text, file)?;
     let mut p = RawPipeline {
         lines: LineIndex::new(text),
         ..RawPipeline::default()
@@ -271,27 +315,8 @@ pub fn parse_raw(text: &str, file: &Path) -> Result<RawPipeline, PipelineErrors>
             "missing: the job name (`name: wordcount`)".to_string(),
         );
     }
-    match top.get("operators") {
-        None => p.problem(
-            "operators",
-            None,
-            "missing: the list of operators (`operators:`)".to_string(),
-        ),
-        Some(Value::Sequence(ops)) if !ops.is_empty() => {
-            for (i, op) in ops.iter().enumerate() {
-                let raw = p.operator(i, op);
-                p.operators.push(raw);
-            }
-        }
-        Some(_) => {
-            let line = p.lines.top_key("operators");
-            p.problem(
-                "operators",
-                line,
-                "expected a non-empty list of operators".to_string(),
-            )
-        }
-    }
+    p.resolve_paths(file);
+    p.operators_block(top.get("operators"));
     Ok(p)
 }
 
@@ -303,6 +328,52 @@ impl RawPipeline {
             column: None,
             message,
         });
+    }
+
+    /// Relative paths of path keys resolved against the directory of `file`.
+    fn resolve_paths(&mut self, file: &Path) {
+        let base_dir = file.parent().unwrap_or(Path::new(""));
+        for setting in &mut self.settings {
+            if let Some(resolved) = resolve_path_setting(&setting.key, &setting.value, base_dir) {
+                setting.value = resolved;
+            }
+        }
+    }
+
+    /// The `operators:` list (`None`: missing), each entry parsed by its `type:`.
+    fn operators_block(&mut self, ops: Option<&Value>) {
+        match ops {
+            None => self.problem(
+                "operators",
+                None,
+                "missing: the list of operators (`operators:`)".to_string(),
+            ),
+            Some(Value::Sequence(ops)) if ops.len() > MAX_OPERATORS => {
+                let line = self.lines.top_key("operators");
+                self.problem(
+                    "operators",
+                    line,
+                    format!(
+                        "{} operators, above the limit of {MAX_OPERATORS}; split the pipeline into several",
+                        ops.len()
+                    ),
+                )
+            }
+            Some(Value::Sequence(ops)) if !ops.is_empty() => {
+                for (i, op) in ops.iter().enumerate() {
+                    let raw = self.operator(i, op);
+                    self.operators.push(raw);
+                }
+            }
+            Some(_) => {
+                let line = self.lines.top_key("operators");
+                self.problem(
+                    "operators",
+                    line,
+                    "expected a non-empty list of operators".to_string(),
+                )
+            }
+        }
     }
 
     fn checkpointing(&mut self, v: &Value, origin_of: &dyn Fn(Option<usize>) -> String) {
@@ -514,6 +585,41 @@ impl RawPipeline {
     }
 }
 
+/// Keys whose value is a local path (or a URI): a relative path in a pipeline file means
+/// relative to that file's directory, as for operator settings.
+const PATH_KEYS: &[&str] = &[
+    "execution.checkpointing.dir",
+    "execution.checkpointing.savepoint-dir",
+    "execution.state-recovery.path",
+    "rest.auth.token-file",
+];
+
+/// The value of a path key resolved against `base_dir` (the pipeline file's directory), made
+/// absolute; `None` when it needs nothing (another key, an absolute path, a URI such as
+/// `s3://b/p` or `file:///x`, or `latest`).
+pub fn resolve_path_setting(key: &str, value: &str, base_dir: &Path) -> Option<String> {
+    let canonical = crate::config::keys::lookup(key)?.canonical;
+    let v = value.trim();
+    let is_uri = v.split_once("://").is_some_and(|(scheme, _)| {
+        !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+    });
+    if !PATH_KEYS.contains(&canonical)
+        || v.is_empty()
+        || is_uri
+        || v.starts_with("file:")
+        || Path::new(v).is_absolute()
+        || (canonical == "execution.state-recovery.path" && v == "latest")
+    {
+        return None;
+    }
+    let joined = base_dir.join(v);
+    let absolute = std::path::absolute(&joined).unwrap_or(joined);
+    Some(absolute.display().to_string())
+}
+
 /// The role a type name has, whatever its settings say.
 fn role_of(type_name: &str, has_inputs: bool) -> Option<Role> {
     use crate::operators::{SINK_TYPES, SOURCE_TYPES, TRANSFORM_TYPES};
@@ -585,11 +691,19 @@ fn flatten(prefix: &str, m: &Mapping, out: &mut Vec<(String, String, Option<Stri
 
 /// Finds the line of a key in the pipeline text, for messages. A heuristic over block-style
 /// YAML (what people write); flow style falls back to the enclosing entry's line.
+///
+/// Built in one pass over the text, each lookup a hash probe: a file of many keys or
+/// operators costs time linear in its size, not in its size squared.
 #[derive(Debug, Clone, Default)]
 pub struct LineIndex {
-    lines: Vec<String>,
+    /// 1-based line of each top-level key (the first, when written twice).
+    top: HashMap<String, usize>,
+    /// Per top-level key: the first line of each key written inside its block.
+    blocks: HashMap<String, HashMap<String, usize>>,
     /// 1-based start line of each `operators:` list item.
     op_starts: Vec<usize>,
+    /// Per operator: the lines of each key written within it, ascending.
+    op_keys: Vec<HashMap<String, Vec<usize>>>,
 }
 
 fn indent(l: &str) -> usize {
@@ -601,64 +715,77 @@ fn is_content(l: &str) -> bool {
     !t.is_empty() && !t.starts_with('#')
 }
 
-/// Whether the line (after an optional `- `) starts with `key:`.
-fn has_key(l: &str, key: &str) -> bool {
-    let t = l.trim_start();
-    let t = t.strip_prefix("- ").map(str::trim_start).unwrap_or(t);
-    let t = t
-        .strip_prefix('"')
-        .and_then(|r| r.strip_prefix(key))
-        .and_then(|r| r.strip_prefix('"'))
-        .or_else(|| t.strip_prefix(key));
-    t.is_some_and(|r| r.starts_with(':'))
-}
-
 impl LineIndex {
     pub fn new(text: &str) -> LineIndex {
-        let lines: Vec<String> = text.lines().map(str::to_string).collect();
-        let mut idx = LineIndex {
-            lines,
-            op_starts: Vec::new(),
-        };
-        if let Some(start) = idx.top_key("operators") {
-            let mut item_indent = None;
-            for (i, l) in idx.lines.iter().enumerate().skip(start) {
-                if !is_content(l) {
-                    continue;
-                }
-                if indent(l) == 0 && !l.starts_with('-') {
-                    break;
-                }
-                let t = l.trim_start();
-                if t == "-" || t.starts_with("- ") {
-                    let ind = indent(l);
-                    if *item_indent.get_or_insert(ind) == ind {
-                        idx.op_starts.push(i + 1);
+        let mut idx = LineIndex::default();
+        let mut block: Option<&str> = None;
+        let mut operators_start = None;
+        for (i, l) in text.lines().enumerate() {
+            if !is_content(l) {
+                continue;
+            }
+            let key = yaml_key_of(l);
+            if indent(l) == 0 && !l.starts_with('-') {
+                block = key;
+                if let Some(k) = key {
+                    idx.top.entry(k.to_string()).or_insert(i + 1);
+                    if k == "operators" && operators_start.is_none() {
+                        operators_start = Some(i);
                     }
                 }
+                continue;
             }
+            if let (Some(b), Some(k)) = (block, key) {
+                idx.blocks
+                    .entry(b.to_string())
+                    .or_default()
+                    .entry(k.to_string())
+                    .or_insert(i + 1);
+            }
+        }
+        if let Some(start) = operators_start {
+            idx.index_operators(text, start);
         }
         idx
     }
 
-    /// Line of a top-level `key:`.
-    pub fn top_key(&self, key: &str) -> Option<usize> {
-        self.lines
-            .iter()
-            .position(|l| indent(l) == 0 && has_key(l, key))
-            .map(|i| i + 1)
+    /// Operator items of the `operators:` block that starts at 0-based line `start`, and the
+    /// keys within each.
+    fn index_operators(&mut self, text: &str, start: usize) {
+        let mut item_indent = None;
+        for (i, l) in text.lines().enumerate().skip(start + 1) {
+            if !is_content(l) {
+                continue;
+            }
+            if indent(l) == 0 && !l.starts_with('-') {
+                break;
+            }
+            let t = l.trim_start();
+            if t == "-" || t.starts_with("- ") {
+                let ind = indent(l);
+                if *item_indent.get_or_insert(ind) == ind {
+                    self.op_starts.push(i + 1);
+                    self.op_keys.push(HashMap::new());
+                }
+            }
+            if let (Some(keys), Some(k)) = (self.op_keys.last_mut(), yaml_key_of(l)) {
+                keys.entry(k.to_string()).or_default().push(i + 1);
+            }
+        }
     }
 
-    /// Line of `key:` inside the top-level block `block:`.
+    /// Line of a top-level `key:`.
+    pub fn top_key(&self, key: &str) -> Option<usize> {
+        self.top.get(key).copied()
+    }
+
+    /// Line of `key:` inside the top-level block `block:` (else the block's own line).
     pub fn block_key(&self, block: &str, key: &str) -> Option<usize> {
         let start = self.top_key(block)?;
-        self.lines
-            .iter()
-            .enumerate()
-            .skip(start)
-            .take_while(|(_, l)| !is_content(l) || indent(l) > 0)
-            .find(|(_, l)| has_key(l, key))
-            .map(|(i, _)| i + 1)
+        self.blocks
+            .get(block)
+            .and_then(|keys| keys.get(key))
+            .copied()
             .or(Some(start))
     }
 
@@ -666,25 +793,11 @@ impl LineIndex {
         self.op_starts.get(index).copied()
     }
 
-    /// Line range (1-based, end exclusive) of operator `index`.
-    fn operator_range(&self, index: usize) -> Option<(usize, usize)> {
-        let start = self.operator_start(index)?;
-        let end = self.op_starts.get(index + 1).copied().unwrap_or_else(|| {
-            // Up to the next top-level key.
-            self.lines
-                .iter()
-                .enumerate()
-                .skip(start)
-                .find(|(_, l)| is_content(l) && indent(l) == 0 && !l.starts_with('-'))
-                .map_or(self.lines.len() + 1, |(i, _)| i + 1)
-        });
-        Some((start, end))
-    }
-
-    /// Line of `key:` within operator `index`, searching from line `from` on.
+    /// Line of `key:` within operator `index`, at or after line `from`.
     fn operator_key_from(&self, index: usize, key: &str, from: usize) -> Option<usize> {
-        let (start, end) = self.operator_range(index)?;
-        (start.max(from)..end).find(|&n| has_key(&self.lines[n - 1], key))
+        let lines = self.op_keys.get(index)?.get(key)?;
+        let at = lines.partition_point(|&l| l < from);
+        lines.get(at).copied()
     }
 
     pub fn operator_key(&self, index: usize, key: &str) -> Option<usize> {

@@ -6,15 +6,18 @@
 //! It must not run anything nor judge configuration values (the config module does).
 
 use crate::operators::{did_you_mean_suffix, Role};
-use crate::pipeline::spec::{parse_raw, PipelineErrors, PipelineProblem, RawOperator, RawPipeline};
+use crate::pipeline::spec::{
+    parse_raw, PipelineErrors, PipelineProblem, RawOperator, RawPipeline, MAX_PIPELINE_BYTES,
+};
 use crate::pipeline::{OperatorId, OperatorNode, Pipeline};
 use crate::record::Schema;
+use crate::textfile::read_text;
 use std::collections::HashMap;
 use std::path::Path;
 
 /// Read, parse and validate the pipeline file at `path`.
 pub fn load(path: &Path) -> Result<Pipeline, PipelineErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| PipelineErrors {
+    let text = read_text(path, MAX_PIPELINE_BYTES).map_err(|e| PipelineErrors {
         file: path.to_path_buf(),
         problems: vec![PipelineProblem {
             path: String::new(),
@@ -103,6 +106,9 @@ fn resolve_inputs(
     let mut known: Vec<&str> = ids.keys().map(String::as_str).collect();
     known.sort_unstable();
     let mut edges = vec![Vec::new(); ops.len()];
+    // A hint compares the name with every id: only the first ones get one, so that checking
+    // stays linear in the number of operators.
+    let mut hints_left = 100usize;
     for op in ops {
         let type_name = op.type_name.as_deref().unwrap_or("operator");
         let inputs_line = raw.lines.operator_key(op.index, "inputs").or(op.line);
@@ -130,7 +136,13 @@ fn resolve_inputs(
             let path = format!("{}.inputs[{j}]", op.label());
             match ids.get(name) {
                 None => {
-                    let hint = did_you_mean_suffix(name, known.iter().copied());
+                    let hint = match hints_left.checked_sub(1) {
+                        Some(left) => {
+                            hints_left = left;
+                            did_you_mean_suffix(name, known.iter().copied())
+                        }
+                        None => String::new(),
+                    };
                     raw.problem(
                         &path,
                         inputs_line,

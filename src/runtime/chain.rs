@@ -4,6 +4,11 @@
 //! Each operator has its own output vector, reused for every batch, so passing a batch down the
 //! chain allocates nothing. Panics inside an operator are caught here so the error can name the
 //! operator; they are reported as bugs.
+//!
+//! A batch goes down the chain depth first (what operator n emits passes through n+1… before
+//! its next batch), driven by a work list, never by recursion: a chain of ten thousand
+//! operators needs no more stack than a chain of one. Watermarks go on the same list, behind
+//! the output they follow.
 
 use crate::checkpoint::{CheckpointId, OperatorSnapshot};
 use crate::operators::{EndOfInput, Operator};
@@ -23,9 +28,18 @@ pub struct ChainedOperator {
     pub metrics: Arc<OperatorMetrics>,
 }
 
+/// One item of the work list: what still has to pass through the operator at `level`.
+enum Work {
+    Batch(usize, Batch),
+    Watermark(usize, i64),
+}
+
 pub struct Chain {
     ops: Vec<ChainedOperator>,
     bufs: Vec<Vec<Batch>>,
+    /// The work list that replaces recursion, the next item last. Empty between calls; kept
+    /// for its allocation.
+    pending: Vec<Work>,
     subtask: u32,
     parallelism: u32,
     /// A watermark an operator made (`assign`) while processing, after passing it down the
@@ -39,6 +53,7 @@ impl Chain {
         Chain {
             ops,
             bufs,
+            pending: Vec::new(),
             subtask,
             parallelism,
             made_watermark: None,
@@ -59,36 +74,7 @@ impl Chain {
         watermark: i64,
         out: &mut Vec<Batch>,
     ) -> Result<Option<i64>, TaskError> {
-        self.watermark_from(0, watermark, out)
-    }
-
-    fn watermark_from(
-        &mut self,
-        start: usize,
-        watermark: i64,
-        out: &mut Vec<Batch>,
-    ) -> Result<Option<i64>, TaskError> {
-        let mut watermark = watermark;
-        for level in start..self.ops.len() {
-            let mut buf = std::mem::take(&mut self.bufs[level]);
-            let op = &mut self.ops[level];
-            let mut passed = None;
-            let result = catch_unwind(AssertUnwindSafe(|| {
-                passed = op.operator.on_watermark(watermark, &mut buf)?;
-                Ok(())
-            }));
-            self.check(level, result)?;
-            self.emitted(level, 0, &buf);
-            for b in buf.drain(..) {
-                self.run(level + 1, b, out)?;
-            }
-            self.bufs[level] = buf;
-            match passed {
-                Some(w) => watermark = w,
-                None => return Ok(None),
-            }
-        }
-        Ok(Some(watermark))
+        self.start(Work::Watermark(0, watermark), out)
     }
 
     /// The earliest processing-time timer of the chain's operators (ms since the epoch).
@@ -115,12 +101,11 @@ impl Chain {
             let result = catch_unwind(AssertUnwindSafe(|| {
                 op.operator.on_processing_time(now, &mut buf)
             }));
-            self.check(level, result)?;
-            self.emitted(level, 0, &buf);
-            for b in buf.drain(..) {
-                self.run(level + 1, b, out)?;
+            self.level_done(level, 0, result, buf, None)?;
+            // A watermark an `assign` step made from this output follows it.
+            if let Some(w) = self.drain(out)? {
+                self.made_watermark = Some(w);
             }
-            self.bufs[level] = buf;
         }
         Ok(())
     }
@@ -137,7 +122,11 @@ impl Chain {
 
     /// Runs `batch` through the whole chain; what the last operator emits lands in `out`.
     pub fn process(&mut self, batch: Batch, out: &mut Vec<Batch>) -> Result<(), TaskError> {
-        self.run(0, batch, out)
+        // A watermark an `assign` step made follows this batch's output out of the chain.
+        if let Some(w) = self.start(Work::Batch(0, batch), out)? {
+            self.made_watermark = Some(w);
+        }
+        Ok(())
     }
 
     /// The input ended: each operator in turn flushes, what it flushes runs through the rest of
@@ -147,13 +136,11 @@ impl Chain {
             let mut buf = std::mem::take(&mut self.bufs[level]);
             let op = &mut self.ops[level];
             let result = catch_unwind(AssertUnwindSafe(|| op.operator.finish(&mut buf)));
-            self.check(level, result)?;
-            let produced: usize = buf.iter().map(Batch::len).sum();
-            self.ops[level].metrics.subtasks[self.subtask as usize].add(0, produced);
-            for b in buf.drain(..) {
-                self.run(level + 1, b, out)?;
+            self.level_done(level, 0, result, buf, None)?;
+            // A watermark an `assign` step made from this output follows it.
+            if let Some(w) = self.drain(out)? {
+                self.made_watermark = Some(w);
             }
-            self.bufs[level] = buf;
         }
         Ok(())
     }
@@ -228,11 +215,38 @@ impl Chain {
         self.ops.is_empty()
     }
 
-    fn run(&mut self, level: usize, batch: Batch, out: &mut Vec<Batch>) -> Result<(), TaskError> {
-        if level == self.ops.len() {
-            out.push(batch);
-            return Ok(());
+    /// Runs `work` and all it leads to; returns the last watermark that left the chain.
+    fn start(&mut self, work: Work, out: &mut Vec<Batch>) -> Result<Option<i64>, TaskError> {
+        self.pending.push(work);
+        self.drain(out)
+    }
+
+    /// Passes every pending item through the rest of the chain, depth first. Returns the last
+    /// watermark that passed the whole chain.
+    fn drain(&mut self, out: &mut Vec<Batch>) -> Result<Option<i64>, TaskError> {
+        let mut left = None;
+        while let Some(work) = self.pending.pop() {
+            let result = match work {
+                Work::Batch(level, batch) if level == self.ops.len() => {
+                    out.push(batch);
+                    continue;
+                }
+                Work::Watermark(level, w) if level == self.ops.len() => {
+                    left = Some(w);
+                    continue;
+                }
+                Work::Batch(level, batch) => self.process_at(level, batch),
+                Work::Watermark(level, w) => self.watermark_at(level, w),
+            };
+            if let Err(e) = result {
+                self.pending.clear(); // the task ends, the rest is dropped
+                return Err(e);
+            }
         }
+        Ok(left)
+    }
+
+    fn process_at(&mut self, level: usize, batch: Batch) -> Result<(), TaskError> {
         // An operator reads either its input's main output or its side output, never both.
         if batch.is_side_output() != self.ops[level].operator.reads_side_output() {
             return Ok(());
@@ -241,18 +255,45 @@ impl Chain {
         let mut buf = std::mem::take(&mut self.bufs[level]);
         let op = &mut self.ops[level];
         let result = catch_unwind(AssertUnwindSafe(|| op.operator.process(batch, &mut buf)));
-        self.check(level, result)?;
-        self.emitted(level, records, &buf);
-        for b in buf.drain(..) {
-            self.run(level + 1, b, out)?;
-        }
-        self.bufs[level] = buf;
         // An `assign` step made a watermark: it follows this batch's output down the chain.
-        if let Some(w) = self.ops[level].operator.take_watermark() {
-            if let Some(w) = self.watermark_from(level + 1, w, out)? {
-                self.made_watermark = Some(w);
-            }
+        let made = self.ops[level].operator.take_watermark();
+        self.level_done(level, records, result, buf, made)
+    }
+
+    fn watermark_at(&mut self, level: usize, watermark: i64) -> Result<(), TaskError> {
+        let mut buf = std::mem::take(&mut self.bufs[level]);
+        let op = &mut self.ops[level];
+        let mut passed = None;
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            passed = op.operator.on_watermark(watermark, &mut buf)?;
+            Ok(())
+        }));
+        self.level_done(level, 0, result, buf, passed)
+    }
+
+    /// After a call into operator `level`: checks its result, counts, and queues what it
+    /// emitted for the next level, then `watermark` behind it.
+    fn level_done(
+        &mut self,
+        level: usize,
+        records_in: usize,
+        result: std::thread::Result<Result<(), crate::operators::OperatorError>>,
+        mut buf: Vec<Batch>,
+        watermark: Option<i64>,
+    ) -> Result<(), TaskError> {
+        if let Err(e) = self.check(level, result) {
+            buf.clear();
+            self.bufs[level] = buf;
+            return Err(e);
         }
+        self.emitted(level, records_in, &buf);
+        if let Some(w) = watermark {
+            self.pending.push(Work::Watermark(level + 1, w));
+        }
+        // Reversed: the first batch emitted is popped, and goes on, first.
+        self.pending
+            .extend(buf.drain(..).rev().map(|b| Work::Batch(level + 1, b)));
+        self.bufs[level] = buf;
         Ok(())
     }
 

@@ -11,11 +11,11 @@
 
 use crate::pipeline::plan::Exchange;
 use crate::record::{Batch, Column};
+use crate::runtime::channel::Sender;
 use crate::runtime::message::Message;
 use crate::state::keygroup::{
     hash_bool, hash_float, hash_int, java_string_hash_code, murmur_hash, operator_index,
 };
-use tokio::sync::mpsc::Sender;
 
 /// A downstream channel closed: its subtask failed or the job is being cancelled.
 #[derive(Debug)]
@@ -23,7 +23,7 @@ pub struct Disconnected;
 
 /// One outgoing edge of one subtask.
 pub struct OutputEdge {
-    senders: Vec<Sender<Message>>,
+    senders: Vec<Sender>,
     route: Route,
 }
 
@@ -48,7 +48,7 @@ impl OutputEdge {
     /// sends to: just one for forward).
     pub fn new(
         exchange: &Exchange,
-        senders: Vec<Sender<Message>>,
+        senders: Vec<Sender>,
         subtask: u32,
         max_parallelism: u32,
     ) -> OutputEdge {
@@ -115,7 +115,7 @@ impl OutputEdge {
     }
 }
 
-async fn send(sender: &Sender<Message>, message: Message) -> Result<(), Disconnected> {
+async fn send(sender: &Sender, message: Message) -> Result<(), Disconnected> {
     sender.send(message).await.map_err(|_| Disconnected)
 }
 

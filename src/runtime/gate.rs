@@ -4,10 +4,10 @@
 //! A blocked channel's messages stay in its bounded channel, so its sender soon waits: that is
 //! how alignment holds back a fast input without buffering it here.
 
+use crate::runtime::channel::Receiver;
 use crate::runtime::message::Message;
 use std::future::poll_fn;
 use std::task::Poll;
-use tokio::sync::mpsc::Receiver;
 
 /// What the gate hands its subtask.
 #[derive(Debug)]
@@ -21,7 +21,7 @@ pub enum GateEvent {
 }
 
 pub struct InputGate {
-    receivers: Vec<Receiver<Message>>,
+    receivers: Vec<Receiver>,
     ended: Vec<bool>,
     blocked: Vec<bool>,
     open: usize,
@@ -30,7 +30,7 @@ pub struct InputGate {
 }
 
 impl InputGate {
-    pub fn new(receivers: Vec<Receiver<Message>>) -> Self {
+    pub fn new(receivers: Vec<Receiver>) -> Self {
         let n = receivers.len();
         InputGate {
             receivers,
@@ -101,7 +101,7 @@ impl InputGate {
 mod tests {
     use super::*;
     use crate::record::Batch;
-    use tokio::sync::mpsc::channel;
+    use crate::runtime::channel::channel;
 
     #[tokio::test]
     async fn blocked_channels_are_not_polled_and_end_is_counted() {

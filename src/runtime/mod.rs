@@ -1,8 +1,10 @@
 //! The runtime: runs a [`Plan`] as subtasks on tokio, connected by bounded channels of
 //! batches, and reports how the job ended.
 //!
+//! - `memory`: what a plan's channels cost, before any is created.
 //! - `message`: what crosses a channel (batches, barriers, end of stream).
 //! - `barrier`: barrier alignment as a pure decision (block / snapshot / release).
+//! - `channel`: the bounded channel between two subtasks, small enough for p × p of them.
 //! - `gate`: a subtask's input channels, any of which can be blocked.
 //! - `exchange`: outgoing edges: forward, rebalance, hash by key group.
 //! - `chain`: the chained operators of a task, called in turn on each batch.
@@ -23,10 +25,12 @@
 
 pub mod barrier;
 pub mod chain;
+pub mod channel;
 pub mod checkpointing;
 pub mod exchange;
 pub mod failover;
 pub mod gate;
+pub mod memory;
 pub mod message;
 pub mod metrics;
 pub mod source;
@@ -48,6 +52,7 @@ use crate::operators::{BuildContext, OperatorError};
 use crate::pipeline::plan::{Exchange, Factory, Plan};
 use crate::pipeline::OperatorId;
 use chain::{panic_message, Chain, ChainedOperator};
+use channel::{Receiver, Sender};
 use checkpointing::{DriverHandle, JobShape, TaskShape};
 use exchange::{Disconnected, OutputEdge, Outputs};
 use gate::InputGate;
@@ -56,7 +61,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use task::{Injection, SourceSlot, TaskContext};
-use tokio::sync::mpsc::{self, Receiver, Sender, UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -734,13 +739,13 @@ enum Built {
     },
 }
 
-type Wiring = (Vec<Vec<Vec<Receiver<Message>>>>, Vec<Vec<Vec<OutputEdge>>>);
+type Wiring = (Vec<Vec<Vec<Receiver>>>, Vec<Vec<Vec<OutputEdge>>>);
 
 /// Creates one channel per (upstream subtask, downstream subtask) pair of every task input.
 /// Returns per task and subtask: its input receivers (input by input, upstream subtask by
 /// upstream subtask) and its output edges.
 fn wire(plan: &Plan, capacity: usize) -> Result<Wiring, RuntimeError> {
-    let mut receivers: Vec<Vec<Vec<Receiver<Message>>>> = plan
+    let mut receivers: Vec<Vec<Vec<Receiver>>> = plan
         .tasks
         .iter()
         .map(|t| (0..t.parallelism).map(|_| Vec::new()).collect())
@@ -769,9 +774,9 @@ fn wire(plan: &Plan, capacity: usize) -> Result<Wiring, RuntimeError> {
                     Exchange::Forward => vec![i],
                     _ => (0..pd).collect(),
                 };
-                let mut edge_senders: Vec<Sender<Message>> = Vec::with_capacity(targets.len());
+                let mut edge_senders: Vec<Sender> = Vec::with_capacity(targets.len());
                 for j in targets {
-                    let (tx, rx) = mpsc::channel(capacity);
+                    let (tx, rx) = channel::channel(capacity);
                     edge_senders.push(tx);
                     receivers[d][j as usize].push(rx);
                 }
@@ -813,7 +818,7 @@ fn build_subtask(
     subtask: u32,
     metrics: &[Arc<OperatorMetrics>],
     outputs: Outputs,
-    inputs: Vec<Receiver<Message>>,
+    inputs: Vec<Receiver>,
     opts: &JobOptions,
     periodic: bool,
     restore: &mut Option<RestoreState>,

@@ -24,6 +24,24 @@ pub async fn wait_for_stop() {
     }
 }
 
+/// Why a stop was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopCause {
+    /// SIGINT (Ctrl-C) or SIGTERM.
+    Signal,
+    /// stdout or stderr was found closed: its reader went away (`floe run p.yaml | head`).
+    OutputClosed,
+}
+
+/// Resolves on SIGINT or SIGTERM, or once stdout or stderr is found closed: both stop floe's
+/// jobs cleanly, as a pipe-killed tool would end.
+pub async fn wait_for_stop_or_closed_output() -> StopCause {
+    tokio::select! {
+        _ = wait_for_stop() => StopCause::Signal,
+        _ = crate::stdio::wait_closed() => StopCause::OutputClosed,
+    }
+}
+
 /// A stream of SIGHUPs; `None` where there are none (not unix) or they cannot be caught.
 #[cfg(unix)]
 pub fn hangups() -> Option<tokio::signal::unix::Signal> {

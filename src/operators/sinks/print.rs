@@ -4,8 +4,9 @@
 //!
 //! A batch is formatted into one buffer and written with one `write_all` on the locked stream,
 //! so lines of several subtasks never interleave mid-line. When the reader goes away (`floe run
-//! ... | head`), the broken pipe ends the output quietly; records after that are dropped. This
-//! module must not write anything but records to its stream.
+//! ... | head`), the broken pipe ends the output quietly: records after that are dropped, and
+//! the stream is marked closed (`stdio`), which stops the job as Ctrl-C would. This module must
+//! not write anything but records to its stream.
 
 use super::{sink_schema, write_record};
 use crate::operators::{BuildContext, Operator, OperatorError, OperatorSpec, Problem};
@@ -108,9 +109,15 @@ impl Print {
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
                 tracing::info!(
                     target_stream = self.name,
-                    "the reader closed the output; print drops further records"
+                    "the reader closed the output; print drops further records and the job stops"
                 );
                 self.closed = true;
+                // `floe run` and `floe serve` stop their jobs, as on Ctrl-C.
+                match self.out {
+                    Out::Stdout => crate::stdio::mark_closed(crate::stdio::Stream::Stdout),
+                    Out::Stderr => crate::stdio::mark_closed(crate::stdio::Stream::Stderr),
+                    Out::Writer(_) => {}
+                }
                 Ok(())
             }
             Err(e) => Err(OperatorError::io(

@@ -34,6 +34,9 @@ use tokio::time::Instant;
 /// Lines per block of the round-robin share, and per batch.
 pub const BLOCK: u64 = BATCH_SIZE as u64;
 
+/// The most words a generated line may have: a batch of [`BLOCK`] such lines is some 20 MB.
+pub const MAX_WORDS_PER_LINE: u32 = 1000;
+
 /// Vocabularies up to this size get their names pre-formatted into an arena (about 8 bytes a
 /// name); larger ones are formatted on the fly.
 const ARENA_MAX_VOCAB: u64 = 1 << 24;
@@ -130,6 +133,15 @@ impl OperatorSpec for DatagenConfig {
             problems.push(Problem::new(
                 "words-per-line",
                 "must be at least 1 (a line of no words would be empty)",
+            ));
+        }
+        if self.words_per_line > MAX_WORDS_PER_LINE {
+            problems.push(Problem::new(
+                "words-per-line",
+                format!(
+                    "{} is above the limit of {MAX_WORDS_PER_LINE} (a batch holds {BLOCK} lines, each built whole)",
+                    self.words_per_line
+                ),
             ));
         }
         if self.vocab == 0 {
@@ -289,6 +301,36 @@ impl Throttle {
     }
 }
 
+/// This subtask's part of `rate`, the lines per second over all subtasks (as Flink's
+/// `DataGeneratorSource`): its share of the lines, so that every subtask ends together and the
+/// job takes `lines / rate` seconds whatever the parallelism (blocks of lines are not spread
+/// evenly when there are few of them). Unbounded: an even share.
+fn subtask_rate(rate: f64, lines: Option<u64>, subtask: u64, parallelism: u64) -> f64 {
+    match lines {
+        Some(total) if total > 0 => {
+            rate * lines_of_subtask(total, subtask, parallelism) as f64 / total as f64
+        }
+        _ => rate / parallelism as f64,
+    }
+}
+
+/// How many of `total` lines subtask `subtask` of `parallelism` emits: block `k` of [`BLOCK`]
+/// lines is subtask `k mod parallelism`'s.
+fn lines_of_subtask(total: u64, subtask: u64, parallelism: u64) -> u64 {
+    let (full, rest) = (total / BLOCK, total % BLOCK);
+    let full_blocks = if full > subtask {
+        (full - subtask - 1) / parallelism + 1
+    } else {
+        0
+    };
+    let partial = if rest > 0 && full % parallelism == subtask {
+        rest
+    } else {
+        0
+    };
+    full_blocks * BLOCK + partial
+}
+
 /// Which lines a run before a rescale has done: line `L` of block `k` iff
 /// `L < next_lines[k % modulus]` (for each residue of the block index, the done lines of those
 /// blocks are a prefix, since each old subtask walked its blocks in order).
@@ -377,11 +419,15 @@ impl Datagen {
             next_line: 0,
             names: Names::new(c.vocab),
             max_line_bytes: c.words_per_line as usize * (digits(c.vocab - 1) + 2),
-            throttle: c.rate.map(|rate| Throttle {
-                per_second: rate / parallelism as f64,
-                start: None,
-                emitted: 0,
-            }),
+            throttle: c
+                .rate
+                .map(|rate| subtask_rate(rate, c.lines, subtask, parallelism))
+                .filter(|per_second| *per_second > 0.0)
+                .map(|per_second| Throttle {
+                    per_second,
+                    start: None,
+                    emitted: 0,
+                }),
             done_before: None,
             event_time: c
                 .event_time
@@ -741,6 +787,29 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_rate_is_shared_by_lines_so_every_subtask_ends_together() {
+        // 2,000 lines are two blocks: at parallelism 4 two subtasks have none.
+        for p in [1u64, 2, 3, 4, 8] {
+            let shares: Vec<u64> = (0..p).map(|s| lines_of_subtask(2000, s, p)).collect();
+            assert_eq!(shares.iter().sum::<u64>(), 2000, "p {p}: {shares:?}");
+            let rates: Vec<f64> = (0..p)
+                .map(|s| subtask_rate(1000.0, Some(2000), s, p))
+                .collect();
+            assert!(
+                (rates.iter().sum::<f64>() - 1000.0).abs() < 1e-6,
+                "{rates:?}"
+            );
+            for (share, rate) in shares.iter().zip(&rates) {
+                if *share > 0 {
+                    assert!((*share as f64 / rate - 2.0).abs() < 1e-9, "p {p}: 2 s each");
+                }
+            }
+        }
+        assert_eq!(lines_of_subtask(5 * BLOCK + 7, 1, 2), 2 * BLOCK + 7);
+        assert_eq!(subtask_rate(1000.0, None, 0, 4), 250.0);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn rate_throttles_and_idles() {
         let cfg = DatagenConfig {
@@ -773,6 +842,12 @@ mod tests {
         let problems = cfg.output_schema(None).unwrap_err();
         let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(fields, ["words-per-line", "vocab", "rate"]);
+        let huge = DatagenConfig {
+            words_per_line: 4_000_000_000,
+            ..DatagenConfig::default()
+        };
+        let problems = huge.output_schema(None).unwrap_err();
+        assert!(problems[0].message.contains("above the limit of 1000"));
     }
 
     #[test]

@@ -112,6 +112,61 @@ impl OperatorSpec for FileSourceConfig {
             }
         }
     }
+
+    /// The checks [`FileSource::restore`] makes before it reads: `path` names a file, a
+    /// directory or a valid glob, and (unless followed) something to read.
+    fn check_start(&self, base_dir: &Path) -> Result<Option<String>, String> {
+        let target = self.target(base_dir).map_err(|e| e.to_string())?;
+        let listed = list(&target, &self.path).map_err(|e| e.to_string())?;
+        match (listed.is_empty(), self.follow) {
+            (false, _) => Ok(None),
+            (true, true) => Ok(Some(format!(
+                "{}; follow mode reads files as they appear",
+                nothing_to_read(&target, &self.path)
+            ))),
+            (true, false) => Err(nothing_to_read(&target, &self.path)),
+        }
+    }
+}
+
+impl FileSourceConfig {
+    /// What `path` names, relative paths resolved against `base_dir`.
+    fn target(&self, base_dir: &Path) -> Result<Target, OperatorError> {
+        let shown = &self.path;
+        let resolved = if Path::new(&self.path).is_absolute() {
+            PathBuf::from(&self.path)
+        } else {
+            base_dir.join(&self.path)
+        };
+        if resolved.is_dir() {
+            Ok(Target::Dir(resolved))
+        } else if resolved.is_file() {
+            Ok(Target::File(resolved))
+        } else if self.path.contains(['*', '?', '[']) {
+            let pattern = resolved.to_string_lossy().into_owned();
+            glob::Pattern::new(&pattern).map_err(|e| {
+                OperatorError::Config(format!("`path` {shown}: not a valid glob: {e}"))
+            })?;
+            Ok(Target::Glob(pattern))
+        } else {
+            Err(OperatorError::Config(format!(
+                "`path` {shown}: no such file or directory (looked for {})",
+                resolved.display()
+            )))
+        }
+    }
+}
+
+/// Why a directory or glob gives nothing to read.
+fn nothing_to_read(target: &Target, shown: &str) -> String {
+    match target {
+        Target::Dir(d) => format!(
+            "`path` {shown}: the directory {} holds no files",
+            d.display()
+        ),
+        Target::Glob(g) => format!("`path` {shown}: the glob {g} matches no files"),
+        Target::File(f) => format!("`path` {shown}: {} lists nothing", f.display()),
+    }
 }
 
 /// What `path` names.
@@ -192,27 +247,7 @@ impl FileSource {
         positions: &[(PathBuf, u64)],
     ) -> Result<Self, OperatorError> {
         let shown = c.path.clone();
-        let resolved = if Path::new(&c.path).is_absolute() {
-            PathBuf::from(&c.path)
-        } else {
-            ctx.base_dir.join(&c.path)
-        };
-        let target = if resolved.is_dir() {
-            Target::Dir(resolved)
-        } else if resolved.is_file() {
-            Target::File(resolved)
-        } else if c.path.contains(['*', '?', '[']) {
-            let pattern = resolved.to_string_lossy().into_owned();
-            glob::Pattern::new(&pattern).map_err(|e| {
-                OperatorError::Config(format!("`path` {shown}: not a valid glob: {e}"))
-            })?;
-            Target::Glob(pattern)
-        } else {
-            return Err(OperatorError::Config(format!(
-                "`path` {shown}: no such file or directory (looked for {})",
-                resolved.display()
-            )));
-        };
+        let target = c.target(&ctx.base_dir)?;
         let mut src = FileSource {
             target,
             naming: Box::new(Naming {
@@ -229,19 +264,12 @@ impl FileSource {
             last_scan: None,
             reader: Box::new(c.text().reader("file", ctx)?),
         };
-        let listed = src.list()?;
+        let listed = list(&src.target, &src.naming.shown)?;
         if listed.is_empty() && !src.follow {
-            return Err(OperatorError::Config(match &src.target {
-                Target::Dir(d) => format!(
-                    "`path` {}: the directory {} holds no files",
-                    src.naming.shown,
-                    d.display()
-                ),
-                Target::Glob(g) => {
-                    format!("`path` {}: the glob {g} matches no files", src.naming.shown)
-                }
-                Target::File(_) => unreachable!("a file target lists itself"),
-            }));
+            return Err(OperatorError::Config(nothing_to_read(
+                &src.target,
+                &src.naming.shown,
+            )));
         }
         for (i, path) in listed.into_iter().enumerate() {
             let mine = if src.follow {
@@ -291,38 +319,7 @@ impl FileSource {
 
     /// The regular files `path` names now, sorted.
     fn list(&self) -> Result<Vec<PathBuf>, OperatorError> {
-        let mut out = match &self.target {
-            Target::File(f) => vec![f.clone()],
-            Target::Dir(d) => {
-                let entries = std::fs::read_dir(d).map_err(|e| {
-                    OperatorError::io(format!("cannot list the directory {}", d.display()), e)
-                })?;
-                let mut files = Vec::new();
-                for entry in entries {
-                    let entry = entry.map_err(|e| {
-                        OperatorError::io(format!("cannot list the directory {}", d.display()), e)
-                    })?;
-                    let path = entry.path();
-                    if path.is_file() {
-                        files.push(path);
-                    }
-                }
-                files
-            }
-            Target::Glob(g) => glob::glob(g)
-                .map_err(|e| {
-                    OperatorError::Config(format!(
-                        "`path` {}: not a valid glob: {e}",
-                        self.naming.shown
-                    ))
-                })?
-                // Entries that cannot be read (permissions) are skipped, as a shell would.
-                .filter_map(Result::ok)
-                .filter(|p| p.is_file())
-                .collect(),
-        };
-        out.sort();
-        Ok(out)
+        list(&self.target, &self.naming.shown)
     }
 
     /// Follow mode: take in files that appeared since the last listing.
@@ -500,6 +497,37 @@ impl FileSource {
         tokio::time::sleep(IDLE_WAIT).await;
         Ok(SourceEvent::Idle)
     }
+}
+
+/// The regular files `target` names now, sorted (`shown`: `path` as written, for messages).
+fn list(target: &Target, shown: &str) -> Result<Vec<PathBuf>, OperatorError> {
+    let mut out = match target {
+        Target::File(f) => vec![f.clone()],
+        Target::Dir(d) => {
+            let entries = std::fs::read_dir(d).map_err(|e| {
+                OperatorError::io(format!("cannot list the directory {}", d.display()), e)
+            })?;
+            let mut files = Vec::new();
+            for entry in entries {
+                let entry = entry.map_err(|e| {
+                    OperatorError::io(format!("cannot list the directory {}", d.display()), e)
+                })?;
+                let path = entry.path();
+                if path.is_file() {
+                    files.push(path);
+                }
+            }
+            files
+        }
+        Target::Glob(g) => glob::glob(g)
+            .map_err(|e| OperatorError::Config(format!("`path` {}: not a valid glob: {e}", shown)))?
+            // Entries that cannot be read (permissions) are skipped, as a shell would.
+            .filter_map(Result::ok)
+            .filter(|p| p.is_file())
+            .collect(),
+    };
+    out.sort();
+    Ok(out)
 }
 
 /// How a position names `path`: relative to `base_dir` if it lies below it.

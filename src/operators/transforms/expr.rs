@@ -85,10 +85,129 @@ fn sample(ty: DataType, one: bool) -> Cel {
     }
 }
 
+/// The longest expression text compiled: ample for any condition a person writes, and it
+/// bounds the parser's work.
+pub const MAX_EXPR_LEN: usize = 4096;
+
+/// The deepest expression tree run. CEL evaluates a tree by recursion on the task's own stack,
+/// one frame per level; `1 + (2 + (3 + …))` of this depth fits in it with room to spare. (`&&`
+/// and `||` chains are balanced trees: a thousand terms are ten levels.)
+pub const MAX_EXPR_DEPTH: usize = 32;
+
+/// Stack for compiling an expression. The CEL parser recurses once per nesting level and
+/// parse-tree node, with large frames (a chain `1+1+…` of 2,000 terms takes some 60 MB in a
+/// debug build): compiling runs on a thread of its own with this much stack (reserved, touched
+/// only as deep as a text needs), so that no text can overflow a caller's stack.
+const COMPILE_STACK: usize = 256 << 20;
+
+type CompileJob = Box<dyn FnOnce() + Send>;
+
+/// Runs `f` on the compile thread (started on first use, then kept: its stack pages stay
+/// mapped, so ten thousand compiles cost no page faults). Where no thread can be started, `f`
+/// runs on a fresh big stack on this thread instead.
+fn on_compile_thread<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    static THREAD: std::sync::OnceLock<Option<std::sync::mpsc::Sender<CompileJob>>> =
+        std::sync::OnceLock::new();
+    let sender = THREAD.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<CompileJob>();
+        std::thread::Builder::new()
+            .name("floe-cel-compile".into())
+            .stack_size(COMPILE_STACK)
+            .spawn(move || rx.into_iter().for_each(|job| job()))
+            .ok()
+            .map(|_| tx)
+    });
+    let bug = |_| "bug: the CEL compiler panicked on this expression; please report it".to_string();
+    let Some(sender) = sender else {
+        return stacker::grow(COMPILE_STACK, || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(bug)
+        });
+    };
+    let (reply, answer) = std::sync::mpsc::sync_channel(1);
+    let job: CompileJob = Box::new(move || {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let _ = reply.send(result);
+    });
+    sender
+        .send(job)
+        .map_err(|_| "bug: the CEL compile thread is gone".to_string())?;
+    answer
+        .recv()
+        .map_err(|_| "bug: the CEL compile thread is gone".to_string())?
+        .map_err(bug)
+}
+
+/// An expression as quoted in a message: a long one cut to its start.
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(60) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+/// The standard CEL environment, built once: building it registers every standard function.
+fn stdlib() -> Arc<Env> {
+    static ENV: std::sync::OnceLock<Arc<Env>> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| Arc::new(Env::stdlib())).clone()
+}
+
+/// The depth of an expression tree, counted without recursion.
+fn depth(root: &cel::common::ast::IdedExpr) -> usize {
+    use cel::common::ast::{EntryExpr, IdedEntryExpr, IdedExpr};
+    fn entries<'a>(list: &'a [IdedEntryExpr], out: &mut Vec<&'a IdedExpr>) {
+        for e in list {
+            match &e.expr {
+                EntryExpr::MapEntry(me) => out.extend([&me.key, &me.value]),
+                EntryExpr::StructField(f) => out.push(&f.value),
+            }
+        }
+    }
+    let mut deepest = 0;
+    let mut stack = vec![(root, 1usize)];
+    let mut children: Vec<&IdedExpr> = Vec::new();
+    while let Some((node, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        match &node.expr {
+            Ast::Call(c) => {
+                children.extend(c.target.as_deref());
+                children.extend(&c.args);
+            }
+            Ast::Comprehension(c) => children.extend([
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ]),
+            Ast::List(l) => children.extend(&l.elements),
+            Ast::Map(m) => entries(&m.entries, &mut children),
+            Ast::Struct(st) => entries(&st.entries, &mut children),
+            Ast::Select(sel) => children.push(&sel.operand),
+            Ast::Ident(_) | Ast::Literal(_) | Ast::Unspecified => {}
+        }
+        stack.extend(children.drain(..).map(|c| (c, d + 1)));
+    }
+    deepest
+}
+
 impl Expr {
     /// Compile `text` against the input `schema`; the error is a message for a person.
     pub fn compile(text: &str, schema: &Schema) -> Result<Expr, String> {
-        let env = Arc::new(Env::stdlib());
+        if text.len() > MAX_EXPR_LEN {
+            return Err(format!(
+                "the expression is {} bytes long, above the limit of {MAX_EXPR_LEN}; split it over several operators",
+                text.len()
+            ));
+        }
+        // Also the sample evaluations below, and dropping a refused tree, run on the big stack.
+        let (owned_text, owned_schema) = (text.to_string(), schema.clone());
+        on_compile_thread(move || Self::compile_on_big_stack(&owned_text, &owned_schema))?
+    }
+
+    fn compile_on_big_stack(text: &str, schema: &Schema) -> Result<Expr, String> {
+        let env = stdlib();
         let program = env.compile(text).map_err(|e| {
             let first = e.to_string();
             let first = first
@@ -96,8 +215,15 @@ impl Expr {
                 .next()
                 .unwrap_or("")
                 .replace("ERROR: <input>:", "at ");
-            format!("invalid expression {text:?}: {first}")
+            format!("invalid expression {:?}: {first}", clip(text))
         })?;
+        let levels = depth(program.expression());
+        if levels > MAX_EXPR_DEPTH {
+            return Err(format!(
+                "the expression nests {levels} levels deep, above the limit of {MAX_EXPR_DEPTH}; \
+                 split it over several operators"
+            ));
+        }
         match &program.expression().expr {
             Ast::Literal(_) => {
                 let ctx = Context::with_env(env.clone());

@@ -7,13 +7,14 @@
 //! spawns the failover loop and the registry follower on the current tokio runtime. Neither
 //! prints: errors come back typed ([`LaunchError`]) with the exit code they deserve.
 
+use super::check::{check, plan_within_budget, CheckError, Checked};
 use super::follow::follow_job;
 use crate::checkpoint::metadata::SnapshotKind;
 use crate::checkpoint::restore::{self, RestoreError, RestoreMapping};
 use crate::checkpoint::storage::FsCheckpointStore;
 use crate::checkpoint::{CheckpointError, JobId};
 use crate::config::{self, ClaimMode, Config, ConfigError, Entry, LoadOptions};
-use crate::pipeline::plan::{Plan, PlanError};
+use crate::pipeline::plan::Plan;
 use crate::pipeline::Pipeline;
 use crate::runtime::failover::{self, Attempt, FailoverError, FailoverHandle, FailoverSetup};
 use crate::runtime::{CheckpointingOptions, JobOptions, JobReport};
@@ -51,12 +52,9 @@ pub struct LaunchSpec {
 pub enum LaunchError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("pipeline {}: {source}", file.display())]
-    Plan {
-        file: PathBuf,
-        #[source]
-        source: PlanError,
-    },
+    /// Refused by the one check `floe validate` makes too.
+    #[error(transparent)]
+    Check(#[from] CheckError),
     /// `-s latest` without a checkpoint directory.
     #[error(transparent)]
     NoCheckpointDir(RestoreError),
@@ -65,15 +63,6 @@ pub enum LaunchError {
     Restore(RestoreError),
     #[error(transparent)]
     Store(CheckpointError),
-    #[error("--dry-run shows a restore: give the checkpoint or savepoint with -s PATH")]
-    DryRunWithoutRestore,
-    /// Operators that cannot work under the job's delivery guarantee (a Kafka sink that
-    /// cannot write exactly-once with its client settings).
-    #[error("pipeline {}: {}", file.display(), problems.join("\n  "))]
-    Guarantee {
-        file: PathBuf,
-        problems: Vec<String>,
-    },
 }
 
 impl LaunchError {
@@ -115,59 +104,33 @@ pub fn load_config(spec: &LaunchSpec) -> Result<config::Loaded, LaunchError> {
     })?)
 }
 
-/// Every check that can refuse the job: configuration, restore snapshot and its mapping, plan,
-/// checkpoint store. Creates the store's directory, nothing else.
+/// Every check that can refuse the job: [`check`] (configuration, plan, memory, operators),
+/// then the restore snapshot and its mapping, and the checkpoint store. Creates the store's
+/// directory, nothing else.
 pub fn prepare(spec: LaunchSpec) -> Result<PreparedJob, LaunchError> {
-    let loaded = load_config(&spec)?;
-    prepare_with(spec, loaded)
+    let checked = check(&spec)?;
+    prepare_with(spec, checked)
 }
 
-/// Refuses operators that cannot work under the guarantee the job's checkpointing gives
-/// (the runtime's rule: an interval makes sinks follow the checkpointing mode).
-fn check_guarantees(pipeline: &Pipeline, cfg: &Config) -> Result<(), LaunchError> {
-    use crate::config::CheckpointingMode as M;
-    use crate::operators::DeliveryGuarantee as G;
-    let job = match (cfg.checkpointing.interval, cfg.checkpointing.mode) {
-        (None, _) => G::None,
-        (Some(_), M::ExactlyOnce) => G::ExactlyOnce,
-        (Some(_), M::AtLeastOnce) => G::AtLeastOnce,
-    };
-    let problems: Vec<String> = pipeline
-        .operators
-        .iter()
-        .flat_map(|op| {
-            let id = op.id.clone();
-            op.config
-                .spec()
-                .check_guarantee(job)
-                .into_iter()
-                .map(move |p| format!("operators[{id}].{}: {}", p.field, p.message))
-        })
-        .collect();
-    if problems.is_empty() {
-        return Ok(());
-    }
-    Err(LaunchError::Guarantee {
-        file: pipeline.path.clone(),
-        problems,
-    })
-}
-
-/// [`prepare`] with the configuration already loaded.
-pub fn prepare_with(spec: LaunchSpec, loaded: config::Loaded) -> Result<PreparedJob, LaunchError> {
+/// [`prepare`] after [`check`] passed (its warnings already shown by the caller).
+pub fn prepare_with(spec: LaunchSpec, checked: Checked) -> Result<PreparedJob, LaunchError> {
     let pipeline = spec.pipeline;
-    remember_secrets(&pipeline);
+    let Checked {
+        loaded,
+        plan: checked_plan,
+        warnings,
+        ..
+    } = checked;
     let cfg = loaded.config;
     // How s3:// checkpoint and savepoint paths are reached, for the rest of the process.
     crate::checkpoint::storage::configure(&cfg.s3);
-    check_guarantees(&pipeline, &cfg)?;
     let restore_path = match spec.restore.clone().or_else(|| cfg.recovery.path.clone()) {
         Some(p) if p == LATEST => match &cfg.state.checkpoints_dir {
             None => return Err(LaunchError::NoCheckpointDir(RestoreError::NoCheckpointDir)),
             Some(dir) => {
                 let found =
                     restore::find_latest(dir, &pipeline.name).map_err(LaunchError::Restore)?;
-                eprintln!(
+                crate::errln!(
                     "-s latest: {}",
                     crate::text::escape(&found.display().to_string())
                 );
@@ -190,17 +153,14 @@ pub fn prepare_with(spec: LaunchSpec, loaded: config::Loaded) -> Result<Prepared
         restore::check_claimable(s).map_err(LaunchError::Restore)?;
     }
     // A job that does not fix its max parallelism adopts the checkpoint's, as Flink does.
-    let max_parallelism = cfg.max_parallelism.or_else(|| {
-        snapshot
-            .as_ref()
-            .and_then(|(_, s)| restore::keyed_max_parallelism(&s.metadata))
-    });
-    let plan = Plan::build(&pipeline, cfg.parallelism_default, max_parallelism).map_err(|e| {
-        LaunchError::Plan {
-            file: pipeline.path.clone(),
-            source: e,
-        }
-    })?;
+    let adopted = snapshot
+        .as_ref()
+        .and_then(|(_, s)| restore::keyed_max_parallelism(&s.metadata))
+        .filter(|m| cfg.max_parallelism.is_none() && *m != checked_plan.max_parallelism);
+    let plan = match adopted {
+        Some(m) => plan_within_budget(&pipeline, &cfg, Some(m))?.0,
+        None => checked_plan,
+    };
     let explicit_max = cfg.max_parallelism.is_some();
     let job_id = JobId::random();
     let mut restore_from = None;
@@ -214,6 +174,7 @@ pub fn prepare_with(spec: LaunchSpec, loaded: config::Loaded) -> Result<Prepared
             allow_non_restored,
         )
         .map_err(|e| LaunchError::Restore(e.into()))?;
+        log_skipped_state(&mapping, &targets);
         restore_from = Some((path.clone(), mapping));
     }
     // A store also without an interval when a checkpoint directory is set: savepoints need it.
@@ -258,7 +219,7 @@ pub fn prepare_with(spec: LaunchSpec, loaded: config::Loaded) -> Result<Prepared
         if let Some(snapshot) = attempt.restore {
             if attempt.number == 0 {
                 // The path may come from a request (`POST /jobs`): one line, whatever it holds.
-                eprintln!(
+                crate::errln!(
                     "Starting job {build_job_id} from savepoint {} ({})",
                     crate::text::escape(initial_path.as_deref().unwrap_or_default()),
                     if allow_non_restored {
@@ -293,7 +254,7 @@ pub fn prepare_with(spec: LaunchSpec, loaded: config::Loaded) -> Result<Prepared
         plan,
         config: Arc::new(cfg),
         entries: Arc::new(loaded.entries),
-        warnings: loaded.warnings,
+        warnings,
         restore_from,
         setup,
         build: Box::new(build),
@@ -301,22 +262,19 @@ pub fn prepare_with(spec: LaunchSpec, loaded: config::Loaded) -> Result<Prepared
     })
 }
 
-/// The secret Kafka properties of `pipeline` (`sasl.password`, ...): from now on no log line
-/// or error of this process shows their values (librdkafka's messages included).
-fn remember_secrets(pipeline: &Pipeline) {
-    use crate::operators::{OperatorConfig, SinkConfig, SourceConfig};
-    for op in &pipeline.operators {
-        let props = match &op.config {
-            OperatorConfig::Source(SourceConfig::Kafka(c)) => &c.properties,
-            OperatorConfig::Sink(SinkConfig::Kafka(c)) => &c.properties,
-            _ => continue,
-        };
-        for (k, v) in props {
-            if let Some(text) = v.as_str() {
-                crate::secrets::remember_setting(k, text);
-            } else if let Ok(text) = serde_yaml::to_string(v) {
-                crate::secrets::remember_setting(k, text.trim());
+/// Flink's lines for the state a restore leaves behind: each operator of the snapshot the new
+/// job does not have (`Checkpoints.loadAndValidateCheckpoint`).
+fn log_skipped_state(mapping: &RestoreMapping, targets: &[restore::TargetOperator]) {
+    let ids: std::collections::HashSet<&str> = targets.iter().map(|t| t.id.as_str()).collect();
+    for (id, fate) in &mapping.fates {
+        match fate {
+            restore::OperatorFate::Dropped => {
+                tracing::info!("Skipping savepoint state for operator {id}.")
             }
+            restore::OperatorFate::Empty if !ids.contains(id.as_str()) => {
+                tracing::info!("Skipping empty savepoint state for operator {id}.")
+            }
+            _ => {}
         }
     }
 }

@@ -5,6 +5,8 @@
 //! every job, restart keys named in the log. Plus jobs submitted with `floe run -d`, and the
 //! shutdown that stops every job with a final savepoint.
 //!
+//! - [`check`]: the one check of a pipeline before it runs (`floe validate`, `floe run` and
+//!   `floe serve` all call it).
 //! - [`launch`]: preparing and starting one job (`floe run` uses it too).
 //! - [`conf`]: what a changed `flink-conf.yaml` does to running jobs.
 //! - [`follow`]: the registry's view of a running job and its API commands.
@@ -15,6 +17,7 @@
 //! - [`service`]: the actor that owns the jobs; every change goes through its queue, one at a
 //!   time, so a reload never races another reload, a submission or the shutdown.
 
+pub mod check;
 pub mod conf;
 pub mod follow;
 pub mod launch;

@@ -22,7 +22,6 @@ use super::resume;
 use super::stop::stop_with_savepoint;
 use crate::checkpoint::JobId;
 use crate::config::{self, Entry, LoadOptions};
-use crate::pipeline::plan::Plan;
 use crate::pipeline::Pipeline;
 use crate::service::rest::service::{BoxFuture, ServiceControl, SubmitError, SubmitRequest};
 use crate::service::sdnotify::Notifier;
@@ -40,6 +39,8 @@ use tokio::sync::{mpsc, oneshot};
 pub struct ServeOptions {
     /// `--conf-dir` (`None`: `FLOE_CONF_DIR`, else `./conf`).
     pub conf_dir: Option<PathBuf>,
+    /// `-D key=value`: over every other layer, for every job (as `floe run -D`).
+    pub dynamic: Vec<String>,
     /// The pipeline directory.
     pub pipelines: PathBuf,
     /// How long a stop with a savepoint may take (a reload's, a removal's, shutdown's).
@@ -162,7 +163,7 @@ pub async fn run(opts: ServeOptions) -> Result<ShutdownSummary, StartError> {
     let conf = config::load(&LoadOptions {
         conf_dir: opts.conf_dir.clone(),
         pipeline_settings: Vec::new(),
-        dynamic: Vec::new(),
+        dynamic: opts.dynamic.clone(),
     })?;
     for w in &conf.warnings {
         tracing::warn!("{w}");
@@ -221,7 +222,7 @@ pub async fn run(opts: ServeOptions) -> Result<ShutdownSummary, StartError> {
 
     #[cfg(unix)]
     let mut hup = crate::service::signals::hangups();
-    let stop = crate::service::signals::wait_for_stop();
+    let stop = crate::service::signals::wait_for_stop_or_closed_output();
     tokio::pin!(stop);
     loop {
         #[cfg(unix)]
@@ -269,8 +270,9 @@ fn warn_if_submission_stays_off(o: &crate::service::RestOptions) {
 }
 
 fn conf_hash(file: Option<&Path>) -> Option<u64> {
-    file.and_then(|f| std::fs::read(f).ok())
-        .map(|b| watcher::content_hash(&b))
+    // read_text: a FIFO or device named flink-conf.yaml is no file to wait on.
+    file.and_then(|f| crate::textfile::read_text(f, config::MAX_CONF_BYTES).ok())
+        .map(|t| watcher::content_hash(t.as_bytes()))
 }
 
 impl Supervisor {
@@ -695,7 +697,9 @@ impl Supervisor {
         let path = PathBuf::from(r.pipeline_path.unwrap_or_else(|| "submitted.yaml".into()));
         let pipeline = crate::pipeline::parse(&r.pipeline, &path)
             .map_err(|e| SubmitError::Invalid(e.to_string()))?;
-        let mut dynamic = r.dynamic;
+        // The service's own -D first: the submission's are more specific.
+        let mut dynamic = self.opts.dynamic.clone();
+        dynamic.extend(r.dynamic);
         if let Some(p) = r.parallelism {
             dynamic.push(format!("parallelism.default={p}"));
         }
@@ -782,7 +786,7 @@ fn spec_for(opts: &ServeOptions, p: Pipeline, restore: Option<String>) -> Launch
     LaunchSpec {
         pipeline: p,
         conf_dir: opts.conf_dir.clone(),
-        dynamic: Vec::new(),
+        dynamic: opts.dynamic.clone(),
         restore,
         allow_non_restored: false,
         dry_run: false,
@@ -790,13 +794,12 @@ fn spec_for(opts: &ServeOptions, p: Pipeline, restore: Option<String>) -> Launch
 }
 
 /// An edit's text checked as far as it can be without stopping anything: YAML, operators,
-/// configuration, plan.
+/// and the one check `floe validate` and `floe run` make (configuration, plan, memory,
+/// operator inputs).
 fn validate(opts: &ServeOptions, text: &str, path: &Path) -> Result<Pipeline, String> {
     let pipeline = crate::pipeline::parse(text, path).map_err(|e| e.to_string())?;
     let spec = spec_for(opts, pipeline.clone(), None);
-    let loaded = launch::load_config(&spec).map_err(|e| e.to_string())?;
-    let cfg = &loaded.config;
-    Plan::build(&pipeline, cfg.parallelism_default, cfg.max_parallelism)
-        .map_err(|e| format!("pipeline {}: {e}", path.display()))?;
+    // Its warnings are logged when the job starts.
+    super::check::check(&spec).map_err(|e| e.to_string())?;
     Ok(pipeline)
 }
