@@ -2,16 +2,27 @@
 //! (`benches/reference/wordcount_limit.rs`), measured in the same run on the same machine.
 //!
 //! `cargo bench --bench wordcount` runs datagen → flat_map → key_by count → blackhole over
-//! FLOE_BENCH_WORDS words (default 20M) with vocab 10k and 1M, at parallelism 1 and 2, and the
-//! reference over the same words (`--gen`). Each figure is the median of FLOE_BENCH_RUNS runs
-//! (default 3). Printed: words/s of each and floe's rate as a fraction of the reference's.
+//! FLOE_BENCH_WORDS words (default 20M) with vocab 10k and 1M, at parallelism 1 and 2, each
+//! without checkpoints and with checkpoints every second (full, to local disk), and the
+//! reference over the same words in two modes: `--gen` (a plain hash map of owned strings) and
+//! `--text-prefetch` (formats, splits and counts the text with overlapped cache misses: the
+//! limit for this pipeline on one core). Each figure is the median of FLOE_BENCH_RUNS runs
+//! (default 3), the runs of a vocab interleaved so that drift in the machine's speed hits all
+//! alike.
+//!
+//! Each floe run is a fresh child process (this bench executable again, FLOE_BENCH_CHILD set),
+//! so that its peak RSS is its own. Printed per case: words/s over the job's wall time, words
+//! per CPU-second (user + system time of the whole process, every thread), peak RSS (VmHWM)
+//! and the rate as a fraction of `--text-prefetch`'s.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 const WORDS_PER_LINE: u64 = 10;
 const SEED: u64 = 42;
+const CHILD: &str = "FLOE_BENCH_CHILD";
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -20,7 +31,20 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// What one floe run measured.
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    words_per_sec: f64,
+    words_per_cpu_sec: f64,
+    peak_rss_mb: f64,
+    checkpoints: u64,
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var(CHILD) {
+        child(&spec);
+        return;
+    }
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: run only for bench.
     if !std::env::args().any(|a| a == "--bench") {
         return;
@@ -30,35 +54,57 @@ fn main() {
     let lines = words / WORDS_PER_LINE;
     let reference = build_reference();
     println!(
-        "word count, {} words ({} lines x {}), median of {runs} runs",
+        "word count, {} words ({} lines x {}), median of {runs} runs; load average {}",
         lines * WORDS_PER_LINE,
         lines,
-        WORDS_PER_LINE
+        WORDS_PER_LINE,
+        load_average()
     );
     println!(
-        "{:>9} {:>3} {:>16} {:>16} {:>8}",
-        "vocab", "p", "floe words/s", "limit words/s", "ratio"
+        "{:>9} {:>3} {:>5} {:>14} {:>14} {:>9} {:>6} {:>10}",
+        "vocab", "p", "ckpt", "words/s", "words/CPU-s", "peak MB", "ckpts", "/text-pf"
     );
     for vocab in [10_000u64, 1_000_000] {
-        for p in [1u32, 2] {
-            let mut floe_rates = Vec::new();
-            let mut ref_rates = Vec::new();
-            // Interleave the two so that drift in the machine's speed hits both alike.
-            for _ in 0..runs {
-                ref_rates.push(run_reference(&reference, lines, vocab));
-                let secs = run_floe(lines, vocab, p).as_secs_f64();
-                floe_rates.push((lines * WORDS_PER_LINE) as f64 / secs);
+        let cases: Vec<(u32, bool)> = vec![(1, false), (1, true), (2, false), (2, true)];
+        let mut floe: Vec<Vec<Measured>> = vec![Vec::new(); cases.len()];
+        let (mut plain, mut text) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            plain.push(run_reference(&reference, "--gen", lines, vocab));
+            text.push(run_reference(&reference, "--text-prefetch", lines, vocab));
+            for (i, &(p, ckpt)) in cases.iter().enumerate() {
+                floe[i].push(run_floe(lines, vocab, p, ckpt));
             }
-            let f = median(&mut floe_rates);
-            let r = median(&mut ref_rates);
-            println!("{vocab:>9} {p:>3} {:>16.0} {:>16.0} {:>8.2}", f, r, f / r);
         }
+        let text_rate = median(&mut text);
+        let plain_rate = median(&mut plain);
+        for (i, &(p, ckpt)) in cases.iter().enumerate() {
+            let m =
+                |f: fn(&Measured) -> f64| median(&mut floe[i].iter().map(f).collect::<Vec<_>>());
+            let rate = m(|r| r.words_per_sec);
+            println!(
+                "{vocab:>9} {p:>3} {:>5} {:>14.0} {:>14.0} {:>9.0} {:>6.0} {:>10.2}",
+                if ckpt { "1 s" } else { "-" },
+                rate,
+                m(|r| r.words_per_cpu_sec),
+                m(|r| r.peak_rss_mb),
+                m(|r| r.checkpoints as f64),
+                rate / text_rate
+            );
+        }
+        println!("{vocab:>9}   reference --gen           {plain_rate:>14.0}");
+        println!("{vocab:>9}   reference --text-prefetch {text_rate:>14.0}");
     }
 }
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// Compile the reference with rustc -O into the target directory.
@@ -78,10 +124,10 @@ fn build_reference() -> PathBuf {
     bin
 }
 
-/// Words per second of the reference, as it reports them.
-fn run_reference(bin: &Path, lines: u64, vocab: u64) -> f64 {
+/// Words per second of the reference in `mode`, as it reports them.
+fn run_reference(bin: &Path, mode: &str, lines: u64, vocab: u64) -> f64 {
     let out = Command::new(bin)
-        .args(["--gen", &lines.to_string(), &WORDS_PER_LINE.to_string()])
+        .args([mode, &lines.to_string(), &WORDS_PER_LINE.to_string()])
         .args([vocab.to_string(), SEED.to_string()])
         .output()
         .expect("run the reference");
@@ -89,12 +135,87 @@ fn run_reference(bin: &Path, lines: u64, vocab: u64) -> f64 {
     text.split_whitespace()
         .find_map(|kv| kv.strip_prefix("words_per_sec="))
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected reference output: {text}"))
+        .unwrap_or_else(|| panic!("unexpected reference output of {mode}: {text}"))
 }
 
-/// Wall time of one floe run of the word count, from job start to the end of the job.
-fn run_floe(lines: u64, vocab: u64, parallelism: u32) -> Duration {
-    let yaml = format!(
+/// One floe run in a fresh process of this executable.
+fn run_floe(lines: u64, vocab: u64, p: u32, checkpoints: bool) -> Measured {
+    let exe = std::env::current_exe().expect("the bench's own path");
+    let out = Command::new(exe)
+        .env(CHILD, format!("{lines} {vocab} {p} {}", checkpoints as u8))
+        .output()
+        .expect("run the bench child");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| -> f64 {
+        text.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "bench child: no {name} in its output: {text}{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+    };
+    Measured {
+        words_per_sec: field("words_per_sec="),
+        words_per_cpu_sec: field("words_per_cpu_sec="),
+        peak_rss_mb: field("peak_rss_mb="),
+        checkpoints: field("checkpoints=") as u64,
+    }
+}
+
+/// The child: runs one job, then prints what it measured of itself.
+fn child(spec: &str) {
+    let n: Vec<u64> = spec
+        .split_whitespace()
+        .map(|v| v.parse().expect("FLOE_BENCH_CHILD: numbers"))
+        .collect();
+    let (lines, vocab, p, checkpoints) = (n[0], n[1], n[2] as u32, n[3] == 1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let yaml = pipeline_yaml(lines, vocab);
+    let pipeline = floe::pipeline::parse(&yaml, Path::new("bench-wordcount.yaml"))
+        .unwrap_or_else(|e| panic!("bench pipeline invalid: {e}"));
+    let plan = floe::pipeline::plan::Plan::build(&pipeline, p, None)
+        .unwrap_or_else(|e| panic!("bench plan: {e}"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let options = options(checkpoints, dir.path());
+    let (secs, done) = rt.block_on(async {
+        let start = Instant::now();
+        let mut handle = floe::runtime::start(plan, options).expect("start job");
+        let mut notices = handle.take_checkpoint_notices();
+        let report = handle.wait().await.expect("job failed");
+        let secs = start.elapsed().as_secs_f64();
+        assert_eq!(
+            report.operator("sink").map(|o| o.records_in),
+            Some(lines * WORDS_PER_LINE),
+            "the sink must see one update per word"
+        );
+        let mut done = 0u64;
+        if let Some(rx) = notices.as_mut() {
+            while let Ok(n) = rx.try_recv() {
+                if let floe::runtime::CheckpointNotice::Completed(_) = n {
+                    done += 1;
+                }
+            }
+        }
+        (secs, done)
+    });
+    drop(rt);
+    let words = (lines * WORDS_PER_LINE) as f64;
+    println!(
+        "words_per_sec={:.0} words_per_cpu_sec={:.0} peak_rss_mb={:.1} checkpoints={done}",
+        words / secs,
+        words / cpu_seconds(),
+        peak_rss_kb() as f64 / 1024.0
+    );
+}
+
+fn pipeline_yaml(lines: u64, vocab: u64) -> String {
+    format!(
         "name: bench-wordcount
 operators:
   - id: source
@@ -116,26 +237,60 @@ operators:
     type: blackhole
     inputs: [count]
 "
-    );
-    let pipeline = floe::pipeline::parse(&yaml, Path::new("bench-wordcount.yaml"))
-        .unwrap_or_else(|e| panic!("bench pipeline invalid: {e}"));
-    let plan = floe::pipeline::plan::Plan::build(&pipeline, parallelism, None)
-        .unwrap_or_else(|e| panic!("bench plan: {e}"));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(async {
-        let start = Instant::now();
-        let handle = floe::runtime::start(plan, floe::runtime::JobOptions::new("bench-wordcount"))
-            .expect("start job");
-        let report = handle.wait().await.expect("job failed");
-        let elapsed = start.elapsed();
-        assert_eq!(
-            report.operator("sink").map(|o| o.records_in),
-            Some(lines * WORDS_PER_LINE),
-            "the sink must see one update per word"
-        );
-        elapsed
+    )
+}
+
+/// No checkpoints, or full checkpoints every second to `dir`, configured as `floe run` does.
+fn options(checkpoints: bool, dir: &Path) -> floe::runtime::JobOptions {
+    let mut options = floe::runtime::JobOptions::new("bench-wordcount");
+    if !checkpoints {
+        return options;
+    }
+    // A conf dir of our own: no developer's conf file may leak in.
+    std::fs::write(dir.join("config.yaml"), "# bench\n").expect("write config.yaml");
+    let loaded = floe::config::load(&floe::config::LoadOptions {
+        conf_dir: Some(dir.to_path_buf()),
+        pipeline_settings: Vec::new(),
+        dynamic: vec![
+            "execution.checkpointing.interval=1 s".into(),
+            format!("execution.checkpointing.dir=file://{}", dir.display()),
+        ],
     })
+    .unwrap_or_else(|e| panic!("bench configuration: {e}"));
+    let cfg = loaded.config;
+    let job_id = floe::checkpoint::JobId::random();
+    let store = floe::checkpoint::storage::FsCheckpointStore::new(
+        &cfg.state,
+        &cfg.checkpointing,
+        job_id.clone(),
+        "bench-wordcount",
+    )
+    .unwrap_or_else(|e| panic!("checkpoint store in {}: {e}", dir.display()));
+    options.checkpointing = Some(floe::runtime::CheckpointingOptions {
+        config: cfg.checkpointing.clone(),
+        store: Arc::new(store),
+        job_id,
+        first_id: 1,
+    });
+    options
+}
+
+/// User + system CPU time of this process so far (every thread), from /proc/self/stat.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("read /proc/self/stat");
+    // Fields after the command name (which may hold spaces) start at field 3, "state".
+    let rest = &stat[stat.rfind(')').expect("/proc/self/stat format") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f[i - 3].parse::<u64>().expect("/proc/self/stat tick count");
+    (ticks(14) + ticks(15)) as f64 / rustix::param::clock_ticks_per_second() as f64
+}
+
+/// Peak resident set size of this process in KiB (VmHWM).
+fn peak_rss_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/self/status")
 }

@@ -13,12 +13,14 @@
 //! developer's machine; with `CI=true` they fail (`common::tools`), so CI never goes green
 //! without a browser. `.ci/run` installs all three.
 
+mod browser_support;
 mod common;
+use browser_support::{browser, screenshot_path, Browser};
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,60 +35,6 @@ use serde_json::{json, Value};
 // ---------------------------------------------------------------------------------------------
 // The browser and its driver
 
-struct Browser {
-    node: PathBuf,
-    chromium: PathBuf,
-    driver_dir: PathBuf,
-}
-
-/// Chromium, node and playwright-core, or `None` after saying what is missing (outside CI).
-/// In CI a missing piece fails the test: a browser test that silently skips proves nothing.
-fn browser() -> Option<Browser> {
-    let driver_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let chromium = std::env::var_os("FLOE_CHROMIUM")
-        .map(PathBuf::from)
-        .filter(|p| p.is_file())
-        .or_else(|| {
-            ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-                .iter()
-                .map(PathBuf::from)
-                .find(|p| p.is_file())
-        })
-        .or_else(|| common::tools::on_path("chromium"));
-    let node = common::tools::on_path("node");
-    let mut missing = Vec::new();
-    if chromium.is_none() {
-        missing.push("chromium (apt-get install chromium, or set FLOE_CHROMIUM)");
-    }
-    if node.is_none() {
-        missing.push("node (apt-get install nodejs npm)");
-    }
-    if !driver_dir.join("node_modules/playwright-core").is_dir() {
-        missing.push("playwright-core (npm ci --prefix tests/browser)");
-    }
-    if missing.is_empty() {
-        return Some(Browser {
-            node: node?,
-            chromium: chromium?,
-            driver_dir,
-        });
-    }
-    common::tools::missing(
-        "the dashboard's browser",
-        &format!("missing {}", missing.join("; ")),
-    );
-    None
-}
-
-/// Where screenshots go: `FLOE_SCREENSHOT_DIR` to keep them, else the test's temp dir.
-fn screenshot_path(tmp: &Path, name: &str) -> PathBuf {
-    let dir = std::env::var_os("FLOE_SCREENSHOT_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| tmp.to_path_buf());
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
-
 /// Runs the driver against `url` and returns its `RESULT` object.
 /// With `missing_dir_first`, the first click has no directory and must show the API's error.
 fn drive(
@@ -96,37 +44,20 @@ fn drive(
     screenshot: &Path,
     missing_dir_first: bool,
 ) -> Value {
-    let out = Command::new(&browser.node)
-        .arg(browser.driver_dir.join("dashboard.mjs"))
-        .current_dir(&browser.driver_dir)
-        .env("FLOE_URL", url)
-        .env("FLOE_CHROMIUM", &browser.chromium)
-        .env("FLOE_SAVEPOINT_DIR", savepoint_dir)
-        .env("FLOE_SCREENSHOT", screenshot)
-        .env(
-            "FLOE_EXPECT_MISSING_DIR_ERROR",
-            if missing_dir_first { "1" } else { "0" },
-        )
-        .output()
-        .expect("run node tests/browser/dashboard.mjs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the browser driver failed ({}):\n{stderr}\n{stdout}",
-        out.status
+    let result = browser_support::run_script(
+        browser,
+        "dashboard.mjs",
+        &[
+            ("FLOE_URL", url),
+            ("FLOE_SAVEPOINT_DIR", savepoint_dir.to_str().unwrap()),
+            ("FLOE_SCREENSHOT", screenshot.to_str().unwrap()),
+            (
+                "FLOE_EXPECT_MISSING_DIR_ERROR",
+                if missing_dir_first { "1" } else { "0" },
+            ),
+        ],
     );
     eprintln!("screenshot: {}", screenshot.display());
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .unwrap_or_else(|| panic!("no RESULT line from the driver:\n{stdout}\n{stderr}"));
-    let result: Value = serde_json::from_str(line).expect("RESULT is JSON");
-    assert_eq!(
-        result["pageErrors"],
-        json!([]),
-        "no uncaught error in the page"
-    );
     result
 }
 

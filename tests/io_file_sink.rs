@@ -44,6 +44,7 @@ fn run(format: FileFormat, subtask: u32, parallelism: u32) -> (tempfile::TempDir
     let cfg = FileSinkConfig {
         path: "out/counts".into(),
         format,
+        rolling: Default::default(),
     };
     let mut sink = FileSink::new(&cfg, &schema, &ctx(dir.path(), subtask, parallelism)).unwrap();
     sink.process(batch, &mut Vec::new()).unwrap();
@@ -82,6 +83,7 @@ fn an_uncreatable_directory_is_named() {
     let cfg = FileSinkConfig {
         path: "blocker/out".into(),
         format: FileFormat::Lines,
+        rolling: Default::default(),
     };
     let err = FileSink::new(&cfg, &schema, &ctx(dir.path(), 0, 1))
         .err()
@@ -110,6 +112,7 @@ fn a_full_disk_is_an_io_error_naming_the_file() {
     let cfg = FileSinkConfig {
         path: ".".into(),
         format: FileFormat::Lines,
+        rolling: Default::default(),
     };
     let mut sink = FileSink::new(&cfg, &schema, &ctx(dir.path(), 0, 1)).unwrap();
     // Small writes stay in the buffer; the flush at the end reaches the device.

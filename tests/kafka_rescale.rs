@@ -94,6 +94,8 @@ operators:
     type: file
     inputs: [source]
     path: out
+    rolling:
+      rollover-interval: 0
 ",
             ck = dir.path().join("ck").display(),
             b = t.bootstrap

@@ -10,6 +10,7 @@ mod kafka_support;
 
 use floe::checkpoint::{CheckpointId, OperatorSnapshot};
 use floe::operators::sinks::kafka::{KafkaSink, KafkaSinkConfig};
+use floe::operators::sinks::kafka_txn::ID_POOL;
 use floe::operators::sinks::state::SinkState;
 use floe::operators::sources::datagen::{line_text, DatagenConfig};
 use floe::operators::{BuildContext, DeliveryGuarantee, Operator, RestoredState};
@@ -136,7 +137,8 @@ fn transactions_become_visible_on_completion_and_a_restore_commits_or_aborts() {
     s.process(batch(&lines("c", 10)), &mut out).unwrap();
     settle(&mut s);
     match &state2 {
-        SinkState::Kafka(k) => {
+        SinkState::KafkaPooled { state: k, id_pool } => {
+            assert_eq!(*id_pool, ID_POOL);
             assert_eq!(k.pending.len(), 1);
             // Slot 1: slot 0's transaction is committed, and its id waits until a checkpoint
             // taken after the commit completes (so a restore of checkpoint 1 still finds it).

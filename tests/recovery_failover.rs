@@ -78,8 +78,9 @@ async fn run(
         claim_mode: ClaimMode::NoClaim,
     };
     let plan = s.plan.clone();
-    let result = failover::run(fs, handle.clone(), |a| {
-        attempt_options(&c, &job_id, &plan, a)
+    let (cfg, id) = (c.clone(), job_id.clone());
+    let result = failover::run(fs, handle.clone(), move |a| {
+        attempt_options(&cfg, &id, &plan, a)
     })
     .await;
     (result, s, handle, store, dir)

@@ -241,8 +241,17 @@ fn parse_prometheus(text: &str) -> Vec<Sample> {
         if line.starts_with("# HELP ") {
             continue;
         }
-        let (name, rest) = line.split_once('{').unwrap_or_else(|| panic!("{line}"));
-        let (labels, value) = rest.rsplit_once("} ").unwrap_or_else(|| panic!("{line}"));
+        // `name value` (no labels, e.g. process_open_fds) or `name{labels} value`.
+        let (name, labels, value) = match line.split_once('{') {
+            Some((name, rest)) => {
+                let (labels, value) = rest.rsplit_once("} ").unwrap_or_else(|| panic!("{line}"));
+                (name, labels, value)
+            }
+            None => {
+                let (name, value) = line.split_once(' ').unwrap_or_else(|| panic!("{line}"));
+                (name, "", value)
+            }
+        };
         assert!(
             name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
             "{line}"
@@ -250,6 +259,7 @@ fn parse_prometheus(text: &str) -> Vec<Sample> {
         assert!(typed.contains(name), "no # TYPE before {line}");
         let labels: Vec<(String, String)> = labels
             .split("\",")
+            .filter(|kv| !kv.is_empty())
             .map(|kv| {
                 let (k, v) = kv.split_once("=\"").unwrap_or_else(|| panic!("{line}"));
                 (k.to_owned(), v.trim_end_matches('"').to_owned())

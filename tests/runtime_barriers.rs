@@ -28,6 +28,7 @@ async fn barriers_reach_every_subtask(mode: CheckpointingMode) {
     assert_eq!(plan.tasks.len(), 2);
     let mut opts = JobOptions::new("b");
     opts.checkpointing_mode = mode;
+    opts.task_events = true;
     let mut handle = runtime::start(plan, opts).unwrap();
     let mut events = handle.take_events().unwrap();
     let control = handle.control();

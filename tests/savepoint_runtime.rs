@@ -69,6 +69,8 @@ operators:
     type: file
     inputs: [sum]
     path: out
+    rolling:
+      rollover-interval: 0
 "
         ),
     )

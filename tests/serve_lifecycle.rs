@@ -109,6 +109,20 @@ fn after_kill_9_the_next_start_resumes_from_the_latest_checkpoint() {
         "resumed from a checkpoint: {ck}"
     );
     assert_eq!(ck["latest"]["restored"]["is_savepoint"], false);
+    // Logged in Flink's words, with the checkpoint's id and trigger time.
+    let log = serve.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("Restoring job ") && l.contains(" from Checkpoint "))
+        .unwrap_or_else(|| panic!("a restore line:\n{log}"));
+    let at: u64 = line
+        .split(" @ ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    assert!(at > 1_600_000_000_000, "the trigger time: {line}");
+    assert!(line.contains("/chk-"), "{line}");
     let expected = counts(&[&a, &b]);
     wait_committed(&l, updates(&expected));
     let (status, log) = serve.terminate();

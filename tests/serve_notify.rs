@@ -6,50 +6,13 @@
 mod serve_support;
 use serve_support::*;
 use std::os::unix::net::UnixDatagram;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-/// Every datagram received, one message (possibly several lines) each.
-fn collect(socket: UnixDatagram) -> Arc<Mutex<Vec<String>>> {
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let keep = got.clone();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 4096];
-        loop {
-            match socket.recv(&mut buf) {
-                Ok(n) => keep
-                    .lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&buf[..n]).into_owned()),
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.kind() == std::io::ErrorKind::TimedOut => {}
-                Err(_) => return,
-            }
-        }
-    });
-    got
-}
-
-/// The state lines (READY=1, RELOADING=1, STOPPING=1) in the order received.
-fn states(got: &Arc<Mutex<Vec<String>>>) -> Vec<String> {
-    got.lock()
-        .unwrap()
-        .iter()
-        .flat_map(|m| m.lines().map(str::to_owned).collect::<Vec<_>>())
-        .filter(|l| matches!(l.as_str(), "READY=1" | "RELOADING=1" | "STOPPING=1"))
-        .collect()
-}
 
 #[test]
 fn ready_reloading_ready_stopping_and_the_watchdog_on_a_real_socket() {
     let l = Layout::new("");
     std::fs::write(l.path("pipelines/wc.yaml"), l.wordcount("wc", None)).unwrap();
     let sock_path = l.path("notify.sock");
-    let got = collect(UnixDatagram::bind(&sock_path).unwrap());
+    let got = notify_socket(UnixDatagram::bind(&sock_path).unwrap(), || {});
     let serve = Serve::start(
         &l,
         &[

@@ -8,42 +8,13 @@
 mod serve_support;
 use serve_support::*;
 
-const TOKEN: &str = "submit-test-token";
-
-/// A service that takes submissions reading and writing under the layout's root.
-fn submitting_layout() -> Layout {
-    let l = Layout::new(&format!(
-        "web.submit.enable: true\nrest.auth.token: {TOKEN}\n"
-    ));
-    let conf = l.path("conf/flink-conf.yaml");
-    let mut text = std::fs::read_to_string(&conf).unwrap();
-    text.push_str(&format!(
-        "web.submit.allowed-dirs: {}\n",
-        l.root.path().display()
-    ));
-    std::fs::write(conf, text).unwrap();
-    l
-}
-
-/// `floe <args> -m addr` with the token, as a client configured with it would send it.
-fn cli(serve: &Serve, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_floe"))
-        .env_remove("FLOE_CONF_DIR")
-        .env("RUST_LOG", "warn")
-        .env("FLOE_REST_AUTH_TOKEN", TOKEN)
-        .args(args)
-        .args(["-m", &serve.addr])
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn run_detached_submits_to_the_service_and_list_shows_it() {
-    let l = submitting_layout();
+    let l = Layout::submitting("");
     let serve = Serve::start(&l, &[]);
     let file = l.path("submitted.yaml");
     std::fs::write(&file, l.wordcount("submitted-wc", None)).unwrap();
-    let out = cli(&serve, &["run", "-d", file.to_str().unwrap(), "-p", "2"]);
+    let out = serve.cli_with_token(&["run", "-d", file.to_str().unwrap(), "-p", "2"]);
     let said = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
@@ -90,7 +61,7 @@ fn run_detached_submits_to_the_service_and_list_shows_it() {
             .replace("key_by", "key_byy"),
     )
     .unwrap();
-    let bad = cli(&serve, &["run", "-d", file.to_str().unwrap()]);
+    let bad = serve.cli_with_token(&["run", "-d", file.to_str().unwrap()]);
     assert_eq!(bad.status.code(), Some(1));
     let err = String::from_utf8_lossy(&bad.stderr).to_string();
     assert!(err.contains("key_byy"), "{err}");

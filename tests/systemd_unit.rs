@@ -86,7 +86,7 @@ fn the_unit_says_what_the_service_contract_needs() {
         .collect();
     let has = |k: &str, v: &str| settings.iter().any(|(a, b)| *a == k && b.contains(v));
     assert!(has("Type", "notify"));
-    assert!(has("ExecStartPre", "floe validate"));
+    assert!(has("ExecStartPre", "floe validate --service"));
     assert!(has("ExecStart", "floe serve"));
     assert!(has("ExecReload", "floe reload"));
     assert!(has("RestartPreventExitStatus", "78"));
@@ -124,14 +124,76 @@ fn the_unit_is_hardened_by_systemd_s_own_measure() {
     assert!(score <= 3.0, "exposure {score} above 3.0 (OK): {line}");
 }
 
-/// `floe validate --conf-dir CONF DIR`, as the unit's `ExecStartPre` runs it.
-fn validate(conf: &Path, pipelines: &Path) -> std::process::Output {
+/// `floe validate [--service] --conf-dir CONF DIR` (the unit's `ExecStartPre` runs it with
+/// `--service`).
+fn validate_with(extra: &[&str], conf: &Path, pipelines: &Path) -> std::process::Output {
     floe()
-        .args(["validate", "--conf-dir"])
+        .arg("validate")
+        .args(extra)
+        .arg("--conf-dir")
         .arg(conf)
         .arg(pipelines)
         .output()
         .unwrap()
+}
+
+fn validate(conf: &Path, pipelines: &Path) -> std::process::Output {
+    validate_with(&[], conf, pipelines)
+}
+
+/// The unit's pre-start check fails only on what stops the whole service: an invalid
+/// pipeline file is reported, with exit 0 (floe serve starts the others); a bad conf file,
+/// REST address or pipeline directory is exit 78.
+#[test]
+fn the_units_check_fails_only_on_what_stops_the_whole_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipelines = dir.path().join("pipelines");
+    std::fs::create_dir(&pipelines).unwrap();
+    std::fs::copy("pipelines/wordcount.yaml", pipelines.join("wordcount.yaml")).unwrap();
+    std::fs::write(
+        pipelines.join("broken.yml"),
+        "name: broken\noperators:\n  - id: src\n    type: sockett\n",
+    )
+    .unwrap();
+    let conf = dir.path().join("conf");
+    std::fs::create_dir(&conf).unwrap();
+    std::fs::write(conf.join("flink-conf.yaml"), "parallelism.default: 1\n").unwrap();
+    let service = ["--service"];
+
+    let out = validate_with(&service, &conf, &pipelines);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("broken.yml"),
+        "the bad file is reported: {stderr}"
+    );
+    assert!(stdout.contains("wordcount.yaml: valid"), "{stdout}");
+
+    // What stops the whole service: exit 78, the key named.
+    for (bad, key) in [
+        (
+            "execution.checkpointing.interval: often\n",
+            "execution.checkpointing.interval",
+        ),
+        ("rest.bind-address: 0.0.0.0\n", "rest.auth.token"),
+        (
+            "rest.auth.token-file: /nonexistent/floe-token\n",
+            "rest.auth.token-file",
+        ),
+    ] {
+        std::fs::write(conf.join("flink-conf.yaml"), bad).unwrap();
+        let out = validate_with(&service, &conf, &pipelines);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{bad}: {stderr}");
+        assert!(stderr.contains(key), "{bad}: {stderr}");
+    }
+    std::fs::write(conf.join("flink-conf.yaml"), "parallelism.default: 1\n").unwrap();
+    let out = validate_with(&service, &conf, &dir.path().join("missing"));
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--pipelines"));
 }
 
 #[test]

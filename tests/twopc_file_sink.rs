@@ -27,6 +27,7 @@ use floe::config::{Config, ExternalizedRetention};
 use floe::operators::sinks::file::{
     parse_part_name, FileFormat, FileSink, FileSinkConfig, PartKind,
 };
+use floe::operators::sinks::rolling::RollingConfig;
 use floe::operators::sinks::state::SinkState;
 use floe::operators::{BuildContext, DeliveryGuarantee, Operator, RestoredState};
 use floe::pipeline::plan::Plan;
@@ -38,7 +39,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-/// Word count into a `file` sink at `out/`: `lines` lines of a seeded datagen (unbounded when
+/// A part per checkpoint (`rollover-interval: 0`), as the pipeline below says: these tests
+/// follow each checkpoint's part.
+fn per_checkpoint() -> RollingConfig {
+    RollingConfig {
+        rollover_interval: Duration::ZERO,
+        ..RollingConfig::default()
+    }
+}
+
+/// Word count into a `file` sink at `out/` (a part per checkpoint): `lines` lines of a seeded datagen (unbounded when
 /// `None`), throttled to `rate` lines per second when given.
 fn write_pipeline(dir: &Path, lines: Option<u64>, rate: Option<u64>) -> PathBuf {
     let mut source = String::new();
@@ -79,6 +89,8 @@ operators:
     type: file
     inputs: [sum]
     path: out
+    rolling:
+      rollover-interval: 0
 "
         ),
     )
@@ -254,6 +266,7 @@ async fn a_restore_commits_the_checkpoints_pending_parts_and_discards_later_ones
     let cfg = FileSinkConfig {
         path: "out".into(),
         format: FileFormat::Lines,
+        rolling: per_checkpoint(),
     };
     let ctx = BuildContext {
         operator_id: "out".into(),

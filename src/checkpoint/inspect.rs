@@ -82,6 +82,10 @@ pub struct SinkReport {
     /// The part numbers a restore commits (`part-<subtask>-<n>`).
     pub pending_parts: Vec<u64>,
     pub next_part: u64,
+    /// The `file` sink's part in progress at the barrier and the bytes of it the snapshot
+    /// covers: `[part, length]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_progress: Option<[u64; 2]>,
     /// The `kafka` sink (`None` for the `file` sink): the transactional ids a restore
     /// commits.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -187,6 +191,29 @@ fn file_bytes(m: &CheckpointMetadata) -> u64 {
         .sum()
 }
 
+/// What a restore does with a transactional sink's state.
+fn sink_report(s: &SinkState) -> SinkReport {
+    match s {
+        SinkState::Files(f) => SinkReport {
+            pending_parts: f.pending.iter().map(|p| p.part).collect(),
+            next_part: f.next_part,
+            in_progress: f.in_progress.map(|p| [p.part, p.length]),
+            pending_transactions: None,
+        },
+        SinkState::Kafka(k) | SinkState::KafkaPooled { state: k, .. } => SinkReport {
+            pending_parts: Vec::new(),
+            next_part: 0,
+            in_progress: None,
+            pending_transactions: Some(
+                k.pending
+                    .iter()
+                    .map(|t| t.transactional_id.clone())
+                    .collect(),
+            ),
+        },
+    }
+}
+
 /// The report of a loaded checkpoint or savepoint.
 pub fn snapshot_report(loaded: &LoadedSnapshot) -> SnapshotReport {
     let m = &loaded.metadata;
@@ -221,23 +248,7 @@ pub fn snapshot_report(loaded: &LoadedSnapshot) -> SnapshotReport {
                         blobs,
                         source: source.as_ref().map(source_report),
                         other,
-                        sink: sink.as_ref().map(|s| match s {
-                            SinkState::Files(f) => SinkReport {
-                                pending_parts: f.pending.iter().map(|p| p.part).collect(),
-                                next_part: f.next_part,
-                                pending_transactions: None,
-                            },
-                            SinkState::Kafka(k) => SinkReport {
-                                pending_parts: Vec::new(),
-                                next_part: 0,
-                                pending_transactions: Some(
-                                    k.pending
-                                        .iter()
-                                        .map(|t| t.transactional_id.clone())
-                                        .collect(),
-                                ),
-                            },
-                        }),
+                        sink: sink.as_ref().map(sink_report),
                     }
                 })
                 .collect();

@@ -9,12 +9,13 @@
 //! or to the job's `shared/` directory (incremental files), never by absolute paths, so a
 //! savepoint directory can be moved.
 //!
-//! Versions: 1 (issue 3) had source positions and keyed state; 2 added sink state; 3 stores
-//! every operator's state as that operator's own versioned encoding ([`OperatorBlob`],
-//! [`SubtaskStateMeta::keyed_format`]) instead of listing each operator's state types.
-//! postcard is positional, so a v1 or v2 payload is decoded into the types it was written
-//! with (`legacy`, frozen) and converted: every version this build ever wrote keeps
-//! decoding.
+//! Versions: 1 (issue 3) had source positions and keyed state; 2 added sink state; 3 added
+//! the rolling `file` sink's state and the Kafka sink's pooled ids to the sink states; 4
+//! stores every operator's state as that operator's own versioned encoding
+//! ([`OperatorBlob`], [`SubtaskStateMeta::keyed_format`]) instead of listing each operator's
+//! state types. postcard is positional, so a v1, v2 or v3 payload is decoded into the types
+//! it was written with (`legacy`, frozen) and converted: every version floe ever wrote keeps
+//! decoding, and a floe that reads only up to 3 refuses a v4 file by its version.
 
 use crate::checkpoint::{CheckpointError, JobId};
 use crate::state::{OperatorBlob, StateFormat};
@@ -26,7 +27,7 @@ mod legacy;
 /// First bytes of every `_metadata` file floe writes.
 pub const METADATA_MAGIC: [u8; 4] = *b"FLOE";
 /// The format version this build writes (and the newest it reads).
-pub const METADATA_VERSION: u32 = 3;
+pub const METADATA_VERSION: u32 = 4;
 
 /// Checkpoint or savepoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,11 +68,11 @@ pub struct SubtaskStateMeta {
     /// Inclusive key-group range `[start, end]` of keyed state.
     pub key_groups: Option<(u32, u32)>,
     pub keyed: Option<KeyedStateHandle>,
-    /// How the keyed state's runs are encoded (format version 3+; older files hold the
+    /// How the keyed state's runs are encoded (format version 4+; older files hold the
     /// keyed store's runs, `keyed-values` v1).
     pub keyed_format: Option<StateFormat>,
     /// The operator's own state: a source's position, a transactional sink's pending
-    /// commits (format version 3+; older files' are converted on reading).
+    /// commits (format version 4+; older files' are converted on reading).
     pub operator: Option<OperatorBlob>,
 }
 
@@ -191,6 +192,7 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<CheckpointMetadata, Checkpoin
     let decoded = match version {
         1 => postcard::from_bytes::<legacy::V1>(payload).map(Into::into),
         2 => postcard::from_bytes::<legacy::V2>(payload).map(Into::into),
+        3 => postcard::from_bytes::<legacy::V3>(payload).map(Into::into),
         _ => postcard::from_bytes::<CheckpointMetadata>(payload),
     };
     let metadata = decoded.map_err(|e| {
@@ -323,7 +325,10 @@ impl CheckpointMetadata {
 mod tests {
     use super::*;
 
-    use crate::operators::sinks::state::{FileSinkState, PendingPart, SinkState};
+    use crate::operators::sinks::state::{
+        FileSinkState, FileSinkStateBeforeRolling, InProgressPart, KafkaSinkState, PendingPart,
+        SinkState,
+    };
     use crate::operators::sources::SourcePosition;
 
     const SHARED_A: &str = "0a0a0a0a-0000-4000-8000-00000000000a";
@@ -336,6 +341,10 @@ mod tests {
                 checkpoint_id: 7,
                 part: 3,
             }],
+            in_progress: Some(InProgressPart {
+                part: 4,
+                length: 17,
+            }),
         })
     }
     const EXCLUSIVE_B: &str = "0b0b0b0b-0000-4000-8000-00000000000b";
@@ -481,9 +490,41 @@ mod tests {
         }
     }
 
-    /// A `_metadata` file of `version` (1 or 2) as those versions wrote it: source positions
-    /// and sink states as enums of the checkpoint format (the operators' types have the same
-    /// wire shape), keyed state without a format.
+    /// A sink state as versions 2 and 3 wrote it (version 2: the first two variants).
+    #[derive(Serialize)]
+    enum LegacySink {
+        FilesBeforeRolling(FileSinkStateBeforeRolling),
+        Kafka(KafkaSinkState),
+        Files(FileSinkState),
+        KafkaPooled {
+            state: KafkaSinkState,
+            id_pool: u32,
+        },
+    }
+
+    impl LegacySink {
+        fn of(b: &OperatorBlob) -> Option<LegacySink> {
+            let v = (b.format.name.as_str(), b.format.version);
+            match (v, SinkState::from_blob(b).ok()?) {
+                (("file-sink", 1), SinkState::Files(f)) => {
+                    Some(LegacySink::FilesBeforeRolling(FileSinkStateBeforeRolling {
+                        subtask: f.subtask,
+                        next_part: f.next_part,
+                        pending: f.pending,
+                    }))
+                }
+                (_, SinkState::Files(f)) => Some(LegacySink::Files(f)),
+                (_, SinkState::Kafka(k)) => Some(LegacySink::Kafka(k)),
+                (_, SinkState::KafkaPooled { state, id_pool }) => {
+                    Some(LegacySink::KafkaPooled { state, id_pool })
+                }
+            }
+        }
+    }
+
+    /// A `_metadata` file of `version` (1, 2 or 3) as those versions wrote it: source
+    /// positions and sink states as enums of the checkpoint format (the source's type has
+    /// the same wire shape), keyed state without a format.
     fn legacy_file(version: u32, m: &CheckpointMetadata) -> Vec<u8> {
         #[derive(Serialize)]
         struct Subtask<'a> {
@@ -509,26 +550,38 @@ mod tests {
             completion_timestamp_ms: u64,
             operators: Vec<Operator<S>>,
         }
-        let subtask = |s: &'_ SubtaskStateMeta| {
-            let source = s
-                .operator
-                .as_ref()
-                .and_then(|b| SourcePosition::from_blob(b).ok());
-            let sink = s
-                .operator
-                .as_ref()
-                .and_then(|b| SinkState::from_blob(b).ok());
-            (
-                Subtask {
-                    subtask: s.subtask,
-                    key_groups: s.key_groups,
-                    keyed: None,
-                    source,
-                },
-                sink,
-            )
+        let subtask = |s: &SubtaskStateMeta| {
+            let op = s.operator.as_ref();
+            let source = op.and_then(|b| SourcePosition::from_blob(b).ok());
+            Subtask {
+                subtask: s.subtask,
+                key_groups: s.key_groups,
+                keyed: s.keyed.as_ref(),
+                source,
+            }
         };
-        let payload = |operators| Payload {
+        let operators = m
+            .operators
+            .iter()
+            .map(|o| Operator {
+                operator_id: o.operator_id.clone(),
+                parallelism: o.parallelism,
+                max_parallelism: o.max_parallelism,
+                subtasks: o
+                    .subtasks
+                    .iter()
+                    .map(|s| {
+                        let mut out = postcard::to_stdvec(&subtask(s)).unwrap();
+                        if version >= 2 {
+                            let sink = s.operator.as_ref().and_then(LegacySink::of);
+                            out.extend(postcard::to_stdvec(&sink).unwrap());
+                        }
+                        serde_bytes_like::Raw(out)
+                    })
+                    .collect(),
+            })
+            .collect();
+        let payload = postcard::to_stdvec(&Payload {
             checkpoint_id: m.checkpoint_id,
             job_id: &m.job_id,
             job_name: &m.job_name,
@@ -536,33 +589,8 @@ mod tests {
             trigger_timestamp_ms: m.trigger_timestamp_ms,
             completion_timestamp_ms: m.completion_timestamp_ms,
             operators,
-        };
-        let ops =
-            |f: &dyn Fn(&SubtaskStateMeta) -> Vec<u8>| -> Vec<Operator<serde_bytes_like::Raw>> {
-                m.operators
-                    .iter()
-                    .map(|o| Operator {
-                        operator_id: o.operator_id.clone(),
-                        parallelism: o.parallelism,
-                        max_parallelism: o.max_parallelism,
-                        subtasks: o
-                            .subtasks
-                            .iter()
-                            .map(|s| serde_bytes_like::Raw(f(s)))
-                            .collect(),
-                    })
-                    .collect()
-            };
-        let body = ops(&|s| {
-            let (mut st, sink) = subtask(s);
-            st.keyed = s.keyed.as_ref();
-            let mut out = postcard::to_stdvec(&st).unwrap();
-            if version >= 2 {
-                out.extend(postcard::to_stdvec(&sink).unwrap());
-            }
-            out
-        });
-        let payload = postcard::to_stdvec(&payload(body)).unwrap();
+        })
+        .unwrap();
         let mut bytes = METADATA_MAGIC.to_vec();
         bytes.extend_from_slice(&version.to_be_bytes());
         bytes.extend_from_slice(&(payload.len() as u64).to_be_bytes());
@@ -587,11 +615,47 @@ mod tests {
         }
     }
 
-    /// Version 1 and 2 files decode, their positions and sink states in the operators' own
-    /// encodings, their keyed state as the keyed store's runs.
+    /// Version 1, 2 and 3 files decode, their positions and sink states in the operators' own
+    /// encodings (each sink state in the version of the sink's format that holds it), their
+    /// keyed state as the keyed store's runs.
     #[test]
-    fn versions_1_and_2_still_decode() {
+    fn versions_1_2_and_3_still_decode() {
         let mut m = sample();
+        // Version 3: the rolling file sink's state (file-sink v2), the Kafka sink's pooled
+        // ids (kafka-sink v2) and its state before pools (v1).
+        let kafka = KafkaSinkState {
+            subtask: 0,
+            prefix: "floe-k".into(),
+            slots: 1,
+            pending: vec![],
+        };
+        let mut m3 = m.clone();
+        let mut kafka_op = m3.operators[2].clone();
+        kafka_op.operator_id = "kout".into();
+        kafka_op.subtasks[0].operator = Some(
+            SinkState::KafkaPooled {
+                state: kafka.clone(),
+                id_pool: 8,
+            }
+            .to_blob(),
+        );
+        m3.operators.push(kafka_op.clone());
+        kafka_op.operator_id = "kold".into();
+        kafka_op.subtasks[0].operator = Some(SinkState::Kafka(kafka).to_blob());
+        m3.operators.push(kafka_op);
+        assert_eq!(decode(&legacy_file(3, &m3), path()).unwrap(), m3);
+        // Version 2: the file sink before rolling (file-sink v1).
+        m.operators[2].subtasks[0].operator = Some(
+            FileSinkStateBeforeRolling {
+                subtask: 0,
+                next_part: 4,
+                pending: vec![PendingPart {
+                    checkpoint_id: 7,
+                    part: 3,
+                }],
+            }
+            .to_blob(),
+        );
         assert_eq!(decode(&legacy_file(2, &m), path()).unwrap(), m);
         m.operators.pop(); // the sink operator: v1 had no sink state
         assert_eq!(decode(&legacy_file(1, &m), path()).unwrap(), m);

@@ -159,7 +159,12 @@ mod test_hook {
         announce.push(format!(".{stage}"));
         let mut go = announce.clone();
         go.push(".go");
-        if std::fs::write(&announce, path.as_os_str().as_encoded_bytes()).is_err() {
+        // Written aside and renamed: a test that sees the file must see the whole path.
+        let mut aside = announce.clone();
+        aside.push(".tmp");
+        if std::fs::write(&aside, path.as_os_str().as_encoded_bytes()).is_err()
+            || std::fs::rename(&aside, &announce).is_err()
+        {
             return;
         }
         // Bounded, so a test that died does not leave floe waiting for ever.

@@ -36,7 +36,7 @@ mod store;
 
 use fs_log::FsOp;
 use object::ObjectPath;
-pub use object::{configure, SUPPORTED_SCHEMES};
+pub use object::{configure, configure_root, SUPPORTED_SCHEMES};
 pub use store::{choose_encoding, ChainInfo, Encoding, FsCheckpointStore, MAX_DELTAS};
 
 use crate::checkpoint::metadata::{

@@ -239,6 +239,13 @@ impl Client {
                 "the answer is larger than {MAX_ANSWER} bytes"
             )));
         }
+        if raw.is_empty() {
+            // A server going away (a floe that exits as its job ends) closes its connections
+            // without an answer: the floe stopped answering, not something else answered.
+            return Err(transport(
+                "the connection closed without an answer".to_owned(),
+            ));
+        }
         parse_answer(&raw).map_err(|detail| ClientError::Protocol {
             addr: addr.clone(),
             method,

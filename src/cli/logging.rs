@@ -26,6 +26,13 @@ pub fn init(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+    if format == LogFormat::Json {
+        // Every line on stderr is JSON: floe's own lines for people, and a panic's message.
+        crate::service::console::set_json(true);
+        std::panic::set_hook(Box::new(|info| {
+            tracing::error!(panic = %info, "bug: floe panicked: {info}; please report this");
+        }));
+    }
 }
 
 /// stderr for log events, escaped and redacted. The formatter writes each event with one

@@ -19,6 +19,7 @@ mod remote;
 mod run;
 mod savepoint;
 mod serve;
+mod start;
 mod stop;
 mod validate;
 
@@ -90,6 +91,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Make a running `floe serve` apply its changed files and configuration now.
     Reload(reload::ReloadArgs),
+    /// Make a running `floe serve` run again a pipeline stopped or cancelled through the API.
+    Start(start::StartArgs),
 }
 
 /// The configuration without a pipeline (conf file, environment, `-D`), for the verbs that
@@ -138,6 +141,7 @@ pub fn main() -> ExitCode {
         Command::Cancel(args) => cancel::cancel(&cli.global, args),
         Command::Serve(args) => serve::serve(&cli.global, args),
         Command::Reload(args) => reload::reload(&cli.global, args),
+        Command::Start(args) => start::start(&cli.global, args),
     };
     ExitCode::from(code)
 }

@@ -37,7 +37,7 @@ pub fn reload(global: &GlobalArgs, args: ReloadArgs) -> u8 {
 }
 
 /// The report as lines: one per pipeline, then the configuration's keys.
-fn render(report: &Value) -> String {
+pub(super) fn render(report: &Value) -> String {
     let mut out = String::new();
     let empty = Vec::new();
     let pipelines = report["pipelines"].as_array().unwrap_or(&empty);

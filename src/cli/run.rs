@@ -270,7 +270,8 @@ async fn run_job(job: PreparedJob, options: RestOptions) -> u8 {
     let started = Instant::now();
     let registry = JobRegistry::new();
     let server = start_rest(&options, &registry).await;
-    let job = launch::start(job, &registry);
+    let job = launch::start(job, &registry, None);
+    let _rates = registry.spawn_rate_sampler();
     let (job_id, name) = (job.job_id.clone(), job.name.clone());
     let stopper = job.handle.clone();
     let signals = tokio::spawn(async move {

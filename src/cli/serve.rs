@@ -9,6 +9,7 @@
 //! checkpoint, as after a crash).
 
 use super::{GlobalArgs, EXIT_FAILURE};
+use crate::service::console;
 use crate::service::supervisor::{service, ServeOptions};
 use clap::Args;
 use std::path::PathBuf;
@@ -27,6 +28,24 @@ pub struct ServeArgs {
     /// `floe run -D`: `-D rest.port=8082`.
     #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = super::parse_dynamic)]
     pub dynamic: Vec<String>,
+    /// Where floe serve remembers, across its restarts, the pipelines stopped or cancelled
+    /// through the API, the submitted jobs to resume and the savepoints it took
+    /// (floe-serve-state.json). Default: systemd's $STATE_DIRECTORY, else the current
+    /// directory.
+    #[arg(long, value_name = "DIR", env = "FLOE_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// `--state-dir`, else the first of systemd's `$STATE_DIRECTORY` (`StateDirectory=`), else
+/// the current directory.
+fn state_dir(given: Option<PathBuf>) -> PathBuf {
+    given
+        .or_else(|| {
+            let dirs = std::env::var_os("STATE_DIRECTORY")?;
+            let first = dirs.to_str()?.split(':').next()?.to_string();
+            (!first.is_empty()).then(|| PathBuf::from(first))
+        })
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 pub fn serve(global: &GlobalArgs, args: ServeArgs) -> u8 {
@@ -39,6 +58,7 @@ pub fn serve(global: &GlobalArgs, args: ServeArgs) -> u8 {
         dynamic: args.dynamic,
         pipelines: args.pipelines,
         stop_timeout: args.stop_timeout,
+        state_dir: state_dir(args.state_dir),
     };
     let result = rt.block_on(service::run(opts));
     // A job that did not stop in time may still write on a blocking thread: do not wait for
@@ -46,23 +66,23 @@ pub fn serve(global: &GlobalArgs, args: ServeArgs) -> u8 {
     rt.shutdown_timeout(Duration::from_secs(1));
     match result {
         Ok(summary) if summary.unclean.is_empty() => {
-            crate::errln!(
+            console::line(&format!(
                 "floe serve stopped: {} job(s) with a final savepoint",
                 summary.savepoints.len()
-            );
+            ));
             0
         }
         Ok(summary) => {
             for (job, why) in &summary.unclean {
-                crate::errln!(
-                    "error: {job}: no final savepoint ({why}); it resumes from its latest \
-                     retained checkpoint"
-                );
+                console::error(&format!(
+                    "{job}: no final savepoint ({why}); it resumes from its latest retained \
+                     checkpoint"
+                ));
             }
             EXIT_FAILURE
         }
         Err(e) => {
-            crate::errln!("error: {e}");
+            console::error(&e.to_string());
             e.exit_code()
         }
     }

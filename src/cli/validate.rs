@@ -10,6 +10,7 @@
 //! refuses on them.
 
 use super::{load_and_check, parse_dynamic, GlobalArgs, EXIT_CONFIG};
+use crate::config::{self, LoadOptions};
 use crate::service::supervisor::launch::LaunchSpec;
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -30,9 +31,89 @@ pub struct ValidateArgs {
     /// (exit 78).
     #[arg(long)]
     pub strict: bool,
+    /// Check what `floe serve` needs as a whole (the conf file, the REST address and token,
+    /// the pipeline directory): exit 78 only for those. Pipeline files are checked and
+    /// reported, but an invalid one does not fail the check: `floe serve` starts every
+    /// valid pipeline and shows the invalid ones (what systemd's ExecStartPre runs).
+    #[arg(long)]
+    pub service: bool,
 }
 
 pub fn validate(global: &GlobalArgs, args: ValidateArgs) -> u8 {
+    if args.service {
+        return validate_service(global, &args);
+    }
+    validate_files(global, &args)
+}
+
+/// `--service`: 78 when the conf file, the REST settings or a pipeline directory stop the
+/// whole service; the pipelines themselves are reported and never fail the check.
+fn validate_service(global: &GlobalArgs, args: &ValidateArgs) -> u8 {
+    let loaded = match config::load(&LoadOptions {
+        conf_dir: global.conf_dir.clone(),
+        pipeline_settings: Vec::new(),
+        dynamic: args.dynamic.clone(),
+    }) {
+        Ok(l) => l,
+        Err(e) => {
+            crate::errln!("{e}");
+            crate::errln!("floe serve cannot start: the configuration is invalid");
+            return EXIT_CONFIG;
+        }
+    };
+    if let Err(e) = check_rest(&loaded.config) {
+        crate::errln!("error: {e}");
+        crate::errln!("floe serve cannot start: its REST API cannot be served");
+        return EXIT_CONFIG;
+    }
+    for dir in args.files.iter().filter(|f| !f.is_file()) {
+        if let Err(e) = std::fs::read_dir(dir) {
+            crate::errln!(
+                "error: the pipeline directory {} cannot be read: {e}; create it or pass \
+                 --pipelines DIR",
+                dir.display()
+            );
+            return EXIT_CONFIG;
+        }
+    }
+    let code = validate_files(global, args);
+    if code != 0 {
+        crate::errln!(
+            "floe serve starts every valid pipeline and shows the invalid ones \
+             (GET /pipelines, /readyz, the dashboard)"
+        );
+    }
+    crate::outln!("the service configuration is valid");
+    0
+}
+
+/// What `floe serve` checks of its REST settings before it binds: an address that parses
+/// (or resolves), a token where one is required, a token file that can be read.
+fn check_rest(cfg: &crate::config::Config) -> Result<(), String> {
+    use std::net::ToSocketAddrs;
+    let options = crate::service::RestOptions::from_config(cfg);
+    let token = options.resolve_token().map_err(|e| e.to_string())?;
+    let addrs: Vec<std::net::SocketAddr> = (options.bind_address.as_str(), options.port)
+        .to_socket_addrs()
+        .map_err(|e| {
+            format!(
+                "rest.bind-address '{}' is not an address of this machine: {e}; use an IP \
+                 address such as 127.0.0.1",
+                options.bind_address
+            )
+        })?
+        .collect();
+    if token.is_none() && addrs.iter().any(|a| !a.ip().is_loopback()) {
+        return Err(format!(
+            "rest.bind-address '{}' is not loopback and no token is set: set \
+             rest.auth.token or rest.auth.token-file, or bind to 127.0.0.1",
+            options.bind_address
+        ));
+    }
+    Ok(())
+}
+
+fn validate_files(global: &GlobalArgs, args: &ValidateArgs) -> u8 {
     let mut files = Vec::new();
     let mut invalid = 0usize;
     for given in &args.files {

@@ -264,6 +264,23 @@ pub(super) fn build(
         network_memory_max: c
             .memory("taskmanager.memory.network.max")
             .unwrap_or(1 << 30),
+        service: ServiceConfig {
+            probation: c.duration("service.reload.probation"),
+            savepoints_retained: c
+                .u32(
+                    "service.savepoints.num-retained",
+                    1,
+                    "At least the newest savepoint is kept",
+                )
+                .unwrap_or(3),
+            history_versions: c
+                .u32(
+                    "service.history.max-versions",
+                    0,
+                    "Negative number of remembered versions",
+                )
+                .unwrap_or(5),
+        },
     };
     warn_no_effect(&mut c);
     (config, entries(eff, origins))

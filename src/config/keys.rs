@@ -241,6 +241,13 @@ pub static KEYS: &[KeySpec] = &[
         "Number of recent checkpoints and savepoints the REST checkpoint statistics list (`history`), 0..1000."),
     key("taskmanager.memory.network.max", &["taskmanager.network.memory.max"], MemorySize, Some("1 gb"),
         "Memory budget of the channels between subtasks (Flink's network buffers): a plan whose channels would take more is refused with the numbers."),
+    // --- floe serve (floe's own keys; a pipeline's `config:` may set them for itself)
+    key("service.reload.probation", &[], Duration, None,
+        "How long a reloaded pipeline's new version has to prove itself before the version before is given up: it passes at its first completed checkpoint (checkpointing off: once it ran this long), and is rolled back if it fails first or completes none in time. Unset: twice the checkpoint interval plus 10 s (checkpointing off: 5 s)."),
+    key("service.savepoints.num-retained", &[], Integer, Some("3"),
+        "Savepoints `floe serve` takes (reload, removal, shutdown) kept per pipeline; older ones are deleted once a newer one is complete."),
+    key("service.history.max-versions", &[], Integer, Some("5"),
+        "Ended versions (jobs) of each pipeline kept in the REST API, the metrics and the dashboard; also the ended submitted jobs kept."),
 ];
 
 /// `FLOE_*` variables that are not configuration keys; never warned about.
@@ -249,6 +256,7 @@ pub const NON_KEY_ENV: &[&str] = &[
     "FLOE_LOG",
     "FLOE_LOG_FORMAT",
     "FLOE_PIPELINES_DIR",
+    "FLOE_STATE_DIR",
     "FLOE_HOME",
     // A test hook of `checkpoint::savepoint` (tests/security_symlink.rs).
     "FLOE_TEST_SAVEPOINT_PAUSE",

@@ -169,6 +169,30 @@ pub struct Config {
     pub s3: S3Config,
     /// `taskmanager.memory.network.max`: bytes the channels between subtasks may take.
     pub network_memory_max: u64,
+    /// `service.*`: how `floe serve` looks after a pipeline.
+    pub service: ServiceConfig,
+}
+
+/// floe's own `service.*` keys (`floe serve`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    /// `service.reload.probation`; `None`: derived from the checkpoint interval.
+    pub probation: Option<Duration>,
+    /// `service.savepoints.num-retained`, at least 1.
+    pub savepoints_retained: u32,
+    /// `service.history.max-versions`.
+    pub history_versions: u32,
+}
+
+impl ServiceConfig {
+    /// The probation of a reloaded version: the key, else twice the checkpoint interval plus
+    /// 10 s, else (checkpointing off) 5 s.
+    pub fn probation_for(&self, interval: Option<Duration>) -> Duration {
+        self.probation.unwrap_or(match interval {
+            Some(i) => i.saturating_mul(2) + Duration::from_secs(10),
+            None => Duration::from_secs(5),
+        })
+    }
 }
 
 /// Flink's `execution.checkpointing.mode`: aligned barriers (exactly once) or not.
@@ -339,7 +363,7 @@ impl fmt::Debug for RestConfig {
 /// Flink's `s3.*` keys. Unset values fall back to the AWS environment where the checkpoint
 /// storage opens a bucket (`checkpoint::storage`), not here: this module reads no environment
 /// beyond `FLOE_*`.
-#[derive(Clone, PartialEq, Default)]
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
 pub struct S3Config {
     /// `s3.endpoint`.
     pub endpoint: Option<String>,

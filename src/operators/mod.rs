@@ -461,6 +461,19 @@ pub enum DeliveryGuarantee {
     ExactlyOnce,
 }
 
+impl DeliveryGuarantee {
+    /// What a job gives its sinks: nothing without periodic checkpoints (a checkpoint
+    /// commits their transactions), else the checkpointing mode's guarantee.
+    pub fn of_checkpointing(periodic: bool, mode: crate::config::CheckpointingMode) -> Self {
+        use crate::config::CheckpointingMode as M;
+        match (periodic, mode) {
+            (false, _) => DeliveryGuarantee::None,
+            (true, M::ExactlyOnce) => DeliveryGuarantee::ExactlyOnce,
+            (true, M::AtLeastOnce) => DeliveryGuarantee::AtLeastOnce,
+        }
+    }
+}
+
 /// Why an operator's input ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndOfInput {

@@ -243,6 +243,8 @@ pub struct FailoverHandle {
     /// Checkpoint settings given by [`FailoverHandle::reconfigure`]; every attempt from then
     /// on starts with them, and the running one's checkpoint driver takes them at once.
     live: Arc<tokio::sync::watch::Sender<Option<LiveSettings>>>,
+    /// Checkpoints completed over every attempt (not savepoints).
+    completed: Arc<AtomicU64>,
 }
 
 impl Default for FailoverHandle {
@@ -251,6 +253,7 @@ impl Default for FailoverHandle {
             shared: Arc::default(),
             wake: Arc::default(),
             live: Arc::new(tokio::sync::watch::Sender::new(None)),
+            completed: Arc::default(),
         }
     }
 }
@@ -287,6 +290,18 @@ impl FailoverHandle {
         let stats = self.lock().stats.clone()?;
         let stats = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Some(stats)
+    }
+
+    /// Checkpoints this run completed, over all its attempts. Once the run has ended, final:
+    /// 0 means no checkpoint of it ever completed, so no exactly-once sink committed anything
+    /// of it (only a completed checkpoint, or a stop-with-savepoint, commits).
+    pub fn checkpoints_completed(&self) -> u64 {
+        self.completed.load(Ordering::SeqCst)
+    }
+
+    /// Whether the run was asked to cancel (rather than stop, or nothing).
+    pub fn cancel_requested(&self) -> bool {
+        self.lock().stop == Some(StopKind::Cancel)
     }
 
     /// Stops the running attempt (sources end, the pipeline drains); no more restarts.
@@ -513,10 +528,10 @@ pub enum FailoverError {
 pub async fn run<F, E>(
     setup: FailoverSetup,
     handle: FailoverHandle,
-    mut build: F,
+    build: F,
 ) -> Result<JobReport, FailoverError>
 where
-    F: FnMut(&Attempt<'_>) -> Result<(Plan, JobOptions), E>,
+    F: FnMut(&Attempt<'_>) -> Result<(Plan, JobOptions), E> + Send + 'static,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let FailoverSetup {
@@ -524,9 +539,10 @@ where
         name,
         strategy,
         store,
-        initial,
+        mut initial,
         claim_mode,
     } = setup;
+    let mut build = Some(build);
     if let (Some(store), Some(initial)) = (&store, &initial) {
         if claim_mode == ClaimMode::Legacy {
             tracing::warn!(
@@ -545,11 +561,11 @@ where
     let mut number = 0u32;
     loop {
         let snapshot = if number == 0 {
-            initial.as_ref()
+            initial.take()
         } else {
-            restore.as_ref()
+            restore.take()
         };
-        if let Some(s) = snapshot {
+        if let Some(s) = &snapshot {
             handle.lock().status.last_restore = Some(RestoreInfo {
                 checkpoint_id: s.metadata.checkpoint_id,
                 path: s.dir.clone(),
@@ -564,18 +580,26 @@ where
                 highest: highest.clone(),
             })
         });
-        let attempt = Attempt {
+        let first_checkpoint_id = highest.load(Ordering::SeqCst) + 1;
+        let for_attempt = attempt_store.clone().map(|s| s as Arc<dyn CheckpointStore>);
+        let (built, snapshot) = build_attempt(
+            &mut build,
             number,
-            restore: snapshot,
-            store: attempt_store.clone().map(|s| s as Arc<dyn CheckpointStore>),
-            first_checkpoint_id: highest.load(Ordering::SeqCst) + 1,
-        };
-        let started = match build(&attempt) {
+            snapshot,
+            for_attempt,
+            first_checkpoint_id,
+        )
+        .await;
+        if number == 0 {
+            // A later failover falls back on it when no checkpoint completed.
+            initial = snapshot;
+        }
+        let started = match built {
             Ok((plan, mut options)) => {
                 with_live_settings(&handle, &mut options);
                 crate::runtime::start(plan, options).map_err(FailoverError::from)
             }
-            Err(e) => Err(FailoverError::Prepare(e.into())),
+            Err(e) => Err(e),
         };
         let mut job = match started {
             Ok(job) => job,
@@ -588,10 +612,17 @@ where
         // are in the notices. Draining them also keeps the channel from growing.
         let drain = job.take_checkpoint_notices().map(|mut rx| {
             let highest = highest.clone();
+            let completed = handle.completed.clone();
             tokio::spawn(async move {
                 while let Some(n) = rx.recv().await {
-                    if let CheckpointNotice::Triggered(id) = n {
-                        highest.fetch_max(id.0, Ordering::SeqCst);
+                    match n {
+                        CheckpointNotice::Triggered(id) => {
+                            highest.fetch_max(id.0, Ordering::SeqCst);
+                        }
+                        CheckpointNotice::Completed(_) => {
+                            completed.fetch_add(1, Ordering::SeqCst);
+                        }
+                        _ => {}
                     }
                 }
             })
@@ -674,11 +705,22 @@ where
         }
         restore = match point {
             None => None,
-            Some(dir) => match crate::checkpoint::restore::load_snapshot(&dir) {
-                Ok(l) => Some(l),
-                Err(e) => {
+            // Reading `_metadata` blocks (on S3, a network round trip).
+            Some(dir) => match tokio::task::spawn_blocking(move || {
+                crate::checkpoint::restore::load_snapshot(&dir)
+            })
+            .await
+            {
+                Ok(Ok(l)) => Some(l),
+                Ok(Err(e)) => {
                     give_up(&store, JobTermination::Failed).await;
                     return Err(FailoverError::Prepare(Box::new(e)));
+                }
+                Err(e) => {
+                    give_up(&store, JobTermination::Failed).await;
+                    return Err(FailoverError::Prepare(
+                        format!("bug: reading the restore point panicked: {e}").into(),
+                    ));
                 }
             },
         };
@@ -696,6 +738,52 @@ where
                 |r| format!("checkpoint {}", r.dir.display())
             )
         );
+    }
+}
+
+/// Runs `build` for one attempt on a blocking thread: it reads the restore snapshot's state
+/// files (locally or from S3), which must not hold up the async workers that carry every
+/// job's tasks and the REST API. `build` and the snapshot go there and come back.
+async fn build_attempt<F, E>(
+    build: &mut Option<F>,
+    number: u32,
+    snapshot: Option<LoadedSnapshot>,
+    store: Option<Arc<dyn CheckpointStore>>,
+    first_checkpoint_id: u64,
+) -> (
+    Result<(Plan, JobOptions), FailoverError>,
+    Option<LoadedSnapshot>,
+)
+where
+    F: FnMut(&Attempt<'_>) -> Result<(Plan, JobOptions), E> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let Some(mut f) = build.take() else {
+        let bug = FailoverError::Prepare("bug: the attempt builder is gone".into());
+        return (Err(bug), snapshot);
+    };
+    let joined = tokio::task::spawn_blocking(move || {
+        let attempt = Attempt {
+            number,
+            restore: snapshot.as_ref(),
+            store,
+            first_checkpoint_id,
+        };
+        let built = f(&attempt).map_err(|e| FailoverError::Prepare(e.into()));
+        (f, snapshot, built)
+    })
+    .await;
+    match joined {
+        Ok((f, snapshot, built)) => {
+            *build = Some(f);
+            (built, snapshot)
+        }
+        Err(e) => (
+            Err(FailoverError::Prepare(
+                format!("bug: preparing attempt {number} panicked: {e}").into(),
+            )),
+            None,
+        ),
     }
 }
 

@@ -87,6 +87,9 @@ pub struct JobOptions {
     /// `flink-conf.yaml`): the checkpoint driver applies each new value for its next
     /// checkpoint. `FailoverHandle` fills it in.
     pub live: Option<tokio::sync::watch::Receiver<Option<crate::config::live::LiveSettings>>>,
+    /// Report every barrier alignment as a [`TaskEvent`] ([`JobHandle::take_events`]). Off
+    /// unless a reader asks: unread, the events would pile up for as long as the job runs.
+    pub task_events: bool,
 }
 
 impl JobOptions {
@@ -98,6 +101,7 @@ impl JobOptions {
             checkpointing: None,
             restore: None,
             live: None,
+            task_events: false,
         }
     }
 }
@@ -362,7 +366,8 @@ impl JobHandle {
         self.metrics.clone()
     }
 
-    /// The events subtasks report (barrier snapshots); only the first call gets them.
+    /// The events subtasks report (barrier snapshots), when [`JobOptions::task_events`] asked
+    /// for them; only the first call gets them.
     pub fn take_events(&mut self) -> Option<UnboundedReceiver<TaskEvent>> {
         self.events.take()
     }
@@ -550,7 +555,13 @@ pub fn start(plan: Plan, mut opts: JobOptions) -> Result<JobHandle, RuntimeError
 
     let cancel = CancellationToken::new();
     let stop = Arc::new(AtomicBool::new(false));
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let (events_tx, events_rx) = match opts.task_events {
+        true => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
+        }
+        false => (None, None),
+    };
     let mut triggers = Vec::new();
     let mut subtasks = Vec::new();
     // Bounded inputs end with a final checkpoint when checkpoints are periodic (FLIP-147).
@@ -690,7 +701,7 @@ pub fn start(plan: Plan, mut opts: JobOptions) -> Result<JobHandle, RuntimeError
         parallelism,
         tasks,
         info,
-        events: Some(events_rx),
+        events: events_rx,
         notices: driver.as_ref().map(|_| notices_rx),
         driver,
         started: Instant::now(),
@@ -798,14 +809,12 @@ fn delivery_guarantee(
     opts: &JobOptions,
     periodic: bool,
 ) -> crate::operators::DeliveryGuarantee {
-    use crate::operators::DeliveryGuarantee as G;
-    match (&ctx.checkpoints, opts.checkpointing_mode) {
-        (None, _) => G::None,
-        // Storage for savepoints only: no checkpoint would ever commit a transaction.
-        (Some(_), _) if !periodic => G::None,
-        (Some(_), CheckpointingMode::ExactlyOnce) => G::ExactlyOnce,
-        (Some(_), CheckpointingMode::AtLeastOnce) => G::AtLeastOnce,
-    }
+    // Storage for savepoints only (not periodic): no checkpoint would ever commit a
+    // transaction.
+    crate::operators::DeliveryGuarantee::of_checkpointing(
+        ctx.checkpoints.is_some() && periodic,
+        opts.checkpointing_mode,
+    )
 }
 
 #[expect(

@@ -57,7 +57,8 @@ pub struct TaskContext {
     /// read once per batch, a token would take a lock.)
     pub stop: Arc<AtomicBool>,
     /// Snapshot points (barrier aligned) and the like, for the job (the checkpoint coordinator).
-    pub events: UnboundedSender<TaskEvent>,
+    /// `None` unless [`JobOptions::task_events`](crate::runtime::JobOptions) asked for them.
+    pub events: Option<UnboundedSender<TaskEvent>>,
     /// Snapshots and end notices for the checkpoint driver; `None` when checkpointing is off.
     /// Unbounded on purpose: a send never waits, so a slow store never stalls a task (the
     /// driver holds at most one snapshot per subtask per pending checkpoint).
@@ -115,7 +116,10 @@ impl TaskContext {
     /// issue snapshots operator state at this point; for now the job is told.
     fn snapshot(&self, barrier: Barrier) {
         // The receiver lives as long as the job handle; if it is gone nobody waits for acks.
-        let _ = self.events.send(TaskEvent::Snapshot {
+        let Some(events) = &self.events else {
+            return;
+        };
+        let _ = events.send(TaskEvent::Snapshot {
             task: self.task,
             subtask: self.subtask,
             barrier,

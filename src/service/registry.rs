@@ -303,6 +303,9 @@ pub struct JobView {
     pub savepoints: Vec<SavepointRecord>,
     /// What `floe serve` adds: the pipeline file, the last reload error.
     pub notes: JobNotes,
+    /// Records the job's sources emitted per second, over the last sampling period
+    /// ([`JobRegistry::sample_rates`]).
+    pub records_per_second: f64,
 }
 
 /// What `floe serve` says about a job besides Flink's fields.
@@ -334,6 +337,20 @@ impl JobView {
 struct JobRecord {
     view: JobView,
     commands: mpsc::UnboundedSender<JobCommand>,
+    /// The sources' records and when they were counted, for the rate.
+    sample: Option<(std::time::Instant, u64)>,
+}
+
+/// Records the sources of a job emitted so far: records out of the head operator of every
+/// vertex without inputs.
+fn source_records(v: &JobView) -> u64 {
+    v.vertices
+        .iter()
+        .filter(|x| x.inputs.is_empty())
+        .filter_map(|x| x.operators.first())
+        .filter_map(|id| v.metrics.operator(id))
+        .map(|m| m.records_out())
+        .sum()
 }
 
 /// Why a command could not be delivered.
@@ -398,14 +415,61 @@ impl JobRegistry {
             error: None,
             savepoints: Vec::new(),
             notes: JobNotes::default(),
+            records_per_second: 0.0,
         };
         let mut jobs = self.lock();
         let mut view = view;
         if let Some(n) = self.pending().remove(&reg.id) {
             view.notes = n;
         }
-        jobs.insert(reg.id, JobRecord { view, commands: tx });
+        jobs.insert(
+            reg.id,
+            JobRecord {
+                view,
+                commands: tx,
+                sample: None,
+            },
+        );
         rx
+    }
+
+    /// Forgets a job (an ended version beyond the history `floe serve` keeps).
+    pub fn remove(&self, id: &JobId) -> bool {
+        self.pending().remove(id);
+        self.lock().remove(id).is_some()
+    }
+
+    /// Updates every running job's records per second from its sources' counters since the
+    /// last call; an ended job's rate is 0. Called about once a second.
+    pub fn sample_rates(&self) {
+        let now = std::time::Instant::now();
+        for r in self.lock().values_mut() {
+            if r.view.state.is_terminal() {
+                r.view.records_per_second = 0.0;
+                continue;
+            }
+            let total = source_records(&r.view);
+            if let Some((at, before)) = r.sample {
+                let secs = now.duration_since(at).as_secs_f64();
+                if secs > 0.0 {
+                    r.view.records_per_second = total.saturating_sub(before) as f64 / secs;
+                }
+            }
+            r.sample = Some((now, total));
+        }
+    }
+
+    /// A task that calls [`JobRegistry::sample_rates`] every second, for as long as the
+    /// runtime runs.
+    pub fn spawn_rate_sampler(&self) -> tokio::task::JoinHandle<()> {
+        let r = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                r.sample_rates();
+            }
+        })
     }
 
     fn pending(&self) -> MutexGuard<'_, BTreeMap<JobId, JobNotes>> {
@@ -483,10 +547,16 @@ impl JobRegistry {
         metrics: Arc<JobMetrics>,
         stats: Option<StatsSource>,
     ) -> bool {
-        self.update(id, |v| {
-            v.metrics = metrics;
-            v.stats = stats;
-        })
+        match self.lock().get_mut(id) {
+            Some(r) => {
+                r.view.metrics = metrics;
+                r.view.stats = stats;
+                // The counters start again from 0.
+                r.sample = None;
+                true
+            }
+            None => false,
+        }
     }
 
     /// The job took new settings while running (`floe serve` applying an edited

@@ -7,6 +7,7 @@ use floe::cli::client::{Client, Endpoint};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
@@ -30,7 +31,27 @@ pub struct Layout {
     pub root: tempfile::TempDir,
 }
 
+/// The token of [`Layout::submitting`]'s service.
+pub const SUBMIT_TOKEN: &str = "submit-test-token";
+
 impl Layout {
+    /// A service that takes submissions (`web.submit.enable` and a token) reading and
+    /// writing under the layout's root; `extra` as in [`Layout::new`]. Every changing call
+    /// to it needs the token: [`Serve::cli_with_token`].
+    pub fn submitting(extra: &str) -> Layout {
+        let l = Layout::new(&format!(
+            "web.submit.enable: true\nrest.auth.token: {SUBMIT_TOKEN}\n{extra}"
+        ));
+        let conf = l.path("conf/flink-conf.yaml");
+        let mut text = std::fs::read_to_string(&conf).unwrap();
+        text.push_str(&format!(
+            "web.submit.allowed-dirs: {}\n",
+            l.root.path().display()
+        ));
+        std::fs::write(conf, text).unwrap();
+        l
+    }
+
     pub fn new(conf_extra: &str) -> Layout {
         let root = tempfile::tempdir().unwrap();
         let l = Layout { root };
@@ -79,6 +100,8 @@ operators:
     type: file
     inputs: [count]
     path: {out}
+    rolling:
+      rollover-interval: 0
 ",
             input = self.path("in").display(),
             out = self.path("out").display(),
@@ -200,6 +223,11 @@ pub struct Serve {
 impl Serve {
     /// Starts `floe serve` over `layout`, with `env` added, and waits for its REST address.
     pub fn start(layout: &Layout, env: &[(&str, &str)]) -> Serve {
+        Serve::start_with(layout, env, &[])
+    }
+
+    /// [`Serve::start`] with global options before `serve` (`--log-format json`).
+    pub fn start_with(layout: &Layout, env: &[(&str, &str)], global: &[&str]) -> Serve {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_floe"));
         cmd.env_remove("FLOE_CONF_DIR")
             .env_remove("NOTIFY_SOCKET")
@@ -207,6 +235,7 @@ impl Serve {
             .env("RUST_LOG", "info")
             .env("FLOE_REST_PORT", "0")
             .current_dir(layout.root.path())
+            .args(global)
             .arg("serve")
             .arg("--conf-dir")
             .arg(layout.path("conf"))
@@ -232,11 +261,11 @@ impl Serve {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(at) = line.find("REST API listening on http://") {
-                    let addr = line[at + "REST API listening on http://".len()..]
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string();
+                    // Text or JSON logs: the address ends where host:port characters end.
+                    let addr: String = line[at + "REST API listening on http://".len()..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || ".:[]-".contains(*c))
+                        .collect();
                     let _ = tx.send(addr);
                 }
                 keep.lock().unwrap().push(line);
@@ -261,6 +290,36 @@ impl Serve {
 
     pub fn get(&self, path: &str) -> Value {
         self.client().get(path).unwrap()
+    }
+
+    /// `/readyz`: its status code and body.
+    pub fn readyz(&self) -> (u16, Value) {
+        let a = self.client().send("GET", "/readyz", None).unwrap();
+        (
+            a.status,
+            serde_json::from_str(&a.body).unwrap_or(Value::Null),
+        )
+    }
+
+    /// The text of `/metrics`.
+    pub fn metrics(&self) -> String {
+        self.client().send("GET", "/metrics", None).unwrap().body
+    }
+
+    /// `/pipelines/:name`.
+    pub fn pipeline(&self, name: &str) -> Value {
+        self.get(&format!("/pipelines/{name}"))
+    }
+
+    /// Waits until `/readyz` answers `status`; its body.
+    pub fn wait_ready(&self, status: u16) -> Value {
+        let mut body = Value::Null;
+        wait_for(&format!("/readyz {status}"), || {
+            let (s, b) = self.readyz();
+            body = b;
+            s == status
+        });
+        body
     }
 
     /// `/jobs/overview`'s jobs.
@@ -328,6 +387,18 @@ impl Serve {
             .unwrap()
     }
 
+    /// [`Serve::cli`] with [`SUBMIT_TOKEN`], as a client configured with it sends it.
+    pub fn cli_with_token(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_floe"))
+            .env_remove("FLOE_CONF_DIR")
+            .env("RUST_LOG", "warn")
+            .env("FLOE_REST_AUTH_TOKEN", SUBMIT_TOKEN)
+            .args(args)
+            .args(["-m", &self.addr])
+            .output()
+            .unwrap()
+    }
+
     pub fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([sig, &self.child.id().to_string()])
@@ -378,4 +449,48 @@ pub fn wait_committed(layout: &Layout, n: usize) {
     wait_for(&format!("{n} committed output lines"), || {
         layout.committed().len() >= n
     });
+}
+
+/// Every datagram received on a notify socket; on READY=1, `on_ready` runs at once (from the
+/// receiving thread).
+pub fn notify_socket(
+    socket: UnixDatagram,
+    on_ready: impl Fn() + Send + 'static,
+) -> Arc<Mutex<Vec<String>>> {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let keep = got.clone();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 4096];
+        let mut fired = false;
+        loop {
+            match socket.recv(&mut buf) {
+                Ok(n) => {
+                    let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    if !fired && m.lines().any(|l| l == "READY=1") {
+                        fired = true;
+                        on_ready();
+                    }
+                    keep.lock().unwrap().push(m);
+                }
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => return,
+            }
+        }
+    });
+    got
+}
+
+/// The state lines (READY=1, RELOADING=1, STOPPING=1) in the order received.
+pub fn states(got: &Arc<Mutex<Vec<String>>>) -> Vec<String> {
+    got.lock()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m.lines().map(str::to_owned).collect::<Vec<_>>())
+        .filter(|l| matches!(l.as_str(), "READY=1" | "RELOADING=1" | "STOPPING=1"))
+        .collect()
 }

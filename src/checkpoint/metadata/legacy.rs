@@ -1,12 +1,17 @@
-//! `_metadata` format versions 1 and 2, frozen: the payload types as those versions wrote
+//! `_metadata` format versions 1, 2 and 3, frozen: the payload types as those versions wrote
 //! them (postcard is positional, so they must never change), and their conversion to the
 //! current types.
 //!
 //! Those versions listed the state types of the operators of their time here: a source's
 //! position and a transactional sink's state as enums of the checkpoint format. Reading them
 //! turns each into the owning operator's own encoding (`datagen`, `file-source`,
-//! `kafka-source`, `file-sink`, `kafka-sink`, all v1), and their keyed state into the keyed
-//! store's runs (`keyed-values` v1): the only keyed operator then was `key_by`.
+//! `kafka-source`, `file-sink`, `kafka-sink`), and their keyed state into the keyed store's
+//! runs (`keyed-values` v1): the only keyed operator then was `key_by`.
+//!
+//! Version 3 has version 2's layout; only its sink state enum grew: the rolling `file` sink's
+//! state (with the part in progress at the barrier) and the Kafka sink's pooled ids, both
+//! added after version 2's variants, whose indices version 3 kept. So one set of types reads
+//! both (a version 2 file holds only the first two variants).
 
 use super::{
     CheckpointMetadata, KeyedStateHandle, OperatorStateMeta, SnapshotKind, SubtaskStateMeta,
@@ -39,11 +44,28 @@ struct KafkaOffset {
     offset: i64,
 }
 
-/// A transactional sink's state as version 2 wrote it.
+/// A transactional sink's state as versions 2 and 3 wrote it (version 2: the first two
+/// variants only).
 #[derive(Deserialize)]
 enum SinkState {
-    Files(FileSinkState),
+    /// The `file` sink before rolling (version 2's `Files`, version 3's
+    /// `FilesBeforeRolling`).
+    FilesBeforeRolling(FileSinkStateBeforeRolling),
     Kafka(KafkaSinkState),
+    /// Version 3: the rolling `file` sink.
+    Files(FileSinkState),
+    /// Version 3: the `kafka` sink with a pool of transactional ids.
+    KafkaPooled {
+        state: KafkaSinkState,
+        id_pool: u32,
+    },
+}
+
+#[derive(Deserialize)]
+struct FileSinkStateBeforeRolling {
+    subtask: u32,
+    next_part: u64,
+    pending: Vec<PendingPart>,
 }
 
 #[derive(Deserialize)]
@@ -51,6 +73,13 @@ struct FileSinkState {
     subtask: u32,
     next_part: u64,
     pending: Vec<PendingPart>,
+    in_progress: Option<InProgressPart>,
+}
+
+#[derive(Deserialize)]
+struct InProgressPart {
+    part: u64,
+    length: u64,
 }
 
 #[derive(Deserialize)]
@@ -103,41 +132,68 @@ impl From<SourcePosition> for source::SourcePosition {
     }
 }
 
-impl From<SinkState> for sink::SinkState {
-    fn from(s: SinkState) -> Self {
-        match s {
-            SinkState::Files(f) => sink::SinkState::Files(sink::FileSinkState {
-                subtask: f.subtask,
-                next_part: f.next_part,
-                pending: f
-                    .pending
-                    .into_iter()
-                    .map(|p| sink::PendingPart {
-                        checkpoint_id: p.checkpoint_id,
-                        part: p.part,
-                    })
-                    .collect(),
-            }),
-            SinkState::Kafka(k) => sink::SinkState::Kafka(sink::KafkaSinkState {
-                subtask: k.subtask,
-                prefix: k.prefix,
-                slots: k.slots,
-                pending: k
-                    .pending
-                    .into_iter()
-                    .map(|p| sink::KafkaPendingTxn {
-                        checkpoint_id: p.checkpoint_id,
-                        transactional_id: p.transactional_id,
-                        producer_id: p.producer_id,
-                        producer_epoch: p.producer_epoch,
-                    })
-                    .collect(),
-            }),
+impl From<PendingPart> for sink::PendingPart {
+    fn from(p: PendingPart) -> Self {
+        sink::PendingPart {
+            checkpoint_id: p.checkpoint_id,
+            part: p.part,
         }
     }
 }
 
-/// A version 1 or 2 payload: the same header fields, the subtasks of its version.
+impl From<KafkaSinkState> for sink::KafkaSinkState {
+    fn from(k: KafkaSinkState) -> Self {
+        sink::KafkaSinkState {
+            subtask: k.subtask,
+            prefix: k.prefix,
+            slots: k.slots,
+            pending: k
+                .pending
+                .into_iter()
+                .map(|p| sink::KafkaPendingTxn {
+                    checkpoint_id: p.checkpoint_id,
+                    transactional_id: p.transactional_id,
+                    producer_id: p.producer_id,
+                    producer_epoch: p.producer_epoch,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl SinkState {
+    /// The state as its sink's own blob: each form in the `file-sink` or `kafka-sink`
+    /// version that holds it.
+    fn into_blob(self) -> crate::state::OperatorBlob {
+        let pending = |p: Vec<PendingPart>| p.into_iter().map(Into::into).collect();
+        match self {
+            SinkState::FilesBeforeRolling(f) => sink::FileSinkStateBeforeRolling {
+                subtask: f.subtask,
+                next_part: f.next_part,
+                pending: pending(f.pending),
+            }
+            .to_blob(),
+            SinkState::Kafka(k) => sink::SinkState::Kafka(k.into()).to_blob(),
+            SinkState::Files(f) => sink::SinkState::Files(sink::FileSinkState {
+                subtask: f.subtask,
+                next_part: f.next_part,
+                pending: pending(f.pending),
+                in_progress: f.in_progress.map(|p| sink::InProgressPart {
+                    part: p.part,
+                    length: p.length,
+                }),
+            })
+            .to_blob(),
+            SinkState::KafkaPooled { state, id_pool } => sink::SinkState::KafkaPooled {
+                state: state.into(),
+                id_pool,
+            }
+            .to_blob(),
+        }
+    }
+}
+
+/// A version 1, 2 or 3 payload: the same header fields, the subtasks of its version.
 #[derive(Deserialize)]
 pub(super) struct Payload<S> {
     checkpoint_id: u64,
@@ -166,7 +222,7 @@ pub(super) struct SubtaskV1 {
     source: Option<SourcePosition>,
 }
 
-/// A subtask as version 2 wrote it.
+/// A subtask as versions 2 and 3 wrote it.
 #[derive(Deserialize)]
 pub(super) struct SubtaskV2 {
     subtask: u32,
@@ -178,6 +234,8 @@ pub(super) struct SubtaskV2 {
 
 pub(super) type V1 = Payload<SubtaskV1>;
 pub(super) type V2 = Payload<SubtaskV2>;
+/// Version 3: version 2's layout, with the sink state variants version 3 added.
+pub(super) type V3 = Payload<SubtaskV2>;
 
 impl From<SubtaskV1> for SubtaskV2 {
     fn from(s: SubtaskV1) -> Self {
@@ -194,7 +252,7 @@ impl From<SubtaskV1> for SubtaskV2 {
 impl From<SubtaskV2> for SubtaskStateMeta {
     fn from(s: SubtaskV2) -> Self {
         let source = s.source.map(|p| source::SourcePosition::from(p).to_blob());
-        let sink = s.sink.map(|st| sink::SinkState::from(st).to_blob());
+        let sink = s.sink.map(SinkState::into_blob);
         SubtaskStateMeta {
             subtask: s.subtask,
             key_groups: s.key_groups,

@@ -18,8 +18,11 @@
 //! never occupies the job's worker threads, and a blocking caller just waits for the answer.
 //!
 //! Where a bucket is reached (endpoint, region, credentials) comes from Flink's `s3.*` keys
-//! ([`configure`], called once the configuration is loaded, as Flink's `FileSystem.initialize`)
-//! and, for what they leave unset, the usual AWS environment ([`resolve_settings`]).
+//! and, for what they leave unset, the usual AWS environment ([`resolve_settings`]). The keys
+//! belong to a location, not to the process: each job registers its checkpoint and savepoint
+//! directories with its own keys ([`configure_root`]), so two pipelines of one `floe serve`
+//! may use two endpoints or two sets of credentials; paths under no registered directory use
+//! [`configure`]'s (the CLI verbs that run no job).
 
 use crate::checkpoint::CheckpointError;
 use crate::config::S3Config;
@@ -134,25 +137,106 @@ pub fn split_uri(uri: &str) -> Option<Result<(String, String, String), String>> 
     Some(Ok((scheme.to_ascii_lowercase(), bucket.to_string(), key)))
 }
 
-/// The configuration [`configure`] was given (`None`: the AWS environment only).
+/// The configuration [`configure`] was given (`None`: the AWS environment only): for paths
+/// under no root of [`configure_root`].
 static CONFIG: RwLock<Option<S3Config>> = RwLock::new(None);
-/// One operator per bucket, built on first use with the configuration of the time.
-static BUCKETS: Mutex<Option<HashMap<String, Arc<Bucket>>>> = Mutex::new(None);
+/// `s3.*` settings by location, each given with the directory a job uses
+/// ([`configure_root`]); the longest matching root decides.
+static ROOTS: RwLock<Vec<Root>> = RwLock::new(Vec::new());
+/// One operator per bucket and settings, built on first use.
+static BUCKETS: Mutex<Option<BucketCache>> = Mutex::new(None);
 
-/// Sets how buckets are reached (Flink's `s3.*` keys) for the rest of the process. Called once
-/// the configuration is loaded; buckets opened before are opened again with it.
-pub fn configure(cfg: &S3Config) {
-    {
-        let mut config = CONFIG.write().unwrap_or_else(|p| p.into_inner());
-        // The same settings again (every job of `floe serve` configures): keep the open
-        // buckets.
-        if config.as_ref() == Some(cfg) {
-            return;
-        }
-        *config = Some(cfg.clone());
+/// Open buckets by name and settings.
+type BucketCache = HashMap<(String, S3Config), Arc<Bucket>>;
+
+/// A location and the `s3.*` settings that reach it.
+#[derive(Debug, Clone)]
+struct Root {
+    bucket: String,
+    /// Key prefix, no leading or trailing `/`; empty for the whole bucket.
+    prefix: String,
+    config: S3Config,
+    /// Who registered it (pipeline names), for the message of a conflict.
+    owners: Vec<String>,
+}
+
+impl Root {
+    fn holds(&self, bucket: &str, key: &str) -> bool {
+        self.bucket == bucket
+            && (self.prefix.is_empty()
+                || key == self.prefix
+                || key
+                    .strip_prefix(&self.prefix)
+                    .is_some_and(|r| r.starts_with('/')))
     }
-    // Not while holding CONFIG: `bucket` takes BUCKETS, then CONFIG.
-    *BUCKETS.lock().unwrap_or_else(|p| p.into_inner()) = None;
+}
+
+/// Sets how buckets are reached (Flink's `s3.*` keys) for paths under no root of
+/// [`configure_root`]: what the CLI verbs that run no job use (`floe inspect s3://…`).
+pub fn configure(cfg: &S3Config) {
+    let mut config = CONFIG.write().unwrap_or_else(|p| p.into_inner());
+    *config = Some(cfg.clone());
+}
+
+/// Makes `cfg` the settings of every path under `dir` (an `s3://bucket/prefix`; local
+/// directories are ignored), for `owner` (a job's pipeline name). Each job's checkpoint and
+/// savepoint directories are registered with that job's own `s3.*`, so jobs with different
+/// endpoints or credentials each reach their own storage. The same owner replaces its
+/// settings (an edited pipeline); another owner with other settings for the same location is
+/// refused: one location is one storage.
+pub fn configure_root(dir: &str, cfg: &S3Config, owner: &str) -> Result<(), CheckpointError> {
+    let Some(parsed) = split_uri(dir) else {
+        return Ok(());
+    };
+    let (_, bucket, prefix) = parsed.map_err(CheckpointError::Format)?;
+    let mut roots = ROOTS.write().unwrap_or_else(|p| p.into_inner());
+    match roots
+        .iter_mut()
+        .find(|r| r.bucket == bucket && r.prefix == prefix)
+    {
+        Some(r) if r.config == *cfg => {
+            if !r.owners.iter().any(|o| o == owner) {
+                r.owners.push(owner.to_string());
+            }
+        }
+        Some(r) if r.owners.iter().all(|o| o == owner) => {
+            r.config = cfg.clone();
+        }
+        Some(r) => {
+            return Err(CheckpointError::Format(format!(
+                "{dir} is already used by pipeline {} with other s3.* settings (endpoint {}); \
+                 one location is one storage: give this pipeline its own prefix, or the same \
+                 s3.* settings",
+                r.owners.join(", "),
+                r.config.endpoint.as_deref().unwrap_or("the AWS default")
+            )))
+        }
+        None => roots.push(Root {
+            bucket,
+            prefix,
+            config: cfg.clone(),
+            owners: vec![owner.to_string()],
+        }),
+    }
+    Ok(())
+}
+
+/// The settings for `key` in `bucket`: the longest registered root holding it, else the
+/// process-wide ones of [`configure`].
+fn settings_for(bucket: &str, key: &str) -> S3Config {
+    let roots = ROOTS.read().unwrap_or_else(|p| p.into_inner());
+    if let Some(r) = roots
+        .iter()
+        .filter(|r| r.holds(bucket, key))
+        .max_by_key(|r| r.prefix.len())
+    {
+        return r.config.clone();
+    }
+    CONFIG
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .unwrap_or_default()
 }
 
 /// A bucket: its operator (with retry and timeout layers) and its name for messages.
@@ -166,18 +250,15 @@ impl fmt::Debug for Bucket {
     }
 }
 
-fn bucket(name: &str) -> Result<Arc<Bucket>, CheckpointError> {
+fn bucket(name: &str, key: &str) -> Result<Arc<Bucket>, CheckpointError> {
+    let cfg = settings_for(name, key);
     let mut cache = BUCKETS.lock().unwrap_or_else(|p| p.into_inner());
     let cache = cache.get_or_insert_with(HashMap::new);
-    if let Some(b) = cache.get(name) {
+    let id = (name.to_string(), cfg);
+    if let Some(b) = cache.get(&id) {
         return Ok(b.clone());
     }
-    let cfg = CONFIG
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone()
-        .unwrap_or_default();
-    let settings = resolve_settings(&cfg, |k| std::env::var(k).ok());
+    let settings = resolve_settings(&id.1, |k| std::env::var(k).ok());
     // Keys from the environment are secrets too: no log line or error may show them.
     for k in [
         &settings.access_key,
@@ -190,7 +271,7 @@ fn bucket(name: &str) -> Result<Arc<Bucket>, CheckpointError> {
         crate::secrets::remember(k);
     }
     let b = Arc::new(open_bucket(name, &settings)?);
-    cache.insert(name.to_string(), b.clone());
+    cache.insert(id, b.clone());
     Ok(b)
 }
 
@@ -301,7 +382,7 @@ impl ObjectPath {
                 .map_err(CheckpointError::Format)
                 .and_then(|(scheme, bucket_name, key)| {
                     Ok(ObjectPath {
-                        bucket: bucket(&bucket_name)?,
+                        bucket: bucket(&bucket_name, &key)?,
                         scheme,
                         bucket_name,
                         key,
@@ -567,6 +648,34 @@ mod tests {
         assert!(split_uri("s3://").unwrap().is_err());
         assert!(split_uri("hdfs://nn/x").is_none());
         assert!(split_uri("/local/path").is_none());
+    }
+
+    #[test]
+    fn settings_belong_to_the_location_they_were_given_with() {
+        let a = S3Config {
+            endpoint: Some("http://a".into()),
+            ..S3Config::default()
+        };
+        let b = S3Config {
+            endpoint: Some("http://b".into()),
+            ..S3Config::default()
+        };
+        // Bucket names of this test only: the roots are process-wide.
+        configure_root("s3://roots-test/ck", &a, "p1").unwrap();
+        configure_root("s3://roots-test/ck/deeper", &b, "p2").unwrap();
+        assert_eq!(settings_for("roots-test", "ck/job/chk-1"), a);
+        assert_eq!(settings_for("roots-test", "ck/deeper/job"), b);
+        assert_eq!(settings_for("roots-test", "ck"), a);
+        // `ckx` is not under `ck`.
+        assert_ne!(settings_for("roots-test", "ckx/job").endpoint, a.endpoint);
+        // The same pipeline may change its settings; another one may not take the location.
+        configure_root("s3://roots-test/ck", &b, "p1").unwrap();
+        assert_eq!(settings_for("roots-test", "ck/job"), b);
+        let e = configure_root("s3://roots-test/ck", &a, "p3").unwrap_err();
+        assert!(e.to_string().contains("already used by pipeline p1"), "{e}");
+        configure_root("s3://roots-test/ck", &b, "p3").unwrap();
+        // Local directories take no settings.
+        configure_root("/var/lib/floe/ck", &a, "p4").unwrap();
     }
 
     #[test]

@@ -96,7 +96,7 @@ struct Pending {
     shared: Vec<String>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct RetainedCheckpoint {
     id: u64,
     dir: PathBuf,
@@ -310,6 +310,15 @@ impl FsCheckpointStore {
         self.lock().registry.users(file)
     }
 
+    /// Whether another thread (or this one) holds the store's lock now.
+    #[cfg(test)]
+    pub(super) fn is_locked(&self) -> bool {
+        matches!(
+            self.inner.try_lock(),
+            Err(std::sync::TryLockError::WouldBlock)
+        )
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves plain bookkeeping behind; the files on disk
         // are the truth and are rebuilt from at the next start, so keep going.
@@ -454,9 +463,10 @@ impl FsCheckpointStore {
         })
     }
 
-    /// Deletes the files of checkpoints that will never complete: their `chk-<n>` directory
-    /// and the shared files no retained checkpoint and no live chain uses.
-    fn discard_pending(&self, inner: &mut Inner, ids: &[u64]) {
+    /// The files of checkpoints that will never complete: their `chk-<n>` directory and the
+    /// shared files no retained checkpoint and no live chain uses. Decided under the lock,
+    /// deleted by the caller after releasing it ([`Deletions::run`]).
+    fn discard_pending(&self, inner: &mut Inner, ids: &[u64], out: &mut Deletions) {
         let mut shared = Vec::new();
         for id in ids {
             if let Some(p) = inner.pending.remove(id) {
@@ -465,22 +475,23 @@ impl FsCheckpointStore {
             if inner.retained.iter().any(|r| r.id == *id) {
                 continue;
             }
-            warn_on_err(delete_snapshot_dir(&self.checkpoint_dir(*id)));
+            out.dirs.push(self.checkpoint_dir(*id));
         }
         let live = inner.chain_files();
         for name in shared {
             if !inner.registry.is_referenced(&name) && !live.contains(name.as_str()) {
-                warn_on_err(delete_file(&self.shared_file(inner, &name)));
+                out.files.push(self.shared_file(inner, &name));
             }
         }
     }
 
-    /// Deletes retained checkpoints `delete` and removes `leave` from the store, then the
-    /// shared files nothing uses any more.
-    fn drop_retained(&self, inner: &mut Inner, leave: &[u64], delete: &[u64]) {
+    /// Removes `leave` from the store and decides the deletion of retained checkpoints
+    /// `delete` and of the shared files nothing uses any more (deleted by the caller after
+    /// releasing the lock).
+    fn drop_retained(&self, inner: &mut Inner, leave: &[u64], delete: &[u64], out: &mut Deletions) {
         for id in delete {
             if let Some(r) = inner.retained.iter().find(|r| r.id == *id) {
-                warn_on_err(r.delete());
+                out.retained.push(r.clone());
             }
         }
         inner.retained.retain(|r| !leave.contains(&r.id));
@@ -488,12 +499,53 @@ impl FsCheckpointStore {
         let live = inner.chain_files();
         for name in &unreferenced {
             if !live.contains(name.as_str()) {
-                warn_on_err(delete_file(&self.shared_file(inner, name)));
+                out.files.push(self.shared_file(inner, name));
             }
         }
         drop(live);
         for name in &unreferenced {
             inner.foreign_shared.remove(name);
+        }
+    }
+}
+
+/// Directories and files the store decided to delete, deleted once its lock is released: a
+/// delete on S3 is a network round trip, and nothing else may wait on the lock meanwhile.
+/// Safe to run unlocked: what is listed left the store's bookkeeping under the lock, so no
+/// later checkpoint can reference it.
+#[derive(Debug, Default)]
+#[must_use = "the decided deletions happen only in run()"]
+struct Deletions {
+    /// Checkpoint directories (`_metadata` deleted first).
+    dirs: Vec<PathBuf>,
+    /// Retained checkpoints: this job's own directory, or only what a claimed one listed.
+    retained: Vec<RetainedCheckpoint>,
+    files: Vec<PathBuf>,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Runs as decided deletions start (tests: is the store's lock free by then?).
+    pub(super) static BEFORE_DELETIONS: std::cell::RefCell<Option<Box<dyn Fn()>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+impl Deletions {
+    fn run(self) {
+        #[cfg(test)]
+        BEFORE_DELETIONS.with(|h| {
+            if let Some(h) = &*h.borrow() {
+                h();
+            }
+        });
+        for d in &self.dirs {
+            warn_on_err(delete_snapshot_dir(d));
+        }
+        for r in &self.retained {
+            warn_on_err(r.delete());
+        }
+        for f in &self.files {
+            warn_on_err(delete_file(f));
         }
     }
 }
@@ -592,7 +644,8 @@ impl CheckpointStore for FsCheckpointStore {
         inner.retained.sort_by_key(|r| r.id);
         // Older checkpoints still pending are subsumed by this one, as Flink aborts them.
         let older: Vec<u64> = inner.pending.range(..id).map(|(k, _)| *k).collect();
-        self.discard_pending(&mut inner, &older);
+        let mut deletions = Deletions::default();
+        self.discard_pending(&mut inner, &older, &mut deletions);
         let retained: Vec<Retained> = inner
             .retained
             .iter()
@@ -602,7 +655,9 @@ impl CheckpointStore for FsCheckpointStore {
             })
             .collect();
         let s = retention::subsume(&retained, self.num_retained.load(Ordering::Relaxed));
-        self.drop_retained(&mut inner, &s.leave_store, &s.delete);
+        self.drop_retained(&mut inner, &s.leave_store, &s.delete, &mut deletions);
+        drop(inner);
+        deletions.run();
         let size = bytes.len() as u64 + written;
         tracing::debug!(checkpoint_id = id, bytes = size, job_id = %self.job_id, "completed checkpoint");
         Ok(CompletedCheckpoint {
@@ -627,8 +682,9 @@ impl CheckpointStore for FsCheckpointStore {
     }
 
     fn abort(&self, checkpoint_id: CheckpointId) {
-        let mut inner = self.lock();
-        self.discard_pending(&mut inner, &[checkpoint_id.0]);
+        let mut deletions = Deletions::default();
+        self.discard_pending(&mut self.lock(), &[checkpoint_id.0], &mut deletions);
+        deletions.run();
     }
 
     fn reconfigure(&self, num_retained: u32, inline_threshold: u64) {
@@ -646,7 +702,8 @@ impl CheckpointStore for FsCheckpointStore {
         // No more checkpoints will continue the chains: their files are needed only as far
         // as retained checkpoints use them.
         inner.chains.clear();
-        self.discard_pending(&mut inner, &pending);
+        let mut deletions = Deletions::default();
+        self.discard_pending(&mut inner, &pending, &mut deletions);
         let action = retention::on_termination(self.retention, how);
         let retained: Vec<Retained> = inner
             .retained
@@ -658,6 +715,8 @@ impl CheckpointStore for FsCheckpointStore {
             .collect();
         let delete = retention::termination_deletes(&retained, action);
         tracing::info!(?how, ?action, deleted = ?delete, "checkpoint retention at job end");
-        self.drop_retained(&mut inner, &delete, &delete);
+        self.drop_retained(&mut inner, &delete, &delete, &mut deletions);
+        drop(inner);
+        deletions.run();
     }
 }

@@ -751,3 +751,48 @@ fn local_metadata_is_created_once_and_never_replaced() {
         "no temp file left behind"
     );
 }
+
+/// A delete on S3 is a network round trip: the store decides under its lock what to delete
+/// and deletes after releasing it, so no other call on it (a subtask's write, another job's
+/// view of it) waits on the network. Every deletion here (subsumed checkpoints, an aborted
+/// one, the job's end) finds the lock free.
+#[test]
+fn deletions_run_with_the_lock_released() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = config(tmp.path());
+    c.state.num_retained = 1;
+    c.checkpointing.externalized_retention = ExternalizedRetention::DeleteOnCancellation;
+    let s = std::sync::Arc::new(store(&c));
+    let (runs, locked) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)));
+    let (seen, r, l) = (s.clone(), runs.clone(), locked.clone());
+    store::BEFORE_DELETIONS.with(|h| {
+        *h.borrow_mut() = Some(Box::new(move || {
+            r.set(r.get() + 1);
+            if seen.is_locked() {
+                l.set(l.get() + 1);
+            }
+        }))
+    });
+    for id in 1..=4 {
+        complete_source_only(&s, id);
+    }
+    s.write_subtask(SubtaskSnapshot {
+        checkpoint_id: CheckpointId(5),
+        operator_id: OperatorId("source".into()),
+        subtask: 0,
+        parallelism: 1,
+        max_parallelism: 128,
+        state: OperatorSnapshot::blob(SourcePosition::Datagen { next_line: 50 }.to_blob()),
+    })
+    .unwrap();
+    s.abort(CheckpointId(5));
+    s.terminate(crate::checkpoint::JobTermination::Cancelled);
+    store::BEFORE_DELETIONS.with(|h| *h.borrow_mut() = None);
+    assert!(runs.get() >= 5, "deletions ran {} times", runs.get());
+    assert_eq!(locked.get(), 0, "a deletion ran under the lock");
+    assert!(names(&tmp.path().join(job().0))
+        .iter()
+        .all(|n| !n.starts_with("chk-")));
+}

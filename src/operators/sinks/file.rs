@@ -6,15 +6,19 @@
 //! - **Plain** (no checkpoints, or AT_LEAST_ONCE): one file per subtask, `part-<subtask>-0`,
 //!   written through a buffer and flushed when the input ends.
 //! - **Transactional** (EXACTLY_ONCE checkpoints; Flink's two-phase-commit `FileSink`):
-//!   records go to a hidden in-progress file `.part-<subtask>-<n>.inprogress`. At a
-//!   checkpoint's barrier it is flushed and renamed to `.part-<subtask>-<n>.pending` (the
-//!   pre-commit), its name goes into the checkpoint, and the next record starts part `n + 1`.
-//!   When the checkpoint completes (`_metadata` durable), every pending part of it and of
-//!   older checkpoints is renamed to `part-<subtask>-<n>`: the commit, atomic for readers.
+//!   records go to a hidden in-progress file `.part-<subtask>-<n>.inprogress`. The
+//!   `rolling:` policy ([`super::rolling`]: size, age, inactivity) decides when a part is
+//!   finished: it is flushed and renamed to `.part-<subtask>-<n>.pending` (the pre-commit),
+//!   its name goes into the next checkpoint, and the next record starts part `n + 1`. When
+//!   that checkpoint completes (`_metadata` durable), every pending part of it and of older
+//!   checkpoints is renamed to `part-<subtask>-<n>`: the commit, atomic for readers. A part
+//!   not finished at a barrier stays open: the checkpoint records its length (flushed, and
+//!   fsynced by the checkpoint writer), and writing goes on after it.
 //!   On restore, the restored checkpoint's pending parts are committed (a part already
-//!   committed is fine) and every in-progress or pending part it does not list (written
-//!   after it) is deleted, so replayed records are written once. A bounded job commits
-//!   everything at its end.
+//!   committed is fine), its open part is cut back to the recorded length and written on (by
+//!   its own subtask; after a rescale that moved it, it is committed as it is), and every
+//!   in-progress or pending part it does not list (written after it) is deleted, so replayed
+//!   records are written once. A bounded job commits everything at its end.
 //!
 //! **Readers must ignore files whose name starts with a dot** (as with Flink's `.inprogress`
 //! files): only `part-*` files are committed output.
@@ -32,7 +36,8 @@
 //! older checkpoint; its records are then written again: replaying an older checkpoint
 //! repeats its output, as in Flink).
 
-use super::state::{FileSinkState, PendingPart, SinkState};
+use super::rolling::{PartClock, RollingConfig};
+use super::state::{FileSinkState, InProgressPart, PendingPart, SinkState};
 use super::{sink_schema, write_record};
 use crate::operators::{
     BuildContext, DeliveryGuarantee, EndOfInput, Operator, OperatorError, OperatorSpec, Problem,
@@ -44,6 +49,7 @@ use crate::state::OperatorSnapshot;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// Bytes buffered before a write reaches the file.
 const BUFFER: usize = 1 << 20;
@@ -66,6 +72,9 @@ pub struct FileSinkConfig {
     pub path: String,
     #[serde(default)]
     pub format: FileFormat,
+    /// When a part file is finished (with EXACTLY_ONCE checkpoints): Flink's rolling policy.
+    #[serde(default)]
+    pub rolling: RollingConfig,
 }
 
 impl OperatorSpec for FileSinkConfig {
@@ -75,6 +84,15 @@ impl OperatorSpec for FileSinkConfig {
                 "path",
                 "must name the output directory (each subtask writes part-<subtask>-0 in it)",
             )]);
+        }
+        let problems: Vec<Problem> = self
+            .rolling
+            .problems()
+            .into_iter()
+            .map(|(field, message)| Problem::new(field, message))
+            .collect();
+        if !problems.is_empty() {
+            return Err(problems);
         }
         sink_schema(input)
     }
@@ -88,6 +106,7 @@ pub struct FileSink {
     /// `part-<subtask>-0`, the file of plain mode.
     plain_path: PathBuf,
     format: FileFormat,
+    rolling: RollingConfig,
     /// JSON: `"name":` per field, escaped once.
     keys: Vec<Vec<u8>>,
     buf: Vec<u8>,
@@ -110,12 +129,45 @@ struct Parts {
     started: bool,
     next_part: u64,
     /// The part records go to now.
-    current: Option<(u64, BufWriter<File>)>,
+    current: Option<Current>,
+    /// Parts finished (full) since the last barrier: pending files the next checkpoint lists.
+    rolled: Vec<u64>,
     /// Pre-committed at a barrier, waiting for their checkpoint to complete, oldest first.
     pending: Vec<PendingPart>,
     /// Committed, with the first checkpoint that lists them again (whose writer fsyncs the
     /// directory, making the rename durable); dropped once such a checkpoint completed.
     committed: Vec<(PendingPart, Option<u64>)>,
+}
+
+/// The part being written.
+struct Current {
+    part: u64,
+    writer: BufWriter<File>,
+    /// Bytes written to it (flushed or not).
+    size: u64,
+    opened: Instant,
+    written: Instant,
+}
+
+impl Current {
+    fn new(part: u64, writer: BufWriter<File>, size: u64) -> Current {
+        let now = Instant::now();
+        Current {
+            part,
+            writer,
+            size,
+            opened: now,
+            written: now,
+        }
+    }
+
+    fn clock(&self, now: Instant) -> PartClock {
+        PartClock {
+            size: self.size,
+            age: now.saturating_duration_since(self.opened),
+            idle: now.saturating_duration_since(self.written),
+        }
+    }
 }
 
 /// What a file in the output directory is, for one subtask's parts.
@@ -187,6 +239,7 @@ impl FileSink {
             operator_id: ctx.operator_id.clone(),
             subtask: ctx.subtask,
             format: c.format,
+            rolling: c.rolling,
             keys,
             buf: Vec::new(),
             mode: Mode::Unopened,
@@ -289,14 +342,21 @@ impl FileSink {
             })
     }
 
-    /// Restores one old subtask's state: commits what it left pending, deletes its in-progress
-    /// and pending parts the checkpoint does not list (written after it).
-    fn restore_files(&mut self, state: &FileSinkState) -> Result<(), OperatorError> {
+    /// Restores one old subtask's state: commits what it left pending, cuts its open part back
+    /// to what the checkpoint covers, deletes its in-progress and pending parts the checkpoint
+    /// does not list (written after it). The open part to write on, when it is this
+    /// subtask's own.
+    fn restore_files(&mut self, state: &FileSinkState) -> Result<Option<Current>, OperatorError> {
         for p in &state.pending {
             self.commit(state.subtask, p.part)?;
         }
+        let resumed = match state.in_progress {
+            Some(ip) => self.recover_open_part(state.subtask, ip)?,
+            None => None,
+        };
+        let open = state.in_progress.map(|ip| ip.part);
         for (n, kind) in self.scan(state.subtask)? {
-            let listed = state.pending.iter().any(|p| p.part == n);
+            let listed = state.pending.iter().any(|p| p.part == n) || open == Some(n);
             if kind != PartKind::Committed && !listed {
                 let path = self.dir.join(part_name(state.subtask, n, kind));
                 match std::fs::remove_file(&path) {
@@ -319,9 +379,84 @@ impl FileSink {
             subtask = self.subtask,
             restored_subtask = state.subtask,
             committed = state.pending.len(),
+            open_part = ?state.in_progress,
             "file sink restored: pending parts of the checkpoint committed, later parts discarded"
         );
-        Ok(())
+        Ok(resumed)
+    }
+
+    /// The part `ip` of `subtask` that was open at the checkpoint: cut back to its checkpointed
+    /// length; written on when it is this subtask's (returned), else committed as it is (its
+    /// bytes are the checkpoint's output; another subtask writes this subtask's parts now).
+    /// Already committed (a later run went further, and this restore goes back): left as it is,
+    /// as the module docs say. Gone: an error, that output is lost.
+    fn recover_open_part(
+        &self,
+        subtask: u32,
+        ip: InProgressPart,
+    ) -> Result<Option<Current>, OperatorError> {
+        let at = |kind| self.dir.join(part_name(subtask, ip.part, kind));
+        let (open, pending, committed) = (
+            at(PartKind::InProgress),
+            at(PartKind::Pending),
+            at(PartKind::Committed),
+        );
+        if !open.exists() && pending.exists() {
+            // Finished after the checkpoint: what came after is cut, it is open again.
+            std::fs::rename(&pending, &open).map_err(|e| {
+                OperatorError::io(
+                    format!("cannot rename {} to {}", pending.display(), open.display()),
+                    e,
+                )
+            })?;
+        } else if !open.exists() && committed.exists() {
+            return Ok(None);
+        } else if !open.exists() {
+            return Err(OperatorError::Config(format!(
+                "cannot restore the part in progress at the checkpoint: none of {}, {}, {} \
+                 exists; the output directory was changed outside floe, and the records of that \
+                 part are lost",
+                open.display(),
+                pending.display(),
+                committed.display()
+            )));
+        }
+        let io = |what: &str, e| OperatorError::io(format!("cannot {what} {}", open.display()), e);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&open)
+            .map_err(|e| io("open the part in progress at the restored checkpoint", e))?;
+        let len = file.metadata().map_err(|e| io("read", e))?.len();
+        if len < ip.length {
+            return Err(OperatorError::Config(format!(
+                "{} holds {len} bytes, fewer than the {} the restored checkpoint covers: the \
+                 output directory was changed outside floe, and records of that part are lost",
+                open.display(),
+                ip.length
+            )));
+        }
+        file.set_len(ip.length).map_err(|e| io("truncate", e))?;
+        file.sync_all().map_err(|e| io("fsync", e))?;
+        drop(file);
+        if subtask != self.subtask {
+            std::fs::rename(&open, &committed).map_err(|e| {
+                OperatorError::io(
+                    format!(
+                        "cannot commit {} to {}",
+                        open.display(),
+                        committed.display()
+                    ),
+                    e,
+                )
+            })?;
+            return Ok(None);
+        }
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&open)
+            .map_err(|e| io("open", e))?;
+        let writer = BufWriter::with_capacity(BUFFER, file);
+        Ok(Some(Current::new(ip.part, writer, ip.length)))
     }
 
     fn transactional_write(&mut self) -> Result<(), OperatorError> {
@@ -339,31 +474,45 @@ impl FileSink {
             let file = File::create(&path)
                 .map_err(|e| OperatorError::io(format!("cannot create {}", path.display()), e))?;
             parts.next_part += 1;
-            parts.current = Some((n, BufWriter::with_capacity(BUFFER, file)));
+            parts.current = Some(Current::new(n, BufWriter::with_capacity(BUFFER, file), 0));
         }
-        let Some((n, writer)) = &mut parts.current else {
+        let Some(current) = &mut parts.current else {
             return Ok(());
         };
-        let n = *n;
-        if let Err(e) = writer.write_all(&self.buf) {
+        if let Err(e) = current.writer.write_all(&self.buf) {
             let path = self
                 .dir
-                .join(part_name(self.subtask, n, PartKind::InProgress));
+                .join(part_name(self.subtask, current.part, PartKind::InProgress));
             return Err(OperatorError::io(
                 format!("cannot write {}", path.display()),
                 e,
             ));
         }
+        current.size += self.buf.len() as u64;
+        current.written = Instant::now();
+        if self.rolling.roll_on_write(current.size) {
+            // Full: finished now, listed (and fsynced) by the next checkpoint.
+            if let Some(n) = self.close_current(PartKind::Pending, false)? {
+                if let Mode::Transactional(parts) = &mut self.mode {
+                    parts.rolled.push(n);
+                }
+            }
+        }
         Ok(())
     }
 
-    /// Flushes the in-progress part and renames it to `kind` (pending at a barrier,
-    /// committed at the end of a bounded job); its number, if there was one.
+    /// Flushes the in-progress part and renames it to `kind` (pending when finished, committed
+    /// at the end of a bounded job); its number, if there was one.
     fn close_current(&mut self, kind: PartKind, fsync: bool) -> Result<Option<u64>, OperatorError> {
         let Mode::Transactional(parts) = &mut self.mode else {
             return Ok(None);
         };
-        let Some((n, mut writer)) = parts.current.take() else {
+        let Some(Current {
+            part: n,
+            mut writer,
+            ..
+        }) = parts.current.take()
+        else {
             return Ok(None);
         };
         let from = self
@@ -387,6 +536,38 @@ impl FileSink {
             )
         })?;
         Ok(Some(n))
+    }
+
+    /// At a barrier: finishes the open part if the rolling policy says so, else flushes it
+    /// and says how many of its bytes the checkpoint covers.
+    fn settle_current(&mut self) -> Result<Option<InProgressPart>, OperatorError> {
+        let Mode::Transactional(parts) = &mut self.mode else {
+            return Ok(None);
+        };
+        let Some(current) = &mut parts.current else {
+            return Ok(None);
+        };
+        if self
+            .rolling
+            .roll_at_checkpoint(current.clock(Instant::now()))
+        {
+            if let Some(n) = self.close_current(PartKind::Pending, false)? {
+                if let Mode::Transactional(parts) = &mut self.mode {
+                    parts.rolled.push(n);
+                }
+            }
+            return Ok(None);
+        }
+        current.writer.flush().map_err(|e| {
+            let path = self
+                .dir
+                .join(part_name(self.subtask, current.part, PartKind::InProgress));
+            OperatorError::io(format!("cannot write {}", path.display()), e)
+        })?;
+        Ok(Some(InProgressPart {
+            part: current.part,
+            length: current.size,
+        }))
     }
 
     fn io_error(&self, e: std::io::Error) -> OperatorError {
@@ -436,13 +617,13 @@ impl Operator for FileSink {
         if matches!(&self.mode, Mode::Transactional(p) if !p.started) {
             self.start_fresh()?;
         }
-        let closed = self.close_current(PartKind::Pending, false)?;
+        let in_progress = self.settle_current()?;
         let dir = self.dir.clone();
         let subtask = self.subtask;
         let Mode::Transactional(parts) = &mut self.mode else {
             return Ok(None);
         };
-        if let Some(part) = closed {
+        for part in parts.rolled.drain(..) {
             parts.pending.push(PendingPart {
                 checkpoint_id: checkpoint.0,
                 part,
@@ -455,18 +636,26 @@ impl Operator for FileSink {
         }
         listed.sort_by_key(|p| p.part);
         // Every pending file (one whose first checkpoint was dropped before its writer ran is
-        // fsynced now; fsync of a clean file is cheap), then the directory for the renames.
+        // fsynced now; fsync of a clean file is cheap), the open part (under each name it may
+        // have by the time the writer runs: it may be finished meanwhile), then the directory
+        // for the renames.
         let mut fsync: Vec<PathBuf> = parts
             .pending
             .iter()
             .map(|p| dir.join(part_name(subtask, p.part, PartKind::Pending)))
             .collect();
+        if let Some(ip) = in_progress {
+            for kind in [PartKind::InProgress, PartKind::Pending, PartKind::Committed] {
+                fsync.push(dir.join(part_name(subtask, ip.part, kind)));
+            }
+        }
         fsync.push(dir);
         Ok(Some(
             SinkState::Files(FileSinkState {
                 subtask,
                 next_part: parts.next_part,
                 pending: listed,
+                in_progress,
             })
             .into_snapshot(fsync),
         ))
@@ -524,15 +713,17 @@ impl Operator for FileSink {
     fn restore_state(&mut self, state: RestoredState) -> Result<(), OperatorError> {
         let states = super::restored_sink_states("file", &self.operator_id, state)?;
         let mut next_part = 0;
+        let mut resumed = None;
         // Another sink's state under this id (the `type:` changed) is refused by its own
         // operator; the file sink only reads its own.
-        for s in states.iter().filter_map(|s| match s {
+        for s in states.into_iter().filter_map(|s| match s {
             SinkState::Files(f) => Some(f),
-            SinkState::Kafka(_) => None,
+            SinkState::Kafka(_) | SinkState::KafkaPooled { .. } => None,
         }) {
-            self.restore_files(s)?;
+            let open = self.restore_files(&s)?;
             if s.subtask == self.subtask {
                 next_part = s.next_part;
+                resumed = open;
             }
         }
         self.sync_dir()?;
@@ -546,6 +737,7 @@ impl Operator for FileSink {
             .unwrap_or(0);
         if let Mode::Transactional(parts) = &mut self.mode {
             parts.next_part = next_part.max(highest);
+            parts.current = resumed;
             parts.started = true;
         }
         Ok(())
@@ -572,12 +764,13 @@ impl Operator for FileSink {
                 // checkpoint; the in-progress part is flushed and left for it to discard.
                 EndOfInput::Stopped => {
                     if let Mode::Transactional(parts) = &mut self.mode {
-                        if let Some((n, writer)) = &mut parts.current {
-                            let n = *n;
-                            if let Err(e) = writer.flush() {
-                                let p =
-                                    self.dir
-                                        .join(part_name(self.subtask, n, PartKind::InProgress));
+                        if let Some(c) = &mut parts.current {
+                            if let Err(e) = c.writer.flush() {
+                                let p = self.dir.join(part_name(
+                                    self.subtask,
+                                    c.part,
+                                    PartKind::InProgress,
+                                ));
                                 return Err(OperatorError::io(
                                     format!("cannot write {}", p.display()),
                                     e,
@@ -597,199 +790,26 @@ impl FileSink {
     /// and made durable (fsync of each file, then of the directory).
     fn commit_all(&mut self) -> Result<(), OperatorError> {
         self.close_current(PartKind::Committed, true)?;
-        let pending = match &mut self.mode {
-            Mode::Transactional(parts) => std::mem::take(&mut parts.pending),
+        let pending: Vec<u64> = match &mut self.mode {
+            Mode::Transactional(parts) => {
+                let mut all: Vec<u64> = parts.pending.drain(..).map(|p| p.part).collect();
+                all.append(&mut parts.rolled);
+                all
+            }
             _ => Vec::new(),
         };
-        for p in &pending {
-            let path = self.part_path(p.part, PartKind::Pending);
+        for part in pending {
+            let path = self.part_path(part, PartKind::Pending);
             if let Ok(f) = File::open(&path) {
                 f.sync_all().map_err(|e| {
                     OperatorError::io(format!("cannot fsync {}", path.display()), e)
                 })?;
             }
-            self.commit(self.subtask, p.part)?;
+            self.commit(self.subtask, part)?;
         }
         self.sync_dir()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::record::{Column, DataType, StrColumnBuilder};
-
-    #[test]
-    fn part_names_round_trip_and_other_files_are_not_parts() {
-        for kind in [PartKind::InProgress, PartKind::Pending, PartKind::Committed] {
-            let name = part_name(3, 17, kind);
-            assert_eq!(parse_part_name(&name, 3), Some((17, kind)), "{name}");
-            assert_eq!(parse_part_name(&name, 2), None, "another subtask: {name}");
-        }
-        for other in [
-            "part-3-",
-            "part-3-x",
-            "part-3-1.pending",
-            ".part-3-1",
-            ".part-3-1.tmp",
-            "part-+3-1",
-            "part-3--1",
-            "readme",
-            ".part-31-1.pending",
-        ] {
-            assert_eq!(parse_part_name(other, 3), None, "{other}");
-        }
-    }
-
-    fn sink(dir: &Path) -> FileSink {
-        let schema = Schema::new([("word", DataType::Str)]);
-        let cfg = FileSinkConfig {
-            path: "out".into(),
-            format: FileFormat::Lines,
-        };
-        let ctx = BuildContext {
-            operator_id: "out".into(),
-            subtask: 0,
-            parallelism: 1,
-            max_parallelism: 128,
-            base_dir: dir.to_path_buf(),
-        };
-        let mut s = FileSink::new(&cfg, &schema, &ctx).unwrap();
-        s.open(DeliveryGuarantee::ExactlyOnce).unwrap();
-        s
-    }
-
-    fn batch(words: &[&str]) -> Batch {
-        let mut b = StrColumnBuilder::default();
-        for w in words {
-            b.push(w.as_bytes());
-        }
-        Batch::new(vec![Column::Str(b.finish())])
-    }
-
-    fn files(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir.join("out"))
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
-
-    fn state(s: &mut FileSink, id: u64) -> SinkState {
-        match s.snapshot_state_at(CheckpointId(id)).unwrap() {
-            Some(OperatorSnapshot::Blob { blob, .. }) => SinkState::from_blob(&blob).unwrap(),
-            other => panic!("expected sink state, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn parts_go_in_progress_pending_committed_and_a_restore_undoes_what_came_after() {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut s = sink(tmp.path());
-        assert!(s.is_transactional());
-        s.process(batch(&["a", "b"]), &mut Vec::new()).unwrap();
-        assert_eq!(files(tmp.path()), [".part-0-0.inprogress"]);
-        let at_1 = state(&mut s, 1);
-        assert_eq!(files(tmp.path()), [".part-0-0.pending"]);
-        s.process(batch(&["c"]), &mut Vec::new()).unwrap();
-        let at_2 = state(&mut s, 2);
-        // Aborted 2 keeps its part pending; completing 1 commits only 1's.
-        s.notify_checkpoint_aborted(CheckpointId(2)).unwrap();
-        s.notify_checkpoint_complete(CheckpointId(1)).unwrap();
-        assert_eq!(files(tmp.path()), [".part-0-1.pending", "part-0-0"]);
-        s.process(batch(&["d"]), &mut Vec::new()).unwrap();
-        assert_eq!(
-            at_1,
-            SinkState::Files(FileSinkState {
-                subtask: 0,
-                next_part: 1,
-                pending: vec![PendingPart {
-                    checkpoint_id: 1,
-                    part: 0
-                }],
-            })
-        );
-        // 2 lists its own part and (until a completed checkpoint lists it) nothing else.
-        let SinkState::Files(f2) = &at_2 else {
-            panic!("expected the file sink's state");
-        };
-        assert_eq!(f2.next_part, 2);
-        assert_eq!(
-            f2.pending.iter().map(|p| p.part).collect::<Vec<_>>(),
-            [0, 1]
-        );
-
-        // A crash, then a restore from checkpoint 1: part 0 committed (again: a no-op),
-        // parts 1 (pending of 2) and 2 (in progress) discarded, numbering from 1.
-        drop(s);
-        let mut r = sink(tmp.path());
-        r.restore_state(RestoredState::sink(vec![at_1])).unwrap();
-        assert_eq!(files(tmp.path()), ["part-0-0"]);
-        r.process(batch(&["x"]), &mut Vec::new()).unwrap();
-        assert_eq!(files(tmp.path()), [".part-0-1.inprogress", "part-0-0"]);
-        r.finish(&mut Vec::new()).unwrap();
-        assert_eq!(files(tmp.path()), ["part-0-0", "part-0-1"]);
-        let text = std::fs::read_to_string(tmp.path().join("out/part-0-0")).unwrap();
-        assert_eq!(text, "a\nb\n");
-        let text = std::fs::read_to_string(tmp.path().join("out/part-0-1")).unwrap();
-        assert_eq!(text, "x\n");
-    }
-
-    #[test]
-    fn a_restore_from_checkpoint_2_commits_both_pending_parts() {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut s = sink(tmp.path());
-        s.process(batch(&["a"]), &mut Vec::new()).unwrap();
-        state(&mut s, 1);
-        s.process(batch(&["b"]), &mut Vec::new()).unwrap();
-        let at_2 = state(&mut s, 2);
-        drop(s);
-        let mut r = sink(tmp.path());
-        r.restore_state(RestoredState::sink(vec![at_2])).unwrap();
-        assert_eq!(files(tmp.path()), ["part-0-0", "part-0-1"]);
-    }
-
-    #[test]
-    fn a_missing_pending_part_is_an_error_naming_both_files() {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut s = sink(tmp.path());
-        s.process(batch(&["a"]), &mut Vec::new()).unwrap();
-        let at_1 = state(&mut s, 1);
-        drop(s);
-        std::fs::remove_file(tmp.path().join("out/.part-0-0.pending")).unwrap();
-        let mut r = sink(tmp.path());
-        let err = r
-            .restore_state(RestoredState::sink(vec![at_1]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains(".part-0-0.pending"), "{err}");
-        assert!(err.contains("part-0-0: neither exists"), "{err}");
-    }
-
-    #[test]
-    fn a_fresh_start_never_reuses_a_part_number_in_the_directory() {
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(tmp.path().join("out")).unwrap();
-        std::fs::write(tmp.path().join("out/part-0-4"), "old\n").unwrap();
-        std::fs::write(tmp.path().join("out/.part-0-6.pending"), "old\n").unwrap();
-        let mut s = sink(tmp.path());
-        s.process(batch(&["new"]), &mut Vec::new()).unwrap();
-        s.finish(&mut Vec::new()).unwrap();
-        assert_eq!(
-            files(tmp.path()),
-            [".part-0-6.pending", "part-0-4", "part-0-7"]
-        );
-    }
-
-    #[test]
-    fn stopped_leaves_the_tail_uncommitted() {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut s = sink(tmp.path());
-        s.process(batch(&["a"]), &mut Vec::new()).unwrap();
-        s.end_of_input(EndOfInput::Stopped);
-        s.finish(&mut Vec::new()).unwrap();
-        assert_eq!(files(tmp.path()), [".part-0-0.inprogress"]);
-    }
-}
+mod tests;

@@ -33,9 +33,10 @@
 //! calls and waits for queue room run on threads of their own and are left pending for the task
 //! to await ([`Operator::take_pending`]); producers are made and closed on threads too.
 
+pub use super::kafka_producer::open_transactional_producers;
 use super::kafka_producer::{make_ahead, retire, Client, Handoff, Producers, Slot};
 use super::kafka_resume::{self, Ended, Security, TxnRef};
-use super::kafka_txn::Slots;
+use super::kafka_txn::{Slots, ID_POOL};
 use super::state::{KafkaPendingTxn, KafkaSinkState, SinkState};
 use super::{sink_schema, write_json, write_record, write_value};
 use crate::operators::sources::duration_serde;
@@ -245,11 +246,12 @@ impl Encoder {
     }
 }
 
-/// What a restore or a fresh start found and made: the subtask's initialised producers by
-/// slot, and the slots whose transactions it committed.
+/// What a restore or a fresh start did: the slots whose transactions it committed, and one
+/// producer it made to abort what was open, kept for the first transaction (the others are
+/// closed: each later transaction makes its own).
 #[derive(Clone)]
 struct Started {
-    ready: Vec<(u32, Arc<Client>)>,
+    ready: Option<(u32, Arc<Client>)>,
     committed: Vec<u32>,
 }
 
@@ -257,8 +259,8 @@ struct Started {
 enum Start {
     /// Nothing restored: the ids of an earlier run are cleaned up first.
     Fresh,
-    /// The states of a checkpoint to restore.
-    Restore(Vec<KafkaSinkState>),
+    /// The states of a checkpoint to restore, with their id pools.
+    Restore(Vec<Restored>),
     /// The work is running (the task awaits it before the next call).
     Running(Arc<Handoff<Started>>),
     Done,
@@ -281,10 +283,14 @@ enum Mode {
         client: Arc<Client>,
         /// An exactly-once checkpoint's states, restored: their transactions are committed
         /// and their ids cleaned up before the first record.
-        restored: Option<Vec<KafkaSinkState>>,
+        restored: Option<Vec<Restored>>,
     },
     Exactly(Box<Exactly>),
 }
+
+/// A restored state of an exactly-once subtask and its id pool (`None`: written before
+/// pools).
+type Restored = (KafkaSinkState, Option<u32>);
 
 /// One running Kafka sink subtask.
 pub struct KafkaSink {
@@ -369,7 +375,7 @@ impl KafkaSink {
                     .now()
                     .ok_or_else(|| producers.err("bug: the sink's start was not awaited"))?
                     .map_err(OperatorError::Data)?;
-                for (slot, client) in started.ready {
+                if let Some((slot, client)) = started.ready {
                     x.slots
                         .made(slot)
                         .map_err(|e| OperatorError::Data(e.to_string()))?;
@@ -395,9 +401,11 @@ impl KafkaSink {
         let producers = self.producers.clone();
         let x = self.exactly()?;
         if x.slots.next().is_none() {
-            let slot = x.slots.reserve();
-            let id = transactional_id(&prefix, subtask, slot);
-            x.producers.insert(slot, make_ahead(&producers, id));
+            // None: every slot of the pool holds a transaction; the next record says so.
+            if let Some(slot) = x.slots.reserve() {
+                let id = transactional_id(&prefix, subtask, slot);
+                x.producers.insert(slot, make_ahead(&producers, id));
+            }
         }
         Ok(())
     }
@@ -413,7 +421,17 @@ impl KafkaSink {
         }
         self.make_next()?;
         let x = self.exactly()?;
-        let slot = x.slots.next().ok_or_else(bug)?;
+        let pool = x.slots.pool();
+        let slot = x.slots.next().ok_or_else(|| {
+            self.err(format!(
+                "all {pool} transactional ids of this subtask hold transactions that wait for \
+                 a checkpoint to complete ({} checkpoints in a row did not): the task fails \
+                 and restores its last completed checkpoint, which aborts them (Flink's \
+                 \"too many ongoing snapshots\"); find why checkpoints do not complete",
+                pool.saturating_sub(2)
+            ))
+        })?;
+        let x = self.exactly()?;
         let producer = x.producers.get(&slot).cloned().ok_or_else(bug)?;
         x.slots
             .open(slot)
@@ -470,10 +488,7 @@ impl KafkaSink {
 
     /// The pre-commit at `checkpoint`'s barrier: the open transaction is flushed (on a
     /// thread, awaited before the snapshot goes to the checkpoint) and listed.
-    fn snapshot_exactly(
-        &mut self,
-        checkpoint: CheckpointId,
-    ) -> Result<KafkaSinkState, OperatorError> {
+    fn snapshot_exactly(&mut self, checkpoint: CheckpointId) -> Result<SinkState, OperatorError> {
         let x = self.exactly()?;
         if let Some(slot) = x.slots.pre_commit(checkpoint.0) {
             let client = x
@@ -505,16 +520,19 @@ impl KafkaSink {
         self.make_next()?;
         let (subtask, prefix) = (self.producers.subtask, self.prefix.clone());
         let x = self.exactly()?;
-        Ok(KafkaSinkState {
-            subtask,
-            prefix,
-            slots: x.slots.len(),
-            pending: x
-                .slots
-                .pending()
-                .into_iter()
-                .filter_map(|(slot, _)| x.pre_committed.get(&slot).cloned())
-                .collect(),
+        Ok(SinkState::KafkaPooled {
+            state: KafkaSinkState {
+                subtask,
+                prefix,
+                slots: x.slots.held_len(),
+                pending: x
+                    .slots
+                    .pending()
+                    .into_iter()
+                    .filter_map(|(slot, _)| x.pre_committed.get(&slot).cloned())
+                    .collect(),
+            },
+            id_pool: x.slots.pool(),
         })
     }
 
@@ -623,21 +641,24 @@ impl KafkaSink {
     }
 }
 
-/// Commits the pending transactions of the restored `states`, then initialises every other
-/// id their subtasks used (aborting what was open under them). `own`: this subtask writes
-/// exactly-once; its initialised producers are kept for its transactions (on a fresh start,
-/// with no state of its own, its ids of an earlier run are cleaned up as well). Blocking.
+/// Commits the pending transactions of the restored `states`, then aborts what is open under
+/// every other id their subtasks may have used since (their pool; for a state written before
+/// pools, the ids it lists and the used ones after them) and closes the producers that did
+/// it. `own`: this subtask writes exactly-once; the slots whose transactions it committed
+/// wait before their ids are used again (on a fresh start, with no state of its own, the ids
+/// of its pool are cleaned up of an earlier run). Blocking.
 fn start_work(
     p: &Producers,
     prefix: &str,
-    states: Vec<KafkaSinkState>,
+    states: Vec<Restored>,
     own: bool,
 ) -> Result<Started, OperatorError> {
     let security = p.security()?;
-    let mut ready = Vec::new();
     let mut committed = Vec::new();
     let mut own_found = false;
-    for k in &states {
+    let mut fenced = 0;
+    let mut ready = None;
+    for (k, pool) in &states {
         let mut held = Vec::new();
         for txn in &k.pending {
             let slot = slot_of(k, &txn.transactional_id).ok_or_else(|| {
@@ -651,25 +672,21 @@ fn start_work(
             }
         }
         let mine = own && k.subtask == p.subtask && k.prefix == prefix;
-        let clients = p.clean_up(&k.prefix, k.subtask, k.slots, &held)?;
+        let known = k.slots.max(pool.unwrap_or(0));
+        let (n, kept) = p.fence(&k.prefix, k.subtask, (known, pool.is_some()), &held, mine)?;
+        fenced += n;
         if mine {
             own_found = true;
-            ready.extend(clients.into_iter().map(|(s, c)| (s, Arc::new(c))));
             committed = held;
-        } else {
-            retire(
-                clients
-                    .into_iter()
-                    .map(|(_, c)| Handoff::ready(Arc::new(c)))
-                    .collect(),
-            );
+            ready = kept.map(|(s, c)| (s, Arc::new(c)));
         }
     }
     if own && !own_found {
-        let clients = p.clean_up(prefix, p.subtask, 0, &[])?;
-        ready.extend(clients.into_iter().map(|(s, c)| (s, Arc::new(c))));
+        let (n, kept) = p.fence(prefix, p.subtask, (ID_POOL, true), &[], true)?;
+        fenced += n;
+        ready = kept.map(|(s, c)| (s, Arc::new(c)));
     }
-    tracing::debug!(operator = %p.operator_id, subtask = p.subtask, ready = ready.len(), committed = committed.len(), "kafka sink: transactions restored");
+    tracing::debug!(operator = %p.operator_id, subtask = p.subtask, fenced, committed = committed.len(), "kafka sink: transactions restored");
     Ok(Started { ready, committed })
 }
 
@@ -751,7 +768,7 @@ impl Operator for KafkaSink {
                 // Refused at validation already; checked again for a library caller.
                 self.producers.security()?;
                 Mode::Exactly(Box::new(Exactly {
-                    slots: Slots::new(0),
+                    slots: Slots::new(ID_POOL),
                     producers: BTreeMap::new(),
                     pre_committed: BTreeMap::new(),
                     start: Start::Fresh,
@@ -802,7 +819,8 @@ impl Operator for KafkaSink {
                 Ok(None)
             }
             Mode::Exactly(_) => Ok(Some(
-                SinkState::Kafka(self.snapshot_exactly(checkpoint)?).into_snapshot(Vec::new()),
+                self.snapshot_exactly(checkpoint)?
+                    .into_snapshot(Vec::new()),
             )),
         }
     }
@@ -830,8 +848,8 @@ impl Operator for KafkaSink {
         let states = super::restored_sink_states("kafka", &self.producers.operator_id, state)?;
         let mut kafka = Vec::new();
         for s in states {
-            match (s, &self.mode) {
-                (SinkState::Kafka(k), _) => kafka.push(k),
+            match (s.kafka(), &self.mode) {
+                (Some((k, pool)), _) => kafka.push((k.clone(), pool)),
                 // At-least-once keeps no state of its own.
                 (_, Mode::Plain { .. } | Mode::Unopened) => {}
                 (_, Mode::Exactly(_)) => {

@@ -6,6 +6,7 @@
 
 use super::kafka::KafkaSinkConfig;
 use super::kafka_resume::Security;
+use super::kafka_txn::ID_POOL;
 use crate::operators::sources::kafka::property_text;
 use crate::operators::OperatorError;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -172,23 +173,35 @@ impl Producers {
             std::thread::sleep(Duration::from_millis(5));
         };
         tracing::debug!(operator = %self.operator_id, subtask = self.subtask, transactional_id = id, producer_id, epoch, "kafka sink: transactional id initialised");
-        Ok(Client {
-            txn: Some(TxnIds {
-                transactional_id: id.to_string(),
-                producer_id,
-                epoch,
-            }),
-            ..client
-        })
+        OPEN_TRANSACTIONAL.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut client = client;
+        client.txn = Some(TxnIds {
+            transactional_id: id.to_string(),
+            producer_id,
+            epoch,
+        });
+        Ok(client)
     }
 
-    /// Producers for `ids`, initialised at the same time (each takes a round trip or more
-    /// to the coordinator). Blocking.
-    pub fn init_all(&self, ids: &[String]) -> Result<Vec<Client>, OperatorError> {
+    /// Initialises `ids` at the same time (each takes a round trip or more to the
+    /// coordinator), which aborts what was open under them, and closes their producers
+    /// except the first when `keep_first`: their epochs. Blocking.
+    pub fn fence_all(
+        &self,
+        ids: &[String],
+        keep_first: bool,
+    ) -> Result<Vec<(i16, Option<Client>)>, OperatorError> {
         std::thread::scope(|scope| {
             let making: Vec<_> = ids
                 .iter()
-                .map(|id| scope.spawn(move || self.client(Some(id))))
+                .enumerate()
+                .map(|(i, id)| {
+                    scope.spawn(move || {
+                        let client = self.client(Some(id))?;
+                        let epoch = client.txn.as_ref().map_or(0, |t| t.epoch);
+                        Ok((epoch, (keep_first && i == 0).then_some(client)))
+                    })
+                })
                 .collect();
             making
                 .into_iter()
@@ -200,37 +213,64 @@ impl Producers {
         })
     }
 
-    /// Initialises `<prefix>-<subtask>-<slot>` for the slots below `known` not in `skip`,
-    /// then the next ones, a batch at a time, while a batch holds an id used before (an id
-    /// never used answers with epoch 0): whatever a run before left open under them is
-    /// aborted. Slots are taken lowest first, so the used ones are contiguous. Blocking.
-    pub fn clean_up(
+    /// Aborts what a run before left open under `<prefix>-<subtask>-<slot>`, for every slot
+    /// below `known` not in `skip`, and closes the producers it made for that. `pooled`: the
+    /// runs took their slots from a pool (`known` covers it), so nothing above is looked
+    /// at. Otherwise (a checkpoint written before pools) the next slots are looked at too,
+    /// a batch at a time, while a batch holds an id used before (an id never used answers
+    /// with epoch 0); slots were taken lowest first, so the used ones are contiguous.
+    /// `keep`: the producer of the lowest slot of the pool fenced is kept (ready for the
+    /// first transaction). Returns how many ids were initialised. Blocking.
+    pub fn fence(
         &self,
         prefix: &str,
         subtask: u32,
-        known: u32,
+        (known, pooled): (u32, bool),
         skip: &[u32],
-    ) -> Result<Vec<(u32, Client)>, OperatorError> {
+        keep: bool,
+    ) -> Result<(u32, Option<(u32, Client)>), OperatorError> {
         const BATCH: u32 = 3;
-        let mut out = Vec::new();
+        let mut fenced = 0;
+        let mut kept = None;
         let mut from = 0;
-        let mut to = known.max(BATCH);
+        let mut to = if pooled { known } else { known.max(BATCH) };
         loop {
             let slots: Vec<u32> = (from..to).filter(|s| !skip.contains(s)).collect();
             let ids: Vec<String> = slots
                 .iter()
                 .map(|s| super::kafka::transactional_id(prefix, subtask, *s))
                 .collect();
-            let clients = self.init_all(&ids)?;
-            let used_before = clients
-                .iter()
-                .any(|c| c.txn.as_ref().is_some_and(|t| t.epoch > 0));
-            out.extend(slots.into_iter().zip(clients));
-            if !used_before {
-                return Ok(out);
+            let keep_first = keep && kept.is_none() && slots.first().is_some_and(|s| *s < ID_POOL);
+            let fenced_now = self.fence_all(&ids, keep_first)?;
+            fenced += ids.len() as u32;
+            let used_before = fenced_now.iter().any(|(e, _)| *e > 0);
+            if let Some((_, Some(client))) = fenced_now.into_iter().next() {
+                kept = Some((slots[0], client));
+            }
+            if pooled || !used_before {
+                tracing::debug!(operator = %self.operator_id, subtask = self.subtask, prefix, fenced_subtask = subtask, ids = fenced, pooled, "kafka sink: transactional ids fenced");
+                return Ok((fenced, kept));
             }
             from = to;
             to += BATCH;
+        }
+    }
+}
+
+/// Producers of transactional ids alive in this process: a restore must not keep one per id
+/// it aborted (see [`Producers::fence`]).
+static OPEN_TRANSACTIONAL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many transactional producers of Kafka sinks are open in this process now (made and
+/// not yet closed).
+pub fn open_transactional_producers() -> usize {
+    OPEN_TRANSACTIONAL.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if self.txn.is_some() {
+            OPEN_TRANSACTIONAL.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         }
     }
 }

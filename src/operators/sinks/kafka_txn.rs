@@ -21,6 +21,13 @@
 
 use std::fmt;
 
+/// How many transactional ids (slots) one subtask may use: a steady run rotates through
+/// three (open, pre-committed, committed and waiting); each checkpoint in a row that does not
+/// complete holds one more. A restore aborts what is open under every id of the pool, so
+/// the ids and producers of a job stay bounded by parallelism × pool, however often it
+/// restarts (Flink's `FlinkKafkaProducer` keeps a pool of 5 the same way).
+pub const ID_POOL: u32 = 8;
+
 /// What one slot holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlotState {
@@ -59,27 +66,35 @@ impl fmt::Display for BadTransition {
 }
 
 /// Every slot of the subtask, by number.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Slots {
     states: Vec<SlotState>,
+    /// Slots `0..pool` may be reserved; higher ones only hold what a restore of an older
+    /// checkpoint committed, until they are free.
+    pool: u32,
 }
 
 impl Slots {
-    /// `n` free slots (the ids a run before may have used).
-    pub fn new(n: u32) -> Slots {
+    /// No slot used yet; new transactions take slots below `pool`.
+    pub fn new(pool: u32) -> Slots {
         Slots {
-            states: vec![SlotState::Free; n as usize],
+            states: Vec::new(),
+            pool,
         }
     }
 
-    /// One past the highest slot ever used: what a checkpoint records, so that a restore
-    /// knows which ids to clean up.
-    pub fn len(&self) -> u32 {
-        self.states.len() as u32
+    pub fn pool(&self) -> u32 {
+        self.pool
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.states.is_empty()
+    /// One past the highest slot that holds anything (not free): what a checkpoint records.
+    /// A free slot's transaction is committed and a checkpoint after it completed, so nothing
+    /// is open under its id.
+    pub fn held_len(&self) -> u32 {
+        self.states
+            .iter()
+            .rposition(|s| *s != SlotState::Free)
+            .map_or(0, |i| i as u32 + 1)
     }
 
     pub fn state(&self, slot: u32) -> SlotState {
@@ -111,15 +126,13 @@ impl Slots {
         Ok(())
     }
 
-    /// The lowest free slot, now `Making` (a new slot when none is free).
-    pub fn reserve(&mut self) -> u32 {
-        let slot = self
-            .states
-            .iter()
-            .position(|s| *s == SlotState::Free)
-            .unwrap_or(self.states.len()) as u32;
-        let _ = self.set(slot, &[SlotState::Free], SlotState::Making, "Making");
-        slot
+    /// The lowest free slot of the pool, now `Making`; `None` when every slot of the pool
+    /// holds a transaction.
+    pub fn reserve(&mut self) -> Option<u32> {
+        let slot = (0..self.pool).find(|s| self.state(*s) == SlotState::Free)?;
+        self.set(slot, &[SlotState::Free], SlotState::Making, "Making")
+            .ok()?;
+        Some(slot)
     }
 
     /// The producer of `slot` is made (its id initialised).
@@ -255,21 +268,21 @@ mod tests {
     /// again before a checkpoint taken after its commit completes.
     #[test]
     fn a_committed_slot_is_reused_only_after_a_later_checkpoint_completes() {
-        let mut s = Slots::new(0);
-        let first = s.reserve();
+        let mut s = Slots::new(ID_POOL);
+        let first = s.reserve().unwrap();
         s.made(first).unwrap();
         s.open(s.next().unwrap()).unwrap();
         assert_eq!(s.current(), Some(0));
         // Checkpoint 1: slot 0 pre-committed; the next transaction's producer in slot 1.
         assert_eq!(s.pre_commit(1), Some(0));
-        assert_eq!(s.reserve(), 1);
+        assert_eq!(s.reserve(), Some(1));
         assert_eq!(s.pending(), vec![(0, 1)]);
         s.made(1).unwrap();
         s.open(1).unwrap();
         // Checkpoint 1 completes: slot 0 is committed, not free.
         assert_eq!(s.complete(1), vec![0]);
         assert_eq!(s.state(0), SlotState::Committed { after: None });
-        assert_eq!(s.reserve(), 2, "slot 0 still waits");
+        assert_eq!(s.reserve(), Some(2), "slot 0 still waits");
         // Checkpoint 2's snapshot is taken after slot 0's commit; its completion frees it.
         assert_eq!(s.pre_commit(2), Some(1));
         assert_eq!(s.state(0), SlotState::Committed { after: Some(2) });
@@ -277,15 +290,15 @@ mod tests {
         s.open(2).unwrap();
         assert_eq!(s.complete(2), vec![1]);
         assert_eq!(s.state(0), SlotState::Free);
-        assert_eq!(s.reserve(), 0);
-        assert_eq!(s.len(), 3);
+        assert_eq!(s.reserve(), Some(0));
+        assert_eq!(s.held_len(), 3);
     }
 
     #[test]
     fn a_late_completion_commits_every_older_pre_commit_in_order() {
-        let mut s = Slots::new(0);
+        let mut s = Slots::new(ID_POOL);
         for c in 1..=3 {
-            let slot = s.reserve();
+            let slot = s.reserve().unwrap();
             s.made(slot).unwrap();
             s.open(slot).unwrap();
             s.pre_commit(c);
@@ -299,10 +312,10 @@ mod tests {
 
     #[test]
     fn slots_committed_at_a_restore_wait_too_and_wrong_moves_are_refused() {
-        let mut s = Slots::new(3);
+        let mut s = Slots::new(ID_POOL);
         s.committed_at_restore(1).unwrap();
-        assert_eq!(s.reserve(), 0);
-        assert_eq!(s.reserve(), 2);
+        assert_eq!(s.reserve(), Some(0));
+        assert_eq!(s.reserve(), Some(2));
         assert!(s.committed_at_restore(0).is_err());
         s.made(0).unwrap();
         s.open(0).unwrap();
@@ -313,5 +326,34 @@ mod tests {
         assert_eq!(s.state(1), SlotState::Committed { after: Some(5) });
         assert_eq!(s.complete(5), vec![0]);
         assert_eq!(s.state(1), SlotState::Free);
+    }
+
+    /// The pool bounds the slots: when every one holds a transaction there is none to
+    /// reserve, and a slot above it (committed by a restore of an older checkpoint) is
+    /// never reserved once free.
+    #[test]
+    fn slots_come_from_the_pool_only() {
+        let mut s = Slots::new(2);
+        s.committed_at_restore(40).unwrap();
+        assert_eq!(s.held_len(), 41);
+        for c in 1..=2 {
+            let slot = s.reserve().unwrap();
+            s.made(slot).unwrap();
+            s.open(slot).unwrap();
+            s.pre_commit(c);
+        }
+        assert_eq!(
+            s.reserve(),
+            None,
+            "both slots hold pre-committed transactions"
+        );
+        assert_eq!(s.complete(2), vec![0, 1]);
+        assert_eq!(s.pre_commit(3), None);
+        s.complete(3);
+        assert_eq!(s.state(40), SlotState::Free);
+        assert_eq!(s.held_len(), 0);
+        assert_eq!(s.reserve(), Some(0));
+        assert_eq!(s.reserve(), Some(1));
+        assert_eq!(s.reserve(), None);
     }
 }

@@ -8,6 +8,7 @@ pub mod kafka_resume;
 mod kafka_scram;
 pub mod kafka_txn;
 pub mod print;
+pub mod rolling;
 pub mod state;
 
 use crate::operators::{OperatorError, Problem, RestoredState};

@@ -13,8 +13,8 @@ use crate::operators::{
     typed_field, BuildContext, Operator, OperatorError, OperatorSpec, Problem, RestoredState,
 };
 use crate::record::{Batch, Column, DataType, Schema};
-use crate::state::keyed::KeyedStore;
-use crate::state::keygroup::{hash_bool, hash_int, hash_str, KeyGroupRange};
+use crate::state::keyed::{KeyedStateError, KeyedStore};
+use crate::state::keygroup::{hash_bool, hash_int, hash_str, KeyGroupRange, KeyHash};
 use crate::state::OperatorSnapshot;
 
 /// The rolling aggregate to keep per key.
@@ -230,43 +230,35 @@ impl KeyBy {
     ) -> Result<(), OperatorError> {
         let step = self.step;
         let store = &mut self.store;
-        let value = |i: usize| values.get(i).copied().unwrap_or(0);
-        let err = |e: crate::state::keyed::KeyedStateError| {
-            OperatorError::Data(format!("key_by \"{}\": {e}", self.operator_id))
-        };
         // One loop per key type, so the inner loop has no type dispatch.
         match key {
-            Column::Str(c) => {
-                for i in 0..c.len() {
-                    let k = c.get(i);
-                    let v = value(i);
-                    let acc = store
-                        .get_or_insert(hash_str(k), k, step.init(v))
-                        .map_err(err)?;
-                    step.apply(acc, v);
-                    out.push(*acc);
-                }
-            }
-            Column::Int(ks) => {
-                for (i, &k) in ks.iter().enumerate() {
-                    let v = value(i);
-                    let acc = store
-                        .get_or_insert(hash_int(k), &k.to_le_bytes(), step.init(v))
-                        .map_err(err)?;
-                    step.apply(acc, v);
-                    out.push(*acc);
-                }
-            }
-            Column::Bool(ks) => {
-                for (i, &k) in ks.iter().enumerate() {
-                    let v = value(i);
-                    let acc = store
-                        .get_or_insert(hash_bool(k), &[k as u8], step.init(v))
-                        .map_err(err)?;
-                    step.apply(acc, v);
-                    out.push(*acc);
-                }
-            }
+            Column::Str(c) => fold_keys(
+                store,
+                c.len(),
+                |i| c.get(i),
+                |k| hash_str(k),
+                step,
+                values,
+                out,
+            ),
+            Column::Int(ks) => fold_keys(
+                store,
+                ks.len(),
+                |i| ks[i].to_le_bytes(),
+                |k| hash_int(i64::from_le_bytes(*k)),
+                step,
+                values,
+                out,
+            ),
+            Column::Bool(ks) => fold_keys(
+                store,
+                ks.len(),
+                |i| [ks[i] as u8],
+                |k| hash_bool(k[0] != 0),
+                step,
+                values,
+                out,
+            ),
             Column::Float(_) => {
                 return Err(OperatorError::Config(format!(
                     "bug: key_by \"{}\" got a float key column",
@@ -274,8 +266,42 @@ impl KeyBy {
                 )))
             }
         }
-        Ok(())
+        .map_err(|e| OperatorError::Data(format!("key_by \"{}\": {e}", self.operator_id)))
     }
+}
+
+/// Keys looked up per run: the first pass hashes a run and starts loading each key's table
+/// slot, the second updates them, so that a run's cache misses overlap (with 1M keys nearly
+/// every lookup misses the cache; one after another they were the whole cost).
+const RUN: usize = 32;
+
+/// Applies `step` for keys `0..n` (`key(i)`, its hash `hash`, value `values[i]` or 0) and
+/// pushes each key's new accumulator to `out`.
+fn fold_keys<K: AsRef<[u8]>>(
+    store: &mut KeyedStore,
+    n: usize,
+    key: impl Fn(usize) -> K,
+    hash: impl Fn(&K) -> KeyHash,
+    step: Step,
+    values: &[u64],
+    out: &mut Vec<u64>,
+) -> Result<(), KeyedStateError> {
+    let mut hashes = [KeyHash { flink: 0, table: 0 }; RUN];
+    for start in (0..n).step_by(RUN) {
+        let run = &mut hashes[..RUN.min(n - start)];
+        for (j, h) in run.iter_mut().enumerate() {
+            *h = hash(&key(start + j));
+            store.prefetch(*h);
+        }
+        for (j, h) in run.iter().enumerate() {
+            let i = start + j;
+            let v = values.get(i).copied().unwrap_or(0);
+            let acc = store.get_or_insert(*h, key(i).as_ref(), step.init(v))?;
+            step.apply(acc, v);
+            out.push(*acc);
+        }
+    }
+    Ok(())
 }
 
 impl Operator for KeyBy {

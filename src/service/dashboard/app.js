@@ -187,6 +187,7 @@
     autoOpened: false,
     busy: false,
     reachable: null,
+    noPipelines: false,
   };
 
   function route() {
@@ -233,6 +234,60 @@
       page.autoOpened = true;
       location.hash = `#/jobs/${encodeURIComponent(jobs[0].jid)}`;
     }
+  }
+
+  // ---- Pipelines (floe serve: one per file) ----
+
+  // `floe run` has no pipelines (404): the section stays hidden and is not asked again.
+  async function pollPipelines() {
+    if (page.noPipelines) return;
+    let data;
+    try {
+      data = await api('GET', '/pipelines');
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 404) {
+        page.noPipelines = true;
+        $('#pipelines').hidden = true;
+        return;
+      }
+      throw e;
+    }
+    const list = data && Array.isArray(data.pipelines) ? data.pipelines : [];
+    $('#pipelines').hidden = false;
+    replaceRows($('#pipelines-table tbody'), list.map(pipelineRow));
+  }
+
+  function pipelineRow(p) {
+    const job = p['job-id'];
+    const versions = Array.isArray(p.versions) ? p.versions : [];
+    const held = p.held ? el('button', {
+      type: 'button',
+      class: 'start',
+      onclick: (ev) => { ev.stopPropagation(); startPipeline(p.file); },
+    }, 'Start') : null;
+    return el('tr', { 'data-file': p.file, 'data-ready': String(!!p.ready) },
+      el('td', null, el('code', null, p.file)),
+      el('td', null, p.name || '—'),
+      el('td', null, stateBadge(p.status)),
+      el('td', { class: p.ready ? 'ready' : 'not-ready' },
+        p.ready ? 'ready' : el('span', { class: 'reason' }, firstLine(p.reason || 'not ready'))),
+      el('td', null, job ? el('a', { href: `#/jobs/${encodeURIComponent(job)}` }, el('code', null, job.slice(0, 8))) : '—'),
+      el('td', { title: versions.map((v) => `${v['job-id']} ${v.state}`).join('\n') },
+        `${versions.length} listed, ${fmtCount(p['versions-started'])} started`),
+      el('td', null, fmtCount(p.restarts)),
+      el('td', null, fmtCount(p.rollbacks)),
+      el('td', null, held));
+  }
+
+  async function startPipeline(file) {
+    await guarded('action:start', async () => {
+      const report = await api('POST', `/pipelines/${encodeURIComponent(file)}/start`, {});
+      if (report && report.ok === false) {
+        const p = (report.pipelines || [])[0] || {};
+        throw new Error(p.error || `${file} did not start`);
+      }
+    });
+    poll();
   }
 
   function highlightSelectedJob() {
@@ -657,7 +712,7 @@
     polling = true;
     try {
       const id = page.jobId;
-      const steps = [guarded('jobs', pollJobs)];
+      const steps = [guarded('jobs', pollJobs), guarded('pipelines', pollPipelines)];
       if (id) {
         steps.push(guarded('job:detail', () => pollJob(id)));
         steps.push(guarded('job:checkpoints', () => pollCheckpoints(id)));

@@ -241,6 +241,14 @@ pub async fn trigger_savepoint(
         "target-directory",
     )?;
     let cancel_job = body.cancel_job;
+    tracing::info!(
+        job_id = %job,
+        target = %target.display(),
+        cancel_job,
+        "REST: savepoint of job {job} into {} requested{}",
+        target.display(),
+        if cancel_job { ", then cancel" } else { "" }
+    );
     start_savepoint(&state, job, trigger, false, move |reply| {
         JobCommand::TriggerSavepoint {
             target: Some(target.display().to_string()),
@@ -270,6 +278,13 @@ pub async fn stop_with_savepoint(
         "targetDirectory",
     )?;
     let drain = body.drain;
+    tracing::info!(
+        job_id = %job,
+        target = %target.display(),
+        drain,
+        "REST: stop of job {job} with a savepoint into {} requested",
+        target.display()
+    );
     start_savepoint(&state, job, trigger, true, move |reply| JobCommand::Stop {
         target: Some(target.display().to_string()),
         drain,
@@ -320,6 +335,7 @@ pub async fn cancel_job(
     if view.state.is_terminal() || view.state == JobState::Cancelling {
         return Ok((StatusCode::ACCEPTED, Json(json!({}))).into_response());
     }
+    tracing::info!(job_id = %job, "REST: cancel of job {job} ({}) requested", view.name);
     let (tx, rx) = oneshot::channel();
     match state
         .registry()

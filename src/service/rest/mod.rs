@@ -21,6 +21,7 @@ pub mod checkpoints;
 pub mod control;
 pub mod json;
 pub mod paths;
+pub mod pipelines;
 pub mod server;
 pub mod service;
 
@@ -185,6 +186,8 @@ struct Inner {
     disposal: Option<DisposalHook>,
     service: Option<Arc<dyn service::ServiceControl>>,
     operations: Mutex<control::Operations>,
+    /// `floe serve`'s pipelines (`/pipelines`, and what `/readyz` checks).
+    pipelines: Option<crate::service::pipelines::PipelineBoard>,
 }
 
 /// The router's state: the registry, the roots, the disposal hook and the asynchronous
@@ -205,6 +208,7 @@ impl ApiState {
                 disposal: None,
                 service: None,
                 operations: Mutex::new(control::Operations::default()),
+                pipelines: None,
             }),
         }
     }
@@ -219,6 +223,7 @@ impl ApiState {
             disposal: self.inner.disposal.clone(),
             service: Some(service),
             operations: Mutex::new(control::Operations::default()),
+            pipelines: self.inner.pipelines.clone(),
         };
         ApiState {
             inner: Arc::new(inner),
@@ -227,6 +232,27 @@ impl ApiState {
 
     fn service(&self) -> Option<Arc<dyn service::ServiceControl>> {
         self.inner.service.clone()
+    }
+
+    /// With `floe serve`'s pipelines: `/pipelines` answers and `/readyz` checks them.
+    pub fn with_pipelines(self, board: crate::service::pipelines::PipelineBoard) -> Self {
+        let inner = Inner {
+            registry: self.inner.registry.clone(),
+            submit: self.inner.submit,
+            savepoints_dir: self.inner.savepoints_dir.clone(),
+            allowed_dirs: self.inner.allowed_dirs.clone(),
+            disposal: self.inner.disposal.clone(),
+            service: self.inner.service.clone(),
+            operations: Mutex::new(control::Operations::default()),
+            pipelines: Some(board),
+        };
+        ApiState {
+            inner: Arc::new(inner),
+        }
+    }
+
+    fn pipelines(&self) -> Option<crate::service::pipelines::PipelineBoard> {
+        self.inner.pipelines.clone()
     }
 
     /// Whether `POST /jobs` may start a job: a service, `web.submit.enable` and a token.
@@ -244,6 +270,7 @@ impl ApiState {
             disposal: Some(hook),
             service: self.inner.service.clone(),
             operations: Mutex::new(control::Operations::default()),
+            pipelines: self.inner.pipelines.clone(),
         };
         ApiState {
             inner: Arc::new(inner),
@@ -485,7 +512,15 @@ async fn job_checkpoint_config(
 }
 
 async fn prometheus(State(s): State<ApiState>) -> Response {
-    let text = super::metrics::render(&s.registry().list(), now_ms());
+    let jobs = s.registry().list();
+    let pipelines = s.pipelines().map(|b| b.list());
+    // Reading /proc is a few small reads of a kernel file system: no disk behind it.
+    let text = super::metrics::render_all(&super::metrics::Sources {
+        jobs: &jobs,
+        pipelines: pipelines.as_deref(),
+        process: super::process::read(),
+        now_ms: now_ms(),
+    });
     ([(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response()
 }
 
@@ -493,23 +528,32 @@ async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// 200 when every job runs or ended cleanly, else 503 naming the jobs that do not.
+/// 200 when every job runs or ended cleanly, else 503 naming the jobs that do not. For
+/// `floe serve`: when every pipeline runs its file's current content (or a user stopped or
+/// cancelled it) and every submitted job runs, else 503 with each one that does not and why.
 async fn readyz(State(s): State<ApiState>) -> Response {
-    let not_ready: Vec<Value> = s
-        .registry()
-        .list()
-        .iter()
-        .filter(|j| !j.state.is_ready())
-        .map(|j| json!({"jid": j.id.0, "name": j.name, "state": j.state.flink_name()}))
-        .collect();
+    let jobs = s.registry().list();
+    let not_ready: Vec<Value> = match s.pipelines() {
+        Some(board) => pipelines::service_readiness(&board, &jobs)
+            .err()
+            .unwrap_or_default(),
+        None => jobs
+            .iter()
+            .filter(|j| !j.state.is_ready())
+            .map(|j| json!({"jid": j.id.0, "name": j.name, "state": j.state.flink_name()}))
+            .collect(),
+    };
     if not_ready.is_empty() {
         Json(json!({"status": "ready"})).into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not ready", "jobs": not_ready})),
-        )
-            .into_response()
+        let key = if s.pipelines().is_some() {
+            "pipelines"
+        } else {
+            "jobs"
+        };
+        let mut body = json!({"status": "not ready"});
+        body[key] = Value::Array(not_ready);
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
 }
 
@@ -521,6 +565,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/config", get(web_config))
         .route("/jobs", get(jobs).post(service::submit))
         .route("/floe/reload", post(service::reload))
+        .route("/pipelines", get(pipelines::list))
+        .route("/pipelines/{name}", get(pipelines::one))
+        .route("/pipelines/{name}/start", post(service::start))
         .route("/jobs/overview", get(jobs_overview))
         .route("/jobs/{id}", get(job_details).patch(control::cancel_job))
         .route("/jobs/{id}/config", get(job_config))

@@ -16,7 +16,7 @@ use super::{ApiError, ApiState, JsonBody};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::future::Future;
 use std::pin::Pin;
@@ -31,21 +31,48 @@ pub trait ServiceControl: Send + Sync {
     fn reload(&self) -> BoxFuture<Result<Value, String>>;
     /// Starts a submitted pipeline; resolves to its job id, or why it cannot run.
     fn submit(&self, request: SubmitRequest) -> BoxFuture<Result<String, SubmitError>>;
+    /// `floe start NAME`: a pipeline (file name or `name:`) stopped or cancelled through the
+    /// API runs again; resolves to a reload report of that pipeline.
+    fn start(&self, name: String) -> BoxFuture<Result<Value, SubmitError>>;
 }
 
-/// Why a submission was refused.
+/// Why a submission (or a `floe start`) was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubmitError {
     /// The pipeline or its settings are wrong (400).
     Invalid(String),
+    /// No such pipeline (404).
+    NotFound(String),
     /// The service cannot take it now (503), e.g. shutting down.
     Unavailable(String),
     /// It would read or write outside what a submitted job may use (403).
     Refused(String),
 }
 
+impl std::fmt::Display for SubmitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SubmitError::Invalid(m)
+            | SubmitError::NotFound(m)
+            | SubmitError::Unavailable(m)
+            | SubmitError::Refused(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> ApiError {
+        match e {
+            SubmitError::Invalid(m) => ApiError::bad_request(m),
+            SubmitError::NotFound(m) => ApiError::not_found(m),
+            SubmitError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
+            SubmitError::Refused(m) => ApiError::forbidden(m),
+        }
+    }
+}
+
 /// The body of `POST /jobs`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SubmitRequest {
     /// The pipeline file's YAML.
@@ -90,7 +117,7 @@ pub async fn submit(
     let service = s.service().ok_or_else(not_serving)?;
     if !s.submission_allowed() {
         return Err(ApiError::forbidden(
-            "job submission is off: a submitted pipeline runs with floe's rights, so it needs              web.submit.enable: true and a token (rest.auth.token or rest.auth.token-file) in              flink-conf.yaml; or put the pipeline file into the service's pipeline directory"
+            "job submission is off: a submitted pipeline runs with floe's rights, so it needs web.submit.enable: true and a token (rest.auth.token or rest.auth.token-file) in flink-conf.yaml; or put the pipeline file into the service's pipeline directory"
                 .into(),
         ));
     }
@@ -102,8 +129,16 @@ pub async fn submit(
     }
     match service.submit(request).await {
         Ok(id) => Ok(Json(json!({ "jobid": id }))),
-        Err(SubmitError::Invalid(m)) => Err(ApiError::bad_request(m)),
-        Err(SubmitError::Unavailable(m)) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m)),
-        Err(SubmitError::Refused(m)) => Err(ApiError::forbidden(m)),
+        Err(e) => Err(e.into()),
     }
+}
+
+/// `POST /pipelines/:name/start` (`floe start NAME`): 200 with the report of that pipeline.
+pub async fn start(
+    State(s): State<ApiState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let service = s.service().ok_or_else(not_serving)?;
+    tracing::info!(pipeline = %name, "REST: start of pipeline {name} requested");
+    Ok(Json(service.start(name).await?))
 }

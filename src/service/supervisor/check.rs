@@ -179,18 +179,6 @@ pub fn plan_within_budget(
     Ok((plan, estimate))
 }
 
-/// The guarantee the job's checkpointing gives its sinks (the runtime's rule: an interval
-/// makes sinks follow the checkpointing mode).
-fn job_guarantee(cfg: &config::Config) -> crate::operators::DeliveryGuarantee {
-    use crate::config::CheckpointingMode as M;
-    use crate::operators::DeliveryGuarantee as G;
-    match (cfg.checkpointing.interval, cfg.checkpointing.mode) {
-        (None, _) => G::None,
-        (Some(_), M::ExactlyOnce) => G::ExactlyOnce,
-        (Some(_), M::AtLeastOnce) => G::AtLeastOnce,
-    }
-}
-
 /// Each operator's own start check, and whether it can work under the job's delivery
 /// guarantee (a Kafka sink that cannot write exactly-once with its client settings):
 /// problems refuse the pipeline, warnings are returned.
@@ -201,7 +189,11 @@ fn check_operators(
 ) -> Result<Vec<String>, CheckError> {
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
-    let job = job_guarantee(cfg);
+    // The runtime's rule: an interval makes sinks follow the checkpointing mode.
+    let job = crate::operators::DeliveryGuarantee::of_checkpointing(
+        cfg.checkpointing.interval.is_some(),
+        cfg.checkpointing.mode,
+    );
     for op in &pipeline.operators {
         for p in op.config.spec().check_guarantee(job) {
             problems.push(format!("operators[{}].{}: {}", op.id, p.field, p.message));

@@ -63,13 +63,20 @@ pub enum LaunchError {
     Restore(RestoreError),
     #[error(transparent)]
     Store(CheckpointError),
+    #[error("bug: {0}; please report this")]
+    Bug(String),
+    /// `floe serve` was asked to stop while the job was being prepared.
+    #[error("not started: floe serve is stopping")]
+    Stopping,
 }
 
 impl LaunchError {
     /// 78 for what the user must fix in configuration or pipeline, 1 for the rest.
     pub fn exit_code(&self) -> u8 {
         match self {
-            LaunchError::Restore(_) => crate::cli::EXIT_FAILURE,
+            LaunchError::Restore(_) | LaunchError::Bug(_) | LaunchError::Stopping => {
+                crate::cli::EXIT_FAILURE
+            }
             _ => crate::cli::EXIT_CONFIG,
         }
     }
@@ -104,6 +111,16 @@ pub fn load_config(spec: &LaunchSpec) -> Result<config::Loaded, LaunchError> {
     })?)
 }
 
+/// Registers the job's checkpoint and savepoint directories with its own `s3.*` settings
+/// (local directories need nothing).
+pub fn configure_storage(cfg: &Config, owner: &str) -> Result<(), CheckpointError> {
+    let dirs = [&cfg.state.checkpoints_dir, &cfg.state.savepoints_dir];
+    for dir in dirs.into_iter().flatten() {
+        crate::checkpoint::storage::configure_root(dir, &cfg.s3, owner)?;
+    }
+    Ok(())
+}
+
 /// Every check that can refuse the job: [`check`] (configuration, plan, memory, operators),
 /// then the restore snapshot and its mapping, and the checkpoint store. Creates the store's
 /// directory, nothing else.
@@ -122,18 +139,15 @@ pub fn prepare_with(spec: LaunchSpec, checked: Checked) -> Result<PreparedJob, L
         ..
     } = checked;
     let cfg = loaded.config;
-    // How s3:// checkpoint and savepoint paths are reached, for the rest of the process.
-    crate::checkpoint::storage::configure(&cfg.s3);
+    // How this job's s3:// checkpoint and savepoint directories are reached: its own `s3.*`.
+    configure_storage(&cfg, &pipeline.name).map_err(LaunchError::Store)?;
     let restore_path = match spec.restore.clone().or_else(|| cfg.recovery.path.clone()) {
         Some(p) if p == LATEST => match &cfg.state.checkpoints_dir {
             None => return Err(LaunchError::NoCheckpointDir(RestoreError::NoCheckpointDir)),
             Some(dir) => {
                 let found =
                     restore::find_latest(dir, &pipeline.name).map_err(LaunchError::Restore)?;
-                crate::errln!(
-                    "-s latest: {}",
-                    crate::text::escape(&found.display().to_string())
-                );
+                crate::service::console::line(&format!("-s latest: {}", found.display()));
                 Some(found.display().to_string())
             }
         },
@@ -219,7 +233,7 @@ pub fn prepare_with(spec: LaunchSpec, checked: Checked) -> Result<PreparedJob, L
         if let Some(snapshot) = attempt.restore {
             if attempt.number == 0 {
                 // The path may come from a request (`POST /jobs`): one line, whatever it holds.
-                crate::errln!(
+                crate::service::console::line(&format!(
                     "Starting job {build_job_id} from savepoint {} ({})",
                     crate::text::escape(initial_path.as_deref().unwrap_or_default()),
                     if allow_non_restored {
@@ -227,15 +241,15 @@ pub fn prepare_with(spec: LaunchSpec, checked: Checked) -> Result<PreparedJob, L
                     } else {
                         ""
                     }
-                );
+                ));
             }
             let (_, state) =
                 restore::prepare(snapshot, &build_plan, explicit_max, allow_non_restored)?;
             options.restore = Some(state);
             tracing::info!(
-                "Restoring job {build_job_id} from Savepoint {} @ 0 for {build_job_id} located at {}.",
-                snapshot.metadata.checkpoint_id,
-                restore::pointer(&snapshot.dir)
+                checkpoint_id = snapshot.metadata.checkpoint_id,
+                "Restoring job {build_job_id} from {}.",
+                describe_snapshot(snapshot)
             );
         }
         if let Some(store) = &attempt.store {
@@ -260,6 +274,23 @@ pub fn prepare_with(spec: LaunchSpec, checked: Checked) -> Result<PreparedJob, L
         build: Box::new(build),
         restore_info,
     })
+}
+
+/// A snapshot as Flink's `CompletedCheckpoint::toString` writes it in its restore log line:
+/// `Checkpoint 7 @ 1700000000000 for <job id> located at file:/ck/<job id>/chk-7` (the time
+/// is the trigger time, in ms since the epoch; `Savepoint` for a savepoint).
+pub fn describe_snapshot(s: &crate::checkpoint::storage::LoadedSnapshot) -> String {
+    let kind = match s.metadata.kind {
+        SnapshotKind::Savepoint => "Savepoint",
+        SnapshotKind::Checkpoint => "Checkpoint",
+    };
+    format!(
+        "{kind} {} @ {} for {} located at {}",
+        s.metadata.checkpoint_id,
+        s.metadata.trigger_timestamp_ms,
+        s.metadata.job_id,
+        restore::pointer(&s.dir)
+    )
 }
 
 /// Flink's lines for the state a restore leaves behind: each operator of the snapshot the new
@@ -289,6 +320,18 @@ impl PreparedJob {
     }
 }
 
+/// [`prepare`] and the check of the restore's files, on a blocking thread: they read the
+/// configuration and the snapshot (locally or from S3) and create the checkpoint directory.
+pub async fn prepare_off_workers(spec: LaunchSpec) -> Result<PreparedJob, LaunchError> {
+    tokio::task::spawn_blocking(move || {
+        let job = prepare(spec)?;
+        job.check_restore_files().map_err(LaunchError::Restore)?;
+        Ok(job)
+    })
+    .await
+    .unwrap_or_else(|e| Err(LaunchError::Bug(format!("preparing a job panicked: {e}"))))
+}
+
 /// A job started by [`start`].
 pub struct StartedJob {
     pub job_id: JobId,
@@ -300,10 +343,26 @@ pub struct StartedJob {
     pub done: tokio::task::JoinHandle<Result<JobReport, FailoverError>>,
 }
 
+/// How a job of [`start`] ended (for `floe serve`'s supervisor).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobEnded {
+    pub job_id: JobId,
+    pub state: JobState,
+    pub error: Option<String>,
+    /// A user ended it through the API: stopped with a savepoint, or cancelled.
+    pub by_user: Option<crate::service::pipelines::Hold>,
+    /// Checkpoints it completed (over its restarts).
+    pub checkpoints: u64,
+}
+
+/// Called once with how a job ended.
+pub type EndHook = Box<dyn FnOnce(JobEnded) + Send + 'static>;
+
 /// Spawns the job's failover loop and the follower that registers it in `registry` once its
 /// first attempt runs and answers the API's commands. When the job ends, its final state is
-/// recorded in the registry. Must be called inside a tokio runtime.
-pub fn start(job: PreparedJob, registry: &JobRegistry) -> StartedJob {
+/// recorded in the registry, logged (Flink's `Job … switched from state RUNNING to …`), and
+/// handed to `on_end` when given. Must be called inside a tokio runtime.
+pub fn start(job: PreparedJob, registry: &JobRegistry, on_end: Option<EndHook>) -> StartedJob {
     let handle = FailoverHandle::new();
     let stopped_by_api = Arc::new(AtomicBool::new(false));
     let follower = tokio::spawn(follow_job(
@@ -326,15 +385,16 @@ pub fn start(job: PreparedJob, registry: &JobRegistry) -> StartedJob {
     let loop_handle = handle.clone();
     let setup = job.setup;
     let build = job.build;
+    let by_api = stopped_by_api.clone();
     let done = tokio::spawn(async move {
-        let result = failover::run(setup, loop_handle, build).await;
+        let result = failover::run(setup, loop_handle.clone(), build).await;
         follower.abort();
         if registry.get(&job_id).is_none() {
             // It ended before its first attempt ran (an operator that cannot start): list it
             // all the same, so that `/jobs` shows why.
             drop(registry.register(crate::service::JobRegistration::new(
                 job_id.clone(),
-                name,
+                name.clone(),
                 &plan,
                 Arc::new(crate::runtime::JobMetrics::default()),
             )));
@@ -342,9 +402,41 @@ pub fn start(job: PreparedJob, registry: &JobRegistry) -> StartedJob {
         let (state, error) = match &result {
             Ok(r) if r.status == crate::runtime::JobStatus::Cancelled => (JobState::Canceled, None),
             Ok(_) => (JobState::Finished, None),
+            // Cancelled while it waited to restart after a failure: cancelled all the same.
+            Err(FailoverError::StoppedWhileRestarting { .. }) if loop_handle.cancel_requested() => {
+                (JobState::Canceled, None)
+            }
             Err(e) => (JobState::Failed, Some(e.to_string())),
         };
-        registry.finish(&job_id, state, error);
+        match &error {
+            Some(e) => tracing::error!(
+                job = %name,
+                job_id = %job_id,
+                "Job {name} ({job_id}) switched from state RUNNING to FAILED: {e}"
+            ),
+            None => tracing::info!(
+                job = %name,
+                job_id = %job_id,
+                "Job {name} ({job_id}) switched from state RUNNING to {state}."
+            ),
+        }
+        registry.finish(&job_id, state, error.clone());
+        if let Some(hook) = on_end {
+            let by_user = if by_api.load(std::sync::atomic::Ordering::SeqCst) {
+                Some(crate::service::pipelines::Hold::Stopped)
+            } else if state == JobState::Canceled {
+                Some(crate::service::pipelines::Hold::Cancelled)
+            } else {
+                None
+            };
+            hook(JobEnded {
+                job_id: job_id.clone(),
+                state,
+                error,
+                by_user,
+                checkpoints: loop_handle.checkpoints_completed(),
+            });
+        }
         result
     });
     StartedJob {

@@ -16,15 +16,29 @@
 //! - [`submission`]: what a job submitted over the API may read and write.
 //! - [`service`]: the actor that owns the jobs; every change goes through its queue, one at a
 //!   time, so a reload never races another reload, a submission or the shutdown.
+//! - `rescan`: what changed in the directory and the configuration; files sharing a name.
+//! - `files`: a file's job started, stopped, replaced on probation, rolled back, held.
+//! - [`probation`]: when a reloaded version has proved itself, or failed.
+//! - `housekeeping`: job ends, user holds, history, savepoint retention, cleaning.
+//! - `submitted`: jobs of `floe run -d`, remembered and resumed.
+//! - [`memory`]: the state file that carries holds, submissions and savepoints over restarts.
 
 pub mod check;
 pub mod conf;
+mod files;
 pub mod follow;
+mod housekeeping;
 pub mod launch;
+pub mod memory;
+pub mod probation;
 pub mod report;
+mod rescan;
 pub mod resume;
 pub mod service;
 pub mod stop;
 pub mod submission;
+mod submitted;
+
+use files::spec_for;
 
 pub use service::{ServeOptions, Supervisor, SupervisorHandle};

@@ -24,8 +24,15 @@ pub enum Outcome {
     Stopped { savepoint: Option<String> },
     /// The edit is invalid: the old version runs on.
     Rejected { error: String },
-    /// The new version could not restore; the old one runs again from the savepoint.
+    /// The new version could not restore, or failed within its probation; the old one runs
+    /// again from the savepoint.
     RolledBack { job_id: JobId, error: String },
+    /// The file does not validate (or shares its `name:`): nothing runs for it.
+    Invalid { error: String },
+    /// A user stopped or cancelled it through the API: it stays down until `floe start`.
+    Held {
+        how: crate::service::pipelines::Hold,
+    },
     /// Nothing runs for this file.
     Failed { error: String },
 }
@@ -38,6 +45,7 @@ impl Outcome {
                 | Outcome::Applied { .. }
                 | Outcome::Kept { .. }
                 | Outcome::Stopped { .. }
+                | Outcome::Held { .. }
         )
     }
 }
@@ -64,6 +72,14 @@ pub struct ReloadReport {
 }
 
 impl ReloadReport {
+    pub fn push(&mut self, file: String, change: &'static str, outcome: Outcome) {
+        self.pipelines.push(PipelineResult {
+            file,
+            change,
+            outcome,
+        });
+    }
+
     pub fn ok(&self) -> bool {
         self.config_error.is_none() && self.pipelines.iter().all(|p| p.outcome.ok())
     }
@@ -89,6 +105,8 @@ impl ReloadReport {
                     Outcome::RolledBack { job_id, error } => {
                         ("rolled-back", json!({"job-id": job_id.0, "error": error}))
                     }
+                    Outcome::Invalid { error } => ("invalid", json!({"error": error})),
+                    Outcome::Held { how } => ("held", json!({"held": how.as_str()})),
                     Outcome::Failed { error } => ("failed", json!({"error": error})),
                 };
                 v["result"] = json!(result);
@@ -143,7 +161,14 @@ impl fmt::Display for Outcome {
                 savepoint: Some(sp),
             } => write!(f, "job stopped with savepoint {sp}"),
             Outcome::Stopped { savepoint: None } => write!(f, "job stopped"),
-            Outcome::Rejected { error } | Outcome::Failed { error } => f.write_str(error),
+            Outcome::Rejected { error }
+            | Outcome::Failed { error }
+            | Outcome::Invalid { error } => f.write_str(error),
+            Outcome::Held { how } => write!(
+                f,
+                "{} through the API: it stays down until `floe start`, an edit or its removal",
+                how.as_str()
+            ),
             Outcome::RolledBack { job_id, error } => {
                 write!(f, "{error} (the version before runs as job {job_id})")
             }

@@ -32,7 +32,10 @@ pub fn savepoint_root(cfg: &Config) -> Option<PathBuf> {
 /// snapshots are skipped with a warning.
 pub fn resume_point(cfg: &Config, name: &str) -> Option<PathBuf> {
     // The pipeline's storage settings (`s3.*`), before anything on S3 is listed.
-    storage::configure(&cfg.s3);
+    if let Err(e) = super::launch::configure_storage(cfg, name) {
+        tracing::warn!(pipeline = name, "resume: {e}");
+        return None;
+    }
     let mut candidates = Vec::new();
     if let Some(ck) = cfg
         .state

@@ -42,7 +42,11 @@ pub async fn stop_with_savepoint(
             Ok(Err(_)) => return Err("the job ended before the savepoint completed".into()),
             Ok(Ok(Ok(c))) => break c,
             Ok(Ok(Err(e))) => {
-                if job.done.is_finished() || Instant::now() > deadline {
+                if job.done.is_finished() {
+                    // It ended meanwhile (cancelled or failed by then): nothing to stop.
+                    return Ok(None);
+                }
+                if Instant::now() > deadline {
                     return Err(e);
                 }
                 // Not running yet (its first attempt is being built) or restarting.

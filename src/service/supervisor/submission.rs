@@ -8,8 +8,8 @@
 //!   (`state.checkpoints.dir`, `state.savepoints.dir` of `flink-conf.yaml`);
 //! - the snapshot it restores (`savepointPath`, `execution.state-recovery.path`): likewise.
 //!
-//! It may not set the service's own keys (`rest.*`, `web.*`, `s3.*`: the S3 settings are the
-//! process's, so they would redirect every job's checkpoints), nor Kafka properties that load
+//! It may not set the service's own keys (`rest.*`, `web.*`, `s3.*`: the S3 settings of the
+//! service's checkpoint and savepoint locations, which its jobs share), nor Kafka properties that load
 //! code or run commands (`plugin.library.paths`, `sasl.kerberos.kinit.cmd`). The policy comes
 //! from `flink-conf.yaml` alone: nothing a submission carries can widen it.
 
