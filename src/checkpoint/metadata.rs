@@ -550,7 +550,7 @@ mod tests {
             completion_timestamp_ms: u64,
             operators: Vec<Operator<S>>,
         }
-        let subtask = |s: &SubtaskStateMeta| {
+        fn subtask(s: &SubtaskStateMeta) -> Subtask<'_> {
             let op = s.operator.as_ref();
             let source = op.and_then(|b| SourcePosition::from_blob(b).ok());
             Subtask {
@@ -559,7 +559,7 @@ mod tests {
                 keyed: s.keyed.as_ref(),
                 source,
             }
-        };
+        }
         let operators = m
             .operators
             .iter()
