@@ -23,12 +23,12 @@ use floe::checkpoint::JobId;
 use floe::operators::sinks::state::{
     FileSinkStateBeforeRolling, KafkaPendingTxn, KafkaSinkState, PendingPart, SinkState,
 };
-use floe::state::OperatorBlob;
 use floe::operators::sources::{KafkaOffset, SourcePosition};
 use floe::operators::RestoredState;
 use floe::pipeline::OperatorId;
 use floe::state::keygroup::{hash_str, KeyGroupRange};
 use floe::state::snapshot::{keyed_values_format, restore_keyed_values};
+use floe::state::OperatorBlob;
 use floe::state::RestoredBlob;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -18,8 +18,7 @@
 //! on purpose and reviewed in the diff).
 
 use floe::checkpoint::metadata::{
-    decode, CheckpointMetadata, OperatorStateMeta, SnapshotKind, SubtaskStateMeta,
-    METADATA_MAGIC,
+    decode, CheckpointMetadata, OperatorStateMeta, SnapshotKind, SubtaskStateMeta, METADATA_MAGIC,
 };
 use floe::checkpoint::restore::{load_state, map_checkpoint, TargetOperator};
 use floe::checkpoint::storage::load;
@@ -28,8 +27,8 @@ use floe::operators::sinks::state::{
     FileSinkState, InProgressPart, KafkaPendingTxn, KafkaSinkState, PendingPart, SinkState,
 };
 use floe::operators::RestoredState;
-use floe::state::RestoredBlob;
 use floe::pipeline::OperatorId;
+use floe::state::RestoredBlob;
 use std::path::{Path, PathBuf};
 
 const JOB: &str = "fedcba9876543210fedcba9876543210";
@@ -303,7 +302,10 @@ fn v3_kafka_pooled_decodes() {
     });
     let m = decode(&bytes, Path::new("pooled/_metadata")).unwrap();
     let blob = m.operators[0].subtasks[0].operator.as_ref().unwrap();
-    assert_eq!((blob.format.name.as_str(), blob.format.version), ("kafka-sink", 2));
+    assert_eq!(
+        (blob.format.name.as_str(), blob.format.version),
+        ("kafka-sink", 2)
+    );
     let want = SinkState::KafkaPooled {
         state: KafkaSinkState {
             subtask: 0,

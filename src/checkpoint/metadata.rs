@@ -496,10 +496,7 @@ mod tests {
         FilesBeforeRolling(FileSinkStateBeforeRolling),
         Kafka(KafkaSinkState),
         Files(FileSinkState),
-        KafkaPooled {
-            state: KafkaSinkState,
-            id_pool: u32,
-        },
+        KafkaPooled { state: KafkaSinkState, id_pool: u32 },
     }
 
     impl LegacySink {

@@ -819,8 +819,7 @@ impl Operator for KafkaSink {
                 Ok(None)
             }
             Mode::Exactly(_) => Ok(Some(
-                self.snapshot_exactly(checkpoint)?
-                    .into_snapshot(Vec::new()),
+                self.snapshot_exactly(checkpoint)?.into_snapshot(Vec::new()),
             )),
         }
     }

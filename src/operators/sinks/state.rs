@@ -156,7 +156,9 @@ impl SinkState {
     /// The state as its sink's blob.
     pub fn to_blob(&self) -> OperatorBlob {
         match self {
-            SinkState::Files(f) => blob(FILE_SINK_FORMAT, FILE_SINK_VERSION, postcard::to_stdvec(f)),
+            SinkState::Files(f) => {
+                blob(FILE_SINK_FORMAT, FILE_SINK_VERSION, postcard::to_stdvec(f))
+            }
             SinkState::Kafka(k) => blob(KAFKA_SINK_FORMAT, 1, postcard::to_stdvec(k)),
             SinkState::KafkaPooled { state, id_pool } => blob(
                 KAFKA_SINK_FORMAT,
@@ -181,12 +183,12 @@ impl SinkState {
                     .map_err(corrupt)?
                     .into(),
             )),
-            (FILE_SINK_FORMAT, 2) => Ok(SinkState::Files(
-                postcard::from_bytes(b).map_err(corrupt)?,
-            )),
-            (KAFKA_SINK_FORMAT, 1) => Ok(SinkState::Kafka(
-                postcard::from_bytes(b).map_err(corrupt)?,
-            )),
+            (FILE_SINK_FORMAT, 2) => {
+                Ok(SinkState::Files(postcard::from_bytes(b).map_err(corrupt)?))
+            }
+            (KAFKA_SINK_FORMAT, 1) => {
+                Ok(SinkState::Kafka(postcard::from_bytes(b).map_err(corrupt)?))
+            }
             (KAFKA_SINK_FORMAT, 2) => {
                 let p: KafkaPooledState = postcard::from_bytes(b).map_err(corrupt)?;
                 Ok(SinkState::KafkaPooled {
@@ -272,7 +274,10 @@ mod tests {
             .contains("not a sink's"));
         b.format = StateFormat::new("file-sink", 3);
         let e = SinkState::from_blob(&b).unwrap_err();
-        assert!(e.contains("does not read") && e.contains("file-sink v3"), "{e}");
+        assert!(
+            e.contains("does not read") && e.contains("file-sink v3"),
+            "{e}"
+        );
     }
 
     /// `file-sink` v1, as floe wrote it before rolling, reads as a state with no part in
