@@ -310,10 +310,29 @@ impl fmt::Display for Value<'_> {
 }
 
 /// A batch of records: one column per schema field, all of the same length.
+///
+/// With event time, each record also carries its timestamp (milliseconds since the epoch),
+/// outside the schema as in Flink's `StreamRecord`: assigned where the pipeline declares
+/// event time, kept by every operator that passes records on (a `flat_map`'s tokens get their
+/// line's), read by windows.
 #[derive(Clone, Debug, Default)]
 pub struct Batch {
     pub columns: Vec<Column>,
-    len: usize,
+    /// Timestamps, the side-output mark and the length of a batch without columns, boxed so
+    /// that a batch without them (and every channel slot) stays as small as its columns.
+    meta: Option<Box<BatchMeta>>,
+}
+
+/// What only some batches carry.
+#[derive(Clone, Debug, Default)]
+struct BatchMeta {
+    /// One timestamp per record, or `None` when the records have none.
+    timestamps: Option<Vec<i64>>,
+    /// Records of an operator's side output (a window's late records), which only a
+    /// `side_output` operator reads; every other reader skips them.
+    side_output: bool,
+    /// Records of a batch without columns (with columns, their length counts).
+    rows: usize,
 }
 
 impl Batch {
@@ -327,23 +346,86 @@ impl Batch {
             columns.iter().all(|c| c.len() == len),
             "bug: columns of one batch differ in length"
         );
-        Batch { columns, len }
+        Batch {
+            columns,
+            meta: None,
+        }
     }
 
     /// A batch of `len` records with no fields (a source of nothing but a count, say).
     pub fn empty_with_len(len: usize) -> Batch {
         Batch {
             columns: Vec::new(),
-            len,
+            meta: (len > 0).then(|| {
+                Box::new(BatchMeta {
+                    rows: len,
+                    ..BatchMeta::default()
+                })
+            }),
         }
     }
 
+    /// The records' timestamps, if they have them.
+    #[inline]
+    pub fn timestamps(&self) -> Option<&[i64]> {
+        self.meta.as_ref()?.timestamps.as_deref()
+    }
+
+    /// Gives the records timestamps (`None` takes them away).
+    ///
+    /// Panics if the count differs from the records': a bug in the operator, never input.
+    pub fn set_timestamps(&mut self, timestamps: Option<Vec<i64>>) {
+        if let Some(t) = &timestamps {
+            assert_eq!(t.len(), self.len(), "bug: one timestamp per record");
+        }
+        self.meta_mut().timestamps = timestamps;
+        self.drop_empty_meta();
+    }
+
+    /// This batch with `timestamps` (see [`Batch::set_timestamps`]).
+    pub fn with_timestamps(mut self, timestamps: Option<Vec<i64>>) -> Batch {
+        self.set_timestamps(timestamps);
+        self
+    }
+
+    /// Takes the timestamps out (an operator building a new batch from this one's rows).
+    pub fn take_timestamps(&mut self) -> Option<Vec<i64>> {
+        let t = self.meta.as_mut()?.timestamps.take();
+        self.drop_empty_meta();
+        t
+    }
+
+    #[inline]
     pub fn len(&self) -> usize {
-        self.len
+        match self.columns.first() {
+            Some(c) => c.len(),
+            None => self.meta.as_ref().map_or(0, |m| m.rows),
+        }
+    }
+
+    /// Whether these are side-output records (see [`Batch::into_side_output`]).
+    #[inline]
+    pub fn is_side_output(&self) -> bool {
+        self.meta.as_ref().is_some_and(|m| m.side_output)
+    }
+
+    /// These records as an operator's side output.
+    pub fn into_side_output(mut self) -> Batch {
+        self.meta_mut().side_output = true;
+        self
+    }
+
+    /// These records back in the main stream (what a `side_output` operator passes on).
+    pub fn into_main_output(mut self) -> Batch {
+        if let Some(m) = self.meta.as_mut() {
+            m.side_output = false;
+        }
+        self.drop_empty_meta();
+        self
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     pub fn column(&self, i: usize) -> &Column {
@@ -352,9 +434,37 @@ impl Batch {
 
     /// The records at `rows`, in that order.
     pub fn take(&self, rows: &[u32]) -> Batch {
-        Batch {
+        let mut taken = Batch {
             columns: self.columns.iter().map(|c| c.take(rows)).collect(),
-            len: rows.len(),
+            meta: self.meta.as_ref().map(|m| {
+                Box::new(BatchMeta {
+                    timestamps: m
+                        .timestamps
+                        .as_ref()
+                        .map(|t| rows.iter().map(|&r| t[r as usize]).collect()),
+                    side_output: m.side_output,
+                    rows: 0,
+                })
+            }),
+        };
+        if taken.columns.is_empty() {
+            taken.meta_mut().rows = rows.len();
+        }
+        taken.drop_empty_meta();
+        taken
+    }
+
+    fn meta_mut(&mut self) -> &mut BatchMeta {
+        self.meta.get_or_insert_with(Default::default)
+    }
+
+    fn drop_empty_meta(&mut self) {
+        if self
+            .meta
+            .as_ref()
+            .is_some_and(|m| m.timestamps.is_none() && !m.side_output && m.rows == 0)
+        {
+            self.meta = None;
         }
     }
 

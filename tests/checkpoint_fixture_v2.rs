@@ -19,13 +19,17 @@ use floe::checkpoint::metadata::{
 };
 use floe::checkpoint::restore::{check_files, load_state, map_checkpoint, TargetOperator};
 use floe::checkpoint::storage::load;
-use floe::checkpoint::{
-    FileSinkStateBeforeRolling, JobId, KafkaOffset, KafkaPendingTxn, KafkaSinkState, PendingPart,
-    SinkState, SourcePosition,
+use floe::checkpoint::JobId;
+use floe::operators::sinks::state::{
+    FileSinkStateBeforeRolling, KafkaPendingTxn, KafkaSinkState, PendingPart, SinkState,
 };
+use floe::operators::sources::{KafkaOffset, SourcePosition};
 use floe::operators::RestoredState;
 use floe::pipeline::OperatorId;
 use floe::state::keygroup::{hash_str, KeyGroupRange};
+use floe::state::snapshot::{keyed_values_format, restore_keyed_values};
+use floe::state::OperatorBlob;
+use floe::state::RestoredBlob;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -150,14 +154,14 @@ fn source(operator: &str, parallelism: u32, positions: Vec<SourcePosition>) -> O
                 subtask: i as u32,
                 key_groups: None,
                 keyed: None,
-                source: Some(p),
-                sink: None,
+                keyed_format: None,
+                operator: Some(p.to_blob()),
             })
             .collect(),
     }
 }
 
-fn sink(operator: &str, state: SinkState) -> OperatorStateMeta {
+fn sink(operator: &str, state: OperatorBlob) -> OperatorStateMeta {
     OperatorStateMeta {
         operator_id: operator.into(),
         parallelism: 1,
@@ -166,8 +170,8 @@ fn sink(operator: &str, state: SinkState) -> OperatorStateMeta {
             subtask: 0,
             key_groups: None,
             keyed: None,
-            source: None,
-            sink: Some(state),
+            keyed_format: None,
+            operator: Some(state),
         }],
     }
 }
@@ -237,8 +241,8 @@ fn expected_keyed() -> OperatorStateMeta {
             subtask,
             key_groups: Some((r.start, r.end)),
             keyed: Some(handle),
-            source: None,
-            sink: None,
+            keyed_format: Some(keyed_values_format()),
+            operator: None,
         }
     };
     let chain = vec![
@@ -266,12 +270,14 @@ fn expected_sinks() -> Vec<OperatorStateMeta> {
     vec![
         sink(
             "out",
-            // Version 2's only `file` sink state; version 3 reads it under this name.
-            SinkState::FilesBeforeRolling(FileSinkStateBeforeRolling {
+            // Version 2's only `file` sink state: the file sink's state before rolling,
+            // `file-sink` v1.
+            FileSinkStateBeforeRolling {
                 subtask: 0,
                 next_part: 4,
                 pending: vec![part(8, 2), part(9, 3)],
-            }),
+            }
+            .to_blob(),
         ),
         sink(
             "kout",
@@ -285,7 +291,8 @@ fn expected_sinks() -> Vec<OperatorStateMeta> {
                     producer_id: 4001,
                     producer_epoch: 3,
                 }],
-            }),
+            })
+            .to_blob(),
         ),
     ]
 }
@@ -641,11 +648,12 @@ fn v2_fixture_restores_every_state() {
     let state = load_state(&loaded, &mapping, MAX_P).unwrap();
     assert_eq!(state.checkpoint_id.0, 9);
     for subtask in 0..2 {
-        let Some(RestoredState::Keyed(store)) =
+        let Some(RestoredState::Keyed(runs)) =
             state.operators.get(&(OperatorId("count".into()), subtask))
         else {
             panic!("no keyed state for count/{subtask}");
         };
+        let store = restore_keyed_values(runs).unwrap();
         let mut got = BTreeMap::new();
         for (_, g) in store.groups() {
             for (k, v) in g.iter() {
@@ -658,14 +666,24 @@ fn v2_fixture_restores_every_state() {
     for op in &want.operators {
         for st in &op.subtasks {
             let key = (OperatorId(op.operator_id.clone()), st.subtask);
-            if let Some(p) = &st.source {
-                assert_eq!(state.sources.get(&key), Some(p), "{key:?}");
-            }
-            if let Some(s) = &st.sink {
-                let Some(RestoredState::Sink(states)) = state.operators.get(&key) else {
-                    panic!("no sink state for {key:?}");
+            // Each source position and sink state comes back to its own subtask as its
+            // operator's blob, and decodes to what the v2 file held.
+            if let Some(blob) = &st.operator {
+                let Some(RestoredState::Blobs(blobs)) = state.operators.get(&key) else {
+                    panic!("no operator state for {key:?}");
                 };
-                assert_eq!(states, &vec![s.clone()], "{key:?}");
+                let own = RestoredBlob {
+                    old_subtask: st.subtask,
+                    old_parallelism: op.parallelism,
+                    blob: blob.clone(),
+                };
+                assert!(blobs.contains(&own), "{key:?}: {blobs:?}");
+                let source = SourcePosition::from_blob(blob).map(|p| p.to_blob());
+                let sink = SinkState::from_blob(blob);
+                assert!(
+                    source.as_ref() == Ok(blob) || sink.is_ok(),
+                    "{key:?}: {source:?} {sink:?}"
+                );
             }
         }
     }

@@ -1,10 +1,15 @@
 //! `_metadata` format version 3, pinned by a checked-in checkpoint. Version 3 differs from
 //! version 2 (pinned in full by `checkpoint_fixture_v2.rs`) only in the sink states: the
-//! rolling `file` sink's state, with the part in progress at the barrier, is a new last
-//! `SinkState` variant, and version 2's `file` sink state keeps its index under the name
-//! `FilesBeforeRolling`. This fixture holds every sink state variant floe writes in version
-//! 3 (a file sink subtask with a part in progress and one without, a Kafka sink), so moving a
-//! variant or a field makes these tests fail instead of silently misreading checkpoints.
+//! rolling `file` sink's state, with the part in progress at the barrier, is a new
+//! `SinkState` variant, version 2's `file` sink state keeps its index under the name
+//! `FilesBeforeRolling`, and the Kafka sink's pooled ids (`KafkaPooled`) came last. This
+//! fixture holds a file sink subtask with a part in progress and one without and a Kafka
+//! sink; [`v3_kafka_pooled_decodes`] pins `KafkaPooled`. Moving a variant or a field makes
+//! these tests fail instead of silently misreading checkpoints.
+//!
+//! floe writes version 4 now (`checkpoint_fixture_v4.rs`): a version 3 file is decoded
+//! through frozen types and each sink state becomes its sink's own blob (`file-sink` v2 for
+//! the rolling file sink, `kafka-sink` v1 for the Kafka sink before pools, v2 with them).
 //!
 //! The fixture is `tests/fixtures/checkpoint/v3/<job>/chk-4/_metadata`, written by
 //! [`v3_format`], this file's own description of version 3 (mirror types serialized with
@@ -13,16 +18,17 @@
 //! on purpose and reviewed in the diff).
 
 use floe::checkpoint::metadata::{
-    decode, encode, CheckpointMetadata, OperatorStateMeta, SnapshotKind, SubtaskStateMeta,
-    METADATA_MAGIC,
+    decode, CheckpointMetadata, OperatorStateMeta, SnapshotKind, SubtaskStateMeta, METADATA_MAGIC,
 };
 use floe::checkpoint::restore::{load_state, map_checkpoint, TargetOperator};
 use floe::checkpoint::storage::load;
-use floe::checkpoint::{
-    FileSinkState, InProgressPart, JobId, KafkaPendingTxn, KafkaSinkState, PendingPart, SinkState,
+use floe::checkpoint::JobId;
+use floe::operators::sinks::state::{
+    FileSinkState, InProgressPart, KafkaPendingTxn, KafkaSinkState, PendingPart, SinkState,
 };
 use floe::operators::RestoredState;
 use floe::pipeline::OperatorId;
+use floe::state::RestoredBlob;
 use std::path::{Path, PathBuf};
 
 const JOB: &str = "fedcba9876543210fedcba9876543210";
@@ -47,14 +53,15 @@ fn sink_op(id: &str, states: Vec<SinkState>) -> OperatorStateMeta {
                 subtask: i as u32,
                 key_groups: None,
                 keyed: None,
-                source: None,
-                sink: Some(s),
+                keyed_format: None,
+                operator: Some(s.to_blob()),
             })
             .collect(),
     }
 }
 
-/// Everything the fixture's `_metadata` holds, in floe's types.
+/// Everything the fixture's `_metadata` holds, in floe's types: each sink state as its
+/// sink's own blob.
 fn expected() -> CheckpointMetadata {
     let part = |checkpoint_id, part| PendingPart {
         checkpoint_id,
@@ -155,6 +162,14 @@ mod v3_format {
             pending: Vec<(u64, u64)>,
             in_progress: Option<(u64, u64)>,
         },
+        /// The `kafka` sink with its pool of transactional ids (added last).
+        KafkaPooled {
+            subtask: u32,
+            prefix: String,
+            slots: u32,
+            pending: Vec<(u64, String, i64, i16)>,
+            id_pool: u32,
+        },
     }
 
     pub fn frame(m: &Metadata) -> Vec<u8> {
@@ -253,16 +268,59 @@ fn v3_fixture_decodes_field_by_field() {
     assert_eq!(m, want);
 }
 
+/// `KafkaPooled`, the last variant version 3 added (the `kafka` sink main wrote since
+/// transactional-id pools), decodes to the Kafka sink's `kafka-sink` v2 blob. Framed in
+/// memory from [`v3_format`]'s description, independent of floe's types.
 #[test]
-fn this_floe_still_writes_v3_as_the_fixture_has_it() {
-    // While 3 is the version floe writes, its encoder must produce the fixture's bytes.
-    if floe::checkpoint::metadata::METADATA_VERSION == 3 {
-        let fixture = std::fs::read(chk_dir().join("_metadata")).unwrap();
-        assert!(
-            encode(&expected()) == fixture,
-            "encode differs from the v3 fixture"
-        );
-    }
+fn v3_kafka_pooled_decodes() {
+    use v3_format::*;
+    let bytes = frame(&Metadata {
+        checkpoint_id: 5,
+        job_id: JOB.into(),
+        job_name: "pooled".into(),
+        kind: 0,
+        trigger_timestamp_ms: 1_770_000_000_000,
+        completion_timestamp_ms: 1_770_000_000_042,
+        operators: vec![Operator {
+            operator_id: "kout".into(),
+            parallelism: 1,
+            max_parallelism: MAX_P,
+            subtasks: vec![Subtask {
+                subtask: 0,
+                key_groups: None,
+                keyed: None,
+                source: None,
+                sink: Some(Sink::KafkaPooled {
+                    subtask: 0,
+                    prefix: "floe-kout".into(),
+                    slots: 3,
+                    pending: vec![(5, "floe-kout-0-2".into(), 18, 0)],
+                    id_pool: 8,
+                }),
+            }],
+        }],
+    });
+    let m = decode(&bytes, Path::new("pooled/_metadata")).unwrap();
+    let blob = m.operators[0].subtasks[0].operator.as_ref().unwrap();
+    assert_eq!(
+        (blob.format.name.as_str(), blob.format.version),
+        ("kafka-sink", 2)
+    );
+    let want = SinkState::KafkaPooled {
+        state: KafkaSinkState {
+            subtask: 0,
+            prefix: "floe-kout".into(),
+            slots: 3,
+            pending: vec![KafkaPendingTxn {
+                checkpoint_id: 5,
+                transactional_id: "floe-kout-0-2".into(),
+                producer_id: 18,
+                producer_epoch: 0,
+            }],
+        },
+        id_pool: 8,
+    };
+    assert_eq!(SinkState::from_blob(blob), Ok(want));
 }
 
 #[test]
@@ -284,10 +342,15 @@ fn v3_fixture_restores_every_sink_state() {
     for op in &expected().operators {
         for st in &op.subtasks {
             let key = (OperatorId(op.operator_id.clone()), st.subtask);
-            let Some(RestoredState::Sink(states)) = state.operators.get(&key) else {
+            let Some(RestoredState::Blobs(blobs)) = state.operators.get(&key) else {
                 panic!("no sink state for {key:?}");
             };
-            assert_eq!(states, &vec![st.sink.clone().unwrap()], "{key:?}");
+            let own = RestoredBlob {
+                old_subtask: st.subtask,
+                old_parallelism: op.parallelism,
+                blob: st.operator.clone().unwrap(),
+            };
+            assert_eq!(blobs, &vec![own], "{key:?}");
         }
     }
 }

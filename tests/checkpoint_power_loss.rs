@@ -24,17 +24,17 @@ use floe::checkpoint::restore::{
 };
 use floe::checkpoint::storage::fs_log::{self, FsOp};
 use floe::checkpoint::storage::FsCheckpointStore;
-use floe::checkpoint::{
-    CheckpointId, CheckpointStore, JobId, OperatorSnapshot, SourcePosition, SubtaskSnapshot,
-};
+use floe::checkpoint::{CheckpointId, CheckpointStore, JobId, OperatorSnapshot, SubtaskSnapshot};
 use floe::config::Config;
+use floe::operators::sources::SourcePosition;
 use floe::operators::RestoredState;
 use floe::pipeline::OperatorId;
 use floe::state::keyed::KeyedStore;
 use floe::state::keygroup::{hash_str, KeyGroupRange};
+use floe::state::snapshot::restore_keyed_values;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 const NAME: &str = "power-loss";
 const JOB: &str = "0123456789abcdef0123456789abcdef";
@@ -101,13 +101,17 @@ fn record(ck: &Path, incremental: bool) -> Vec<FsOp> {
         }
         fs_log::mark(format!("begin {n}"));
         let source = store
-            .write_subtask(snapshot(n, "gen", OperatorSnapshot::Source(position(n))))
+            .write_subtask(snapshot(
+                n,
+                "gen",
+                OperatorSnapshot::blob(position(n).to_blob()),
+            ))
             .unwrap();
         let state = store
             .write_subtask(snapshot(
                 n,
                 "count",
-                OperatorSnapshot::Keyed(keyed.snapshot()),
+                OperatorSnapshot::Keyed(Arc::new(keyed.snapshot())),
             ))
             .unwrap();
         let op = |id: &str, s| OperatorStateMeta {
@@ -427,17 +431,23 @@ fn restore(dir: &Path) -> Result<u64, String> {
     let state = load_state(&loaded, &mapping, MAX_P).map_err(|e| e.to_string())?;
     let n = loaded.metadata.checkpoint_id;
     let mut got = BTreeMap::new();
-    if let Some(RestoredState::Keyed(store)) = state.operators.get(&(OperatorId("count".into()), 0))
+    if let Some(RestoredState::Keyed(runs)) = state.operators.get(&(OperatorId("count".into()), 0))
     {
+        let store = restore_keyed_values(runs).map_err(|e| e.to_string())?;
         for (_, g) in store.groups() {
             for (k, v) in g.iter() {
                 got.insert(String::from_utf8_lossy(k).into_owned(), v);
             }
         }
     }
-    let pos = state.sources.get(&(OperatorId("gen".into()), 0));
+    let pos = match state.operators.get(&(OperatorId("gen".into()), 0)) {
+        Some(RestoredState::Blobs(blobs)) if blobs.len() == 1 => {
+            SourcePosition::from_blob(&blobs[0].blob).ok()
+        }
+        _ => None,
+    };
     assert!(
-        got == counts(n) && pos == Some(&position(n)),
+        got == counts(n) && pos == Some(position(n)),
         "WRONG STATE restored from {}: checkpoint {n} gave {got:?} at {pos:?}",
         dir.display()
     );

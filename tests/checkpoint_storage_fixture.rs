@@ -16,7 +16,9 @@ use floe::checkpoint::metadata::{
     SnapshotKind, StateBlob, SubtaskStateMeta,
 };
 use floe::checkpoint::storage::load;
-use floe::checkpoint::{JobId, SourcePosition};
+use floe::checkpoint::JobId;
+use floe::operators::sources::SourcePosition;
+use floe::state::snapshot::keyed_values_format;
 use std::path::{Path, PathBuf};
 
 const STATE_FILE: &str = "24e77e29-ccce-483c-b58f-dbe4bf3dc262";
@@ -73,8 +75,10 @@ fn fixture_metadata() -> CheckpointMetadata {
                     subtask: 0,
                     key_groups: None,
                     keyed: None,
-                    source: Some(SourcePosition::Files(vec![("input/a.txt".into(), 1234)])),
-                    sink: None,
+                    keyed_format: None,
+                    operator: Some(
+                        SourcePosition::Files(vec![("input/a.txt".into(), 1234)]).to_blob(),
+                    ),
                 }],
             },
             OperatorStateMeta {
@@ -85,8 +89,8 @@ fn fixture_metadata() -> CheckpointMetadata {
                     subtask: 0,
                     key_groups: None,
                     keyed: None,
-                    source: Some(SourcePosition::Datagen { next_line: 42 }),
-                    sink: None,
+                    keyed_format: None,
+                    operator: Some(SourcePosition::Datagen { next_line: 42 }.to_blob()),
                 }],
             },
             OperatorStateMeta {
@@ -102,8 +106,8 @@ fn fixture_metadata() -> CheckpointMetadata {
                             location: BlobLocation::Exclusive(STATE_FILE.into()),
                             groups: file_groups,
                         })),
-                        source: None,
-                        sink: None,
+                        keyed_format: Some(keyed_values_format()),
+                        operator: None,
                     },
                     SubtaskStateMeta {
                         subtask: 1,
@@ -113,8 +117,8 @@ fn fixture_metadata() -> CheckpointMetadata {
                             location: BlobLocation::Inline(inline_bytes),
                             groups: inline_groups,
                         })),
-                        source: None,
-                        sink: None,
+                        keyed_format: Some(keyed_values_format()),
+                        operator: None,
                     },
                 ],
             },

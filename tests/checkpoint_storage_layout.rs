@@ -12,10 +12,10 @@ use floe::checkpoint::metadata::{
 };
 use floe::checkpoint::storage::{list_checkpoints, load, path, FsCheckpointStore, PathKind};
 use floe::checkpoint::{
-    CheckpointId, CheckpointStore, JobId, JobTermination, OperatorSnapshot, SourcePosition,
-    SubtaskSnapshot,
+    CheckpointId, CheckpointStore, JobId, JobTermination, OperatorSnapshot, SubtaskSnapshot,
 };
 use floe::config::{Config, ExternalizedRetention};
+use floe::operators::sources::SourcePosition;
 use floe::pipeline::OperatorId;
 use floe::state::keygroup::KeyGroupRange;
 use floe::state::snapshot::EncodedBlob;
@@ -44,7 +44,7 @@ fn checkpoint(s: &FsCheckpointStore, id: u64, keyed_size: usize) {
             subtask: 0,
             parallelism: 1,
             max_parallelism: 128,
-            state: OperatorSnapshot::Source(SourcePosition::Datagen { next_line: id }),
+            state: OperatorSnapshot::blob(SourcePosition::Datagen { next_line: id }.to_blob()),
         })
         .unwrap();
     let keyed = s

@@ -30,8 +30,8 @@ fn write_snapshot(dir: &Path, kind: SnapshotKind) -> Vec<String> {
                 size: 7,
                 groups: Vec::new(),
             })),
-            source: None,
-            sink: None,
+            keyed_format: None,
+            operator: None,
         })
         .collect();
     let meta = CheckpointMetadata {

@@ -47,6 +47,7 @@ fn cfg() -> DatagenConfig {
         vocab: 50,
         seed: 7,
         rate: None,
+        event_time: None,
     }
 }
 
@@ -90,6 +91,7 @@ async fn shares_over_subtasks_cover_every_line_once() {
         vocab: 1000,
         seed: 42,
         rate: None,
+        event_time: None,
     };
     for parallelism in [2u32, 3, 4] {
         let mut all = Vec::new();
@@ -121,6 +123,7 @@ async fn generation_speed() {
             vocab,
             seed: 42,
             rate: None,
+            event_time: None,
         };
         let mut gen = Datagen::new(&cfg, &ctx(0, 1)).unwrap();
         let start = std::time::Instant::now();

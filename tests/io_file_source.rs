@@ -20,8 +20,8 @@ fn ctx(dir: &Path, subtask: u32, parallelism: u32) -> BuildContext {
 
 fn cfg(path: &str, follow: bool) -> FileSourceConfig {
     FileSourceConfig {
-        path: path.into(),
         follow,
+        ..FileSourceConfig::new(path)
     }
 }
 

@@ -136,7 +136,7 @@ const GUARD_RATE: u64 = 200;
 /// `p` holds `sizes[p]` records (one per line, offsets from 0): what a run restored from it
 /// still reads. All of them without a checkpoint (or one that cannot be read).
 fn kafka_lines_left(checkpoint: Option<&Path>, sizes: &[u64]) -> u64 {
-    use floe::checkpoint::SourcePosition;
+    use floe::operators::sources::SourcePosition;
     let total = sizes.iter().sum();
     let Some(loaded) = checkpoint.and_then(|c| floe::checkpoint::storage::load(c).ok()) else {
         return total;
@@ -151,7 +151,8 @@ fn kafka_lines_left(checkpoint: Option<&Path>, sizes: &[u64]) -> u64 {
     };
     let mut read = vec![0u64; sizes.len()];
     for s in &source.subtasks {
-        if let Some(SourcePosition::Kafka(offsets)) = &s.source {
+        let position = s.operator.as_ref().map(SourcePosition::from_blob);
+        if let Some(Ok(SourcePosition::Kafka(offsets))) = &position {
             for o in offsets.iter().filter(|o| o.topic == "lines") {
                 if let Some(r) = usize::try_from(o.partition)
                     .ok()

@@ -7,9 +7,10 @@ mod common;
 mod crash_support;
 mod kafka_support;
 
-use floe::checkpoint::{CheckpointId, OperatorSnapshot, SinkState};
+use floe::checkpoint::{CheckpointId, OperatorSnapshot};
 use floe::operators::sinks::kafka::{open_transactional_producers, KafkaSink, KafkaSinkConfig};
 use floe::operators::sinks::kafka_txn::ID_POOL;
+use floe::operators::sinks::state::SinkState;
 use floe::operators::{BuildContext, DeliveryGuarantee, Operator, RestoredState};
 use floe::record::{Batch, Column, DataType, Schema, StrColumnBuilder};
 use kafka_support::Tansu;
@@ -70,7 +71,7 @@ fn settle(s: &mut KafkaSink) {
 
 fn sink_state(snapshot: Option<OperatorSnapshot>) -> SinkState {
     match snapshot {
-        Some(OperatorSnapshot::Sink(s)) => s.state,
+        Some(OperatorSnapshot::Blob { blob, .. }) => SinkState::from_blob(&blob).unwrap(),
         other => panic!("expected the sink's state, got {other:?}"),
     }
 }
@@ -104,7 +105,7 @@ fn restarts_keep_the_transactional_ids_and_producers_bounded() {
     for round in 0..30 {
         let mut s = sink(&t, "loop", "loop");
         if let Some(st) = state.take() {
-            s.restore_state(RestoredState::Sink(vec![st])).unwrap();
+            s.restore_state(RestoredState::sink(vec![st])).unwrap();
         }
         settle(&mut s);
         // A completed checkpoint, a pre-committed transaction its successor lists, then
@@ -159,7 +160,7 @@ fn restarts_keep_the_transactional_ids_and_producers_bounded() {
         "{most_open} transactional producers open at once"
     );
     let mut last = sink(&t, "loop", "loop");
-    last.restore_state(RestoredState::Sink(vec![state.unwrap()]))
+    last.restore_state(RestoredState::sink(vec![state.unwrap()]))
         .unwrap();
     settle(&mut last);
     last.end_of_input(floe::operators::EndOfInput::Finished);

@@ -8,9 +8,10 @@ mod common;
 mod crash_support;
 mod kafka_support;
 
-use floe::checkpoint::{CheckpointId, OperatorSnapshot, SinkState};
+use floe::checkpoint::{CheckpointId, OperatorSnapshot};
 use floe::operators::sinks::kafka::{KafkaSink, KafkaSinkConfig};
 use floe::operators::sinks::kafka_txn::ID_POOL;
+use floe::operators::sinks::state::SinkState;
 use floe::operators::sources::datagen::{line_text, DatagenConfig};
 use floe::operators::{BuildContext, DeliveryGuarantee, Operator, RestoredState};
 use floe::record::{Batch, Column, DataType, Schema, StrColumnBuilder};
@@ -100,7 +101,7 @@ fn settle(s: &mut KafkaSink) {
 
 fn sink_state(snapshot: Option<OperatorSnapshot>) -> SinkState {
     match snapshot {
-        Some(OperatorSnapshot::Sink(s)) => s.state,
+        Some(OperatorSnapshot::Blob { blob, .. }) => SinkState::from_blob(&blob).unwrap(),
         other => panic!("expected the sink's state, got {other:?}"),
     }
 }
@@ -161,7 +162,7 @@ fn transactions_become_visible_on_completion_and_a_restore_commits_or_aborts() {
     // A restore of checkpoint 2 commits b (the checkpoint completed) and aborts c; later
     // records are visible past the aborted transaction (the last stable offset moved on).
     let mut r = sink(&t, "eo", "unit");
-    r.restore_state(RestoredState::Sink(vec![state2.clone()]))
+    r.restore_state(RestoredState::sink(vec![state2.clone()]))
         .unwrap();
     settle(&mut r);
     r.process(batch(&lines("d", 5)), &mut out).unwrap();
@@ -176,7 +177,7 @@ fn transactions_become_visible_on_completion_and_a_restore_commits_or_aborts() {
     // answers the commit as done before (its id was not initialised again since).
     let mut again = sink(&t, "eo", "unit");
     again
-        .restore_state(RestoredState::Sink(vec![state2]))
+        .restore_state(RestoredState::sink(vec![state2]))
         .unwrap();
     settle(&mut again);
     assert_eq!(values(&t, "eo", true), expected);
@@ -202,7 +203,7 @@ fn an_at_least_once_restore_commits_the_checkpoint_and_aborts_what_followed() {
     drop(s);
 
     let mut r = sink_with(&t, "mixed", "mixed", DeliveryGuarantee::AtLeastOnce);
-    r.restore_state(RestoredState::Sink(vec![state1])).unwrap();
+    r.restore_state(RestoredState::sink(vec![state1])).unwrap();
     settle(&mut r);
     r.process(batch(&lines("d", 5)), &mut out).unwrap();
     settle(&mut r);
@@ -288,7 +289,7 @@ fn a_refused_commit_of_an_old_checkpoint_is_logged_and_the_restore_goes_on() {
 
     let logs = capture_logs();
     let mut r = sink(&t, "old", "old");
-    r.restore_state(RestoredState::Sink(vec![state1.unwrap()]))
+    r.restore_state(RestoredState::sink(vec![state1.unwrap()]))
         .unwrap();
     settle(&mut r);
     let logged = String::from_utf8_lossy(&logs.lock().unwrap()).to_string();

@@ -6,8 +6,9 @@
 
 mod kafka_support;
 
-use floe::checkpoint::{CheckpointId, SourcePosition};
+use floe::checkpoint::CheckpointId;
 use floe::operators::sources::kafka::owner;
+use floe::operators::sources::SourcePosition;
 use floe::operators::{BuildContext, OperatorConfig, SourceConfig, SourceEvent};
 use floe::record::Value;
 use floe::runtime::{CheckpointOutcome, TaskSource};
@@ -36,7 +37,9 @@ fn config(t: &Tansu, body: &str) -> SourceConfig {
 }
 
 fn build(c: &SourceConfig, subtask: u32, p: u32, at: Option<&SourcePosition>) -> TaskSource {
-    c.build_task(&ctx(subtask, p), at).expect("build")
+    let restored = at.map(|pos| pos.restored(subtask, p));
+    c.build_task(&ctx(subtask, p), restored.as_deref())
+        .expect("build")
 }
 
 /// One record as text: its fields joined by `|`.
@@ -406,7 +409,7 @@ async fn a_restored_partition_not_read_now_keeps_its_offset() {
     t.create_topic("here", 1);
     t.produce_lines("here", 0, &lines("h", 5));
     let c = config(&t, "topics: [here, gone]\ndiscovery-interval: 0");
-    let offset = |topic: &str, partition: i32, offset: i64| floe::checkpoint::KafkaOffset {
+    let offset = |topic: &str, partition: i32, offset: i64| floe::operators::sources::KafkaOffset {
         topic: topic.into(),
         partition,
         offset,

@@ -7,8 +7,9 @@ use floe::checkpoint::metadata::{
     CheckpointMetadata, OperatorStateMeta, SnapshotKind, SubtaskStateMeta,
 };
 use floe::checkpoint::restore::{map_checkpoint, TargetOperator};
-use floe::checkpoint::{JobId, SourcePosition};
+use floe::checkpoint::JobId;
 use floe::operators::sources::datagen::{line_text, DatagenConfig, BLOCK};
+use floe::operators::sources::SourcePosition;
 use floe::operators::{BuildContext, FileSourceConfig, SourceConfig, SourceEvent};
 use floe::record::Column;
 use std::collections::HashMap;
@@ -25,7 +26,7 @@ fn ctx(subtask: u32, parallelism: u32, base_dir: &Path) -> BuildContext {
 }
 
 /// The positions one checkpoint holds for the source, mapped onto `new_p` subtasks as a
-/// restore does.
+/// restore does, and each subtask's share worked out as the source does when it starts.
 fn remap(positions: &[Option<SourcePosition>], new_p: u32) -> Vec<Option<SourcePosition>> {
     let meta = CheckpointMetadata {
         checkpoint_id: 1,
@@ -45,8 +46,8 @@ fn remap(positions: &[Option<SourcePosition>], new_p: u32) -> Vec<Option<SourceP
                     subtask: i as u32,
                     key_groups: None,
                     keyed: None,
-                    source: source.clone(),
-                    sink: None,
+                    keyed_format: None,
+                    operator: source.as_ref().map(SourcePosition::to_blob),
                 })
                 .collect(),
         }],
@@ -60,7 +61,10 @@ fn remap(positions: &[Option<SourcePosition>], new_p: u32) -> Vec<Option<SourceP
     let mapping = map_checkpoint(&meta, "file:/test/chk-1", &[target], false).unwrap();
     mapping.subtasks["src"]
         .iter()
-        .map(|s| s.source.clone())
+        .enumerate()
+        .map(|(i, s)| {
+            floe::operators::sources::position::restore_position(&s.blobs, i as u32, new_p).unwrap()
+        })
         .collect()
 }
 
@@ -119,6 +123,7 @@ fn datagen(rate: Option<f64>) -> SourceConfig {
         vocab: 1_000_000,
         seed: 11,
         rate,
+        event_time: None,
     })
 }
 
@@ -230,10 +235,7 @@ fn write_files(dir: &Path) -> Vec<String> {
 }
 
 fn files() -> SourceConfig {
-    SourceConfig::File(FileSourceConfig {
-        path: "data".into(),
-        follow: false,
-    })
+    SourceConfig::File(FileSourceConfig::new("data"))
 }
 
 #[tokio::test]

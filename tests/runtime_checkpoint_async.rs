@@ -121,7 +121,7 @@ async fn a_cancelled_job_tells_the_store_cancelled() {
     assert!(sink
         .subtasks
         .iter()
-        .all(|s| s.keyed.is_none() && s.source.is_none()));
+        .all(|s| s.keyed.is_none() && s.operator.is_none()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

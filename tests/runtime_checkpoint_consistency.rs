@@ -5,7 +5,7 @@
 
 mod runtime_support;
 
-use floe::checkpoint::{OperatorSnapshot, SourcePosition};
+use floe::operators::sources::SourcePosition;
 use floe::pipeline::plan::Plan;
 use floe::runtime::{self, CheckpointNotice, CheckpointingMode, JobOptions, JobStatus};
 use runtime_support::checkpoints::*;
@@ -79,7 +79,11 @@ fn checkpoint_views(store: &MemoryStore) -> Vec<View> {
         assert_eq!(ops, vec![("a", 1, 1), ("b", 1, 1), ("count", 2, 2)]);
         let mut positions = BTreeMap::new();
         for o in &m.operators[..2] {
-            let Some(SourcePosition::Datagen { next_line }) = &o.subtasks[0].source else {
+            let position = o.subtasks[0]
+                .operator
+                .as_ref()
+                .map(|b| SourcePosition::from_blob(b).unwrap());
+            let Some(SourcePosition::Datagen { next_line }) = &position else {
                 panic!(
                     "source {} has no position in checkpoint {}",
                     o.operator_id, m.checkpoint_id
@@ -92,10 +96,7 @@ fn checkpoint_views(store: &MemoryStore) -> Vec<View> {
             .writes
             .iter()
             .filter(|w| w.checkpoint_id.0 == m.checkpoint_id && w.operator_id.0 == "count")
-            .filter_map(|w| match &w.state {
-                OperatorSnapshot::Keyed(k) => Some(k.clone()),
-                _ => None,
-            })
+            .filter_map(|w| w.state.keyed_values().cloned())
             .collect();
         assert_eq!(keyed.len(), 2, "one keyed snapshot per count subtask");
         let counts = counts_by_prefix(&keyed);

@@ -4,13 +4,15 @@
 
 mod runtime_support;
 
-use floe::checkpoint::{CheckpointId, OperatorSnapshot, SourcePosition};
+use floe::checkpoint::{CheckpointId, OperatorSnapshot};
+use floe::operators::sources::SourcePosition;
 use floe::operators::RestoredState;
 use floe::pipeline::plan::Plan;
 use floe::pipeline::OperatorId;
 use floe::runtime::{self, CheckpointNotice, JobOptions, RestoreState, RuntimeError};
 use floe::state::keyed::KeyedStore;
 use floe::state::keygroup::{hash_str, KeyGroupRange};
+use floe::state::snapshot::runs_of;
 use runtime_support::checkpoints::*;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,12 +47,14 @@ fn restore(max_parallelism: u32) -> RestoreState {
         if range.contains(h.key_group(max_parallelism)) {
             *store.get_or_insert(h, b"w3", 0).unwrap() = 500;
         }
-        r.operators
-            .insert((OperatorId("count".into()), s), RestoredState::Keyed(store));
+        r.operators.insert(
+            (OperatorId("count".into()), s),
+            RestoredState::Keyed(runs_of(&mut store)),
+        );
     }
-    r.sources.insert(
+    r.operators.insert(
         (OperatorId("src".into()), 0),
-        SourcePosition::Datagen { next_line: 1000 },
+        RestoredState::Blobs(SourcePosition::Datagen { next_line: 1000 }.restored(0, 1)),
     );
     r
 }
@@ -97,17 +101,16 @@ async fn numbering_continues_after_the_restored_checkpoint() {
     handle.wait().await.unwrap();
     // Checkpoint 8 holds the restored counts plus exactly the records since position 1000.
     let snaps = store.snapshots(8);
-    let Some(OperatorSnapshot::Source(SourcePosition::Datagen { next_line })) =
-        snaps.get(&("src".to_string(), 0))
-    else {
+    let Some(OperatorSnapshot::Blob { blob, .. }) = snaps.get(&("src".to_string(), 0)) else {
         panic!("no source position in checkpoint 8");
     };
+    let Ok(SourcePosition::Datagen { next_line }) = SourcePosition::from_blob(blob) else {
+        panic!("not a datagen position: {blob:?}");
+    };
+    let next_line = &next_line;
     let keyed: Vec<_> = snaps
         .values()
-        .filter_map(|s| match s {
-            OperatorSnapshot::Keyed(k) => Some(k.clone()),
-            _ => None,
-        })
+        .filter_map(|s| s.keyed_values().cloned())
         .collect();
     assert_eq!(keyed.len(), 2);
     let counts = counts_by_prefix(&keyed);
@@ -122,9 +125,11 @@ async fn restore_errors_name_the_operator_and_start_nothing() {
     let plan = plan(Some(1), &finals);
     // State for key groups this subtask does not own: the operator refuses it.
     let mut r = restore(plan.max_parallelism);
-    let wrong = KeyedStore::new(KeyGroupRange { start: 0, end: 0 }, plan.max_parallelism);
-    r.operators
-        .insert((OperatorId("count".into()), 1), RestoredState::Keyed(wrong));
+    let mut wrong = KeyedStore::new(KeyGroupRange { start: 0, end: 0 }, plan.max_parallelism);
+    r.operators.insert(
+        (OperatorId("count".into()), 1),
+        RestoredState::Keyed(runs_of(&mut wrong)),
+    );
     let mut opts = JobOptions::new("r");
     opts.restore = Some(r);
     let err = runtime::start(plan, opts).err().unwrap();
@@ -139,9 +144,9 @@ async fn restore_errors_name_the_operator_and_start_nothing() {
     // State for an operator the job does not have is a bug of the restore mapping.
     let plan = self::plan(Some(1), &finals);
     let mut r = restore(plan.max_parallelism);
-    r.sources.insert(
+    r.operators.insert(
         (OperatorId("gone".into()), 0),
-        SourcePosition::Datagen { next_line: 1 },
+        RestoredState::Blobs(SourcePosition::Datagen { next_line: 1 }.restored(0, 1)),
     );
     let mut opts = JobOptions::new("r");
     opts.restore = Some(r);

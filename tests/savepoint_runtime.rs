@@ -393,12 +393,21 @@ async fn a_job_without_a_checkpoint_interval_takes_savepoints_that_restore() {
         let mapping = restore::map_checkpoint(&loaded.metadata, "t", &targets, false).unwrap();
         let state = restore::load_state(&loaded, &mapping, plan.max_parallelism).unwrap();
         state
-            .sources
+            .operators
             .values()
-            .map(|p| match p {
-                floe::checkpoint::SourcePosition::Datagen { next_line } => *next_line,
-                other => panic!("{other:?}"),
+            .filter_map(|s| match s {
+                floe::operators::RestoredState::Blobs(b) => Some(b),
+                _ => None,
             })
+            .flatten()
+            .map(
+                |b| match floe::operators::sources::SourcePosition::from_blob(&b.blob) {
+                    Ok(floe::operators::sources::SourcePosition::Datagen { next_line }) => {
+                        next_line
+                    }
+                    other => panic!("{other:?}"),
+                },
+            )
             .sum::<u64>()
     };
     assert!(

@@ -37,7 +37,7 @@ fn snapshot(k: &mut KeyedStore, id: u64) -> SubtaskSnapshot {
         subtask: 0,
         parallelism: 1,
         max_parallelism: MAX_P,
-        state: OperatorSnapshot::Keyed(k.snapshot()),
+        state: OperatorSnapshot::Keyed(std::sync::Arc::new(k.snapshot())),
     }
 }
 

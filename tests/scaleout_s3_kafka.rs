@@ -128,7 +128,7 @@ fn checkpoints_of(root: &str, name: &str) -> Vec<u64> {
 /// The complete checkpoints on S3 under `root` of the pipeline named `name`: each id, and
 /// whether its Kafka source had read past the start of some partition.
 fn progress_of(root: &str, name: &str) -> Vec<(u64, bool)> {
-    use floe::checkpoint::SourcePosition;
+    use floe::operators::sources::SourcePosition;
     floe::checkpoint::storage::scan_checkpoints(Path::new(root))
         .unwrap_or_default()
         .into_iter()
@@ -137,7 +137,8 @@ fn progress_of(root: &str, name: &str) -> Vec<(u64, bool)> {
         .map(|l| {
             let read = l.metadata.operators.iter().any(|o| {
                 o.subtasks.iter().any(|s| {
-                    matches!(&s.source, Some(SourcePosition::Kafka(offsets))
+                    let position = s.operator.as_ref().map(SourcePosition::from_blob);
+                    matches!(position, Some(Ok(SourcePosition::Kafka(offsets)))
                         if offsets.iter().any(|k| k.offset > 0))
                 })
             });

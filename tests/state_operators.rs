@@ -3,9 +3,10 @@
 //! through a chain of deltas); datagen and the file source resume at their position with
 //! nothing lost or repeated.
 
-use floe::checkpoint::{OperatorSnapshot, SourcePosition};
+use floe::checkpoint::OperatorSnapshot;
 use floe::operators::sources::datagen::DatagenConfig;
 use floe::operators::sources::file::FileSourceConfig;
+use floe::operators::sources::SourcePosition;
 use floe::operators::transforms::key_by::{KeyBy, KeyByConfig};
 use floe::operators::{
     BuildContext, Operator, RestoredState, SourceConfig, SourceEvent, SourceRuntime,
@@ -13,7 +14,9 @@ use floe::operators::{
 use floe::record::{Batch, Column, DataType, Schema, StrColumnBuilder, Value};
 use floe::state::keyed::KeyedSnapshot;
 use floe::state::keygroup::{hash_str, operator_index, KeyGroupRange};
-use floe::state::snapshot::{decode_blob, encode_delta, encode_full, restore_store, EncodedBlob};
+use floe::state::snapshot::keyed_values_format;
+use floe::state::snapshot::{decode_blob, encode_delta, encode_full, EncodedBlob};
+use floe::state::KeyedRuns;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -80,18 +83,29 @@ fn run(op: &mut KeyBy, input: &[String], out: &mut Outputs) {
 }
 
 fn keyed(snapshot: Option<OperatorSnapshot>) -> KeyedSnapshot {
-    match snapshot {
-        Some(OperatorSnapshot::Keyed(s)) => s,
-        other => panic!("key_by should snapshot keyed state, got {other:?}"),
+    match snapshot.as_ref().and_then(OperatorSnapshot::keyed_values) {
+        Some(s) => s.clone(),
+        None => panic!("key_by should snapshot keyed state, got {snapshot:?}"),
     }
 }
 
+/// The runs of `range` of a chain of blobs, in order, as a restore hands them over (each
+/// checked by decoding it).
 fn restore(chain: &[EncodedBlob], range: KeyGroupRange) -> RestoredState {
-    let mut groups = Vec::new();
+    let mut runs = Vec::new();
     for blob in chain {
-        groups.extend(decode_blob(&blob.bytes, &blob.groups, range).unwrap());
+        decode_blob(&blob.bytes, &blob.groups, range).unwrap();
+        for g in blob.groups.iter().filter(|g| range.contains(g.key_group)) {
+            let (s, e) = (g.offset as usize, (g.offset + g.len) as usize);
+            runs.push((g.key_group, blob.bytes[s..e].to_vec()));
+        }
     }
-    RestoredState::Keyed(restore_store(range, MAX_P, groups).unwrap())
+    RestoredState::Keyed(KeyedRuns {
+        format: keyed_values_format(),
+        range,
+        max_parallelism: MAX_P,
+        runs,
+    })
 }
 
 fn uninterrupted(batches: u64) -> Outputs {
@@ -267,10 +281,7 @@ async fn file_source_resumes_at_its_position() {
         std::fs::write(data.join(format!("{f}.txt")), text).unwrap();
         expected.extend(lines);
     }
-    let cfg = SourceConfig::File(FileSourceConfig {
-        path: "data".into(),
-        follow: false,
-    });
+    let cfg = SourceConfig::File(FileSourceConfig::new("data"));
     let c = ctx(0, 1, tmp.path());
     for cut in [1usize, 3, 5, 8] {
         let mut first = cfg.build(&c).unwrap();

@@ -21,13 +21,14 @@ use floe::checkpoint::storage::{self, FsCheckpointStore};
 use floe::checkpoint::{
     CheckpointError, CheckpointStore, CompletedCheckpoint, JobTermination, SubtaskSnapshot,
 };
-use floe::checkpoint::{CheckpointId, JobId, SinkState};
+use floe::checkpoint::{CheckpointId, JobId};
 use floe::config::live::LiveSettings;
 use floe::config::{Config, ExternalizedRetention};
 use floe::operators::sinks::file::{
     parse_part_name, FileFormat, FileSink, FileSinkConfig, PartKind,
 };
 use floe::operators::sinks::rolling::RollingConfig;
+use floe::operators::sinks::state::SinkState;
 use floe::operators::{BuildContext, DeliveryGuarantee, Operator, RestoredState};
 use floe::pipeline::plan::Plan;
 use floe::record::{DataType, Schema};
@@ -243,7 +244,8 @@ async fn a_restore_commits_the_checkpoints_pending_parts_and_discards_later_ones
         .operators
         .iter()
         .find(|o| o.operator_id == "out")
-        .and_then(|o| o.subtasks[0].sink.clone())
+        .and_then(|o| o.subtasks[0].operator.as_ref())
+        .map(|b| SinkState::from_blob(b).unwrap())
         .expect("the sink's state is in _metadata");
     let SinkState::Files(files) = &state else {
         panic!("expected the file sink's state");
@@ -275,7 +277,7 @@ async fn a_restore_commits_the_checkpoints_pending_parts_and_discards_later_ones
     };
     let mut sink = FileSink::new(&cfg, &schema, &ctx).unwrap();
     sink.open(DeliveryGuarantee::ExactlyOnce).unwrap();
-    sink.restore_state(RestoredState::Sink(vec![state.clone()]))
+    sink.restore_state(RestoredState::sink(vec![state.clone()]))
         .unwrap();
     // Pending parts of the checkpoint committed, everything after it gone: parts 0 .. next
     // are exactly the visible files, and nothing is hidden.
@@ -293,7 +295,7 @@ async fn a_restore_commits_the_checkpoints_pending_parts_and_discards_later_ones
     let mut again = FileSink::new(&cfg, &schema, &ctx).unwrap();
     again.open(DeliveryGuarantee::ExactlyOnce).unwrap();
     again
-        .restore_state(RestoredState::Sink(vec![state]))
+        .restore_state(RestoredState::sink(vec![state]))
         .unwrap();
     assert_eq!(visible(&out), expected);
 }

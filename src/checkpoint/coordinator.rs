@@ -464,8 +464,8 @@ pub fn empty_subtask(subtask: u32) -> SubtaskStateMeta {
         subtask,
         key_groups: None,
         keyed: None,
-        source: None,
-        sink: None,
+        keyed_format: None,
+        operator: None,
     }
 }
 
@@ -922,7 +922,9 @@ mod tests {
         let mut p = PendingAcks::new(CheckpointId(4), 1000, &l);
         assert_eq!(p.missing(), 3);
         let pos = SubtaskStateMeta {
-            source: Some(crate::checkpoint::SourcePosition::Datagen { next_line: 7 }),
+            operator: Some(
+                crate::operators::sources::SourcePosition::Datagen { next_line: 7 }.to_blob(),
+            ),
             ..empty_subtask(1)
         };
         assert_eq!(p.ack(0, 1, pos.clone()), AckOutcome::Waiting);

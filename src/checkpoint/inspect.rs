@@ -11,7 +11,9 @@ use crate::checkpoint::metadata::{
     BlobLocation, CheckpointMetadata, KeyedStateHandle, SnapshotKind, StateBlob,
 };
 use crate::checkpoint::storage::{self, LoadedSnapshot};
-use crate::checkpoint::{CheckpointError, SourcePosition};
+use crate::checkpoint::CheckpointError;
+use crate::operators::sinks::state::SinkState;
+use crate::operators::sources::{KafkaOffset, SourcePosition};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -69,6 +71,9 @@ pub struct SubtaskReport {
     /// A transactional sink's parts to commit on restore (the `file` sink's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sink: Option<SinkReport>,
+    /// Operator state of another kind: its format and size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other: Option<String>,
 }
 
 /// A transactional sink's state: what a restore commits, where numbering continues.
@@ -110,7 +115,7 @@ pub enum SourceReport {
     },
     /// The `kafka` source: the next offset per partition.
     Kafka {
-        partitions: Vec<crate::checkpoint::KafkaOffset>,
+        partitions: Vec<KafkaOffset>,
     },
 }
 
@@ -186,6 +191,29 @@ fn file_bytes(m: &CheckpointMetadata) -> u64 {
         .sum()
 }
 
+/// What a restore does with a transactional sink's state.
+fn sink_report(s: &SinkState) -> SinkReport {
+    match s {
+        SinkState::Files(f) => SinkReport {
+            pending_parts: f.pending.iter().map(|p| p.part).collect(),
+            next_part: f.next_part,
+            in_progress: f.in_progress.map(|p| [p.part, p.length]),
+            pending_transactions: None,
+        },
+        SinkState::Kafka(k) | SinkState::KafkaPooled { state: k, .. } => SinkReport {
+            pending_parts: Vec::new(),
+            next_part: 0,
+            in_progress: None,
+            pending_transactions: Some(
+                k.pending
+                    .iter()
+                    .map(|t| t.transactional_id.clone())
+                    .collect(),
+            ),
+        },
+    }
+}
+
 /// The report of a loaded checkpoint or savepoint.
 pub fn snapshot_report(loaded: &LoadedSnapshot) -> SnapshotReport {
     let m = &loaded.metadata;
@@ -205,6 +233,12 @@ pub fn snapshot_report(loaded: &LoadedSnapshot) -> SnapshotReport {
                         }
                     };
                     let blobs: Vec<BlobReport> = blobs.iter().map(blob_report).collect();
+                    let op_state = st.operator.as_ref();
+                    let source = op_state.and_then(|b| SourcePosition::from_blob(b).ok());
+                    let sink = op_state.and_then(|b| SinkState::from_blob(b).ok());
+                    let other = op_state
+                        .filter(|_| source.is_none() && sink.is_none())
+                        .map(|b| format!("{}, {} bytes", b.format, b.bytes.len()));
                     SubtaskReport {
                         subtask: st.subtask,
                         key_groups: st.key_groups.map(|(a, b)| [a, b]),
@@ -212,35 +246,9 @@ pub fn snapshot_report(loaded: &LoadedSnapshot) -> SnapshotReport {
                         entries: blobs.iter().map(|b| b.entries).sum(),
                         keyed,
                         blobs,
-                        source: st.source.as_ref().map(source_report),
-                        sink: st.sink.clone().map(|s| match s.upgraded() {
-                            crate::checkpoint::SinkState::Files(f) => SinkReport {
-                                pending_parts: f.pending.iter().map(|p| p.part).collect(),
-                                next_part: f.next_part,
-                                in_progress: f.in_progress.map(|p| [p.part, p.length]),
-                                pending_transactions: None,
-                            },
-                            crate::checkpoint::SinkState::FilesBeforeRolling(f) => SinkReport {
-                                pending_parts: f.pending.iter().map(|p| p.part).collect(),
-                                next_part: f.next_part,
-                                in_progress: None,
-                                pending_transactions: None,
-                            },
-                            crate::checkpoint::SinkState::Kafka(k)
-                            | crate::checkpoint::SinkState::KafkaPooled { state: k, .. } => {
-                                SinkReport {
-                                    pending_parts: Vec::new(),
-                                    next_part: 0,
-                                    in_progress: None,
-                                    pending_transactions: Some(
-                                        k.pending
-                                            .iter()
-                                            .map(|t| t.transactional_id.clone())
-                                            .collect(),
-                                    ),
-                                }
-                            }
-                        }),
+                        source: source.as_ref().map(source_report),
+                        other,
+                        sink: sink.as_ref().map(sink_report),
                     }
                 })
                 .collect();
@@ -393,7 +401,11 @@ fn render_snapshot(s: &SnapshotReport) -> String {
                     sink.next_part
                 );
             }
-            if st.keyed.is_none() && st.source.is_none() && st.sink.is_none() {
+            if let Some(other) = &st.other {
+                let _ = write!(out, " operator state {other}");
+            }
+            if st.keyed.is_none() && st.source.is_none() && st.sink.is_none() && st.other.is_none()
+            {
                 let _ = write!(out, " no state");
             }
             let _ = writeln!(out);

@@ -9,22 +9,25 @@
 //! or to the job's `shared/` directory (incremental files), never by absolute paths, so a
 //! savepoint directory can be moved.
 //!
-//! Versions: 1 (issue 3) had no sink state; 2 adds [`SubtaskStateMeta::sink`]; 3 adds the
-//! rolling `file` sink's state ([`SinkState::Files`], with the part in progress at the
-//! barrier) as a new last variant, so a v2 `file` sink state still decodes as
-//! [`SinkState::FilesBeforeRolling`], and a floe that reads only up to 2 refuses a v3 file by
-//! its version instead of failing on an unknown variant. postcard is positional, so a v1
-//! payload is decoded into the v1 types of [`v1`] and converted (no sink state); every version
-//! this build ever wrote keeps decoding.
+//! Versions: 1 (issue 3) had source positions and keyed state; 2 added sink state; 3 added
+//! the rolling `file` sink's state and the Kafka sink's pooled ids to the sink states; 4
+//! stores every operator's state as that operator's own versioned encoding
+//! ([`OperatorBlob`], [`SubtaskStateMeta::keyed_format`]) instead of listing each operator's
+//! state types. postcard is positional, so a v1, v2 or v3 payload is decoded into the types
+//! it was written with (`legacy`, frozen) and converted: every version floe ever wrote keeps
+//! decoding, and a floe that reads only up to 3 refuses a v4 file by its version.
 
-use crate::checkpoint::{CheckpointError, JobId, SinkState, SourcePosition};
+use crate::checkpoint::{CheckpointError, JobId};
+use crate::state::{OperatorBlob, StateFormat};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+
+mod legacy;
 
 /// First bytes of every `_metadata` file floe writes.
 pub const METADATA_MAGIC: [u8; 4] = *b"FLOE";
 /// The format version this build writes (and the newest it reads).
-pub const METADATA_VERSION: u32 = 3;
+pub const METADATA_VERSION: u32 = 4;
 
 /// Checkpoint or savepoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,84 +60,20 @@ pub struct OperatorStateMeta {
     pub subtasks: Vec<SubtaskStateMeta>,
 }
 
-/// One subtask's state.
+/// One subtask's state. The checkpoint stores it without knowing what is inside: each
+/// operator owns its encoding ([`crate::state`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SubtaskStateMeta {
     pub subtask: u32,
     /// Inclusive key-group range `[start, end]` of keyed state.
     pub key_groups: Option<(u32, u32)>,
     pub keyed: Option<KeyedStateHandle>,
-    pub source: Option<SourcePosition>,
-    /// What a transactional sink pre-committed and has not committed (format version 2+).
-    pub sink: Option<SinkState>,
-}
-
-/// The payload types of format version 1, which had no sink state: decoded as they were
-/// written, then converted.
-mod v1 {
-    use super::{KeyedStateHandle, SnapshotKind};
-    use crate::checkpoint::{JobId, SourcePosition};
-    use serde::Deserialize;
-
-    #[derive(Deserialize)]
-    pub(super) struct CheckpointMetadata {
-        checkpoint_id: u64,
-        job_id: JobId,
-        job_name: String,
-        kind: SnapshotKind,
-        trigger_timestamp_ms: u64,
-        completion_timestamp_ms: u64,
-        operators: Vec<OperatorStateMeta>,
-    }
-
-    #[derive(Deserialize)]
-    struct OperatorStateMeta {
-        operator_id: String,
-        parallelism: u32,
-        max_parallelism: u32,
-        subtasks: Vec<SubtaskStateMeta>,
-    }
-
-    #[derive(Deserialize)]
-    struct SubtaskStateMeta {
-        subtask: u32,
-        key_groups: Option<(u32, u32)>,
-        keyed: Option<KeyedStateHandle>,
-        source: Option<SourcePosition>,
-    }
-
-    impl From<CheckpointMetadata> for super::CheckpointMetadata {
-        fn from(m: CheckpointMetadata) -> Self {
-            super::CheckpointMetadata {
-                checkpoint_id: m.checkpoint_id,
-                job_id: m.job_id,
-                job_name: m.job_name,
-                kind: m.kind,
-                trigger_timestamp_ms: m.trigger_timestamp_ms,
-                completion_timestamp_ms: m.completion_timestamp_ms,
-                operators: m
-                    .operators
-                    .into_iter()
-                    .map(|o| super::OperatorStateMeta {
-                        operator_id: o.operator_id,
-                        parallelism: o.parallelism,
-                        max_parallelism: o.max_parallelism,
-                        subtasks: o
-                            .subtasks
-                            .into_iter()
-                            .map(|s| super::SubtaskStateMeta {
-                                subtask: s.subtask,
-                                key_groups: s.key_groups,
-                                keyed: s.keyed,
-                                source: s.source,
-                                sink: None,
-                            })
-                            .collect(),
-                    })
-                    .collect(),
-            }
-        }
-    }
+    /// How the keyed state's runs are encoded (format version 4+; older files hold the
+    /// keyed store's runs, `keyed-values` v1).
+    pub keyed_format: Option<StateFormat>,
+    /// The operator's own state: a source's position, a transactional sink's pending
+    /// commits (format version 4+; older files' are converted on reading).
+    pub operator: Option<OperatorBlob>,
 }
 
 /// Where a subtask's keyed state is.
@@ -169,16 +108,7 @@ pub enum BlobLocation {
     Shared(String),
 }
 
-/// One key group's bytes inside a blob.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupIndexEntry {
-    pub key_group: u32,
-    pub offset: u64,
-    pub len: u64,
-    pub crc32c: u32,
-    /// Entries (keys, and deletions in a delta) in the group.
-    pub entries: u64,
-}
+pub use crate::state::GroupIndexEntry;
 
 /// Bytes before the payload: magic, version, payload length.
 const HEADER_LEN: usize = 4 + 4 + 8;
@@ -260,7 +190,9 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<CheckpointMetadata, Checkpoin
     }
     let payload = &bytes[HEADER_LEN..body_end];
     let decoded = match version {
-        1 => postcard::from_bytes::<v1::CheckpointMetadata>(payload).map(Into::into),
+        1 => postcard::from_bytes::<legacy::V1>(payload).map(Into::into),
+        2 => postcard::from_bytes::<legacy::V2>(payload).map(Into::into),
+        3 => postcard::from_bytes::<legacy::V3>(payload).map(Into::into),
         _ => postcard::from_bytes::<CheckpointMetadata>(payload),
     };
     let metadata = decoded.map_err(|e| {
@@ -393,7 +325,28 @@ impl CheckpointMetadata {
 mod tests {
     use super::*;
 
+    use crate::operators::sinks::state::{
+        FileSinkState, FileSinkStateBeforeRolling, InProgressPart, KafkaSinkState, PendingPart,
+        SinkState,
+    };
+    use crate::operators::sources::SourcePosition;
+
     const SHARED_A: &str = "0a0a0a0a-0000-4000-8000-00000000000a";
+
+    fn sink_state() -> SinkState {
+        SinkState::Files(FileSinkState {
+            subtask: 0,
+            next_part: 4,
+            pending: vec![PendingPart {
+                checkpoint_id: 7,
+                part: 3,
+            }],
+            in_progress: Some(InProgressPart {
+                part: 4,
+                length: 17,
+            }),
+        })
+    }
     const EXCLUSIVE_B: &str = "0b0b0b0b-0000-4000-8000-00000000000b";
 
     pub(crate) fn sample() -> CheckpointMetadata {
@@ -413,8 +366,8 @@ mod tests {
                         subtask: 0,
                         key_groups: None,
                         keyed: None,
-                        source: Some(SourcePosition::Datagen { next_line: 42 }),
-                        sink: None,
+                        keyed_format: None,
+                        operator: Some(SourcePosition::Datagen { next_line: 42 }.to_blob()),
                     }],
                 },
                 OperatorStateMeta {
@@ -449,8 +402,8 @@ mod tests {
                                 },
                             ],
                         }),
-                        source: None,
-                        sink: None,
+                        keyed_format: Some(crate::state::snapshot::keyed_values_format()),
+                        operator: None,
                     }],
                 },
                 OperatorStateMeta {
@@ -461,19 +414,8 @@ mod tests {
                         subtask: 0,
                         key_groups: None,
                         keyed: None,
-                        source: None,
-                        sink: Some(SinkState::Files(crate::checkpoint::FileSinkState {
-                            subtask: 0,
-                            next_part: 4,
-                            pending: vec![crate::checkpoint::PendingPart {
-                                checkpoint_id: 7,
-                                part: 3,
-                            }],
-                            in_progress: Some(crate::checkpoint::InProgressPart {
-                                part: 4,
-                                length: 17,
-                            }),
-                        })),
+                        keyed_format: None,
+                        operator: Some(sink_state().to_blob()),
                     }],
                 },
             ],
@@ -548,70 +490,172 @@ mod tests {
         }
     }
 
-    /// A v1 payload (no sink field) written as v1 wrote it decodes, with no sink state.
-    #[test]
-    fn version_1_payloads_still_decode() {
+    /// A sink state as versions 2 and 3 wrote it (version 2: the first two variants).
+    #[derive(Serialize)]
+    enum LegacySink {
+        FilesBeforeRolling(FileSinkStateBeforeRolling),
+        Kafka(KafkaSinkState),
+        Files(FileSinkState),
+        KafkaPooled { state: KafkaSinkState, id_pool: u32 },
+    }
+
+    impl LegacySink {
+        fn of(b: &OperatorBlob) -> Option<LegacySink> {
+            let v = (b.format.name.as_str(), b.format.version);
+            match (v, SinkState::from_blob(b).ok()?) {
+                (("file-sink", 1), SinkState::Files(f)) => {
+                    Some(LegacySink::FilesBeforeRolling(FileSinkStateBeforeRolling {
+                        subtask: f.subtask,
+                        next_part: f.next_part,
+                        pending: f.pending,
+                    }))
+                }
+                (_, SinkState::Files(f)) => Some(LegacySink::Files(f)),
+                (_, SinkState::Kafka(k)) => Some(LegacySink::Kafka(k)),
+                (_, SinkState::KafkaPooled { state, id_pool }) => {
+                    Some(LegacySink::KafkaPooled { state, id_pool })
+                }
+            }
+        }
+    }
+
+    /// A `_metadata` file of `version` (1, 2 or 3) as those versions wrote it: source
+    /// positions and sink states as enums of the checkpoint format (the source's type has
+    /// the same wire shape), keyed state without a format.
+    fn legacy_file(version: u32, m: &CheckpointMetadata) -> Vec<u8> {
         #[derive(Serialize)]
-        struct V1Subtask<'a> {
+        struct Subtask<'a> {
             subtask: u32,
             key_groups: Option<(u32, u32)>,
             keyed: Option<&'a KeyedStateHandle>,
-            source: Option<&'a SourcePosition>,
+            source: Option<SourcePosition>,
         }
         #[derive(Serialize)]
-        struct V1Operator<'a> {
-            operator_id: &'a str,
+        struct Operator<S> {
+            operator_id: String,
             parallelism: u32,
             max_parallelism: u32,
-            subtasks: Vec<V1Subtask<'a>>,
+            subtasks: Vec<S>,
         }
         #[derive(Serialize)]
-        struct V1<'a> {
+        struct Payload<'a, S> {
             checkpoint_id: u64,
             job_id: &'a JobId,
             job_name: &'a str,
             kind: SnapshotKind,
             trigger_timestamp_ms: u64,
             completion_timestamp_ms: u64,
-            operators: Vec<V1Operator<'a>>,
+            operators: Vec<Operator<S>>,
         }
-        let mut m = sample();
-        m.operators.pop(); // the sink operator: v1 had no sink state
-        let v1 = V1 {
+        fn subtask(s: &SubtaskStateMeta) -> Subtask<'_> {
+            let op = s.operator.as_ref();
+            let source = op.and_then(|b| SourcePosition::from_blob(b).ok());
+            Subtask {
+                subtask: s.subtask,
+                key_groups: s.key_groups,
+                keyed: s.keyed.as_ref(),
+                source,
+            }
+        }
+        let operators = m
+            .operators
+            .iter()
+            .map(|o| Operator {
+                operator_id: o.operator_id.clone(),
+                parallelism: o.parallelism,
+                max_parallelism: o.max_parallelism,
+                subtasks: o
+                    .subtasks
+                    .iter()
+                    .map(|s| {
+                        let mut out = postcard::to_stdvec(&subtask(s)).unwrap();
+                        if version >= 2 {
+                            let sink = s.operator.as_ref().and_then(LegacySink::of);
+                            out.extend(postcard::to_stdvec(&sink).unwrap());
+                        }
+                        serde_bytes_like::Raw(out)
+                    })
+                    .collect(),
+            })
+            .collect();
+        let payload = postcard::to_stdvec(&Payload {
             checkpoint_id: m.checkpoint_id,
             job_id: &m.job_id,
             job_name: &m.job_name,
             kind: m.kind,
             trigger_timestamp_ms: m.trigger_timestamp_ms,
             completion_timestamp_ms: m.completion_timestamp_ms,
-            operators: m
-                .operators
-                .iter()
-                .map(|o| V1Operator {
-                    operator_id: &o.operator_id,
-                    parallelism: o.parallelism,
-                    max_parallelism: o.max_parallelism,
-                    subtasks: o
-                        .subtasks
-                        .iter()
-                        .map(|s| V1Subtask {
-                            subtask: s.subtask,
-                            key_groups: s.key_groups,
-                            keyed: s.keyed.as_ref(),
-                            source: s.source.as_ref(),
-                        })
-                        .collect(),
-                })
-                .collect(),
-        };
-        let payload = postcard::to_stdvec(&v1).unwrap();
+            operators,
+        })
+        .unwrap();
         let mut bytes = METADATA_MAGIC.to_vec();
-        bytes.extend_from_slice(&1u32.to_be_bytes());
+        bytes.extend_from_slice(&version.to_be_bytes());
         bytes.extend_from_slice(&(payload.len() as u64).to_be_bytes());
         bytes.extend_from_slice(&payload);
         let crc = crc32c::crc32c(&bytes);
         bytes.extend_from_slice(&crc.to_be_bytes());
-        assert_eq!(decode(&bytes, path()).unwrap(), m);
+        bytes
+    }
+
+    /// Bytes spliced into a postcard stream as they are (a struct's fields written apart).
+    mod serde_bytes_like {
+        pub struct Raw(pub Vec<u8>);
+        impl serde::Serialize for Raw {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeTuple;
+                let mut t = s.serialize_tuple(self.0.len())?;
+                for b in &self.0 {
+                    t.serialize_element(b)?;
+                }
+                t.end()
+            }
+        }
+    }
+
+    /// Version 1, 2 and 3 files decode, their positions and sink states in the operators' own
+    /// encodings (each sink state in the version of the sink's format that holds it), their
+    /// keyed state as the keyed store's runs.
+    #[test]
+    fn versions_1_2_and_3_still_decode() {
+        let mut m = sample();
+        // Version 3: the rolling file sink's state (file-sink v2), the Kafka sink's pooled
+        // ids (kafka-sink v2) and its state before pools (v1).
+        let kafka = KafkaSinkState {
+            subtask: 0,
+            prefix: "floe-k".into(),
+            slots: 1,
+            pending: vec![],
+        };
+        let mut m3 = m.clone();
+        let mut kafka_op = m3.operators[2].clone();
+        kafka_op.operator_id = "kout".into();
+        kafka_op.subtasks[0].operator = Some(
+            SinkState::KafkaPooled {
+                state: kafka.clone(),
+                id_pool: 8,
+            }
+            .to_blob(),
+        );
+        m3.operators.push(kafka_op.clone());
+        kafka_op.operator_id = "kold".into();
+        kafka_op.subtasks[0].operator = Some(SinkState::Kafka(kafka).to_blob());
+        m3.operators.push(kafka_op);
+        assert_eq!(decode(&legacy_file(3, &m3), path()).unwrap(), m3);
+        // Version 2: the file sink before rolling (file-sink v1).
+        m.operators[2].subtasks[0].operator = Some(
+            FileSinkStateBeforeRolling {
+                subtask: 0,
+                next_part: 4,
+                pending: vec![PendingPart {
+                    checkpoint_id: 7,
+                    part: 3,
+                }],
+            }
+            .to_blob(),
+        );
+        assert_eq!(decode(&legacy_file(2, &m), path()).unwrap(), m);
+        m.operators.pop(); // the sink operator: v1 had no sink state
+        assert_eq!(decode(&legacy_file(1, &m), path()).unwrap(), m);
     }
 
     /// Re-encodes `m` after `edit`, as a forger with floe's encoder would.

@@ -19,8 +19,9 @@ pub mod savepoint;
 pub mod storage;
 
 use crate::pipeline::OperatorId;
-use crate::state::keyed::KeyedSnapshot;
 use std::fmt;
+
+pub use crate::state::OperatorSnapshot;
 
 pub use crate::runtime::message::CheckpointId;
 
@@ -50,176 +51,9 @@ impl fmt::Display for JobId {
     }
 }
 
-/// Where a source is in its input: what it snapshots so that a restore resumes there.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum SourcePosition {
-    /// `datagen`: the index of the next line this subtask generates.
-    Datagen { next_line: u64 },
-    /// `file`: per file, the byte offset of the next unread line.
-    Files(Vec<(String, u64)>),
-    /// `datagen` restored at another parallelism and not yet past every line done before:
-    /// the next line of this subtask, and which lines were done before the rescale. Line `L`
-    /// of block `k` (`L / datagen::BLOCK`) was done iff `L < old_next_lines[k % old_parallelism]`
-    /// (`old_parallelism` is the modulus of that rule: the old parallelism, or a multiple of it
-    /// after several rescales). Kept until `next_line` passes the largest of them, so a restore
-    /// of a checkpoint taken meanwhile does not generate those lines again.
-    ///
-    /// Last variant on purpose: `_metadata` is postcard, where a variant is its index.
-    DatagenRescaled {
-        next_line: u64,
-        old_parallelism: u32,
-        old_next_lines: Vec<u64>,
-    },
-    /// `kafka`: per partition this subtask reads, the offset of the next record to emit.
-    /// Added after `DatagenRescaled` so older encodings keep their indices.
-    Kafka(Vec<KafkaOffset>),
-}
-
-/// One Kafka partition's next offset in a [`SourcePosition::Kafka`].
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub struct KafkaOffset {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-}
-
-/// What a transactional sink subtask keeps in a checkpoint: what it pre-committed at the
-/// barrier and has not yet committed. Small: it goes inline into `_metadata`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum SinkState {
-    /// The `file` sink as floe wrote it before part files rolled by size and time (a part per
-    /// checkpoint, none in progress at a barrier): read from older checkpoints, never
-    /// written; [`SinkState::upgraded`] turns it into [`SinkState::Files`].
-    FilesBeforeRolling(FileSinkStateBeforeRolling),
-    /// The exactly-once `kafka` sink (`operators::sinks::kafka`). postcard encodes a variant
-    /// as its index: new variants go last.
-    Kafka(KafkaSinkState),
-    /// The exactly-once `file` sink (`operators::sinks::file`).
-    Files(FileSinkState),
-    /// The exactly-once `kafka` sink whose subtasks take their transactional ids from a
-    /// fixed pool, slots `0..id_pool` (Flink's `FlinkKafkaProducer` pool): a restore aborts
-    /// what is open under `<prefix>-<subtask>-<slot>` for every slot below
-    /// `max(slots, id_pool)` and looks no further, so restarts do not add ids. `Kafka` is
-    /// the form before pools (read from older checkpoints, never written: a restore cannot
-    /// know how many ids the run after the checkpoint used, so it looks beyond `slots`).
-    /// Added last: postcard encodes a variant as its index.
-    KafkaPooled { state: KafkaSinkState, id_pool: u32 },
-}
-
-impl SinkState {
-    /// The `kafka` sink's state and its id pool (`None`: written before pools).
-    pub fn kafka(&self) -> Option<(&KafkaSinkState, Option<u32>)> {
-        match self {
-            SinkState::Kafka(k) => Some((k, None)),
-            SinkState::KafkaPooled { state, id_pool } => Some((state, Some(*id_pool))),
-            SinkState::Files(_) | SinkState::FilesBeforeRolling(_) => None,
-        }
-    }
-
-    /// The state in the current form: an older `file` sink state with no part in progress.
-    pub fn upgraded(self) -> SinkState {
-        match self {
-            SinkState::FilesBeforeRolling(f) => SinkState::Files(FileSinkState {
-                subtask: f.subtask,
-                next_part: f.next_part,
-                pending: f.pending,
-                in_progress: None,
-            }),
-            other => other,
-        }
-    }
-}
-
-/// [`FileSinkState`] without [`FileSinkState::in_progress`], as older checkpoints hold it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct FileSinkStateBeforeRolling {
-    pub subtask: u32,
-    pub next_part: u64,
-    pub pending: Vec<PendingPart>,
-}
-
-/// The `kafka` sink's transactions of one subtask at a checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct KafkaSinkState {
-    /// The subtask that wrote them.
-    pub subtask: u32,
-    /// The transactional ids this subtask used are `<prefix>-<subtask>-<slot>` for every
-    /// `slot < slots`: a restore aborts whatever is still open under them. In
-    /// [`SinkState::KafkaPooled`], one past the highest slot that held anything at the
-    /// snapshot (ids above it and below the pool may be used after it).
-    pub prefix: String,
-    pub slots: u32,
-    /// Transactions flushed at or before this checkpoint and not known to be committed,
-    /// oldest first: a restore commits them.
-    pub pending: Vec<KafkaPendingTxn>,
-}
-
-/// One pre-committed Kafka transaction: what a new process needs to commit it (Kafka's
-/// `EndTxn` names the transaction by id, producer id and epoch).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct KafkaPendingTxn {
-    /// The checkpoint whose barrier flushed it: its completion commits it.
-    pub checkpoint_id: u64,
-    pub transactional_id: String,
-    pub producer_id: i64,
-    pub producer_epoch: i16,
-}
-
-/// The `file` sink's part files of one subtask at a checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct FileSinkState {
-    /// The subtask that wrote them: part files are named `part-<subtask>-<n>`.
-    pub subtask: u32,
-    /// The `n` of the next part file this subtask would start.
-    pub next_part: u64,
-    /// Part files finished at or before this checkpoint and not known to be committed, oldest
-    /// first: a restore commits them (a commit of a committed file is a no-op).
-    pub pending: Vec<PendingPart>,
-    /// The part being written at the barrier, which the rolling policy kept open: its first
-    /// `length` bytes belong to this checkpoint. A restore cuts what came after and goes on
-    /// writing it (or commits it, when another subtask now writes this subtask's parts).
-    pub in_progress: Option<InProgressPart>,
-}
-
-/// A part file still being written at a checkpoint: `.part-<subtask>-<part>.inprogress`, of
-/// which the checkpoint covers the first `length` bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct InProgressPart {
-    pub part: u64,
-    pub length: u64,
-}
-
-/// One pre-committed part file: `.part-<subtask>-<part>.pending` until the checkpoint that
-/// holds it completes, `part-<subtask>-<part>` after.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PendingPart {
-    /// The checkpoint whose barrier finished it: its completion commits it.
-    pub checkpoint_id: u64,
-    pub part: u64,
-}
-
-/// A sink's snapshot as handed to the state writer: the state, and the files and directories
-/// whose contents the checkpoint relies on. The writer fsyncs them (off the data path) before
-/// the subtask acks, so they are durable before `_metadata` exists. A path that is gone when
-/// the writer gets to it was committed meanwhile by the sink's own `finish`, which fsyncs
-/// what it commits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SinkSnapshot {
-    pub state: SinkState,
-    pub fsync: Vec<std::path::PathBuf>,
-}
-
-/// What one operator subtask hands over when a barrier has aligned at it. The synchronous
-/// part of the snapshot is done when this exists: keyed state is a copy-on-write view,
-/// positions are copied. Encoding and writing happen elsewhere, off the data path.
-#[derive(Debug, Clone)]
-pub enum OperatorSnapshot {
-    Keyed(KeyedSnapshot),
-    Source(SourcePosition),
-    Sink(SinkSnapshot),
-}
-
 /// One subtask's snapshot for one checkpoint, as sent from the task to the state writer.
+/// The checkpoint layer stores its state without knowing what is inside (each operator owns
+/// its encoding, see [`crate::state`]).
 #[derive(Debug, Clone)]
 pub struct SubtaskSnapshot {
     pub checkpoint_id: CheckpointId,

@@ -6,9 +6,10 @@
 //! block a restore; a changed max parallelism of keyed state is refused with Flink's message;
 //! keyed state moves by whole key groups, so a restore at another parallelism reads, for each
 //! new subtask, exactly the groups of its range from the old subtasks that held them.
-//! Source positions at another parallelism ([`rescale_sources`]): a `file` source's new
-//! subtasks all get every old file offset (each keeps those of the files it owns now); a
-//! `datagen` source's get the rule of which lines are done, which each applies to its share.
+//! Operator state (a source's position, a sink's pending commits) is opaque here: at the
+//! same parallelism each subtask gets its own back; at another, it is handed out as its
+//! redistribution says (every old subtask's to every new one, or old `j`'s to new
+//! `j mod p`) and the operator works out its share.
 //!
 //! Also here, at the edge to the disk: [`load_snapshot`] and [`prepare`] turn an unreadable
 //! checkpoint (a `_metadata` or state file missing or corrupt) into a [`RestoreError`] that
@@ -17,8 +18,9 @@
 
 use crate::checkpoint::metadata::{CheckpointMetadata, KeyedStateHandle, OperatorStateMeta};
 use crate::checkpoint::storage::{self, LoadedSnapshot};
-use crate::checkpoint::{CheckpointError, JobId, SinkState, SourcePosition};
+use crate::checkpoint::{CheckpointError, JobId};
 use crate::state::keygroup::KeyGroupRange;
+use crate::state::{Redistribution, RestoredBlob, StateFormat};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -54,37 +56,7 @@ pub enum MappingError {
         old: u32,
         new: u32,
     },
-    #[error(
-        "cannot restore source \"{operator}\" from {pointer}: it was checkpointed with \
-         parallelism {old} and would now run with {new}; run it with -p {old} (or set its \
-         `parallelism: {old}`)"
-    )]
-    SourceRescale {
-        pointer: String,
-        operator: String,
-        old: u32,
-        new: u32,
-    },
-    #[error(
-        "cannot restore source \"{operator}\" from {pointer} at parallelism {new}: it was \
-         checkpointed at parallelism {old} while still skipping the lines done before an \
-         earlier rescale from parallelism {earlier}, and combining both needs {residues} block \
-         classes (at most {MAX_DONE_RESIDUES}); restore it with -p {old}, the parallelism it \
-         was checkpointed at, and rescale from a later checkpoint"
-    )]
-    SourceRescaleTooComplex {
-        pointer: String,
-        operator: String,
-        old: u32,
-        earlier: u32,
-        new: u32,
-        residues: u64,
-    },
 }
-
-/// The largest table of a `datagen` rescale rule (one `u64` per entry in every subtask's
-/// position in `_metadata`).
-pub const MAX_DONE_RESIDUES: u64 = 4096;
 
 /// What happens to one operator id on restore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,11 +84,12 @@ pub struct KeyedSource {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SubtaskRestore {
     pub keyed: Vec<KeyedSource>,
-    pub source: Option<SourcePosition>,
-    /// Transactional sink state of the old subtasks `j` with `j % new parallelism` equal to
-    /// this subtask's index (each old subtask's state to exactly one new subtask, the same
-    /// index when it still exists), so that every pre-committed file is committed once.
-    pub sink: Vec<SinkState>,
+    /// The format the keyed state was written in.
+    pub keyed_format: Option<StateFormat>,
+    /// Operator state: its own old subtask's (same parallelism), or as each blob's
+    /// redistribution hands it out (every old subtask's; or old `j`'s to new `j mod p`, so
+    /// that every pre-committed file of a sink is committed once).
+    pub blobs: Vec<RestoredBlob>,
 }
 
 /// The mapping of a checkpoint onto a new job.
@@ -135,7 +108,7 @@ pub struct RestoreMapping {
 fn has_state(op: &OperatorStateMeta) -> bool {
     op.subtasks
         .iter()
-        .any(|s| s.keyed.is_some() || s.source.is_some() || s.sink.is_some())
+        .any(|s| s.keyed.is_some() || s.operator.is_some())
 }
 
 /// Maps `meta` (read from `pointer`) onto the operators of a new job.
@@ -200,14 +173,9 @@ fn map_operator(
             new: target.max_parallelism,
         });
     }
-    let sourced = op.subtasks.iter().any(|s| s.source.is_some());
-    let rescaled_sources = if sourced && op.parallelism != target.parallelism {
-        Some(rescale_sources(op, target.parallelism, pointer)?)
-    } else {
-        None
-    };
     // Keyed state keeps the checkpoint's max parallelism (the new job adopts it).
     let max_p = op.max_parallelism;
+    let rescaled = op.parallelism != target.parallelism;
     let mut out = Vec::with_capacity(target.parallelism as usize);
     for new_index in 0..target.parallelism {
         let range = KeyGroupRange::for_subtask(new_index, target.parallelism, max_p);
@@ -222,190 +190,56 @@ fn map_operator(
                         groups: KeyGroupRange { start, end },
                         handle: handle.clone(),
                     });
+                    restore.keyed_format = old.keyed_format.clone();
                 }
             }
-            if rescaled_sources.is_none() && old.subtask == new_index {
-                restore.source = old.source.clone();
-            }
-            if let Some(sink) = &old.sink {
-                if old.subtask % target.parallelism == new_index {
-                    restore.sink.push(sink.clone());
+            if let Some(blob) = &old.operator {
+                let mine = match (rescaled, blob.redistribution) {
+                    (false, _) => old.subtask == new_index,
+                    (true, Redistribution::Union) => true,
+                    (true, Redistribution::RoundRobin) => {
+                        old.subtask % target.parallelism == new_index
+                    }
+                };
+                if mine {
+                    restore.blobs.push(RestoredBlob {
+                        old_subtask: old.subtask,
+                        old_parallelism: op.parallelism,
+                        blob: blob.clone(),
+                    });
                 }
             }
-        }
-        if let Some(positions) = &rescaled_sources {
-            restore.source = positions.get(new_index as usize).cloned().flatten();
         }
         out.push(restore);
     }
     Ok(out)
 }
 
-/// The positions of the `new` subtasks of a source whose checkpoint was taken at another
-/// parallelism, one per new subtask; refused unless every old subtask holds a position of one
-/// kind (`file` or `datagen`).
-///
-/// `file`: every new subtask gets the union of the old positions (each old subtask held only
-/// its own files, so no file appears twice) and keeps the offsets of the files it owns now; a
-/// file without one starts at 0.
-///
-/// `datagen`: old subtask `o` of `P` walked the blocks `k` with `k % P == o` in order up to
-/// line `next[o]`, so line `L` of block `k` is done iff `L < next[k % P]`; every new subtask
-/// gets that rule (as a [`SourcePosition::DatagenRescaled`] at line 0) and skips what it says
-/// is done. When the checkpoint was itself taken while skipping after an earlier rescale (rule
-/// `m` of modulus `R`), a line is done iff either rule says so: one rule of modulus
-/// `lcm(P, R)`, `max(next[r % P], m[r % R])` per residue `r`, refused beyond
-/// [`MAX_DONE_RESIDUES`].
-pub fn rescale_sources(
-    op: &OperatorStateMeta,
-    new: u32,
-    pointer: &str,
-) -> Result<Vec<Option<SourcePosition>>, MappingError> {
-    let old = op.parallelism;
-    let refuse = || MappingError::SourceRescale {
-        pointer: pointer.to_string(),
-        operator: op.operator_id.clone(),
-        old,
-        new,
-    };
-    let mut by_subtask: Vec<Option<&SourcePosition>> = vec![None; old as usize];
-    for s in &op.subtasks {
-        let slot = by_subtask.get_mut(s.subtask as usize).ok_or_else(refuse)?;
-        *slot = s.source.as_ref();
-    }
-    let positions: Vec<&SourcePosition> = by_subtask
-        .into_iter()
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(refuse)?;
-    // `kafka`: like `file`, every new subtask gets the union and keeps the partitions it
-    // owns now (each old subtask held only its own partitions).
-    if positions
-        .iter()
-        .all(|p| matches!(p, SourcePosition::Kafka(_)))
-    {
-        let mut union: Vec<crate::checkpoint::KafkaOffset> = positions
-            .iter()
-            .flat_map(|p| match p {
-                SourcePosition::Kafka(offsets) => offsets.clone(),
-                _ => Vec::new(),
-            })
-            .collect();
-        union.sort();
-        union.dedup_by(|a, b| a.topic == b.topic && a.partition == b.partition);
-        return Ok(vec![Some(SourcePosition::Kafka(union)); new as usize]);
-    }
-    if positions
-        .iter()
-        .all(|p| matches!(p, SourcePosition::Files(_)))
-    {
-        let mut union: Vec<(String, u64)> = positions
-            .iter()
-            .flat_map(|p| match p {
-                SourcePosition::Files(files) => files.clone(),
-                _ => Vec::new(),
-            })
-            .collect();
-        union.sort();
-        union.dedup_by(|a, b| a.0 == b.0);
-        return Ok(vec![Some(SourcePosition::Files(union)); new as usize]);
-    }
-    let mut next = Vec::with_capacity(old as usize);
-    let mut earlier: Option<(u32, &Vec<u64>)> = None;
-    for p in &positions {
-        match p {
-            SourcePosition::Datagen { next_line } => next.push(*next_line),
-            SourcePosition::DatagenRescaled {
-                next_line,
-                old_parallelism,
-                old_next_lines,
-            } => {
-                next.push(*next_line);
-                if *old_parallelism == 0 || old_next_lines.len() != *old_parallelism as usize {
-                    return Err(refuse());
-                }
-                match earlier {
-                    None => earlier = Some((*old_parallelism, old_next_lines)),
-                    // Every subtask got the same rule at the restore; differing ones cannot
-                    // come from floe.
-                    Some((m, lines)) if m == *old_parallelism && lines == old_next_lines => {}
-                    Some(_) => return Err(refuse()),
-                }
-            }
-            SourcePosition::Files(_) | SourcePosition::Kafka(_) => return Err(refuse()),
-        }
-    }
-    let (modulus, lines) = match earlier {
-        None => (old, next),
-        Some((m, earlier_lines)) => {
-            let residues = lcm(old as u64, m as u64);
-            if residues > MAX_DONE_RESIDUES {
-                return Err(MappingError::SourceRescaleTooComplex {
-                    pointer: pointer.to_string(),
-                    operator: op.operator_id.clone(),
-                    old,
-                    earlier: m,
-                    new,
-                    residues,
-                });
-            }
-            let lines = (0..residues)
-                .map(|r| {
-                    next[(r % old as u64) as usize].max(earlier_lines[(r % m as u64) as usize])
-                })
-                .collect();
-            (residues as u32, lines)
-        }
-    };
-    Ok(vec![
-        Some(SourcePosition::DatagenRescaled {
-            next_line: 0,
-            old_parallelism: modulus,
-            old_next_lines: lines,
-        });
-        new as usize
-    ])
-}
-
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
-}
-
-fn lcm(a: u64, b: u64) -> u64 {
-    a / gcd(a, b) * b
-}
-
-/// Reads and rebuilds the keyed state of one new subtask owning `range`: the groups each
-/// [`KeyedSource`] names, base first then each delta of a chain, so later values and deletions
-/// win. Errors name the checkpoint and the file.
+/// Reads the keyed state of one new subtask owning `range`: the runs of the groups each
+/// [`KeyedSource`] names, checked against their checksums, base first then each delta of a
+/// chain (the operator applies them in that order, so later values and deletions win).
+/// Errors name the checkpoint and the file.
 pub fn load_keyed(
     loaded: &crate::checkpoint::storage::LoadedSnapshot,
     sources: &[KeyedSource],
+    format: StateFormat,
     range: KeyGroupRange,
     max_parallelism: u32,
-) -> Result<crate::state::keyed::KeyedStore, crate::checkpoint::CheckpointError> {
-    use crate::checkpoint::CheckpointError;
-    use crate::state::snapshot::{decode_group, restore_store};
-    let mut groups = Vec::new();
+) -> Result<crate::state::KeyedRuns, crate::checkpoint::CheckpointError> {
+    let mut runs = Vec::new();
     for source in sources {
         for (entry, bytes) in
             crate::checkpoint::storage::read_handle(loaded, &source.handle, source.groups)?
         {
-            let decoded = decode_group(&bytes, &entry).map_err(|e| {
-                CheckpointError::Format(format!(
-                    "checkpoint '{}', state of subtask {}: {e}",
-                    loaded.dir.display(),
-                    source.old_subtask
-                ))
-            })?;
-            groups.push((entry.key_group, decoded));
+            runs.push((entry.key_group, bytes));
         }
     }
-    restore_store(range, max_parallelism, groups)
-        .map_err(|e| CheckpointError::Format(format!("checkpoint '{}': {e}", loaded.dir.display())))
+    Ok(crate::state::KeyedRuns {
+        format,
+        range,
+        max_parallelism,
+        runs,
+    })
 }
 
 /// The operators of a plan as restore targets.
@@ -432,8 +266,8 @@ pub fn keyed_max_parallelism(meta: &CheckpointMetadata) -> Option<u32> {
         .map(|o| o.max_parallelism)
 }
 
-/// Reads the state `mapping` assigns to each subtask of the new job: keyed stores rebuilt from
-/// the groups each subtask owns, source positions as they were.
+/// Reads the state `mapping` assigns to each subtask of the new job: keyed state as the runs
+/// of the groups each subtask owns, operator state as handed out.
 pub fn load_state(
     loaded: &crate::checkpoint::storage::LoadedSnapshot,
     mapping: &RestoreMapping,
@@ -449,23 +283,20 @@ pub fn load_state(
         let parallelism = subtasks.len() as u32;
         for (index, restore) in subtasks.iter().enumerate() {
             let index = index as u32;
+            let key = (OperatorId(id.clone()), index);
             if !restore.keyed.is_empty() {
                 let range = KeyGroupRange::for_subtask(index, parallelism, max_parallelism);
-                let store = load_keyed(loaded, &restore.keyed, range, max_parallelism)?;
+                // Files before format version 3 hold only the keyed store's runs.
+                let format = restore
+                    .keyed_format
+                    .clone()
+                    .unwrap_or_else(crate::state::snapshot::keyed_values_format);
+                let runs = load_keyed(loaded, &restore.keyed, format, range, max_parallelism)?;
+                state.operators.insert(key, RestoredState::Keyed(runs));
+            } else if !restore.blobs.is_empty() {
                 state
                     .operators
-                    .insert((OperatorId(id.clone()), index), RestoredState::Keyed(store));
-            }
-            if !restore.sink.is_empty() {
-                state.operators.insert(
-                    (OperatorId(id.clone()), index),
-                    RestoredState::Sink(restore.sink.clone()),
-                );
-            }
-            if let Some(position) = &restore.source {
-                state
-                    .sources
-                    .insert((OperatorId(id.clone()), index), position.clone());
+                    .insert(key, RestoredState::Blobs(restore.blobs.clone()));
             }
         }
     }
@@ -687,8 +518,8 @@ mod tests {
                         subtask: i,
                         key_groups: Some((r.start, r.end)),
                         keyed: Some(blob(i as u8)),
-                        source: None,
-                        sink: None,
+                        keyed_format: None,
+                        operator: None,
                     }
                 })
                 .collect(),
@@ -817,169 +648,71 @@ mod tests {
         assert_eq!(ok.max_parallelism["count"], 128);
     }
 
-    #[test]
-    fn sink_state_of_every_old_subtask_goes_to_exactly_one_new_subtask() {
-        use crate::checkpoint::FileSinkState;
-        let sink = |i: u32| {
-            SinkState::Files(FileSinkState {
-                subtask: i,
-                next_part: 10 + i as u64,
-                pending: vec![],
-                in_progress: None,
-            })
-        };
-        let op = OperatorStateMeta {
-            operator_id: "out".into(),
-            parallelism: 3,
-            max_parallelism: 128,
-            subtasks: (0..3)
-                .map(|i| SubtaskStateMeta {
-                    subtask: i,
-                    key_groups: None,
-                    keyed: None,
-                    source: None,
-                    sink: Some(sink(i)),
-                })
-                .collect(),
-        };
-        let m = meta(vec![op]);
-        let same = map_checkpoint(&m, "p", &[target("out", 3)], false).unwrap();
-        assert_eq!(same.fates["out"], OperatorFate::Restored);
-        let got: Vec<_> = same.subtasks["out"]
-            .iter()
-            .map(|s| s.sink.clone())
-            .collect();
-        assert_eq!(got, vec![vec![sink(0)], vec![sink(1)], vec![sink(2)]]);
-        let down = map_checkpoint(&m, "p", &[target("out", 2)], false).unwrap();
-        let got: Vec<_> = down.subtasks["out"]
-            .iter()
-            .map(|s| s.sink.clone())
-            .collect();
-        assert_eq!(got, vec![vec![sink(0), sink(2)], vec![sink(1)]]);
-        let up = map_checkpoint(&m, "p", &[target("out", 4)], false).unwrap();
-        assert!(up.subtasks["out"][3].sink.is_empty());
-    }
-
-    #[test]
-    fn source_positions_go_to_the_same_subtask() {
-        let op = OperatorStateMeta {
-            operator_id: "src".into(),
-            parallelism: 2,
-            max_parallelism: 128,
-            subtasks: (0..2)
-                .map(|i| SubtaskStateMeta {
-                    subtask: i,
-                    key_groups: None,
-                    keyed: None,
-                    source: Some(SourcePosition::Datagen {
-                        next_line: 100 + i as u64,
-                    }),
-                    sink: None,
-                })
-                .collect(),
-        };
-        let m = meta(vec![op]);
-        let ok = map_checkpoint(&m, "p", &[target("src", 2)], false).unwrap();
-        assert_eq!(
-            ok.subtasks["src"][1].source,
-            Some(SourcePosition::Datagen { next_line: 101 })
-        );
-        let up = map_checkpoint(&m, "p", &[target("src", 3)], false).unwrap();
-        for s in &up.subtasks["src"] {
-            assert_eq!(
-                s.source,
-                Some(SourcePosition::DatagenRescaled {
-                    next_line: 0,
-                    old_parallelism: 2,
-                    old_next_lines: vec![100, 101],
-                })
-            );
-        }
-    }
-
-    fn source_op(positions: Vec<Option<SourcePosition>>) -> OperatorStateMeta {
+    fn blob_op(blobs: Vec<Option<crate::state::OperatorBlob>>) -> OperatorStateMeta {
         OperatorStateMeta {
-            operator_id: "src".into(),
-            parallelism: positions.len() as u32,
+            operator_id: "op".into(),
+            parallelism: blobs.len() as u32,
             max_parallelism: 128,
-            subtasks: positions
+            subtasks: blobs
                 .into_iter()
                 .enumerate()
-                .map(|(i, source)| SubtaskStateMeta {
+                .map(|(i, operator)| SubtaskStateMeta {
                     subtask: i as u32,
                     key_groups: None,
                     keyed: None,
-                    source,
-                    sink: None,
+                    keyed_format: None,
+                    operator,
                 })
                 .collect(),
         }
     }
 
-    #[test]
-    fn file_positions_rescale_as_their_union() {
-        let op = source_op(vec![
-            Some(SourcePosition::Files(vec![
-                ("b".into(), 5),
-                ("d".into(), 0),
-            ])),
-            Some(SourcePosition::Files(vec![("a".into(), 7)])),
-        ]);
-        let got = rescale_sources(&op, 3, "p").unwrap();
-        let want = SourcePosition::Files(vec![("a".into(), 7), ("b".into(), 5), ("d".into(), 0)]);
-        assert_eq!(got, vec![Some(want); 3]);
+    fn state(tag: u8, redistribution: Redistribution) -> crate::state::OperatorBlob {
+        crate::state::OperatorBlob {
+            format: StateFormat::new("test", 1),
+            redistribution,
+            bytes: vec![tag],
+        }
+    }
+
+    /// Which old subtasks' state each new subtask gets.
+    fn handed_out(m: &RestoreMapping) -> Vec<Vec<u32>> {
+        m.subtasks["op"]
+            .iter()
+            .map(|s| s.blobs.iter().map(|b| b.old_subtask).collect())
+            .collect()
     }
 
     #[test]
-    fn datagen_rules_compose_over_two_rescales() {
-        // Taken at 2 while still skipping after a rescale from 3.
-        let earlier = vec![10, 20, 30];
-        let op = source_op(vec![
-            Some(SourcePosition::DatagenRescaled {
-                next_line: 15,
-                old_parallelism: 3,
-                old_next_lines: earlier.clone(),
-            }),
-            Some(SourcePosition::Datagen { next_line: 40 }),
-        ]);
-        let got = rescale_sources(&op, 1, "p").unwrap();
-        // Residue r of 6: max(next[r % 2], earlier[r % 3]).
-        assert_eq!(
-            got,
-            vec![Some(SourcePosition::DatagenRescaled {
-                next_line: 0,
-                old_parallelism: 6,
-                old_next_lines: vec![15, 40, 30, 40, 20, 40],
-            })]
-        );
-    }
-
-    #[test]
-    fn mixed_or_missing_positions_and_huge_rules_are_refused() {
-        let mixed = source_op(vec![
-            Some(SourcePosition::Datagen { next_line: 1 }),
-            Some(SourcePosition::Files(vec![])),
-        ]);
-        assert!(matches!(
-            rescale_sources(&mixed, 3, "p"),
-            Err(MappingError::SourceRescale { old: 2, new: 3, .. })
-        ));
-        let missing = source_op(vec![Some(SourcePosition::Datagen { next_line: 1 }), None]);
-        assert!(rescale_sources(&missing, 1, "p").is_err());
-        let huge = source_op(
-            (0..127)
-                .map(|i| {
-                    Some(SourcePosition::DatagenRescaled {
-                        next_line: i,
-                        old_parallelism: 128,
-                        old_next_lines: vec![0; 128],
-                    })
-                })
+    fn round_robin_state_of_every_old_subtask_goes_to_exactly_one_new_subtask() {
+        let m = meta(vec![blob_op(
+            (0..3)
+                .map(|i| Some(state(i, Redistribution::RoundRobin)))
                 .collect(),
-        );
-        let err = rescale_sources(&huge, 2, "file:/ck/chk-3").unwrap_err();
-        let text = err.to_string();
-        assert!(text.contains("source \"src\""), "{text}");
-        assert!(text.contains("restore it with -p 127"), "{text}");
+        )]);
+        let same = map_checkpoint(&m, "p", &[target("op", 3)], false).unwrap();
+        assert_eq!(same.fates["op"], OperatorFate::Restored);
+        assert_eq!(handed_out(&same), vec![vec![0], vec![1], vec![2]]);
+        assert_eq!(same.subtasks["op"][1].blobs[0].blob.bytes, vec![1]);
+        let down = map_checkpoint(&m, "p", &[target("op", 2)], false).unwrap();
+        assert_eq!(handed_out(&down), vec![vec![0, 2], vec![1]]);
+        let up = map_checkpoint(&m, "p", &[target("op", 4)], false).unwrap();
+        assert_eq!(handed_out(&up), vec![vec![0], vec![1], vec![2], vec![]]);
+    }
+
+    #[test]
+    fn union_state_goes_to_its_own_subtask_or_to_every_new_one() {
+        let m = meta(vec![blob_op(
+            (0..2)
+                .map(|i| Some(state(i, Redistribution::Union)))
+                .collect(),
+        )]);
+        let same = map_checkpoint(&m, "p", &[target("op", 2)], false).unwrap();
+        assert_eq!(handed_out(&same), vec![vec![0], vec![1]]);
+        let up = map_checkpoint(&m, "p", &[target("op", 3)], false).unwrap();
+        assert_eq!(handed_out(&up), vec![vec![0, 1]; 3]);
+        assert!(up.subtasks["op"]
+            .iter()
+            .all(|s| s.blobs.iter().all(|b| b.old_parallelism == 2)));
     }
 }

@@ -198,17 +198,18 @@ impl SavepointWriter {
             subtask,
             key_groups: None,
             keyed: None,
-            source: None,
-            sink: None,
+            keyed_format: None,
+            operator: None,
         };
         match snapshot.state {
-            OperatorSnapshot::Source(pos) => meta.source = Some(pos),
-            OperatorSnapshot::Sink(sink) => {
-                storage::fsync_paths(&sink.fsync)?;
-                meta.sink = Some(sink.state);
+            OperatorSnapshot::Blob { blob, durable } => {
+                storage::fsync_paths(&durable)?;
+                meta.operator = Some(blob);
             }
             OperatorSnapshot::Keyed(ks) => {
-                let blob = crate::state::snapshot::encode_full(&ks);
+                let blob = ks.encode_full();
+                let range = ks.range();
+                meta.keyed_format = Some(ks.format());
                 let size = blob.bytes.len() as u64;
                 let location =
                     match placement(size, self.inline_threshold, self.always_inline, false) {
@@ -217,7 +218,7 @@ impl SavepointWriter {
                             BlobLocation::Exclusive(write_state_file(dir, blob.bytes)?)
                         }
                     };
-                meta.key_groups = Some((ks.range.start, ks.range.end));
+                meta.key_groups = Some((range.start, range.end));
                 meta.keyed = Some(KeyedStateHandle::Full(StateBlob {
                     location,
                     size,

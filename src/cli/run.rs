@@ -328,6 +328,7 @@ async fn run_job(job: PreparedJob, options: RestOptions) -> u8 {
                     parallelism = op.parallelism,
                     records_in = op.records_in,
                     records_out = op.records_out,
+                    records_discarded = op.records_discarded,
                     "operator totals"
                 );
             }

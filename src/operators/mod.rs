@@ -10,13 +10,16 @@
 //! Role decides between the two meanings of `type: file` and `type: kafka`: without `inputs`
 //! it is the source, with `inputs` the sink.
 
+pub mod event_time;
 pub mod sinks;
 pub mod sources;
 pub mod transforms;
 
-use crate::checkpoint::{CheckpointId, OperatorSnapshot, SinkState, SourcePosition};
 use crate::record::{Batch, Schema};
 use crate::runtime::checkpointing::CheckpointOutcome;
+use crate::runtime::message::CheckpointId;
+use crate::state::{OperatorSnapshot, RestoredBlob};
+use sources::SourcePosition;
 use std::fmt;
 
 pub use sinks::{
@@ -26,7 +29,8 @@ pub use sources::{
     datagen::DatagenConfig, file::FileSourceConfig, kafka::KafkaSourceConfig, socket::SocketConfig,
 };
 pub use transforms::{
-    filter::FilterConfig, flat_map::FlatMapConfig, key_by::KeyByConfig, map::MapConfig,
+    assign::AssignConfig, filter::FilterConfig, flat_map::FlatMapConfig, key_by::KeyByConfig,
+    map::MapConfig, parse::ParseConfig, side_output::SideOutputConfig, window::WindowConfig,
 };
 
 /// Whether an operator reads from others, and whether others may read from it.
@@ -53,6 +57,10 @@ pub enum TransformConfig {
     Map(MapConfig),
     Filter(FilterConfig),
     KeyBy(KeyByConfig),
+    Parse(ParseConfig),
+    Assign(AssignConfig),
+    Window(WindowConfig),
+    SideOutput(SideOutputConfig),
 }
 
 /// Every sink `type:`.
@@ -74,7 +82,16 @@ pub enum OperatorConfig {
 
 /// The type names, for did-you-mean and the reference.
 pub const SOURCE_TYPES: &[&str] = &["socket", "file", "datagen", "kafka"];
-pub const TRANSFORM_TYPES: &[&str] = &["flat_map", "map", "filter", "key_by"];
+pub const TRANSFORM_TYPES: &[&str] = &[
+    "flat_map",
+    "map",
+    "filter",
+    "key_by",
+    "parse",
+    "assign",
+    "window",
+    "side_output",
+];
 pub const SINK_TYPES: &[&str] = &["print", "file", "blackhole", "kafka"];
 
 /// A problem found in one operator's settings while checking a pipeline.
@@ -118,6 +135,28 @@ pub trait OperatorSpec {
         None
     }
 
+    /// Whether the records it produces carry event time, given whether its input's do
+    /// (`false` for a source): sources with `event-time:`, `assign`, windows.
+    fn makes_event_time(&self, input: bool) -> bool {
+        input
+    }
+
+    /// Whether its input records must carry event time (an event-time window).
+    fn needs_event_time(&self) -> bool {
+        false
+    }
+
+    /// The side outputs it has (a window's `late-output`), which a `side_output` operator
+    /// may read; their records have the operator's input schema.
+    fn side_outputs(&self) -> Vec<&str> {
+        Vec::new()
+    }
+
+    /// For a `side_output` operator: the side output it reads of its input.
+    fn reads_side_output(&self) -> Option<&str> {
+        None
+    }
+
     /// Problems with running under `job`, the guarantee the job's checkpointing gives (a
     /// sink that cannot write exactly-once with its settings): checked when a job is
     /// prepared, once the configuration is known.
@@ -154,6 +193,10 @@ impl OperatorConfig {
             OperatorConfig::Transform(TransformConfig::Map(_)) => "map",
             OperatorConfig::Transform(TransformConfig::Filter(_)) => "filter",
             OperatorConfig::Transform(TransformConfig::KeyBy(_)) => "key_by",
+            OperatorConfig::Transform(TransformConfig::Parse(_)) => "parse",
+            OperatorConfig::Transform(TransformConfig::Assign(_)) => "assign",
+            OperatorConfig::Transform(TransformConfig::Window(_)) => "window",
+            OperatorConfig::Transform(TransformConfig::SideOutput(_)) => "side_output",
             OperatorConfig::Sink(SinkConfig::Print(_)) => "print",
             OperatorConfig::Sink(SinkConfig::File(_)) => "file",
             OperatorConfig::Sink(SinkConfig::Blackhole(_)) => "blackhole",
@@ -171,6 +214,10 @@ impl OperatorConfig {
             OperatorConfig::Transform(TransformConfig::Map(c)) => c,
             OperatorConfig::Transform(TransformConfig::Filter(c)) => c,
             OperatorConfig::Transform(TransformConfig::KeyBy(c)) => c,
+            OperatorConfig::Transform(TransformConfig::Parse(c)) => c,
+            OperatorConfig::Transform(TransformConfig::Assign(c)) => c,
+            OperatorConfig::Transform(TransformConfig::Window(c)) => c,
+            OperatorConfig::Transform(TransformConfig::SideOutput(c)) => c,
             OperatorConfig::Sink(SinkConfig::Print(c)) => c,
             OperatorConfig::Sink(SinkConfig::File(c)) => c,
             OperatorConfig::Sink(SinkConfig::Blackhole(c)) => c,
@@ -285,6 +332,52 @@ pub trait Operator: Send {
     /// Why the input is about to end; called just before `finish`.
     fn end_of_input(&mut self, _why: EndOfInput) {}
 
+    /// The input's event time reached `watermark` (ms since the epoch): every record at or
+    /// before it has arrived. Fire what is due into `out`; return the watermark to pass on
+    /// downstream (`None`: nothing, as an `assign` step, which makes its own).
+    fn on_watermark(
+        &mut self,
+        watermark: i64,
+        _out: &mut Vec<Batch>,
+    ) -> Result<Option<i64>, OperatorError> {
+        Ok(Some(watermark))
+    }
+
+    /// An operator that makes watermarks (`assign`): its watermark after the last
+    /// `process`, when it advanced. The runtime sends it on after that batch's output.
+    fn take_watermark(&mut self) -> Option<i64> {
+        None
+    }
+
+    /// The earliest wall-clock time (ms since the epoch) at which the operator wants
+    /// [`Operator::on_processing_time`]: processing-time windows. `None`: no timer.
+    fn next_timer(&self) -> Option<i64> {
+        None
+    }
+
+    /// Wall-clock time reached `now` (ms since the epoch): fire the processing-time timers
+    /// due into `out`. Called between batches, never concurrently with `process`.
+    fn on_processing_time(
+        &mut self,
+        _now: i64,
+        _out: &mut Vec<Batch>,
+    ) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
+    /// Whether it reads its input's side output (`side_output`) rather than its main output:
+    /// the runtime hands each operator only the batches of the stream it reads.
+    fn reads_side_output(&self) -> bool {
+        false
+    }
+
+    /// Records this subtask discarded so far: input that did not parse under
+    /// `on-error: drop`, records too late for their window. The runtime reads it after each
+    /// batch into the operator's `records-discarded` counter.
+    fn records_discarded(&self) -> u64 {
+        0
+    }
+
     /// Blocking work the last call started on a thread of its own (a flush, a commit, a
     /// broker call of a restore), instead of blocking the async worker it was called on. The
     /// task takes it after every call (and after `open` and `restore_state`, before the first
@@ -395,14 +488,23 @@ pub enum EndOfInput {
     Stopped,
 }
 
-/// State handed back to an operator on restore.
+/// State handed back to an operator on restore, in the encodings the operator wrote (it
+/// decodes them itself, and refuses another operator's).
 #[derive(Debug)]
 pub enum RestoredState {
-    /// The keyed state of exactly the key groups this subtask owns.
-    Keyed(crate::state::keyed::KeyedStore),
-    /// A transactional sink's state: its own old subtask's, plus, after a restore at a lower
-    /// parallelism, the states of old subtasks no longer running.
-    Sink(Vec<SinkState>),
+    /// The keyed state of exactly the key groups this subtask owns, as runs to apply in order.
+    Keyed(crate::state::KeyedRuns),
+    /// Operator state as its redistribution hands it out: a transactional sink's own old
+    /// subtask's, plus, after a restore at a lower parallelism, the states of old subtasks
+    /// no longer running.
+    Blobs(Vec<RestoredBlob>),
+}
+
+impl RestoredState {
+    /// Sink states as a restore hands them over (for tests and tools).
+    pub fn sink(states: Vec<sinks::state::SinkState>) -> RestoredState {
+        RestoredState::Blobs(states.iter().map(|s| s.restored(0, 1)).collect())
+    }
 }
 
 /// What a source hands the runtime on each call.
@@ -454,6 +556,17 @@ pub trait Source: Send {
     ) -> Result<(), OperatorError> {
         Ok(())
     }
+
+    /// With event time: what the subtask's watermark says now, if anything new (a higher
+    /// watermark, or that it went idle). Called after every `next`.
+    fn watermark(&mut self) -> Option<event_time::WatermarkEvent> {
+        None
+    }
+
+    /// Records this subtask dropped so far (`on-error: drop`).
+    fn records_discarded(&self) -> u64 {
+        0
+    }
 }
 
 /// A built source subtask, one variant per source `type:`.
@@ -494,6 +607,26 @@ impl SourceRuntime {
         }
     }
 
+    /// What the source's watermark says now ([`Source::watermark`]).
+    pub fn watermark(&mut self) -> Option<event_time::WatermarkEvent> {
+        match self {
+            SourceRuntime::Socket(s) => s.watermark(),
+            SourceRuntime::File(s) => s.watermark(),
+            SourceRuntime::Datagen(s) => s.watermark(),
+            SourceRuntime::Kafka(s) => s.watermark(),
+        }
+    }
+
+    /// Records dropped so far ([`Source::records_discarded`]).
+    pub fn records_discarded(&self) -> u64 {
+        match self {
+            SourceRuntime::Socket(s) => s.records_discarded(),
+            SourceRuntime::File(s) => s.records_discarded(),
+            SourceRuntime::Datagen(s) => s.records_discarded(),
+            SourceRuntime::Kafka(s) => Source::records_discarded(&**s),
+        }
+    }
+
     /// Hands a checkpoint's outcome to the source.
     pub fn notify(&mut self, outcome: CheckpointOutcome) -> Result<(), OperatorError> {
         fn to(s: &mut impl Source, o: CheckpointOutcome) -> Result<(), OperatorError> {
@@ -526,14 +659,22 @@ impl SourceConfig {
         })
     }
 
-    /// Build subtask `ctx.subtask` as the runtime runs it, resuming at `position`.
+    /// Build subtask `ctx.subtask` as the runtime runs it, resuming from the positions a
+    /// restore handed it (its own, or at another parallelism everyone's).
     pub fn build_task(
         &self,
         ctx: &BuildContext,
-        position: Option<&SourcePosition>,
+        restored: Option<&[RestoredBlob]>,
     ) -> Result<crate::runtime::TaskSource, OperatorError> {
+        let position = match restored {
+            None => None,
+            Some(blobs) => sources::position::restore_position(blobs, ctx.subtask, ctx.parallelism)
+                .map_err(|e| {
+                    OperatorError::Config(format!("source \"{}\": {e}", ctx.operator_id))
+                })?,
+        };
         Ok(crate::runtime::TaskSource::Catalogue(
-            self.build_restored(ctx, position)?,
+            self.build_restored(ctx, position.as_ref())?,
         ))
     }
 
@@ -598,13 +739,7 @@ impl SourceConfig {
                 Box::new(sources::kafka::KafkaSource::new(c, ctx, Some(offsets))?),
             ),
             (other, position) => {
-                let held = match position {
-                    SourcePosition::Datagen { .. } | SourcePosition::DatagenRescaled { .. } => {
-                        "datagen"
-                    }
-                    SourcePosition::Files(_) => "file",
-                    SourcePosition::Kafka(_) => "kafka",
-                };
+                let held = position.source_type();
                 let now = match other {
                     SourceConfig::Socket(_) => "socket",
                     SourceConfig::File(_) => "file",
@@ -636,6 +771,10 @@ impl TransformConfig {
             TransformConfig::Map(c) => Box::new(transforms::map::Map::new(c, input, ctx)?),
             TransformConfig::Filter(c) => Box::new(transforms::filter::Filter::new(c, input, ctx)?),
             TransformConfig::KeyBy(c) => Box::new(transforms::key_by::KeyBy::new(c, input, ctx)?),
+            TransformConfig::Parse(c) => Box::new(transforms::parse::Parse::new(c, input, ctx)?),
+            TransformConfig::Assign(c) => Box::new(transforms::assign::Assign::new(c, input, ctx)?),
+            TransformConfig::Window(c) => Box::new(transforms::window::Window::new(c, input, ctx)?),
+            TransformConfig::SideOutput(_) => Box::new(transforms::side_output::SideOutput),
         })
     }
 }
@@ -762,6 +901,10 @@ impl OperatorConfig {
             ("map", _) => O::Transform(TransformConfig::Map(parse_body(body)?)),
             ("filter", _) => O::Transform(TransformConfig::Filter(parse_body(body)?)),
             ("key_by", _) => O::Transform(TransformConfig::KeyBy(parse_body(body)?)),
+            ("parse", _) => O::Transform(TransformConfig::Parse(parse_body(body)?)),
+            ("assign", _) => O::Transform(TransformConfig::Assign(parse_body(body)?)),
+            ("window", _) => O::Transform(TransformConfig::Window(parse_body(body)?)),
+            ("side_output", _) => O::Transform(TransformConfig::SideOutput(parse_body(body)?)),
             ("print", _) => O::Sink(SinkConfig::Print(parse_body(body)?)),
             ("file", true) => O::Sink(SinkConfig::File(parse_body(body)?)),
             ("blackhole", _) => O::Sink(SinkConfig::Blackhole(parse_body(body)?)),

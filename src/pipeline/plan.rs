@@ -21,7 +21,6 @@
 //!   operators of parallelism 1 is chained too: with one subtask every key group lands on it,
 //!   and the keyed operator hashes its keys itself anyway.
 
-use crate::checkpoint::SourcePosition;
 use crate::operators::{
     BuildContext, Operator, OperatorConfig, OperatorError, SinkConfig, SourceConfig,
     TransformConfig,
@@ -30,14 +29,15 @@ use crate::pipeline::{OperatorId, OperatorNode, Pipeline};
 use crate::record::Schema;
 use crate::runtime::TaskSource;
 use crate::state::keygroup::{default_max_parallelism, UPPER_BOUND_MAX_PARALLELISM};
+use crate::state::RestoredBlob;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Builds one source subtask; the position is where a restored job resumes it (`None`: from
-/// the start).
+/// Builds one source subtask; the restored state (its position, or at another parallelism
+/// every old subtask's) is where a restored job resumes it (`None`: from the start).
 pub type SourceFactory = Arc<
-    dyn Fn(&BuildContext, Option<&SourcePosition>) -> Result<TaskSource, OperatorError>
+    dyn Fn(&BuildContext, Option<&[RestoredBlob]>) -> Result<TaskSource, OperatorError>
         + Send
         + Sync,
 >;

@@ -276,16 +276,29 @@ fn check_schemas(
     order: &[usize],
 ) -> Vec<OperatorNode> {
     let mut output: Vec<Option<Schema>> = vec![None; ops.len()];
+    // Whether each operator's records carry event time.
+    let mut timed = vec![false; ops.len()];
     let mut position = vec![usize::MAX; ops.len()];
     let mut nodes = Vec::with_capacity(order.len());
     for &i in order {
         let op = &ops[i];
         check_parallelism(raw, op);
         let Some(config) = &op.config else { continue };
-        let input_schema = match union_schema(raw, ops, op, &edges[i], &output) {
+        let mut input_schema = match union_schema(raw, ops, op, &edges[i], &output) {
             Ok(s) => s,
             Err(()) => continue,
         };
+        let mut input_timed = !edges[i].is_empty() && edges[i].iter().all(|&e| timed[e]);
+        if let Some(tag) = config.spec().reads_side_output() {
+            // The side output's records are those its operator read.
+            let Some(e) = side_output_of(raw, ops, op, tag, &edges[i]) else {
+                continue;
+            };
+            input_schema = nodes
+                .get(position[e])
+                .and_then(|n: &OperatorNode| n.input_schema.clone());
+            input_timed = !edges[e].is_empty() && edges[e].iter().all(|&x| timed[x]);
+        }
         if config.role() != Role::Source && input_schema.is_none() {
             continue;
         }
@@ -298,6 +311,19 @@ fn check_schemas(
                 continue;
             }
         };
+        if config.spec().needs_event_time() && !input_timed {
+            raw.operator_problem(
+                op,
+                "",
+                format!(
+                    "a {} on event time needs records that carry it: set `event-time:` on the \
+                     source, add a `type: assign` step before it, or set `time: processing`",
+                    config.type_name()
+                ),
+            );
+            continue;
+        }
+        timed[i] = config.spec().makes_event_time(input_timed);
         let schema = if config.role() == Role::Sink {
             Schema::default()
         } else {
@@ -315,6 +341,48 @@ fn check_schemas(
         });
     }
     nodes
+}
+
+/// The one input of a `side_output` operator reading side output `tag`, if it has that side
+/// output; a problem otherwise.
+fn side_output_of(
+    raw: &mut RawPipeline,
+    ops: &[RawOperator],
+    op: &RawOperator,
+    tag: &str,
+    inputs: &[usize],
+) -> Option<usize> {
+    let &[e] = inputs else {
+        raw.operator_problem(
+            op,
+            "inputs",
+            "a side_output reads one operator: the one whose side output it is".into(),
+        );
+        return None;
+    };
+    let from = &ops[e];
+    let tags = from
+        .config
+        .as_ref()
+        .map_or(Vec::new(), |c| c.spec().side_outputs());
+    if tags.contains(&tag) {
+        return Some(e);
+    }
+    let name = from.id.as_deref().unwrap_or("");
+    let message = if tags.is_empty() {
+        format!(
+            "\"{name}\" has no side output named \"{tag}\" (a window's late records go to one \
+             with `late-output: {tag}`)"
+        )
+    } else {
+        format!(
+            "\"{name}\" has no side output named \"{tag}\"{} (its side outputs: {})",
+            did_you_mean_suffix(tag, tags.iter().copied()),
+            tags.join(", ")
+        )
+    };
+    raw.operator_problem(op, "tag", message);
+    None
 }
 
 /// The schema an operator reads: its inputs' output, which must agree for a union.

@@ -7,7 +7,8 @@
 //!
 //! A batch goes down the chain depth first (what operator n emits passes through n+1… before
 //! its next batch), driven by a work list, never by recursion: a chain of ten thousand
-//! operators needs no more stack than a chain of one.
+//! operators needs no more stack than a chain of one. Watermarks go on the same list, behind
+//! the output they follow.
 
 use crate::checkpoint::{CheckpointId, OperatorSnapshot};
 use crate::operators::{EndOfInput, Operator};
@@ -17,6 +18,7 @@ use crate::runtime::checkpointing::CheckpointOutcome;
 use crate::runtime::metrics::OperatorMetrics;
 use crate::runtime::TaskError;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// One chained operator of one subtask.
@@ -26,14 +28,23 @@ pub struct ChainedOperator {
     pub metrics: Arc<OperatorMetrics>,
 }
 
+/// One item of the work list: what still has to pass through the operator at `level`.
+enum Work {
+    Batch(usize, Batch),
+    Watermark(usize, i64),
+}
+
 pub struct Chain {
     ops: Vec<ChainedOperator>,
     bufs: Vec<Vec<Batch>>,
-    /// Batches still to pass through the operator at their level, the next one last: the work
-    /// list that replaces recursion. Empty between calls; kept for its allocation.
-    pending: Vec<(usize, Batch)>,
+    /// The work list that replaces recursion, the next item last. Empty between calls; kept
+    /// for its allocation.
+    pending: Vec<Work>,
     subtask: u32,
     parallelism: u32,
+    /// A watermark an operator made (`assign`) while processing, after passing it down the
+    /// rest of the chain: the task sends it on after the batch's output.
+    made_watermark: Option<i64>,
 }
 
 impl Chain {
@@ -45,12 +56,77 @@ impl Chain {
             pending: Vec::new(),
             subtask,
             parallelism,
+            made_watermark: None,
         }
+    }
+
+    /// The watermark an operator of the chain made during the last calls, already passed
+    /// down the chain: send it on after their output.
+    pub fn take_watermark(&mut self) -> Option<i64> {
+        self.made_watermark.take()
+    }
+
+    /// Event time reached `watermark` at the chain's input: each operator in turn fires what
+    /// is due (its output runs through the rest of the chain) and passes a watermark on.
+    /// Returns the watermark to send downstream, if any.
+    pub fn watermark(
+        &mut self,
+        watermark: i64,
+        out: &mut Vec<Batch>,
+    ) -> Result<Option<i64>, TaskError> {
+        self.start(Work::Watermark(0, watermark), out)
+    }
+
+    /// The earliest processing-time timer of the chain's operators (ms since the epoch).
+    pub fn next_timer(&self) -> Option<i64> {
+        self.ops
+            .iter()
+            .filter_map(|o| o.operator.next_timer())
+            .min()
+    }
+
+    /// Wall-clock time reached `now`: operators with a timer due fire it, in chain order,
+    /// their output running through the rest of the chain.
+    pub fn on_processing_time(&mut self, now: i64, out: &mut Vec<Batch>) -> Result<(), TaskError> {
+        for level in 0..self.ops.len() {
+            if self.ops[level]
+                .operator
+                .next_timer()
+                .is_none_or(|t| t > now)
+            {
+                continue;
+            }
+            let mut buf = std::mem::take(&mut self.bufs[level]);
+            let op = &mut self.ops[level];
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                op.operator.on_processing_time(now, &mut buf)
+            }));
+            self.level_done(level, 0, result, buf, None)?;
+            // A watermark an `assign` step made from this output follows it.
+            if let Some(w) = self.drain(out)? {
+                self.made_watermark = Some(w);
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts what operator `level` took in and emitted.
+    fn emitted(&self, level: usize, records_in: usize, buf: &[Batch]) {
+        let produced: usize = buf.iter().map(Batch::len).sum();
+        let op = &self.ops[level];
+        let m = &op.metrics.subtasks[self.subtask as usize];
+        m.add(records_in, produced);
+        m.records_discarded
+            .store(op.operator.records_discarded(), Ordering::Relaxed);
     }
 
     /// Runs `batch` through the whole chain; what the last operator emits lands in `out`.
     pub fn process(&mut self, batch: Batch, out: &mut Vec<Batch>) -> Result<(), TaskError> {
-        self.run(0, batch, out)
+        // A watermark an `assign` step made follows this batch's output out of the chain.
+        if let Some(w) = self.start(Work::Batch(0, batch), out)? {
+            self.made_watermark = Some(w);
+        }
+        Ok(())
     }
 
     /// The input ended: each operator in turn flushes, what it flushes runs through the rest of
@@ -60,16 +136,11 @@ impl Chain {
             let mut buf = std::mem::take(&mut self.bufs[level]);
             let op = &mut self.ops[level];
             let result = catch_unwind(AssertUnwindSafe(|| op.operator.finish(&mut buf)));
-            self.check(level, result)?;
-            let produced: usize = buf.iter().map(Batch::len).sum();
-            self.ops[level].metrics.subtasks[self.subtask as usize].add(0, produced);
-            let mut pending = std::mem::take(&mut self.pending);
-            pending.extend(buf.drain(..).rev().map(|b| (level + 1, b)));
-            self.bufs[level] = buf;
-            let result = self.drain(&mut pending, out);
-            pending.clear();
-            self.pending = pending;
-            result?;
+            self.level_done(level, 0, result, buf, None)?;
+            // A watermark an `assign` step made from this output follows it.
+            if let Some(w) = self.drain(out)? {
+                self.made_watermark = Some(w);
+            }
         }
         Ok(())
     }
@@ -144,41 +215,85 @@ impl Chain {
         self.ops.is_empty()
     }
 
-    fn run(&mut self, level: usize, batch: Batch, out: &mut Vec<Batch>) -> Result<(), TaskError> {
-        let mut pending = std::mem::take(&mut self.pending);
-        pending.push((level, batch));
-        let result = self.drain(&mut pending, out);
-        pending.clear(); // after a failure: the task ends, the rest is dropped
-        self.pending = pending;
-        result
+    /// Runs `work` and all it leads to; returns the last watermark that left the chain.
+    fn start(&mut self, work: Work, out: &mut Vec<Batch>) -> Result<Option<i64>, TaskError> {
+        self.pending.push(work);
+        self.drain(out)
     }
 
-    /// Passes every pending batch through the rest of the chain, depth first.
-    fn drain(
-        &mut self,
-        pending: &mut Vec<(usize, Batch)>,
-        out: &mut Vec<Batch>,
-    ) -> Result<(), TaskError> {
-        while let Some((level, batch)) = pending.pop() {
-            if level == self.ops.len() {
-                out.push(batch);
-                continue;
-            }
-            let records = batch.len();
-            let mut buf = std::mem::take(&mut self.bufs[level]);
-            let op = &mut self.ops[level];
-            let result = catch_unwind(AssertUnwindSafe(|| op.operator.process(batch, &mut buf)));
-            if let Err(e) = self.check(level, result) {
-                buf.clear();
-                self.bufs[level] = buf;
+    /// Passes every pending item through the rest of the chain, depth first. Returns the last
+    /// watermark that passed the whole chain.
+    fn drain(&mut self, out: &mut Vec<Batch>) -> Result<Option<i64>, TaskError> {
+        let mut left = None;
+        while let Some(work) = self.pending.pop() {
+            let result = match work {
+                Work::Batch(level, batch) if level == self.ops.len() => {
+                    out.push(batch);
+                    continue;
+                }
+                Work::Watermark(level, w) if level == self.ops.len() => {
+                    left = Some(w);
+                    continue;
+                }
+                Work::Batch(level, batch) => self.process_at(level, batch),
+                Work::Watermark(level, w) => self.watermark_at(level, w),
+            };
+            if let Err(e) = result {
+                self.pending.clear(); // the task ends, the rest is dropped
                 return Err(e);
             }
-            let produced: usize = buf.iter().map(Batch::len).sum();
-            self.ops[level].metrics.subtasks[self.subtask as usize].add(records, produced);
-            // Reversed: the first batch emitted is popped, and goes on, first.
-            pending.extend(buf.drain(..).rev().map(|b| (level + 1, b)));
-            self.bufs[level] = buf;
         }
+        Ok(left)
+    }
+
+    fn process_at(&mut self, level: usize, batch: Batch) -> Result<(), TaskError> {
+        // An operator reads either its input's main output or its side output, never both.
+        if batch.is_side_output() != self.ops[level].operator.reads_side_output() {
+            return Ok(());
+        }
+        let records = batch.len();
+        let mut buf = std::mem::take(&mut self.bufs[level]);
+        let op = &mut self.ops[level];
+        let result = catch_unwind(AssertUnwindSafe(|| op.operator.process(batch, &mut buf)));
+        // An `assign` step made a watermark: it follows this batch's output down the chain.
+        let made = self.ops[level].operator.take_watermark();
+        self.level_done(level, records, result, buf, made)
+    }
+
+    fn watermark_at(&mut self, level: usize, watermark: i64) -> Result<(), TaskError> {
+        let mut buf = std::mem::take(&mut self.bufs[level]);
+        let op = &mut self.ops[level];
+        let mut passed = None;
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            passed = op.operator.on_watermark(watermark, &mut buf)?;
+            Ok(())
+        }));
+        self.level_done(level, 0, result, buf, passed)
+    }
+
+    /// After a call into operator `level`: checks its result, counts, and queues what it
+    /// emitted for the next level, then `watermark` behind it.
+    fn level_done(
+        &mut self,
+        level: usize,
+        records_in: usize,
+        result: std::thread::Result<Result<(), crate::operators::OperatorError>>,
+        mut buf: Vec<Batch>,
+        watermark: Option<i64>,
+    ) -> Result<(), TaskError> {
+        if let Err(e) = self.check(level, result) {
+            buf.clear();
+            self.bufs[level] = buf;
+            return Err(e);
+        }
+        self.emitted(level, records_in, &buf);
+        if let Some(w) = watermark {
+            self.pending.push(Work::Watermark(level + 1, w));
+        }
+        // Reversed: the first batch emitted is popped, and goes on, first.
+        self.pending
+            .extend(buf.drain(..).rev().map(|b| Work::Batch(level + 1, b)));
+        self.bufs[level] = buf;
         Ok(())
     }
 

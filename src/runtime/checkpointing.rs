@@ -26,7 +26,7 @@ use crate::checkpoint::coordinator::{
 use crate::checkpoint::metadata::SubtaskStateMeta;
 use crate::checkpoint::{
     CheckpointError, CheckpointId, CheckpointStore, CompletedCheckpoint, JobId, JobTermination,
-    OperatorSnapshot, SourcePosition, SubtaskSnapshot,
+    OperatorSnapshot, SubtaskSnapshot,
 };
 use crate::config::live::LiveSettings;
 use crate::config::CheckpointingConfig;
@@ -112,8 +112,8 @@ struct SavepointInFlight {
 pub struct RestoreState {
     /// The checkpoint or savepoint restored: numbering continues after it.
     pub checkpoint_id: CheckpointId,
+    /// Keyed and operator state, sources' positions included.
     pub operators: HashMap<(OperatorId, u32), RestoredState>,
-    pub sources: HashMap<(OperatorId, u32), SourcePosition>,
 }
 
 /// What happened to a checkpoint, for whoever watches the job (tests, the REST API's

@@ -79,6 +79,9 @@ impl OutputEdge {
                 *next = (i + 1) % self.senders.len();
                 send(&self.senders[i], Message::Data(batch)).await
             }
+            // A keyed reader reads a main output: side-output records (another schema) are
+            // not its.
+            Route::Hash { .. } if batch.is_side_output() => Ok(()),
             Route::Hash {
                 key_column,
                 max_parallelism,

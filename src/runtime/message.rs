@@ -1,5 +1,6 @@
-//! What travels on a channel between two subtasks: batches, checkpoint barriers and the end of
-//! the stream. Only the runtime sees these; operators see batches.
+//! What travels on a channel between two subtasks: batches, checkpoint barriers, watermarks
+//! and the end of the stream. Only the runtime sees these; operators see batches and
+//! watermarks.
 
 use crate::record::Batch;
 use std::fmt;
@@ -37,6 +38,12 @@ pub struct Barrier {
 pub enum Message {
     Data(Batch),
     Barrier(Barrier),
+    /// Event time at the sender reached this (ms since the epoch): no record at or before it
+    /// follows on this channel (late ones excepted, which windows deal with).
+    Watermark(i64),
+    /// The sender is idle: its watermark does not hold the receiver back until it sends
+    /// records or a watermark again.
+    Idle,
     /// The sending subtask has finished: nothing more comes on this channel.
     End,
 }

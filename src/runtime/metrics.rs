@@ -149,6 +149,8 @@ impl GapSummary {
 pub struct SubtaskMetrics {
     pub records_in: AtomicU64,
     pub records_out: AtomicU64,
+    /// Records the operator discarded (did not parse, too late for their window).
+    pub records_discarded: AtomicU64,
     /// Gaps between batches, recorded only with [`set_batch_timing`] on.
     pub batch_gaps: BatchGaps,
 }
@@ -191,6 +193,13 @@ impl OperatorMetrics {
         self.subtasks
             .iter()
             .map(|s| s.records_in.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    pub fn records_discarded(&self) -> u64 {
+        self.subtasks
+            .iter()
+            .map(|s| s.records_discarded.load(Ordering::Relaxed))
             .sum()
     }
 

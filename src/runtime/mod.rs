@@ -9,6 +9,7 @@
 //! - `exchange`: outgoing edges: forward, rebalance, hash by key group.
 //! - `chain`: the chained operators of a task, called in turn on each batch.
 //! - `task`: the loops of a source task and an operator task.
+//! - `watermark`: a subtask's event time over its input channels (the minimum, idleness).
 //! - `metrics`: records in/out per operator and subtask.
 //! - `source`: the source a task runs (catalogue or trait object).
 //! - `checkpointing`: the checkpoint driver (trigger, snapshots to storage, acks, completion,
@@ -34,6 +35,7 @@ pub mod message;
 pub mod metrics;
 pub mod source;
 pub mod task;
+pub mod watermark;
 
 pub use crate::checkpoint::coordinator::CheckpointStats;
 pub use barrier::{BarrierAligner, CheckpointingMode, Decision};
@@ -225,6 +227,9 @@ pub struct OperatorReport {
     pub parallelism: u32,
     pub records_in: u64,
     pub records_out: u64,
+    /// Records discarded: input that did not parse (dropped), records too late for their
+    /// window.
+    pub records_discarded: u64,
 }
 
 /// How a job went.
@@ -485,6 +490,7 @@ impl JobHandle {
                 parallelism: p,
                 records_in: m.records_in(),
                 records_out: m.records_out(),
+                records_discarded: m.records_discarded(),
             })
             .collect();
         Ok(JobReport {
@@ -619,9 +625,7 @@ pub fn start(plan: Plan, mut opts: JobOptions) -> Result<JobHandle, RuntimeError
     // Only the tasks hold senders: the driver sees the channel close when they are gone.
     drop(checkpoints_tx);
     if let Some(r) = restore {
-        if let Some((operator, subtask)) =
-            r.operators.into_keys().chain(r.sources.into_keys()).next()
-        {
+        if let Some((operator, subtask)) = r.operators.into_keys().next() {
             return Err(RuntimeError::UnusedRestoreState { operator, subtask });
         }
     }
@@ -849,9 +853,24 @@ fn build_subtask(
         let key = (op.id.clone(), subtask);
         match (&op.factory, k) {
             (Factory::Source(f), 0) => {
-                let position = restore.as_mut().and_then(|r| r.sources.remove(&key));
+                let restored = match restore.as_mut().and_then(|r| r.operators.remove(&key)) {
+                    None => None,
+                    Some(crate::operators::RestoredState::Blobs(blobs)) => Some(blobs),
+                    Some(crate::operators::RestoredState::Keyed(_)) => {
+                        return Err(RuntimeError::Restore {
+                            operator: op.id.clone(),
+                            subtask,
+                            parallelism: task.parallelism,
+                            error: crate::operators::OperatorError::Config(
+                                "the checkpoint holds keyed state under this source's id; give \
+                                 the source another `id` or restore without its state"
+                                    .into(),
+                            ),
+                        })
+                    }
+                };
                 let built =
-                    f(&context(&op.id), position.as_ref()).map_err(|e| build_error(&op.id, e))?;
+                    f(&context(&op.id), restored.as_deref()).map_err(|e| build_error(&op.id, e))?;
                 source = Some((op.id.clone(), built, metrics[0].clone()));
             }
             (Factory::Operator(f), _) => {

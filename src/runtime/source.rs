@@ -1,7 +1,8 @@
 //! The source a task runs: a catalogue source, or one given as a trait object (tests, and
 //! sources outside the catalogue later).
 
-use crate::checkpoint::SourcePosition;
+use crate::operators::event_time::WatermarkEvent;
+use crate::operators::sources::SourcePosition;
 use crate::operators::{OperatorError, SourceEvent, SourceRuntime};
 use crate::runtime::checkpointing::CheckpointOutcome;
 use crate::runtime::message::CheckpointId;
@@ -33,6 +34,11 @@ pub trait DynSource: Send {
     fn notify(&mut self, _outcome: CheckpointOutcome) -> Result<(), OperatorError> {
         Ok(())
     }
+
+    /// As [`crate::operators::Source::watermark`].
+    fn watermark(&mut self) -> Option<WatermarkEvent> {
+        None
+    }
 }
 
 /// One built source subtask.
@@ -63,6 +69,22 @@ impl TaskSource {
         match self {
             TaskSource::Catalogue(s) => s.snapshot_position(checkpoint),
             TaskSource::Dyn(s) => s.snapshot_position(checkpoint),
+        }
+    }
+
+    /// With event time, the source's watermark news, after a `next`.
+    pub fn watermark(&mut self) -> Option<WatermarkEvent> {
+        match self {
+            TaskSource::Catalogue(s) => s.watermark(),
+            TaskSource::Dyn(s) => s.watermark(),
+        }
+    }
+
+    /// Records the source dropped (`on-error: drop`).
+    pub fn records_discarded(&self) -> u64 {
+        match self {
+            TaskSource::Catalogue(s) => s.records_discarded(),
+            TaskSource::Dyn(_) => 0,
         }
     }
 

@@ -28,9 +28,10 @@
 //! Cancellation is not handled here: the job wraps each loop in a select on its cancel token,
 //! which drops the loop (and its operators) at its next await.
 
-use crate::checkpoint::OperatorSnapshot;
+use crate::operators::event_time::WatermarkEvent;
 use crate::operators::{EndOfInput, OperatorError, SourceEvent};
 use crate::pipeline::OperatorId;
+use crate::record::Batch;
 use crate::runtime::barrier::{BarrierAligner, Decision};
 use crate::runtime::chain::Chain;
 use crate::runtime::checkpointing::{CheckpointMessage, CheckpointOutcome};
@@ -39,7 +40,9 @@ use crate::runtime::gate::{GateEvent, InputGate};
 use crate::runtime::message::{Barrier, CheckpointId, Message};
 use crate::runtime::metrics::OperatorMetrics;
 use crate::runtime::source::TaskSource;
+use crate::runtime::watermark::{ValveOutput, WatermarkValve};
 use crate::runtime::{TaskError, TaskEvent};
+use crate::state::OperatorSnapshot;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
@@ -140,7 +143,7 @@ impl TaskContext {
         let mut states = Vec::with_capacity(chain.len() + 1);
         if let Some(slot) = source {
             let position = slot.source.snapshot_position(barrier.checkpoint_id);
-            states.push(position.map(OperatorSnapshot::Source));
+            states.push(position.map(|p| OperatorSnapshot::blob(p.to_blob())));
         }
         chain.snapshot(barrier.checkpoint_id, &mut states)?;
         chain.settle().await?;
@@ -193,7 +196,8 @@ impl TaskContext {
         Ok(false)
     }
 
-    /// The input is about to end: a bounded end, or `stop()`.
+    /// The input is about to end: a bounded end, or `stop()`. (A source task whose input is
+    /// finished has sent the final watermark already, before its final checkpoint.)
     fn end_of_input(&self, chain: &mut Chain) -> Result<(), TaskError> {
         let why = if self.stop.load(Ordering::SeqCst) || self.end_uncommitted {
             EndOfInput::Stopped
@@ -276,19 +280,31 @@ pub async fn run_source_task(
                 metrics.add(0, batch.len());
                 chain.process(batch, &mut out)?;
                 chain.settle().await?;
-                outputs.emit(&mut out).await?;
+                let made = chain.take_watermark();
+                send(&mut outputs, &mut out, made).await?;
             }
             // Let other tasks on this worker run; the source itself waits up to ~100 ms.
             Ok(SourceEvent::Idle) => tokio::task::yield_now().await,
             Ok(SourceEvent::End) => {
-                if let Some(fc) = ctx.final_checkpoint.clone() {
-                    await_final_checkpoint(&fc, &mut slot, &mut chain, &mut outputs, &mut ctx)
-                        .await?;
-                }
+                input_finished(&mut slot, &mut chain, &mut outputs, &mut out, &mut ctx).await?;
                 break;
             }
             Err(error) => return Err(source_error(&slot.id, ctx.subtask, ctx.parallelism, error)),
         }
+        metrics
+            .records_discarded
+            .store(slot.source.records_discarded(), Ordering::Relaxed);
+        // The source's event time, after the records it stands behind.
+        match slot.source.watermark() {
+            Some(WatermarkEvent::Advance(w)) => {
+                let passed = chain.watermark(w, &mut out)?;
+                chain.settle().await?;
+                send(&mut outputs, &mut out, passed).await?;
+            }
+            Some(WatermarkEvent::Idle) => outputs.broadcast(|| Message::Idle).await?,
+            None => {}
+        }
+        fire_timers(&mut chain, &mut outputs, &mut out).await?;
     }
     // Barriers triggered while the last batch was read still find every record before them:
     // inject them, so a checkpoint triggered at the very end can complete.
@@ -299,6 +315,27 @@ pub async fn run_source_task(
     outputs.emit(&mut out).await?;
     outputs.broadcast(|| Message::End).await?;
     ctx.finished();
+    Ok(())
+}
+
+/// A source's input is finished (not stopped): the final watermark (Flink's
+/// `MAX_WATERMARK`) fires every event-time window still open, then, with periodic
+/// checkpoints, the source waits for the final checkpoint, which so holds the windows' output.
+async fn input_finished(
+    slot: &mut SourceSlot,
+    chain: &mut Chain,
+    outputs: &mut Outputs,
+    out: &mut Vec<Batch>,
+    ctx: &mut TaskContext,
+) -> Result<(), TaskError> {
+    if !ctx.stop.load(Ordering::SeqCst) {
+        let passed = chain.watermark(i64::MAX, out)?;
+        chain.settle().await?;
+        send(outputs, out, passed).await?;
+    }
+    if let Some(fc) = ctx.final_checkpoint.clone() {
+        await_final_checkpoint(&fc, slot, chain, outputs, ctx).await?;
+    }
     Ok(())
 }
 
@@ -405,6 +442,45 @@ async fn deliver(
     chain.settle().await
 }
 
+/// What an operator task waits for.
+enum Wake {
+    Outcome(CheckpointOutcome),
+    /// A processing-time timer of the chain is due.
+    Timer,
+    Gate(GateEvent),
+}
+
+/// The next thing an operator task acts on: checkpoint outcomes first (a commit should not
+/// wait behind a busy input), then a due timer, then input. Each branch is cancel-safe
+/// (`gate.next()` takes a message only in the poll that returns it).
+async fn wake(
+    gate: &mut InputGate,
+    outcomes: Option<&mut UnboundedReceiver<CheckpointOutcome>>,
+    timer: Option<i64>,
+) -> Wake {
+    let outcome = async {
+        match outcomes {
+            Some(rx) => rx.recv().await,
+            None => std::future::pending().await,
+        }
+    };
+    let due = async {
+        match timer {
+            Some(at) => {
+                let wait = at.saturating_sub(now_ms()).max(0) as u64;
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        Some(outcome) = outcome => Wake::Outcome(outcome),
+        _ = due => Wake::Timer,
+        event = gate.next() => Wake::Gate(event),
+    }
+}
+
 pub async fn run_operator_task(
     mut gate: InputGate,
     mut aligner: BarrierAligner,
@@ -416,33 +492,49 @@ pub async fn run_operator_task(
     // What `open` and `restore_state` started (a sink's commits of a restored checkpoint).
     chain.settle().await?;
     let mut yielder = Yielder::new();
+    let mut valve = WatermarkValve::new(gate.channels());
     loop {
-        let event = match &mut ctx.outcomes {
-            // Outcomes first: a commit should not wait behind a busy input. `gate.next()` is
-            // cancel-safe (it takes a message only in the poll that returns it).
-            Some(outcomes) => tokio::select! {
-                biased;
-                Some(outcome) = outcomes.recv() => {
-                    chain.notify(outcome)?;
-                    chain.settle().await?;
-                    continue;
-                }
-                event = gate.next() => event,
-            },
-            None => gate.next().await,
+        let event = match wake(&mut gate, ctx.outcomes.as_mut(), chain.next_timer()).await {
+            Wake::Outcome(outcome) => {
+                chain.notify(outcome)?;
+                chain.settle().await?;
+                continue;
+            }
+            Wake::Timer => {
+                fire_timers(&mut chain, &mut outputs, &mut out).await?;
+                continue;
+            }
+            Wake::Gate(event) => event,
         };
         let decision = match event {
-            GateEvent::Message(_, Message::Data(batch)) => {
+            GateEvent::Message(i, Message::Data(batch)) => {
+                let woke = valve.on_data(i);
+                apply_valve(woke, &mut chain, &mut outputs, &mut out).await?;
                 chain.process(batch, &mut out)?;
                 chain.settle().await?;
-                outputs.emit(&mut out).await?;
+                let made = chain.take_watermark();
+                send(&mut outputs, &mut out, made).await?;
                 // Inputs that always have data never make `gate.next()` wait: yield now and
                 // then so tasks this one woke get to run (see `Yielder`).
                 yielder.maybe_yield().await;
                 continue;
             }
+            GateEvent::Message(i, Message::Watermark(w)) => {
+                let moved = valve.on_watermark(i, w);
+                apply_valve(moved, &mut chain, &mut outputs, &mut out).await?;
+                continue;
+            }
+            GateEvent::Message(i, Message::Idle) => {
+                let moved = valve.on_idle(i);
+                apply_valve(moved, &mut chain, &mut outputs, &mut out).await?;
+                continue;
+            }
             GateEvent::Message(i, Message::Barrier(barrier)) => aligner.on_barrier(i, barrier),
-            GateEvent::Message(i, Message::End) => aligner.on_end(i),
+            GateEvent::Message(i, Message::End) => {
+                let moved = valve.on_end(i);
+                apply_valve(moved, &mut chain, &mut outputs, &mut out).await?;
+                aligner.on_end(i)
+            }
             GateEvent::Disconnected(_) => return Err(TaskError::Disconnected),
             GateEvent::Finished => break,
         };
@@ -463,6 +555,62 @@ pub async fn run_operator_task(
     outputs.broadcast(|| Message::End).await?;
     ctx.finished();
     Ok(())
+}
+
+/// Sends the chain's output, then `watermark` if there is one (it follows the records it
+/// stands behind).
+async fn send(
+    outputs: &mut Outputs,
+    out: &mut Vec<Batch>,
+    watermark: Option<i64>,
+) -> Result<(), TaskError> {
+    outputs.emit(out).await?;
+    if let Some(w) = watermark {
+        outputs.broadcast(move || Message::Watermark(w)).await?;
+    }
+    Ok(())
+}
+
+/// Carries out what the input valve decided: event time advanced (through the chain, then
+/// downstream), or the subtask went idle (downstream).
+async fn apply_valve(
+    change: Option<ValveOutput>,
+    chain: &mut Chain,
+    outputs: &mut Outputs,
+    out: &mut Vec<Batch>,
+) -> Result<(), TaskError> {
+    match change {
+        Some(ValveOutput::Advance(w)) => {
+            let passed = chain.watermark(w, out)?;
+            chain.settle().await?;
+            send(outputs, out, passed).await
+        }
+        Some(ValveOutput::Idle) => Ok(outputs.broadcast(|| Message::Idle).await?),
+        None => Ok(()),
+    }
+}
+
+/// Fires the chain's processing-time timers that are due and sends what they produce.
+async fn fire_timers(
+    chain: &mut Chain,
+    outputs: &mut Outputs,
+    out: &mut Vec<Batch>,
+) -> Result<(), TaskError> {
+    let now = now_ms();
+    if chain.next_timer().is_some_and(|t| t <= now) {
+        chain.on_processing_time(now, out)?;
+        chain.settle().await?;
+        let made = chain.take_watermark();
+        send(outputs, out, made).await?;
+    }
+    Ok(())
+}
+
+/// Wall-clock time in milliseconds since the epoch: processing time.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Carries out the aligner's decision: which channels the gate polls, snapshot and forward.

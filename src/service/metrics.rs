@@ -141,21 +141,22 @@ struct JobFamilies {
 // Indices into `JobFamilies::all`, in output order.
 const RECORDS_IN: usize = 0;
 const RECORDS_OUT: usize = 1;
-const STATE: usize = 2;
-const UPTIME: usize = 3;
-const RESTARTS: usize = 4;
-const RESTORED: usize = 5;
-const RATE: usize = 6;
-const COMPLETED: usize = 7;
-const FAILED: usize = 8;
-const IN_PROGRESS: usize = 9;
-const LAST_ID: usize = 10;
-const LAST_DURATION: usize = 11;
-const LAST_SIZE: usize = 12;
-const LAST_AGE: usize = 13;
-const RESTORE_ID: usize = 14;
-const RESTORE_TS: usize = 15;
-const RESTORE_SP: usize = 16;
+const RECORDS_DISCARDED: usize = 2;
+const STATE: usize = 3;
+const UPTIME: usize = 4;
+const RESTARTS: usize = 5;
+const RESTORED: usize = 6;
+const RATE: usize = 7;
+const COMPLETED: usize = 8;
+const FAILED: usize = 9;
+const IN_PROGRESS: usize = 10;
+const LAST_ID: usize = 11;
+const LAST_DURATION: usize = 12;
+const LAST_SIZE: usize = 13;
+const LAST_AGE: usize = 14;
+const RESTORE_ID: usize = 15;
+const RESTORE_TS: usize = 16;
+const RESTORE_SP: usize = 17;
 
 impl JobFamilies {
     fn new() -> Self {
@@ -164,6 +165,7 @@ impl JobFamilies {
             all: vec![
                 f("floe_operator_records_in_total", "counter", "Records an operator received, over all its subtasks."),
                 f("floe_operator_records_out_total", "counter", "Records an operator emitted, over all its subtasks."),
+                f("floe_operator_records_discarded_total", "counter", "Records an operator discarded: input that did not parse (on-error: drop), records too late for their window."),
                 f("floe_job_state", "gauge", "1 for the job's current state (Flink's JobStatus names)."),
                 f("floe_job_uptime_seconds", "gauge", "Seconds since the job started (until it ended)."),
                 f("floe_job_restarts_total", "counter", "Failovers of the job (Flink's numRestarts)."),
@@ -189,6 +191,7 @@ impl JobFamilies {
             let labels = [base[0], base[1], ("operator", op.id.0.as_str())];
             a[RECORDS_IN].add(&labels, op.records_in() as f64);
             a[RECORDS_OUT].add(&labels, op.records_out() as f64);
+            a[RECORDS_DISCARDED].add(&labels, op.records_discarded() as f64);
         }
         for s in JobState::ALL {
             let labels = [base[0], base[1], ("state", s.flink_name())];

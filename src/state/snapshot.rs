@@ -21,9 +21,33 @@
 //! entry, a bad varint, trailing bytes are [`StateFormatError`]s naming the key group. The
 //! caller adds the file's name.
 
-use crate::checkpoint::metadata::GroupIndexEntry;
-use crate::state::keyed::{KeyedSnapshot, KeyedStateError, KeyedStore};
+use crate::state::keyed::{DeltaBase, KeyedSnapshot, KeyedStateError, KeyedStore};
 use crate::state::keygroup::KeyGroupRange;
+use crate::state::{KeyedRuns, KeyedStateSnapshot, StateFormat};
+use serde::{Deserialize, Serialize};
+
+pub use crate::state::EncodedBlob;
+
+/// Where one key group's run is inside a blob; kept in `_metadata`, not in the blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupIndexEntry {
+    pub key_group: u32,
+    pub offset: u64,
+    pub len: u64,
+    pub crc32c: u32,
+    /// Entries (keys, and deletions in a delta) in the group.
+    pub entries: u64,
+}
+
+/// The name of the keyed store's run format ([`KeyedStore`], what `key_by` keeps).
+pub const KEYED_VALUES: &str = "keyed-values";
+/// Its version: the run layout described at the top of this module.
+pub const KEYED_VALUES_VERSION: u32 = 1;
+
+/// The keyed store's format.
+pub fn keyed_values_format() -> StateFormat {
+    StateFormat::new(KEYED_VALUES, KEYED_VALUES_VERSION)
+}
 
 /// Magic at the start of every keyed state blob.
 pub const BLOB_MAGIC: [u8; 4] = *b"FLKS";
@@ -31,13 +55,6 @@ pub const BLOB_MAGIC: [u8; 4] = *b"FLKS";
 pub const BLOB_VERSION: u32 = 1;
 /// Bytes of the header (magic and version).
 pub const HEADER_LEN: usize = 8;
-
-/// An encoded blob and its key-group index.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EncodedBlob {
-    pub bytes: Vec<u8>,
-    pub groups: Vec<GroupIndexEntry>,
-}
 
 /// Why state bytes could not be read back.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +96,9 @@ pub enum StateFormatError {
     /// The restored state does not fit the store.
     #[error("cannot restore keyed state: {0}")]
     Store(#[from] KeyedStateError),
+    /// State of another operator's format.
+    #[error(transparent)]
+    Format(#[from] crate::state::FormatMismatch),
 }
 
 /// One key-group run, checked (crc and structure) and kept as its bytes; iterate it with
@@ -227,6 +247,19 @@ impl Writer {
         });
     }
 
+    /// Appends a run already encoded by its operator (`entries` counted by it).
+    fn run(&mut self, key_group: u32, run: &[u8], entries: u64) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(run);
+        self.groups.push(GroupIndexEntry {
+            key_group,
+            offset: start as u64,
+            len: run.len() as u64,
+            crc32c: crc32c::crc32c(run),
+            entries,
+        });
+    }
+
     fn finish(self) -> EncodedBlob {
         EncodedBlob {
             bytes: self.bytes,
@@ -253,6 +286,93 @@ pub fn encode_delta(snapshot: &KeyedSnapshot) -> EncodedBlob {
         w.group(key_group, changes.iter().map(|c| (c.key, c.hash, c.value)));
     }
     w.finish()
+}
+
+/// A blob of runs other operators encoded: `(key group, bytes, entries)` in group order. An
+/// empty run is kept (in a delta it says the group became empty).
+pub fn encode_runs(runs: impl IntoIterator<Item = (u32, Vec<u8>, u64)>) -> EncodedBlob {
+    let mut w = Writer::new(0);
+    for (key_group, bytes, entries) in runs {
+        w.run(key_group, &bytes, entries);
+    }
+    w.finish()
+}
+
+impl KeyedStateSnapshot for KeyedSnapshot {
+    fn format(&self) -> StateFormat {
+        keyed_values_format()
+    }
+
+    fn range(&self) -> KeyGroupRange {
+        self.range
+    }
+
+    fn sequence(&self) -> u64 {
+        KeyedSnapshot::sequence(self)
+    }
+
+    fn delta_base(&self) -> DeltaBase {
+        KeyedSnapshot::delta_base(self)
+    }
+
+    fn encode_full(&self) -> EncodedBlob {
+        encode_full(self)
+    }
+
+    fn encode_delta(&self) -> EncodedBlob {
+        encode_delta(self)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The entries of one run of the keyed store's format, checked.
+pub fn decode_run(key_group: u32, run: &[u8]) -> Result<GroupEntries, StateFormatError> {
+    let mut pos = 0usize;
+    let mut count = 0u64;
+    while pos < run.len() {
+        if parse_entry(run, &mut pos).is_none() {
+            return Err(StateFormatError::Malformed { key_group });
+        }
+        count += 1;
+    }
+    Ok(GroupEntries {
+        key_group,
+        bytes: run.to_vec(),
+        count,
+    })
+}
+
+/// A store's state as a restore hands it over: its runs, in its format (tests and tools).
+pub fn runs_of(store: &mut KeyedStore) -> KeyedRuns {
+    let blob = encode_full(&store.snapshot());
+    let runs = blob
+        .groups
+        .iter()
+        .map(|g| {
+            let (s, e) = (g.offset as usize, (g.offset + g.len) as usize);
+            (g.key_group, blob.bytes[s..e].to_vec())
+        })
+        .collect();
+    KeyedRuns {
+        format: keyed_values_format(),
+        range: store.range(),
+        max_parallelism: store.max_parallelism(),
+        runs,
+    }
+}
+
+/// The keyed store of a subtask from restored runs of the keyed store's format.
+pub fn restore_keyed_values(runs: &KeyedRuns) -> Result<KeyedStore, StateFormatError> {
+    runs.format.check(KEYED_VALUES, KEYED_VALUES_VERSION)?;
+    let groups = runs
+        .runs
+        .iter()
+        .map(|(g, bytes)| Ok((*g, decode_run(*g, bytes)?)))
+        .collect::<Result<Vec<_>, StateFormatError>>()?;
+    restore_store(runs.range, runs.max_parallelism, groups)
 }
 
 /// Checks the 8-byte header of a blob.

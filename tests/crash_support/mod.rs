@@ -175,6 +175,8 @@ pub struct CrashSummary {
     /// wait ran out first) are counted as kills while processing.
     pub restores_from_checkpoint: u32,
     pub restarts_from_scratch: u32,
+    /// Restores from a checkpoint at another parallelism than the attempt before.
+    pub rescales: u32,
     pub elapsed: Duration,
 }
 
@@ -197,8 +199,10 @@ impl fmt::Display for CrashSummary {
         }
         write!(
             f,
-            "), {} restores from a checkpoint, {} restarts from scratch, {:.1} s",
+            "), {} restores from a checkpoint ({} at another parallelism), {} restarts from \
+             scratch, {:.1} s",
             self.restores_from_checkpoint,
+            self.rescales,
             self.restarts_from_scratch,
             self.elapsed.as_secs_f64()
         )
@@ -232,8 +236,21 @@ impl CrashRun {
         rng: &mut Rng,
         final_limit: impl Fn(Option<&Path>) -> Duration,
     ) -> Result<CrashSummary, CrashError> {
+        self.run_rescaling(kills, rng, &[self.parallelism], final_limit)
+    }
+
+    /// [`CrashRun::run_until`], each attempt at a parallelism `rng` picks from `parallelisms`
+    /// (the first at the first one): restores at another parallelism than the checkpoint's.
+    pub fn run_rescaling(
+        &self,
+        kills: u32,
+        rng: &mut Rng,
+        parallelisms: &[u32],
+        final_limit: impl Fn(Option<&Path>) -> Duration,
+    ) -> Result<CrashSummary, CrashError> {
         let started = Instant::now();
         let mut summary = CrashSummary::default();
+        let mut previous = None;
         loop {
             let killing = summary.total_kills() < kills;
             let restore = restore_args(&self.checkpoints);
@@ -247,7 +264,17 @@ impl CrashRun {
             // What exists before the attempt, so "a new checkpoint" means one of this attempt.
             let chk_before = chk_dirs(&self.checkpoints);
             let meta_before = metadata_files(&self.checkpoints);
-            let mut child = self.spawn(&restore, &log)?;
+            let parallelism = match parallelisms {
+                [] => self.parallelism,
+                [only] => *only,
+                _ if summary.attempts == 1 => parallelisms[0],
+                _ => parallelisms[rng.range(0, parallelisms.len() as u64) as usize],
+            };
+            if !restore.is_empty() && previous.is_some_and(|p| p != parallelism) {
+                summary.rescales += 1;
+            }
+            previous = Some(parallelism);
+            let mut child = self.spawn(&restore, &log, parallelism)?;
             let status = if killing {
                 let at = KillAt::pick(rng);
                 match self.kill_at(&mut child, at, &chk_before, &meta_before)? {
@@ -275,7 +302,7 @@ impl CrashRun {
         }
     }
 
-    fn spawn(&self, restore: &[String], log: &Path) -> Result<Child, CrashError> {
+    fn spawn(&self, restore: &[String], log: &Path, parallelism: u32) -> Result<Child, CrashError> {
         let err = std::fs::File::create(log)
             .map_err(|e| CrashError(format!("cannot create {}: {e}", log.display())))?;
         Command::new(&self.bin)
@@ -290,7 +317,7 @@ impl CrashRun {
             .env("FLOE_REST_PORT", "0")
             .arg("run")
             .arg(&self.pipeline)
-            .args(["-p", &self.parallelism.to_string()])
+            .args(["-p", &parallelism.to_string()])
             .args(restore)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -462,7 +489,7 @@ pub fn floe_bin() -> PathBuf {
 /// `checkpoint` has not read yet, for the subtask furthest behind: the input a run restored
 /// from it still has to generate. All of it without a checkpoint (or one that cannot be read).
 pub fn datagen_lines_left(checkpoint: Option<&Path>, source_id: &str, total: u64) -> u64 {
-    use floe::checkpoint::SourcePosition;
+    use floe::operators::sources::SourcePosition;
     let Some(loaded) = checkpoint.and_then(|c| floe::checkpoint::storage::load(c).ok()) else {
         return total;
     };
@@ -477,11 +504,13 @@ pub fn datagen_lines_left(checkpoint: Option<&Path>, source_id: &str, total: u64
     let slowest = source
         .subtasks
         .iter()
-        .map(|s| match &s.source {
-            Some(SourcePosition::Datagen { next_line })
-            | Some(SourcePosition::DatagenRescaled { next_line, .. }) => *next_line,
-            _ => 0,
-        })
+        .map(
+            |s| match s.operator.as_ref().map(SourcePosition::from_blob) {
+                Some(Ok(SourcePosition::Datagen { next_line }))
+                | Some(Ok(SourcePosition::DatagenRescaled { next_line, .. })) => next_line,
+                _ => 0,
+            },
+        )
         .min()
         .unwrap_or(0);
     total.saturating_sub(slowest)

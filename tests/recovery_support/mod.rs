@@ -11,8 +11,9 @@ use runtime_support::{operator, schema};
 
 use floe::checkpoint::restore;
 use floe::checkpoint::storage::FsCheckpointStore;
-use floe::checkpoint::{JobId, SourcePosition};
+use floe::checkpoint::JobId;
 use floe::config::Config;
+use floe::operators::sources::SourcePosition;
 use floe::operators::{BuildContext, Operator, OperatorError, SourceEvent};
 use floe::pipeline::plan::{Factory, Plan, Vertex};
 use floe::pipeline::OperatorId;
@@ -94,9 +95,19 @@ pub fn replay(id: &str, spec: Replay) -> Vertex {
         keyed: false,
         input_schema: None,
         output_schema: schema(),
-        factory: Factory::Source(Arc::new(move |_: &BuildContext, position| {
+        factory: Factory::Source(Arc::new(move |ctx: &BuildContext, restored| {
+            let position = restored
+                .map(|r| {
+                    floe::operators::sources::position::restore_position(
+                        r,
+                        ctx.subtask,
+                        ctx.parallelism,
+                    )
+                })
+                .transpose()?
+                .flatten();
             let next = match position {
-                Some(SourcePosition::Datagen { next_line }) => Some(*next_line),
+                Some(SourcePosition::Datagen { next_line }) => Some(next_line),
                 _ => None,
             };
             spec.started_at.lock().unwrap().push(next);
@@ -191,8 +202,8 @@ fn source_position(dir: &Path) -> Option<u64> {
         .operators
         .iter()
         .find(|o| o.operator_id == "src")?;
-    match src.subtasks.first()?.source {
-        Some(SourcePosition::Datagen { next_line }) => Some(next_line),
+    match SourcePosition::from_blob(src.subtasks.first()?.operator.as_ref()?) {
+        Ok(SourcePosition::Datagen { next_line }) => Some(next_line),
         _ => None,
     }
 }

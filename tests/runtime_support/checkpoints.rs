@@ -9,9 +9,10 @@ use floe::checkpoint::metadata::{
 };
 use floe::checkpoint::{
     CheckpointError, CheckpointId, CheckpointStore, CompletedCheckpoint, JobId, JobTermination,
-    OperatorSnapshot, SourcePosition, SubtaskSnapshot,
+    OperatorSnapshot, SubtaskSnapshot,
 };
 use floe::config::Config;
+use floe::operators::sources::SourcePosition;
 use floe::operators::{BuildContext, Operator, OperatorError, RestoredState, SourceEvent};
 use floe::pipeline::plan::{Factory, Vertex};
 use floe::pipeline::OperatorId;
@@ -130,17 +131,18 @@ impl CheckpointStore for MemoryStore {
             subtask: snapshot.subtask,
             key_groups: None,
             keyed: None,
-            source: None,
-            sink: None,
+            keyed_format: None,
+            operator: None,
         };
         match &snapshot.state {
-            OperatorSnapshot::Source(p) => meta.source = Some(p.clone()),
-            OperatorSnapshot::Sink(s) => meta.sink = Some(s.state.clone()),
+            OperatorSnapshot::Blob { blob, .. } => meta.operator = Some(blob.clone()),
             OperatorSnapshot::Keyed(k) => {
-                meta.key_groups = Some((k.range.start, k.range.end));
+                let range = k.range();
+                meta.key_groups = Some((range.start, range.end));
+                meta.keyed_format = Some(k.format());
                 meta.keyed = Some(KeyedStateHandle::Full(StateBlob {
                     location: BlobLocation::Inline(Vec::new()),
-                    size: k.len() as u64,
+                    size: snapshot.state.keyed_values().map_or(0, |k| k.len()) as u64,
                     groups: Vec::new(),
                 }));
             }
@@ -278,8 +280,18 @@ pub fn counting_source_logged(
         keyed: false,
         input_schema: None,
         output_schema: schema(),
-        factory: Factory::Source(Arc::new(move |ctx: &BuildContext, position| {
-            let next = match position {
+        factory: Factory::Source(Arc::new(move |ctx: &BuildContext, restored| {
+            let position = restored
+                .map(|r| {
+                    floe::operators::sources::position::restore_position(
+                        r,
+                        ctx.subtask,
+                        ctx.parallelism,
+                    )
+                })
+                .transpose()?
+                .flatten();
+            let next = match &position {
                 Some(SourcePosition::Datagen { next_line }) => *next_line,
                 Some(other) => {
                     return Err(OperatorError::Config(format!(
@@ -337,17 +349,18 @@ impl Operator for CountWords {
     }
 
     fn snapshot_state(&mut self) -> Option<OperatorSnapshot> {
-        Some(OperatorSnapshot::Keyed(self.store.snapshot()))
+        Some(OperatorSnapshot::Keyed(Arc::new(self.store.snapshot())))
     }
 
     fn restore_state(&mut self, state: RestoredState) -> Result<(), OperatorError> {
-        let RestoredState::Keyed(store) = state else {
+        let RestoredState::Keyed(runs) = state else {
             return Err(OperatorError::Config("test: expected keyed state".into()));
         };
-        if store.range() != self.store.range() {
+        if runs.range != self.store.range() {
             return Err(OperatorError::Config("restored key groups differ".into()));
         }
-        self.store = store;
+        self.store = floe::state::snapshot::restore_keyed_values(&runs)
+            .map_err(|e| OperatorError::Config(e.to_string()))?;
         Ok(())
     }
 }

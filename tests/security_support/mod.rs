@@ -112,8 +112,8 @@ pub fn write_forged(dir: &Path, kind: SnapshotKind, location: BlobLocation) {
                     size: 8,
                     groups: Vec::new(),
                 })),
-                source: None,
-                sink: None,
+                keyed_format: None,
+                operator: None,
             }],
         }],
     };

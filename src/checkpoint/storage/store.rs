@@ -458,8 +458,8 @@ impl FsCheckpointStore {
             subtask,
             key_groups: Some((range.start, range.end)),
             keyed: Some(keyed),
-            source: None,
-            sink: None,
+            keyed_format: None,
+            operator: None,
         })
     }
 
@@ -598,34 +598,31 @@ impl CheckpointStore for FsCheckpointStore {
     ) -> Result<SubtaskStateMeta, CheckpointError> {
         let id = snapshot.checkpoint_id.0;
         match snapshot.state {
-            OperatorSnapshot::Source(pos) => Ok(SubtaskStateMeta {
-                subtask: snapshot.subtask,
-                key_groups: None,
-                keyed: None,
-                source: Some(pos),
-                sink: None,
-            }),
-            OperatorSnapshot::Sink(sink) => {
-                super::fsync_paths(&sink.fsync)?;
+            OperatorSnapshot::Blob { blob, durable } => {
+                super::fsync_paths(&durable)?;
                 Ok(SubtaskStateMeta {
                     subtask: snapshot.subtask,
                     key_groups: None,
                     keyed: None,
-                    source: None,
-                    sink: Some(sink.state),
+                    keyed_format: None,
+                    operator: Some(blob),
                 })
             }
-            OperatorSnapshot::Keyed(ks) => self.write_keyed_from(
-                id,
-                &snapshot.operator_id.0,
-                snapshot.subtask,
-                ks.range,
-                Some((ks.sequence(), ks.delta_base())),
-                |e| match e {
-                    Encoding::Full => crate::state::snapshot::encode_full(&ks),
-                    Encoding::Delta => crate::state::snapshot::encode_delta(&ks),
-                },
-            ),
+            OperatorSnapshot::Keyed(ks) => {
+                let mut meta = self.write_keyed_from(
+                    id,
+                    &snapshot.operator_id.0,
+                    snapshot.subtask,
+                    ks.range(),
+                    Some((ks.sequence(), ks.delta_base())),
+                    |e| match e {
+                        Encoding::Full => ks.encode_full(),
+                        Encoding::Delta => ks.encode_delta(),
+                    },
+                )?;
+                meta.keyed_format = Some(ks.format());
+                Ok(meta)
+            }
         }
     }
 

@@ -8,9 +8,10 @@ use crate::checkpoint::metadata::{
 };
 use crate::checkpoint::{
     CheckpointId, CheckpointStore, CompletedCheckpoint, JobTermination, OperatorSnapshot,
-    SourcePosition, SubtaskSnapshot,
+    SubtaskSnapshot,
 };
 use crate::config::{Config, ExternalizedRetention, StateBackendKind};
+use crate::operators::sources::SourcePosition;
 use crate::pipeline::OperatorId;
 use crate::state::snapshot::EncodedBlob;
 
@@ -89,7 +90,7 @@ fn complete_source_only(s: &FsCheckpointStore, id: u64) -> CompletedCheckpoint {
             subtask: 0,
             parallelism: 1,
             max_parallelism: 128,
-            state: OperatorSnapshot::Source(SourcePosition::Datagen { next_line: id * 10 }),
+            state: OperatorSnapshot::blob(SourcePosition::Datagen { next_line: id * 10 }.to_blob()),
         })
         .unwrap();
     s.complete(meta(id, vec![op("source", vec![st])])).unwrap()
@@ -783,7 +784,7 @@ fn deletions_run_with_the_lock_released() {
         subtask: 0,
         parallelism: 1,
         max_parallelism: 128,
-        state: OperatorSnapshot::Source(SourcePosition::Datagen { next_line: 50 }),
+        state: OperatorSnapshot::blob(SourcePosition::Datagen { next_line: 50 }.to_blob()),
     })
     .unwrap();
     s.abort(CheckpointId(5));

@@ -25,7 +25,7 @@
 //!
 //! Durability: the task only flushes and renames at a barrier; the fsync of the pending file
 //! and of the directory runs on the checkpoint writer's blocking thread
-//! ([`crate::checkpoint::SinkSnapshot`]), before the subtask acks, so before `_metadata`.
+//! ([`crate::state::OperatorSnapshot::Blob`]), before the subtask acks, so before `_metadata`.
 //! A commit's rename is made durable by the next checkpoint, which lists the part again
 //! (committing twice is a no-op) and fsyncs the directory; the end of a bounded job fsyncs
 //! what it commits itself.
@@ -37,16 +37,15 @@
 //! repeats its output, as in Flink).
 
 use super::rolling::{PartClock, RollingConfig};
+use super::state::{FileSinkState, InProgressPart, PendingPart, SinkState};
 use super::{sink_schema, write_record};
-use crate::checkpoint::{
-    CheckpointId, FileSinkState, InProgressPart, OperatorSnapshot, PendingPart, SinkSnapshot,
-    SinkState,
-};
 use crate::operators::{
     BuildContext, DeliveryGuarantee, EndOfInput, Operator, OperatorError, OperatorSpec, Problem,
     RestoredState,
 };
 use crate::record::{Batch, Schema};
+use crate::runtime::message::CheckpointId;
+use crate::state::OperatorSnapshot;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -651,15 +650,15 @@ impl Operator for FileSink {
             }
         }
         fsync.push(dir);
-        Ok(Some(OperatorSnapshot::Sink(SinkSnapshot {
-            state: SinkState::Files(FileSinkState {
+        Ok(Some(
+            SinkState::Files(FileSinkState {
                 subtask,
                 next_part: parts.next_part,
                 pending: listed,
                 in_progress,
-            }),
-            fsync,
-        })))
+            })
+            .into_snapshot(fsync),
+        ))
     }
 
     /// The commit: every part pending for `checkpoint` or an older one becomes visible.
@@ -717,11 +716,9 @@ impl Operator for FileSink {
         let mut resumed = None;
         // Another sink's state under this id (the `type:` changed) is refused by its own
         // operator; the file sink only reads its own.
-        for s in states.into_iter().filter_map(|s| match s.upgraded() {
+        for s in states.into_iter().filter_map(|s| match s {
             SinkState::Files(f) => Some(f),
-            SinkState::FilesBeforeRolling(_)
-            | SinkState::Kafka(_)
-            | SinkState::KafkaPooled { .. } => None,
+            SinkState::Kafka(_) | SinkState::KafkaPooled { .. } => None,
         }) {
             let open = self.restore_files(&s)?;
             if s.subtask == self.subtask {

@@ -37,10 +37,8 @@ pub use super::kafka_producer::open_transactional_producers;
 use super::kafka_producer::{make_ahead, retire, Client, Handoff, Producers, Slot};
 use super::kafka_resume::{self, Ended, Security, TxnRef};
 use super::kafka_txn::{Slots, ID_POOL};
+use super::state::{KafkaPendingTxn, KafkaSinkState, SinkState};
 use super::{sink_schema, write_json, write_record, write_value};
-use crate::checkpoint::{
-    CheckpointId, KafkaPendingTxn, KafkaSinkState, OperatorSnapshot, SinkSnapshot, SinkState,
-};
 use crate::operators::sources::duration_serde;
 use crate::operators::sources::kafka::check_client_settings;
 use crate::operators::{
@@ -48,6 +46,8 @@ use crate::operators::{
     OperatorSpec, PendingWork, Problem, RestoredState,
 };
 use crate::record::{Batch, Schema};
+use crate::runtime::message::CheckpointId;
+use crate::state::OperatorSnapshot;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -818,10 +818,9 @@ impl Operator for KafkaSink {
                 }
                 Ok(None)
             }
-            Mode::Exactly(_) => Ok(Some(OperatorSnapshot::Sink(SinkSnapshot {
-                state: self.snapshot_exactly(checkpoint)?,
-                fsync: Vec::new(),
-            }))),
+            Mode::Exactly(_) => Ok(Some(
+                self.snapshot_exactly(checkpoint)?.into_snapshot(Vec::new()),
+            )),
         }
     }
 

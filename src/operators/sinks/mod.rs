@@ -9,10 +9,11 @@ mod kafka_scram;
 pub mod kafka_txn;
 pub mod print;
 pub mod rolling;
+pub mod state;
 
-use crate::checkpoint::SinkState;
 use crate::operators::{OperatorError, Problem, RestoredState};
 use crate::record::{Batch, Schema, Value};
+use state::SinkState;
 use std::io::Write;
 
 /// A sink reads records and produces none: its output schema is empty, and it needs an input.
@@ -26,19 +27,28 @@ pub(crate) fn sink_schema(input: Option<&Schema>) -> Result<Schema, Vec<Problem>
     }
 }
 
-/// The sink states a transactional sink (`kind`: "file", "kafka") restores; keyed state under
-/// its operator id (the `type:` changed since the checkpoint) is an error.
+/// The sink states a transactional sink (`kind`: "file", "kafka") restores; keyed state or
+/// another operator's state under its operator id (the `type:` changed since the
+/// checkpoint) is an error.
 pub(crate) fn restored_sink_states(
     kind: &str,
     operator_id: &str,
     state: RestoredState,
 ) -> Result<Vec<SinkState>, OperatorError> {
+    let refuse = |what: String| {
+        OperatorError::Config(format!(
+            "{kind} sink \"{operator_id}\": {what}; give the sink another `id` or start \
+             without restoring its state"
+        ))
+    };
     match state {
-        RestoredState::Sink(states) => Ok(states),
-        _ => Err(OperatorError::Config(format!(
-            "{kind} sink \"{operator_id}\": the checkpoint holds keyed state under this operator \
-             id; give the sink another `id` or start without restoring its state"
-        ))),
+        RestoredState::Blobs(blobs) => blobs
+            .iter()
+            .map(|b| SinkState::from_blob(&b.blob).map_err(&refuse))
+            .collect(),
+        RestoredState::Keyed(_) => Err(refuse(
+            "the checkpoint holds keyed state under this operator id".into(),
+        )),
     }
 }
 
@@ -109,17 +119,21 @@ pub(crate) fn write_record(out: &mut Vec<u8>, batch: &Batch, row: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::keyed::KeyedStore;
     use crate::state::keygroup::KeyGroupRange;
 
     #[test]
     fn a_sink_restores_sink_states_and_refuses_keyed_state_naming_itself() {
         assert!(
-            restored_sink_states("file", "out", RestoredState::Sink(Vec::new()))
+            restored_sink_states("file", "out", RestoredState::Blobs(Vec::new()))
                 .unwrap()
                 .is_empty()
         );
-        let keyed = KeyedStore::new(KeyGroupRange::for_subtask(0, 1, 128), 128);
+        let keyed = crate::state::KeyedRuns {
+            format: crate::state::snapshot::keyed_values_format(),
+            range: KeyGroupRange::for_subtask(0, 1, 128),
+            max_parallelism: 128,
+            runs: Vec::new(),
+        };
         let e = restored_sink_states("kafka", "out", RestoredState::Keyed(keyed)).unwrap_err();
         assert_eq!(
             e.to_string(),

@@ -23,7 +23,8 @@
 //! [`StrColumnBuilder`] sized up front, words copied straight from the arena. This module must
 //! not allocate per line or per word.
 
-use crate::checkpoint::SourcePosition;
+use super::SourcePosition;
+use crate::operators::event_time::{millis, WatermarkEvent, WatermarkGenerator};
 use crate::operators::{BuildContext, OperatorError, OperatorSpec, Problem, Source, SourceEvent};
 use crate::record::{Batch, Column, DataType, Schema, Span, StrColumnBuilder, BATCH_SIZE};
 use std::sync::{Arc, Mutex, Weak};
@@ -57,6 +58,55 @@ pub struct DatagenConfig {
     pub seed: u64,
     /// Lines per second, total over all subtasks; absent = as fast as possible.
     pub rate: Option<f64>,
+    /// Deterministic event times per line, and watermarks.
+    pub event_time: Option<DatagenEventTime>,
+}
+
+/// `event-time:` of datagen: line `L` happens at
+/// `start + floor(L × step) − d(L)`, with `d(L) = mix(seed − (L+1) × 0x9E3779B97F4A7C15) mod
+/// (disorder + 1)` in milliseconds (0 without `disorder`: lines in order).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DatagenEventTime {
+    /// Time of line 0, milliseconds since the epoch.
+    #[serde(default)]
+    pub start: i64,
+    /// Time from one line to the next (as fine as `1us`; `100us` is 10,000 lines a second).
+    #[serde(default = "default_step", with = "super::duration_serde")]
+    pub step: Duration,
+    /// A line happens up to this much before its place, by a seeded draw.
+    #[serde(default, with = "super::duration_serde")]
+    pub disorder: Duration,
+    /// For the watermarks; default: `disorder`, so that no line is late.
+    #[serde(default, with = "super::opt_duration_serde")]
+    pub max_out_of_orderness: Option<Duration>,
+    #[serde(default, with = "super::opt_duration_serde")]
+    pub idle_timeout: Option<Duration>,
+}
+
+fn default_step() -> Duration {
+    Duration::from_millis(1)
+}
+
+impl DatagenEventTime {
+    /// The event time of line `line` (the definition).
+    pub fn time_of(&self, seed: u64, line: u64) -> i64 {
+        let step_us = self.step.as_micros();
+        let base = self
+            .start
+            .saturating_add((line as u128 * step_us / 1000).min(i64::MAX as u128) as i64);
+        let disorder = millis(self.disorder);
+        if disorder <= 0 {
+            return base;
+        }
+        let draw = mix(seed.wrapping_sub(line.wrapping_add(1).wrapping_mul(GAMMA)));
+        base.saturating_sub((draw % (disorder as u64 + 1)) as i64)
+    }
+
+    fn generator(&self) -> WatermarkGenerator {
+        let ooo = self.max_out_of_orderness.unwrap_or(self.disorder);
+        WatermarkGenerator::new(millis(ooo), self.idle_timeout, 1)
+    }
 }
 
 impl Default for DatagenConfig {
@@ -67,11 +117,16 @@ impl Default for DatagenConfig {
             vocab: 10_000,
             seed: 42,
             rate: None,
+            event_time: None,
         }
     }
 }
 
 impl OperatorSpec for DatagenConfig {
+    fn makes_event_time(&self, _input: bool) -> bool {
+        self.event_time.is_some()
+    }
+
     fn output_schema(&self, _input: Option<&Schema>) -> Result<Schema, Vec<Problem>> {
         let mut problems = Vec::new();
         if self.words_per_line == 0 {
@@ -91,6 +146,14 @@ impl OperatorSpec for DatagenConfig {
         }
         if self.vocab == 0 {
             problems.push(Problem::new("vocab", "must be at least 1"));
+        }
+        if let Some(et) = &self.event_time {
+            if et.step.is_zero() || !et.step.subsec_nanos().is_multiple_of(1000) {
+                problems.push(Problem::new(
+                    "event-time.step",
+                    "must be a whole number of microseconds above 0 (`100us`, `1 ms`)",
+                ));
+            }
         }
         if let Some(rate) = self.rate {
             if !(rate.is_finite() && rate > 0.0) {
@@ -319,6 +382,8 @@ pub struct Datagen {
     throttle: Option<Throttle>,
     /// After a rescale, until `next_line` passes [`DoneBefore::end`]: the lines to skip.
     done_before: Option<Box<DoneBefore>>,
+    /// With `event-time`: the times of lines, and this subtask's watermarks.
+    event_time: Option<Box<(DatagenEventTime, WatermarkGenerator)>>,
 }
 
 impl Datagen {
@@ -364,6 +429,10 @@ impl Datagen {
                     emitted: 0,
                 }),
             done_before: None,
+            event_time: c
+                .event_time
+                .as_ref()
+                .map(|et| Box::new((et.clone(), et.generator()))),
         };
         gen.next_line = gen.align(position.unwrap_or(0));
         Ok(gen)
@@ -481,13 +550,26 @@ impl Source for Datagen {
             }
             throttle.emitted += count;
         }
-        let batch = self.generate(self.next_line, count as usize);
+        let mut batch = self.generate(self.next_line, count as usize);
+        if let Some(et) = &mut self.event_time {
+            let (times, generator) = &mut **et;
+            let ts: Vec<i64> = (self.next_line..self.next_line + count)
+                .map(|l| times.time_of(self.seed, l))
+                .collect();
+            generator.observe(0, ts.iter().copied(), Instant::now());
+            batch.set_timestamps(Some(ts));
+        }
         self.next_line += count;
         if self.next_line == block_end {
             self.next_line = self.align(block_end);
         }
         self.settle();
         Ok(SourceEvent::Batch(batch))
+    }
+
+    fn watermark(&mut self) -> Option<WatermarkEvent> {
+        let (_, generator) = &mut **self.event_time.as_mut()?;
+        generator.poll(Instant::now())
     }
 
     /// The next line to generate: every line of this subtask before it has been handed over.
@@ -556,6 +638,7 @@ mod tests {
             vocab: 1_000_000,
             seed: 42,
             rate: None,
+            event_time: None,
         };
         let got = drain(&mut Datagen::new(&cfg, &ctx(0, 1)).unwrap()).await;
         assert_eq!(
@@ -577,6 +660,7 @@ mod tests {
             vocab: ARENA_MAX_VOCAB + 1,
             seed: 1,
             rate: None,
+            event_time: None,
         };
         let got = drain(&mut Datagen::new(&cfg, &ctx(0, 1)).unwrap()).await;
         let want: Vec<String> = (0..5).map(|l| line_text(&cfg, l)).collect();
@@ -591,6 +675,7 @@ mod tests {
             vocab: 7,
             seed: 3,
             rate: None,
+            event_time: None,
         };
         for p in [1u32, 2, 3, 4] {
             let mut seen = Vec::new();

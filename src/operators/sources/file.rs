@@ -19,9 +19,12 @@
 //! ([`FileSource::positions`]); [`FileSource::restore`] seeks there. This module must not
 //! write or delete the files it reads.
 
-use crate::checkpoint::SourcePosition;
+use super::text::{SourceFormat, TextReader, TextSettings};
+use super::SourcePosition;
+use crate::operators::event_time::{EventTimeConfig, WatermarkEvent};
+use crate::operators::transforms::parse::{FieldSpec, OnError};
 use crate::operators::{BuildContext, OperatorError, OperatorSpec, Problem, Source, SourceEvent};
-use crate::record::{Batch, Column, DataType, Schema, Span, StrColumn, BATCH_SIZE};
+use crate::record::{Batch, Column, Schema, Span, StrColumn, BATCH_SIZE};
 use std::collections::{HashSet, VecDeque};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -47,17 +50,67 @@ pub struct FileSourceConfig {
     /// Keep reading appended lines and new files instead of ending.
     #[serde(default)]
     pub follow: bool,
+    /// How each line becomes a record: `raw` (`{line: str}`), `json` or `csv` with `fields`.
+    #[serde(default)]
+    pub format: SourceFormat,
+    #[serde(default)]
+    pub fields: Vec<FieldSpec>,
+    #[serde(default)]
+    pub csv_delimiter: Option<String>,
+    /// A line that does not parse: `fail` the job, or `drop` it (counted and logged).
+    #[serde(default)]
+    pub on_error: OnError,
+    /// Records carry the time of a field, and the source emits watermarks.
+    #[serde(default)]
+    pub event_time: Option<EventTimeConfig>,
+}
+
+impl FileSourceConfig {
+    /// Reading `path` as lines, with every other setting at its default.
+    pub fn new(path: impl Into<String>) -> Self {
+        FileSourceConfig {
+            path: path.into(),
+            follow: false,
+            format: SourceFormat::Raw,
+            fields: Vec::new(),
+            csv_delimiter: None,
+            on_error: OnError::Fail,
+            event_time: None,
+        }
+    }
+
+    fn text(&self) -> TextSettings<'_> {
+        TextSettings {
+            format: self.format,
+            fields: &self.fields,
+            csv_delimiter: self.csv_delimiter.as_deref(),
+            on_error: self.on_error,
+            event_time: self.event_time.as_ref(),
+        }
+    }
 }
 
 impl OperatorSpec for FileSourceConfig {
+    fn makes_event_time(&self, _input: bool) -> bool {
+        self.event_time.is_some()
+    }
+
     fn output_schema(&self, _input: Option<&Schema>) -> Result<Schema, Vec<Problem>> {
+        let mut problems = Vec::new();
         if self.path.trim().is_empty() {
-            return Err(vec![Problem::new(
+            problems.push(Problem::new(
                 "path",
                 "must name a file, a directory or a glob (like `logs/*.txt`)",
-            )]);
+            ));
         }
-        Ok(Schema::new([("line", DataType::Str)]))
+        match self.text().schema() {
+            Ok(schema) if problems.is_empty() => Ok(schema),
+            Ok(_) => Err(problems),
+            Err(ps) => {
+                problems.extend(ps);
+                Err(problems)
+            }
+        }
     }
 
     /// The checks [`FileSource::restore`] makes before it reads: `path` names a file, a
@@ -164,9 +217,12 @@ pub struct FileSource {
     known: HashSet<PathBuf>,
     /// Bounded: the file being read. Follow: where the round-robin resumes.
     current: usize,
-    /// Cut batches not yet handed over, each with its file and the offset after its last line.
-    ready: VecDeque<(Batch, usize, u64)>,
+    /// Cut batches not yet handed over, each with its file, the offset after its last line
+    /// and the file offset of its buffer's first byte.
+    ready: VecDeque<(Batch, usize, u64, u64)>,
     last_scan: Option<Instant>,
+    /// Lines to records (format, event time); boxed, as it is large and cold.
+    reader: Box<TextReader>,
 }
 
 struct Naming {
@@ -206,6 +262,7 @@ impl FileSource {
             current: 0,
             ready: VecDeque::new(),
             last_scan: None,
+            reader: Box::new(c.text().reader("file", ctx)?),
         };
         let listed = list(&src.target, &src.naming.shown)?;
         if listed.is_empty() && !src.follow {
@@ -322,14 +379,15 @@ impl FileSource {
                     // The last line has no newline: it is still a line.
                     let len = f.pending.len();
                     let buf: Arc<[u8]> = Arc::from(std::mem::take(&mut f.pending));
-                    let end = f.line_start + len as u64;
+                    let base = f.line_start;
+                    let end = base + len as u64;
                     let span = line_span(&buf, 0, len);
                     f.line_start = end;
                     let batch = Batch::new(vec![Column::Str(StrColumn {
                         buf,
                         spans: vec![span],
                     })]);
-                    self.ready.push_back((batch, idx, end));
+                    self.ready.push_back((batch, idx, end, base));
                 }
             }
             return Ok(false);
@@ -360,25 +418,42 @@ impl FileSource {
                     buf: buf.clone(),
                     spans: std::mem::replace(&mut spans, Vec::with_capacity(BATCH_SIZE)),
                 })]);
-                self.ready.push_back((batch, idx, base + start as u64));
+                self.ready
+                    .push_back((batch, idx, base + start as u64, base));
             }
         }
         if !spans.is_empty() {
             let batch = Batch::new(vec![Column::Str(StrColumn { buf, spans })]);
-            self.ready.push_back((batch, idx, base + start as u64));
+            self.ready
+                .push_back((batch, idx, base + start as u64, base));
         }
         Ok(true)
     }
 
-    fn pop_ready(&mut self) -> Option<SourceEvent> {
-        let (batch, idx, end) = self.ready.pop_front()?;
+    /// The next cut batch as records; `Idle` when every line of it was dropped.
+    fn pop_ready(&mut self) -> Result<Option<SourceEvent>, OperatorError> {
+        let Some((lines, idx, end, base)) = self.ready.pop_front() else {
+            return Ok(None);
+        };
         self.files[idx].emitted = end;
-        Some(SourceEvent::Batch(batch))
+        let path = &self.files[idx].path;
+        let starts: Vec<u32> = match lines.columns.first() {
+            Some(Column::Str(c)) => c.spans.iter().map(|s| s.start).collect(),
+            _ => Vec::new(),
+        };
+        let position = |row: usize| {
+            let offset = base + starts.get(row).copied().unwrap_or(0) as u64;
+            format!("{} byte {offset}", path.display())
+        };
+        Ok(Some(match self.reader.read(lines, &position)? {
+            Some(records) => SourceEvent::Batch(records),
+            None => SourceEvent::Idle,
+        }))
     }
 
     fn next_bounded(&mut self) -> Result<SourceEvent, OperatorError> {
         loop {
-            if let Some(event) = self.pop_ready() {
+            if let Some(event) = self.pop_ready()? {
                 return Ok(event);
             }
             while self.current < self.files.len() && self.files[self.current].done {
@@ -392,7 +467,7 @@ impl FileSource {
     }
 
     async fn next_follow(&mut self) -> Result<SourceEvent, OperatorError> {
-        if let Some(event) = self.pop_ready() {
+        if let Some(event) = self.pop_ready()? {
             return Ok(event);
         }
         if self.last_scan.is_none_or(|t| t.elapsed() >= RESCAN) {
@@ -415,7 +490,7 @@ impl FileSource {
                 }
                 Err(e) => return Err(e),
             }
-            if let Some(event) = self.pop_ready() {
+            if let Some(event) = self.pop_ready()? {
                 return Ok(event);
             }
         }
@@ -521,6 +596,14 @@ impl Source for FileSource {
     fn position(&self) -> Option<SourcePosition> {
         Some(self.source_position())
     }
+
+    fn watermark(&mut self) -> Option<WatermarkEvent> {
+        self.reader.watermark()
+    }
+
+    fn records_discarded(&self) -> u64 {
+        self.reader.discarded()
+    }
 }
 
 #[cfg(test)]
@@ -543,10 +626,7 @@ mod tests {
 
     #[test]
     fn empty_path_is_a_problem() {
-        let c = FileSourceConfig {
-            path: " ".into(),
-            follow: false,
-        };
+        let c = FileSourceConfig::new(" ");
         assert_eq!(c.output_schema(None).unwrap_err()[0].field, "path");
     }
 }

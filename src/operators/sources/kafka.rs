@@ -37,6 +37,12 @@
 //! Each partition gets its own librdkafka queue (`split_partition_queue`), so the end of a
 //! partition is known for that partition, and records of one partition are emitted in order.
 //!
+//! Event time (`event-time: {field, max-out-of-orderness, idle-timeout}`): each record's time
+//! comes from a field of its format (a JSON field, or `timestamp`, the record's Kafka
+//! timestamp, with `key-value`), and watermarks are per partition, as Flink's Kafka source
+//! does: a subtask's watermark is the smallest of its partitions', and a partition without
+//! records for `idle-timeout` stops holding it back.
+//!
 //! Offsets committed to the group (`commit-offsets`, for monitoring only; never read back by
 //! a restore): the offsets of each snapshot are kept by checkpoint id, and committed
 //! (asynchronously) when the runtime says that checkpoint completed, as Flink's
@@ -49,9 +55,13 @@ use super::kafka_discovery::{
 };
 pub use super::kafka_discovery::{owner, reader, Share};
 use super::kafka_records::Rows;
-use crate::checkpoint::{CheckpointId, KafkaOffset, SourcePosition};
+use super::{KafkaOffset, SourcePosition};
+use crate::operators::event_time::{
+    EventTimeConfig, Timestamper, WatermarkEvent, WatermarkGenerator,
+};
 use crate::operators::{BuildContext, OperatorError, OperatorSpec, Problem, Source, SourceEvent};
 use crate::record::{Batch, DataType, Schema, BATCH_SIZE};
+use crate::runtime::message::CheckpointId;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -141,6 +151,9 @@ pub struct KafkaSourceConfig {
     /// librdkafka settings passed through (`fetch.max.bytes: 1048576`).
     #[serde(default)]
     pub properties: BTreeMap<String, serde_yaml::Value>,
+    /// Records carry event time from this field, with watermarks per partition.
+    #[serde(default)]
+    pub event_time: Option<EventTimeConfig>,
 }
 
 /// One declared JSON field.
@@ -321,6 +334,10 @@ pub(crate) fn property_text(v: &serde_yaml::Value) -> Option<String> {
 }
 
 impl OperatorSpec for KafkaSourceConfig {
+    fn makes_event_time(&self, _input: bool) -> bool {
+        self.event_time.is_some()
+    }
+
     fn output_schema(&self, _input: Option<&Schema>) -> Result<Schema, Vec<Problem>> {
         let mut problems = Vec::new();
         check_client_settings(
@@ -407,6 +424,11 @@ impl OperatorSpec for KafkaSourceConfig {
         if let Err(e) = self.share() {
             problems.push(Problem::new("instance", e));
         }
+        if let Some(et) = &self.event_time {
+            if let Err(p) = et.check(&self.schema(), "event-time.") {
+                problems.push(p);
+            }
+        }
         if problems.is_empty() {
             Ok(self.schema())
         } else {
@@ -452,6 +474,9 @@ pub struct KafkaSource {
     /// Offsets of snapshots whose checkpoint has not completed yet, oldest first, kept only
     /// when `commit-offsets` is on (see the module docs).
     pending_commits: VecDeque<(CheckpointId, Vec<KafkaOffset>)>,
+    /// With `event-time`: the time field's reader and the watermarks, one split per entry of
+    /// `parts`.
+    stamp: Option<(Timestamper, WatermarkGenerator)>,
 }
 
 impl KafkaSource {
@@ -517,7 +542,16 @@ impl KafkaSource {
                     .collect::<HashMap<_, _>>(),
             )
         });
+        let stamp = match &c.event_time {
+            None => None,
+            Some(et) => Some((
+                et.check(&c.schema(), "event-time.")
+                    .map_err(|p| OperatorError::Config(format!("`{}` {}", p.field, p.message)))?,
+                et.generator(1),
+            )),
+        };
         Ok(KafkaSource {
+            stamp,
             operator_id: ctx.operator_id.clone(),
             subtask: ctx.subtask,
             parallelism: ctx.parallelism.max(1),
@@ -661,6 +695,8 @@ impl KafkaSource {
     /// Polls the partitions round-robin into one batch.
     fn poll_batch(&mut self) -> Result<Option<Batch>, OperatorError> {
         let mut rows = Rows::new(&self.types);
+        // With event time, each row's partition (index in `parts`) and offset.
+        let mut origin: Vec<(u32, i64)> = Vec::new();
         let n = self.parts.len();
         let mut idle_rounds = 0;
         while rows.len < BATCH_SIZE && idle_rounds < n {
@@ -692,6 +728,9 @@ impl KafkaSource {
                             part.skip_before = None;
                         }
                         rows.push(&m, &self.cfg, &self.operator_id)?;
+                        if self.stamp.is_some() {
+                            origin.push((idx as u32, m.offset()));
+                        }
                         part.next = m.offset() + 1;
                     }
                     Some(Err(KafkaError::PartitionEOF(_))) => {
@@ -712,7 +751,42 @@ impl KafkaSource {
                 idle_rounds += 1;
             }
         }
-        Ok((rows.len > 0).then(|| rows.finish()))
+        if rows.len == 0 {
+            return Ok(None);
+        }
+        let mut batch = rows.finish();
+        if self.stamp.is_some() {
+            self.stamp_batch(&mut batch, &origin)?;
+        }
+        Ok(Some(batch))
+    }
+
+    /// Sets the records' times and feeds them to their partitions' watermarks. A time that
+    /// cannot be read fails the job, as a record that does not parse does.
+    fn stamp_batch(
+        &mut self,
+        batch: &mut Batch,
+        origin: &[(u32, i64)],
+    ) -> Result<(), OperatorError> {
+        let Some((stamper, generator)) = &mut self.stamp else {
+            return Ok(());
+        };
+        let (parts, operator) = (&self.parts, &self.operator_id);
+        let ts = stamper.timestamps(&batch.columns, &mut |row, why| {
+            let (idx, offset) = origin[row];
+            let part = &parts[idx as usize];
+            Err(OperatorError::Data(format!(
+                "kafka source \"{operator}\": the record at {}-{} offset {offset}: {why}",
+                part.topic, part.partition
+            )))
+        })?;
+        let now = Instant::now();
+        generator.ensure_splits(parts.len());
+        for (&t, &(idx, _)) in ts.iter().zip(origin) {
+            generator.observe(idx as usize, [t], now);
+        }
+        batch.set_timestamps(Some(ts));
+        Ok(())
     }
 
     async fn next_event(&mut self) -> Result<SourceEvent, OperatorError> {
@@ -800,6 +874,13 @@ impl Drop for KafkaSource {
 impl Source for KafkaSource {
     async fn next(&mut self) -> Result<SourceEvent, OperatorError> {
         self.next_event().await
+    }
+
+    fn watermark(&mut self) -> Option<WatermarkEvent> {
+        let (_, generator) = self.stamp.as_mut()?;
+        // Partitions found since the last records count from now on (idle or not).
+        generator.ensure_splits(self.parts.len());
+        generator.poll(Instant::now())
     }
 
     /// Per partition the next offset.

@@ -5,7 +5,11 @@ pub mod file;
 pub mod kafka;
 mod kafka_discovery;
 mod kafka_records;
+pub mod position;
 pub mod socket;
+pub mod text;
+
+pub use position::{KafkaOffset, SourcePosition};
 
 use std::time::Duration;
 
@@ -37,6 +41,17 @@ pub(crate) mod duration_serde {
             Raw::Millis(ms) => Ok(Duration::from_millis(ms)),
             Raw::Text(t) => super::parse_duration(&t).map_err(serde::de::Error::custom),
         }
+    }
+}
+
+/// serde glue for an optional duration setting (`idle-timeout: 30 s`).
+pub(crate) mod opt_duration_serde {
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        super::duration_serde::deserialize(d).map(Some)
     }
 }
 

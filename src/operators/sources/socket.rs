@@ -21,8 +21,11 @@
 //! deadline are kept in the state between calls.
 
 use super::duration_serde;
+use super::text::{SourceFormat, TextReader, TextSettings};
+use crate::operators::event_time::{EventTimeConfig, WatermarkEvent};
+use crate::operators::transforms::parse::{FieldSpec, OnError};
 use crate::operators::{BuildContext, OperatorError, OperatorSpec, Problem, Source, SourceEvent};
-use crate::record::{Batch, Column, DataType, Schema, Span, StrColumn};
+use crate::record::{Batch, Column, Schema, Span, StrColumn};
 use memchr::memmem;
 use std::future::Future;
 use std::io;
@@ -60,6 +63,19 @@ pub struct SocketConfig {
     /// The longest wait between two attempts.
     #[serde(default = "default_max_retry_backoff", with = "duration_serde")]
     pub max_retry_backoff: Duration,
+    /// How each line becomes a record: `raw` (`{line: str}`), `json` or `csv` with `fields`.
+    #[serde(default)]
+    pub format: SourceFormat,
+    #[serde(default)]
+    pub fields: Vec<FieldSpec>,
+    #[serde(default)]
+    pub csv_delimiter: Option<String>,
+    /// A line that does not parse: `fail` the job, or `drop` it (counted and logged).
+    #[serde(default)]
+    pub on_error: OnError,
+    /// Records carry the time of a field, and the source emits watermarks.
+    #[serde(default)]
+    pub event_time: Option<EventTimeConfig>,
 }
 
 fn default_host() -> String {
@@ -92,11 +108,30 @@ impl SocketConfig {
             connect_retries: default_connect_retries(),
             retry_backoff: default_retry_backoff(),
             max_retry_backoff: default_max_retry_backoff(),
+            format: SourceFormat::Raw,
+            fields: Vec::new(),
+            csv_delimiter: None,
+            on_error: OnError::Fail,
+            event_time: None,
+        }
+    }
+
+    fn text(&self) -> TextSettings<'_> {
+        TextSettings {
+            format: self.format,
+            fields: &self.fields,
+            csv_delimiter: self.csv_delimiter.as_deref(),
+            on_error: self.on_error,
+            event_time: self.event_time.as_ref(),
         }
     }
 }
 
 impl OperatorSpec for SocketConfig {
+    fn makes_event_time(&self, _input: bool) -> bool {
+        self.event_time.is_some()
+    }
+
     fn output_schema(&self, _input: Option<&Schema>) -> Result<Schema, Vec<Problem>> {
         let mut problems = Vec::new();
         if self.host.trim().is_empty() {
@@ -135,10 +170,13 @@ impl OperatorSpec for SocketConfig {
                 ),
             ));
         }
-        if problems.is_empty() {
-            Ok(Schema::new([("line", DataType::Str)]))
-        } else {
-            Err(problems)
+        match self.text().schema() {
+            Ok(schema) if problems.is_empty() => Ok(schema),
+            Ok(_) => Err(problems),
+            Err(ps) => {
+                problems.extend(ps);
+                Err(problems)
+            }
         }
     }
 
@@ -177,10 +215,14 @@ pub struct Socket {
     backoff: Duration,
     /// Bytes received after the last complete line.
     pending: Vec<u8>,
+    /// Lines to records (format, event time); boxed, as it is large and cold.
+    reader: Box<TextReader>,
+    /// Lines received so far, for the position of a bad one.
+    lines: u64,
 }
 
 impl Socket {
-    pub fn new(c: &SocketConfig, _ctx: &BuildContext) -> Result<Self, OperatorError> {
+    pub fn new(c: &SocketConfig, ctx: &BuildContext) -> Result<Self, OperatorError> {
         if let Err(problems) = c.output_schema(None) {
             let text: Vec<String> = problems
                 .iter()
@@ -202,6 +244,8 @@ impl Socket {
             retries: 0,
             backoff: c.retry_backoff,
             pending: Vec::new(),
+            reader: Box::new(c.text().reader("socket", ctx)?),
+            lines: 0,
         };
         socket.conn = Conn::Connecting(socket.connect());
         Ok(socket)
@@ -327,6 +371,32 @@ impl Socket {
 
 impl Source for Socket {
     async fn next(&mut self) -> Result<SourceEvent, OperatorError> {
+        let lines = match self.next_lines().await? {
+            SourceEvent::Batch(lines) => lines,
+            other => return Ok(other),
+        };
+        let first = self.lines;
+        self.lines += lines.len() as u64;
+        let address = self.address();
+        let position = |row: usize| format!("line {} from {address}", first + row as u64 + 1);
+        Ok(match self.reader.read(lines, &position)? {
+            Some(records) => SourceEvent::Batch(records),
+            None => SourceEvent::Idle,
+        })
+    }
+
+    fn watermark(&mut self) -> Option<WatermarkEvent> {
+        self.reader.watermark()
+    }
+
+    fn records_discarded(&self) -> u64 {
+        self.reader.discarded()
+    }
+}
+
+impl Socket {
+    /// The next lines as `{line: str}`.
+    async fn next_lines(&mut self) -> Result<SourceEvent, OperatorError> {
         let deadline = Instant::now() + MAX_WAIT;
         loop {
             match &mut self.conn {

@@ -162,7 +162,10 @@ impl Operator for FlatMap {
         };
         // Words per line are unknown; 8 per line saves most regrowth for prose and datagen.
         let mut spans = Vec::with_capacity(col.len() * 8);
-        for s in &col.spans {
+        // Each token keeps its line's timestamp.
+        let line_ts = batch.timestamps();
+        let mut ts_out = line_ts.map(|_| Vec::with_capacity(col.len() * 8));
+        for (i, s) in col.spans.iter().enumerate() {
             let text = &col.buf[s.start as usize..(s.start + s.len) as usize];
             let mut prev = 0;
             match &self.splitter {
@@ -187,13 +190,16 @@ impl Operator for FlatMap {
                 }
             }
             push(&mut spans, s.start, prev, text.len());
+            if let (Some(out_ts), Some(in_ts)) = (&mut ts_out, line_ts) {
+                out_ts.resize(spans.len(), in_ts[i]);
+            }
         }
         if !spans.is_empty() {
             let words = StrColumn {
                 buf: col.buf.clone(),
                 spans,
             };
-            out.push(Batch::new(vec![Column::Str(words)]));
+            out.push(Batch::new(vec![Column::Str(words)]).with_timestamps(ts_out));
         }
         Ok(())
     }

@@ -9,13 +9,13 @@
 //! is the input column moved, not copied. It must not hash keys with anything else, and never
 //! keeps per-key data outside the store (a snapshot would miss it).
 
-use crate::checkpoint::OperatorSnapshot;
 use crate::operators::{
     typed_field, BuildContext, Operator, OperatorError, OperatorSpec, Problem, RestoredState,
 };
 use crate::record::{Batch, Column, DataType, Schema};
 use crate::state::keyed::{KeyedStateError, KeyedStore};
 use crate::state::keygroup::{hash_bool, hash_int, hash_str, KeyGroupRange, KeyHash};
+use crate::state::OperatorSnapshot;
 
 /// The rolling aggregate to keep per key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -305,11 +305,13 @@ fn fold_keys<K: AsRef<[u8]>>(
 }
 
 impl Operator for KeyBy {
-    fn process(&mut self, batch: Batch, out: &mut Vec<Batch>) -> Result<(), OperatorError> {
+    fn process(&mut self, mut batch: Batch, out: &mut Vec<Batch>) -> Result<(), OperatorError> {
         let n = batch.len();
         if n == 0 {
             return Ok(());
         }
+        // Each update keeps the timestamp of the record that caused it.
+        let timestamps = batch.take_timestamps();
         let mut cols = batch.columns;
         let values: Vec<u64> = match self.value_col.map(|i| &cols[i]) {
             None => Vec::new(),
@@ -332,36 +334,39 @@ impl Operator for KeyBy {
         } else {
             Column::Int(acc.into_iter().map(|x| x as i64).collect())
         };
-        out.push(Batch::new(vec![key, agg]));
+        out.push(Batch::new(vec![key, agg]).with_timestamps(timestamps));
         Ok(())
     }
 
     /// A copy-on-write view of the keyed values: `Arc` clones and the change lists moved,
     /// nothing proportional to the number of keys.
     fn snapshot_state(&mut self) -> Option<OperatorSnapshot> {
-        Some(OperatorSnapshot::Keyed(self.store.snapshot()))
+        Some(OperatorSnapshot::Keyed(std::sync::Arc::new(
+            self.store.snapshot(),
+        )))
     }
 
     fn restore_state(&mut self, state: RestoredState) -> Result<(), OperatorError> {
-        let RestoredState::Keyed(store) = state else {
+        let RestoredState::Keyed(runs) = state else {
             return Err(OperatorError::Config(format!(
-                "bug: key_by \"{}\" was handed a sink's state on restore; the restore mapping \
-                 matches state by operator id, so its id names another kind of operator in the \
-                 checkpoint: give it another `id`",
+                "key_by \"{}\": the checkpoint holds another operator's state (a source's or a \
+                 sink's) under this id; the restore matches state by operator id, so give it \
+                 another `id`",
                 self.operator_id
             )));
         };
-        let (want, have) = (self.store.range(), store.range());
-        if want != have || self.store.max_parallelism() != store.max_parallelism() {
+        let (want, have) = (self.store.range(), runs.range);
+        if want != have || self.store.max_parallelism() != runs.max_parallelism {
             return Err(OperatorError::Config(format!(
                 "bug: key_by \"{}\" owns key groups {want} of max parallelism {}, but the \
                  restore handed it key groups {have} of max parallelism {}",
                 self.operator_id,
                 self.store.max_parallelism(),
-                store.max_parallelism()
+                runs.max_parallelism
             )));
         }
-        self.store = store;
+        self.store = crate::state::snapshot::restore_keyed_values(&runs)
+            .map_err(|e| OperatorError::Config(format!("key_by \"{}\": {e}", self.operator_id)))?;
         Ok(())
     }
 }

@@ -24,7 +24,9 @@ pub struct MapConfig {
 }
 
 /// A YAML mapping, in order; scalar values (`1`, `true`) are taken as expression text.
-fn ordered_fields<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+pub(crate) fn ordered_fields<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(String, String)>, D::Error> {
     struct V;
     impl<'de> Visitor<'de> for V {
         type Value = Vec<(String, String)>;
@@ -152,8 +154,9 @@ impl Map {
 }
 
 impl Operator for Map {
-    fn process(&mut self, batch: Batch, out: &mut Vec<Batch>) -> Result<(), OperatorError> {
+    fn process(&mut self, mut batch: Batch, out: &mut Vec<Batch>) -> Result<(), OperatorError> {
         let n = batch.len();
+        let timestamps = batch.take_timestamps();
         // Computed columns first, while the batch is whole.
         let mut computed: Vec<Option<Column>> = Vec::with_capacity(self.plan.exprs.len());
         for e in &self.plan.exprs {
@@ -182,11 +185,12 @@ impl Operator for Map {
                 col.ok_or_else(|| OperatorError::Config("bug: map column used twice".into()))?,
             );
         }
-        out.push(if columns.is_empty() {
+        let mapped = if columns.is_empty() {
             Batch::empty_with_len(n)
         } else {
             Batch::new(columns)
-        });
+        };
+        out.push(mapped.with_timestamps(timestamps));
         Ok(())
     }
 }

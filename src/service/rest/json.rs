@@ -157,6 +157,7 @@ fn vertex_json(j: &JobView, v: &VertexInfo, now: u64) -> Value {
                 "id": id,
                 "records-in": m.map_or(0, |m| m.records_in()),
                 "records-out": m.map_or(0, |m| m.records_out()),
+                "records-discarded": m.map_or(0, |m| m.records_discarded()),
             })
         }).collect::<Vec<_>>(),
         "slotSharingGroupId": crate::service::registry::vertex_id("default"),

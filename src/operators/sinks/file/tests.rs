@@ -1,6 +1,7 @@
 //! The file sink's unit tests: part names, the two-phase commit, rolling, restores.
 
 use super::*;
+use crate::operators::sinks::state::FileSinkStateBeforeRolling;
 use crate::record::{Column, DataType, StrColumnBuilder};
 
 #[test]
@@ -73,7 +74,7 @@ fn files(dir: &Path) -> Vec<String> {
 
 fn state(s: &mut FileSink, id: u64) -> SinkState {
     match s.snapshot_state_at(CheckpointId(id)).unwrap() {
-        Some(OperatorSnapshot::Sink(snap)) => snap.state,
+        Some(OperatorSnapshot::Blob { blob, .. }) => SinkState::from_blob(&blob).unwrap(),
         other => panic!("expected sink state, got {other:?}"),
     }
 }
@@ -120,7 +121,7 @@ fn parts_go_in_progress_pending_committed_and_a_restore_undoes_what_came_after()
     // parts 1 (pending of 2) and 2 (in progress) discarded, numbering from 1.
     drop(s);
     let mut r = sink(tmp.path());
-    r.restore_state(RestoredState::Sink(vec![at_1])).unwrap();
+    r.restore_state(RestoredState::sink(vec![at_1])).unwrap();
     assert_eq!(files(tmp.path()), ["part-0-0"]);
     r.process(batch(&["x"]), &mut Vec::new()).unwrap();
     assert_eq!(files(tmp.path()), [".part-0-1.inprogress", "part-0-0"]);
@@ -142,7 +143,7 @@ fn a_restore_from_checkpoint_2_commits_both_pending_parts() {
     let at_2 = state(&mut s, 2);
     drop(s);
     let mut r = sink(tmp.path());
-    r.restore_state(RestoredState::Sink(vec![at_2])).unwrap();
+    r.restore_state(RestoredState::sink(vec![at_2])).unwrap();
     assert_eq!(files(tmp.path()), ["part-0-0", "part-0-1"]);
 }
 
@@ -156,7 +157,7 @@ fn a_missing_pending_part_is_an_error_naming_both_files() {
     std::fs::remove_file(tmp.path().join("out/.part-0-0.pending")).unwrap();
     let mut r = sink(tmp.path());
     let err = r
-        .restore_state(RestoredState::Sink(vec![at_1]))
+        .restore_state(RestoredState::sink(vec![at_1]))
         .unwrap_err()
         .to_string();
     assert!(err.contains(".part-0-0.pending"), "{err}");
@@ -214,7 +215,7 @@ fn a_part_stays_open_across_checkpoints_and_a_restore_cuts_it_back_and_writes_on
     // A crash; the restore from checkpoint 1 cuts "c" and "lost", and writes on.
     drop(s);
     let mut r = sink_with(tmp.path(), 0, RollingConfig::default());
-    r.restore_state(RestoredState::Sink(vec![at_1])).unwrap();
+    r.restore_state(RestoredState::sink(vec![at_1])).unwrap();
     assert_eq!(text(tmp.path(), ".part-0-0.inprogress"), "a\nb\n");
     r.process(batch(&["x"]), &mut Vec::new()).unwrap();
     r.finish(&mut Vec::new()).unwrap();
@@ -263,7 +264,7 @@ fn a_part_finished_after_the_checkpoint_is_opened_again_by_the_restore() {
     );
     drop(s);
     let mut r = sink_with(tmp.path(), 0, small);
-    r.restore_state(RestoredState::Sink(vec![at_1])).unwrap();
+    r.restore_state(RestoredState::sink(vec![at_1])).unwrap();
     assert_eq!(files(tmp.path()), [".part-0-0.inprogress"]);
     assert_eq!(text(tmp.path(), ".part-0-0.inprogress"), "a\n");
 }
@@ -278,7 +279,7 @@ fn another_subtasks_open_part_is_committed_as_the_checkpoint_left_it() {
     drop(s1);
     // Rescaled to one subtask: subtask 0 gets subtask 1's state.
     let mut r = sink_with(tmp.path(), 0, RollingConfig::default());
-    r.restore_state(RestoredState::Sink(vec![at_1])).unwrap();
+    r.restore_state(RestoredState::sink(vec![at_1])).unwrap();
     assert_eq!(files(tmp.path()), ["part-1-0"]);
     assert_eq!(text(tmp.path(), "part-1-0"), "a\n");
 }
@@ -290,19 +291,24 @@ fn state_of_the_sink_before_rolling_still_restores() {
     s.process(batch(&["a"]), &mut Vec::new()).unwrap();
     state(&mut s, 1);
     drop(s);
-    let old = SinkState::FilesBeforeRolling(crate::checkpoint::FileSinkStateBeforeRolling {
+    let old = FileSinkStateBeforeRolling {
         subtask: 0,
         next_part: 1,
         pending: vec![PendingPart {
             checkpoint_id: 1,
             part: 0,
         }],
-    });
-    // What older floe wrote decodes as the legacy variant.
-    let bytes = postcard::to_allocvec(&old).unwrap();
-    let decoded: SinkState = postcard::from_bytes(&bytes).unwrap();
-    assert_eq!(decoded, old);
+    };
+    // What older floe wrote (file-sink v1) reads as a state with no part in progress.
+    let blob = old.to_blob();
+    assert_eq!(blob.format.version, 1);
+    let restored = crate::state::RestoredBlob {
+        old_subtask: 0,
+        old_parallelism: 1,
+        blob,
+    };
     let mut r = sink(tmp.path());
-    r.restore_state(RestoredState::Sink(vec![decoded])).unwrap();
+    r.restore_state(RestoredState::Blobs(vec![restored]))
+        .unwrap();
     assert_eq!(files(tmp.path()), ["part-0-0"]);
 }
