@@ -17,9 +17,10 @@ use std::time::Duration;
 /// (`500` = milliseconds, `100 ms`, `10 s`, `1 min`, `PT10S`, `1m 30s`), so a value means the
 /// same in both files.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    crate::config::values::parse_duration(text).map_err(|e| {
+    // Flink's own message lists every unit label; a pipeline error names the forms instead.
+    crate::config::values::parse_duration(text).map_err(|_| {
         format!(
-            "invalid duration `{}` ({e}); write a number of milliseconds (`500`) or a number and unit (`100 ms`, `10 s`, `1 min`)",
+            "invalid duration `{}`; write a number of milliseconds (`500`), a number and unit (`100 ms`, `10 s`, `1 min`, `2 h`), or ISO-8601 (`PT10S`)",
             text.trim()
         )
     })
