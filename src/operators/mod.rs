@@ -41,37 +41,6 @@ pub enum Role {
     Sink,
 }
 
-/// Every source `type:`.
-#[derive(Debug, Clone)]
-pub enum SourceConfig {
-    Socket(SocketConfig),
-    File(FileSourceConfig),
-    Datagen(DatagenConfig),
-    Kafka(KafkaSourceConfig),
-}
-
-/// Every transform `type:`.
-#[derive(Debug, Clone)]
-pub enum TransformConfig {
-    FlatMap(FlatMapConfig),
-    Map(MapConfig),
-    Filter(FilterConfig),
-    KeyBy(KeyByConfig),
-    Parse(ParseConfig),
-    Assign(AssignConfig),
-    Window(WindowConfig),
-    SideOutput(SideOutputConfig),
-}
-
-/// Every sink `type:`.
-#[derive(Debug, Clone)]
-pub enum SinkConfig {
-    Print(PrintConfig),
-    File(FileSinkConfig),
-    Blackhole(BlackholeConfig),
-    Kafka(KafkaSinkConfig),
-}
-
 /// One operator's settings, by role.
 #[derive(Debug, Clone)]
 pub enum OperatorConfig {
@@ -80,19 +49,78 @@ pub enum OperatorConfig {
     Sink(SinkConfig),
 }
 
-/// The type names, for did-you-mean and the reference.
-pub const SOURCE_TYPES: &[&str] = &["socket", "file", "datagen", "kafka"];
-pub const TRANSFORM_TYPES: &[&str] = &[
-    "flat_map",
-    "map",
-    "filter",
-    "key_by",
-    "parse",
-    "assign",
-    "window",
-    "side_output",
-];
-pub const SINK_TYPES: &[&str] = &["print", "file", "blackhole", "kafka"];
+/// The one list of operator types: each `type:` name with its role, enum variant and config
+/// struct. The role enums, the name lists (did-you-mean, the reference, validation),
+/// [`OperatorConfig::type_name`], [`OperatorConfig::spec`] and [`OperatorConfig::parse`] are
+/// all generated from it, so a new operator is added here once.
+macro_rules! operator_types {
+    ($( $role:ident $enum:ident $list:ident { $( $name:literal => $variant:ident($config:ty), )* } )*) => {
+        $(
+            #[doc = concat!("Every ", stringify!($role), " `type:`.")]
+            #[derive(Debug, Clone)]
+            pub enum $enum {
+                $( $variant($config), )*
+            }
+
+            #[doc = concat!("The ", stringify!($role), " type names, in catalogue order.")]
+            pub const $list: &[&str] = &[$( $name, )*];
+        )*
+
+        impl OperatorConfig {
+            /// The YAML `type:` name.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $( $( OperatorConfig::$role($enum::$variant(_)) => $name, )* )*
+                }
+            }
+
+            pub fn spec(&self) -> &dyn OperatorSpec {
+                match self {
+                    $( $( OperatorConfig::$role($enum::$variant(c)) => c, )* )*
+                }
+            }
+
+            /// Parses `body` as the operator `type_name` of `role`.
+            fn parse_as(
+                role: Role,
+                type_name: &str,
+                body: serde_yaml::Mapping,
+            ) -> Result<OperatorConfig, Vec<Problem>> {
+                match (role, type_name) {
+                    $( $( (Role::$role, $name) => {
+                        Ok(OperatorConfig::$role($enum::$variant(parse_body(body)?)))
+                    } )* )*
+                    (_, other) => Err(vec![unknown_type(other)]),
+                }
+            }
+        }
+    };
+}
+
+operator_types! {
+    Source SourceConfig SOURCE_TYPES {
+        "socket" => Socket(SocketConfig),
+        "file" => File(FileSourceConfig),
+        "datagen" => Datagen(DatagenConfig),
+        "kafka" => Kafka(KafkaSourceConfig),
+    }
+    Transform TransformConfig TRANSFORM_TYPES {
+        "flat_map" => FlatMap(FlatMapConfig),
+        "map" => Map(MapConfig),
+        "filter" => Filter(FilterConfig),
+        "key_by" => KeyBy(KeyByConfig),
+        "parse" => Parse(ParseConfig),
+        "assign" => Assign(AssignConfig),
+        "window" => Window(WindowConfig),
+        "side_output" => SideOutput(SideOutputConfig),
+    }
+    Sink SinkConfig SINK_TYPES {
+        "print" => Print(PrintConfig),
+        "file" => File(FileSinkConfig),
+        "blackhole" => Blackhole(BlackholeConfig),
+        "kafka" => Kafka(KafkaSinkConfig),
+    }
+}
 
 /// A problem found in one operator's settings while checking a pipeline.
 ///
@@ -179,49 +207,6 @@ impl OperatorConfig {
             OperatorConfig::Source(_) => Role::Source,
             OperatorConfig::Transform(_) => Role::Transform,
             OperatorConfig::Sink(_) => Role::Sink,
-        }
-    }
-
-    /// The YAML `type:` name.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            OperatorConfig::Source(SourceConfig::Socket(_)) => "socket",
-            OperatorConfig::Source(SourceConfig::File(_)) => "file",
-            OperatorConfig::Source(SourceConfig::Datagen(_)) => "datagen",
-            OperatorConfig::Source(SourceConfig::Kafka(_)) => "kafka",
-            OperatorConfig::Transform(TransformConfig::FlatMap(_)) => "flat_map",
-            OperatorConfig::Transform(TransformConfig::Map(_)) => "map",
-            OperatorConfig::Transform(TransformConfig::Filter(_)) => "filter",
-            OperatorConfig::Transform(TransformConfig::KeyBy(_)) => "key_by",
-            OperatorConfig::Transform(TransformConfig::Parse(_)) => "parse",
-            OperatorConfig::Transform(TransformConfig::Assign(_)) => "assign",
-            OperatorConfig::Transform(TransformConfig::Window(_)) => "window",
-            OperatorConfig::Transform(TransformConfig::SideOutput(_)) => "side_output",
-            OperatorConfig::Sink(SinkConfig::Print(_)) => "print",
-            OperatorConfig::Sink(SinkConfig::File(_)) => "file",
-            OperatorConfig::Sink(SinkConfig::Blackhole(_)) => "blackhole",
-            OperatorConfig::Sink(SinkConfig::Kafka(_)) => "kafka",
-        }
-    }
-
-    pub fn spec(&self) -> &dyn OperatorSpec {
-        match self {
-            OperatorConfig::Source(SourceConfig::Socket(c)) => c,
-            OperatorConfig::Source(SourceConfig::File(c)) => c,
-            OperatorConfig::Source(SourceConfig::Datagen(c)) => c,
-            OperatorConfig::Source(SourceConfig::Kafka(c)) => c,
-            OperatorConfig::Transform(TransformConfig::FlatMap(c)) => c,
-            OperatorConfig::Transform(TransformConfig::Map(c)) => c,
-            OperatorConfig::Transform(TransformConfig::Filter(c)) => c,
-            OperatorConfig::Transform(TransformConfig::KeyBy(c)) => c,
-            OperatorConfig::Transform(TransformConfig::Parse(c)) => c,
-            OperatorConfig::Transform(TransformConfig::Assign(c)) => c,
-            OperatorConfig::Transform(TransformConfig::Window(c)) => c,
-            OperatorConfig::Transform(TransformConfig::SideOutput(c)) => c,
-            OperatorConfig::Sink(SinkConfig::Print(c)) => c,
-            OperatorConfig::Sink(SinkConfig::File(c)) => c,
-            OperatorConfig::Sink(SinkConfig::Blackhole(c)) => c,
-            OperatorConfig::Sink(SinkConfig::Kafka(c)) => c,
         }
     }
 }
@@ -891,26 +876,22 @@ impl OperatorConfig {
         has_inputs: bool,
         body: serde_yaml::Mapping,
     ) -> Result<OperatorConfig, Vec<Problem>> {
-        use OperatorConfig as O;
-        Ok(match (type_name, has_inputs) {
-            ("socket", _) => O::Source(SourceConfig::Socket(parse_body(body)?)),
-            ("file", false) => O::Source(SourceConfig::File(parse_body(body)?)),
-            ("datagen", _) => O::Source(SourceConfig::Datagen(parse_body(body)?)),
-            ("kafka", false) => O::Source(SourceConfig::Kafka(parse_body(body)?)),
-            ("flat_map", _) => O::Transform(TransformConfig::FlatMap(parse_body(body)?)),
-            ("map", _) => O::Transform(TransformConfig::Map(parse_body(body)?)),
-            ("filter", _) => O::Transform(TransformConfig::Filter(parse_body(body)?)),
-            ("key_by", _) => O::Transform(TransformConfig::KeyBy(parse_body(body)?)),
-            ("parse", _) => O::Transform(TransformConfig::Parse(parse_body(body)?)),
-            ("assign", _) => O::Transform(TransformConfig::Assign(parse_body(body)?)),
-            ("window", _) => O::Transform(TransformConfig::Window(parse_body(body)?)),
-            ("side_output", _) => O::Transform(TransformConfig::SideOutput(parse_body(body)?)),
-            ("print", _) => O::Sink(SinkConfig::Print(parse_body(body)?)),
-            ("file", true) => O::Sink(SinkConfig::File(parse_body(body)?)),
-            ("blackhole", _) => O::Sink(SinkConfig::Blackhole(parse_body(body)?)),
-            ("kafka", true) => O::Sink(SinkConfig::Kafka(parse_body(body)?)),
-            (other, _) => return Err(vec![unknown_type(other)]),
-        })
+        // `file` and `kafka` are both a source and a sink: `inputs` decides. Any other name
+        // has one role.
+        let role = if SOURCE_TYPES.contains(&type_name) && SINK_TYPES.contains(&type_name) {
+            if has_inputs {
+                Role::Sink
+            } else {
+                Role::Source
+            }
+        } else if SOURCE_TYPES.contains(&type_name) {
+            Role::Source
+        } else if TRANSFORM_TYPES.contains(&type_name) {
+            Role::Transform
+        } else {
+            Role::Sink
+        };
+        OperatorConfig::parse_as(role, type_name, body)
     }
 }
 
