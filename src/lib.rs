@@ -27,6 +27,8 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod exit;
+pub mod ids;
 pub mod operators;
 pub mod pipeline;
 pub mod record;

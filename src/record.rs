@@ -474,6 +474,13 @@ impl Batch {
     }
 }
 
+/// Wall-clock time in milliseconds since the epoch: processing time.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

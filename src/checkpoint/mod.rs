@@ -23,7 +23,7 @@ use std::fmt;
 
 pub use crate::state::OperatorSnapshot;
 
-pub use crate::runtime::message::CheckpointId;
+pub use crate::ids::CheckpointId;
 
 /// A job's id: 32 lowercase hex characters, as Flink's `JobID`.
 #[derive(

@@ -21,8 +21,19 @@ use crate::checkpoint::storage::{self, LoadedSnapshot};
 use crate::checkpoint::{CheckpointError, JobId};
 use crate::state::keygroup::KeyGroupRange;
 use crate::state::{Redistribution, RestoredBlob, StateFormat};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+
+/// What to put back into a job before its first record, per operator id and (new) subtask:
+/// the result of the restore mapping (which state goes to which subtask at the new
+/// parallelism), done by the caller.
+#[derive(Debug, Default)]
+pub struct RestoreState {
+    /// The checkpoint or savepoint restored: numbering continues after it.
+    pub checkpoint_id: crate::ids::CheckpointId,
+    /// Keyed and operator state, sources' positions included.
+    pub operators: HashMap<(crate::pipeline::OperatorId, u32), crate::operators::RestoredState>,
+}
 
 /// One operator of the new job, as the mapping needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -272,10 +283,10 @@ pub fn load_state(
     loaded: &crate::checkpoint::storage::LoadedSnapshot,
     mapping: &RestoreMapping,
     max_parallelism: u32,
-) -> Result<crate::runtime::RestoreState, crate::checkpoint::CheckpointError> {
+) -> Result<RestoreState, crate::checkpoint::CheckpointError> {
     use crate::operators::RestoredState;
     use crate::pipeline::OperatorId;
-    let mut state = crate::runtime::RestoreState {
+    let mut state = RestoreState {
         checkpoint_id: crate::checkpoint::CheckpointId(mapping.checkpoint_id),
         ..Default::default()
     };
@@ -424,7 +435,7 @@ pub fn prepare(
     plan: &crate::pipeline::plan::Plan,
     max_parallelism_explicit: bool,
     allow_non_restored_state: bool,
-) -> Result<(RestoreMapping, crate::runtime::RestoreState), RestoreError> {
+) -> Result<(RestoreMapping, RestoreState), RestoreError> {
     let targets = targets_of(plan, max_parallelism_explicit);
     let mapping = map_checkpoint(
         &loaded.metadata,

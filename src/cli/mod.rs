@@ -31,10 +31,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Exit code for configuration and pipeline errors (sysexits' `EX_CONFIG`).
-pub const EXIT_CONFIG: u8 = 78;
-/// Exit code for any other failure.
-pub const EXIT_FAILURE: u8 = 1;
+pub use crate::exit::{EXIT_CONFIG, EXIT_FAILURE};
 
 #[derive(Parser, Debug)]
 #[command(

@@ -29,13 +29,25 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// A setting the pipeline file gives for a configuration key (its `parallelism`,
+/// `max-parallelism`, `checkpointing:` block, `config:` block), with where it stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineSetting {
+    /// The canonical or alias Flink key (`execution.checkpointing.interval`).
+    pub key: String,
+    /// The value as written, as text (`10 s`, `3`, `true`).
+    pub value: String,
+    /// Where it stands: `pipelines/wordcount.yaml:7` (or without a line when unknown).
+    pub origin: String,
+}
+
 /// What to load. The CLI fills it from `--conf-dir`, the pipeline file and `-D`.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     /// `--conf-dir`; when `None`, `FLOE_CONF_DIR`, else `./conf` (which may be missing).
     pub conf_dir: Option<PathBuf>,
     /// The pipeline file's settings, layered over the environment.
-    pub pipeline_settings: Vec<crate::pipeline::PipelineSetting>,
+    pub pipeline_settings: Vec<PipelineSetting>,
     /// `-D` arguments as written after the flag: `key=value`.
     pub dynamic: Vec<String>,
 }

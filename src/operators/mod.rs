@@ -13,11 +13,11 @@
 pub mod event_time;
 pub mod sinks;
 pub mod sources;
+pub mod task_source;
 pub mod transforms;
 
+use crate::ids::{CheckpointId, CheckpointOutcome};
 use crate::record::{Batch, Schema};
-use crate::runtime::checkpointing::CheckpointOutcome;
-use crate::runtime::message::CheckpointId;
 use crate::state::{OperatorSnapshot, RestoredBlob};
 use sources::SourcePosition;
 use std::fmt;
@@ -650,7 +650,7 @@ impl SourceConfig {
         &self,
         ctx: &BuildContext,
         restored: Option<&[RestoredBlob]>,
-    ) -> Result<crate::runtime::TaskSource, OperatorError> {
+    ) -> Result<task_source::TaskSource, OperatorError> {
         let position = match restored {
             None => None,
             Some(blobs) => sources::position::restore_position(blobs, ctx.subtask, ctx.parallelism)
@@ -658,7 +658,7 @@ impl SourceConfig {
                     OperatorError::Config(format!("source \"{}\": {e}", ctx.operator_id))
                 })?,
         };
-        Ok(crate::runtime::TaskSource::Catalogue(
+        Ok(task_source::TaskSource::Catalogue(
             self.build_restored(ctx, position.as_ref())?,
         ))
     }

@@ -24,17 +24,7 @@ impl fmt::Display for OperatorId {
     }
 }
 
-/// A setting the pipeline file gives for a configuration key (its `parallelism`,
-/// `max-parallelism`, `checkpointing:` block, `config:` block), with where it stands.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PipelineSetting {
-    /// The canonical or alias Flink key (`execution.checkpointing.interval`).
-    pub key: String,
-    /// The value as written, as text (`10 s`, `3`, `true`).
-    pub value: String,
-    /// Where it stands: `pipelines/wordcount.yaml:7` (or without a line when unknown).
-    pub origin: String,
-}
+pub use crate::config::PipelineSetting;
 
 /// One operator of a validated pipeline.
 #[derive(Debug, Clone)]

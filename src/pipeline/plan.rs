@@ -21,13 +21,13 @@
 //!   operators of parallelism 1 is chained too: with one subtask every key group lands on it,
 //!   and the keyed operator hashes its keys itself anyway.
 
+use crate::operators::task_source::TaskSource;
 use crate::operators::{
     BuildContext, Operator, OperatorConfig, OperatorError, SinkConfig, SourceConfig,
     TransformConfig,
 };
 use crate::pipeline::{OperatorId, OperatorNode, Pipeline};
 use crate::record::Schema;
-use crate::runtime::TaskSource;
 use crate::state::keygroup::{default_max_parallelism, UPPER_BOUND_MAX_PARALLELISM};
 use crate::state::RestoredBlob;
 use std::fmt;

@@ -30,8 +30,6 @@ use crate::checkpoint::{
 };
 use crate::config::live::LiveSettings;
 use crate::config::CheckpointingConfig;
-use crate::operators::RestoredState;
-use crate::pipeline::OperatorId;
 use crate::runtime::message::{Barrier, BarrierKind};
 use crate::runtime::task::Injection;
 use crate::runtime::JobControl;
@@ -105,16 +103,7 @@ struct SavepointInFlight {
     reply: oneshot::Sender<Result<CompletedCheckpoint, String>>,
 }
 
-/// What to put back into a job before its first record, per operator id and (new) subtask:
-/// the result of the restore mapping (which state goes to which subtask at the new
-/// parallelism), done by the caller.
-#[derive(Debug, Default)]
-pub struct RestoreState {
-    /// The checkpoint or savepoint restored: numbering continues after it.
-    pub checkpoint_id: CheckpointId,
-    /// Keyed and operator state, sources' positions included.
-    pub operators: HashMap<(OperatorId, u32), RestoredState>,
-}
+pub use crate::checkpoint::restore::RestoreState;
 
 /// What happened to a checkpoint, for whoever watches the job (tests, the REST API's
 /// history). Sent in order; nobody has to listen.
@@ -141,15 +130,7 @@ pub enum CheckpointNotice {
     },
 }
 
-/// What the driver tells every subtask about a checkpoint it triggered, once decided. A
-/// subtask that has ended no longer hears it (its channel is closed): best effort.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CheckpointOutcome {
-    /// `_metadata` is durable: the checkpoint exists.
-    Completed(CheckpointId),
-    /// Expired, failed or abandoned: it will never complete.
-    Aborted(CheckpointId),
-}
+pub use crate::ids::CheckpointOutcome;
 
 /// What a task sends the driver.
 #[derive(Debug)]

@@ -3,17 +3,8 @@
 //! watermarks.
 
 use crate::record::Batch;
-use std::fmt;
 
-/// A checkpoint's number, as in `chk-<n>`: increasing within a job.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct CheckpointId(pub u64);
-
-impl fmt::Display for CheckpointId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
+pub use crate::ids::CheckpointId;
 
 /// What a barrier asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -33,18 +33,17 @@ pub mod gate;
 pub mod memory;
 pub mod message;
 pub mod metrics;
-pub mod source;
 pub mod task;
 pub mod watermark;
 
 pub use crate::checkpoint::coordinator::CheckpointStats;
+pub use crate::operators::task_source::{DynSource, TaskSource};
 pub use barrier::{BarrierAligner, CheckpointingMode, Decision};
 pub use checkpointing::{
     CheckpointNotice, CheckpointOutcome, CheckpointingOptions, RestoreState, SavepointAction,
 };
 pub use message::{Barrier, BarrierKind, CheckpointId, Message};
 pub use metrics::{JobMetrics, OperatorMetrics, SubtaskMetrics};
-pub use source::{DynSource, TaskSource};
 
 use crate::checkpoint::coordinator::OperatorLayout;
 use crate::checkpoint::JobTermination;
@@ -264,6 +263,22 @@ pub struct JobControl {
 }
 
 impl JobControl {
+    fn new(
+        cancel: CancellationToken,
+        stop: Arc<AtomicBool>,
+        triggers: Vec<UnboundedSender<Injection>>,
+        savepoints: Option<UnboundedSender<checkpointing::SavepointRequest>>,
+    ) -> JobControl {
+        JobControl {
+            cancel,
+            stop,
+            user_cancelled: Arc::new(AtomicBool::new(false)),
+            triggers,
+            savepoints,
+            finished_by_savepoint: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
     /// Sources stop and end their streams; the pipeline drains, sinks flush, the job finishes.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -480,19 +495,7 @@ impl JobHandle {
         } else {
             JobStatus::Finished
         };
-        let operators = self
-            .metrics
-            .operators
-            .iter()
-            .zip(&self.parallelism)
-            .map(|(m, &p)| OperatorReport {
-                id: m.id.clone(),
-                parallelism: p,
-                records_in: m.records_in(),
-                records_out: m.records_out(),
-                records_discarded: m.records_discarded(),
-            })
-            .collect();
+        let operators = self.operator_reports();
         Ok(JobReport {
             name: self.name,
             status,
@@ -503,28 +506,32 @@ impl JobHandle {
     }
 }
 
+impl JobHandle {
+    /// Each operator's record counts, in plan order.
+    fn operator_reports(&self) -> Vec<OperatorReport> {
+        self.metrics
+            .operators
+            .iter()
+            .zip(&self.parallelism)
+            .map(|(m, &p)| OperatorReport {
+                id: m.id.clone(),
+                parallelism: p,
+                records_in: m.records_in(),
+                records_out: m.records_out(),
+                records_discarded: m.records_discarded(),
+            })
+            .collect()
+    }
+}
+
 /// Builds every subtask of `plan` and spawns them on the current tokio runtime.
 ///
 /// Every operator is built before anything runs, so a build error (a file that cannot be
 /// opened, say) starts nothing.
 pub fn start(plan: Plan, mut opts: JobOptions) -> Result<JobHandle, RuntimeError> {
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| RuntimeError::NoRuntime)?;
-    let capacity = opts.channel_capacity.max(1);
-    let (mut receivers, mut senders) = wire(&plan, capacity)?;
-
-    let mut metrics = JobMetrics::default();
-    let mut op_metrics: Vec<Vec<Arc<OperatorMetrics>>> = Vec::new();
-    let mut parallelism = Vec::new();
-    for t in &plan.tasks {
-        let ms: Vec<_> = t
-            .operators
-            .iter()
-            .map(|o| Arc::new(OperatorMetrics::new(o.id.clone(), t.parallelism)))
-            .collect();
-        metrics.operators.extend(ms.iter().cloned());
-        parallelism.extend(t.operators.iter().map(|_| t.parallelism));
-        op_metrics.push(ms);
-    }
+    let (mut receivers, mut senders) = wire(&plan, opts.channel_capacity.max(1))?;
+    let (metrics, op_metrics, parallelism) = job_metrics(&plan);
 
     // One source of truth for the mode when checkpointing settings are given.
     if let Some(c) = &opts.checkpointing {
@@ -536,60 +543,23 @@ pub fn start(plan: Plan, mut opts: JobOptions) -> Result<JobHandle, RuntimeError
     let periodic = checkpointing
         .as_ref()
         .is_some_and(|c| c.config.interval.is_some());
-    let (savepoints_tx, savepoints_rx) = match &checkpointing {
-        Some(_) => {
-            let (tx, rx) = mpsc::unbounded_channel();
-            (Some(tx), Some(rx))
-        }
-        None => (None, None),
-    };
-    let (checkpoints_tx, checkpoints_rx) = match &checkpointing {
-        Some(_) => {
-            let (tx, rx) = mpsc::unbounded_channel();
-            (Some(tx), Some(rx))
-        }
-        None => (None, None),
-    };
+    let (savepoints_tx, savepoints_rx) = channel_if(checkpointing.is_some());
+    let (checkpoints_tx, checkpoints_rx) = channel_if(checkpointing.is_some());
     let mut restore = opts.restore.take();
     let restored_id = restore.as_ref().map(|r| r.checkpoint_id);
 
     let cancel = CancellationToken::new();
     let stop = Arc::new(AtomicBool::new(false));
-    let (events_tx, events_rx) = match opts.task_events {
-        true => {
-            let (tx, rx) = mpsc::unbounded_channel();
-            (Some(tx), Some(rx))
-        }
-        false => (None, None),
-    };
+    let (events_tx, events_rx) = channel_if(opts.task_events);
     let mut triggers = Vec::new();
     let mut subtasks = Vec::new();
-    // Bounded inputs end with a final checkpoint when checkpoints are periodic (FLIP-147).
-    let sources: u32 = plan
-        .tasks
-        .iter()
-        .filter(|t| t.is_source())
-        .map(|t| t.parallelism)
-        .sum();
-    // `checkpoints-after-tasks-finish: false` (Flink's flag) ends bounded inputs without it,
-    // and then, as in Flink, nothing after the last completed checkpoint is committed.
-    let after_finish = checkpointing
-        .as_ref()
-        .is_some_and(|c| c.config.checkpoints_after_tasks_finish);
-    let final_checkpoint = (periodic && after_finish && checkpoints_tx.is_some())
-        .then(|| task::FinalCheckpoint::new(sources));
-    let end_uncommitted = periodic && !after_finish;
-    if end_uncommitted {
-        tracing::info!(job = %plan.name, "execution.checkpointing.checkpoints-after-tasks-finish is false: a bounded input ends without a final checkpoint, and transactional sinks do not commit what they wrote after the last completed checkpoint");
-    }
+    let (final_checkpoint, end_uncommitted) = end_of_input(&plan, checkpointing.as_ref());
     let mut outcome_senders = Vec::new();
     for (ti, t) in plan.tasks.iter().enumerate() {
         for s in 0..t.parallelism {
-            let outcomes = checkpoints_tx.as_ref().map(|_| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                outcome_senders.push(tx);
-                rx
-            });
+            // Each subtask hears the outcome of the checkpoints it took part in.
+            let (outcome_tx, outcomes) = channel_if(checkpoints_tx.is_some());
+            outcome_senders.extend(outcome_tx);
             let ctx = TaskContext {
                 task: ti,
                 subtask: s,
@@ -616,28 +586,17 @@ pub fn start(plan: Plan, mut opts: JobOptions) -> Result<JobHandle, RuntimeError
                 &mut restore,
                 ctx,
             )?;
-            if let Built::Source { trigger, .. } = &built {
-                triggers.push(trigger.clone());
-            }
+            triggers.extend(built.trigger().cloned());
             subtasks.push((t.name(), s, t.parallelism, built));
         }
     }
     // Only the tasks hold senders: the driver sees the channel close when they are gone.
     drop(checkpoints_tx);
-    if let Some(r) = restore {
-        if let Some((operator, subtask)) = r.operators.into_keys().next() {
-            return Err(RuntimeError::UnusedRestoreState { operator, subtask });
-        }
+    if let Some((operator, subtask)) = restore.and_then(|r| r.operators.into_keys().next()) {
+        return Err(RuntimeError::UnusedRestoreState { operator, subtask });
     }
 
-    let control = JobControl {
-        cancel: cancel.clone(),
-        stop,
-        user_cancelled: Arc::new(AtomicBool::new(false)),
-        triggers,
-        savepoints: savepoints_tx,
-        finished_by_savepoint: Arc::new(AtomicBool::new(false)),
-    };
+    let control = JobControl::new(cancel.clone(), stop, triggers, savepoints_tx);
     let (notices_tx, notices_rx) = mpsc::unbounded_channel();
     let driver = match (checkpointing, checkpoints_rx, savepoints_rx) {
         (Some(c), Some(rx), Some(savepoints)) => Some(checkpointing::spawn(
@@ -654,6 +613,83 @@ pub fn start(plan: Plan, mut opts: JobOptions) -> Result<JobHandle, RuntimeError
         _ => None,
     };
 
+    let (tasks, info) = spawn_subtasks(subtasks, &cancel, &runtime);
+    tracing::info!(job = %opts.name, subtasks = info.len(), checkpointing = driver.is_some(), "job started");
+    Ok(JobHandle {
+        name: opts.name,
+        control,
+        metrics: Arc::new(metrics),
+        parallelism,
+        tasks,
+        info,
+        events: events_rx,
+        notices: driver.as_ref().map(|_| notices_rx),
+        driver,
+        started: Instant::now(),
+    })
+}
+
+/// Every operator's metrics: the job's list, the same per task, and each operator's
+/// parallelism (in the job list's order).
+fn job_metrics(plan: &Plan) -> (JobMetrics, Vec<Vec<Arc<OperatorMetrics>>>, Vec<u32>) {
+    let mut metrics = JobMetrics::default();
+    let mut op_metrics: Vec<Vec<Arc<OperatorMetrics>>> = Vec::new();
+    let mut parallelism = Vec::new();
+    for t in &plan.tasks {
+        let ms: Vec<_> = t
+            .operators
+            .iter()
+            .map(|o| Arc::new(OperatorMetrics::new(o.id.clone(), t.parallelism)))
+            .collect();
+        metrics.operators.extend(ms.iter().cloned());
+        parallelism.extend(t.operators.iter().map(|_| t.parallelism));
+        op_metrics.push(ms);
+    }
+    (metrics, op_metrics, parallelism)
+}
+
+/// An unbounded channel when `on`, else neither end.
+fn channel_if<T>(on: bool) -> (Option<UnboundedSender<T>>, Option<UnboundedReceiver<T>>) {
+    if on {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    }
+}
+
+/// How bounded inputs end: with a final checkpoint when checkpoints are periodic (FLIP-147),
+/// or, with Flink's `checkpoints-after-tasks-finish: false`, without one, and then (as in
+/// Flink) nothing after the last completed checkpoint is committed (the second value).
+fn end_of_input(
+    plan: &Plan,
+    checkpointing: Option<&CheckpointingOptions>,
+) -> (Option<Arc<task::FinalCheckpoint>>, bool) {
+    let periodic = checkpointing.is_some_and(|c| c.config.interval.is_some());
+    let after_finish = checkpointing.is_some_and(|c| c.config.checkpoints_after_tasks_finish);
+    let sources: u32 = plan
+        .tasks
+        .iter()
+        .filter(|t| t.is_source())
+        .map(|t| t.parallelism)
+        .sum();
+    let final_checkpoint = (periodic && after_finish).then(|| task::FinalCheckpoint::new(sources));
+    let end_uncommitted = periodic && !after_finish;
+    if end_uncommitted {
+        tracing::info!(job = %plan.name, "execution.checkpointing.checkpoints-after-tasks-finish is false: a bounded input ends without a final checkpoint, and transactional sinks do not commit what they wrote after the last completed checkpoint");
+    }
+    (final_checkpoint, end_uncommitted)
+}
+
+/// Spawns every built subtask on `runtime`, each ending at `cancel`.
+fn spawn_subtasks(
+    subtasks: Vec<(String, u32, u32, Built)>,
+    cancel: &CancellationToken,
+    runtime: &tokio::runtime::Handle,
+) -> (
+    JoinSet<Result<(), TaskError>>,
+    HashMap<tokio::task::Id, SubtaskInfo>,
+) {
     let mut tasks = JoinSet::new();
     let mut info = HashMap::new();
     for (task, subtask, parallelism, built) in subtasks {
@@ -683,7 +719,7 @@ pub fn start(plan: Plan, mut opts: JobOptions) -> Result<JobHandle, RuntimeError
                 result = run => result,
             }
         };
-        let handle = tasks.spawn_on(body, &runtime);
+        let handle = tasks.spawn_on(body, runtime);
         info.insert(
             handle.id(),
             SubtaskInfo {
@@ -693,19 +729,7 @@ pub fn start(plan: Plan, mut opts: JobOptions) -> Result<JobHandle, RuntimeError
             },
         );
     }
-    tracing::info!(job = %opts.name, subtasks = info.len(), checkpointing = driver.is_some(), "job started");
-    Ok(JobHandle {
-        name: opts.name,
-        control,
-        metrics: Arc::new(metrics),
-        parallelism,
-        tasks,
-        info,
-        events: events_rx,
-        notices: driver.as_ref().map(|_| notices_rx),
-        driver,
-        started: Instant::now(),
-    })
+    (tasks, info)
 }
 
 /// The job as the checkpoint driver sees it: operators in plan order, tasks and where their
@@ -748,6 +772,33 @@ enum Built {
         outputs: Outputs,
         ctx: TaskContext,
     },
+}
+
+/// A source's restored state: its blobs. Keyed state under a source's id cannot be its own.
+fn source_blobs(
+    restored: Option<crate::operators::RestoredState>,
+) -> Result<Option<Vec<crate::state::RestoredBlob>>, crate::operators::OperatorError> {
+    match restored {
+        None => Ok(None),
+        Some(crate::operators::RestoredState::Blobs(blobs)) => Ok(Some(blobs)),
+        Some(crate::operators::RestoredState::Keyed(_)) => {
+            Err(crate::operators::OperatorError::Config(
+                "the checkpoint holds keyed state under this source's id; give the source \
+                 another `id` or restore without its state"
+                    .into(),
+            ))
+        }
+    }
+}
+
+impl Built {
+    /// A source's injection channel (barriers and savepoints enter the job there).
+    fn trigger(&self) -> Option<&UnboundedSender<Injection>> {
+        match self {
+            Built::Source { trigger, .. } => Some(trigger),
+            Built::Operator { .. } => None,
+        }
+    }
 }
 
 type Wiring = (Vec<Vec<Vec<Receiver>>>, Vec<Vec<Vec<OutputEdge>>>);
@@ -847,28 +898,20 @@ fn build_subtask(
         parallelism: task.parallelism,
         error,
     };
+    let restore_error = |id: &OperatorId, error| RuntimeError::Restore {
+        operator: id.clone(),
+        subtask,
+        parallelism: task.parallelism,
+        error,
+    };
     let mut source = None;
     let mut chained = Vec::new();
     for (k, op) in task.operators.iter().enumerate() {
         let key = (op.id.clone(), subtask);
         match (&op.factory, k) {
             (Factory::Source(f), 0) => {
-                let restored = match restore.as_mut().and_then(|r| r.operators.remove(&key)) {
-                    None => None,
-                    Some(crate::operators::RestoredState::Blobs(blobs)) => Some(blobs),
-                    Some(crate::operators::RestoredState::Keyed(_)) => {
-                        return Err(RuntimeError::Restore {
-                            operator: op.id.clone(),
-                            subtask,
-                            parallelism: task.parallelism,
-                            error: crate::operators::OperatorError::Config(
-                                "the checkpoint holds keyed state under this source's id; give \
-                                 the source another `id` or restore without its state"
-                                    .into(),
-                            ),
-                        })
-                    }
-                };
+                let restored = restore.as_mut().and_then(|r| r.operators.remove(&key));
+                let restored = source_blobs(restored).map_err(|e| restore_error(&op.id, e))?;
                 let built =
                     f(&context(&op.id), restored.as_deref()).map_err(|e| build_error(&op.id, e))?;
                 source = Some((op.id.clone(), built, metrics[0].clone()));
@@ -882,12 +925,7 @@ fn build_subtask(
                 if let Some(state) = restore.as_mut().and_then(|r| r.operators.remove(&key)) {
                     operator
                         .restore_state(state)
-                        .map_err(|error| RuntimeError::Restore {
-                            operator: op.id.clone(),
-                            subtask,
-                            parallelism: task.parallelism,
-                            error,
-                        })?;
+                        .map_err(|e| restore_error(&op.id, e))?;
                 }
                 chained.push(ChainedOperator {
                     id: op.id.clone(),
@@ -907,13 +945,9 @@ fn build_subtask(
     Ok(match source {
         Some((id, source, metrics)) => {
             let (trigger, triggers) = mpsc::unbounded_channel();
+            let slot = SourceSlot::new(id, source, metrics, triggers);
             Built::Source {
-                slot: SourceSlot {
-                    id,
-                    source,
-                    metrics,
-                    triggers,
-                },
+                slot,
                 trigger,
                 chain,
                 outputs,

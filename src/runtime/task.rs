@@ -29,6 +29,7 @@
 //! which drops the loop (and its operators) at its next await.
 
 use crate::operators::event_time::WatermarkEvent;
+use crate::operators::task_source::TaskSource;
 use crate::operators::{EndOfInput, OperatorError, SourceEvent};
 use crate::pipeline::OperatorId;
 use crate::record::Batch;
@@ -39,7 +40,6 @@ use crate::runtime::exchange::Outputs;
 use crate::runtime::gate::{GateEvent, InputGate};
 use crate::runtime::message::{Barrier, CheckpointId, Message};
 use crate::runtime::metrics::OperatorMetrics;
-use crate::runtime::source::TaskSource;
 use crate::runtime::watermark::{ValveOutput, WatermarkValve};
 use crate::runtime::{TaskError, TaskEvent};
 use crate::state::OperatorSnapshot;
@@ -225,6 +225,22 @@ pub struct SourceSlot {
     pub metrics: Arc<OperatorMetrics>,
     /// Barriers to inject, from the checkpoint driver.
     pub triggers: UnboundedReceiver<Injection>,
+}
+
+impl SourceSlot {
+    pub fn new(
+        id: OperatorId,
+        source: TaskSource,
+        metrics: Arc<OperatorMetrics>,
+        triggers: UnboundedReceiver<Injection>,
+    ) -> SourceSlot {
+        SourceSlot {
+            id,
+            source,
+            metrics,
+            triggers,
+        }
+    }
 }
 
 /// A barrier to inject at a source, and whether the source stops at it.
@@ -606,12 +622,7 @@ async fn fire_timers(
     Ok(())
 }
 
-/// Wall-clock time in milliseconds since the epoch: processing time.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use crate::record::now_ms;
 
 /// Carries out the aligner's decision: which channels the gate polls, snapshot and forward.
 async fn apply(

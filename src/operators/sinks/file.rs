@@ -39,12 +39,12 @@
 use super::rolling::{PartClock, RollingConfig};
 use super::state::{FileSinkState, InProgressPart, PendingPart, SinkState};
 use super::{sink_schema, write_record};
+use crate::ids::CheckpointId;
 use crate::operators::{
     BuildContext, DeliveryGuarantee, EndOfInput, Operator, OperatorError, OperatorSpec, Problem,
     RestoredState,
 };
 use crate::record::{Batch, Schema};
-use crate::runtime::message::CheckpointId;
 use crate::state::OperatorSnapshot;
 use std::fs::File;
 use std::io::{BufWriter, Write};

@@ -39,6 +39,7 @@ use super::kafka_resume::{self, Ended, Security, TxnRef};
 use super::kafka_txn::{Slots, ID_POOL};
 use super::state::{KafkaPendingTxn, KafkaSinkState, SinkState};
 use super::{sink_schema, write_json, write_record, write_value};
+use crate::ids::CheckpointId;
 use crate::operators::sources::duration_serde;
 use crate::operators::sources::kafka::check_client_settings;
 use crate::operators::{
@@ -46,7 +47,6 @@ use crate::operators::{
     OperatorSpec, PendingWork, Problem, RestoredState,
 };
 use crate::record::{Batch, Schema};
-use crate::runtime::message::CheckpointId;
 use crate::state::OperatorSnapshot;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use std::collections::BTreeMap;

@@ -56,12 +56,12 @@ use super::kafka_discovery::{
 pub use super::kafka_discovery::{owner, reader, Share};
 use super::kafka_records::Rows;
 use super::{KafkaOffset, SourcePosition};
+use crate::ids::CheckpointId;
 use crate::operators::event_time::{
     EventTimeConfig, Timestamper, WatermarkEvent, WatermarkGenerator,
 };
 use crate::operators::{BuildContext, OperatorError, OperatorSpec, Problem, Source, SourceEvent};
 use crate::record::{Batch, DataType, Schema, BATCH_SIZE};
-use crate::runtime::message::CheckpointId;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;

@@ -579,7 +579,7 @@ impl Window {
     fn now(&self) -> i64 {
         match self.time {
             TimeKind::Event => self.watermark,
-            TimeKind::Processing => crate::runtime::task::now_ms(),
+            TimeKind::Processing => crate::record::now_ms(),
         }
     }
 

@@ -75,9 +75,9 @@ impl LaunchError {
     pub fn exit_code(&self) -> u8 {
         match self {
             LaunchError::Restore(_) | LaunchError::Bug(_) | LaunchError::Stopping => {
-                crate::cli::EXIT_FAILURE
+                crate::exit::EXIT_FAILURE
             }
-            _ => crate::cli::EXIT_CONFIG,
+            _ => crate::exit::EXIT_CONFIG,
         }
     }
 }

@@ -164,7 +164,7 @@ pub enum StartError {
 impl StartError {
     /// All of them are the configuration's to fix.
     pub fn exit_code(&self) -> u8 {
-        crate::cli::EXIT_CONFIG
+        crate::exit::EXIT_CONFIG
     }
 }
 

@@ -1,11 +1,10 @@
 //! The source a task runs: a catalogue source, or one given as a trait object (tests, and
 //! sources outside the catalogue later).
 
+use crate::ids::{CheckpointId, CheckpointOutcome};
 use crate::operators::event_time::WatermarkEvent;
 use crate::operators::sources::SourcePosition;
 use crate::operators::{OperatorError, SourceEvent, SourceRuntime};
-use crate::runtime::checkpointing::CheckpointOutcome;
-use crate::runtime::message::CheckpointId;
 use std::future::Future;
 use std::pin::Pin;
 
