@@ -33,7 +33,8 @@ fn duration_unit(label: &str) -> Option<u64> {
         "min" | "m" | "minute" | "minutes" => 60_000_000_000,
         "s" | "sec" | "secs" | "second" | "seconds" => 1_000_000_000,
         "" | "ms" | "milli" | "millis" | "millisecond" | "milliseconds" => 1_000_000,
-        "µs" | "micro" | "micros" | "microsecond" | "microseconds" => 1_000,
+        // `us`: floe's ASCII spelling of `µs` (Flink knows only the latter).
+        "µs" | "us" | "micro" | "micros" | "microsecond" | "microseconds" => 1_000,
         "ns" | "nano" | "nanos" | "nanosecond" | "nanoseconds" => 1,
         _ => return None,
     })

@@ -69,6 +69,8 @@ mod tests {
         assert_eq!(parse_duration("1 min"), Ok(Duration::from_secs(60)));
         assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("PT10S"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("100us"), Ok(Duration::from_micros(100)));
+        assert_eq!(parse_duration("1 µs"), Ok(Duration::from_micros(1)));
         assert!(parse_duration("1.5s").is_err());
         let err = parse_duration("soon").unwrap_err();
         assert!(err.contains("invalid duration `soon`"), "{err}");
