@@ -107,6 +107,9 @@ impl std::fmt::Display for Endpoint {
 pub struct Client {
     endpoint: Endpoint,
     token: Option<String>,
+    /// Built once: a blocking reqwest client starts its own runtime thread, and the
+    /// savepoint wait polls many times.
+    http: Result<reqwest::blocking::Client, String>,
 }
 
 /// A raw answer: status and body.
@@ -118,7 +121,19 @@ pub struct Answer {
 
 impl Client {
     pub fn new(endpoint: Endpoint, token: Option<String>) -> Self {
-        Client { endpoint, token }
+        let http = reqwest::blocking::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(IO_TIMEOUT)
+            // The API is on a host the user named (usually loopback): never through a proxy.
+            .no_proxy()
+            .user_agent(concat!("floe/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| error_chain(&e));
+        Client {
+            endpoint,
+            token,
+            http,
+        }
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -204,14 +219,7 @@ impl Client {
             path: path.to_owned(),
             reason,
         };
-        let http = reqwest::blocking::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(IO_TIMEOUT)
-            // The API is on a host the user named (usually loopback): never through a proxy.
-            .no_proxy()
-            .user_agent(concat!("floe/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| transport(error_chain(&e)))?;
+        let http = self.http.as_ref().map_err(|e| transport(e.clone()))?;
         let verb = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|e| transport(format!("not an HTTP method: {e}")))?;
         let mut request = http
