@@ -10,7 +10,7 @@ use floe::checkpoint::inspect::{inspect, render_text, InspectReport};
 use floe::checkpoint::metadata::{
     encode, CheckpointMetadata, GroupIndexEntry, OperatorStateMeta, SnapshotKind,
 };
-use floe::checkpoint::storage::{list_checkpoints, load, path, FsCheckpointStore, PathKind};
+use floe::checkpoint::storage::{list_checkpoints, load, FsCheckpointStore, Location};
 use floe::checkpoint::{
     CheckpointId, CheckpointStore, JobId, JobTermination, OperatorSnapshot, SubtaskSnapshot,
 };
@@ -114,15 +114,13 @@ fn layout_retention_and_a_killed_writer() {
         b"partial",
     )
     .unwrap();
-    let temp = path(PathKind::MetadataTemp {
-        snapshot_dir: &chk4,
-    });
+    let temp = chk4.join("_metadata.inprogress");
     std::fs::write(
         &temp,
         &encode(&load(job_dir.join("chk-3")).unwrap().metadata)[..50],
     )
     .unwrap();
-    let ids: Vec<u64> = list_checkpoints(&job_dir)
+    let ids: Vec<u64> = list_checkpoints(&Location::Local(job_dir.clone()))
         .unwrap()
         .into_iter()
         .map(|(id, _)| id)

@@ -6,7 +6,7 @@ use floe::checkpoint::metadata::{
     encode, BlobLocation, CheckpointMetadata, KeyedStateHandle, OperatorStateMeta, SnapshotKind,
     StateBlob, SubtaskStateMeta,
 };
-use floe::checkpoint::storage::{write_metadata, write_state_file};
+use floe::checkpoint::storage::{write_metadata, write_state_file, Location};
 use floe::checkpoint::JobId;
 use std::path::Path;
 use std::process::Output;
@@ -16,8 +16,9 @@ const JOB: &str = "8f797489a0bbec8f9bbc61e6b7e3f916";
 /// Writes a snapshot of `kind` into `dir`: two state files referenced by `_metadata`.
 fn write_snapshot(dir: &Path, kind: SnapshotKind) -> Vec<String> {
     std::fs::create_dir_all(dir).unwrap();
+    let at = Location::Local(dir.to_path_buf());
     let files: Vec<String> = (0..2)
-        .map(|i| write_state_file(dir, format!("state {i}").into_bytes()).unwrap())
+        .map(|i| write_state_file(&at, format!("state {i}").into_bytes()).unwrap())
         .collect();
     let subtasks = files
         .iter()
@@ -48,7 +49,7 @@ fn write_snapshot(dir: &Path, kind: SnapshotKind) -> Vec<String> {
             subtasks,
         }],
     };
-    write_metadata(dir, &encode(&meta)).unwrap();
+    write_metadata(&at, &encode(&meta)).unwrap();
     files
 }
 

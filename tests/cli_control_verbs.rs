@@ -50,7 +50,7 @@ fn fake_driver(
             next += 1;
             Ok(CompletedCheckpoint {
                 checkpoint_id: CheckpointId(next),
-                path: dir,
+                path: floe::checkpoint::storage::Location::Local(dir),
                 size: 4,
             })
         };

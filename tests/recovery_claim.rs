@@ -74,6 +74,7 @@ async fn restore_and_checkpoint_twice(
     c.state.inline_threshold = 0;
     let first = run_until(&c, None, ClaimMode::NoClaim, |id| id >= 2).await;
     let (id, restored) = first.latest_retained().unwrap();
+    let restored = restored.to_path_buf();
     let second = run_until(&c, Some(&restored), mode, |n| n >= id + 2).await;
     (restored, second, dir)
 }

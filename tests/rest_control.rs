@@ -30,7 +30,7 @@ fn fake_driver(registry: JobRegistry, id: JobId, mut rx: UnboundedReceiver<JobCo
             next += 1;
             Ok(CompletedCheckpoint {
                 checkpoint_id: CheckpointId(next),
-                path: dir,
+                path: floe::checkpoint::storage::Location::Local(dir),
                 size: 4,
             })
         };

@@ -75,11 +75,12 @@ fn kill(child: &Child, sig: &str) {
 
 /// Complete checkpoints under an S3 checkpoint root: (id, path), oldest first.
 fn completed(root: &str) -> Vec<(u64, PathBuf)> {
-    let mut out: Vec<(u64, PathBuf)> = storage::scan_checkpoints(Path::new(root))
+    let mut out: Vec<(u64, PathBuf)> = storage::parse_dir(root)
+        .and_then(|at| storage::scan_checkpoints(&at))
         .map(|found| {
             found
                 .into_iter()
-                .filter_map(|(p, l)| Some((l.ok()?.metadata.checkpoint_id, p)))
+                .filter_map(|(p, l)| Some((l.ok()?.metadata.checkpoint_id, p.to_path_buf())))
                 .collect()
         })
         .unwrap_or_default();
@@ -414,9 +415,11 @@ fn metadata_on_s3_is_written_once_and_never_replaced() {
         return;
     };
     s3.configure_library();
-    let dir = PathBuf::from(format!("{}/job/chk-1", s3.prefix("create-only")));
-    let first = storage::write_metadata(&dir, b"first").unwrap();
-    assert!(first.to_str().unwrap().ends_with("/chk-1/_metadata"));
+    let uri = format!("{}/job/chk-1", s3.prefix("create-only"));
+    let dir = storage::parse_dir(&uri).unwrap();
+    assert!(dir.is_object(), "an s3:// URI is an object location");
+    let first = storage::write_metadata(&dir, b"first").unwrap().to_string();
+    assert!(first.ends_with("/chk-1/_metadata"));
     // The same bytes again: a retried write that had succeeded; accepted.
     storage::write_metadata(&dir, b"first").unwrap();
     // Other bytes: refused, the first stays.
@@ -424,14 +427,11 @@ fn metadata_on_s3_is_written_once_and_never_replaced() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("already exists"), "{err}");
-    assert_eq!(
-        obj(first.to_str().unwrap()).get().unwrap().as_deref(),
-        Some(&b"first"[..])
-    );
+    assert_eq!(obj(&first).get().unwrap().as_deref(), Some(&b"first"[..]));
     // Deleting goes _metadata first, then the rest of the prefix.
     storage::write_state_file(&dir, b"state".to_vec()).unwrap();
     storage::delete_snapshot_dir(&dir).unwrap();
-    assert!(!obj(dir.to_str().unwrap()).has_children().unwrap());
+    assert!(!obj(&uri).has_children().unwrap());
 }
 
 #[test]
@@ -446,4 +446,39 @@ fn unsupported_schemes_list_the_supported_ones() {
     assert!(err.contains("HDFS"), "{err}");
     let err = storage::parse_dir("s3://").unwrap_err().to_string();
     assert!(err.contains("no bucket"), "{err}");
+}
+
+/// The S3 implementation of the storage interface answers as local disk does (the unit test
+/// `local_storage_keeps_the_contract`): files written once, ranges, sizes, listings, deletes.
+/// Where a bucket differs it is by design: a prefix is a directory once an object is under it.
+#[test]
+fn s3_storage_keeps_the_contract() {
+    let Some(s3) = s3_support::server() else {
+        return;
+    };
+    s3.configure_library();
+    let dir = storage::parse_dir(&format!("{}/contract/a", s3.prefix("contract"))).unwrap();
+    let st = dir.storage();
+    assert_eq!(st.is_dir().unwrap(), None);
+    assert!(st.list().unwrap().is_empty());
+    st.create_dir().unwrap();
+    let f = dir.join("f");
+    assert!(f.storage().write_once(b"one").unwrap());
+    assert!(f.storage().write_once(b"one").unwrap(), "a retry");
+    assert!(!f.storage().write_once(b"two").unwrap(), "never replaced");
+    assert_eq!(f.storage().read().unwrap().as_deref(), Some(&b"one"[..]));
+    assert_eq!(f.storage().read_range(1, 2).unwrap(), b"ne");
+    assert_eq!(f.storage().size().unwrap(), Some(3));
+    assert_eq!(f.storage().is_dir().unwrap(), Some(false));
+    assert_eq!(st.is_dir().unwrap(), Some(true));
+    dir.join("g").storage().write_fresh(b"x".to_vec()).unwrap();
+    let mut listed = st.list().unwrap();
+    listed.sort();
+    assert_eq!(listed, vec![("f".into(), false), ("g".into(), false)]);
+    f.storage().delete().unwrap();
+    f.storage().delete().unwrap();
+    assert!(!st.remove_dir_if_empty(), "g is still there");
+    st.delete_all().unwrap();
+    assert_eq!(st.is_dir().unwrap(), None);
+    assert_eq!(dir.name(), Some("a"));
 }

@@ -59,10 +59,14 @@ fn newest(root: &str) -> Option<u64> {
 
 /// The highest complete checkpoint on S3 under `root`: its id and directory.
 fn newest_dir(root: &str) -> Option<(u64, std::path::PathBuf)> {
-    floe::checkpoint::storage::scan_checkpoints(Path::new(root))
+    let at = floe::checkpoint::storage::parse_dir(root).ok()?;
+    floe::checkpoint::storage::scan_checkpoints(&at)
         .ok()?
         .into_iter()
-        .filter_map(|(dir, l)| l.ok().map(|l| (l.metadata.checkpoint_id, dir)))
+        .filter_map(|(dir, l)| {
+            l.ok()
+                .map(|l| (l.metadata.checkpoint_id, dir.to_path_buf()))
+        })
         .max()
 }
 

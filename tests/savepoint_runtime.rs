@@ -153,7 +153,7 @@ fn savepoints_in(root: &Path) -> Vec<PathBuf> {
 fn retained_ids(ck: &Path) -> Vec<u64> {
     let mut ids = Vec::new();
     for job in std::fs::read_dir(ck).unwrap().flatten() {
-        if let Ok(list) = list_checkpoints(&job.path()) {
+        if let Ok(list) = list_checkpoints(&storage::Location::Local(job.path())) {
             ids.extend(list.into_iter().map(|(id, _)| id));
         }
     }
@@ -178,6 +178,7 @@ async fn stop_with_savepoint_finishes_commits_and_a_moved_savepoint_continues_ex
     let control = handle.control();
     let reply = control.trigger_savepoint(sp_root.clone(), SavepointAction::Stop { drain: false });
     let sp = reply.await.unwrap().expect("the savepoint completes");
+    let sp_path = sp.path.to_path_buf();
     let report = handle.wait().await.unwrap();
     assert_eq!(
         report.status,
@@ -188,8 +189,8 @@ async fn stop_with_savepoint_finishes_commits_and_a_moved_savepoint_continues_ex
         sp.checkpoint_id.0 > first,
         "numbered from the checkpoint counter"
     );
-    assert_eq!(sp.path.parent(), Some(sp_root.as_path()));
-    let name = sp.path.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(sp_path.parent(), Some(sp_root.as_path()));
+    let name = sp_path.file_name().unwrap().to_string_lossy().into_owned();
     assert!(name.starts_with("savepoint-"), "{name}");
     let stats = report.checkpoints.expect("stats");
     let latest = stats
@@ -206,7 +207,7 @@ async fn stop_with_savepoint_finishes_commits_and_a_moved_savepoint_continues_ex
     assert!(!visible(&out).is_empty());
     // FINISHED: retained checkpoints deleted (RETAIN_ON_CANCELLATION), the savepoint stays.
     assert_eq!(retained_ids(&ck), Vec::<u64>::new());
-    let loaded = storage::load(&sp.path).unwrap();
+    let loaded = storage::load_at(&sp.path).unwrap();
     assert_eq!(loaded.metadata.kind, SnapshotKind::Savepoint);
     assert_eq!(loaded.metadata.checkpoint_id, sp.checkpoint_id.0);
     // Canonical: keyed state full, never in shared/, even with incremental on.
@@ -228,7 +229,7 @@ async fn stop_with_savepoint_finishes_commits_and_a_moved_savepoint_continues_ex
     let moved = dir.path().join("elsewhere");
     std::fs::create_dir(&moved).unwrap();
     let moved = moved.join(&name);
-    std::fs::rename(&sp.path, &moved).unwrap();
+    std::fs::rename(&sp_path, &moved).unwrap();
     std::fs::remove_dir_all(&ck).unwrap();
     let p = write_pipeline(dir.path(), Some(3000), None);
     let ck2 = dir.path().join("ck2");
@@ -283,7 +284,7 @@ async fn an_intermediate_savepoint_commits_nothing_and_shares_the_counter() {
     );
     handle.cancel();
     handle.wait().await.unwrap();
-    assert_eq!(savepoints_in(&sp_root), vec![sp.path.clone()]);
+    assert_eq!(savepoints_in(&sp_root), vec![sp.path.to_path_buf()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,12 +313,12 @@ async fn ids_are_shared_retention_keeps_savepoints_and_a_delta_after_one_restore
     let retained = store.retained();
     assert!(!retained.contains(&sp.checkpoint_id.0), "{retained:?}");
     assert!(
-        sp.path.join("_metadata").exists(),
+        sp.path.to_path_buf().join("_metadata").exists(),
         "retention never deletes a savepoint"
     );
     handle.cancel();
     handle.wait().await.unwrap();
-    assert!(sp.path.join("_metadata").exists());
+    assert!(sp.path.to_path_buf().join("_metadata").exists());
     // Restoring the checkpoint after the savepoint continues exactly once: the state
     // checkpoint c3 holds is right although the savepoint moved the change tracking.
     let chk = latest_checkpoint(&ck);
@@ -385,7 +386,7 @@ async fn a_job_without_a_checkpoint_interval_takes_savepoints_that_restore() {
     );
     // It holds every word's count: restoring into a fresh output directory and adding
     // lines continues each word's count where the savepoint left it.
-    let loaded = storage::load(&sp.path).unwrap();
+    let loaded = storage::load_at(&sp.path).unwrap();
     assert_eq!(loaded.metadata.kind, SnapshotKind::Savepoint);
     let restored_lines = {
         let (plan, _, _) = job(&p, 2, None, None);

@@ -108,7 +108,7 @@ fn the_checkpoint_after_a_savepoint_is_written_full_and_before_it_deltas_chain()
 
     // The savepoint is complete on its own.
     assert_eq!(
-        storage::load(&sp_dir).unwrap().metadata.kind,
+        storage::load_at(&sp_dir).unwrap().metadata.kind,
         SnapshotKind::Savepoint
     );
 }

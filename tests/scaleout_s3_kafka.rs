@@ -129,7 +129,8 @@ fn checkpoints_of(root: &str, name: &str) -> Vec<u64> {
 /// whether its Kafka source had read past the start of some partition.
 fn progress_of(root: &str, name: &str) -> Vec<(u64, bool)> {
     use floe::operators::sources::SourcePosition;
-    floe::checkpoint::storage::scan_checkpoints(Path::new(root))
+    floe::checkpoint::storage::parse_dir(root)
+        .and_then(|at| floe::checkpoint::storage::scan_checkpoints(&at))
         .unwrap_or_default()
         .into_iter()
         .filter_map(|(_, l)| l.ok())

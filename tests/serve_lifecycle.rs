@@ -69,9 +69,13 @@ fn with_state_on_s3_the_final_savepoint_is_found_there_on_the_next_start() {
     let mut env = vec![("FLOE_STATE_CHECKPOINTS_DIR", root.as_str())];
     env.extend(s3.vars());
     let l = Layout::new("");
-    let managed = PathBuf::from(format!("{root}/floe-savepoints"));
+    let managed = floe::checkpoint::storage::parse_dir(&format!("{root}/floe-savepoints")).unwrap();
     sigterm_then_resume(&l, &env, || {
-        floe::checkpoint::storage::list_savepoints(&managed).unwrap()
+        floe::checkpoint::storage::list_savepoints(&managed)
+            .unwrap()
+            .iter()
+            .map(|at| at.to_path_buf())
+            .collect()
     });
     assert!(
         !l.path("ck").exists(),

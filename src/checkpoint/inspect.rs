@@ -146,7 +146,7 @@ pub struct CheckpointSummary {
 /// Inspects a checkpoint or savepoint directory, a `_metadata` file, or a job directory.
 pub fn inspect(given: impl AsRef<Path>) -> Result<InspectReport, CheckpointError> {
     let given = given.as_ref();
-    let dir = storage::normalize(given)?;
+    let dir = storage::Location::parse(given)?;
     // A directory that is not itself a checkpoint but holds some: a job directory. Anything
     // else goes to `load`, which gives Flink's messages.
     if storage::looks_like_job_dir(&dir)? {
@@ -156,20 +156,20 @@ pub fn inspect(given: impl AsRef<Path>) -> Result<InspectReport, CheckpointError
     Ok(InspectReport::Snapshot(snapshot_report(&loaded)))
 }
 
-fn job_dir_report(dir: &Path) -> Result<JobDirReport, CheckpointError> {
+fn job_dir_report(dir: &storage::Location) -> Result<JobDirReport, CheckpointError> {
     let mut checkpoints = Vec::new();
     for (id, chk) in storage::list_checkpoints(dir)? {
-        let summary = match storage::load(&chk) {
+        let summary = match storage::load_at(&chk) {
             Ok(l) => CheckpointSummary {
                 checkpoint_id: id,
-                path: chk.display().to_string(),
+                path: chk.to_string(),
                 completion_timestamp_ms: Some(l.metadata.completion_timestamp_ms),
                 size: Some(l.metadata_len + file_bytes(&l.metadata)),
                 error: None,
             },
             Err(e) => CheckpointSummary {
                 checkpoint_id: id,
-                path: chk.display().to_string(),
+                path: chk.to_string(),
                 completion_timestamp_ms: None,
                 size: None,
                 error: Some(e.to_string()),
@@ -178,7 +178,7 @@ fn job_dir_report(dir: &Path) -> Result<JobDirReport, CheckpointError> {
         checkpoints.push(summary);
     }
     Ok(JobDirReport {
-        path: dir.display().to_string(),
+        path: dir.to_string(),
         checkpoints,
     })
 }
@@ -262,7 +262,7 @@ pub fn snapshot_report(loaded: &LoadedSnapshot) -> SnapshotReport {
         })
         .collect();
     SnapshotReport {
-        path: loaded.dir.display().to_string(),
+        path: loaded.dir.to_string(),
         checkpoint_id: m.checkpoint_id,
         kind: match m.kind {
             SnapshotKind::Checkpoint => "checkpoint",

@@ -138,12 +138,12 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<CheckpointMetadata, Checkpoin
     let p = path.display();
     if bytes.len() < 4 || bytes[..4] != METADATA_MAGIC {
         if bytes.len() < 4 && METADATA_MAGIC.starts_with(bytes) {
-            return Err(CheckpointError::Format(format!(
+            return Err(CheckpointError::Corrupt(format!(
                 "'{p}' is truncated ({} bytes): not a complete floe _metadata file",
                 bytes.len()
             )));
         }
-        return Err(CheckpointError::Format(format!(
+        return Err(CheckpointError::Corrupt(format!(
             "'{p}' is not a floe checkpoint/savepoint _metadata file, or corrupt \
              (unexpected magic number); point at a checkpoint directory (chk-<n>), a savepoint \
              directory or their _metadata file"
@@ -154,7 +154,7 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<CheckpointMetadata, Checkpoin
     }
     let version = u32::from_be_bytes(bytes[4..8].try_into().expect("4 bytes"));
     if version == 0 || version > METADATA_VERSION {
-        return Err(CheckpointError::Format(format!(
+        return Err(CheckpointError::Refused(format!(
             "'{p}' has _metadata format version {version}, which this floe does not read \
              (it reads versions 1..={METADATA_VERSION}); restore it with the floe that wrote it \
              or a newer one"
@@ -173,7 +173,7 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<CheckpointMetadata, Checkpoin
         // Longer than it says, or a length that cannot be: the length field itself is
         // damaged or garbage was appended.
         _ => {
-            return Err(CheckpointError::Format(format!(
+            return Err(CheckpointError::Corrupt(format!(
                 "'{p}' is corrupt (payload length {len} does not match the file size {})",
                 bytes.len()
             )))
@@ -183,7 +183,7 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<CheckpointMetadata, Checkpoin
     let stored = u32::from_be_bytes(bytes[body_end..].try_into().expect("4 bytes"));
     let actual = crc32c::crc32c(&bytes[..body_end]);
     if stored != actual {
-        return Err(CheckpointError::Format(format!(
+        return Err(CheckpointError::Corrupt(format!(
             "'{p}' is corrupt (checksum mismatch: stored {stored:08x}, computed {actual:08x}); \
              restore from an older checkpoint or a savepoint"
         )));
@@ -196,7 +196,7 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<CheckpointMetadata, Checkpoin
         _ => postcard::from_bytes::<CheckpointMetadata>(payload),
     };
     let metadata = decoded.map_err(|e| {
-        CheckpointError::Format(format!(
+        CheckpointError::Corrupt(format!(
             "'{p}' is corrupt (checksum matches but the contents do not decode: {e}); it may \
              have been written by an incompatible build"
         ))
@@ -230,7 +230,7 @@ fn is_operator_id(id: &str) -> bool {
 /// shared file (it is self-contained). Anything else refuses the whole file.
 fn check_names(m: &CheckpointMetadata, path: &Path) -> Result<(), CheckpointError> {
     let refuse = |what: String| {
-        CheckpointError::Format(format!(
+        CheckpointError::Refused(format!(
             "'{}' is refused: {what}; it was not written by floe (or was altered), and floe \
              reads and deletes nothing through it",
             path.display()
@@ -279,7 +279,7 @@ fn check_names(m: &CheckpointMetadata, path: &Path) -> Result<(), CheckpointErro
 }
 
 fn truncated(path: &Path, len: usize) -> CheckpointError {
-    CheckpointError::Format(format!(
+    CheckpointError::Corrupt(format!(
         "'{}' is truncated ({len} bytes): the checkpoint was not completely written; restore \
          from an older checkpoint",
         path.display()

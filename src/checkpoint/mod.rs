@@ -64,19 +64,43 @@ pub struct SubtaskSnapshot {
     pub state: OperatorSnapshot,
 }
 
-/// Why a checkpoint could not be written, completed or read. Storage errors name the path.
+/// Why a checkpoint could not be written, completed or read. Every message names the path
+/// or key and the fix; the variant says what kind of failure it is, for callers that act on
+/// it (a restore looks for an older intact checkpoint only after `NotFound` or `Corrupt`).
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
+    /// The storage failed (disk, network, permissions): the data may well be fine.
     #[error("{context}: {source}")]
     Io {
         context: String,
         #[source]
         source: std::io::Error,
     },
+    /// A checkpoint, savepoint, `_metadata` or state file that should be there is not.
     #[error("{0}")]
-    Format(String),
+    NotFound(String),
+    /// It is there, but truncated, fails its checksum or does not decode.
+    #[error("{0}")]
+    Corrupt(String),
+    /// Something is there already that floe writes only once (`_metadata`).
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// floe will not do it: a location, name or setting it does not accept (an unsupported
+    /// scheme, a forged file name, a checkpoint given where a savepoint is wanted).
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     Other(String),
+}
+
+impl CheckpointError {
+    /// Whether the snapshot itself is missing or damaged (not the storage or the request).
+    pub fn is_damaged_snapshot(&self) -> bool {
+        matches!(
+            self,
+            CheckpointError::NotFound(_) | CheckpointError::Corrupt(_)
+        )
+    }
 }
 
 /// A completed checkpoint as storage reports it.
@@ -84,7 +108,7 @@ pub enum CheckpointError {
 pub struct CompletedCheckpoint {
     pub checkpoint_id: CheckpointId,
     /// The checkpoint's directory (`<dir>/<job-id>/chk-<n>`).
-    pub path: std::path::PathBuf,
+    pub path: storage::Location,
     /// Bytes of `_metadata` plus the state files this checkpoint wrote.
     pub size: u64,
 }
@@ -137,7 +161,7 @@ pub trait CheckpointStore: Send + Sync + 'static {
         &self,
         target: &std::path::Path,
         job_id: &JobId,
-    ) -> Result<std::path::PathBuf, CheckpointError> {
+    ) -> Result<storage::Location, CheckpointError> {
         savepoint::create_savepoint_dir(target, job_id)
     }
 
@@ -145,7 +169,7 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// full, never shared. The default inlines nothing.
     fn write_savepoint_subtask(
         &self,
-        dir: &std::path::Path,
+        dir: &storage::Location,
         snapshot: SubtaskSnapshot,
     ) -> Result<metadata::SubtaskStateMeta, CheckpointError> {
         savepoint::SavepointWriter {
@@ -159,14 +183,14 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// deleted by this store.
     fn complete_savepoint(
         &self,
-        dir: &std::path::Path,
+        dir: &storage::Location,
         metadata: metadata::CheckpointMetadata,
     ) -> Result<CompletedCheckpoint, CheckpointError> {
         savepoint::complete(dir, metadata)
     }
 
     /// Removes what a failed savepoint wrote into `dir`.
-    fn abort_savepoint(&self, dir: &std::path::Path) {
+    fn abort_savepoint(&self, dir: &storage::Location) {
         savepoint::abort(dir)
     }
 }

@@ -17,7 +17,7 @@
 //! [`find_latest`] resolves `-s latest` (the choice itself, [`pick_latest`], is pure).
 
 use crate::checkpoint::metadata::{CheckpointMetadata, KeyedStateHandle, OperatorStateMeta};
-use crate::checkpoint::storage::{self, LoadedSnapshot};
+use crate::checkpoint::storage::{self, LoadedSnapshot, Location};
 use crate::checkpoint::{CheckpointError, JobId};
 use crate::state::keygroup::KeyGroupRange;
 use crate::state::{Redistribution, RestoredBlob, StateFormat};
@@ -355,18 +355,14 @@ pub enum RestoreError {
 /// Whether CLAIM may take `loaded`: only a `chk-<n>` or a `savepoint-…` directory, never
 /// whatever directory a `_metadata` file was found in (claiming deletes it later).
 pub fn check_claimable(loaded: &LoadedSnapshot) -> Result<(), RestoreError> {
-    let name = loaded
-        .dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("");
+    let name = loaded.dir.name().unwrap_or("");
     let is_checkpoint = storage::checkpoint_id_of(name).is_some();
     let is_savepoint = name.len() > "savepoint-".len() && name.starts_with("savepoint-");
     if is_checkpoint || is_savepoint {
         Ok(())
     } else {
         Err(RestoreError::NotClaimable {
-            dir: loaded.dir.clone(),
+            dir: loaded.dir.to_path_buf(),
         })
     }
 }
@@ -390,10 +386,17 @@ fn older_hint(intact: Option<&Path>) -> String {
 
 impl RestoreError {
     /// A restore of the snapshot in `dir` failed reading it: names an older intact one.
-    pub fn unreadable(dir: &Path, job_id: Option<&JobId>, source: CheckpointError) -> Self {
+    pub fn unreadable(dir: &Location, job_id: Option<&JobId>, source: CheckpointError) -> Self {
+        // Only a missing or damaged snapshot makes an older one worth looking for; a refused
+        // location or a storage failure would refuse or fail the same way for every one.
+        let intact_older = source
+            .is_damaged_snapshot()
+            .then(|| storage::find_intact_older(dir, job_id))
+            .flatten()
+            .map(|older| older.to_path_buf());
         RestoreError::Unreadable {
             checkpoint: dir.to_path_buf(),
-            intact_older: storage::find_intact_older(dir, job_id),
+            intact_older,
             source,
         }
     }
@@ -401,15 +404,11 @@ impl RestoreError {
 
 /// The snapshot directory a `-s` path names: the directory itself, or the one holding the
 /// `_metadata` file given.
-fn snapshot_dir_of(given: &Path) -> PathBuf {
-    let local = storage::normalize(given).unwrap_or_else(|_| given.to_path_buf());
-    if local
-        .file_name()
-        .is_some_and(|n| n == storage::METADATA_FILE)
-    {
-        local.parent().map_or(local.clone(), Path::to_path_buf)
-    } else {
-        local
+fn snapshot_dir_of(given: &Path) -> Location {
+    let at = Location::parse(given).unwrap_or_else(|_| Location::Local(given.to_path_buf()));
+    match at.name() {
+        Some(storage::METADATA_FILE) => at.parent().unwrap_or(at),
+        _ => at,
     }
 }
 
@@ -450,12 +449,14 @@ pub fn prepare(
 }
 
 /// A checkpoint directory as Flink prints it: `file:/abs/path`, or its `s3://` URI.
-pub fn pointer(dir: &Path) -> String {
-    if storage::is_object_path(dir) {
-        return dir.display().to_string();
+pub fn pointer(dir: &Location) -> String {
+    match dir.as_local() {
+        None => dir.to_string(),
+        Some(local) => {
+            let abs = std::fs::canonicalize(local).unwrap_or_else(|_| local.to_path_buf());
+            format!("file:{}", abs.display())
+        }
     }
-    let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    format!("file:{}", abs.display())
 }
 
 /// One complete checkpoint found under the checkpoint root, as `-s latest` weighs it.
@@ -487,7 +488,7 @@ pub fn find_latest(dir: &str, name: &str) -> Result<PathBuf, RestoreError> {
     for (path, loaded) in found {
         match loaded {
             Ok(l) => candidates.push(Candidate {
-                dir: path,
+                dir: path.to_path_buf(),
                 job_name: l.metadata.job_name,
                 checkpoint_id: l.metadata.checkpoint_id,
                 completion_timestamp_ms: l.metadata.completion_timestamp_ms,
@@ -498,7 +499,7 @@ pub fn find_latest(dir: &str, name: &str) -> Result<PathBuf, RestoreError> {
     pick_latest(&candidates, name)
         .map(|c| c.dir.clone())
         .ok_or_else(|| RestoreError::NoLatest {
-            dir: base,
+            dir: base.to_path_buf(),
             pipeline: name.to_string(),
         })
 }
@@ -584,7 +585,7 @@ mod tests {
     fn unreadable_names_the_older_intact_checkpoint_and_the_flag() {
         let e = RestoreError::Unreadable {
             checkpoint: PathBuf::from("/ck/j/chk-5"),
-            source: CheckpointError::Format("state file 'x' is missing".into()),
+            source: CheckpointError::NotFound("state file 'x' is missing".into()),
             intact_older: Some(PathBuf::from("/ck/j/chk-4")),
         };
         assert_eq!(

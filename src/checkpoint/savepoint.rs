@@ -11,7 +11,7 @@ use crate::checkpoint::metadata::{
     self, BlobLocation, CheckpointMetadata, KeyedStateHandle, SnapshotKind, StateBlob,
     SubtaskStateMeta,
 };
-use crate::checkpoint::storage::{self, nofollow, placement, Placement};
+use crate::checkpoint::storage::{self, nofollow, placement, Location, Placement};
 use crate::checkpoint::{
     CheckpointError, CheckpointId, CompletedCheckpoint, JobId, OperatorSnapshot, SubtaskSnapshot,
 };
@@ -32,21 +32,18 @@ pub fn directory_name(job_id: &JobId) -> String {
 /// was checked against the allowed roots and replaced by a symlink afterwards fails here. So
 /// does every later write into the savepoint. Callers pass resolved paths (the REST API
 /// resolves and checks them; `floe serve` resolves its configured directory).
-pub fn create_savepoint_dir(target: &Path, job_id: &JobId) -> Result<PathBuf, CheckpointError> {
-    let target = storage::normalize(target)?;
-    if let storage::Target::Object(obj) = storage::target(&target)? {
+pub fn create_savepoint_dir(target: &Path, job_id: &JobId) -> Result<Location, CheckpointError> {
+    let at = Location::parse(target)?;
+    let Some(target) = at.as_local() else {
         // No directories to create: one listing checks that the bucket is there and the
         // credentials are good before the job does any work for the savepoint.
-        obj.has_children().map_err(|e| {
-            CheckpointError::Format(format!(
-                "cannot reach the savepoint target '{}': {e}",
-                target.display()
-            ))
+        at.storage().has_children().map_err(|e| {
+            CheckpointError::Other(format!("cannot reach the savepoint target '{at}': {e}"))
         })?;
-        return Ok(target.join(directory_name(job_id)));
-    }
-    test_hook::pause("target", &target);
-    let parent = nofollow::Dir::open_or_create(&target).map_err(|source| CheckpointError::Io {
+        return Ok(at.join(&directory_name(job_id)));
+    };
+    test_hook::pause("target", target);
+    let parent = nofollow::Dir::open_or_create(target).map_err(|source| CheckpointError::Io {
         context: format!(
             "cannot create the savepoint target directory '{}' (give a writable directory, or \
              set state.savepoints.dir)",
@@ -69,7 +66,7 @@ pub fn create_savepoint_dir(target: &Path, job_id: &JobId) -> Result<PathBuf, Ch
             source,
         })?;
     test_hook::pause("created", &dir);
-    Ok(dir)
+    Ok(Location::Local(dir))
 }
 
 /// Opens a local savepoint directory without following symlinks.
@@ -82,10 +79,10 @@ fn open_local(dir: &Path) -> Result<nofollow::Dir, CheckpointError> {
 
 /// Writes a state file into savepoint directory `dir` under a fresh uuid name (durable when
 /// this returns); locally through the directory opened without following symlinks.
-fn write_state_file(dir: &Path, bytes: Vec<u8>) -> Result<String, CheckpointError> {
-    if storage::is_object_path(dir) {
-        return storage::write_state_file(dir, bytes);
-    }
+fn write_state_file(at: &Location, bytes: Vec<u8>) -> Result<String, CheckpointError> {
+    let Some(dir) = at.as_local() else {
+        return storage::write_state_file(at, bytes);
+    };
     let d = open_local(dir)?;
     let name = uuid::Uuid::new_v4().to_string();
     d.write_new(&name, &bytes)
@@ -100,10 +97,10 @@ fn write_state_file(dir: &Path, bytes: Vec<u8>) -> Result<String, CheckpointErro
 /// Writes `_metadata` into savepoint directory `dir`, once: locally a temp file, fsynced,
 /// hard-linked into place (which fails when `_metadata` exists), the directory fsynced; all
 /// through the directory opened without following symlinks.
-fn write_metadata(dir: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
-    if storage::is_object_path(dir) {
-        return storage::write_metadata(dir, bytes).map(|_| ());
-    }
+fn write_metadata(at: &Location, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let Some(dir) = at.as_local() else {
+        return storage::write_metadata(at, bytes).map(|_| ());
+    };
     let d = open_local(dir)?;
     let meta = dir.join(storage::METADATA_FILE);
     let ctx = || format!("cannot write '{}'", meta.display());
@@ -120,7 +117,7 @@ fn write_metadata(dir: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             if d.read(storage::METADATA_FILE).ok().flatten().as_deref() != Some(bytes) {
-                return Err(CheckpointError::Format(format!(
+                return Err(CheckpointError::AlreadyExists(format!(
                     "'{}' already exists: a savepoint's _metadata is written once and never \
                      replaced",
                     meta.display()
@@ -190,7 +187,7 @@ impl SavepointWriter {
     /// Durable when this returns.
     pub fn write_subtask(
         &self,
-        dir: &Path,
+        dir: &Location,
         snapshot: SubtaskSnapshot,
     ) -> Result<SubtaskStateMeta, CheckpointError> {
         let subtask = snapshot.subtask;
@@ -233,7 +230,7 @@ impl SavepointWriter {
 /// Completes a savepoint: writes its `_metadata` (kind `Savepoint`) atomically into `dir`.
 /// From then on it exists; it belongs to the user, never to a job's retention.
 pub fn complete(
-    dir: &Path,
+    dir: &Location,
     mut metadata: CheckpointMetadata,
 ) -> Result<CompletedCheckpoint, CheckpointError> {
     metadata.kind = SnapshotKind::Savepoint;
@@ -247,7 +244,7 @@ pub fn complete(
         .sum();
     Ok(CompletedCheckpoint {
         checkpoint_id: CheckpointId(metadata.checkpoint_id),
-        path: dir.to_path_buf(),
+        path: dir.clone(),
         size: bytes.len() as u64 + files,
     })
 }
@@ -255,14 +252,13 @@ pub fn complete(
 /// Removes what a failed savepoint wrote into `dir` (the directory is floe's own: it was
 /// created fresh for this savepoint): locally its files through the directory opened without
 /// following symlinks, then the directory.
-pub fn abort(dir: &Path) {
-    let removed = if storage::is_object_path(dir) {
-        storage::delete_snapshot_dir(dir)
-    } else {
-        remove_local(dir).map_err(|source| CheckpointError::Io {
+pub fn abort(at: &Location) {
+    let removed = match at.as_local() {
+        None => storage::delete_snapshot_dir(at),
+        Some(dir) => remove_local(dir).map_err(|source| CheckpointError::Io {
             context: format!("cannot remove '{}'", dir.display()),
             source,
-        })
+        }),
     };
     if let Err(e) = removed {
         tracing::warn!(error = %e, "cleanup of a failed savepoint failed; the files stay behind");
@@ -299,10 +295,9 @@ pub struct Disposed {
 /// [`dispose`] of a path the user gave on the command line: symlinks in it are the user's own
 /// and are resolved first (what the API gets is resolved when it is checked; see `dispose`).
 pub fn dispose_given(given: &Path) -> Result<Disposed, CheckpointError> {
-    let local = storage::normalize(given)?;
-    if storage::is_object_path(&local) {
+    let Location::Local(local) = Location::parse(given)? else {
         return dispose(given);
-    }
+    };
     match std::fs::canonicalize(&local) {
         Ok(resolved) => dispose(&resolved),
         Err(_) => dispose(given),
@@ -319,44 +314,47 @@ pub fn dispose_given(given: &Path) -> Result<Disposed, CheckpointError> {
 /// job's retention, not to `savepoint -d`).
 pub fn dispose(given: &Path) -> Result<Disposed, CheckpointError> {
     let loaded = storage::load(given).map_err(|e| {
-        CheckpointError::Format(format!(
+        let message = format!(
             "refusing to dispose of '{}': it is not a floe savepoint ({e})",
             given.display()
-        ))
+        );
+        match e {
+            CheckpointError::NotFound(_) => CheckpointError::NotFound(message),
+            _ => CheckpointError::Refused(message),
+        }
     })?;
     // Locally, what is deleted is what `_metadata` says when read through the directory opened
     // without following symlinks, the same way the files are then deleted.
-    let metadata = if storage::is_object_path(&loaded.dir) {
-        loaded.metadata
-    } else {
-        let bytes = open_local(&loaded.dir)?
-            .read(storage::METADATA_FILE)
-            .map_err(|source| CheckpointError::Io {
-                context: format!("cannot read '{}'", loaded.metadata_path.display()),
-                source,
-            })?
-            .ok_or_else(|| {
-                CheckpointError::Format(format!(
-                    "refusing to dispose of '{}': its _metadata is gone",
-                    given.display()
-                ))
-            })?;
-        metadata::decode(&bytes, &loaded.metadata_path)?
+    let metadata = match loaded.dir.as_local() {
+        None => loaded.metadata,
+        Some(local) => {
+            let bytes = open_local(local)?
+                .read(storage::METADATA_FILE)
+                .map_err(|source| CheckpointError::Io {
+                    context: format!("cannot read '{}'", loaded.metadata_path),
+                    source,
+                })?
+                .ok_or_else(|| {
+                    CheckpointError::NotFound(format!(
+                        "refusing to dispose of '{}': its _metadata is gone",
+                        given.display()
+                    ))
+                })?;
+            metadata::decode(&bytes, &loaded.metadata_path.to_path_buf())?
+        }
     };
     if metadata.kind != SnapshotKind::Savepoint {
-        return Err(CheckpointError::Format(format!(
+        return Err(CheckpointError::Refused(format!(
             "refusing to dispose of '{}': it is checkpoint {} of job {}, not a savepoint; \
              checkpoints are deleted by their job's retention (state.checkpoints.num-retained)",
-            loaded.dir.display(),
-            metadata.checkpoint_id,
-            metadata.job_id
+            loaded.dir, metadata.checkpoint_id, metadata.job_id
         )));
     }
     let dir = loaded.dir.clone();
     let names: Vec<String> = metadata.exclusive_files().map(String::from).collect();
     let (files, dir_removed) = storage::delete_listed(&dir, &names)?;
     Ok(Disposed {
-        dir,
+        dir: dir.to_path_buf(),
         files,
         dir_removed,
     })

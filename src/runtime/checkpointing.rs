@@ -24,6 +24,7 @@ use crate::checkpoint::coordinator::{
     TriggerSettings,
 };
 use crate::checkpoint::metadata::SubtaskStateMeta;
+use crate::checkpoint::storage::Location;
 use crate::checkpoint::{
     CheckpointError, CheckpointId, CheckpointStore, CompletedCheckpoint, JobId, JobTermination,
     OperatorSnapshot, SubtaskSnapshot,
@@ -279,7 +280,7 @@ enum Work {
     },
     Aborted,
     /// The directory of a requested savepoint was created (or not).
-    SavepointDir(Result<PathBuf, CheckpointError>),
+    SavepointDir(Result<Location, CheckpointError>),
 }
 
 struct Driver {
@@ -312,7 +313,7 @@ struct Driver {
     /// Savepoints triggered and not yet decided (at most one: requests are refused meanwhile).
     savepoints: HashMap<CheckpointId, SavepointInFlight>,
     /// The directory of every savepoint not yet completed or cleaned up.
-    savepoint_dirs: HashMap<CheckpointId, PathBuf>,
+    savepoint_dirs: HashMap<CheckpointId, Location>,
 }
 
 impl Driver {
@@ -426,7 +427,7 @@ impl Driver {
         }
         // Aborts that waited for running writes happen now; aborts already spawned still run
         // (detached, not dropped).
-        let ids: Vec<(CheckpointId, Option<PathBuf>)> = self
+        let ids: Vec<(CheckpointId, Option<Location>)> = self
             .abort_when_written
             .drain()
             .map(|id| (id, self.savepoint_dirs.remove(&id)))
@@ -501,7 +502,7 @@ impl Driver {
         });
     }
 
-    fn savepoint_dir_ready(&mut self, result: Result<PathBuf, CheckpointError>) {
+    fn savepoint_dir_ready(&mut self, result: Result<Location, CheckpointError>) {
         let Some(p) = self.preparing.take() else {
             return;
         };
@@ -534,7 +535,7 @@ impl Driver {
         tracing::info!(
             checkpoint_id = id.0,
             job_id = %self.job_id,
-            path = %dir.display(),
+            path = %dir,
             "Triggering checkpoint {id} (type=SavepointType{{name='{type_name}', postCheckpointAction={action}, formatType=CANONICAL}}) @ {timestamp} for job {}.",
             self.job_id
         );
@@ -617,15 +618,15 @@ impl Driver {
             job_id = %self.job_id,
             bytes = c.size,
             duration_ms,
-            path = %c.path.display(),
+            path = %c.path,
             "Completed checkpoint {id} for job {} ({} bytes, checkpointDuration={duration_ms} ms, savepoint {}).",
             self.job_id,
             c.size,
-            c.path.display()
+            c.path
         );
         let stats = CompletedStats {
             id,
-            path: c.path.clone(),
+            path: c.path.to_path_buf(),
             size: c.size,
             duration_ms,
             trigger_timestamp_ms,
@@ -912,14 +913,14 @@ impl Driver {
             job_id = %self.job_id,
             bytes = c.size,
             duration_ms,
-            path = %c.path.display(),
+            path = %c.path,
             "Completed checkpoint {id} for job {} ({} bytes, checkpointDuration={duration_ms} ms).",
             self.job_id,
             c.size
         );
         let stats = CompletedStats {
             id,
-            path: c.path,
+            path: c.path.to_path_buf(),
             size: c.size,
             duration_ms,
             trigger_timestamp_ms,

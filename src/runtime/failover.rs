@@ -23,6 +23,7 @@
 //! configuration files.
 
 use crate::checkpoint::metadata::{CheckpointMetadata, SubtaskStateMeta};
+use crate::checkpoint::storage::Location;
 use crate::checkpoint::storage::{FsCheckpointStore, LoadedSnapshot};
 use crate::checkpoint::{
     CheckpointError, CheckpointId, CheckpointStore, CompletedCheckpoint, JobId, JobTermination,
@@ -34,7 +35,6 @@ use crate::pipeline::plan::Plan;
 use crate::runtime::{
     CheckpointNotice, JobControl, JobError, JobHandle, JobOptions, JobReport, RuntimeError,
 };
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -201,7 +201,7 @@ pub fn describe(strategy: &RestartStrategy) -> String {
 pub struct RestoreInfo {
     pub checkpoint_id: u64,
     /// The checkpoint or savepoint directory.
-    pub path: PathBuf,
+    pub path: Location,
     /// Wall clock, ms since the epoch, when the restore started.
     pub timestamp_ms: u64,
     /// The `-s` snapshot at the first start (REST `is_savepoint`), not a failover's.
@@ -420,13 +420,13 @@ impl CheckpointStore for AttemptStore {
         &self,
         target: &std::path::Path,
         job_id: &crate::checkpoint::JobId,
-    ) -> Result<std::path::PathBuf, CheckpointError> {
+    ) -> Result<Location, CheckpointError> {
         self.inner.create_savepoint_dir(target, job_id)
     }
 
     fn write_savepoint_subtask(
         &self,
-        dir: &std::path::Path,
+        dir: &Location,
         snapshot: SubtaskSnapshot,
     ) -> Result<SubtaskStateMeta, CheckpointError> {
         self.highest
@@ -440,7 +440,7 @@ impl CheckpointStore for AttemptStore {
 
     fn complete_savepoint(
         &self,
-        dir: &std::path::Path,
+        dir: &Location,
         metadata: CheckpointMetadata,
     ) -> Result<CompletedCheckpoint, CheckpointError> {
         self.highest
@@ -452,7 +452,7 @@ impl CheckpointStore for AttemptStore {
         self.inner.complete_savepoint(dir, metadata)
     }
 
-    fn abort_savepoint(&self, dir: &std::path::Path) {
+    fn abort_savepoint(&self, dir: &Location) {
         self.inner.abort_savepoint(dir);
     }
 
@@ -767,10 +767,11 @@ impl Loop {
 
     /// Reads the restore point's `_metadata` on a blocking thread (on S3, a network round
     /// trip).
-    async fn load_restore_point(&self, dir: PathBuf) -> Result<LoadedSnapshot, FailoverError> {
-        let loaded =
-            tokio::task::spawn_blocking(move || crate::checkpoint::restore::load_snapshot(&dir))
-                .await;
+    async fn load_restore_point(&self, dir: Location) -> Result<LoadedSnapshot, FailoverError> {
+        let loaded = tokio::task::spawn_blocking(move || {
+            crate::checkpoint::restore::load_snapshot(dir.to_path_buf())
+        })
+        .await;
         let error = match loaded {
             Ok(Ok(l)) => return Ok(l),
             Ok(Err(e)) => FailoverError::Prepare(Box::new(e)),
@@ -793,7 +794,7 @@ impl Loop {
             "Restarting job {name} ({job_id}) (attempt {number}) from {}",
             restore.map_or("scratch: no checkpoint completed yet".to_string(), |r| format!(
                 "checkpoint {}",
-                r.dir.display()
+                r.dir
             ))
         );
     }

@@ -2,7 +2,7 @@
 //! wait for checkpoints.
 #![allow(dead_code)]
 
-use floe::checkpoint::storage::list_checkpoints;
+use floe::checkpoint::storage::{list_checkpoints, Location};
 use floe::runtime::CheckpointNotice;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -96,8 +96,8 @@ pub fn assert_each_update_once(lines: &[String]) {
 pub fn latest_checkpoint(ck: &Path) -> PathBuf {
     let mut found = Vec::new();
     for job in std::fs::read_dir(ck).unwrap().flatten() {
-        if let Ok(list) = list_checkpoints(&job.path()) {
-            found.extend(list);
+        if let Ok(list) = list_checkpoints(&Location::Local(job.path())) {
+            found.extend(list.into_iter().map(|(id, dir)| (id, dir.to_path_buf())));
         }
     }
     found.sort();

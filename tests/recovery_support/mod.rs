@@ -189,7 +189,7 @@ pub fn after_checkpoint_at_hold(
                 return false;
             }
             checked = id;
-            source_position(&dir) == Some(hold)
+            source_position(&dir.to_path_buf()) == Some(hold)
         })
     })
 }

@@ -159,7 +159,9 @@ impl CheckpointStore for MemoryStore {
         self.log.lock().unwrap().completed.push(metadata);
         Ok(CompletedCheckpoint {
             checkpoint_id: CheckpointId(id),
-            path: PathBuf::from(format!("mem/chk-{id}")),
+            path: floe::checkpoint::storage::Location::Local(PathBuf::from(format!(
+                "mem/chk-{id}"
+            ))),
             size: 100 + id,
         })
     }

@@ -199,5 +199,7 @@ fn launch(bin: &Path, base: u64) -> Result<S3Server, String> {
 fn bucket_ready(server: &S3Server) -> bool {
     server.configure_library();
     let probe = format!("s3://{BUCKET}/ready-probe");
-    floe::checkpoint::storage::scan_checkpoints(Path::new(&probe)).is_ok()
+    floe::checkpoint::storage::parse_dir(&probe)
+        .and_then(|at| floe::checkpoint::storage::scan_checkpoints(&at))
+        .is_ok()
 }

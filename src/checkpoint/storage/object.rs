@@ -188,7 +188,7 @@ pub fn configure_root(dir: &str, cfg: &S3Config, owner: &str) -> Result<(), Chec
     let Some(parsed) = split_uri(dir) else {
         return Ok(());
     };
-    let (_, bucket, prefix) = parsed.map_err(CheckpointError::Format)?;
+    let (_, bucket, prefix) = parsed.map_err(CheckpointError::Refused)?;
     let mut roots = ROOTS.write().unwrap_or_else(|p| p.into_inner());
     match roots
         .iter_mut()
@@ -203,7 +203,7 @@ pub fn configure_root(dir: &str, cfg: &S3Config, owner: &str) -> Result<(), Chec
             r.config = cfg.clone();
         }
         Some(r) => {
-            return Err(CheckpointError::Format(format!(
+            return Err(CheckpointError::Refused(format!(
                 "{dir} is already used by pipeline {} with other s3.* settings (endpoint {}); \
                  one location is one storage: give this pipeline its own prefix, or the same \
                  s3.* settings",
@@ -302,7 +302,7 @@ fn open_bucket(name: &str, s: &S3Settings) -> Result<Bucket, CheckpointError> {
     }
     let op = Operator::new(builder)
         .map_err(|e| {
-            CheckpointError::Format(format!(
+            CheckpointError::Refused(format!(
                 "cannot open S3 bucket '{name}': {e}; check s3.endpoint, s3.access-key and \
                  s3.secret-key (or AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
             ))
@@ -357,12 +357,13 @@ fn block_on<T: Send + 'static>(
     })
 }
 
-/// An object or a "directory" (a prefix) in a bucket.
-#[derive(Clone)]
+/// An object or a "directory" (a prefix) in a bucket. The bucket's client is looked up at
+/// each request, not when the path is parsed: the `s3.*` settings of a location are
+/// registered by the job that uses it ([`configure_root`]), which may come later.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ObjectPath {
     scheme: String,
     bucket_name: String,
-    bucket: Arc<Bucket>,
     /// No leading or trailing `/`; empty for the bucket's root.
     key: String,
 }
@@ -379,14 +380,11 @@ impl ObjectPath {
         let parsed = split_uri(uri)?;
         Some(
             parsed
-                .map_err(CheckpointError::Format)
-                .and_then(|(scheme, bucket_name, key)| {
-                    Ok(ObjectPath {
-                        bucket: bucket(&bucket_name, &key)?,
-                        scheme,
-                        bucket_name,
-                        key,
-                    })
+                .map_err(CheckpointError::Refused)
+                .map(|(scheme, bucket_name, key)| ObjectPath {
+                    scheme,
+                    bucket_name,
+                    key,
                 }),
         )
     }
@@ -417,6 +415,16 @@ impl ObjectPath {
         self.key.rsplit('/').next().unwrap_or("")
     }
 
+    /// The prefix holding this object; `None` for the bucket's root.
+    pub fn parent(&self) -> Option<ObjectPath> {
+        if self.key.is_empty() {
+            return None;
+        }
+        let mut p = self.clone();
+        p.key = self.key.rsplit_once('/').map_or("", |(k, _)| k).to_string();
+        Some(p)
+    }
+
     /// The key as a directory, for listing: `a/b/` (`/` for the bucket's root).
     fn dir_key(&self) -> String {
         if self.key.is_empty() {
@@ -426,8 +434,8 @@ impl ObjectPath {
         }
     }
 
-    fn op(&self) -> Operator {
-        self.bucket.op.clone()
+    fn op(&self) -> Result<Operator, CheckpointError> {
+        Ok(bucket(&self.bucket_name, &self.key)?.op.clone())
     }
 
     fn err(&self, what: &str, e: opendal::Error) -> CheckpointError {
@@ -439,7 +447,7 @@ impl ObjectPath {
 
     /// Writes the object (replacing one of the same name; callers use fresh names).
     pub fn put(&self, bytes: Vec<u8>) -> Result<(), CheckpointError> {
-        let (op, key) = (self.op(), self.key.clone());
+        let (op, key) = (self.op()?, self.key.clone());
         block_on(async move { op.write(&key, bytes).await.map(|_| ()) })?
             .map_err(|e| self.err("cannot write", e))
     }
@@ -448,7 +456,7 @@ impl ObjectPath {
     /// when one exists with other contents. The same contents count as written: a retried
     /// PUT whose first attempt succeeded but whose answer was lost finds its own object.
     pub fn put_if_absent(&self, bytes: Vec<u8>) -> Result<bool, CheckpointError> {
-        let (op, key) = (self.op(), self.key.clone());
+        let (op, key) = (self.op()?, self.key.clone());
         let len = bytes.len();
         let written = block_on({
             let bytes = bytes.clone();
@@ -466,7 +474,7 @@ impl ObjectPath {
 
     /// The object's bytes; `None` when there is no such object.
     pub fn get(&self) -> Result<Option<Vec<u8>>, CheckpointError> {
-        let (op, key) = (self.op(), self.key.clone());
+        let (op, key) = (self.op()?, self.key.clone());
         match block_on(async move { op.read(&key).await })? {
             Ok(b) => Ok(Some(b.to_vec())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
@@ -479,7 +487,7 @@ impl ObjectPath {
         if len == 0 {
             return Ok(Vec::new());
         }
-        let (op, key) = (self.op(), self.key.clone());
+        let (op, key) = (self.op()?, self.key.clone());
         block_on(async move { op.read_with(&key).range(offset..offset + len).await })?
             .map(|b| b.to_vec())
             .map_err(|e| self.err("cannot read", e))
@@ -487,7 +495,7 @@ impl ObjectPath {
 
     /// The object's size; `None` when there is no such object.
     pub fn size(&self) -> Result<Option<u64>, CheckpointError> {
-        let (op, key) = (self.op(), self.key.clone());
+        let (op, key) = (self.op()?, self.key.clone());
         match block_on(async move { op.stat(&key).await })? {
             Ok(m) => Ok(Some(m.content_length())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
@@ -497,7 +505,7 @@ impl ObjectPath {
 
     /// Deletes the object; one already gone is fine.
     pub fn delete(&self) -> Result<(), CheckpointError> {
-        let (op, key) = (self.op(), self.key.clone());
+        let (op, key) = (self.op()?, self.key.clone());
         match block_on(async move { op.delete(&key).await })? {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
@@ -507,7 +515,7 @@ impl ObjectPath {
 
     /// Deletes every object under this prefix.
     pub fn delete_all(&self) -> Result<(), CheckpointError> {
-        let (op, key) = (self.op(), self.dir_key());
+        let (op, key) = (self.op()?, self.dir_key());
         if self.key.is_empty() {
             return Err(CheckpointError::Other(format!(
                 "bug: refusing to delete the whole bucket '{}'",
@@ -530,7 +538,7 @@ impl ObjectPath {
     /// The names directly under this prefix, with whether each is a "directory" (has objects
     /// below it). Empty when there is nothing.
     pub fn list(&self) -> Result<Vec<(String, bool)>, CheckpointError> {
-        let (op, key) = (self.op(), self.dir_key());
+        let (op, key) = (self.op()?, self.dir_key());
         let entries = block_on(async move { op.list(&key).await })?
             .map_err(|e| self.err("cannot list", e))?;
         let own = self.dir_key();
@@ -548,7 +556,7 @@ impl ObjectPath {
     /// Reads the listing only until the first entry that is not the prefix itself (a whole
     /// `list` would page through every object under it).
     pub fn has_children(&self) -> Result<bool, CheckpointError> {
-        let (op, key) = (self.op(), self.dir_key());
+        let (op, key) = (self.op()?, self.dir_key());
         let found = block_on(async move {
             use futures_core::Stream;
             let mut lister = op.lister_with(&key).limit(2).await?;
@@ -565,6 +573,55 @@ impl ObjectPath {
         })?
         .map_err(|e| self.err("cannot list", e))?;
         Ok(found)
+    }
+}
+
+impl super::backend::Storage for ObjectPath {
+    fn read(&self) -> Result<Option<Vec<u8>>, CheckpointError> {
+        self.get()
+    }
+    fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>, CheckpointError> {
+        self.get_range(offset, len)
+    }
+    fn size(&self) -> Result<Option<u64>, CheckpointError> {
+        ObjectPath::size(self)
+    }
+    /// An object is a file; a prefix with objects under it a directory.
+    fn is_dir(&self) -> Result<Option<bool>, CheckpointError> {
+        if ObjectPath::size(self)?.is_some() {
+            return Ok(Some(false));
+        }
+        Ok(ObjectPath::has_children(self)?.then_some(true))
+    }
+    /// An object is durable once its PUT returned.
+    fn write_fresh(&self, bytes: Vec<u8>) -> Result<(), CheckpointError> {
+        self.put(bytes)
+    }
+    fn write_once(&self, bytes: &[u8]) -> Result<bool, CheckpointError> {
+        self.put_if_absent(bytes.to_vec())
+    }
+    fn list(&self) -> Result<Vec<(String, bool)>, CheckpointError> {
+        ObjectPath::list(self)
+    }
+    fn has_children(&self) -> Result<bool, CheckpointError> {
+        ObjectPath::has_children(self)
+    }
+    fn delete(&self) -> Result<(), CheckpointError> {
+        ObjectPath::delete(self)
+    }
+    fn delete_all(&self) -> Result<(), CheckpointError> {
+        ObjectPath::delete_all(self)
+    }
+    /// A prefix with no objects does not exist.
+    fn remove_dir_if_empty(&self) -> bool {
+        ObjectPath::has_children(self).is_ok_and(|any| !any)
+    }
+    /// No directories to create on an object store.
+    fn create_dir(&self) -> Result<(), CheckpointError> {
+        Ok(())
+    }
+    fn sync_dir(&self) -> Result<(), CheckpointError> {
+        Ok(())
     }
 }
 

@@ -14,8 +14,8 @@
 //! misses those changes. A snapshot that arrives out of order is written full.
 
 use super::{
-    create_dir, delete_file, delete_snapshot_dir, list_checkpoints, path, placement,
-    write_metadata, write_state_file, PathKind, Placement,
+    delete_file, delete_snapshot_dir, list_checkpoints, path, placement, write_metadata,
+    write_state_file, Location, PathKind, Placement,
 };
 use crate::checkpoint::metadata::{
     self, BlobLocation, CheckpointMetadata, KeyedStateHandle, StateBlob, SubtaskStateMeta,
@@ -33,7 +33,7 @@ use crate::state::keyed::DeltaBase;
 use crate::state::keygroup::KeyGroupRange;
 use crate::state::snapshot::EncodedBlob;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -99,7 +99,7 @@ struct Pending {
 #[derive(Debug, Clone)]
 struct RetainedCheckpoint {
     id: u64,
-    dir: PathBuf,
+    dir: Location,
     owned: bool,
     /// For a claimed snapshot (a directory floe did not create): the state files its
     /// `_metadata` lists, the only ones deleted with it. `None` for this job's own `chk-<n>`.
@@ -107,7 +107,7 @@ struct RetainedCheckpoint {
 }
 
 impl RetainedCheckpoint {
-    fn own(id: u64, dir: PathBuf) -> Self {
+    fn own(id: u64, dir: Location) -> Self {
         RetainedCheckpoint {
             id,
             dir,
@@ -134,7 +134,7 @@ struct Inner {
     chains: HashMap<(String, u32), Chain>,
     pending: BTreeMap<u64, Pending>,
     /// Shared files of a claimed snapshot, which live in its own job's `shared/`, by name.
-    foreign_shared: HashMap<String, PathBuf>,
+    foreign_shared: HashMap<String, Location>,
     terminated: bool,
 }
 
@@ -159,8 +159,8 @@ impl Inner {
 pub struct FsCheckpointStore {
     job_id: JobId,
     job_name: String,
-    job_dir: PathBuf,
-    shared_dir: PathBuf,
+    job_dir: Location,
+    shared_dir: Location,
     /// Atomics: `floe serve` may change them while the job runs (`CheckpointStore::reconfigure`).
     inline_threshold: AtomicU64,
     always_inline: bool,
@@ -182,7 +182,7 @@ impl FsCheckpointStore {
         job_name: &str,
     ) -> Result<FsCheckpointStore, CheckpointError> {
         let dir = state.checkpoints_dir.as_deref().ok_or_else(|| {
-            CheckpointError::Format(
+            CheckpointError::Refused(
                 "checkpoints need a directory: set execution.checkpointing.dir \
                  (state.checkpoints.dir) in conf/flink-conf.yaml or the pipeline's \
                  checkpointing block, e.g. file:///var/lib/floe/checkpoints"
@@ -196,13 +196,15 @@ impl FsCheckpointStore {
             create_subdir: state.create_subdir,
         });
         let shared_dir = path(PathKind::SharedDir { job_dir: &job_dir });
-        create_dir(&shared_dir)?;
-        create_dir(&path(PathKind::TaskOwnedDir { job_dir: &job_dir }))?;
-        super::sync_dir(&job_dir)?;
+        shared_dir.storage().create_dir()?;
+        path(PathKind::TaskOwnedDir { job_dir: &job_dir })
+            .storage()
+            .create_dir()?;
+        job_dir.storage().sync_dir()?;
         // On an object store with the job-id subdirectory the job directory is new (job ids
         // are fresh), so there is nothing to rebuild; skipping the listing keeps a slow or
         // unreachable store from delaying the job's start.
-        let inner = if super::is_object_path(&job_dir) && state.create_subdir {
+        let inner = if job_dir.is_object() && state.create_subdir {
             Inner::default()
         } else {
             rebuild(&job_dir, &job_id)
@@ -231,12 +233,12 @@ impl FsCheckpointStore {
     }
 
     /// `<dir>/<job-id>` (or `<dir>` without the subdirectory).
-    pub fn job_dir(&self) -> &Path {
+    pub fn job_dir(&self) -> &Location {
         &self.job_dir
     }
 
     /// `chk-<id>` of this job.
-    pub fn checkpoint_dir(&self, id: u64) -> PathBuf {
+    pub fn checkpoint_dir(&self, id: u64) -> Location {
         path(PathKind::CheckpointDir {
             job_dir: &self.job_dir,
             id,
@@ -250,7 +252,7 @@ impl FsCheckpointStore {
 
     /// The newest completed checkpoint in the store (possibly the snapshot the job was
     /// restored from): what a failover restores.
-    pub fn latest_retained(&self) -> Option<(u64, PathBuf)> {
+    pub fn latest_retained(&self) -> Option<(u64, Location)> {
         self.lock().retained.last().map(|r| (r.id, r.dir.clone()))
     }
 
@@ -270,7 +272,7 @@ impl FsCheckpointStore {
             // Its shared files are in its own job directory, not in this job's `shared/`.
             for name in &files {
                 let file = path(PathKind::SharedFile {
-                    job_dir: restored.job_dir(),
+                    job_dir: &restored.job_dir(),
                     name,
                 });
                 inner.foreign_shared.insert((*name).to_string(), file);
@@ -279,8 +281,10 @@ impl FsCheckpointStore {
         inner.registry.register(id, files.iter().copied(), claim);
         // A claimed directory is later deleted through a walk that follows no symlink: the
         // path the user gave is resolved now, while it is what they meant.
-        let dir = match super::is_object_path(&restored.dir) {
-            false if claim => std::fs::canonicalize(&restored.dir).unwrap_or(restored.dir.clone()),
+        let dir = match restored.dir.as_local() {
+            Some(local) if claim => {
+                std::fs::canonicalize(local).map_or_else(|_| restored.dir.clone(), Location::Local)
+            }
             _ => restored.dir.clone(),
         };
         inner.retained.push(RetainedCheckpoint {
@@ -344,7 +348,7 @@ impl FsCheckpointStore {
             Placement::Inline => BlobLocation::Inline(blob.bytes),
             Placement::Exclusive => {
                 let dir = self.checkpoint_dir(checkpoint);
-                create_dir(&dir)?;
+                dir.storage().create_dir()?;
                 let name = write_state_file(&dir, blob.bytes)?;
                 self.lock().pending.entry(checkpoint).or_default().bytes += size;
                 BlobLocation::Exclusive(name)
@@ -517,10 +521,10 @@ impl FsCheckpointStore {
 #[must_use = "the decided deletions happen only in run()"]
 struct Deletions {
     /// Checkpoint directories (`_metadata` deleted first).
-    dirs: Vec<PathBuf>,
+    dirs: Vec<Location>,
     /// Retained checkpoints: this job's own directory, or only what a claimed one listed.
     retained: Vec<RetainedCheckpoint>,
-    files: Vec<PathBuf>,
+    files: Vec<Location>,
 }
 
 #[cfg(test)]
@@ -552,7 +556,7 @@ impl Deletions {
 
 impl FsCheckpointStore {
     /// Where a shared file is: in this job's `shared/`, or in a claimed snapshot's.
-    fn shared_file(&self, inner: &Inner, name: &str) -> PathBuf {
+    fn shared_file(&self, inner: &Inner, name: &str) -> Location {
         match inner.foreign_shared.get(name) {
             Some(p) => p.clone(),
             None => path(PathKind::SharedFile {
@@ -573,13 +577,13 @@ fn warn_on_err(r: Result<(), CheckpointError>) {
 /// shared files they use, from their `_metadata`. A `_metadata` that does not decode or
 /// belongs to another job (possible with `create-subdir: false`) is left alone: not retained,
 /// never deleted.
-fn rebuild(job_dir: &Path, job_id: &JobId) -> Inner {
+fn rebuild(job_dir: &Location, job_id: &JobId) -> Inner {
     let mut inner = Inner::default();
     let Ok(found) = list_checkpoints(job_dir) else {
         return inner;
     };
     for (id, dir) in found.into_iter().rev() {
-        match super::load(&dir) {
+        match super::load_at(&dir) {
             Ok(l) if &l.metadata.job_id == job_id => {
                 inner.registry.register(id, l.metadata.shared_files(), true);
                 inner.retained.push(RetainedCheckpoint::own(id, dir));
@@ -669,7 +673,7 @@ impl CheckpointStore for FsCheckpointStore {
 
     fn write_savepoint_subtask(
         &self,
-        dir: &Path,
+        dir: &Location,
         snapshot: SubtaskSnapshot,
     ) -> Result<SubtaskStateMeta, CheckpointError> {
         // The keyed store's change tracking moved past this snapshot: `last_sequence` makes

@@ -14,8 +14,37 @@ use crate::config::{Config, ExternalizedRetention, StateBackendKind};
 use crate::operators::sources::SourcePosition;
 use crate::pipeline::OperatorId;
 use crate::state::snapshot::EncodedBlob;
+use std::fs;
+use std::path::Path;
 
 const JOB: &str = "0123456789abcdef0123456789abcdef";
+
+/// These tests run on local disk: a location is a path to check with `std::fs`.
+impl AsRef<Path> for Location {
+    fn as_ref(&self) -> &Path {
+        self.as_local().expect("a local location")
+    }
+}
+
+trait LocalPath {
+    fn as_path(&self) -> &Path;
+    fn display(&self) -> std::path::Display<'_> {
+        self.as_path().display()
+    }
+    fn exists(&self) -> bool {
+        self.as_path().exists()
+    }
+}
+
+impl LocalPath for Location {
+    fn as_path(&self) -> &Path {
+        self.as_ref()
+    }
+}
+
+fn local(p: &str) -> Location {
+    Location::Local(p.into())
+}
 
 fn job() -> JobId {
     JobId(JOB.into())
@@ -96,7 +125,7 @@ fn complete_source_only(s: &FsCheckpointStore, id: u64) -> CompletedCheckpoint {
     s.complete(meta(id, vec![op("source", vec![st])])).unwrap()
 }
 
-fn names(dir: &Path) -> Vec<String> {
+fn names(dir: impl AsRef<Path>) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -111,7 +140,7 @@ fn range_all() -> KeyGroupRange {
 
 #[test]
 fn paths_follow_flinks_layout() {
-    let base = Path::new("/ck");
+    let base = &local("/ck");
     let j = job();
     let job_dir = path(PathKind::JobDir {
         base,
@@ -127,23 +156,23 @@ fn paths_follow_flinks_layout() {
     assert_eq!(flat, Path::new("/ck"));
     let jd = job_dir.as_path();
     let chk = path(PathKind::CheckpointDir {
-        job_dir: jd,
+        job_dir: &job_dir,
         id: 12,
     });
     assert_eq!(chk, jd.join("chk-12"));
-    assert_eq!(path(PathKind::SharedDir { job_dir: jd }), jd.join("shared"));
     assert_eq!(
-        path(PathKind::TaskOwnedDir { job_dir: jd }),
+        path(PathKind::SharedDir { job_dir: &job_dir }),
+        jd.join("shared")
+    );
+    assert_eq!(
+        path(PathKind::TaskOwnedDir { job_dir: &job_dir }),
         jd.join("taskowned")
     );
     assert_eq!(
         path(PathKind::Metadata { snapshot_dir: &chk }),
         jd.join("chk-12/_metadata")
     );
-    assert_eq!(
-        path(PathKind::MetadataTemp { snapshot_dir: &chk }).parent(),
-        Some(chk.as_path())
-    );
+    assert_eq!(chk.join(METADATA_TEMP_FILE).parent(), Some(chk.clone()));
     assert_eq!(
         path(PathKind::ExclusiveFile {
             snapshot_dir: &chk,
@@ -153,14 +182,14 @@ fn paths_follow_flinks_layout() {
     );
     assert_eq!(
         path(PathKind::SharedFile {
-            job_dir: jd,
+            job_dir: &job_dir,
             name: "u"
         }),
         jd.join("shared/u")
     );
     assert_eq!(
         path(PathKind::SavepointDir {
-            base: Path::new("/sp"),
+            base: &local("/sp"),
             job_id: &j,
             random: "5b9060056a1e"
         }),
@@ -225,7 +254,7 @@ fn store_places_blobs_by_threshold() {
         panic!("expected a file, got {:?}", at.location)
     };
     assert!(uuid::Uuid::parse_str(name).is_ok(), "uuid name: {name}");
-    assert_eq!(names(&s.checkpoint_dir(1)), vec![name.clone()]);
+    assert_eq!(names(s.checkpoint_dir(1)), vec![name.clone()]);
     assert_eq!(at.size, 100);
 }
 
@@ -244,7 +273,7 @@ fn jobmanager_backend_inlines_everything() {
 fn start_creates_job_shared_and_taskowned() {
     let tmp = tempfile::tempdir().unwrap();
     let s = store(&config(tmp.path()));
-    assert_eq!(s.job_dir(), tmp.path().join(JOB));
+    assert_eq!(*s.job_dir(), tmp.path().join(JOB));
     assert_eq!(names(s.job_dir()), vec!["shared", "taskowned"]);
     let mut c = config(tmp.path());
     c.state.create_subdir = false;
@@ -284,13 +313,7 @@ fn killed_writer_leaves_no_checkpoint() {
     let chk2 = s.checkpoint_dir(2);
     fs::create_dir_all(&chk2).unwrap();
     let bytes = metadata::encode(&meta(2, vec![]));
-    fs::write(
-        path(PathKind::MetadataTemp {
-            snapshot_dir: &chk2,
-        }),
-        &bytes,
-    )
-    .unwrap();
+    fs::write(chk2.join(METADATA_TEMP_FILE), &bytes).unwrap();
     assert!(!chk2.join("_metadata").exists());
     let listed: Vec<u64> = list_checkpoints(s.job_dir())
         .unwrap()
@@ -327,7 +350,7 @@ fn load_accepts_dir_metadata_file_and_uri_with_flinks_errors() {
     assert_eq!(by_dir, by_file);
     assert_eq!(by_dir, by_uri);
     assert_eq!(by_dir.dir, dir);
-    assert_eq!(by_dir.job_dir(), s.job_dir());
+    assert_eq!(by_dir.job_dir(), *s.job_dir());
 
     let missing = tmp.path().join("doesnotexist");
     let e = load(&missing).unwrap_err().to_string();
@@ -477,7 +500,7 @@ fn retention_keeps_exactly_num_retained() {
     );
     // Each kept checkpoint still has its state file.
     for id in 4..=6 {
-        assert_eq!(names(&s.checkpoint_dir(id)).len(), 2);
+        assert_eq!(names(s.checkpoint_dir(id)).len(), 2);
     }
 }
 
@@ -586,7 +609,7 @@ fn incremental_chain_and_shared_refcounts() {
     assert!(shared.join(&c1[0]).exists());
     assert_eq!(s.shared_users(&c1[0]), 2);
     assert!(s.checkpoint_dir(3).join("_metadata").exists());
-    assert_eq!(names(&s.checkpoint_dir(3)), vec!["_metadata"]);
+    assert_eq!(names(s.checkpoint_dir(3)), vec!["_metadata"]);
     assert_eq!(names(&shared).len(), 3);
 }
 
@@ -674,7 +697,7 @@ fn termination_deletes_shared_files_of_deleted_checkpoints() {
     step(&s, 2, 20);
     s.terminate(JobTermination::Cancelled);
     assert_eq!(names(s.job_dir()), vec!["shared", "taskowned"]);
-    assert!(names(&s.job_dir().join("shared")).is_empty());
+    assert!(names(s.job_dir().join("shared")).is_empty());
 }
 
 #[test]
@@ -688,7 +711,7 @@ fn restart_rebuilds_shared_refcounts_from_metadata() {
     assert_eq!(again.retained(), vec![1, 2]);
     assert_eq!(again.shared_users(&c1[0]), 2);
     again.terminate(JobTermination::Failed);
-    assert!(names(&again.job_dir().join("shared")).is_empty());
+    assert!(names(again.job_dir().join("shared")).is_empty());
 }
 
 #[test]
@@ -736,7 +759,7 @@ fn read_handle_returns_a_chains_groups_in_order() {
 #[test]
 fn local_metadata_is_created_once_and_never_replaced() {
     let dir = tempfile::tempdir().unwrap();
-    let chk = dir.path().join("chk-1");
+    let chk = Location::Local(dir.path().join("chk-1"));
     let target = write_metadata(&chk, b"first").unwrap();
     // The same bytes: a retry of a write that succeeded.
     write_metadata(&chk, b"first").unwrap();
@@ -747,7 +770,7 @@ fn local_metadata_is_created_once_and_never_replaced() {
     );
     assert_eq!(std::fs::read(&target).unwrap(), b"first");
     assert!(
-        !path(PathKind::MetadataTemp { snapshot_dir: &chk }).exists(),
+        !chk.join(METADATA_TEMP_FILE).exists(),
         "no temp file left behind"
     );
 }
@@ -792,7 +815,99 @@ fn deletions_run_with_the_lock_released() {
     store::BEFORE_DELETIONS.with(|h| *h.borrow_mut() = None);
     assert!(runs.get() >= 5, "deletions ran {} times", runs.get());
     assert_eq!(locked.get(), 0, "a deletion ran under the lock");
-    assert!(names(&tmp.path().join(job().0))
+    assert!(names(tmp.path().join(job().0))
         .iter()
         .all(|n| !n.starts_with("chk-")));
+}
+
+/// Callers match on what went wrong, not on the message: each kind of failure has its variant.
+#[test]
+fn errors_say_what_kind_of_failure_it_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = store(&config(tmp.path()));
+    let dir = complete_source_only(&s, 1).path;
+    let missing = tmp.path().join("nothing-here");
+    assert!(matches!(load(&missing), Err(CheckpointError::NotFound(_))));
+    fs::create_dir(&missing).unwrap();
+    assert!(matches!(load(&missing), Err(CheckpointError::NotFound(_))));
+    assert!(matches!(
+        parse_dir("hdfs://nn/ck"),
+        Err(CheckpointError::Refused(_))
+    ));
+    assert!(matches!(
+        write_metadata(&dir, b"other bytes"),
+        Err(CheckpointError::AlreadyExists(_))
+    ));
+    let file = dir.join(METADATA_FILE);
+    let bytes = fs::read(&file).unwrap();
+    fs::write(&file, &bytes[..bytes.len() - 1]).unwrap();
+    let e = load(&dir).unwrap_err();
+    assert!(matches!(e, CheckpointError::Corrupt(_)), "{e:?}");
+    assert!(e.is_damaged_snapshot());
+}
+
+/// A restore that failed on a damaged checkpoint names an older intact one; one refused for
+/// its location (or failed by the storage) does not go looking: the others would fail alike.
+#[test]
+fn restore_looks_for_an_older_checkpoint_only_when_the_snapshot_is_damaged() {
+    use crate::checkpoint::restore::RestoreError;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = config(tmp.path());
+    c.state.num_retained = 2;
+    let s = store(&c);
+    let older = complete_source_only(&s, 1).path;
+    let newer = complete_source_only(&s, 2).path;
+    let older_of = |e: CheckpointError| match RestoreError::unreadable(&newer, None, e) {
+        RestoreError::Unreadable { intact_older, .. } => intact_older,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        older_of(CheckpointError::Corrupt("x".into())),
+        Some(older.to_path_buf())
+    );
+    assert_eq!(
+        older_of(CheckpointError::NotFound("x".into())),
+        Some(older.to_path_buf())
+    );
+    assert_eq!(older_of(CheckpointError::Refused("x".into())), None);
+    let io = std::io::Error::other("disk gone");
+    let e = CheckpointError::Io {
+        context: "x".into(),
+        source: io,
+    };
+    assert_eq!(older_of(e), None);
+}
+
+/// Local disk and an object store answer the same questions the same way: what the rest of
+/// storage relies on when it does not ask which one it has.
+#[test]
+fn local_storage_keeps_the_contract() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = Location::Local(tmp.path().join("a/b"));
+    let st = dir.storage();
+    assert_eq!(st.is_dir().unwrap(), None);
+    assert!(matches!(st.list(), Err(CheckpointError::NotFound(_))));
+    st.create_dir().unwrap();
+    assert_eq!(st.is_dir().unwrap(), Some(true));
+    assert!(!st.has_children().unwrap());
+    let f = dir.join("f");
+    assert!(f.storage().write_once(b"one").unwrap());
+    assert!(f.storage().write_once(b"one").unwrap(), "a retry");
+    assert!(!f.storage().write_once(b"two").unwrap(), "never replaced");
+    assert_eq!(f.storage().read().unwrap().as_deref(), Some(&b"one"[..]));
+    assert_eq!(f.storage().read_range(1, 10).unwrap(), b"ne");
+    assert_eq!(f.storage().size().unwrap(), Some(3));
+    assert_eq!(f.storage().is_dir().unwrap(), Some(false));
+    dir.join("g").storage().write_fresh(b"x".to_vec()).unwrap();
+    assert!(dir.join("g").storage().write_fresh(b"y".to_vec()).is_err());
+    let mut listed = st.list().unwrap();
+    listed.sort();
+    assert_eq!(listed, vec![("f".into(), false), ("g".into(), false)]);
+    f.storage().delete().unwrap();
+    f.storage().delete().unwrap();
+    assert!(!st.remove_dir_if_empty(), "g is still there");
+    st.delete_all().unwrap();
+    assert_eq!(st.is_dir().unwrap(), None);
+    assert_eq!(dir.name(), Some("b"));
+    assert_eq!(dir.parent(), Some(Location::Local(tmp.path().join("a"))));
 }

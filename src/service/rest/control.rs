@@ -197,7 +197,7 @@ fn start_savepoint(
     tokio::spawn(async move {
         let operation = match rx.await {
             Ok(Ok(done)) => {
-                let location = super::checkpoints::external_path(&done.path);
+                let location = super::checkpoints::external_path(&done.path.to_path_buf());
                 st.registry().record_savepoint(
                     &job,
                     SavepointRecord {

@@ -149,11 +149,13 @@ pub fn root_path(what: &'static str, given: &str) -> Result<PathBuf, PathError> 
 }
 
 fn object_path(what: &'static str, given: &str) -> Result<PathBuf, PathError> {
-    crate::checkpoint::storage::parse_dir(given).map_err(|e| PathError::Invalid {
-        what,
-        given: given.into(),
-        reason: e.to_string(),
-    })
+    crate::checkpoint::storage::parse_dir(given)
+        .map(|at| at.to_path_buf())
+        .map_err(|e| PathError::Invalid {
+            what,
+            given: given.into(),
+            reason: e.to_string(),
+        })
 }
 
 /// Checks that `given` lies under one of `roots` (or is one) and returns it resolved. An

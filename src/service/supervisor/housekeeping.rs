@@ -13,11 +13,11 @@ use super::memory::{self, Version};
 use super::resume;
 use super::service::Supervisor;
 use crate::checkpoint::retention::{self, TerminationAction};
-use crate::checkpoint::storage::{self, PathKind};
+use crate::checkpoint::storage::{self, Location, PathKind};
 use crate::checkpoint::{JobId, JobTermination};
 use crate::config::Config;
 use crate::service::registry::JobState;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 /// What the supervisor knows of a job it started.
@@ -45,7 +45,7 @@ pub fn keeps_checkpoints(cfg: &Config, state: JobState) -> bool {
 
 /// `<checkpoint dir>/<job id>` of a job with configuration `cfg`; `None` without a
 /// checkpoint directory or without the job-id level (then the directory is shared).
-fn job_dir(cfg: &Config, job_id: &JobId) -> Option<PathBuf> {
+fn job_dir(cfg: &Config, job_id: &JobId) -> Option<Location> {
     if !cfg.state.create_subdir || !JobId::is_valid(&job_id.0) {
         return None;
     }
@@ -59,20 +59,20 @@ fn job_dir(cfg: &Config, job_id: &JobId) -> Option<PathBuf> {
 
 /// Deletes an ended version's job directory: each checkpoint (`_metadata` first), then
 /// what is left (`shared/`, `taskowned/`). Blocking.
-fn delete_job_dir(dir: &Path) {
+fn delete_job_dir(dir: &Location) {
     let checkpoints = storage::list_checkpoints(dir).unwrap_or_default();
     for (_, chk) in checkpoints {
         if let Err(e) = storage::delete_snapshot_dir(&chk) {
-            tracing::warn!(dir = %chk.display(), "cannot delete an ended version's checkpoint: {e}");
+            tracing::warn!(dir = %chk, "cannot delete an ended version's checkpoint: {e}");
             return;
         }
     }
     match storage::delete_snapshot_dir(dir) {
         Ok(()) => {
-            tracing::info!(dir = %dir.display(), "deleted the checkpoint directory of an ended version")
+            tracing::info!(dir = %dir, "deleted the checkpoint directory of an ended version")
         }
         Err(e) => {
-            tracing::warn!(dir = %dir.display(), "cannot delete an ended version's checkpoint directory: {e}")
+            tracing::warn!(dir = %dir, "cannot delete an ended version's checkpoint directory: {e}")
         }
     }
 }
@@ -312,10 +312,10 @@ mod tests {
         cfg.state.checkpoints_dir = Some("file:///var/lib/floe/ck".into());
         assert_eq!(
             job_dir(&cfg, &JobId("a".repeat(32))),
-            Some(PathBuf::from(format!(
+            Some(Location::Local(std::path::PathBuf::from(format!(
                 "/var/lib/floe/ck/{}",
                 "a".repeat(32)
-            )))
+            ))))
         );
         assert_eq!(job_dir(&cfg, &JobId("../etc".into())), None);
         cfg.state.create_subdir = false;

@@ -20,6 +20,10 @@ pub const MANAGED_SAVEPOINTS: &str = "floe-savepoints";
 /// Where this job's service savepoints go; `None` when neither a savepoint nor a checkpoint
 /// directory is configured (the job then stops without keeping state).
 pub fn savepoint_root(cfg: &Config) -> Option<PathBuf> {
+    savepoint_location(cfg).map(|at| at.to_path_buf())
+}
+
+fn savepoint_location(cfg: &Config) -> Option<storage::Location> {
     if let Some(d) = &cfg.state.savepoints_dir {
         return storage::parse_dir(d).ok();
     }
@@ -47,13 +51,13 @@ pub fn resume_point(cfg: &Config, name: &str) -> Option<PathBuf> {
             push(&mut candidates, dir, loaded);
         }
     }
-    if let Some(root) = savepoint_root(cfg) {
+    if let Some(root) = savepoint_location(cfg) {
         let dirs = storage::list_savepoints(&root).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "resume: the savepoint directory cannot be listed");
             Vec::new()
         });
         for dir in dirs {
-            let loaded = storage::load(&dir);
+            let loaded = storage::load_at(&dir);
             push(&mut candidates, dir, loaded);
         }
     }
@@ -62,18 +66,18 @@ pub fn resume_point(cfg: &Config, name: &str) -> Option<PathBuf> {
 
 fn push(
     out: &mut Vec<Candidate>,
-    dir: PathBuf,
+    dir: storage::Location,
     loaded: Result<storage::LoadedSnapshot, crate::checkpoint::CheckpointError>,
 ) {
     match loaded {
         Ok(l) => out.push(Candidate {
-            dir,
+            dir: dir.to_path_buf(),
             job_name: l.metadata.job_name,
             checkpoint_id: l.metadata.checkpoint_id,
             completion_timestamp_ms: l.metadata.completion_timestamp_ms,
         }),
         Err(e) => tracing::warn!(
-            dir = %dir.display(),
+            dir = %dir,
             error = %e,
             "resume: skipping a snapshot that cannot be read"
         ),

@@ -55,7 +55,7 @@ pub async fn stop_with_savepoint(
         }
     };
     wait_done(job, deadline).await?;
-    Ok(Some(completed.path))
+    Ok(Some(completed.path.to_path_buf()))
 }
 
 async fn wait_done(job: &mut StartedJob, deadline: Instant) -> Result<(), String> {

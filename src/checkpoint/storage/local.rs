@@ -1,0 +1,243 @@
+//! Checkpoint storage on local disk: the [`Storage`] of a `PathBuf`. Every name created,
+//! renamed or deleted is made durable by an fsync of its directory, and every operation is
+//! recorded for the power-loss test ([`fs_log`]).
+
+use super::backend::Storage;
+use super::fs_log::{self, FsOp};
+use crate::checkpoint::CheckpointError;
+use std::fs::{self, File};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// The suffix of the temp file [`Storage::write_once`] writes before linking it into place.
+pub(crate) const TEMP_SUFFIX: &str = ".inprogress";
+
+fn io_err(context: String) -> impl FnOnce(std::io::Error) -> CheckpointError {
+    move |source| CheckpointError::Io { context, source }
+}
+
+/// An I/O error, or `NotFound` when the file or directory is not there.
+fn io_or_missing(context: String) -> impl FnOnce(std::io::Error) -> CheckpointError {
+    move |source| match source.kind() {
+        ErrorKind::NotFound => CheckpointError::NotFound(format!("{context}: {source}")),
+        _ => CheckpointError::Io { context, source },
+    }
+}
+
+impl Storage for PathBuf {
+    fn read(&self) -> Result<Option<Vec<u8>>, CheckpointError> {
+        match fs::read(self) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(format!("cannot read '{}'", self.display()))(e)),
+        }
+    }
+
+    fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>, CheckpointError> {
+        let ctx = || format!("cannot read '{}'", self.display());
+        let mut f = File::open(self).map_err(io_or_missing(ctx()))?;
+        f.seek(SeekFrom::Start(offset)).map_err(io_err(ctx()))?;
+        let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        f.take(len).read_to_end(&mut out).map_err(io_err(ctx()))?;
+        Ok(out)
+    }
+
+    fn size(&self) -> Result<Option<u64>, CheckpointError> {
+        match fs::metadata(self) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(format!("cannot read '{}'", self.display()))(e)),
+        }
+    }
+
+    fn is_dir(&self) -> Result<Option<bool>, CheckpointError> {
+        match fs::metadata(self) {
+            Ok(m) => Ok(Some(m.is_dir())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(format!("cannot read '{}'", self.display()))(e)),
+        }
+    }
+
+    fn write_fresh(&self, bytes: Vec<u8>) -> Result<(), CheckpointError> {
+        let ctx = || format!("cannot write state file '{}'", self.display());
+        let mut f = File::options()
+            .write(true)
+            .create_new(true)
+            .open(self)
+            .map_err(io_err(ctx()))?;
+        fs_log::record(|| FsOp::CreateFile(self.clone()));
+        f.write_all(&bytes).map_err(io_err(ctx()))?;
+        fs_log::record(|| FsOp::Write {
+            path: self.clone(),
+            bytes: bytes.clone(),
+        });
+        f.sync_all().map_err(io_err(ctx()))?;
+        fs_log::record(|| FsOp::SyncFile(self.clone()));
+        parent_of(self).sync_dir()
+    }
+
+    /// Temp file, write, fsync, hard link to the name (which fails when it exists), fsync of
+    /// the directory. Before the link a crash leaves only the temp file (readers ignore it).
+    fn write_once(&self, bytes: &[u8]) -> Result<bool, CheckpointError> {
+        let mut temp = self.clone().into_os_string();
+        temp.push(TEMP_SUFFIX);
+        let temp = PathBuf::from(temp);
+        write_synced(&temp, bytes)?;
+        let outcome = link_into_place(&temp, self, bytes);
+        if fs::remove_file(&temp).is_ok() {
+            fs_log::record(|| FsOp::RemoveFile(temp.clone()));
+        }
+        if outcome? {
+            parent_of(self).sync_dir()?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn list(&self) -> Result<Vec<(String, bool)>, CheckpointError> {
+        let ctx = || format!("cannot list the directory '{}'", self.display());
+        let entries = fs::read_dir(self).map_err(io_or_missing(ctx()))?;
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io_err(ctx()))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue; // floe writes only UTF-8 names; anything else is not floe's
+            };
+            out.push((name, entry.file_type().is_ok_and(|t| t.is_dir())));
+        }
+        Ok(out)
+    }
+
+    fn has_children(&self) -> Result<bool, CheckpointError> {
+        let ctx = || format!("cannot list the directory '{}'", self.display());
+        Ok(fs::read_dir(self).map_err(io_err(ctx()))?.next().is_some())
+    }
+
+    fn delete(&self) -> Result<(), CheckpointError> {
+        match fs::remove_file(self) {
+            Ok(()) => {
+                fs_log::record(|| FsOp::RemoveFile(self.clone()));
+                Ok(())
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(format!("cannot delete '{}'", self.display()))(e)),
+        }
+    }
+
+    fn delete_all(&self) -> Result<(), CheckpointError> {
+        match fs::remove_dir_all(self) {
+            Ok(()) => {
+                fs_log::record(|| FsOp::RemoveDirAll(self.clone()));
+                Ok(())
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(format!("cannot delete '{}'", self.display()))(e)),
+        }
+    }
+
+    fn remove_dir_if_empty(&self) -> bool {
+        fs::remove_dir(self).is_ok()
+    }
+
+    /// The parent of each level created is fsynced, or a power loss could take a `chk-<n>`
+    /// directory away with the `_metadata` fsynced inside it, after the sinks committed on
+    /// its completion.
+    fn create_dir(&self) -> Result<(), CheckpointError> {
+        let created = missing_levels(self);
+        fs::create_dir_all(self).map_err(io_err(format!(
+            "cannot create checkpoint directory '{}' (check that {} is writable)",
+            self.display(),
+            super::location::DIR_KEY
+        )))?;
+        for level in &created {
+            fs_log::record(|| FsOp::CreateDir(level.clone()));
+        }
+        for parent in created.iter().filter_map(|level| level.parent()) {
+            parent.to_path_buf().sync_dir()?;
+        }
+        Ok(())
+    }
+
+    fn sync_dir(&self) -> Result<(), CheckpointError> {
+        File::open(self)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(format!(
+                "cannot fsync directory '{}'",
+                self.display()
+            )))?;
+        fs_log::record(|| FsOp::SyncDir(self.clone()));
+        Ok(())
+    }
+}
+
+/// The directory holding `file` (`.` for a bare name).
+fn parent_of(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Creates (or truncates) `file` with `bytes`, fsynced.
+fn write_synced(file: &PathBuf, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let ctx = || format!("cannot write '{}'", file.display());
+    let mut f = File::create(file).map_err(io_err(ctx()))?;
+    fs_log::record(|| FsOp::CreateFile(file.clone()));
+    f.write_all(bytes).map_err(io_err(ctx()))?;
+    fs_log::record(|| FsOp::Write {
+        path: file.clone(),
+        bytes: bytes.to_vec(),
+    });
+    f.sync_all().map_err(io_err(ctx()))?;
+    fs_log::record(|| FsOp::SyncFile(file.clone()));
+    Ok(())
+}
+
+/// Gives `temp` the name `target` unless `target` exists: `Ok(false)` when it does with other
+/// contents than `bytes`.
+fn link_into_place(
+    temp: &PathBuf,
+    target: &PathBuf,
+    bytes: &[u8],
+) -> Result<bool, CheckpointError> {
+    match fs::hard_link(temp, target) {
+        Ok(()) => {
+            fs_log::record(|| FsOp::HardLink {
+                from: temp.clone(),
+                to: target.clone(),
+            });
+            Ok(true)
+        }
+        // The same bytes: a retry of a write that succeeded.
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            Ok(fs::read(target).is_ok_and(|existing| existing == bytes))
+        }
+        // A file system without hard links: check, then rename (not atomic against another
+        // writer, which the job-id subdirectory rules out).
+        Err(_) if target.exists() => Ok(false),
+        Err(_) => fs::rename(temp, target)
+            .map(|()| {
+                fs_log::record(|| FsOp::Rename {
+                    from: temp.clone(),
+                    to: target.clone(),
+                });
+                true
+            })
+            .map_err(io_err(format!(
+                "cannot rename '{}' to '{}'",
+                temp.display(),
+                target.display()
+            ))),
+    }
+}
+
+/// The levels of `dir` that do not exist yet, outermost first: what `create_dir_all` creates.
+fn missing_levels(dir: &Path) -> Vec<PathBuf> {
+    let mut missing: Vec<PathBuf> = dir
+        .ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+        .map(Path::to_path_buf)
+        .collect();
+    missing.reverse();
+    missing
+}
