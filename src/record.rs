@@ -335,6 +335,18 @@ struct BatchMeta {
     rows: usize,
 }
 
+#[cfg(test)]
+impl Batch {
+    /// One text column holding `values`: the input of most operator tests.
+    pub(crate) fn of_strs(values: &[&str]) -> Batch {
+        let mut b = StrColumnBuilder::default();
+        for v in values {
+            b.push(v.as_bytes());
+        }
+        Batch::new(vec![Column::Str(b.finish())])
+    }
+}
+
 impl Batch {
     /// A batch from columns of equal length.
     ///

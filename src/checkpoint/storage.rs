@@ -498,12 +498,7 @@ pub type ScannedCheckpoint = (Location, Result<LoadedSnapshot, CheckpointError>)
 /// decoded, or the error that stopped it.
 pub fn scan_checkpoints(base: &Location) -> Result<Vec<ScannedCheckpoint>, CheckpointError> {
     let mut job_dirs = vec![base.clone()];
-    let entries = base.storage().list().map_err(|e| {
-        CheckpointError::Other(format!(
-            "cannot list the checkpoint directory '{base}': {e}"
-        ))
-    })?;
-    for (name, is_dir) in entries {
+    for (name, is_dir) in base.storage().list()? {
         if is_dir && JobId::is_valid(&name) {
             job_dirs.push(base.join(&name));
         }

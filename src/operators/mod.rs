@@ -226,6 +226,21 @@ pub struct BuildContext {
     pub base_dir: std::path::PathBuf,
 }
 
+#[cfg(test)]
+impl BuildContext {
+    /// The one subtask of operator `id` at parallelism 1, paths relative to the working
+    /// directory: what an operator's unit tests build with.
+    pub(crate) fn single(operator_id: &str) -> BuildContext {
+        BuildContext {
+            operator_id: operator_id.into(),
+            subtask: 0,
+            parallelism: 1,
+            max_parallelism: 128,
+            base_dir: ".".into(),
+        }
+    }
+}
+
 /// Why an operator failed. The runtime adds the operator id and subtask.
 #[derive(Debug, thiserror::Error)]
 pub enum OperatorError {

@@ -103,14 +103,7 @@ impl OperatorSpec for FileSourceConfig {
                 "must name a file, a directory or a glob (like `logs/*.txt`)",
             ));
         }
-        match self.text().schema() {
-            Ok(schema) if problems.is_empty() => Ok(schema),
-            Ok(_) => Err(problems),
-            Err(ps) => {
-                problems.extend(ps);
-                Err(problems)
-            }
-        }
+        self.text().schema_after(problems)
     }
 
     /// The checks [`FileSource::restore`] makes before it reads: `path` names a file, a

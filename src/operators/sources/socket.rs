@@ -170,14 +170,7 @@ impl OperatorSpec for SocketConfig {
                 ),
             ));
         }
-        match self.text().schema() {
-            Ok(schema) if problems.is_empty() => Ok(schema),
-            Ok(_) => Err(problems),
-            Err(ps) => {
-                problems.extend(ps);
-                Err(problems)
-            }
-        }
+        self.text().schema_after(problems)
     }
 
     fn required_parallelism(&self) -> Option<u32> {

@@ -54,6 +54,19 @@ impl TextSettings<'_> {
         })
     }
 
+    /// The records' schema, or every problem: the source's own `problems` (its other
+    /// settings), then those of the text settings.
+    pub fn schema_after(&self, mut problems: Vec<Problem>) -> Result<Schema, Vec<Problem>> {
+        match self.schema() {
+            Ok(schema) if problems.is_empty() => Ok(schema),
+            Ok(_) => Err(problems),
+            Err(ps) => {
+                problems.extend(ps);
+                Err(problems)
+            }
+        }
+    }
+
     /// The records' schema, or every problem with the settings.
     pub fn schema(&self) -> Result<Schema, Vec<Problem>> {
         let mut problems = Vec::new();

@@ -104,13 +104,7 @@ mod tests {
     use crate::record::{StrColumnBuilder, Value};
 
     fn ctx() -> BuildContext {
-        BuildContext {
-            operator_id: "f".into(),
-            subtask: 0,
-            parallelism: 1,
-            max_parallelism: 128,
-            base_dir: ".".into(),
-        }
+        BuildContext::single("f")
     }
 
     fn batch() -> Batch {

@@ -212,13 +212,7 @@ mod tests {
     use std::sync::Arc;
 
     fn ctx() -> BuildContext {
-        BuildContext {
-            operator_id: "split".into(),
-            subtask: 0,
-            parallelism: 1,
-            max_parallelism: 128,
-            base_dir: ".".into(),
-        }
+        BuildContext::single("split")
     }
 
     fn cfg(yaml: &str) -> FlatMapConfig {
@@ -226,11 +220,7 @@ mod tests {
     }
 
     fn lines(ls: &[&str]) -> Batch {
-        let mut b = StrColumnBuilder::default();
-        for l in ls {
-            b.push(l.as_bytes());
-        }
-        Batch::new(vec![Column::Str(b.finish())])
+        Batch::of_strs(ls)
     }
 
     fn words(op: &mut FlatMap, input: Batch) -> (Vec<String>, Vec<Batch>) {

@@ -202,13 +202,7 @@ mod tests {
     use std::sync::Arc;
 
     fn ctx() -> BuildContext {
-        BuildContext {
-            operator_id: "pair".into(),
-            subtask: 0,
-            parallelism: 1,
-            max_parallelism: 128,
-            base_dir: ".".into(),
-        }
+        BuildContext::single("pair")
     }
 
     fn cfg(yaml: &str) -> MapConfig {

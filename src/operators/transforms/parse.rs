@@ -703,13 +703,7 @@ mod tests {
     use crate::record::Value;
 
     fn ctx() -> BuildContext {
-        BuildContext {
-            operator_id: "p".into(),
-            subtask: 0,
-            parallelism: 1,
-            max_parallelism: 128,
-            base_dir: ".".into(),
-        }
+        BuildContext::single("p")
     }
 
     fn cfg(yaml: &str) -> ParseConfig {
@@ -717,11 +711,7 @@ mod tests {
     }
 
     fn lines(ls: &[&str]) -> Batch {
-        let mut b = StrColumnBuilder::default();
-        for l in ls {
-            b.push(l.as_bytes());
-        }
-        Batch::new(vec![Column::Str(b.finish())])
+        Batch::of_strs(ls)
     }
 
     fn run(c: &str, input: &[&str]) -> Result<(Vec<Vec<String>>, u64), OperatorError> {

@@ -170,6 +170,25 @@ fn savepoint_target(
     confine("savepoint target", &target, &state.roots_for(view.as_ref())).map_err(path_error)
 }
 
+/// The checks both savepoint requests make after the job id, in Flink's order: the format,
+/// the trigger id, that the job exists, and the target directory. `fields` are the request's
+/// `formatType`, `triggerId` and target directory; `property` names the last in messages.
+fn savepoint_request(
+    state: &ApiState,
+    job: &JobId,
+    fields: [&Option<String>; 3],
+    property: &str,
+) -> Result<(String, PathBuf), ApiError> {
+    let [format_type, trigger_id_given, target_directory] = fields;
+    check_format(format_type.as_deref())?;
+    let trigger = trigger_id(trigger_id_given.as_deref())?;
+    if state.registry().get(job).is_none() {
+        return Err(ApiError::not_found("Job could not be found.".into()));
+    }
+    let target = savepoint_target(state, job, target_directory.as_deref(), property)?;
+    Ok((trigger, target))
+}
+
 /// Sends a savepoint command and records its outcome under `key`.
 fn start_savepoint(
     state: &ApiState,
@@ -229,15 +248,10 @@ pub async fn trigger_savepoint(
 ) -> Result<Response, ApiError> {
     let job = parse_job_id(&id)?;
     let body = body.parse("SavepointTriggerRequestBody")?;
-    check_format(body.format_type.as_deref())?;
-    let trigger = trigger_id(body.trigger_id.as_deref())?;
-    if state.registry().get(&job).is_none() {
-        return Err(ApiError::not_found("Job could not be found.".into()));
-    }
-    let target = savepoint_target(
+    let (trigger, target) = savepoint_request(
         &state,
         &job,
-        body.target_directory.as_deref(),
+        [&body.format_type, &body.trigger_id, &body.target_directory],
         "target-directory",
     )?;
     let cancel_job = body.cancel_job;
@@ -266,15 +280,10 @@ pub async fn stop_with_savepoint(
 ) -> Result<Response, ApiError> {
     let job = parse_job_id(&id)?;
     let body = body.parse("StopWithSavepointRequestBody")?;
-    check_format(body.format_type.as_deref())?;
-    let trigger = trigger_id(body.trigger_id.as_deref())?;
-    if state.registry().get(&job).is_none() {
-        return Err(ApiError::not_found("Job could not be found.".into()));
-    }
-    let target = savepoint_target(
+    let (trigger, target) = savepoint_request(
         &state,
         &job,
-        body.target_directory.as_deref(),
+        [&body.format_type, &body.trigger_id, &body.target_directory],
         "targetDirectory",
     )?;
     let drain = body.drain;

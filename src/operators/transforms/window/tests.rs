@@ -2,13 +2,7 @@ use super::*;
 use crate::record::StrColumnBuilder;
 
 fn ctx() -> BuildContext {
-    BuildContext {
-        operator_id: "w".into(),
-        subtask: 0,
-        parallelism: 1,
-        max_parallelism: 128,
-        base_dir: ".".into(),
-    }
+    BuildContext::single("w")
 }
 
 fn input() -> Schema {
