@@ -193,10 +193,7 @@ fn kafka_to_kafka_wordcount_is_exactly_once_through_kill_9() {
         parallelism: 2,
         attempt_limit: ATTEMPT_LIMIT,
     };
-    let seed = std::env::var("FLOE_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20_261_201);
+    let seed = crash_support::seed(20_261_201);
     let mut rng = Rng::new(seed);
     let started = Instant::now();
     // The final run restores the newest checkpoint and reads what it left: its limit grows

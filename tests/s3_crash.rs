@@ -124,10 +124,7 @@ fn kill_9_at_random_points_with_checkpoints_on_s3_gives_exactly_once_output() {
     let root = s3.prefix("crash");
     let pipeline = write_pipeline(dir.path(), &root, Some(RATE));
     let unthrottled = write_pipeline(dir.path(), &root, None);
-    let seed = std::env::var("FLOE_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20_261_201u64);
+    let seed = crash_support::seed(20_261_201);
     let mut rng = Rng::new(seed);
     let (mut kills, mut attempts, mut restores) = (0u32, 0u32, 0u32);
     let mut kinds: HashMap<&str, u32> = HashMap::new();

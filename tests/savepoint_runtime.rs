@@ -13,7 +13,7 @@ mod file_sink_support;
 mod runtime_support;
 use file_sink_support::{
     assert_each_update_once, committed_lines, completed, hidden, latest_checkpoint, names, visible,
-    wait_for,
+    wait_for, write_pipeline,
 };
 
 use floe::checkpoint::metadata::{BlobLocation, KeyedStateHandle, SnapshotKind};
@@ -27,56 +27,6 @@ use floe::runtime::{self, CheckpointingOptions, JobOptions, JobStatus, Savepoint
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Word count into a `file` sink at `out/`: `lines` lines of a seeded datagen (unbounded when
-/// `None`), throttled to `rate` lines per second when given.
-fn write_pipeline(dir: &Path, lines: Option<u64>, rate: Option<u64>) -> PathBuf {
-    let mut source = String::new();
-    if let Some(l) = lines {
-        source.push_str(&format!("    lines: {l}\n"));
-    }
-    if let Some(r) = rate {
-        source.push_str(&format!("    rate: {r}\n"));
-    }
-    let path = dir.join("p.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "name: twopc
-operators:
-  - id: source
-    type: datagen
-    words-per-line: 3
-    vocab: 25
-    seed: 11
-{source}  - id: split
-    type: flat_map
-    inputs: [source]
-    separator: ' '
-  - id: pair
-    type: map
-    inputs: [split]
-    fields:
-      word: word
-      one: 1
-  - id: sum
-    type: key_by
-    inputs: [pair]
-    key: word
-    aggregate: sum
-    field: one
-  - id: out
-    type: file
-    inputs: [sum]
-    path: out
-    rolling:
-      rollover-interval: 0
-"
-        ),
-    )
-    .unwrap();
-    path
-}
 
 /// Checkpointing settings: EXACTLY_ONCE every 50 ms into `ck`, kept on cancellation (a
 /// cancelled job stands for a crashed one).

@@ -166,6 +166,45 @@ pub struct CrashRun {
     pub attempt_limit: Duration,
 }
 
+impl CrashRun {
+    /// A run of `pipeline` in `dir` (checkpoints in `dir/ck`, output in `dir/out`) with the
+    /// crash binary and the 120 s limit per attempt.
+    pub fn in_dir(dir: &Path, pipeline: PathBuf, parallelism: u32) -> CrashRun {
+        CrashRun {
+            bin: floe_bin(),
+            dir: dir.to_path_buf(),
+            pipeline,
+            checkpoints: dir.join("ck"),
+            output: dir.join("out"),
+            parallelism,
+            attempt_limit: Duration::from_secs(120),
+        }
+    }
+}
+
+/// The seed of the kill moments: `FLOE_CRASH_SEED`, else the test's own `default`.
+pub fn seed(default: u64) -> u64 {
+    std::env::var("FLOE_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Kills per case and corpus size (lines, lines per second) of the datagen crash tests: CI's
+/// bounded run (25 kills), or `FLOE_CRASH_SOAK` kills. The corpus grows with the kills so that
+/// the job cannot finish before the last one. What an attempt commits does not grow on a
+/// slower machine: it is what the source read (at most `rate` lines a second) before the
+/// newest checkpoint's barrier, and the kill comes at most 700 ms after the start, or at the
+/// attempt's first checkpoint (its barrier ~150 ms in). So an attempt commits 150–700 lines,
+/// about 250 on average, against 400 per kill here.
+pub fn sizes() -> (u32, u64, u64) {
+    let kills = std::env::var("FLOE_CRASH_SOAK")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(25);
+    (kills, 2_000 + 400 * u64::from(kills), 1_000)
+}
+
 /// What happened over a crash run.
 #[derive(Debug, Default)]
 pub struct CrashSummary {

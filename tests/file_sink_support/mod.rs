@@ -103,3 +103,53 @@ pub fn latest_checkpoint(ck: &Path) -> PathBuf {
     found.sort();
     found.pop().expect("a retained checkpoint").1
 }
+
+/// Word count into a `file` sink at `out/`: `lines` lines of a seeded datagen (unbounded when
+/// `None`), throttled to `rate` lines per second when given.
+pub fn write_pipeline(dir: &Path, lines: Option<u64>, rate: Option<u64>) -> PathBuf {
+    let mut source = String::new();
+    if let Some(l) = lines {
+        source.push_str(&format!("    lines: {l}\n"));
+    }
+    if let Some(r) = rate {
+        source.push_str(&format!("    rate: {r}\n"));
+    }
+    let path = dir.join("p.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "name: twopc
+operators:
+  - id: source
+    type: datagen
+    words-per-line: 3
+    vocab: 25
+    seed: 11
+{source}  - id: split
+    type: flat_map
+    inputs: [source]
+    separator: ' '
+  - id: pair
+    type: map
+    inputs: [split]
+    fields:
+      word: word
+      one: 1
+  - id: sum
+    type: key_by
+    inputs: [pair]
+    key: word
+    aggregate: sum
+    field: one
+  - id: out
+    type: file
+    inputs: [sum]
+    path: out
+    rolling:
+      rollover-interval: 0
+"
+        ),
+    )
+    .unwrap();
+    path
+}
