@@ -213,8 +213,10 @@ struct Shard {
     slots: Box<[Entry]>,
     len: usize,
     /// A snapshot's compact copy ([`Shard::compacted`]): `slots` holds the entries only,
-    /// not a hash table, so lookups scan them.
+    /// not a hash table, sorted by their home slot in the table they came from
+    /// (`hash & home_mask`), so a lookup is a binary search.
     compact: bool,
+    home_mask: usize,
 }
 
 impl Shard {
@@ -225,6 +227,10 @@ impl Shard {
         // Sized exactly: a collect would grow and shrink the buffer (and fragment the heap).
         let mut slots = Vec::with_capacity(self.len);
         slots.extend(self.slots.iter().filter(|e| e.key_len != FREE).copied());
+        // In slot order they are sorted by home slot already, but for the probe runs that
+        // wrap around the table's end: nearly sorted, which this sort handles in linear time.
+        let home_mask = self.slots.len().saturating_sub(1);
+        slots.sort_unstable_by_key(|e| e.hash as usize & home_mask);
         let slots = slots.into_boxed_slice();
         let long_keys = slots.iter().any(|e| e.key_len as usize > INLINE_KEY);
         Shard {
@@ -236,6 +242,7 @@ impl Shard {
             len: slots.len(),
             slots,
             compact: true,
+            home_mask,
         }
     }
 
@@ -274,9 +281,12 @@ impl Shard {
             [0; INLINE_KEY]
         };
         if self.compact {
-            return self
-                .slots
+            let home_of = |e: &Entry| e.hash as usize & self.home_mask;
+            let home = h as usize & self.home_mask;
+            let start = self.slots.partition_point(|e| home_of(e) < home);
+            return self.slots[start..]
                 .iter()
+                .take_while(|e| home_of(e) == home)
                 .find(|e| matches(e, h, key, &packed, &self.arena));
         }
         self.probe(h, key, &packed).ok().map(|i| &self.slots[i])
@@ -1299,6 +1309,39 @@ mod tests {
             store.get(hash_int(8), &8i64.to_le_bytes()).unwrap(),
             Some(9)
         );
+    }
+
+    /// Lookups in compact copies (what a delta's changes are resolved with) find every key
+    /// and no other, with many keys per shard so that probe runs wrap around a table's end.
+    #[test]
+    fn compact_copies_find_every_key() {
+        let mut store = KeyedStore::new(KeyGroupRange::for_subtask(0, 1, 1), 1);
+        let long = |i: i64| format!("a longer key number {i}").into_bytes();
+        for i in 0..30_000i64 {
+            *store
+                .get_or_insert(hash_int(i), &i.to_le_bytes(), 0)
+                .unwrap() = i as u64;
+            let k = long(i);
+            *store.get_or_insert(hash_str(&k), &k, 0).unwrap() = i as u64 + 1;
+        }
+        let snap = store.snapshot();
+        for i in 0..30_000i64 {
+            *store
+                .get_or_insert(hash_int(i), &i.to_le_bytes(), 0)
+                .unwrap() += 7;
+        }
+        let (_, g) = snap.groups().next().unwrap();
+        assert!(g.shards.iter().all(|s| s.compact || s.len == 0));
+        for i in 0..30_000i64 {
+            let found = g.find(hash_int(i).table, &i.to_le_bytes());
+            assert_eq!(found.map(|e| e.value), Some(i as u64), "key {i}");
+            let k = long(i);
+            let found = g.find(hash_str(&k).table, &k);
+            assert_eq!(found.map(|e| e.value), Some(i as u64 + 1), "long key {i}");
+        }
+        for i in 30_000..31_000i64 {
+            assert!(g.find(hash_int(i).table, &i.to_le_bytes()).is_none());
+        }
     }
 
     /// The checkpoint encodes on another thread while the data path writes on: the snapshot
