@@ -6,9 +6,10 @@
 //! - each key group cut into shards by hash bits (about 16k shards per store). The store owns
 //!   a shard outright until a snapshot: [`KeyedStore::snapshot`] moves each written shard
 //!   into an [`Arc`] that the snapshot and the store share (copy-on-write: the first write to
-//!   a shard after a snapshot takes it back, moved out of the `Arc` if the snapshot is gone,
-//!   copied once if it is still being written; later writes are plain writes to an owned
-//!   shard, no atomic operation per record). Shards rather than whole key groups, so that the
+//!   a shard after a snapshot takes it back, moved out of the `Arc`: if the snapshot is still
+//!   being written, it first gets a compact copy of the shard's entries, without the table's
+//!   free slots; later writes are plain writes to an owned shard, no atomic operation per
+//!   record). Shards rather than whole key groups, so that the
 //!   copies after a snapshot are small and spread over many batches instead of stalling the
 //!   first one (measured with 1M keys: ~50 ms for the first batch with 128 whole groups,
 //!   under 5 ms with shards). Key groups stay whole for restores at another parallelism;
@@ -612,7 +613,7 @@ impl KeyedStore {
         init: u64,
     ) -> Result<&mut u64, KeyedStateError> {
         let unit = (idx << self.shard_bits) | shard_of(h, self.shard_bits);
-        // Copy-on-write: copies the shard only if a snapshot still holds it.
+        // Copy-on-write: a snapshot still holding the shard gets a compact copy of it.
         let shard = self.live[unit].own(&self.frozen, unit);
         if needs_growth(shard.len, shard.slots.len()) {
             shard.grow();
