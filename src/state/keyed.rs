@@ -6,9 +6,10 @@
 //! - each key group cut into shards by hash bits (about 16k shards per store). The store owns
 //!   a shard outright until a snapshot: [`KeyedStore::snapshot`] moves each written shard
 //!   into an [`Arc`] that the snapshot and the store share (copy-on-write: the first write to
-//!   a shard after a snapshot takes it back, moved out of the `Arc` if the snapshot is gone,
-//!   copied once if it is still being written; later writes are plain writes to an owned
-//!   shard, no atomic operation per record). Shards rather than whole key groups, so that the
+//!   a shard after a snapshot takes it back, moved out of the `Arc`: if the snapshot is still
+//!   being written, it first gets a compact copy of the shard's entries, without the table's
+//!   free slots; later writes are plain writes to an owned shard, no atomic operation per
+//!   record). Shards rather than whole key groups, so that the
 //!   copies after a snapshot are small and spread over many batches instead of stalling the
 //!   first one (measured with 1M keys: ~50 ms for the first batch with 128 whole groups,
 //!   under 5 ms with shards). Key groups stay whole for restores at another parallelism;
@@ -35,7 +36,7 @@
 //! checkpoint module's job. A key is hashed once by the caller ([`KeyHash`]), never here.
 
 use crate::state::keygroup::{KeyGroupRange, KeyHash};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 /// Keys of at most this many bytes are stored inside their entry, not in the arena.
 pub const INLINE_KEY: usize = 8;
@@ -212,9 +213,40 @@ struct Shard {
     arena: Vec<u8>,
     slots: Box<[Entry]>,
     len: usize,
+    /// A snapshot's compact copy ([`Shard::compacted`]): `slots` holds the entries only,
+    /// not a hash table, sorted by their home slot in the table they came from
+    /// (`hash & home_mask`), so a lookup is a binary search.
+    compact: bool,
+    home_mask: usize,
 }
 
 impl Shard {
+    /// The entries alone (and the arena, if a key needs it), for a snapshot that keeps the
+    /// shard while the store writes on: about half the bytes of the table (which is at
+    /// most 3/4 full), so the copy a write after a snapshot makes costs less memory.
+    fn compacted(&self) -> Shard {
+        // Sized exactly: a collect would grow and shrink the buffer (and fragment the heap).
+        let mut slots = Vec::with_capacity(self.len);
+        slots.extend(self.slots.iter().filter(|e| e.key_len != FREE).copied());
+        // In slot order they are sorted by home slot already, but for the probe runs that
+        // wrap around the table's end: nearly sorted, which this sort handles in linear time.
+        let home_mask = self.slots.len().saturating_sub(1);
+        slots.sort_unstable_by_key(|e| e.hash as usize & home_mask);
+        let slots = slots.into_boxed_slice();
+        let long_keys = slots.iter().any(|e| e.key_len as usize > INLINE_KEY);
+        Shard {
+            arena: if long_keys {
+                self.arena.clone()
+            } else {
+                Vec::new()
+            },
+            len: slots.len(),
+            slots,
+            compact: true,
+            home_mask,
+        }
+    }
+
     fn entries(&self) -> impl Iterator<Item = (&[u8], u64, u64)> + '_ {
         self.slots
             .iter()
@@ -249,6 +281,15 @@ impl Shard {
         } else {
             [0; INLINE_KEY]
         };
+        if self.compact {
+            let home_of = |e: &Entry| e.hash as usize & self.home_mask;
+            let home = h as usize & self.home_mask;
+            let start = self.slots.partition_point(|e| home_of(e) < home);
+            return self.slots[start..]
+                .iter()
+                .take_while(|e| home_of(e) == home)
+                .find(|e| matches(e, h, key, &packed, &self.arena));
+        }
         self.probe(h, key, &packed).ok().map(|i| &self.slots[i])
     }
 
@@ -318,10 +359,12 @@ impl Live {
     }
 
     /// The shard to write to: a plain reference once owned, no atomic operation per write.
+    /// `frozen`/`unit`: the latest snapshot and this shard's place in it (see
+    /// [`Live::unshare`]).
     #[inline(always)]
-    fn own(&mut self) -> &mut Shard {
+    fn own(&mut self, frozen: &Weak<Frozen>, unit: usize) -> &mut Shard {
         if let Live::Shared(_) = self {
-            self.unshare();
+            self.unshare(frozen, unit);
         }
         match self {
             Live::Own(s) => s,
@@ -330,8 +373,18 @@ impl Live {
         }
     }
 
+    /// Takes the shard back from the snapshots. If the latest one still holds it, it gets a
+    /// compact copy first ([`Frozen::compact`]), so the table itself is moved back, not
+    /// copied; only an older snapshot still being written makes this a full copy.
     #[cold]
-    fn unshare(&mut self) {
+    fn unshare(&mut self, frozen: &Weak<Frozen>, unit: usize) {
+        if let Live::Shared(a) = self {
+            if Arc::strong_count(a) > 1 {
+                if let Some(f) = frozen.upgrade() {
+                    f.compact(unit, a);
+                }
+            }
+        }
         if let Live::Shared(a) = std::mem::replace(self, Live::Own(Shard::default())) {
             *self = Live::Own(Arc::try_unwrap(a).unwrap_or_else(|a| (*a).clone()));
         }
@@ -346,6 +399,37 @@ impl Live {
                 *self = Live::Shared(a.clone());
                 a
             }
+        }
+    }
+}
+
+/// A snapshot's shards, each behind its own lock so that the store can swap in a compact copy
+/// before its first write to a shard: the snapshot then no longer shares the table, and the
+/// store takes it back without copying it (a table is at most 3/4 full and its entries are
+/// 32 bytes, so a full copy of every shard written during a checkpoint nearly doubled the
+/// memory of a store of 1M keys; the compact copies are about half of that).
+#[derive(Debug)]
+struct Frozen {
+    shards: Vec<Mutex<Arc<Shard>>>,
+}
+
+impl Frozen {
+    fn get(&self, unit: usize) -> Arc<Shard> {
+        self.shards[unit]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces this snapshot's share of `live` (shard `unit`) by a compact copy of it; does
+    /// nothing if the snapshot holds another version of the shard.
+    fn compact(&self, unit: usize, live: &Arc<Shard>) {
+        let Some(slot) = self.shards.get(unit) else {
+            return;
+        };
+        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if Arc::ptr_eq(&slot, live) && !slot.compact {
+            *slot = Arc::new(live.compacted());
         }
     }
 }
@@ -434,6 +518,9 @@ pub struct KeyedStore {
     /// Key group `g` is the shards `(g - range.start) << shard_bits ..` (`1 << shard_bits` of
     /// them); each behind its own `Arc`, the unit of copy-on-write.
     live: Vec<Live>,
+    /// The shards of the latest snapshot, while it lives: the store hands it a compact copy
+    /// of a shard before taking the shard back ([`Live::unshare`]).
+    frozen: Weak<Frozen>,
     shard_bits: u32,
     len: usize,
     /// `changes[g - range.start]`: keys of group `g` written or removed in this epoch (only
@@ -457,6 +544,7 @@ impl KeyedStore {
             live: (0..(range.len() as usize) << shard_bits(range.len()))
                 .map(|_| Live::Own(Shard::default()))
                 .collect(),
+            frozen: Weak::new(),
             shard_bits: shard_bits(range.len()),
             len: 0,
             changes: Self::no_changes(range),
@@ -525,8 +613,8 @@ impl KeyedStore {
         init: u64,
     ) -> Result<&mut u64, KeyedStateError> {
         let unit = (idx << self.shard_bits) | shard_of(h, self.shard_bits);
-        // Copy-on-write: copies the shard only if a snapshot still holds it.
-        let shard = self.live[unit].own();
+        // Copy-on-write: a snapshot still holding the shard gets a compact copy of it.
+        let shard = self.live[unit].own(&self.frozen, unit);
         if needs_growth(shard.len, shard.slots.len()) {
             shard.grow();
         }
@@ -621,7 +709,7 @@ impl KeyedStore {
         let unit = (idx << self.shard_bits) | shard_of(h, self.shard_bits);
         // Look before copying: removing an absent key must not copy a shard a snapshot holds.
         self.live[unit].get().find(h, key)?;
-        let shard = self.live[unit].own();
+        let shard = self.live[unit].own(&self.frozen, unit);
         let packed = if key.len() <= INLINE_KEY {
             pack(key)
         } else {
@@ -680,10 +768,20 @@ impl KeyedStore {
             None
         };
         let sequence = self.next_sequence;
+        let frozen = Arc::new(Frozen {
+            shards: self
+                .live
+                .iter_mut()
+                .map(|l| Mutex::new(l.share()))
+                .collect(),
+        });
+        self.frozen = Arc::downgrade(&frozen);
         let snap = KeyedSnapshot {
             range: self.range,
             max_parallelism: self.max_parallelism,
-            shards: self.live.iter_mut().map(Live::share).collect(),
+            frozen,
+            pinned: OnceLock::new(),
+            len: self.len,
             shard_bits: self.shard_bits,
             changes,
             sequence,
@@ -754,7 +852,12 @@ pub struct Change<'a> {
 pub struct KeyedSnapshot {
     pub range: KeyGroupRange,
     pub max_parallelism: u32,
-    shards: Vec<Arc<Shard>>,
+    /// Shared with the store, which may swap in compact copies (same contents).
+    frozen: Arc<Frozen>,
+    /// Every shard held at once, for [`KeyedSnapshot::groups`] and
+    /// [`KeyedSnapshot::changes`] (tools and tests): taken on their first call.
+    pinned: OnceLock<Vec<Arc<Shard>>>,
+    len: usize,
     shard_bits: u32,
     /// `None` with [`DeltaBase::Empty`]: every key is a change.
     changes: Option<Arc<Vec<GroupChanges>>>,
@@ -765,21 +868,77 @@ pub struct KeyedSnapshot {
 impl KeyedSnapshot {
     /// Number of keys in the snapshot.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.len).sum()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Every key group with its table, in group order.
+    /// Every key group with its table, in group order. Holds every shard until the snapshot
+    /// is dropped, so the store's next write to each copies it in full: for tools and tests;
+    /// a checkpoint encodes with [`KeyedSnapshot::for_each_group`].
     pub fn groups(&self) -> impl Iterator<Item = (u32, GroupTable<'_>)> + '_ {
         let n = 1usize << self.shard_bits;
-        self.range
-            .iter()
-            .zip(self.shards.chunks(n).map(|s| GroupTable {
-                shards: Shards::Frozen(s),
-            }))
+        let pinned = self.pinned.get_or_init(|| {
+            (0..self.frozen.shards.len())
+                .map(|i| self.frozen.get(i))
+                .collect()
+        });
+        self.range.iter().zip(pinned.chunks(n).map(|s| GroupTable {
+            shards: Shards::Frozen(s),
+        }))
+    }
+
+    /// Calls `f` with each key group's index, number and table, in group order, holding only
+    /// that group's shards meanwhile: the store writing on hands this snapshot compact copies
+    /// of the other shards and takes its tables back without copying them.
+    fn each_group(&self, mut f: impl FnMut(usize, u32, GroupTable<'_>)) {
+        let n = 1usize << self.shard_bits;
+        let mut held: Vec<Arc<Shard>> = Vec::with_capacity(n);
+        for (idx, key_group) in self.range.iter().enumerate() {
+            held.clear();
+            held.extend((idx * n..(idx + 1) * n).map(|i| self.frozen.get(i)));
+            f(
+                idx,
+                key_group,
+                GroupTable {
+                    shards: Shards::Frozen(&held),
+                },
+            );
+        }
+    }
+
+    /// [`KeyedSnapshot::groups`] one group at a time (see `each_group`): what a full
+    /// checkpoint encodes.
+    pub fn for_each_group(&self, mut f: impl FnMut(u32, GroupTable<'_>)) {
+        self.each_group(|_, key_group, group| f(key_group, group));
+    }
+
+    /// [`KeyedSnapshot::changes`] one group at a time, holding only that group's shards: what
+    /// an incremental checkpoint encodes.
+    pub fn for_each_change_group(&self, mut f: impl FnMut(u32, &[Change<'_>])) {
+        self.each_group(|idx, key_group, group| {
+            let changes = self.group_changes(idx, group);
+            if !changes.is_empty() {
+                f(key_group, &changes);
+            }
+        });
+    }
+
+    /// The changes of group `idx` (its table `group`), each key once.
+    fn group_changes<'a>(&'a self, idx: usize, group: GroupTable<'a>) -> Vec<Change<'a>> {
+        match &self.changes {
+            None => group
+                .entries()
+                .map(|(key, hash, v)| Change {
+                    key,
+                    hash,
+                    value: Some(v),
+                })
+                .collect(),
+            Some(all) => resolve(group, &all[idx]),
+        }
     }
 
     /// This snapshot's number among the snapshots of its store (0 for the first one after
@@ -805,21 +964,12 @@ impl KeyedSnapshot {
     /// The changes since [`KeyedSnapshot::delta_base`], group by group in group order,
     /// groups without changes left out, each key once: a key present in the snapshot with
     /// its value, a key no longer present as a deletion.
+    /// Holds every shard, like [`KeyedSnapshot::groups`].
     pub fn changes(&self) -> impl Iterator<Item = (u32, Vec<Change<'_>>)> + '_ {
         self.groups()
             .enumerate()
             .filter_map(move |(idx, (key_group, group))| {
-                let changes = match &self.changes {
-                    None => group
-                        .entries()
-                        .map(|(key, hash, v)| Change {
-                            key,
-                            hash,
-                            value: Some(v),
-                        })
-                        .collect::<Vec<_>>(),
-                    Some(all) => resolve(group, &all[idx]),
-                };
+                let changes = self.group_changes(idx, group);
                 (!changes.is_empty()).then_some((key_group, changes))
             })
     }
@@ -1104,6 +1254,136 @@ mod tests {
             let got = store.get(hash_int(k), &k.to_le_bytes()).unwrap();
             assert_eq!(got, model.get(&k).copied(), "key {k}");
         }
+    }
+
+    /// The snapshot's contents as `for_each_group` (the checkpoint's way) sees them.
+    fn contents_of(snap: &KeyedSnapshot) -> HashMap<i64, u64> {
+        let mut seen = HashMap::new();
+        snap.for_each_group(|_, t| {
+            for (k, v) in t.iter() {
+                seen.insert(i64::from_le_bytes(k.try_into().unwrap()), v);
+            }
+        });
+        seen
+    }
+
+    /// A write after a snapshot gives the snapshot a compact copy of the shard and moves the
+    /// table back into the store: no shard is copied in full, and the snapshot's view stays.
+    #[test]
+    fn writes_after_a_snapshot_hand_it_compact_copies() {
+        let mut store = full_store();
+        for i in 0..20_000i64 {
+            *store
+                .get_or_insert(hash_int(i), &i.to_le_bytes(), 0)
+                .unwrap() += i as u64;
+        }
+        let snap = store.snapshot();
+        let before: HashMap<i64, u64> = (0..20_000i64).map(|i| (i, i as u64)).collect();
+        for i in 0..20_000i64 {
+            *store
+                .get_or_insert(hash_int(i), &i.to_le_bytes(), 0)
+                .unwrap() += 1;
+        }
+        store.remove(hash_int(7), &7i64.to_le_bytes()).unwrap();
+        let slots = &snap.frozen.shards;
+        let compact = slots.iter().filter(|s| s.lock().unwrap().compact).count();
+        let written = slots.iter().filter(|s| s.lock().unwrap().len > 0).count();
+        assert_eq!(
+            compact, written,
+            "every written shard was handed a compact copy"
+        );
+        assert!(store
+            .live
+            .iter()
+            .all(|l| matches!(l, Live::Own(_)) || l.get().len == 0));
+        assert_eq!(contents_of(&snap), before);
+        assert_eq!(snap.len(), 20_000);
+        // Lookups in compact copies (what a delta resolves its changes with).
+        let k = 7i64.to_le_bytes();
+        let (_, g) = snap
+            .groups()
+            .find(|(g, _)| *g == hash_int(7).key_group(128))
+            .unwrap();
+        assert_eq!(g.find(hash_int(7).table, &k).map(|e| e.value), Some(7));
+        assert_eq!(store.get(hash_int(7), &k).unwrap(), None);
+        assert_eq!(
+            store.get(hash_int(8), &8i64.to_le_bytes()).unwrap(),
+            Some(9)
+        );
+    }
+
+    /// Lookups in compact copies (what a delta's changes are resolved with) find every key
+    /// and no other, with many keys per shard so that probe runs wrap around a table's end.
+    #[test]
+    fn compact_copies_find_every_key() {
+        let mut store = KeyedStore::new(KeyGroupRange::for_subtask(0, 1, 1), 1);
+        let long = |i: i64| format!("a longer key number {i}").into_bytes();
+        for i in 0..30_000i64 {
+            *store
+                .get_or_insert(hash_int(i), &i.to_le_bytes(), 0)
+                .unwrap() = i as u64;
+            let k = long(i);
+            *store.get_or_insert(hash_str(&k), &k, 0).unwrap() = i as u64 + 1;
+        }
+        let snap = store.snapshot();
+        for i in 0..30_000i64 {
+            *store
+                .get_or_insert(hash_int(i), &i.to_le_bytes(), 0)
+                .unwrap() += 7;
+        }
+        let (_, g) = snap.groups().next().unwrap();
+        assert!(g.shards.iter().all(|s| s.compact || s.len == 0));
+        for i in 0..30_000i64 {
+            let found = g.find(hash_int(i).table, &i.to_le_bytes());
+            assert_eq!(found.map(|e| e.value), Some(i as u64), "key {i}");
+            let k = long(i);
+            let found = g.find(hash_str(&k).table, &k);
+            assert_eq!(found.map(|e| e.value), Some(i as u64 + 1), "long key {i}");
+        }
+        for i in 30_000..31_000i64 {
+            assert!(g.find(hash_int(i).table, &i.to_le_bytes()).is_none());
+        }
+    }
+
+    /// The checkpoint encodes on another thread while the data path writes on: the snapshot
+    /// still sees exactly the state at the snapshot, for full and delta alike.
+    #[test]
+    fn a_snapshot_read_while_the_store_writes_keeps_its_view() {
+        let mut store = full_store();
+        for i in 0..30_000i64 {
+            *store
+                .get_or_insert(hash_int(i), &i.to_le_bytes(), 0)
+                .unwrap() += 1;
+        }
+        store.snapshot();
+        for i in 0..30_000i64 {
+            *store
+                .get_or_insert(hash_int(i), &i.to_le_bytes(), 0)
+                .unwrap() += 1;
+        }
+        let snap = Arc::new(store.snapshot());
+        let reader = {
+            let snap = snap.clone();
+            std::thread::spawn(move || {
+                let full = contents_of(&snap);
+                let mut delta = 0;
+                snap.for_each_change_group(|_, cs| {
+                    assert!(cs.iter().all(|c| c.value == Some(2)));
+                    delta += cs.len();
+                });
+                (full, delta)
+            })
+        };
+        for round in 0..3 {
+            for i in 0..30_000i64 {
+                *store
+                    .get_or_insert(hash_int(i), &i.to_le_bytes(), 0)
+                    .unwrap() += round;
+            }
+        }
+        let (full, delta) = reader.join().unwrap();
+        assert_eq!(full, (0..30_000i64).map(|i| (i, 2)).collect());
+        assert_eq!(delta, 30_000);
     }
 
     #[test]

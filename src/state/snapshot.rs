@@ -272,9 +272,9 @@ impl Writer {
 pub fn encode_full(snapshot: &KeyedSnapshot) -> EncodedBlob {
     // Short keys dominate: about 1 + 8 + 8 + 8 bytes an entry.
     let mut w = Writer::new(snapshot.len() * 26);
-    for (key_group, table) in snapshot.groups() {
+    snapshot.for_each_group(|key_group, table| {
         w.group(key_group, table.entries().map(|(k, h, v)| (k, h, Some(v))));
-    }
+    });
     w.finish()
 }
 
@@ -282,9 +282,9 @@ pub fn encode_full(snapshot: &KeyedSnapshot) -> EncodedBlob {
 /// [`KeyedSnapshot::delta_base`] for what it applies on).
 pub fn encode_delta(snapshot: &KeyedSnapshot) -> EncodedBlob {
     let mut w = Writer::new(snapshot.delta_len() * 26);
-    for (key_group, changes) in snapshot.changes() {
+    snapshot.for_each_change_group(|key_group, changes| {
         w.group(key_group, changes.iter().map(|c| (c.key, c.hash, c.value)));
-    }
+    });
     w.finish()
 }
 
@@ -580,5 +580,69 @@ mod tests {
             StateFormatError::GroupOutOfRange { key_group: 81, .. }
         ));
         assert!(err.to_string().contains("[0, 63]"), "{err}");
+    }
+}
+
+/// Where a full checkpoint of 1M keys spends its time, phase by phase.
+/// `cargo test --release --lib state::snapshot::timing -- --ignored --nocapture`
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use crate::state::keygroup::hash_str;
+    use std::io::Write;
+    use std::time::Instant;
+
+    fn rss_mb() -> String {
+        let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        s.lines()
+            .filter(|l| l.starts_with("VmRSS") || l.starts_with("VmHWM"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    #[ignore = "timing; run by hand in release"]
+    fn full_checkpoint_phases_with_a_million_keys() {
+        let mut store = KeyedStore::new(KeyGroupRange::for_subtask(0, 1, 128), 128);
+        for i in 0..1_000_000u64 {
+            let k = format!("w{i}");
+            *store
+                .get_or_insert(hash_str(k.as_bytes()), k.as_bytes(), 0)
+                .unwrap() += 1;
+        }
+        println!("filled: {}", rss_mb());
+        for round in 0..3 {
+            let t = Instant::now();
+            let snap = store.snapshot();
+            let t_snap = t.elapsed();
+            let t = Instant::now();
+            let blob = encode_full(&snap);
+            let t_enc = t.elapsed();
+            let n = blob.bytes.len();
+            let dir = tempfile::tempdir().unwrap();
+            let t = Instant::now();
+            let mut f = std::fs::File::create(dir.path().join("x")).unwrap();
+            f.write_all(&blob.bytes).unwrap();
+            let t_write = t.elapsed();
+            f.sync_all().unwrap();
+            let t_sync = t.elapsed();
+            let t = Instant::now();
+            for i in 0..1_000_000u64 {
+                let k = format!("w{}", (i * 7919) % 1_000_000);
+                *store
+                    .get_or_insert(hash_str(k.as_bytes()), k.as_bytes(), 0)
+                    .unwrap() += 1;
+            }
+            let t_upd = t.elapsed();
+            println!("after updates, snapshot held: {}", rss_mb());
+            drop(snap);
+            drop(blob);
+            println!("dropped: {}", rss_mb());
+            println!(
+                "round {round}: snapshot {t_snap:?} encode {t_enc:?} ({} MB) write {t_write:?} \
+                 write+fsync {t_sync:?}; 1M updates after {t_upd:?}",
+                n / 1_000_000
+            );
+        }
     }
 }
