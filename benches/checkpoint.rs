@@ -16,20 +16,12 @@
 //! `incremental-s3`) under FLOE_BENCH_S3_DIR (default s3://ckpt/bench), path-style, with the
 //! credentials of the AWS environment: checkpoint duration to S3 against local disk.
 
-use floe::runtime::{CheckpointNotice, CheckpointingOptions, JobOptions};
+use floe::runtime::{CheckpointNotice, JobOptions};
+mod support;
+
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const WORDS_PER_LINE: u64 = 10;
-const SEED: u64 = 42;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use support::{checkpointing, env_u64, max, median, wordcount_yaml, COUNT_BY_WORD};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Mode {
@@ -160,52 +152,12 @@ fn gaps(g: &floe::runtime::metrics::GapSummary) -> String {
     )
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn max(v: &[f64]) -> f64 {
-    v.iter().copied().fold(f64::NAN, f64::max)
-}
-
-fn pipeline_yaml(vocab: u64) -> String {
-    format!(
-        "name: bench-checkpoint
-operators:
-  - id: source
-    type: datagen
-    words-per-line: {WORDS_PER_LINE}
-    vocab: {vocab}
-    seed: {SEED}
-  - id: split
-    type: flat_map
-    inputs: [source]
-    separator: ' '
-  - id: count
-    type: key_by
-    inputs: [split]
-    key: word
-    aggregate: count
-  - id: sink
-    type: blackhole
-    inputs: [count]
-"
-    )
-}
-
 /// The job's options for `mode`, built from configuration as `floe run` builds them.
 fn options(mode: Mode, dir: &Path) -> JobOptions {
     let mut options = JobOptions::new("bench-checkpoint");
     if mode == Mode::None {
         return options;
     }
-    // A conf dir of our own: no developer's conf file may leak in.
-    std::fs::write(dir.join("config.yaml"), "# bench\nparallelism.default: 1\n")
-        .expect("write config.yaml");
     let mut dynamic = vec![
         "execution.checkpointing.interval=1 s".into(),
         format!("execution.checkpointing.incremental={}", mode.incremental()),
@@ -224,34 +176,25 @@ fn options(mode: Mode, dir: &Path) -> JobOptions {
             dir.display()
         ));
     }
-    let loaded = floe::config::load(&floe::config::LoadOptions {
-        conf_dir: Some(dir.to_path_buf()),
-        pipeline_settings: Vec::new(),
-        dynamic,
-    })
-    .unwrap_or_else(|e| panic!("bench configuration: {e}"));
-    let cfg = loaded.config;
-    floe::checkpoint::storage::configure(&cfg.s3);
-    let job_id = floe::checkpoint::JobId::random();
-    let store = floe::checkpoint::storage::FsCheckpointStore::new(
-        &cfg.state,
-        &cfg.checkpointing,
-        job_id.clone(),
+    options.checkpointing = Some(checkpointing(
         "bench-checkpoint",
-    )
-    .unwrap_or_else(|e| panic!("checkpoint store in {}: {e}", dir.display()));
-    options.checkpointing = Some(CheckpointingOptions {
-        config: cfg.checkpointing.clone(),
-        store: Arc::new(store),
-        job_id,
-        first_id: 1,
-    });
+        dir,
+        "parallelism.default: 1\n",
+        dynamic,
+    ));
     options
 }
 
 fn run(mode: Mode, vocab: u64, p: u32, secs: u64, warmup: u64) -> RunResult {
     let dir = tempfile::tempdir().expect("temp dir");
-    let yaml = pipeline_yaml(vocab);
+    let yaml = wordcount_yaml(
+        "bench-checkpoint",
+        None,
+        vocab,
+        "",
+        COUNT_BY_WORD,
+        "blackhole",
+    );
     let pipeline = floe::pipeline::parse(&yaml, Path::new("bench-checkpoint.yaml"))
         .unwrap_or_else(|e| panic!("bench pipeline invalid: {e}"));
     let plan = floe::pipeline::plan::Plan::build(&pipeline, p, None)

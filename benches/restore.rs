@@ -15,22 +15,14 @@
 //! a datagen position at another parallelism, so at -p 2 it is the keyed state (the 1M keys)
 //! that is rescaled, key group by key group.
 
-use floe::runtime::{CheckpointNotice, CheckpointingOptions, JobOptions};
+use floe::runtime::{CheckpointNotice, JobOptions};
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const WORDS_PER_LINE: u64 = 10;
-const SEED: u64 = 42;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use support::{checkpointing, env_u64, wordcount_yaml, COUNT_BY_WORD};
 
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: run only for bench.
@@ -71,28 +63,14 @@ fn main() {
 }
 
 fn pipeline_yaml(vocab: u64, sink: &str) -> String {
-    format!(
-        "name: bench-restore
-operators:
-  - id: source
-    type: datagen
-    parallelism: 1
-    words-per-line: {WORDS_PER_LINE}
-    vocab: {vocab}
-    seed: {SEED}
-  - id: split
-    type: flat_map
-    inputs: [source]
-    separator: ' '
-  - id: count
-    type: key_by
-    inputs: [split]
-    key: word
-    aggregate: count
-  - id: sink
-    type: {sink}
-    inputs: [count]
-"
+    let source_extra = "\n    parallelism: 1";
+    wordcount_yaml(
+        "bench-restore",
+        None,
+        vocab,
+        source_extra,
+        COUNT_BY_WORD,
+        sink,
     )
 }
 
@@ -104,34 +82,17 @@ fn take_checkpoint(dir: &Path, vocab: u64, fill: u64) -> (PathBuf, u64) {
         .unwrap_or_else(|e| panic!("bench pipeline invalid: {e}"));
     let plan = floe::pipeline::plan::Plan::build(&pipeline, 1, None)
         .unwrap_or_else(|e| panic!("bench plan: {e}"));
-    // A conf dir of our own: no developer's conf file may leak in.
-    std::fs::write(dir.join("config.yaml"), "# bench\nparallelism.default: 1\n")
-        .expect("write config.yaml");
-    let loaded = floe::config::load(&floe::config::LoadOptions {
-        conf_dir: Some(dir.to_path_buf()),
-        pipeline_settings: Vec::new(),
-        dynamic: vec![
-            "execution.checkpointing.interval=500 ms".into(),
-            format!("execution.checkpointing.dir=file://{}/ck", dir.display()),
-        ],
-    })
-    .unwrap_or_else(|e| panic!("bench configuration: {e}"));
-    let cfg = loaded.config;
-    let job_id = floe::checkpoint::JobId::random();
-    let store = floe::checkpoint::storage::FsCheckpointStore::new(
-        &cfg.state,
-        &cfg.checkpointing,
-        job_id.clone(),
-        "bench-restore",
-    )
-    .unwrap_or_else(|e| panic!("checkpoint store in {}: {e}", dir.display()));
+    let dynamic = vec![
+        "execution.checkpointing.interval=500 ms".into(),
+        format!("execution.checkpointing.dir=file://{}/ck", dir.display()),
+    ];
     let mut options = JobOptions::new("bench-restore");
-    options.checkpointing = Some(CheckpointingOptions {
-        config: cfg.checkpointing.clone(),
-        store: Arc::new(store),
-        job_id,
-        first_id: 1,
-    });
+    options.checkpointing = Some(checkpointing(
+        "bench-restore",
+        dir,
+        "parallelism.default: 1\n",
+        dynamic,
+    ));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

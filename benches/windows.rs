@@ -16,23 +16,19 @@
 //! the same workload: 10k keys 0.81M words/s at p 1 and 0.79M at p 2 (730–790 MB RSS); 1M
 //! keys 0.39M at p 1 and 0.48M at p 2 (2.0 GB RSS, 19.0M window results).
 
-use floe::runtime::{CheckpointNotice, CheckpointingOptions, JobOptions};
+use floe::runtime::{CheckpointNotice, JobOptions};
+mod support;
+
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Instant;
+use support::{
+    env_u64, local_checkpoints, max, median, peak_rss_mb, wordcount_yaml, COUNT_BY_WORD,
+    WORDS_PER_LINE,
+};
 
-const WORDS_PER_LINE: u64 = 10;
-const SEED: u64 = 42;
 /// Set in the child process: `<window|keyby>,<vocab>,<parallelism>`.
 const CHILD: &str = "FLOE_BENCH_WINDOWS_CASE";
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// What one run measured.
 #[derive(Debug, Clone, Default)]
@@ -167,109 +163,20 @@ fn child(kind: &str, vocab: u64, p: u32) -> RunResult {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn max(v: &[f64]) -> f64 {
-    v.iter().copied().fold(f64::NAN, f64::max)
-}
-
-/// The process's peak resident set (VmHWM), in MB.
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
 fn pipeline_yaml(window: bool, lines: u64, vocab: u64) -> String {
+    let name = "bench-windows";
     if !window {
-        return format!(
-            "name: bench-windows
-operators:
-  - id: source
-    type: datagen
-    lines: {lines}
-    words-per-line: {WORDS_PER_LINE}
-    vocab: {vocab}
-    seed: {SEED}
-  - id: split
-    type: flat_map
-    inputs: [source]
-    separator: ' '
-  - id: count
-    type: key_by
-    inputs: [split]
-    key: word
-    aggregate: count
-  - id: sink
-    type: blackhole
-    inputs: [count]
-"
-        );
+        return wordcount_yaml(name, Some(lines), vocab, "", COUNT_BY_WORD, "blackhole");
     }
-    format!(
-        "name: bench-windows
-operators:
-  - id: source
-    type: datagen
-    lines: {lines}
-    words-per-line: {WORDS_PER_LINE}
-    vocab: {vocab}
-    seed: {SEED}
-    event-time: {{start: 0, step: 100us}}
-  - id: split
-    type: flat_map
-    inputs: [source]
-    separator: ' '
-  - id: count
-    type: window
-    inputs: [split]
-    key: word
-    tumbling: 1 s
-    aggregates: {{n: count()}}
-  - id: sink
-    type: blackhole
-    inputs: [count]
-"
-    )
+    let event_time = "\n    event-time: {start: 0, step: 100us}";
+    let keyed = "    type: window\n    key: word\n    tumbling: 1 s\n    aggregates: {n: count()}";
+    wordcount_yaml(name, Some(lines), vocab, event_time, keyed, "blackhole")
 }
 
 /// Checkpoints every second to local disk under `dir`, configured as `floe run` does.
 fn options(dir: &Path) -> JobOptions {
     let mut options = JobOptions::new("bench-windows");
-    std::fs::write(dir.join("config.yaml"), "# bench\n").expect("write config.yaml");
-    let loaded = floe::config::load(&floe::config::LoadOptions {
-        conf_dir: Some(dir.to_path_buf()),
-        pipeline_settings: Vec::new(),
-        dynamic: vec![
-            "execution.checkpointing.interval=1 s".into(),
-            format!("execution.checkpointing.dir=file://{}", dir.display()),
-        ],
-    })
-    .unwrap_or_else(|e| panic!("bench configuration: {e}"));
-    let cfg = loaded.config;
-    let job_id = floe::checkpoint::JobId::random();
-    let store = floe::checkpoint::storage::FsCheckpointStore::new(
-        &cfg.state,
-        &cfg.checkpointing,
-        job_id.clone(),
-        "bench-windows",
-    )
-    .unwrap_or_else(|e| panic!("checkpoint store in {}: {e}", dir.display()));
-    options.checkpointing = Some(CheckpointingOptions {
-        config: cfg.checkpointing.clone(),
-        store: Arc::new(store),
-        job_id,
-        first_id: 1,
-    });
+    options.checkpointing = Some(local_checkpoints("bench-windows", dir, "1 s"));
     options
 }
 

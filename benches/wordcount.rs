@@ -15,21 +15,17 @@
 //! per CPU-second (user + system time of the whole process, every thread), peak RSS (VmHWM)
 //! and the rate as a fraction of `--text-prefetch`'s.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Instant;
+use support::{
+    env_u64, local_checkpoints, median, peak_rss_mb, wordcount_yaml, COUNT_BY_WORD, SEED,
+    WORDS_PER_LINE,
+};
 
-const WORDS_PER_LINE: u64 = 10;
-const SEED: u64 = 42;
 const CHILD: &str = "FLOE_BENCH_CHILD";
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// What one floe run measured.
 #[derive(Debug, Clone, Copy)]
@@ -75,11 +71,10 @@ fn main() {
                 floe[i].push(run_floe(lines, vocab, p, ckpt));
             }
         }
-        let text_rate = median(&mut text);
-        let plain_rate = median(&mut plain);
+        let text_rate = median(text.clone());
+        let plain_rate = median(plain.clone());
         for (i, &(p, ckpt)) in cases.iter().enumerate() {
-            let m =
-                |f: fn(&Measured) -> f64| median(&mut floe[i].iter().map(f).collect::<Vec<_>>());
+            let m = |f: fn(&Measured) -> f64| median(floe[i].iter().map(f).collect());
             let rate = m(|r| r.words_per_sec);
             println!(
                 "{vocab:>9} {p:>3} {:>5} {:>14.0} {:>14.0} {:>9.0} {:>6.0} {:>10.2}",
@@ -94,11 +89,6 @@ fn main() {
         println!("{vocab:>9}   reference --gen           {plain_rate:>14.0}");
         println!("{vocab:>9}   reference --text-prefetch {text_rate:>14.0}");
     }
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 fn load_average() -> String {
@@ -173,7 +163,14 @@ fn child(spec: &str) {
         .collect();
     let (lines, vocab, p, checkpoints) = (n[0], n[1], n[2] as u32, n[3] == 1);
     let dir = tempfile::tempdir().expect("temp dir");
-    let yaml = pipeline_yaml(lines, vocab);
+    let yaml = wordcount_yaml(
+        "bench-wordcount",
+        Some(lines),
+        vocab,
+        "",
+        COUNT_BY_WORD,
+        "blackhole",
+    );
     let pipeline = floe::pipeline::parse(&yaml, Path::new("bench-wordcount.yaml"))
         .unwrap_or_else(|e| panic!("bench pipeline invalid: {e}"));
     let plan = floe::pipeline::plan::Plan::build(&pipeline, p, None)
@@ -182,7 +179,10 @@ fn child(spec: &str) {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let options = options(checkpoints, dir.path());
+    let mut options = floe::runtime::JobOptions::new("bench-wordcount");
+    if checkpoints {
+        options.checkpointing = Some(local_checkpoints("bench-wordcount", dir.path(), "1 s"));
+    }
     let (secs, done) = rt.block_on(async {
         let start = Instant::now();
         let mut handle = floe::runtime::start(plan, options).expect("start job");
@@ -210,69 +210,8 @@ fn child(spec: &str) {
         "words_per_sec={:.0} words_per_cpu_sec={:.0} peak_rss_mb={:.1} checkpoints={done}",
         words / secs,
         words / cpu_seconds(),
-        peak_rss_kb() as f64 / 1024.0
+        peak_rss_mb()
     );
-}
-
-fn pipeline_yaml(lines: u64, vocab: u64) -> String {
-    format!(
-        "name: bench-wordcount
-operators:
-  - id: source
-    type: datagen
-    lines: {lines}
-    words-per-line: {WORDS_PER_LINE}
-    vocab: {vocab}
-    seed: {SEED}
-  - id: split
-    type: flat_map
-    inputs: [source]
-    separator: ' '
-  - id: count
-    type: key_by
-    inputs: [split]
-    key: word
-    aggregate: count
-  - id: sink
-    type: blackhole
-    inputs: [count]
-"
-    )
-}
-
-/// No checkpoints, or full checkpoints every second to `dir`, configured as `floe run` does.
-fn options(checkpoints: bool, dir: &Path) -> floe::runtime::JobOptions {
-    let mut options = floe::runtime::JobOptions::new("bench-wordcount");
-    if !checkpoints {
-        return options;
-    }
-    // A conf dir of our own: no developer's conf file may leak in.
-    std::fs::write(dir.join("config.yaml"), "# bench\n").expect("write config.yaml");
-    let loaded = floe::config::load(&floe::config::LoadOptions {
-        conf_dir: Some(dir.to_path_buf()),
-        pipeline_settings: Vec::new(),
-        dynamic: vec![
-            "execution.checkpointing.interval=1 s".into(),
-            format!("execution.checkpointing.dir=file://{}", dir.display()),
-        ],
-    })
-    .unwrap_or_else(|e| panic!("bench configuration: {e}"));
-    let cfg = loaded.config;
-    let job_id = floe::checkpoint::JobId::random();
-    let store = floe::checkpoint::storage::FsCheckpointStore::new(
-        &cfg.state,
-        &cfg.checkpointing,
-        job_id.clone(),
-        "bench-wordcount",
-    )
-    .unwrap_or_else(|e| panic!("checkpoint store in {}: {e}", dir.display()));
-    options.checkpointing = Some(floe::runtime::CheckpointingOptions {
-        config: cfg.checkpointing.clone(),
-        store: Arc::new(store),
-        job_id,
-        first_id: 1,
-    });
-    options
 }
 
 /// User + system CPU time of this process so far (every thread), from /proc/self/stat.
@@ -283,14 +222,4 @@ fn cpu_seconds() -> f64 {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| f[i - 3].parse::<u64>().expect("/proc/self/stat tick count");
     (ticks(14) + ticks(15)) as f64 / rustix::param::clock_ticks_per_second() as f64
-}
-
-/// Peak resident set size of this process in KiB (VmHWM).
-fn peak_rss_kb() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/self/status")
 }
