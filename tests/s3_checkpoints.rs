@@ -447,38 +447,3 @@ fn unsupported_schemes_list_the_supported_ones() {
     let err = storage::parse_dir("s3://").unwrap_err().to_string();
     assert!(err.contains("no bucket"), "{err}");
 }
-
-/// The S3 implementation of the storage interface answers as local disk does (the unit test
-/// `local_storage_keeps_the_contract`): files written once, ranges, sizes, listings, deletes.
-/// Where a bucket differs it is by design: a prefix is a directory once an object is under it.
-#[test]
-fn s3_storage_keeps_the_contract() {
-    let Some(s3) = s3_support::server() else {
-        return;
-    };
-    s3.configure_library();
-    let dir = storage::parse_dir(&format!("{}/contract/a", s3.prefix("contract"))).unwrap();
-    let st = dir.storage();
-    assert_eq!(st.is_dir().unwrap(), None);
-    assert!(st.list().unwrap().is_empty());
-    st.create_dir().unwrap();
-    let f = dir.join("f");
-    assert!(f.storage().write_once(b"one").unwrap());
-    assert!(f.storage().write_once(b"one").unwrap(), "a retry");
-    assert!(!f.storage().write_once(b"two").unwrap(), "never replaced");
-    assert_eq!(f.storage().read().unwrap().as_deref(), Some(&b"one"[..]));
-    assert_eq!(f.storage().read_range(1, 2).unwrap(), b"ne");
-    assert_eq!(f.storage().size().unwrap(), Some(3));
-    assert_eq!(f.storage().is_dir().unwrap(), Some(false));
-    assert_eq!(st.is_dir().unwrap(), Some(true));
-    dir.join("g").storage().write_fresh(b"x".to_vec()).unwrap();
-    let mut listed = st.list().unwrap();
-    listed.sort();
-    assert_eq!(listed, vec![("f".into(), false), ("g".into(), false)]);
-    f.storage().delete().unwrap();
-    f.storage().delete().unwrap();
-    assert!(!st.remove_dir_if_empty(), "g is still there");
-    st.delete_all().unwrap();
-    assert_eq!(st.is_dir().unwrap(), None);
-    assert_eq!(dir.name(), Some("a"));
-}

@@ -51,6 +51,7 @@ use crate::checkpoint::{CheckpointError, JobId};
 use crate::state::keygroup::KeyGroupRange;
 use crate::state::snapshot::StateFormatError;
 use location::DIR_KEY;
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 /// Name of the file that makes a directory a checkpoint or savepoint.
@@ -224,14 +225,18 @@ pub fn delete_listed(dir: &Location, names: &[String]) -> Result<(usize, bool), 
     if let Some(local) = dir.as_local() {
         return delete_listed_local(local, names);
     }
-    delete_file(&path(PathKind::Metadata { snapshot_dir: dir }))?;
+    path(PathKind::Metadata { snapshot_dir: dir })
+        .storage()
+        .delete()?;
     for name in names {
-        delete_file(&path(PathKind::ExclusiveFile {
+        path(PathKind::ExclusiveFile {
             snapshot_dir: dir,
             name,
-        }))?;
+        })
+        .storage()
+        .delete()?;
     }
-    Ok((names.len() + 1, remove_dir_if_empty(dir)))
+    Ok((names.len() + 1, dir.storage().remove_dir_if_empty()))
 }
 
 fn delete_listed_local(dir: &Path, names: &[String]) -> Result<(usize, bool), CheckpointError> {
@@ -281,11 +286,6 @@ pub fn fsync_paths(paths: &[PathBuf]) -> Result<(), CheckpointError> {
         }
     }
     Ok(())
-}
-
-/// Deletes one file; a file already gone is fine.
-pub fn delete_file(file: &Location) -> Result<(), CheckpointError> {
-    file.storage().delete()
 }
 
 /// A checkpoint or savepoint read from storage: its `_metadata`, decoded and verified.
@@ -541,12 +541,16 @@ pub fn read_groups(
     };
     let corrupt =
         |detail: String| CheckpointError::Corrupt(format!("{what} is corrupt ({detail})"));
-    let (span_start, span) = match (&blob.location, &file) {
+    // Inline bytes are read where they are; a file's span is read once.
+    let (span_start, span): (u64, Cow<'_, [u8]>) = match (&blob.location, &file) {
         (BlobLocation::Inline(bytes), _) => {
             check_blob_header(bytes).map_err(|e| corrupt(e.to_string()))?;
-            (0, bytes.clone())
+            (0, Cow::Borrowed(bytes))
         }
-        (_, Some(file)) => read_file_span(file, blob.size, &wanted, &what)?,
+        (_, Some(file)) => {
+            let (start, bytes) = read_file_span(file, blob.size, &wanted, &what)?;
+            (start, Cow::Owned(bytes))
+        }
         (_, None) => unreachable!("only inline blobs have no file"),
     };
     let mut out = Vec::with_capacity(wanted.len());
@@ -640,11 +644,6 @@ pub fn read_handle(
     Ok(out)
 }
 
-/// The size of a state file; `None` when it does not exist.
-pub fn file_size(file: &Location) -> Result<Option<u64>, CheckpointError> {
-    file.storage().size()
-}
-
 /// Whether `dir` is a job's checkpoint directory rather than a checkpoint: no `_metadata` in
 /// it, and a `shared/` or some `chk-<n>` below it.
 pub fn looks_like_job_dir(dir: &Location) -> Result<bool, CheckpointError> {
@@ -657,12 +656,6 @@ pub fn looks_like_job_dir(dir: &Location) -> Result<bool, CheckpointError> {
         .iter()
         .any(|(n, d)| *d && (n == SHARED_DIR || checkpoint_id_of(n).is_some()));
     Ok(!has_metadata && has_checkpoints)
-}
-
-/// Removes `dir` if nothing is left in it; whether it is gone. On an object store a prefix
-/// with no objects does not exist.
-pub fn remove_dir_if_empty(dir: &Location) -> bool {
-    dir.storage().remove_dir_if_empty()
 }
 
 fn verify_group(g: &GroupIndexEntry, data: &[u8]) -> Result<(), String> {

@@ -114,25 +114,11 @@ impl Storage for PathBuf {
     }
 
     fn delete(&self) -> Result<(), CheckpointError> {
-        match fs::remove_file(self) {
-            Ok(()) => {
-                fs_log::record(|| FsOp::RemoveFile(self.clone()));
-                Ok(())
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err(format!("cannot delete '{}'", self.display()))(e)),
-        }
+        removal(self, fs::remove_file(self), FsOp::RemoveFile)
     }
 
     fn delete_all(&self) -> Result<(), CheckpointError> {
-        match fs::remove_dir_all(self) {
-            Ok(()) => {
-                fs_log::record(|| FsOp::RemoveDirAll(self.clone()));
-                Ok(())
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err(format!("cannot delete '{}'", self.display()))(e)),
-        }
+        removal(self, fs::remove_dir_all(self), FsOp::RemoveDirAll)
     }
 
     fn remove_dir_if_empty(&self) -> bool {
@@ -167,6 +153,23 @@ impl Storage for PathBuf {
             )))?;
         fs_log::record(|| FsOp::SyncDir(self.clone()));
         Ok(())
+    }
+}
+
+/// The outcome of removing `path`: recorded as `op` when it was removed, fine when there was
+/// nothing to remove.
+fn removal(
+    path: &Path,
+    outcome: std::io::Result<()>,
+    op: fn(PathBuf) -> FsOp,
+) -> Result<(), CheckpointError> {
+    match outcome {
+        Ok(()) => {
+            fs_log::record(|| op(path.to_path_buf()));
+            Ok(())
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(format!("cannot delete '{}'", path.display()))(e)),
     }
 }
 

@@ -14,8 +14,8 @@
 //! misses those changes. A snapshot that arrives out of order is written full.
 
 use super::{
-    delete_file, delete_snapshot_dir, list_checkpoints, path, placement, write_metadata,
-    write_state_file, Location, PathKind, Placement,
+    delete_snapshot_dir, list_checkpoints, path, placement, write_metadata, write_state_file,
+    Location, PathKind, Placement,
 };
 use crate::checkpoint::metadata::{
     self, BlobLocation, CheckpointMetadata, KeyedStateHandle, StateBlob, SubtaskStateMeta,
@@ -549,7 +549,7 @@ impl Deletions {
             warn_on_err(r.delete());
         }
         for f in &self.files {
-            warn_on_err(delete_file(f));
+            warn_on_err(f.storage().delete());
         }
     }
 }

@@ -877,37 +877,3 @@ fn restore_looks_for_an_older_checkpoint_only_when_the_snapshot_is_damaged() {
     };
     assert_eq!(older_of(e), None);
 }
-
-/// Local disk and an object store answer the same questions the same way: what the rest of
-/// storage relies on when it does not ask which one it has.
-#[test]
-fn local_storage_keeps_the_contract() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = Location::Local(tmp.path().join("a/b"));
-    let st = dir.storage();
-    assert_eq!(st.is_dir().unwrap(), None);
-    assert!(matches!(st.list(), Err(CheckpointError::NotFound(_))));
-    st.create_dir().unwrap();
-    assert_eq!(st.is_dir().unwrap(), Some(true));
-    assert!(!st.has_children().unwrap());
-    let f = dir.join("f");
-    assert!(f.storage().write_once(b"one").unwrap());
-    assert!(f.storage().write_once(b"one").unwrap(), "a retry");
-    assert!(!f.storage().write_once(b"two").unwrap(), "never replaced");
-    assert_eq!(f.storage().read().unwrap().as_deref(), Some(&b"one"[..]));
-    assert_eq!(f.storage().read_range(1, 10).unwrap(), b"ne");
-    assert_eq!(f.storage().size().unwrap(), Some(3));
-    assert_eq!(f.storage().is_dir().unwrap(), Some(false));
-    dir.join("g").storage().write_fresh(b"x".to_vec()).unwrap();
-    assert!(dir.join("g").storage().write_fresh(b"y".to_vec()).is_err());
-    let mut listed = st.list().unwrap();
-    listed.sort();
-    assert_eq!(listed, vec![("f".into(), false), ("g".into(), false)]);
-    f.storage().delete().unwrap();
-    f.storage().delete().unwrap();
-    assert!(!st.remove_dir_if_empty(), "g is still there");
-    st.delete_all().unwrap();
-    assert_eq!(st.is_dir().unwrap(), None);
-    assert_eq!(dir.name(), Some("b"));
-    assert_eq!(dir.parent(), Some(Location::Local(tmp.path().join("a"))));
-}
