@@ -891,6 +891,10 @@ fn build_subtask(
         parallelism: task.parallelism,
         max_parallelism: plan.max_parallelism,
         base_dir: plan.base_dir.clone(),
+        delta_checkpoints: opts
+            .checkpointing
+            .as_ref()
+            .is_some_and(|c| c.store.writes_deltas()),
     };
     let build_error = |id: &OperatorId, error| RuntimeError::Build {
         operator: id.clone(),

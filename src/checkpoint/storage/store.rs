@@ -596,6 +596,10 @@ fn rebuild(job_dir: &Location, job_id: &JobId) -> Inner {
 }
 
 impl CheckpointStore for FsCheckpointStore {
+    fn writes_deltas(&self) -> bool {
+        self.incremental
+    }
+
     fn write_subtask(
         &self,
         snapshot: SubtaskSnapshot,
