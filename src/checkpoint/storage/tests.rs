@@ -877,6 +877,7 @@ fn restore_looks_for_an_older_checkpoint_only_when_the_snapshot_is_damaged() {
     };
     assert_eq!(older_of(e), None);
 }
+
 /// Keyed state tracks its changes only for a store that writes deltas.
 #[test]
 fn only_an_incremental_store_asks_for_change_tracking() {
