@@ -13,6 +13,11 @@ use crate::checkpoint::CheckpointError;
 /// [`FreshFile::finish`] returns.
 pub trait FreshFile: Send {
     fn write(&mut self, bytes: &[u8]) -> Result<(), CheckpointError>;
+    /// Has what was written so far put on disk now, so that the final fsync of
+    /// [`FreshFile::finish`] has little left to do. Nothing by default.
+    fn write_back(&mut self) -> Result<(), CheckpointError> {
+        Ok(())
+    }
     fn finish(self: Box<Self>) -> Result<(), CheckpointError>;
 }
 

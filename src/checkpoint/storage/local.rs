@@ -196,6 +196,12 @@ impl FreshFile for LocalFresh {
         Ok(())
     }
 
+    fn write_back(&mut self) -> Result<(), CheckpointError> {
+        self.file
+            .sync_data()
+            .map_err(io_err(fresh_context(&self.path)))
+    }
+
     /// fsync of the file, then of the directory entry that names it.
     fn finish(self: Box<Self>) -> Result<(), CheckpointError> {
         self.file

@@ -649,7 +649,7 @@ struct StreamedBlob<'s> {
     /// The bytes so far, until they go to a file.
     held: Vec<u8>,
     /// The state file being written: its placement, name and writer.
-    file: Option<(Placement, String, Box<dyn FreshFile>)>,
+    file: Option<(Placement, String, FileWriter)>,
     size: u64,
     error: Option<CheckpointError>,
 }
@@ -670,9 +670,9 @@ impl StreamedBlob<'_> {
         let dir = st.state_file_dir(self.checkpoint, place)?;
         let name = uuid::Uuid::new_v4().to_string();
         st.note_pending(self.checkpoint, place, &name, 0);
-        let mut file = dir.join(&name).storage().create_fresh()?;
-        file.write(&std::mem::take(&mut self.held))?;
-        self.file = Some((place, name, file));
+        let writer = FileWriter::spawn(dir.join(&name).storage().create_fresh()?)?;
+        writer.send(std::mem::take(&mut self.held));
+        self.file = Some((place, name, writer));
         Ok(())
     }
 
@@ -689,7 +689,7 @@ impl StreamedBlob<'_> {
                 .store
                 .write_blob(self.checkpoint, blob, self.incremental);
         };
-        file.finish()?;
+        file.finish()?.finish()?;
         self.store
             .note_pending(self.checkpoint, place, &name, self.size);
         Ok(StateBlob {
@@ -707,7 +707,10 @@ impl BlobOut for StreamedBlob<'_> {
         }
         self.size += bytes.len() as u64;
         let written = match &mut self.file {
-            Some((_, _, f)) => f.write(bytes),
+            Some((_, _, w)) => {
+                w.send(bytes.to_vec());
+                Ok(())
+            }
             None => {
                 self.held.extend_from_slice(bytes);
                 self.spill()
@@ -716,6 +719,57 @@ impl BlobOut for StreamedBlob<'_> {
         if let Err(e) = written {
             self.error = Some(e);
         }
+    }
+}
+
+/// How much a state file's writer writes between two write-backs ([`FreshFile::write_back`]).
+const WRITE_BACK: usize = 4 << 20;
+
+/// A state file written on a thread of its own while its blob is encoded, so that encoding
+/// and disk overlap: each few MiB are put on disk as they come, and the final fsync finds
+/// little left. At most two pieces wait for it.
+struct FileWriter {
+    pieces: std::sync::mpsc::SyncSender<Vec<u8>>,
+    done: std::thread::JoinHandle<Result<Box<dyn FreshFile>, CheckpointError>>,
+}
+
+impl FileWriter {
+    fn spawn(mut file: Box<dyn FreshFile>) -> Result<FileWriter, CheckpointError> {
+        let (pieces, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        let done = std::thread::Builder::new()
+            .name("floe-state-file".into())
+            .spawn(move || {
+                let mut unsynced = 0;
+                for piece in rx {
+                    file.write(&piece)?;
+                    unsynced += piece.len();
+                    if unsynced >= WRITE_BACK {
+                        file.write_back()?;
+                        unsynced = 0;
+                    }
+                }
+                Ok(file)
+            })
+            .map_err(|e| {
+                CheckpointError::Other(format!("cannot start a state file's writer: {e}"))
+            })?;
+        Ok(FileWriter { pieces, done })
+    }
+
+    /// Queues a piece. A writer that failed has stopped taking them; its error comes from
+    /// [`FileWriter::finish`].
+    fn send(&self, piece: Vec<u8>) {
+        let _ = self.pieces.send(piece);
+    }
+
+    /// Waits for every piece to be written; the file, still to be finished.
+    fn finish(self) -> Result<Box<dyn FreshFile>, CheckpointError> {
+        drop(self.pieces);
+        self.done.join().unwrap_or_else(|_| {
+            Err(CheckpointError::Other(
+                "bug: a state file's writer panicked".into(),
+            ))
+        })
     }
 }
 

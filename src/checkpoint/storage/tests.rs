@@ -948,3 +948,45 @@ fn a_big_keyed_snapshot_is_streamed_to_its_state_file() {
         assert!(!s.checkpoint_dir(2).exists(), "{name}");
     }
 }
+
+/// Run by hand in release: `cargo test --release --lib storage::tests::timing -- --ignored
+/// --nocapture`. A full checkpoint of 1M keys to local disk, streamed (as a job writes it)
+/// against encoded whole and then written, in alternating rounds of the same process.
+#[test]
+#[ignore = "timing; run by hand in release"]
+fn timing_full_checkpoint_of_a_million_keys_streamed_and_whole() {
+    let mut ks = crate::state::keyed::KeyedStore::new(range_all(), 128);
+    for i in 0..1_000_000u64 {
+        let k = format!("w{i}");
+        let h = crate::state::keygroup::hash_str(k.as_bytes());
+        *ks.get_or_insert(h, k.as_bytes(), 0).unwrap() += 1;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let s = store(&config(tmp.path()));
+    let (mut streamed, mut whole) = (Vec::new(), Vec::new());
+    for id in 1..=10u64 {
+        let snap = std::sync::Arc::new(ks.snapshot());
+        let t = std::time::Instant::now();
+        if id % 2 == 0 {
+            s.write_subtask(SubtaskSnapshot {
+                checkpoint_id: CheckpointId(id),
+                operator_id: OperatorId("count".into()),
+                subtask: 0,
+                parallelism: 1,
+                max_parallelism: 128,
+                state: OperatorSnapshot::Keyed(snap),
+            })
+            .unwrap();
+            streamed.push(t.elapsed().as_millis());
+        } else {
+            let encode = |_| crate::state::snapshot::encode_full(&snap);
+            s.write_keyed_with(id, "count", 0, range_all(), encode)
+                .unwrap();
+            whole.push(t.elapsed().as_millis());
+        }
+        s.abort(CheckpointId(id));
+    }
+    streamed.sort();
+    whole.sort();
+    println!("streamed ms {streamed:?}, whole ms {whole:?}");
+}
