@@ -86,6 +86,7 @@ fn window(subtask: u32, parallelism: u32) -> Box<dyn Operator> {
         parallelism,
         max_parallelism: MAX_P,
         base_dir: ".".into(),
+        delta_checkpoints: true,
     };
     t.build(&schema(), &ctx).unwrap()
 }

@@ -16,6 +16,7 @@ fn ctx(subtask: u32, parallelism: u32) -> BuildContext {
         parallelism,
         max_parallelism: 128,
         base_dir: ".".into(),
+        delta_checkpoints: true,
     }
 }
 

@@ -15,6 +15,7 @@ fn ctx(dir: &Path, subtask: u32, parallelism: u32) -> BuildContext {
         parallelism,
         max_parallelism: 128,
         base_dir: dir.to_path_buf(),
+        delta_checkpoints: true,
     }
 }
 

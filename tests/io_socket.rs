@@ -17,6 +17,7 @@ fn ctx() -> BuildContext {
         parallelism: 1,
         max_parallelism: 128,
         base_dir: ".".into(),
+        delta_checkpoints: true,
     }
 }
 

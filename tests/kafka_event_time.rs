@@ -30,6 +30,7 @@ fn build(c: &SourceConfig) -> TaskSource {
         parallelism: 1,
         max_parallelism: 128,
         base_dir: ".".into(),
+        delta_checkpoints: true,
     };
     c.build_task(&ctx, None).expect("build")
 }

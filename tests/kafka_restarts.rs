@@ -28,6 +28,7 @@ fn sink(t: &Tansu, topic: &str, prefix: &str) -> KafkaSink {
         parallelism: 1,
         max_parallelism: 128,
         base_dir: ".".into(),
+        delta_checkpoints: true,
     };
     let schema = Schema::new([("line", DataType::Str)]);
     let mut s = KafkaSink::new(&c, &schema, &ctx).unwrap();

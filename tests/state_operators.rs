@@ -29,6 +29,7 @@ fn ctx(subtask: u32, parallelism: u32, base_dir: &Path) -> BuildContext {
         parallelism,
         max_parallelism: MAX_P,
         base_dir: base_dir.to_path_buf(),
+        delta_checkpoints: true,
     }
 }
 

@@ -224,6 +224,7 @@ async fn a_restore_commits_the_checkpoints_pending_parts_and_discards_later_ones
         parallelism: 1,
         max_parallelism: 128,
         base_dir: dir.path().to_path_buf(),
+        delta_checkpoints: true,
     };
     let mut sink = FileSink::new(&cfg, &schema, &ctx).unwrap();
     sink.open(DeliveryGuarantee::ExactlyOnce).unwrap();

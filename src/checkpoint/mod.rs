@@ -149,6 +149,13 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// Applies the externalized-checkpoint retention rules when the job ends.
     fn terminate(&self, how: JobTermination);
 
+    /// Whether this store may write a delta of keyed state (incremental checkpoints). When it
+    /// never does, keyed state need not track its changes. The default says yes: tracking
+    /// costs memory, never correctness.
+    fn writes_deltas(&self) -> bool {
+        true
+    }
+
     /// New `num-retained` and inline threshold for the checkpoints that complete from now
     /// on (a changed `flink-conf.yaml` under `floe serve`). Stores without these settings
     /// ignore it.

@@ -224,6 +224,9 @@ pub struct BuildContext {
     pub max_parallelism: u32,
     /// Directory relative paths in the pipeline resolve against (the pipeline file's).
     pub base_dir: std::path::PathBuf,
+    /// Whether the job's checkpoints may write deltas of keyed state
+    /// (`state.backend.incremental`): keyed state tracks its changes only then.
+    pub delta_checkpoints: bool,
 }
 
 #[cfg(test)]
@@ -237,6 +240,7 @@ impl BuildContext {
             parallelism: 1,
             max_parallelism: 128,
             base_dir: ".".into(),
+            delta_checkpoints: true,
         }
     }
 }

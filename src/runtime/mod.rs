@@ -891,6 +891,10 @@ fn build_subtask(
         parallelism: task.parallelism,
         max_parallelism: plan.max_parallelism,
         base_dir: plan.base_dir.clone(),
+        delta_checkpoints: opts
+            .checkpointing
+            .as_ref()
+            .is_some_and(|c| c.store.writes_deltas()),
     };
     let build_error = |id: &OperatorId, error| RuntimeError::Build {
         operator: id.clone(),
@@ -942,6 +946,20 @@ fn build_subtask(
         }
     }
     let chain = Chain::new(chained, subtask, task.parallelism);
+    assemble(task, source, chain, inputs, outputs, opts, ctx)
+}
+
+/// A subtask's built parts as a source task (its source and chain) or an operator task (its
+/// inputs and chain).
+fn assemble(
+    task: &crate::pipeline::plan::PlanTask,
+    source: Option<(OperatorId, TaskSource, Arc<OperatorMetrics>)>,
+    chain: Chain,
+    inputs: Vec<Receiver>,
+    outputs: Outputs,
+    opts: &JobOptions,
+    ctx: TaskContext,
+) -> Result<Built, RuntimeError> {
     Ok(match source {
         Some((id, source, metrics)) => {
             let (trigger, triggers) = mpsc::unbounded_channel();

@@ -529,6 +529,8 @@ pub struct KeyedStore {
     /// Bumped by every snapshot; entries written since carry it.
     epoch: u32,
     tracking: bool,
+    /// Whether changes are tracked at all once snapshots start ([`KeyedStore::without_change_tracking`]).
+    track_changes: bool,
     /// What the tracked changes are relative to.
     base: DeltaBase,
     /// The sequence number the next snapshot gets.
@@ -550,9 +552,18 @@ impl KeyedStore {
             changes: Self::no_changes(range),
             epoch: 0,
             tracking: false,
+            track_changes: true,
             base: DeltaBase::Empty,
             next_sequence: 0,
         }
+    }
+
+    /// A store whose snapshots are only ever written full: it keeps no change lists (24 bytes
+    /// per key written between snapshots). Its snapshots' delta is the whole state relative to
+    /// [`DeltaBase::Empty`], so a store that wrote a delta of it anyway would stay correct.
+    pub fn without_change_tracking(mut self) -> Self {
+        self.track_changes = false;
+        self
     }
 
     fn no_changes(range: KeyGroupRange) -> Vec<GroupChanges> {
@@ -788,9 +799,12 @@ impl KeyedStore {
             delta_base: self.base,
         };
         self.next_sequence += 1;
-        self.base = DeltaBase::Snapshot(sequence);
+        self.base = match self.track_changes {
+            true => DeltaBase::Snapshot(sequence),
+            false => DeltaBase::Empty,
+        };
         self.epoch = self.epoch.wrapping_add(1);
-        self.tracking = true;
+        self.tracking = self.track_changes;
         snap
     }
 
@@ -818,8 +832,11 @@ impl KeyedStore {
     pub fn finish_restore(&mut self) {
         self.changes = Self::no_changes(self.range);
         self.epoch = self.epoch.wrapping_add(1);
-        self.tracking = true;
-        self.base = DeltaBase::Restored;
+        self.tracking = self.track_changes;
+        self.base = match self.track_changes {
+            true => DeltaBase::Restored,
+            false => DeltaBase::Empty,
+        };
         self.next_sequence = 0;
     }
 
@@ -1064,6 +1081,42 @@ mod tests {
         }
         let k = 5i64.to_le_bytes();
         assert_eq!(store.get(hash_int(5), &k).unwrap(), Some(6));
+    }
+
+    /// A store whose checkpoints are always full keeps no change lists, and its snapshots
+    /// say their delta is the whole state: nothing can build a wrong delta on them.
+    #[test]
+    fn a_store_without_change_tracking_keeps_no_change_lists() {
+        let mut store = full_store().without_change_tracking();
+        for round in 0..3u64 {
+            for i in 0..1000i64 {
+                let k = i.to_le_bytes();
+                *store.get_or_insert(hash_int(i), &k, 0).unwrap() += 1;
+            }
+            assert!(store.changes.iter().all(|g| g.keys.is_empty()));
+            let snap = store.snapshot();
+            assert_eq!(snap.delta_base(), DeltaBase::Empty);
+            assert_eq!(snap.delta_len(), 1000);
+            let mut values: Vec<u64> = snap
+                .changes()
+                .flat_map(|(_, cs)| cs.into_iter().map(|c| c.value.unwrap()))
+                .collect();
+            values.dedup();
+            assert_eq!(values, vec![round + 1], "every key, with its whole value");
+        }
+        let mut tracked = full_store();
+        for i in 0..10i64 {
+            let k = i.to_le_bytes();
+            *tracked.get_or_insert(hash_int(i), &k, 0).unwrap() += 1;
+        }
+        tracked.snapshot();
+        let k = 3i64.to_le_bytes();
+        *tracked.get_or_insert(hash_int(3), &k, 0).unwrap() += 1;
+        assert_eq!(
+            tracked.snapshot().delta_len(),
+            1,
+            "a tracking store lists its changes"
+        );
     }
 
     #[test]

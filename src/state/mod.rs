@@ -79,6 +79,14 @@ pub struct EncodedBlob {
     pub groups: Vec<GroupIndexEntry>,
 }
 
+/// Where an encoder puts a blob's bytes as it makes them, a piece of whole groups at a
+/// time, so that a checkpoint need not hold the whole blob: the checkpoint store writes each
+/// piece to the state file. A failure is kept by the implementor, which ignores what follows
+/// and reports it when the blob is done.
+pub trait BlobOut {
+    fn write(&mut self, bytes: &[u8]);
+}
+
 /// What a delta of keyed state applies on.
 pub use keyed::DeltaBase;
 
@@ -99,6 +107,18 @@ pub trait KeyedStateSnapshot: fmt::Debug + Send + Sync {
     fn encode_full(&self) -> EncodedBlob;
     /// The changes since [`KeyedStateSnapshot::delta_base`].
     fn encode_delta(&self) -> EncodedBlob;
+    /// [`KeyedStateSnapshot::encode_full`] (`full`) or [`KeyedStateSnapshot::encode_delta`],
+    /// handed to `out` a piece at a time; returns where each group is. By default the blob
+    /// is encoded whole and then handed over.
+    fn encode_into(&self, full: bool, out: &mut dyn BlobOut) -> Vec<GroupIndexEntry> {
+        let blob = if full {
+            self.encode_full()
+        } else {
+            self.encode_delta()
+        };
+        out.write(&blob.bytes);
+        blob.groups
+    }
     /// The concrete snapshot, for tools and tests that know the operator.
     fn as_any(&self) -> &dyn std::any::Any;
 }

@@ -23,7 +23,7 @@
 
 use crate::state::keyed::{DeltaBase, KeyedSnapshot, KeyedStateError, KeyedStore};
 use crate::state::keygroup::KeyGroupRange;
-use crate::state::{KeyedRuns, KeyedStateSnapshot, StateFormat};
+use crate::state::{BlobOut, KeyedRuns, KeyedStateSnapshot, StateFormat};
 use serde::{Deserialize, Serialize};
 
 pub use crate::state::EncodedBlob;
@@ -197,21 +197,37 @@ fn parse_entry<'a>(bytes: &'a [u8], pos: &mut usize) -> Option<DecodedEntry<'a>>
     Some(DecodedEntry { key, hash, value })
 }
 
-/// Builds a blob group by group.
-struct Writer {
+/// A streamed blob is handed over in pieces of at least this many bytes (whole groups).
+const PIECE: usize = 1 << 20;
+
+/// Builds a blob group by group, in memory or handed to a [`BlobOut`] a piece at a time.
+struct Writer<'o> {
     bytes: Vec<u8>,
     groups: Vec<GroupIndexEntry>,
+    /// Where pieces go, and the smallest piece; `None`: the blob is kept whole.
+    out: Option<(&'o mut dyn BlobOut, usize)>,
+    /// Bytes handed over already (offsets count them).
+    handed: u64,
 }
 
-impl Writer {
-    fn new(capacity: usize) -> Writer {
+impl<'o> Writer<'o> {
+    fn new(capacity: usize) -> Writer<'o> {
         let mut bytes = Vec::with_capacity(HEADER_LEN + capacity);
         bytes.extend_from_slice(&BLOB_MAGIC);
         bytes.extend_from_slice(&BLOB_VERSION.to_be_bytes());
         Writer {
             bytes,
             groups: Vec::new(),
+            out: None,
+            handed: 0,
         }
+    }
+
+    /// A writer handing `out` pieces of at least `piece` bytes.
+    fn streaming(out: &'o mut dyn BlobOut, piece: usize) -> Writer<'o> {
+        let mut w = Writer::new(piece.min(PIECE) + piece.min(PIECE) / 4);
+        w.out = Some((out, piece));
+        w
     }
 
     /// Appends one group's entries as a run (nothing if there are none).
@@ -237,30 +253,41 @@ impl Writer {
         if count == 0 {
             return;
         }
-        let run = &self.bytes[start..];
-        self.groups.push(GroupIndexEntry {
-            key_group,
-            offset: start as u64,
-            len: run.len() as u64,
-            crc32c: crc32c::crc32c(run),
-            entries: count,
-        });
+        self.index(key_group, start, count);
     }
 
     /// Appends a run already encoded by its operator (`entries` counted by it).
     fn run(&mut self, key_group: u32, run: &[u8], entries: u64) {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(run);
+        self.index(key_group, start, entries);
+    }
+
+    /// Indexes the run from `start` to the end, then hands the bytes over if a piece is due.
+    fn index(&mut self, key_group: u32, start: usize, entries: u64) {
+        let run = &self.bytes[start..];
         self.groups.push(GroupIndexEntry {
             key_group,
-            offset: start as u64,
+            offset: self.handed + start as u64,
             len: run.len() as u64,
             crc32c: crc32c::crc32c(run),
             entries,
         });
+        if let Some((out, piece)) = &mut self.out {
+            if self.bytes.len() >= *piece {
+                out.write(&self.bytes);
+                self.handed += self.bytes.len() as u64;
+                self.bytes.clear();
+            }
+        }
     }
 
-    fn finish(self) -> EncodedBlob {
+    /// The blob; streamed, its bytes were handed over and `bytes` is empty.
+    fn finish(mut self) -> EncodedBlob {
+        if let Some((out, _)) = &mut self.out {
+            out.write(&self.bytes);
+            self.bytes = Vec::new();
+        }
         EncodedBlob {
             bytes: self.bytes,
             groups: self.groups,
@@ -271,17 +298,40 @@ impl Writer {
 /// Every key of the snapshot.
 pub fn encode_full(snapshot: &KeyedSnapshot) -> EncodedBlob {
     // Short keys dominate: about 1 + 8 + 8 + 8 bytes an entry.
-    let mut w = Writer::new(snapshot.len() * 26);
+    full_into(snapshot, Writer::new(snapshot.len() * 26))
+}
+
+/// The keys changed (and deleted) since the previous snapshot of the same store (see
+/// [`KeyedSnapshot::delta_base`] for what it applies on).
+pub fn encode_delta(snapshot: &KeyedSnapshot) -> EncodedBlob {
+    delta_into(snapshot, Writer::new(snapshot.delta_len() * 26))
+}
+
+/// [`encode_full`] (`full`) or [`encode_delta`], handed to `out` in pieces of at least
+/// `piece` bytes; returns where each group is.
+pub fn encode_streaming(
+    snapshot: &KeyedSnapshot,
+    full: bool,
+    out: &mut dyn BlobOut,
+    piece: usize,
+) -> Vec<GroupIndexEntry> {
+    let w = Writer::streaming(out, piece);
+    let blob = if full {
+        full_into(snapshot, w)
+    } else {
+        delta_into(snapshot, w)
+    };
+    blob.groups
+}
+
+fn full_into(snapshot: &KeyedSnapshot, mut w: Writer<'_>) -> EncodedBlob {
     snapshot.for_each_group(|key_group, table| {
         w.group(key_group, table.entries().map(|(k, h, v)| (k, h, Some(v))));
     });
     w.finish()
 }
 
-/// The keys changed (and deleted) since the previous snapshot of the same store (see
-/// [`KeyedSnapshot::delta_base`] for what it applies on).
-pub fn encode_delta(snapshot: &KeyedSnapshot) -> EncodedBlob {
-    let mut w = Writer::new(snapshot.delta_len() * 26);
+fn delta_into(snapshot: &KeyedSnapshot, mut w: Writer<'_>) -> EncodedBlob {
     snapshot.for_each_change_group(|key_group, changes| {
         w.group(key_group, changes.iter().map(|c| (c.key, c.hash, c.value)));
     });
@@ -321,6 +371,10 @@ impl KeyedStateSnapshot for KeyedSnapshot {
 
     fn encode_delta(&self) -> EncodedBlob {
         encode_delta(self)
+    }
+
+    fn encode_into(&self, full: bool, out: &mut dyn BlobOut) -> Vec<GroupIndexEntry> {
+        encode_streaming(self, full, out, PIECE)
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
@@ -497,6 +551,39 @@ mod tests {
                 .unwrap() = *v;
         }
         s
+    }
+
+    /// Pieces handed to a [`BlobOut`], kept to compare.
+    #[derive(Default)]
+    struct Pieces(Vec<Vec<u8>>);
+
+    impl BlobOut for Pieces {
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.push(bytes.to_vec());
+        }
+    }
+
+    /// A streamed encoding is the whole encoding cut into pieces of whole groups: the same
+    /// bytes and the same index, full and delta.
+    #[test]
+    fn a_streamed_blob_is_the_whole_blob_in_pieces() {
+        let keys: Vec<String> = (0..5000).map(|i| format!("key-{i}")).collect();
+        let mut store = store_with(&keys.iter().map(|k| (k.as_str(), 1)).collect::<Vec<_>>());
+        store.snapshot();
+        for k in keys.iter().step_by(3) {
+            *store
+                .get_or_insert(hash_str(k.as_bytes()), k.as_bytes(), 0)
+                .unwrap() += 1;
+        }
+        let snap = store.snapshot();
+        for (full, whole) in [(true, encode_full(&snap)), (false, encode_delta(&snap))] {
+            let mut out = Pieces::default();
+            let groups = encode_streaming(&snap, full, &mut out, 4096);
+            assert!(out.0.len() > 5, "several pieces: {}", out.0.len());
+            assert!(out.0[..out.0.len() - 1].iter().all(|p| p.len() >= 4096));
+            assert_eq!(out.0.concat(), whole.bytes, "full: {full}");
+            assert_eq!(groups, whole.groups, "full: {full}");
+        }
     }
 
     #[test]

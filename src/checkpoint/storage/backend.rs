@@ -9,6 +9,18 @@
 
 use crate::checkpoint::CheckpointError;
 
+/// A file [`Storage::create_fresh`] is writing: durable, with its directory entry, once
+/// [`FreshFile::finish`] returns.
+pub trait FreshFile: Send {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), CheckpointError>;
+    /// Has what was written so far put on disk now, so that the final fsync of
+    /// [`FreshFile::finish`] has little left to do. Nothing by default.
+    fn write_back(&mut self) -> Result<(), CheckpointError> {
+        Ok(())
+    }
+    fn finish(self: Box<Self>) -> Result<(), CheckpointError>;
+}
+
 /// One file or directory of checkpoint storage.
 pub trait Storage {
     /// The whole file; `None` when there is none.
@@ -22,6 +34,9 @@ pub trait Storage {
     /// Writes a file under a fresh name (no reader looks for it before this returns), made
     /// durable with its directory entry before this returns.
     fn write_fresh(&self, bytes: Vec<u8>) -> Result<(), CheckpointError>;
+    /// [`Storage::write_fresh`] for bytes that come a piece at a time: a state file written
+    /// while it is encoded, so the whole of it is never held in memory at once.
+    fn create_fresh(&self) -> Result<Box<dyn FreshFile>, CheckpointError>;
     /// Creates the file with `bytes`, all or nothing, and only if there is none: `Ok(false)`
     /// when one is there with other contents. The same contents count as written (a retry
     /// whose first attempt succeeded). Durable when this returns `Ok(true)`.

@@ -2,7 +2,7 @@
 //! renamed or deleted is made durable by an fsync of its directory, and every operation is
 //! recorded for the power-loss test ([`fs_log`]).
 
-use super::backend::Storage;
+use super::backend::{FreshFile, Storage};
 use super::fs_log::{self, FsOp};
 use crate::checkpoint::CheckpointError;
 use std::fs::{self, File};
@@ -59,21 +59,22 @@ impl Storage for PathBuf {
     }
 
     fn write_fresh(&self, bytes: Vec<u8>) -> Result<(), CheckpointError> {
-        let ctx = || format!("cannot write state file '{}'", self.display());
-        let mut f = File::options()
+        let mut f = self.create_fresh()?;
+        f.write(&bytes)?;
+        f.finish()
+    }
+
+    fn create_fresh(&self) -> Result<Box<dyn FreshFile>, CheckpointError> {
+        let file = File::options()
             .write(true)
             .create_new(true)
             .open(self)
-            .map_err(io_err(ctx()))?;
+            .map_err(io_err(fresh_context(self)))?;
         fs_log::record(|| FsOp::CreateFile(self.clone()));
-        f.write_all(&bytes).map_err(io_err(ctx()))?;
-        fs_log::record(|| FsOp::Write {
+        Ok(Box::new(LocalFresh {
             path: self.clone(),
-            bytes: bytes.clone(),
-        });
-        f.sync_all().map_err(io_err(ctx()))?;
-        fs_log::record(|| FsOp::SyncFile(self.clone()));
-        parent_of(self).sync_dir()
+            file,
+        }))
     }
 
     /// Temp file, write, fsync, hard link to the name (which fails when it exists), fsync of
@@ -170,6 +171,44 @@ fn removal(
         }
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io_err(format!("cannot delete '{}'", path.display()))(e)),
+    }
+}
+
+fn fresh_context(path: &Path) -> String {
+    format!("cannot write state file '{}'", path.display())
+}
+
+/// A new local file being written ([`Storage::create_fresh`]).
+struct LocalFresh {
+    path: PathBuf,
+    file: File,
+}
+
+impl FreshFile for LocalFresh {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), CheckpointError> {
+        self.file
+            .write_all(bytes)
+            .map_err(io_err(fresh_context(&self.path)))?;
+        fs_log::record(|| FsOp::Write {
+            path: self.path.clone(),
+            bytes: bytes.to_vec(),
+        });
+        Ok(())
+    }
+
+    fn write_back(&mut self) -> Result<(), CheckpointError> {
+        self.file
+            .sync_data()
+            .map_err(io_err(fresh_context(&self.path)))
+    }
+
+    /// fsync of the file, then of the directory entry that names it.
+    fn finish(self: Box<Self>) -> Result<(), CheckpointError> {
+        self.file
+            .sync_all()
+            .map_err(io_err(fresh_context(&self.path)))?;
+        fs_log::record(|| FsOp::SyncFile(self.path.clone()));
+        parent_of(&self.path).sync_dir()
     }
 }
 

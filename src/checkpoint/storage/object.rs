@@ -24,6 +24,7 @@
 //! may use two endpoints or two sets of credentials; paths under no registered directory use
 //! [`configure`]'s (the CLI verbs that run no job).
 
+use super::backend::FreshFile;
 use crate::checkpoint::CheckpointError;
 use crate::config::S3Config;
 use opendal::layers::{RetryLayer, TimeoutLayer};
@@ -576,6 +577,22 @@ impl ObjectPath {
     }
 }
 
+/// An object being written ([`super::backend::Storage::create_fresh`]).
+struct ObjectFresh {
+    path: ObjectPath,
+    bytes: Vec<u8>,
+}
+
+impl FreshFile for ObjectFresh {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), CheckpointError> {
+        self.bytes.extend_from_slice(bytes);
+        Ok(())
+    }
+    fn finish(self: Box<Self>) -> Result<(), CheckpointError> {
+        self.path.put(self.bytes)
+    }
+}
+
 impl super::backend::Storage for ObjectPath {
     fn read(&self) -> Result<Option<Vec<u8>>, CheckpointError> {
         self.get()
@@ -596,6 +613,13 @@ impl super::backend::Storage for ObjectPath {
     /// An object is durable once its PUT returned.
     fn write_fresh(&self, bytes: Vec<u8>) -> Result<(), CheckpointError> {
         self.put(bytes)
+    }
+    /// Held in memory and PUT whole at the end: an object appears all at once.
+    fn create_fresh(&self) -> Result<Box<dyn FreshFile>, CheckpointError> {
+        Ok(Box::new(ObjectFresh {
+            path: self.clone(),
+            bytes: Vec::new(),
+        }))
     }
     fn write_once(&self, bytes: &[u8]) -> Result<bool, CheckpointError> {
         self.put_if_absent(bytes.to_vec())

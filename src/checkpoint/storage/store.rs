@@ -13,6 +13,7 @@
 //! order per subtask, even when its checkpoint was aborted meanwhile. Otherwise the next delta
 //! misses those changes. A snapshot that arrives out of order is written full.
 
+use super::backend::FreshFile;
 use super::{
     delete_snapshot_dir, list_checkpoints, path, placement, write_metadata, write_state_file,
     Location, PathKind, Placement,
@@ -31,7 +32,8 @@ use crate::config::{
 };
 use crate::state::keyed::DeltaBase;
 use crate::state::keygroup::KeyGroupRange;
-use crate::state::snapshot::EncodedBlob;
+use crate::state::snapshot::{EncodedBlob, GroupIndexEntry};
+use crate::state::BlobOut;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -346,20 +348,11 @@ impl FsCheckpointStore {
         );
         let location = match place {
             Placement::Inline => BlobLocation::Inline(blob.bytes),
-            Placement::Exclusive => {
-                let dir = self.checkpoint_dir(checkpoint);
-                dir.storage().create_dir()?;
+            _ => {
+                let dir = self.state_file_dir(checkpoint, place)?;
                 let name = write_state_file(&dir, blob.bytes)?;
-                self.lock().pending.entry(checkpoint).or_default().bytes += size;
-                BlobLocation::Exclusive(name)
-            }
-            Placement::Shared => {
-                let name = write_state_file(&self.shared_dir, blob.bytes)?;
-                let mut inner = self.lock();
-                let p = inner.pending.entry(checkpoint).or_default();
-                p.bytes += size;
-                p.shared.push(name.clone());
-                BlobLocation::Shared(name)
+                self.note_pending(checkpoint, place, &name, size);
+                file_location(place, name)
             }
         };
         Ok(StateBlob {
@@ -369,9 +362,56 @@ impl FsCheckpointStore {
         })
     }
 
+    /// Where a state file of `checkpoint` placed by `place` goes: the checkpoint's own
+    /// directory (created here) or the shared one.
+    fn state_file_dir(
+        &self,
+        checkpoint: u64,
+        place: Placement,
+    ) -> Result<Location, CheckpointError> {
+        if place == Placement::Shared {
+            return Ok(self.shared_dir.clone());
+        }
+        let dir = self.checkpoint_dir(checkpoint);
+        dir.storage().create_dir()?;
+        Ok(dir)
+    }
+
+    /// Counts a state file of `checkpoint` (`bytes` more) in what it wrote, and lists a shared
+    /// one, for an abort to delete. A file being written is listed before its first byte.
+    fn note_pending(&self, checkpoint: u64, place: Placement, name: &str, bytes: u64) {
+        let mut inner = self.lock();
+        let p = inner.pending.entry(checkpoint).or_default();
+        p.bytes += bytes;
+        if place == Placement::Shared && !p.shared.iter().any(|n| n == name) {
+            p.shared.push(name.to_string());
+        }
+    }
+
+    /// Encodes with `encode` into [`StreamedBlob`]: kept in memory while it may still go
+    /// inline, then written to its state file a piece at a time.
+    fn write_streamed(
+        &self,
+        checkpoint: u64,
+        incremental: bool,
+        encode: impl FnOnce(&mut dyn BlobOut) -> Vec<GroupIndexEntry>,
+    ) -> Result<StateBlob, CheckpointError> {
+        let mut out = StreamedBlob {
+            store: self,
+            checkpoint,
+            incremental,
+            held: Vec::new(),
+            file: None,
+            size: 0,
+            error: None,
+        };
+        let groups = encode(&mut out);
+        out.finish(groups)
+    }
+
     /// Writes one keyed subtask's state with `encode` producing the bytes for the encoding
-    /// [`choose_encoding`] picks; keeps the subtask's chain. `write_subtask` calls this with
-    /// `state::snapshot::{encode_full, encode_delta}`.
+    /// [`choose_encoding`] picks; keeps the subtask's chain. `write_subtask` streams a
+    /// snapshot's encoding the same way ([`KeyedStateSnapshot::encode_into`]).
     pub fn write_keyed_with(
         &self,
         checkpoint: u64,
@@ -380,7 +420,12 @@ impl FsCheckpointStore {
         range: KeyGroupRange,
         encode: impl FnOnce(Encoding) -> EncodedBlob,
     ) -> Result<SubtaskStateMeta, CheckpointError> {
-        self.write_keyed_from(checkpoint, operator_id, subtask, range, None, encode)
+        let streamed = |encoding, out: &mut dyn BlobOut| {
+            let blob = encode(encoding);
+            out.write(&blob.bytes);
+            blob.groups
+        };
+        self.write_keyed_from(checkpoint, operator_id, subtask, range, None, streamed)
     }
 
     /// [`FsCheckpointStore::write_keyed_with`], and with `origin` (the snapshot's sequence and
@@ -392,7 +437,7 @@ impl FsCheckpointStore {
         subtask: u32,
         range: KeyGroupRange,
         origin: Option<(u64, DeltaBase)>,
-        encode: impl FnOnce(Encoding) -> EncodedBlob,
+        encode: impl FnOnce(Encoding, &mut dyn BlobOut) -> Vec<GroupIndexEntry>,
     ) -> Result<SubtaskStateMeta, CheckpointError> {
         let key = (operator_id.to_string(), subtask);
         let encoding = {
@@ -409,7 +454,8 @@ impl FsCheckpointStore {
             choose_encoding(self.incremental, info, checkpoint)
         };
         // Encoding and writing run without the lock: other subtasks write in parallel.
-        let written = self.write_blob(checkpoint, encode(encoding), self.incremental);
+        let written =
+            self.write_streamed(checkpoint, self.incremental, |out| encode(encoding, out));
         let mut inner = self.lock();
         let blob = match written {
             Ok(b) => b,
@@ -595,7 +641,151 @@ fn rebuild(job_dir: &Location, job_id: &JobId) -> Inner {
     inner
 }
 
+/// Where a keyed blob goes while it is encoded ([`FsCheckpointStore::write_streamed`]).
+struct StreamedBlob<'s> {
+    store: &'s FsCheckpointStore,
+    checkpoint: u64,
+    incremental: bool,
+    /// The bytes so far, until they go to a file.
+    held: Vec<u8>,
+    /// The state file being written: its placement, name and writer.
+    file: Option<(Placement, String, FileWriter)>,
+    size: u64,
+    error: Option<CheckpointError>,
+}
+
+impl StreamedBlob<'_> {
+    /// Opens the state file once the blob is too big to go inline, and writes what is held.
+    fn spill(&mut self) -> Result<(), CheckpointError> {
+        let st = self.store;
+        let place = placement(
+            self.size,
+            st.inline_threshold.load(Ordering::Relaxed),
+            st.always_inline,
+            self.incremental,
+        );
+        if place == Placement::Inline {
+            return Ok(());
+        }
+        let dir = st.state_file_dir(self.checkpoint, place)?;
+        let name = uuid::Uuid::new_v4().to_string();
+        st.note_pending(self.checkpoint, place, &name, 0);
+        let writer = FileWriter::spawn(dir.join(&name).storage().create_fresh()?)?;
+        writer.send(std::mem::take(&mut self.held));
+        self.file = Some((place, name, writer));
+        Ok(())
+    }
+
+    fn finish(self, groups: Vec<GroupIndexEntry>) -> Result<StateBlob, CheckpointError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let Some((place, name, file)) = self.file else {
+            let blob = EncodedBlob {
+                bytes: self.held,
+                groups,
+            };
+            return self
+                .store
+                .write_blob(self.checkpoint, blob, self.incremental);
+        };
+        file.finish()?.finish()?;
+        self.store
+            .note_pending(self.checkpoint, place, &name, self.size);
+        Ok(StateBlob {
+            location: file_location(place, name),
+            size: self.size,
+            groups,
+        })
+    }
+}
+
+impl BlobOut for StreamedBlob<'_> {
+    fn write(&mut self, bytes: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
+        self.size += bytes.len() as u64;
+        let written = match &mut self.file {
+            Some((_, _, w)) => {
+                w.send(bytes.to_vec());
+                Ok(())
+            }
+            None => {
+                self.held.extend_from_slice(bytes);
+                self.spill()
+            }
+        };
+        if let Err(e) = written {
+            self.error = Some(e);
+        }
+    }
+}
+
+/// How much a state file's writer writes between two write-backs ([`FreshFile::write_back`]).
+const WRITE_BACK: usize = 4 << 20;
+
+/// A state file written on a thread of its own while its blob is encoded, so that encoding
+/// and disk overlap: each few MiB are put on disk as they come, and the final fsync finds
+/// little left. At most two pieces wait for it.
+struct FileWriter {
+    pieces: std::sync::mpsc::SyncSender<Vec<u8>>,
+    done: std::thread::JoinHandle<Result<Box<dyn FreshFile>, CheckpointError>>,
+}
+
+impl FileWriter {
+    fn spawn(mut file: Box<dyn FreshFile>) -> Result<FileWriter, CheckpointError> {
+        let (pieces, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        let done = std::thread::Builder::new()
+            .name("floe-state-file".into())
+            .spawn(move || {
+                let mut unsynced = 0;
+                for piece in rx {
+                    file.write(&piece)?;
+                    unsynced += piece.len();
+                    if unsynced >= WRITE_BACK {
+                        file.write_back()?;
+                        unsynced = 0;
+                    }
+                }
+                Ok(file)
+            })
+            .map_err(|e| {
+                CheckpointError::Other(format!("cannot start a state file's writer: {e}"))
+            })?;
+        Ok(FileWriter { pieces, done })
+    }
+
+    /// Queues a piece. A writer that failed has stopped taking them; its error comes from
+    /// [`FileWriter::finish`].
+    fn send(&self, piece: Vec<u8>) {
+        let _ = self.pieces.send(piece);
+    }
+
+    /// Waits for every piece to be written; the file, still to be finished.
+    fn finish(self) -> Result<Box<dyn FreshFile>, CheckpointError> {
+        drop(self.pieces);
+        self.done.join().unwrap_or_else(|_| {
+            Err(CheckpointError::Other(
+                "bug: a state file's writer panicked".into(),
+            ))
+        })
+    }
+}
+
+/// The location of a state file placed by `place`.
+fn file_location(place: Placement, name: String) -> BlobLocation {
+    match place {
+        Placement::Shared => BlobLocation::Shared(name),
+        _ => BlobLocation::Exclusive(name),
+    }
+}
+
 impl CheckpointStore for FsCheckpointStore {
+    fn writes_deltas(&self) -> bool {
+        self.incremental
+    }
+
     fn write_subtask(
         &self,
         snapshot: SubtaskSnapshot,
@@ -613,18 +803,24 @@ impl CheckpointStore for FsCheckpointStore {
                 })
             }
             OperatorSnapshot::Keyed(ks) => {
+                let (range, format) = (ks.range(), ks.format());
+                let origin = Some((ks.sequence(), ks.delta_base()));
+                // The snapshot is let go once encoded, before the file's fsync: the keyed
+                // store writes the shards it still shares with it in place from then on.
+                let encode = move |e, out: &mut dyn BlobOut| {
+                    let groups = ks.encode_into(e == Encoding::Full, out);
+                    drop(ks);
+                    groups
+                };
                 let mut meta = self.write_keyed_from(
                     id,
                     &snapshot.operator_id.0,
                     snapshot.subtask,
-                    ks.range(),
-                    Some((ks.sequence(), ks.delta_base())),
-                    |e| match e {
-                        Encoding::Full => ks.encode_full(),
-                        Encoding::Delta => ks.encode_delta(),
-                    },
+                    range,
+                    origin,
+                    encode,
                 )?;
-                meta.keyed_format = Some(ks.format());
+                meta.keyed_format = Some(format);
                 Ok(meta)
             }
         }

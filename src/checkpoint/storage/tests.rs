@@ -877,3 +877,116 @@ fn restore_looks_for_an_older_checkpoint_only_when_the_snapshot_is_damaged() {
     };
     assert_eq!(older_of(e), None);
 }
+
+/// Keyed state tracks its changes only for a store that writes deltas.
+#[test]
+fn only_an_incremental_store_asks_for_change_tracking() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(!store(&config(tmp.path())).writes_deltas());
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(incremental(tmp.path(), 1).writes_deltas());
+}
+
+/// A keyed snapshot of 1.5 MB: more than one piece of a streamed encoding.
+fn big_snapshot() -> std::sync::Arc<crate::state::keyed::KeyedSnapshot> {
+    let mut ks = crate::state::keyed::KeyedStore::new(range_all(), 128);
+    for i in 0..60_000 {
+        let k = format!("word-{i}");
+        let h = crate::state::keygroup::hash_str(k.as_bytes());
+        *ks.get_or_insert(h, k.as_bytes(), 0).unwrap() = i;
+    }
+    std::sync::Arc::new(ks.snapshot())
+}
+
+/// A keyed snapshot bigger than a piece goes to its state file while it is encoded (full to
+/// the checkpoint's directory, incremental to the shared one): the file holds the blob a
+/// whole encoding makes and its size and index are the same; an abort deletes the
+/// checkpoint's own directory (a shared file stays while the subtask's chain holds it).
+#[test]
+fn a_big_keyed_snapshot_is_streamed_to_its_state_file() {
+    let snap = big_snapshot();
+    let whole = crate::state::snapshot::encode_full(&snap);
+    assert!(whole.bytes.len() > 1 << 20);
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, s) in [
+        ("full", store(&config(&tmp.path().join("full")))),
+        ("incremental", incremental(&tmp.path().join("incr"), 1)),
+    ] {
+        let write = |id: u64| {
+            s.write_subtask(SubtaskSnapshot {
+                checkpoint_id: CheckpointId(id),
+                operator_id: OperatorId("count".into()),
+                subtask: 0,
+                parallelism: 1,
+                max_parallelism: 128,
+                state: OperatorSnapshot::Keyed(snap.clone()),
+            })
+            .unwrap()
+        };
+        let dir = s
+            .complete(meta(1, vec![op("count", vec![write(1)])]))
+            .unwrap();
+        let l = load(dir.path).unwrap();
+        let b = match &l.metadata.operators[0].subtasks[0].keyed {
+            Some(KeyedStateHandle::Incremental { chain }) => chain[0].clone(),
+            _ => only_blob(&l),
+        };
+        let shared = matches!(b.location, BlobLocation::Shared(_));
+        assert_eq!(shared, name == "incremental");
+        assert!(!matches!(b.location, BlobLocation::Inline(_)), "{name}");
+        assert_eq!(b.size, whole.bytes.len() as u64, "{name}");
+        assert_eq!(b.groups, whole.groups, "{name}");
+        let data: Vec<u8> = read_groups(&l, &b, range_all())
+            .unwrap()
+            .into_iter()
+            .flat_map(|(_, d)| d)
+            .collect();
+        assert_eq!(data, whole.bytes[8..], "{name}");
+
+        write(2);
+        s.abort(CheckpointId(2));
+        assert!(!s.checkpoint_dir(2).exists(), "{name}");
+    }
+}
+
+/// Run by hand in release: `cargo test --release --lib storage::tests::timing -- --ignored
+/// --nocapture`. A full checkpoint of 1M keys to local disk, streamed (as a job writes it)
+/// against encoded whole and then written, in alternating rounds of the same process.
+#[test]
+#[ignore = "timing; run by hand in release"]
+fn timing_full_checkpoint_of_a_million_keys_streamed_and_whole() {
+    let mut ks = crate::state::keyed::KeyedStore::new(range_all(), 128);
+    for i in 0..1_000_000u64 {
+        let k = format!("w{i}");
+        let h = crate::state::keygroup::hash_str(k.as_bytes());
+        *ks.get_or_insert(h, k.as_bytes(), 0).unwrap() += 1;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let s = store(&config(tmp.path()));
+    let (mut streamed, mut whole) = (Vec::new(), Vec::new());
+    for id in 1..=10u64 {
+        let snap = std::sync::Arc::new(ks.snapshot());
+        let t = std::time::Instant::now();
+        if id % 2 == 0 {
+            s.write_subtask(SubtaskSnapshot {
+                checkpoint_id: CheckpointId(id),
+                operator_id: OperatorId("count".into()),
+                subtask: 0,
+                parallelism: 1,
+                max_parallelism: 128,
+                state: OperatorSnapshot::Keyed(snap),
+            })
+            .unwrap();
+            streamed.push(t.elapsed().as_millis());
+        } else {
+            let encode = |_| crate::state::snapshot::encode_full(&snap);
+            s.write_keyed_with(id, "count", 0, range_all(), encode)
+                .unwrap();
+            whole.push(t.elapsed().as_millis());
+        }
+        s.abort(CheckpointId(id));
+    }
+    streamed.sort();
+    whole.sort();
+    println!("streamed ms {streamed:?}, whole ms {whole:?}");
+}

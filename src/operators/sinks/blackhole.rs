@@ -79,6 +79,7 @@ mod tests {
             parallelism: 1,
             max_parallelism: 128,
             base_dir: ".".into(),
+            delta_checkpoints: true,
         };
         let mut sink = Blackhole::new(&BlackholeConfig {}, &Schema::default(), &ctx).unwrap();
         let counter = sink.counter();

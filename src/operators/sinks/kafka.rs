@@ -974,6 +974,7 @@ mod tests {
             parallelism: 1,
             max_parallelism: 128,
             base_dir: ".".into(),
+            delta_checkpoints: true,
         };
         let mut b = crate::record::StrColumnBuilder::default();
         b.push(b"w1");

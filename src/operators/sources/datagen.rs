@@ -598,6 +598,7 @@ mod tests {
             parallelism,
             max_parallelism: 128,
             base_dir: ".".into(),
+            delta_checkpoints: true,
         }
     }
 

@@ -213,7 +213,11 @@ impl KeyBy {
             value_col: r.value.map(|(i, _)| i),
             step,
             out_float: float,
-            store: KeyedStore::new(range, ctx.max_parallelism),
+            store: if ctx.delta_checkpoints {
+                KeyedStore::new(range, ctx.max_parallelism)
+            } else {
+                KeyedStore::new(range, ctx.max_parallelism).without_change_tracking()
+            },
         })
     }
 
@@ -384,6 +388,7 @@ mod tests {
             parallelism,
             max_parallelism: 128,
             base_dir: ".".into(),
+            delta_checkpoints: true,
         }
     }
 

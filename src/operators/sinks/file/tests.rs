@@ -48,6 +48,7 @@ fn sink_with(dir: &Path, subtask: u32, rolling: RollingConfig) -> FileSink {
         parallelism: 2,
         max_parallelism: 128,
         base_dir: dir.to_path_buf(),
+        delta_checkpoints: true,
     };
     let mut s = FileSink::new(&cfg, &schema, &ctx).unwrap();
     s.open(DeliveryGuarantee::ExactlyOnce).unwrap();
