@@ -4,18 +4,26 @@
 //! The hash exchange hashes each key once (Flink's hash, `state::keygroup`), groups row indices
 //! per target subtask and sends one batch per target made with `Batch::take`: text stays in the
 //! shared buffer, only spans and row indices are copied. Row-index buffers are reused across
-//! batches, so nothing is allocated per record.
+//! batches, so nothing is allocated per record. Each part of [`ROUTED_KEYS_MIN_ROWS`] rows or
+//! more carries its rows' key groups and hash codes ([`RoutedKeys`]): the keyed operator it
+//! goes to then does not hash the keys again (hashing twice was a tenth of the CPU of a word
+//! count at parallelism 2). Smaller parts go without: for a few rows the allocation costs
+//! more than hashing them again, and the memory budget's smallest part stays as it is.
 //!
 //! Barriers and `End` are broadcast to every downstream channel of every edge (docs/architecture.md#barrier-flow).
 //! Sends wait when a channel is full: that wait is the backpressure that slows the source.
 
 use crate::pipeline::plan::Exchange;
-use crate::record::{Batch, Column};
+use crate::record::{Batch, Column, RoutedKey, RoutedKeys};
 use crate::runtime::channel::Sender;
 use crate::runtime::message::Message;
 use crate::state::keygroup::{
-    hash_bool, hash_float, hash_int, java_string_hash_code, murmur_hash, operator_index,
+    bool_hash_code, float_hash_code, int_hash_code, java_string_hash_code, operator_index,
+    KeyGroups,
 };
+
+/// The fewest rows of a part that carries its routed keys (see the module's doc).
+pub const ROUTED_KEYS_MIN_ROWS: usize = 64;
 
 /// A downstream channel closed: its subtask failed or the job is being cancelled.
 #[derive(Debug)]
@@ -35,11 +43,13 @@ enum Route {
     },
     Hash {
         key_column: usize,
-        max_parallelism: u32,
+        groups: KeyGroups,
         /// Key group → target subtask, precomputed (Flink's range formula).
         target_of_group: Vec<u32>,
         /// Row indices per target, reused across batches.
         rows: Vec<Vec<u32>>,
+        /// The rows' routed keys per target, handed on with the part.
+        keys: Vec<Vec<RoutedKey>>,
     },
 }
 
@@ -61,11 +71,12 @@ impl OutputEdge {
             },
             Exchange::Hash { key_column, .. } => Route::Hash {
                 key_column: *key_column,
-                max_parallelism,
+                groups: KeyGroups::new(max_parallelism),
                 target_of_group: (0..max_parallelism)
                     .map(|g| operator_index(g, n as u32, max_parallelism))
                     .collect(),
                 rows: vec![Vec::new(); n],
+                keys: vec![Vec::new(); n],
             },
         };
         OutputEdge { senders, route }
@@ -84,21 +95,29 @@ impl OutputEdge {
             Route::Hash { .. } if batch.is_side_output() => Ok(()),
             Route::Hash {
                 key_column,
-                max_parallelism,
+                groups,
                 target_of_group,
                 rows,
+                keys,
             } => {
-                route_by_key_group(
-                    batch.column(*key_column),
-                    *max_parallelism,
-                    target_of_group,
-                    rows,
-                );
-                for (target, rows) in rows.iter_mut().enumerate() {
+                let column = *key_column;
+                route_by_key_group(batch.column(column), *groups, target_of_group, rows, keys);
+                for (target, (rows, keys)) in rows.iter_mut().zip(keys.iter_mut()).enumerate() {
                     if rows.is_empty() {
                         continue;
                     }
-                    let part = batch.take(rows);
+                    let mut part = batch.take(rows);
+                    if rows.len() >= ROUTED_KEYS_MIN_ROWS {
+                        // Moved into the part; the next batch's buffer starts at this size.
+                        let keys = std::mem::replace(keys, Vec::with_capacity(rows.len()));
+                        part = part.with_routed_keys(RoutedKeys {
+                            column,
+                            max_parallelism: groups.max_parallelism(),
+                            keys,
+                        });
+                    } else {
+                        keys.clear();
+                    }
                     rows.clear();
                     send(&self.senders[target], Message::Data(part)).await?;
                 }
@@ -119,37 +138,39 @@ async fn send(sender: &Sender, message: Message) -> Result<(), Disconnected> {
     sender.send(message).await.map_err(|_| Disconnected)
 }
 
-/// Appends each row's index to `rows[target]`, target = the subtask owning the row's key group.
+/// Appends each row's index to `rows[target]` and its routed key (key group and Java
+/// `hashCode`) to `routed[target]`, target = the subtask owning the row's key group.
 pub fn route_by_key_group(
     keys: &Column,
-    max_parallelism: u32,
+    groups: KeyGroups,
     target_of_group: &[u32],
     rows: &mut [Vec<u32>],
+    routed: &mut [Vec<RoutedKey>],
 ) {
-    let mut put = |i: usize, flink_hash: u32| {
-        let group = flink_hash % max_parallelism;
-        rows[target_of_group[group as usize] as usize].push(i as u32);
+    let mut put = |i: usize, code: i32| {
+        let key = groups.route(code);
+        let target = target_of_group[key.key_group as usize] as usize;
+        rows[target].push(i as u32);
+        routed[target].push(key);
     };
     match keys {
         Column::Str(c) => {
-            // Only Flink's 32-bit hash is needed here (`hash_str` would also spread a 64-bit
-            // table hash the exchange never uses).
             for (i, key) in c.iter().enumerate() {
-                put(i, murmur_hash(java_string_hash_code(key)));
+                put(i, java_string_hash_code(key));
             }
         }
         Column::Int(v) => v
             .iter()
             .enumerate()
-            .for_each(|(i, &k)| put(i, hash_int(k).flink)),
+            .for_each(|(i, &k)| put(i, int_hash_code(k))),
         Column::Float(v) => v
             .iter()
             .enumerate()
-            .for_each(|(i, &k)| put(i, hash_float(k).flink)),
+            .for_each(|(i, &k)| put(i, float_hash_code(k))),
         Column::Bool(v) => v
             .iter()
             .enumerate()
-            .for_each(|(i, &k)| put(i, hash_bool(k).flink)),
+            .for_each(|(i, &k)| put(i, bool_hash_code(k))),
     }
 }
 
@@ -204,7 +225,15 @@ impl Outputs {
 mod tests {
     use super::*;
     use crate::record::StrColumnBuilder;
+    use crate::runtime::channel::channel;
     use crate::state::keygroup::KeyGroupRange;
+
+    fn key(key_group: u32, hash_code: i32) -> RoutedKey {
+        RoutedKey {
+            key_group,
+            hash_code,
+        }
+    }
 
     #[test]
     fn rows_go_to_the_subtask_owning_their_key_group() {
@@ -212,16 +241,76 @@ mod tests {
         for k in ["a", "b", "key-1", "hello"] {
             b.push(k.as_bytes());
         }
+        let groups = KeyGroups::new(128);
         let table: Vec<u32> = (0..128).map(|g| operator_index(g, 4, 128)).collect();
-        let mut rows = vec![Vec::new(); 4];
-        route_by_key_group(&Column::Str(b.finish()), 128, &table, &mut rows);
+        let (mut rows, mut keys) = (vec![Vec::new(); 4], vec![Vec::new(); 4]);
+        let column = Column::Str(b.finish());
+        route_by_key_group(&column, groups, &table, &mut rows, &mut keys);
         // Flink's vectors: a -> 2, b -> 0, key-1 -> 1, hello -> 1.
         assert_eq!(rows, vec![vec![1], vec![2, 3], vec![0], vec![]]);
-        let mut rows = vec![Vec::new(); 4];
-        route_by_key_group(&Column::Int(vec![0, 1, 42]), 128, &table, &mut rows);
+        // Beside each row index: its key group and hashCode (Flink's vectors too).
+        let want = vec![
+            vec![key(22, 98)],
+            vec![key(54, 101943363), key(35, 99162322)],
+            vec![key(81, 97)],
+            vec![],
+        ];
+        assert_eq!(keys, want);
+        let (mut rows, mut keys) = (vec![Vec::new(); 4], vec![Vec::new(); 4]);
+        let ints = Column::Int(vec![0, 1, 42]);
+        route_by_key_group(&ints, groups, &table, &mut rows, &mut keys);
         assert_eq!(rows, vec![vec![2], vec![], vec![0, 1], vec![]]);
+        assert_eq!(keys[0], vec![key(29, 42)]);
+        assert_eq!(keys[2], vec![key(94, 0), key(86, 1)]);
         for g in 0..128 {
             assert!(KeyGroupRange::for_subtask(table[g as usize], 4, 128).contains(g));
         }
+    }
+
+    /// What one batch of int keys `0..n` sends to two subtasks: per part, its keys and its
+    /// routed keys if it carries them.
+    async fn parts_of(n: i64) -> Vec<(Vec<i64>, Option<Vec<RoutedKey>>)> {
+        let ((tx0, mut rx0), (tx1, mut rx1)) = (channel(4), channel(4));
+        let exchange = Exchange::Hash {
+            key_field: "k".into(),
+            key_column: 1,
+        };
+        let mut edge = OutputEdge::new(&exchange, vec![tx0, tx1], 0, 128);
+        let batch = Batch::new(vec![
+            Column::Bool(vec![true; n as usize]),
+            Column::Int((0..n).collect()),
+        ]);
+        edge.send(batch).await.unwrap();
+        drop(edge);
+        let mut parts = Vec::new();
+        for rx in [&mut rx0, &mut rx1] {
+            while let Some(Message::Data(part)) = rx.recv().await {
+                let Column::Int(ks) = part.column(1) else {
+                    panic!("int keys")
+                };
+                let routed = part.routed_keys(1, 128).map(<[RoutedKey]>::to_vec);
+                assert!(part.routed_keys(0, 128).is_none() && part.routed_keys(1, 256).is_none());
+                parts.push((ks.clone(), routed));
+            }
+        }
+        parts
+    }
+
+    #[tokio::test]
+    async fn large_parts_carry_each_rows_routed_key_and_small_parts_none() {
+        let groups = KeyGroups::new(128);
+        let parts = parts_of(1000).await;
+        assert_eq!(parts.len(), 2);
+        for (ks, routed) in parts {
+            assert!(ks.len() >= ROUTED_KEYS_MIN_ROWS);
+            let want: Vec<RoutedKey> = ks.iter().map(|&k| groups.route(int_hash_code(k))).collect();
+            assert_eq!(routed, Some(want));
+        }
+        let parts = parts_of(10).await;
+        assert_eq!(parts.iter().map(|(ks, _)| ks.len()).sum::<usize>(), 10);
+        assert!(
+            parts.iter().all(|(_, routed)| routed.is_none()),
+            "{parts:?}"
+        );
     }
 }
