@@ -15,6 +15,7 @@
 //! Group → subtask is Flink's range formula (`KeyGroupRangeAssignment`).
 
 pub use crate::record::RoutedKey;
+use crate::record::StrColumn;
 
 /// Flink's upper bound on max parallelism (`1 << 15`).
 pub const UPPER_BOUND_MAX_PARALLELISM: u32 = 1 << 15;
@@ -197,6 +198,68 @@ pub fn java_string_hash_code(bytes: &[u8]) -> i32 {
     h
 }
 
+/// `java_string_hash_code` of text record `i` of `column`.
+///
+/// A key of at most 8 ASCII bytes is hashed without a loop: 8 bytes read at once from the
+/// column's buffer (where the buffer has them), the bytes past the key masked off, then
+/// `Σ b[j]·31^(7-j)`, which is the hash times `31^(8-len)`; 31 is odd, so multiplying by its
+/// inverse mod 2^32 to that power leaves the hash (Java's arithmetic wraps mod 2^32 too).
+/// The byte loop's exit, taken at a different length word after word, was mispredicted so
+/// often that hashing cost more than the arithmetic suggests.
+#[inline(always)]
+pub fn str_hash_code(column: &StrColumn, i: usize) -> i32 {
+    let span = column.spans[i];
+    let (start, len) = (span.start as usize, span.len as usize);
+    if len <= 8 {
+        if let Some(word) = column.buf.get(start..start + 8) {
+            let word = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+            // The key's bytes only: `len` of the 8 (u128, so that 8 bytes shift in range).
+            let word = word & ((1u128 << (8 * len)) - 1) as u64;
+            if word & 0x8080_8080_8080_8080 == 0 {
+                return short_ascii_hash_code(word, len);
+            }
+        }
+    }
+    java_string_hash_code(column.get(i))
+}
+
+/// `31^(7-j)` for byte `j` of 8, and `31^-k mod 2^32` for `k` padding bytes.
+const POW31: [u32; 8] = {
+    let mut t = [1u32; 8];
+    let mut j = 7;
+    while j > 0 {
+        t[j - 1] = t[j].wrapping_mul(31);
+        j -= 1;
+    }
+    t
+};
+const INV31_POW: [u32; 9] = {
+    // 31's inverse mod 2^32 by Newton's iteration (each step doubles the correct bits).
+    let mut inv: u32 = 31;
+    let mut k = 0;
+    while k < 5 {
+        inv = inv.wrapping_mul(2u32.wrapping_sub(31u32.wrapping_mul(inv)));
+        k += 1;
+    }
+    let mut t = [1u32; 9];
+    let mut k = 1;
+    while k < 9 {
+        t[k] = t[k - 1].wrapping_mul(inv);
+        k += 1;
+    }
+    t
+};
+
+/// Java's hash of the `len` (at most 8) ASCII bytes in `word` (little endian, zero beyond).
+#[inline(always)]
+fn short_ascii_hash_code(word: u64, len: usize) -> i32 {
+    let mut h = 0u32;
+    for (j, pow) in POW31.iter().enumerate() {
+        h = h.wrapping_add(((word >> (8 * j)) as u8 as u32).wrapping_mul(*pow));
+    }
+    h.wrapping_mul(INV31_POW[8 - len]) as i32
+}
+
 /// Flink's `MathUtils.murmurHash(int)`: one round of Murmur3 on a 4-byte value, made
 /// non-negative.
 #[inline]
@@ -369,6 +432,33 @@ mod tests {
                 "{v}"
             );
         }
+    }
+
+    #[test]
+    fn short_keys_read_whole_hash_as_byte_by_byte() {
+        let mut keys: Vec<Vec<u8>> = ["", "a", "ab", "w7", "abc", "w123", "w9999", "abcdefgh"]
+            .iter()
+            .map(|k| k.as_bytes().to_vec())
+            .collect();
+        keys.extend(["abcdefghi", "é", "é😀x", "\u{7f}\u{7f}"].map(|k| k.as_bytes().to_vec()));
+        keys.extend([vec![0x80], vec![b'a', 0xff, b'b'], vec![0; 8]]);
+        let mut z = 7u64;
+        for _ in 0..20_000 {
+            z = spread64(z);
+            let len = (z >> 60) as usize % 11;
+            keys.push((0..len).map(|j| (z >> (5 * j)) as u8 & 0x7f).collect());
+            keys.push((0..len).map(|j| (z >> (5 * j)) as u8).collect());
+        }
+        // All in one buffer, so that most keys have 8 bytes after their start, the last not.
+        let mut b = crate::record::StrColumnBuilder::default();
+        for k in &keys {
+            b.push(k);
+        }
+        let column = b.finish();
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(str_hash_code(&column, i), java_string_hash_code(k), "{k:?}");
+        }
+        assert_eq!(java_string_hash_code(b"w9999"), 111_653_687); // 'w'·31^4 + '9'·(31^3+…+1)
     }
 
     #[test]

@@ -16,7 +16,9 @@ use crate::operators::{
 };
 use crate::record::{Batch, Column, DataType, RoutedKey, Schema};
 use crate::state::keyed::{KeyedStateError, KeyedStore};
-use crate::state::keygroup::{hash_bool, hash_int, hash_str, KeyGroupRange, KeyHash, KeyPlace};
+use crate::state::keygroup::{
+    hash_bool, hash_int, str_hash_code, KeyGroupRange, KeyHash, KeyPlace,
+};
 use crate::state::OperatorSnapshot;
 
 /// The rolling aggregate to keep per key.
@@ -241,14 +243,14 @@ impl KeyBy {
         };
         // One loop per key type, so the inner loop has no type dispatch.
         match key {
-            Column::Str(c) => f.run(c.len(), |i| c.get(i), |k| hash_str(k), out),
-            Column::Int(ks) => f.run(
-                ks.len(),
-                |i| ks[i].to_le_bytes(),
-                |k| hash_int(i64::from_le_bytes(*k)),
+            Column::Str(c) => f.run(
+                c.len(),
+                |i| c.get(i),
+                |i| KeyHash::from_java_hash_code(str_hash_code(c, i)),
                 out,
             ),
-            Column::Bool(ks) => f.run(ks.len(), |i| [ks[i] as u8], |k| hash_bool(k[0] != 0), out),
+            Column::Int(ks) => f.run(ks.len(), |i| ks[i].to_le_bytes(), |i| hash_int(ks[i]), out),
+            Column::Bool(ks) => f.run(ks.len(), |i| [ks[i] as u8], |i| hash_bool(ks[i]), out),
             Column::Float(_) => {
                 return Err(OperatorError::Config(format!(
                     "bug: key_by \"{}\" got a float key column",
@@ -276,28 +278,28 @@ struct Fold<'a> {
 }
 
 impl Fold<'_> {
-    /// Applies the step for keys `0..n` (`key(i)`, hashed by `hash` unless routed) and pushes
-    /// each key's new accumulator to `out`.
+    /// Applies the step for keys `0..n` (`key(i)`, of hash `hash(i)` unless routed) and
+    /// pushes each key's new accumulator to `out`.
     fn run<K: AsRef<[u8]>>(
         self,
         n: usize,
         key: impl Fn(usize) -> K,
-        hash: impl Fn(&K) -> KeyHash,
+        hash: impl Fn(usize) -> KeyHash,
         out: &mut Vec<u64>,
     ) -> Result<(), KeyedStateError> {
         let groups = self.store.key_groups();
         match self.routed {
             Some(routed) => self.keys(
                 n,
-                &key,
+                key,
                 |i| {
                     let place = KeyPlace::of_routed(routed[i]);
-                    debug_assert_eq!(place, groups.place(hash(&key(i))), "routed key {i}");
+                    debug_assert_eq!(place, groups.place(hash(i)), "routed key {i}");
                     place
                 },
                 out,
             ),
-            None => self.keys(n, &key, |i| groups.place(hash(&key(i))), out),
+            None => self.keys(n, key, |i| groups.place(hash(i)), out),
         }
     }
 
