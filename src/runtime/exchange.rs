@@ -42,13 +42,7 @@ enum Route {
     },
     Hash {
         key_column: usize,
-        groups: KeyGroups,
-        /// Key group → target subtask, precomputed (Flink's range formula).
-        target_of_group: Vec<u32>,
-        /// Row indices per target, reused across batches.
-        rows: Vec<Vec<u32>>,
-        /// The rows' routed keys per target, handed on with the part.
-        keys: Vec<Vec<RoutedKey>>,
+        router: Router,
     },
 }
 
@@ -70,12 +64,7 @@ impl OutputEdge {
             },
             Exchange::Hash { key_column, .. } => Route::Hash {
                 key_column: *key_column,
-                groups: KeyGroups::new(max_parallelism),
-                target_of_group: (0..max_parallelism)
-                    .map(|g| operator_index(g, n as u32, max_parallelism))
-                    .collect(),
-                rows: vec![Vec::new(); n],
-                keys: vec![Vec::new(); n],
+                router: Router::new(n as u32, max_parallelism),
             },
         };
         OutputEdge { senders, route }
@@ -92,16 +81,16 @@ impl OutputEdge {
             // A keyed reader reads a main output: side-output records (another schema) are
             // not its.
             Route::Hash { .. } if batch.is_side_output() => Ok(()),
-            Route::Hash {
-                key_column,
-                groups,
-                target_of_group,
-                rows,
-                keys,
-            } => {
+            Route::Hash { key_column, router } => {
                 let column = *key_column;
-                route_by_key_group(batch.column(column), *groups, target_of_group, rows, keys);
-                for (target, (rows, keys)) in rows.iter_mut().zip(keys.iter_mut()).enumerate() {
+                router.route(batch.column(column));
+                let max_parallelism = router.groups.max_parallelism();
+                for (target, (rows, keys)) in router
+                    .rows
+                    .iter_mut()
+                    .zip(router.keys.iter_mut())
+                    .enumerate()
+                {
                     if rows.is_empty() {
                         continue;
                     }
@@ -111,7 +100,7 @@ impl OutputEdge {
                         let keys = std::mem::replace(keys, Vec::with_capacity(rows.len()));
                         part = part.with_routed_keys(RoutedKeys {
                             column,
-                            max_parallelism: groups.max_parallelism(),
+                            max_parallelism,
                             keys,
                         });
                     } else {
@@ -137,40 +126,55 @@ async fn send(sender: &Sender, message: Message) -> Result<(), Disconnected> {
     sender.send(message).await.map_err(|_| Disconnected)
 }
 
-/// Appends each row's index to `rows[target]` and its routed key (key group and Java
-/// `hashCode`) to `routed[target]`, target = the subtask owning the row's key group.
-pub fn route_by_key_group(
-    keys: &Column,
+/// The hash exchange's routing of one upstream subtask: which rows of a batch go to which
+/// downstream subtask, with their routed keys. Its buffers are reused across batches.
+pub struct Router {
     groups: KeyGroups,
-    target_of_group: &[u32],
-    rows: &mut [Vec<u32>],
-    routed: &mut [Vec<RoutedKey>],
-) {
-    let (g, t) = (groups, target_of_group);
-    match keys {
-        Column::Str(c) => route_codes(c.len(), |i| str_hash_code(c, i), g, t, rows, routed),
-        Column::Int(v) => route_codes(v.len(), |i| int_hash_code(v[i]), g, t, rows, routed),
-        Column::Float(v) => route_codes(v.len(), |i| float_hash_code(v[i]), g, t, rows, routed),
-        Column::Bool(v) => route_codes(v.len(), |i| bool_hash_code(v[i]), g, t, rows, routed),
-    }
+    /// Key group → target subtask, precomputed (Flink's range formula).
+    target_of_group: Vec<u32>,
+    /// Row indices per target.
+    rows: Vec<Vec<u32>>,
+    /// The rows' routed keys per target, handed on with the part.
+    keys: Vec<Vec<RoutedKey>>,
+    /// Every row's routed key, in row order.
+    all: Vec<RoutedKey>,
 }
 
-/// [`route_by_key_group`] of rows `0..n` of hash codes `code(i)`: one loop per key type, the
-/// hash inlined into it (a call per row was most of the routing's cost).
-#[inline(always)]
-fn route_codes(
-    n: usize,
-    code: impl Fn(usize) -> i32,
-    groups: KeyGroups,
-    target_of_group: &[u32],
-    rows: &mut [Vec<u32>],
-    routed: &mut [Vec<RoutedKey>],
-) {
-    for i in 0..n {
-        let key = groups.route(code(i));
-        let target = target_of_group[key.key_group as usize] as usize;
-        rows[target].push(i as u32);
-        routed[target].push(key);
+impl Router {
+    /// Routing to `targets` subtasks by key groups of `max_parallelism`.
+    pub fn new(targets: u32, max_parallelism: u32) -> Router {
+        let n = targets as usize;
+        Router {
+            groups: KeyGroups::new(max_parallelism),
+            target_of_group: (0..max_parallelism)
+                .map(|g| operator_index(g, targets, max_parallelism))
+                .collect(),
+            rows: vec![Vec::new(); n],
+            keys: vec![Vec::new(); n],
+            all: Vec::new(),
+        }
+    }
+
+    /// Appends each row's index to `rows[target]` and its routed key (key group and Java
+    /// `hashCode`) to `keys[target]`, target = the subtask owning the row's key group.
+    pub fn route(&mut self, keys: &Column) {
+        let groups = self.groups;
+        let all = &mut self.all;
+        all.clear();
+        // First every row's routed key: no row waits for another's, so the CPU overlaps the
+        // hashes; then the rows go to their targets (each append waits for the previous
+        // append to the same target).
+        match keys {
+            Column::Str(c) => all.extend((0..c.len()).map(|i| groups.route(str_hash_code(c, i)))),
+            Column::Int(v) => all.extend(v.iter().map(|&k| groups.route(int_hash_code(k)))),
+            Column::Float(v) => all.extend(v.iter().map(|&k| groups.route(float_hash_code(k)))),
+            Column::Bool(v) => all.extend(v.iter().map(|&k| groups.route(bool_hash_code(k)))),
+        }
+        for (i, key) in all.iter().enumerate() {
+            let target = self.target_of_group[key.key_group as usize] as usize;
+            self.rows[target].push(i as u32);
+            self.keys[target].push(*key);
+        }
     }
 }
 
@@ -241,13 +245,10 @@ mod tests {
         for k in ["a", "b", "key-1", "hello"] {
             b.push(k.as_bytes());
         }
-        let groups = KeyGroups::new(128);
-        let table: Vec<u32> = (0..128).map(|g| operator_index(g, 4, 128)).collect();
-        let (mut rows, mut keys) = (vec![Vec::new(); 4], vec![Vec::new(); 4]);
-        let column = Column::Str(b.finish());
-        route_by_key_group(&column, groups, &table, &mut rows, &mut keys);
+        let mut router = Router::new(4, 128);
+        router.route(&Column::Str(b.finish()));
         // Flink's vectors: a -> 2, b -> 0, key-1 -> 1, hello -> 1.
-        assert_eq!(rows, vec![vec![1], vec![2, 3], vec![0], vec![]]);
+        assert_eq!(router.rows, vec![vec![1], vec![2, 3], vec![0], vec![]]);
         // Beside each row index: its key group and hashCode (Flink's vectors too).
         let want = vec![
             vec![key(22, 98)],
@@ -255,15 +256,15 @@ mod tests {
             vec![key(81, 97)],
             vec![],
         ];
-        assert_eq!(keys, want);
-        let (mut rows, mut keys) = (vec![Vec::new(); 4], vec![Vec::new(); 4]);
-        let ints = Column::Int(vec![0, 1, 42]);
-        route_by_key_group(&ints, groups, &table, &mut rows, &mut keys);
-        assert_eq!(rows, vec![vec![2], vec![], vec![0, 1], vec![]]);
-        assert_eq!(keys[0], vec![key(29, 42)]);
-        assert_eq!(keys[2], vec![key(94, 0), key(86, 1)]);
+        assert_eq!(router.keys, want);
+        let mut router = Router::new(4, 128);
+        router.route(&Column::Int(vec![0, 1, 42]));
+        assert_eq!(router.rows, vec![vec![2], vec![], vec![0, 1], vec![]]);
+        assert_eq!(router.keys[0], vec![key(29, 42)]);
+        assert_eq!(router.keys[2], vec![key(94, 0), key(86, 1)]);
         for g in 0..128 {
-            assert!(KeyGroupRange::for_subtask(table[g as usize], 4, 128).contains(g));
+            let owner = router.target_of_group[g as usize];
+            assert!(KeyGroupRange::for_subtask(owner, 4, 128).contains(g));
         }
     }
 

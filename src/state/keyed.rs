@@ -153,10 +153,24 @@ fn prefetch_line<T>(r: &T) {
     unsafe { _mm_prefetch::<_MM_HINT_T0>((r as *const T).cast::<i8>()) }
 }
 
-/// Elsewhere: nothing (a plain read would wait for the line).
+/// Elsewhere: nothing (a plain read of a shard would wait for it; see [`prefetch_entry`]).
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
 fn prefetch_line<T>(_r: &T) {}
+
+/// Starts loading a table slot.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch_entry(e: &Entry) {
+    prefetch_line(e)
+}
+
+/// Elsewhere: a plain read of the slot, which the CPU may overlap with what follows.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn prefetch_entry(e: &Entry) {
+    std::hint::black_box(e.hash);
+}
 
 /// Copy-on-write units a store aims at in all (each key group is cut into a power of two of
 /// shards by hash bits). The unit must be small: after a snapshot, the first write to a unit
@@ -727,7 +741,7 @@ impl KeyedStore {
     #[inline(always)]
     pub fn prefetch_slot(&self, place: KeyPlace) {
         if let Some(e) = self.live_of(place).and_then(|l| l.get().home(place.table)) {
-            prefetch_line(e);
+            prefetch_entry(e);
         }
     }
 
