@@ -84,29 +84,10 @@ impl OutputEdge {
             Route::Hash { key_column, router } => {
                 let column = *key_column;
                 router.route(batch.column(column));
-                let max_parallelism = router.groups.max_parallelism();
-                for (target, (rows, keys)) in router
-                    .rows
-                    .iter_mut()
-                    .zip(router.keys.iter_mut())
-                    .enumerate()
-                {
-                    if rows.is_empty() {
+                for target in 0..router.rows.len() {
+                    let Some(part) = router.part(&batch, target, column) else {
                         continue;
-                    }
-                    let mut part = batch.take(rows);
-                    if rows.len() >= ROUTED_KEYS_MIN_ROWS {
-                        // Moved into the part; the next batch's buffer starts at this size.
-                        let keys = std::mem::replace(keys, Vec::with_capacity(rows.len()));
-                        part = part.with_routed_keys(RoutedKeys {
-                            column,
-                            max_parallelism,
-                            keys,
-                        });
-                    } else {
-                        keys.clear();
-                    }
-                    rows.clear();
+                    };
                     send(&self.senders[target], Message::Data(part)).await?;
                 }
                 Ok(())
@@ -134,9 +115,7 @@ pub struct Router {
     target_of_group: Vec<u32>,
     /// Row indices per target.
     rows: Vec<Vec<u32>>,
-    /// The rows' routed keys per target, handed on with the part.
-    keys: Vec<Vec<RoutedKey>>,
-    /// Every row's routed key, in row order.
+    /// Every row's routed key, in row order (a part's are gathered from these).
     all: Vec<RoutedKey>,
 }
 
@@ -150,13 +129,12 @@ impl Router {
                 .map(|g| operator_index(g, targets, max_parallelism))
                 .collect(),
             rows: vec![Vec::new(); n],
-            keys: vec![Vec::new(); n],
             all: Vec::new(),
         }
     }
 
-    /// Appends each row's index to `rows[target]` and its routed key (key group and Java
-    /// `hashCode`) to `keys[target]`, target = the subtask owning the row's key group.
+    /// Appends each row's index to `rows[target]`, target = the subtask owning the row's key
+    /// group, and keeps every row's routed key (key group and Java `hashCode`).
     pub fn route(&mut self, keys: &Column) {
         let groups = self.groups;
         let all = &mut self.all;
@@ -173,8 +151,26 @@ impl Router {
         for (i, key) in all.iter().enumerate() {
             let target = self.target_of_group[key.key_group as usize] as usize;
             self.rows[target].push(i as u32);
-            self.keys[target].push(*key);
         }
+    }
+
+    /// The rows of `batch` routed to `target` (none: `None`), with their routed keys for key
+    /// column `column` if there are [`ROUTED_KEYS_MIN_ROWS`] of them; clears the target's rows.
+    fn part(&mut self, batch: &Batch, target: usize, column: usize) -> Option<Batch> {
+        let rows = &mut self.rows[target];
+        if rows.is_empty() {
+            return None;
+        }
+        let mut part = batch.take(rows);
+        if rows.len() >= ROUTED_KEYS_MIN_ROWS {
+            part = part.with_routed_keys(RoutedKeys {
+                column,
+                max_parallelism: self.groups.max_parallelism(),
+                keys: rows.iter().map(|&i| self.all[i as usize]).collect(),
+            });
+        }
+        rows.clear();
+        Some(part)
     }
 }
 
@@ -249,19 +245,18 @@ mod tests {
         router.route(&Column::Str(b.finish()));
         // Flink's vectors: a -> 2, b -> 0, key-1 -> 1, hello -> 1.
         assert_eq!(router.rows, vec![vec![1], vec![2, 3], vec![0], vec![]]);
-        // Beside each row index: its key group and hashCode (Flink's vectors too).
+        // Each row's key group and hashCode (Flink's vectors too).
         let want = vec![
-            vec![key(22, 98)],
-            vec![key(54, 101943363), key(35, 99162322)],
-            vec![key(81, 97)],
-            vec![],
+            key(81, 97),
+            key(22, 98),
+            key(54, 101943363),
+            key(35, 99162322),
         ];
-        assert_eq!(router.keys, want);
+        assert_eq!(router.all, want);
         let mut router = Router::new(4, 128);
         router.route(&Column::Int(vec![0, 1, 42]));
         assert_eq!(router.rows, vec![vec![2], vec![], vec![0, 1], vec![]]);
-        assert_eq!(router.keys[0], vec![key(29, 42)]);
-        assert_eq!(router.keys[2], vec![key(94, 0), key(86, 1)]);
+        assert_eq!(router.all, vec![key(94, 0), key(86, 1), key(29, 42)]);
         for g in 0..128 {
             let owner = router.target_of_group[g as usize];
             assert!(KeyGroupRange::for_subtask(owner, 4, 128).contains(g));
