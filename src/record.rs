@@ -309,6 +309,24 @@ impl fmt::Display for Value<'_> {
     }
 }
 
+/// One row's key as the hash exchange routed it: its key group and the key's Java `hashCode`
+/// (Flink's hash, `state::keygroup`), handed on so that the keyed operator reading the row
+/// does not hash its key again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoutedKey {
+    pub key_group: u32,
+    pub hash_code: i32,
+}
+
+/// The routed keys of every row of a batch: of the key in column `column`, key groups of
+/// `max_parallelism`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutedKeys {
+    pub column: usize,
+    pub max_parallelism: u32,
+    pub keys: Vec<RoutedKey>,
+}
+
 /// A batch of records: one column per schema field, all of the same length.
 ///
 /// With event time, each record also carries its timestamp (milliseconds since the epoch),
@@ -333,6 +351,8 @@ struct BatchMeta {
     side_output: bool,
     /// Records of a batch without columns (with columns, their length counts).
     rows: usize,
+    /// Each row's key, as the hash exchange that routed the batch computed it.
+    routed_keys: Option<RoutedKeys>,
 }
 
 #[cfg(test)]
@@ -400,6 +420,35 @@ impl Batch {
         self
     }
 
+    /// The rows' keys as the hash exchange routed them, if it did, for the key in `column`
+    /// of `max_parallelism` key groups (else `None`: the reader hashes the keys itself).
+    #[inline]
+    pub fn routed_keys(&self, column: usize, max_parallelism: u32) -> Option<&[RoutedKey]> {
+        let r = self.meta.as_ref()?.routed_keys.as_ref()?;
+        (r.column == column && r.max_parallelism == max_parallelism).then_some(r.keys.as_slice())
+    }
+
+    /// Gives the rows their routed keys (see [`Batch::routed_keys`]).
+    ///
+    /// Panics if the count differs from the records': a bug in the exchange, never input.
+    pub fn with_routed_keys(mut self, keys: RoutedKeys) -> Batch {
+        assert_eq!(
+            keys.keys.len(),
+            self.len(),
+            "bug: one routed key per record"
+        );
+        self.meta_mut().routed_keys = Some(keys);
+        self
+    }
+
+    /// Takes the routed keys out (the keyed operator that reads them; its output is keyed
+    /// by nothing).
+    pub fn take_routed_keys(&mut self) -> Option<RoutedKeys> {
+        let r = self.meta.as_mut()?.routed_keys.take();
+        self.drop_empty_meta();
+        r
+    }
+
     /// Takes the timestamps out (an operator building a new batch from this one's rows).
     pub fn take_timestamps(&mut self) -> Option<Vec<i64>> {
         let t = self.meta.as_mut()?.timestamps.take();
@@ -456,6 +505,11 @@ impl Batch {
                         .map(|t| rows.iter().map(|&r| t[r as usize]).collect()),
                     side_output: m.side_output,
                     rows: 0,
+                    routed_keys: m.routed_keys.as_ref().map(|r| RoutedKeys {
+                        column: r.column,
+                        max_parallelism: r.max_parallelism,
+                        keys: rows.iter().map(|&i| r.keys[i as usize]).collect(),
+                    }),
                 })
             }),
         };
@@ -471,11 +525,9 @@ impl Batch {
     }
 
     fn drop_empty_meta(&mut self) {
-        if self
-            .meta
-            .as_ref()
-            .is_some_and(|m| m.timestamps.is_none() && !m.side_output && m.rows == 0)
-        {
+        if self.meta.as_ref().is_some_and(|m| {
+            m.timestamps.is_none() && !m.side_output && m.rows == 0 && m.routed_keys.is_none()
+        }) {
             self.meta = None;
         }
     }

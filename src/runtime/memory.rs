@@ -48,12 +48,14 @@ pub fn estimate(plan: &Plan, capacity: usize) -> MemoryEstimate {
                 _ => pu.saturating_mul(pd),
             };
             // Each upstream subtask: a sender per target; a hash edge also its key group →
-            // target table and a row list per target. Each downstream subtask: a receiver
-            // and two flags per input channel.
+            // target table, a row list per target and the list of the rows' routed keys.
+            // Each downstream subtask: a receiver and two flags per input channel.
             let sender = std::mem::size_of::<usize>() as u64;
             let routing = match input.exchange {
                 Exchange::Hash { .. } => pu.saturating_mul(
-                    4 * u64::from(plan.max_parallelism) + pd.saturating_mul(3 * sender),
+                    4 * u64::from(plan.max_parallelism)
+                        + 3 * sender
+                        + pd.saturating_mul(3 * sender),
                 ),
                 _ => 0,
             };

@@ -35,7 +35,7 @@
 //! It must not know about tasks, channels or files: writing a snapshot to disk is the
 //! checkpoint module's job. A key is hashed once by the caller ([`KeyHash`]), never here.
 
-use crate::state::keygroup::{KeyGroupRange, KeyHash};
+use crate::state::keygroup::{KeyGroupRange, KeyGroups, KeyHash, KeyPlace};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 /// Keys of at most this many bytes are stored inside their entry, not in the arena.
@@ -139,18 +139,30 @@ fn matches(e: &Entry, h: u64, key: &[u8], packed: &[u8; INLINE_KEY], arena: &[u8
         }
 }
 
-/// Asks the CPU to start loading `e`'s cache line; returns at once.
+/// Asks the CPU to start loading the cache line `r` starts in; returns at once.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(unsafe_code)]
-fn prefetch_entry(e: &Entry) {
+fn prefetch_line<T>(r: &T) {
     use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
     // SAFETY: a prefetch is a hint that never faults and reads nothing into the program
     // (any address is allowed; this one is a live reference). SSE, which `_mm_prefetch`
     // needs, is part of the x86_64 baseline. The one `unsafe` of the crate: a safe load
     // instead blocks the CPU's reorder window, and overlapping the misses of a batch of
     // lookups is what makes 1M keys several times faster (see [`KeyedStore::prefetch`]).
-    unsafe { _mm_prefetch::<_MM_HINT_T0>((e as *const Entry).cast::<i8>()) }
+    unsafe { _mm_prefetch::<_MM_HINT_T0>((r as *const T).cast::<i8>()) }
+}
+
+/// Elsewhere: nothing (a plain read of a shard would wait for it; see [`prefetch_entry`]).
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn prefetch_line<T>(_r: &T) {}
+
+/// Starts loading a table slot.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch_entry(e: &Entry) {
+    prefetch_line(e)
 }
 
 /// Elsewhere: a plain read of the slot, which the CPU may overlap with what follows.
@@ -514,7 +526,8 @@ pub enum DeltaBase {
 #[derive(Debug, Clone)]
 pub struct KeyedStore {
     range: KeyGroupRange,
-    max_parallelism: u32,
+    /// The key groups of the job's max parallelism: a key's group from its hash.
+    groups: KeyGroups,
     /// Key group `g` is the shards `(g - range.start) << shard_bits ..` (`1 << shard_bits` of
     /// them); each behind its own `Arc`, the unit of copy-on-write.
     live: Vec<Live>,
@@ -542,7 +555,7 @@ impl KeyedStore {
     pub fn new(range: KeyGroupRange, max_parallelism: u32) -> Self {
         KeyedStore {
             range,
-            max_parallelism,
+            groups: KeyGroups::new(max_parallelism),
             live: (0..(range.len() as usize) << shard_bits(range.len()))
                 .map(|_| Live::Own(Shard::default()))
                 .collect(),
@@ -575,7 +588,18 @@ impl KeyedStore {
     }
 
     pub fn max_parallelism(&self) -> u32 {
-        self.max_parallelism
+        self.groups.max_parallelism()
+    }
+
+    /// The key groups of this store's max parallelism.
+    pub fn key_groups(&self) -> KeyGroups {
+        self.groups
+    }
+
+    /// Where a key of hash `hash` lives: its key group and table hash.
+    #[inline(always)]
+    pub fn place(&self, hash: KeyHash) -> KeyPlace {
+        self.groups.place(hash)
     }
 
     /// Number of keys held.
@@ -608,9 +632,20 @@ impl KeyedStore {
         key: &[u8],
         init: u64,
     ) -> Result<&mut u64, KeyedStateError> {
-        let key_group = hash.key_group(self.max_parallelism);
-        let idx = self.slot(key_group)?;
-        self.upsert(idx, key_group, hash.table, key, init)
+        self.get_or_insert_at(self.place(hash), key, init)
+    }
+
+    /// [`KeyedStore::get_or_insert`] of a key whose place is known ([`KeyedStore::place`],
+    /// or [`KeyPlace::of_routed`] of the key the hash exchange routed).
+    #[inline]
+    pub fn get_or_insert_at(
+        &mut self,
+        place: KeyPlace,
+        key: &[u8],
+        init: u64,
+    ) -> Result<&mut u64, KeyedStateError> {
+        let idx = self.slot(place.key_group)?;
+        self.upsert(idx, place.key_group, place.table, key, init)
     }
 
     /// `get_or_insert` on a group index and table hash already known.
@@ -690,20 +725,40 @@ impl KeyedStore {
     /// nearly every lookup misses). Only a hint: a key of another subtask is ignored here.
     #[inline(always)]
     pub fn prefetch(&self, hash: KeyHash) {
-        let key_group = hash.key_group(self.max_parallelism);
-        if !self.range.contains(key_group) {
-            return;
+        self.prefetch_slot(self.place(hash));
+    }
+
+    /// The shard a key at `place` is in (`None` for a key of another subtask).
+    #[inline(always)]
+    fn live_of(&self, place: KeyPlace) -> Option<&Live> {
+        let idx = place.key_group.checked_sub(self.range.start)? as usize;
+        let unit = (idx << self.shard_bits) | shard_of(place.table, self.shard_bits);
+        (place.key_group <= self.range.end)
+            .then(|| self.live.get(unit))
+            .flatten()
+    }
+
+    /// The first of two prefetch passes: starts loading the shard a key at `place` is in
+    /// (where its table is), so that [`KeyedStore::prefetch_slot`] finds it without waiting.
+    /// With a few thousand keys spread over ~16k shards, the shard itself was the miss.
+    #[inline(always)]
+    pub fn prefetch_shard(&self, place: KeyPlace) {
+        if let Some(live) = self.live_of(place) {
+            prefetch_line(live);
         }
-        let idx = (key_group - self.range.start) as usize;
-        let unit = (idx << self.shard_bits) | shard_of(hash.table, self.shard_bits);
-        if let Some(e) = self.live.get(unit).and_then(|l| l.get().home(hash.table)) {
+    }
+
+    /// [`KeyedStore::prefetch`] of a key whose place is known.
+    #[inline(always)]
+    pub fn prefetch_slot(&self, place: KeyPlace) {
+        if let Some(e) = self.live_of(place).and_then(|l| l.get().home(place.table)) {
             prefetch_entry(e);
         }
     }
 
     /// The value of `key`, if present.
     pub fn get(&self, hash: KeyHash, key: &[u8]) -> Result<Option<u64>, KeyedStateError> {
-        let key_group = hash.key_group(self.max_parallelism);
+        let key_group = self.groups.of(hash.flink);
         let idx = self.slot(key_group)?;
         Ok(self.group_at(idx).find(hash.table, key).map(|e| e.value))
     }
@@ -711,7 +766,7 @@ impl KeyedStore {
     /// Removes `key`, returning its value if it was present. The next delta records the
     /// removal as a deletion.
     pub fn remove(&mut self, hash: KeyHash, key: &[u8]) -> Result<Option<u64>, KeyedStateError> {
-        let key_group = hash.key_group(self.max_parallelism);
+        let key_group = self.groups.of(hash.flink);
         let idx = self.slot(key_group)?;
         Ok(self.remove_at(idx, hash.table, key))
     }
@@ -789,7 +844,7 @@ impl KeyedStore {
         self.frozen = Arc::downgrade(&frozen);
         let snap = KeyedSnapshot {
             range: self.range,
-            max_parallelism: self.max_parallelism,
+            max_parallelism: self.max_parallelism(),
             frozen,
             pinned: OnceLock::new(),
             len: self.len,
@@ -844,7 +899,7 @@ impl KeyedStore {
         KeyedStateError::WrongKeyGroup {
             key_group,
             range: self.range,
-            max_parallelism: self.max_parallelism,
+            max_parallelism: self.max_parallelism(),
         }
     }
 }

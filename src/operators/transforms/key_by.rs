@@ -5,16 +5,20 @@
 //! subtask sees only keys of its own groups; the values live in a [`KeyedStore`] that
 //! checkpoints snapshot.
 //!
-//! Each key is hashed once (Flink's hash, [`crate::state::keygroup`]); the output key column
-//! is the input column moved, not copied. It must not hash keys with anything else, and never
-//! keeps per-key data outside the store (a snapshot would miss it).
+//! Each key is hashed once (Flink's hash, [`crate::state::keygroup`]): by the hash exchange
+//! that routed it here, which hands each row's key group and hash code on with the batch
+//! (`Batch::routed_keys`), or else here. The output key column is the input column moved, not
+//! copied. It must not hash keys with anything else, and never keeps per-key data outside the
+//! store (a snapshot would miss it).
 
 use crate::operators::{
     typed_field, BuildContext, Operator, OperatorError, OperatorSpec, Problem, RestoredState,
 };
-use crate::record::{Batch, Column, DataType, Schema};
+use crate::record::{Batch, Column, DataType, RoutedKey, Schema};
 use crate::state::keyed::{KeyedStateError, KeyedStore};
-use crate::state::keygroup::{hash_bool, hash_int, hash_str, KeyGroupRange, KeyHash};
+use crate::state::keygroup::{
+    hash_bool, hash_int, str_hash_code, KeyGroupRange, KeyHash, KeyPlace,
+};
 use crate::state::OperatorSnapshot;
 
 /// The rolling aggregate to keep per key.
@@ -226,43 +230,31 @@ impl KeyBy {
         &self.store
     }
 
+    /// Folds each row of `key` (with its routed key, if the exchange handed them on) into
+    /// the store and pushes its new accumulator to `out`.
     fn fold(
         &mut self,
         key: &Column,
+        routed: Option<&[RoutedKey]>,
         values: &[u64],
         out: &mut Vec<u64>,
     ) -> Result<(), OperatorError> {
-        let step = self.step;
-        let store = &mut self.store;
+        let f = Fold {
+            store: &mut self.store,
+            routed,
+            step: self.step,
+            values,
+        };
         // One loop per key type, so the inner loop has no type dispatch.
         match key {
-            Column::Str(c) => fold_keys(
-                store,
+            Column::Str(c) => f.run(
                 c.len(),
                 |i| c.get(i),
-                |k| hash_str(k),
-                step,
-                values,
+                |i| KeyHash::from_java_hash_code(str_hash_code(c, i)),
                 out,
             ),
-            Column::Int(ks) => fold_keys(
-                store,
-                ks.len(),
-                |i| ks[i].to_le_bytes(),
-                |k| hash_int(i64::from_le_bytes(*k)),
-                step,
-                values,
-                out,
-            ),
-            Column::Bool(ks) => fold_keys(
-                store,
-                ks.len(),
-                |i| [ks[i] as u8],
-                |k| hash_bool(k[0] != 0),
-                step,
-                values,
-                out,
-            ),
+            Column::Int(ks) => f.run(ks.len(), |i| ks[i].to_le_bytes(), |i| hash_int(ks[i]), out),
+            Column::Bool(ks) => f.run(ks.len(), |i| [ks[i] as u8], |i| hash_bool(ks[i]), out),
             Column::Float(_) => {
                 return Err(OperatorError::Config(format!(
                     "bug: key_by \"{}\" got a float key column",
@@ -274,38 +266,78 @@ impl KeyBy {
     }
 }
 
-/// Keys looked up per run: the first pass hashes a run and starts loading each key's table
-/// slot, the second updates them, so that a run's cache misses overlap (with 1M keys nearly
-/// every lookup misses the cache; one after another they were the whole cost).
+/// Keys looked up per run: the first pass finds each key's place (from the routed key or by
+/// hashing it) and starts loading its shard, the second starts loading its table slot, the
+/// third updates them, so that a run's cache misses overlap (with 1M keys nearly every
+/// lookup misses the cache; one after another they were the whole cost).
 const RUN: usize = 32;
 
-/// Applies `step` for keys `0..n` (`key(i)`, its hash `hash`, value `values[i]` or 0) and
-/// pushes each key's new accumulator to `out`.
-fn fold_keys<K: AsRef<[u8]>>(
-    store: &mut KeyedStore,
-    n: usize,
-    key: impl Fn(usize) -> K,
-    hash: impl Fn(&K) -> KeyHash,
+/// One batch's fold: where it goes, the routed keys of its rows (if the exchange handed them
+/// on), how each row changes its key's accumulator and the rows' values (none for count).
+struct Fold<'a> {
+    store: &'a mut KeyedStore,
+    routed: Option<&'a [RoutedKey]>,
     step: Step,
-    values: &[u64],
-    out: &mut Vec<u64>,
-) -> Result<(), KeyedStateError> {
-    let mut hashes = [KeyHash { flink: 0, table: 0 }; RUN];
-    for start in (0..n).step_by(RUN) {
-        let run = &mut hashes[..RUN.min(n - start)];
-        for (j, h) in run.iter_mut().enumerate() {
-            *h = hash(&key(start + j));
-            store.prefetch(*h);
-        }
-        for (j, h) in run.iter().enumerate() {
-            let i = start + j;
-            let v = values.get(i).copied().unwrap_or(0);
-            let acc = store.get_or_insert(*h, key(i).as_ref(), step.init(v))?;
-            step.apply(acc, v);
-            out.push(*acc);
+    values: &'a [u64],
+}
+
+impl Fold<'_> {
+    /// Applies the step for keys `0..n` (`key(i)`, of hash `hash(i)` unless routed) and
+    /// pushes each key's new accumulator to `out`.
+    fn run<K: AsRef<[u8]>>(
+        self,
+        n: usize,
+        key: impl Fn(usize) -> K,
+        hash: impl Fn(usize) -> KeyHash,
+        out: &mut Vec<u64>,
+    ) -> Result<(), KeyedStateError> {
+        let groups = self.store.key_groups();
+        match self.routed {
+            Some(routed) => self.keys(
+                n,
+                key,
+                |i| {
+                    let place = KeyPlace::of_routed(routed[i]);
+                    debug_assert_eq!(place, groups.place(hash(i)), "routed key {i}");
+                    place
+                },
+                out,
+            ),
+            None => self.keys(n, key, |i| groups.place(hash(i)), out),
         }
     }
-    Ok(())
+
+    fn keys<K: AsRef<[u8]>>(
+        self,
+        n: usize,
+        key: impl Fn(usize) -> K,
+        place: impl Fn(usize) -> KeyPlace,
+        out: &mut Vec<u64>,
+    ) -> Result<(), KeyedStateError> {
+        let (store, step, values) = (self.store, self.step, self.values);
+        let mut places = [KeyPlace {
+            key_group: 0,
+            table: 0,
+        }; RUN];
+        for start in (0..n).step_by(RUN) {
+            let run = &mut places[..RUN.min(n - start)];
+            for (j, p) in run.iter_mut().enumerate() {
+                *p = place(start + j);
+                store.prefetch_shard(*p);
+            }
+            for p in run.iter() {
+                store.prefetch_slot(*p);
+            }
+            for (j, p) in run.iter().enumerate() {
+                let i = start + j;
+                let v = values.get(i).copied().unwrap_or(0);
+                let acc = store.get_or_insert_at(*p, key(i).as_ref(), step.init(v))?;
+                step.apply(acc, v);
+                out.push(*acc);
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Operator for KeyBy {
@@ -316,6 +348,12 @@ impl Operator for KeyBy {
         }
         // Each update keeps the timestamp of the record that caused it.
         let timestamps = batch.take_timestamps();
+        // The keys as the exchange routed them, if it handed them on for this key column.
+        let routed = batch.take_routed_keys().filter(|r| {
+            r.column == self.key_col
+                && r.max_parallelism == self.store.max_parallelism()
+                && r.keys.len() == n
+        });
         let mut cols = batch.columns;
         let values: Vec<u64> = match self.value_col.map(|i| &cols[i]) {
             None => Vec::new(),
@@ -332,7 +370,12 @@ impl Operator for KeyBy {
         // Move the key column out: the output shares its buffer, nothing is copied.
         let key = std::mem::replace(&mut cols[self.key_col], Column::Bool(Vec::new()));
         let mut acc = Vec::with_capacity(n);
-        self.fold(&key, &values, &mut acc)?;
+        self.fold(
+            &key,
+            routed.as_ref().map(|r| r.keys.as_slice()),
+            &values,
+            &mut acc,
+        )?;
         let agg = if self.out_float {
             Column::Float(acc.into_iter().map(f64::from_bits).collect())
         } else {
@@ -506,6 +549,48 @@ mod tests {
             s,
             Schema::new([("k", DataType::Int), ("total", DataType::Float)])
         );
+    }
+
+    /// Words routed as the hash exchange routes them: each row with its routed key.
+    fn routed(ws: &[&str], column: usize, max_parallelism: u32) -> Batch {
+        use crate::state::keygroup::{java_string_hash_code, KeyGroups};
+        let groups = KeyGroups::new(128);
+        let keys = ws
+            .iter()
+            .map(|w| groups.route(java_string_hash_code(w.as_bytes())))
+            .collect();
+        Batch::new(vec![text(ws)]).with_routed_keys(crate::record::RoutedKeys {
+            column,
+            max_parallelism,
+            keys,
+        })
+    }
+
+    #[test]
+    fn routed_keys_count_as_keys_hashed_here() {
+        let schema = Schema::new([("word", DataType::Str)]);
+        let c = cfg("{key: word, aggregate: count}");
+        let words: Vec<String> = (0..300).map(|i| format!("w{}", i % 37)).collect();
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        let run = |batch: Batch| {
+            let mut op = KeyBy::new(&c, &schema, &ctx(0, 1)).unwrap();
+            let mut out = Vec::new();
+            op.process(batch, &mut out).unwrap();
+            let state: std::collections::BTreeMap<Vec<u8>, u64> = op
+                .store()
+                .groups()
+                .flat_map(|(_, t)| t.iter().map(|(k, v)| (k.to_vec(), v)).collect::<Vec<_>>())
+                .collect();
+            (rows(&out), state, out[0].routed_keys(0, 128).is_some())
+        };
+        let plain = run(Batch::new(vec![text(&words)]));
+        assert_eq!(plain.1.len(), 37);
+        let with_routed = run(routed(&words, 0, 128));
+        assert_eq!(with_routed, plain);
+        assert!(!with_routed.2, "the output carries no routed keys");
+        // Routed keys of another column or max parallelism are not these keys: hashed here.
+        assert_eq!(run(routed(&words, 1, 128)), plain);
+        assert_eq!(run(routed(&words, 0, 256)), plain);
     }
 
     #[test]
