@@ -84,7 +84,7 @@ fn write_state_file(at: &Location, bytes: Vec<u8>) -> Result<String, CheckpointE
         return storage::write_state_file(at, bytes);
     };
     let d = open_local(dir)?;
-    let name = uuid::Uuid::new_v4().to_string();
+    let name = storage::state_file_name();
     d.write_new(&name, &bytes)
         .and_then(|()| d.sync())
         .map_err(|source| CheckpointError::Io {

@@ -179,9 +179,14 @@ fn io_err(context: String) -> impl FnOnce(std::io::Error) -> CheckpointError {
 /// is fresh, so a reader can never see a half-written file under a name some `_metadata`
 /// references: that `_metadata` is written only after this returns.
 pub fn write_state_file(dir: &Location, bytes: Vec<u8>) -> Result<String, CheckpointError> {
-    let name = uuid::Uuid::new_v4().to_string();
+    let name = state_file_name();
     dir.join(&name).storage().write_fresh(bytes)?;
     Ok(name)
+}
+
+/// A fresh state file's name (a random UUID, as Flink names them).
+pub fn state_file_name() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// Writes `_metadata` into `snapshot_dir` atomically and only if there is none

@@ -668,7 +668,7 @@ impl StreamedBlob<'_> {
             return Ok(());
         }
         let dir = st.state_file_dir(self.checkpoint, place)?;
-        let name = uuid::Uuid::new_v4().to_string();
+        let name = super::state_file_name();
         st.note_pending(self.checkpoint, place, &name, 0);
         let writer = FileWriter::spawn(dir.join(&name).storage().create_fresh()?)?;
         writer.send(std::mem::take(&mut self.held));

@@ -898,6 +898,21 @@ fn big_snapshot() -> std::sync::Arc<crate::state::keyed::KeyedSnapshot> {
     std::sync::Arc::new(ks.snapshot())
 }
 
+/// Subtask 0 of operator `count` with keyed state `snap`, for checkpoint `id`.
+fn keyed_subtask(
+    id: u64,
+    snap: std::sync::Arc<crate::state::keyed::KeyedSnapshot>,
+) -> SubtaskSnapshot {
+    SubtaskSnapshot {
+        checkpoint_id: CheckpointId(id),
+        operator_id: OperatorId("count".into()),
+        subtask: 0,
+        parallelism: 1,
+        max_parallelism: 128,
+        state: OperatorSnapshot::Keyed(snap),
+    }
+}
+
 /// A keyed snapshot bigger than a piece goes to its state file while it is encoded (full to
 /// the checkpoint's directory, incremental to the shared one): the file holds the blob a
 /// whole encoding makes and its size and index are the same; an abort deletes the
@@ -912,17 +927,7 @@ fn a_big_keyed_snapshot_is_streamed_to_its_state_file() {
         ("full", store(&config(&tmp.path().join("full")))),
         ("incremental", incremental(&tmp.path().join("incr"), 1)),
     ] {
-        let write = |id: u64| {
-            s.write_subtask(SubtaskSnapshot {
-                checkpoint_id: CheckpointId(id),
-                operator_id: OperatorId("count".into()),
-                subtask: 0,
-                parallelism: 1,
-                max_parallelism: 128,
-                state: OperatorSnapshot::Keyed(snap.clone()),
-            })
-            .unwrap()
-        };
+        let write = |id: u64| s.write_subtask(keyed_subtask(id, snap.clone())).unwrap();
         let dir = s
             .complete(meta(1, vec![op("count", vec![write(1)])]))
             .unwrap();
@@ -968,15 +973,7 @@ fn timing_full_checkpoint_of_a_million_keys_streamed_and_whole() {
         let snap = std::sync::Arc::new(ks.snapshot());
         let t = std::time::Instant::now();
         if id % 2 == 0 {
-            s.write_subtask(SubtaskSnapshot {
-                checkpoint_id: CheckpointId(id),
-                operator_id: OperatorId("count".into()),
-                subtask: 0,
-                parallelism: 1,
-                max_parallelism: 128,
-                state: OperatorSnapshot::Keyed(snap),
-            })
-            .unwrap();
+            s.write_subtask(keyed_subtask(id, snap)).unwrap();
             streamed.push(t.elapsed().as_millis());
         } else {
             let encode = |_| crate::state::snapshot::encode_full(&snap);
