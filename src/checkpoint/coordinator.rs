@@ -149,6 +149,9 @@ pub struct CheckpointSchedule {
     /// False for a job without `execution.checkpointing.interval`: nothing triggers on its
     /// own, only requested savepoints take ids.
     periodic: bool,
+    /// Every source's input ended: the next checkpoint (the final one) is due at once, not
+    /// an interval after the last, as in Flink since 1.18 (FLINK-28386).
+    inputs_ended: bool,
 }
 
 impl CheckpointSchedule {
@@ -163,6 +166,7 @@ impl CheckpointSchedule {
             last_completion: None,
             consecutive_failures: 0,
             periodic: true,
+            inputs_ended: false,
         }
     }
 
@@ -239,7 +243,11 @@ impl CheckpointSchedule {
         if !self.periodic || self.blocked_by_pending() {
             return None;
         }
-        let by_interval = self.last_trigger + self.settings.interval;
+        let by_interval = if self.inputs_ended {
+            self.last_trigger
+        } else {
+            self.last_trigger + self.settings.interval
+        };
         Some(match self.last_completion {
             Some(done) => by_interval.max(done + self.settings.min_pause),
             None => by_interval,
@@ -259,9 +267,16 @@ impl CheckpointSchedule {
         Some(self.trigger_now(now))
     }
 
+    /// Every source's input ended: the final checkpoint triggers as soon as the pending ones
+    /// and the minimum pause allow. Once: should it fail, the next is an interval later.
+    pub fn all_inputs_ended(&mut self) {
+        self.inputs_ended = true;
+    }
+
     /// Takes the next id for a checkpoint or savepoint started at `now`, regardless of timing
     /// (a savepoint is requested, not scheduled).
     pub fn trigger_now(&mut self, now: Instant) -> CheckpointId {
+        self.inputs_ended = false;
         let id = CheckpointId(self.next_id);
         self.next_id += 1;
         self.last_trigger = now;
@@ -768,6 +783,37 @@ mod tests {
         // A short checkpoint: the interval is the later bound.
         assert!(s.on_complete(CheckpointId(2), t0 + ms(481)));
         assert_eq!(s.next_trigger_at(), Some(t0 + ms(731)));
+    }
+
+    #[test]
+    fn the_final_checkpoint_is_due_once_every_input_ended() {
+        let t0 = Instant::now();
+        let mut s = CheckpointSchedule::new(
+            TriggerSettings {
+                interval: Duration::from_secs(3600),
+                min_pause: ms(250),
+                ..settings()
+            },
+            1,
+            t0,
+        );
+        s.all_inputs_ended();
+        assert_eq!(s.trigger(t0 + ms(1)), Some(CheckpointId(1)));
+        // Once: a failed final checkpoint does not make the next one due at once.
+        assert!(s
+            .on_failure(CheckpointId(1), &FailureReason::Expired)
+            .is_some());
+        assert_eq!(
+            s.next_trigger_at(),
+            Some(t0 + ms(1) + Duration::from_secs(3600))
+        );
+        // Pending checkpoints and the minimum pause still hold it back.
+        assert_eq!(s.trigger_now(t0 + ms(10)), CheckpointId(2));
+        s.all_inputs_ended();
+        assert_eq!(s.next_trigger_at(), None);
+        assert!(s.on_complete(CheckpointId(2), t0 + ms(20)));
+        assert_eq!(s.next_trigger_at(), Some(t0 + ms(270)));
+        assert_eq!(s.trigger(t0 + ms(270)), Some(CheckpointId(3)));
     }
 
     #[test]

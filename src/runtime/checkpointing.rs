@@ -146,6 +146,8 @@ pub enum CheckpointMessage {
     },
     /// The subtask ended normally; it reports no later snapshot.
     Finished { task: usize, subtask: u32 },
+    /// A source subtask's input ended; it waits for the final checkpoint.
+    InputEnded { task: usize, subtask: u32 },
 }
 
 /// What the driver knows of the job's shape.
@@ -241,6 +243,7 @@ pub(crate) fn spawn(
         writes: HashMap::new(),
         abort_when_written: HashSet::new(),
         source_finished: None,
+        inputs_ended: HashSet::new(),
         failing: false,
         defer_aborts: false,
         preparing: None,
@@ -303,6 +306,8 @@ struct Driver {
     abort_when_written: HashSet<CheckpointId>,
     /// The first source subtask that finished: later triggers are skipped.
     source_finished: Option<(usize, u32)>,
+    /// Source subtasks whose input ended: once all have, the final checkpoint is due.
+    inputs_ended: HashSet<(usize, u32)>,
     /// The driver failed the job: no more triggers.
     failing: bool,
     /// The job ended: aborts are collected and done, in order, before `terminate`.
@@ -713,6 +718,19 @@ impl Driver {
                 states,
             } => self.on_snapshot(id, task, subtask, states),
             CheckpointMessage::Finished { task, subtask } => self.on_finished(task, subtask),
+            CheckpointMessage::InputEnded { task, subtask } => {
+                self.inputs_ended.insert((task, subtask));
+                let sources: u32 = self
+                    .shape
+                    .tasks
+                    .iter()
+                    .filter(|t| t.is_source)
+                    .map(|t| t.parallelism)
+                    .sum();
+                if self.inputs_ended.len() == sources as usize {
+                    self.schedule.all_inputs_ended();
+                }
+            }
         }
     }
 

@@ -207,6 +207,16 @@ impl TaskContext {
         chain.end_of_input(why)
     }
 
+    /// This source subtask's input ended: when all have, the final checkpoint is due.
+    fn input_ended(&self) {
+        if let Some(tx) = &self.checkpoints {
+            let _ = tx.send(CheckpointMessage::InputEnded {
+                task: self.task,
+                subtask: self.subtask,
+            });
+        }
+    }
+
     /// This subtask ended normally: it acks no later checkpoint.
     fn finished(&self) {
         if let Some(tx) = &self.checkpoints {
@@ -350,6 +360,7 @@ async fn input_finished(
         send(outputs, out, passed).await?;
     }
     if let Some(fc) = ctx.final_checkpoint.clone() {
+        ctx.input_ended();
         await_final_checkpoint(&fc, slot, chain, outputs, ctx).await?;
     }
     Ok(())
