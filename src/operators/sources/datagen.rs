@@ -39,7 +39,7 @@ pub const MAX_WORDS_PER_LINE: u32 = 1000;
 
 /// Vocabularies up to this size get their names pre-formatted into an arena (about 8 bytes a
 /// name); larger ones are formatted on the fly.
-const ARENA_MAX_VOCAB: u64 = 1 << 24;
+const ARENA_MAX_VOCAB: u64 = 1 << 16;
 
 const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 const M1: u64 = 0xBF58_476D_1CE4_E5B9;
@@ -215,7 +215,7 @@ enum Names {
 
 impl Names {
     /// The arena for `vocab`, built once per process while any subtask holds it: subtasks of
-    /// one job then share it (16 MiB for a million names) and its cache lines.
+    /// one job then share it (1 MiB at most) and its cache lines.
     fn new(vocab: u64) -> Names {
         static ARENAS: Mutex<Vec<(u64, Weak<Vec<Slot>>)>> = Mutex::new(Vec::new());
         if vocab > ARENA_MAX_VOCAB {
@@ -239,13 +239,11 @@ impl Names {
 
     fn build(vocab: u64) -> Vec<Slot> {
         let mut slots = Vec::with_capacity(vocab as usize);
-        let mut name = Vec::with_capacity(16);
+        let mut buf = [0u8; NAME_MAX];
         for id in 0..vocab {
-            name.clear();
-            name.push(b'w');
-            push_decimal(&mut name, id);
+            let name = format_name(&mut buf, id);
             let mut slot = [0u8; 16];
-            slot[..name.len()].copy_from_slice(&name);
+            slot[..name.len()].copy_from_slice(name);
             slot[15] = name.len() as u8;
             slots.push(slot);
         }
@@ -262,19 +260,24 @@ fn digits(mut v: u64) -> usize {
     d
 }
 
-fn push_decimal(out: &mut Vec<u8>, v: u64) {
-    let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    let mut v = v;
+/// The longest name: `w` and the 20 digits of `u64::MAX`.
+const NAME_MAX: usize = 21;
+
+/// Word `id`'s name, `w<id>`, written right-aligned into `buf` (one copy, no allocation).
+fn format_name(buf: &mut [u8; NAME_MAX], id: u64) -> &[u8] {
+    let mut i = NAME_MAX;
+    let mut v = id;
     loop {
         i -= 1;
-        tmp[i] = b'0' + (v % 10) as u8;
+        buf[i] = b'0' + (v % 10) as u8;
         v /= 10;
         if v == 0 {
             break;
         }
     }
-    out.extend_from_slice(&tmp[i..]);
+    i -= 1;
+    buf[i] = b'w';
+    &buf[i..]
 }
 
 /// Throttle state: lines allowed so far at `rate` per second since `start`.
@@ -498,7 +501,7 @@ impl Datagen {
         let mut z = self
             .seed
             .wrapping_add(first.wrapping_mul(w).wrapping_mul(GAMMA));
-        let mut scratch = Vec::new();
+        let mut name = [0u8; NAME_MAX];
         for _ in 0..count {
             let start = col.buf_len();
             for j in 0..w {
@@ -512,12 +515,7 @@ impl Datagen {
                         let slot = &slots[id as usize];
                         col.push_gap(&slot[..slot[15] as usize]);
                     }
-                    Names::OnTheFly => {
-                        scratch.clear();
-                        scratch.push(b'w');
-                        push_decimal(&mut scratch, id);
-                        col.push_gap(&scratch);
-                    }
+                    Names::OnTheFly => col.push_gap(format_name(&mut name, id)),
                 }
             }
             col.push_span(Span {
@@ -651,6 +649,14 @@ mod tests {
             ]
         );
         assert_eq!(line_text(&cfg, 2), got[2]);
+    }
+
+    #[test]
+    fn names_are_formatted_whole() {
+        let mut buf = [0u8; NAME_MAX];
+        for id in [0, 9, 10, 999_999, u64::MAX] {
+            assert_eq!(format_name(&mut buf, id), format!("w{id}").as_bytes());
+        }
     }
 
     #[tokio::test]
