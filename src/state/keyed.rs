@@ -309,8 +309,6 @@ impl Shard {
         self.probe(h, key, &packed).ok().map(|i| &self.slots[i])
     }
 
-    /// The slot `h` is looked up from, if the table has slots.
-    #[inline(always)]
     /// The home slot of hash `h`, and the slot after it when that one starts a new cache
     /// line (two entries to a line).
     #[inline(always)]
