@@ -60,12 +60,8 @@ impl Operator for Sink {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bounded_input_ends_only_after_a_checkpoint_holding_all_of_it_completed() {
-    let log = Log::default();
-    let store = Arc::new(MemoryStore::default());
-    let mut opts = JobOptions::new("final");
-    opts.checkpointing = Some(checkpointing(store, Duration::from_millis(20)));
+/// Two source subtasks of 50 batches each into two [`Sink`]s that log to `log`.
+fn job(name: &str, log: &Log) -> Plan {
     let sink_log = log.clone();
     let vertices = vec![
         counting_source(
@@ -84,7 +80,16 @@ async fn a_bounded_input_ends_only_after_a_checkpoint_holding_all_of_it_complete
             })
         }),
     ];
-    let plan = Plan::from_vertices("final", PathBuf::from("."), vertices, 1, None).unwrap();
+    Plan::from_vertices(name, PathBuf::from("."), vertices, 1, None).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounded_input_ends_only_after_a_checkpoint_holding_all_of_it_completed() {
+    let log = Log::default();
+    let store = Arc::new(MemoryStore::default());
+    let mut opts = JobOptions::new("final");
+    opts.checkpointing = Some(checkpointing(store, Duration::from_millis(20)));
+    let plan = job("final", &log);
     let handle = runtime::start(plan, opts).unwrap();
     handle.wait().await.unwrap();
 
@@ -132,25 +137,7 @@ async fn without_checkpoints_after_tasks_finish_the_end_commits_nothing_more() {
     let mut cp = checkpointing(store.clone(), Duration::from_secs(3600));
     cp.config.checkpoints_after_tasks_finish = false;
     opts.checkpointing = Some(cp);
-    let sink_log = log.clone();
-    let vertices = vec![
-        counting_source(
-            "src",
-            Some(2),
-            Counting {
-                name: "w".into(),
-                size: 10,
-                batches: Some(50),
-            },
-        ),
-        runtime_support::operator("sink", &[0], Some(2), move |ctx| {
-            Box::new(Sink {
-                subtask: ctx.subtask,
-                log: sink_log.clone(),
-            })
-        }),
-    ];
-    let plan = Plan::from_vertices("no-final", PathBuf::from("."), vertices, 1, None).unwrap();
+    let plan = job("no-final", &log);
     let handle = runtime::start(plan, opts).unwrap();
     // A hang guard only: the job ends as soon as its input does.
     tokio::time::timeout(Duration::from_secs(300), handle.wait())
@@ -188,25 +175,7 @@ async fn the_final_checkpoint_is_triggered_when_every_input_ended() {
     let store = Arc::new(MemoryStore::default());
     let mut opts = JobOptions::new("final-now");
     opts.checkpointing = Some(checkpointing(store.clone(), Duration::from_secs(3600)));
-    let sink_log = log.clone();
-    let vertices = vec![
-        counting_source(
-            "src",
-            Some(2),
-            Counting {
-                name: "w".into(),
-                size: 10,
-                batches: Some(50),
-            },
-        ),
-        runtime_support::operator("sink", &[0], Some(2), move |ctx| {
-            Box::new(Sink {
-                subtask: ctx.subtask,
-                log: sink_log.clone(),
-            })
-        }),
-    ];
-    let plan = Plan::from_vertices("final-now", PathBuf::from("."), vertices, 1, None).unwrap();
+    let plan = job("final-now", &log);
     let handle = runtime::start(plan, opts).unwrap();
     // A hang guard only: without the immediate trigger the job would wait an hour.
     tokio::time::timeout(Duration::from_secs(300), handle.wait())
