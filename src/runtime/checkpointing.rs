@@ -159,6 +159,17 @@ pub(crate) struct JobShape {
     pub tasks: Vec<TaskShape>,
 }
 
+impl JobShape {
+    /// How many source subtasks the job has.
+    fn source_subtasks(&self) -> usize {
+        self.tasks
+            .iter()
+            .filter(|t| t.is_source)
+            .map(|t| t.parallelism as usize)
+            .sum()
+    }
+}
+
 pub(crate) struct TaskShape {
     pub name: String,
     pub first_operator: usize,
@@ -720,14 +731,7 @@ impl Driver {
             CheckpointMessage::Finished { task, subtask } => self.on_finished(task, subtask),
             CheckpointMessage::InputEnded { task, subtask } => {
                 self.inputs_ended.insert((task, subtask));
-                let sources: u32 = self
-                    .shape
-                    .tasks
-                    .iter()
-                    .filter(|t| t.is_source)
-                    .map(|t| t.parallelism)
-                    .sum();
-                if self.inputs_ended.len() == sources as usize {
+                if self.inputs_ended.len() == self.shape.source_subtasks() {
                     self.schedule.all_inputs_ended();
                 }
             }

@@ -37,8 +37,9 @@ pub const BLOCK: u64 = BATCH_SIZE as u64;
 /// The most words a generated line may have: a batch of [`BLOCK`] such lines is some 20 MB.
 pub const MAX_WORDS_PER_LINE: u32 = 1000;
 
-/// Vocabularies up to this size get their names pre-formatted into an arena (about 8 bytes a
-/// name); larger ones are formatted on the fly.
+/// Vocabularies up to this size get their names pre-formatted into an arena (16 bytes a
+/// name, 1 MiB at most); larger ones are formatted on the fly. Words are drawn at random, so
+/// a bigger arena misses the cache on nearly every word, which costs more than formatting.
 const ARENA_MAX_VOCAB: u64 = 1 << 16;
 
 const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
