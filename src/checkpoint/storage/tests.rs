@@ -954,6 +954,80 @@ fn a_big_keyed_snapshot_is_streamed_to_its_state_file() {
     }
 }
 
+/// A keyed snapshot whose last drop waits until the test lets it go.
+#[derive(Debug)]
+struct HeldDrop {
+    inner: std::sync::Arc<crate::state::keyed::KeyedSnapshot>,
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    dropped: std::sync::mpsc::Sender<()>,
+}
+
+impl crate::state::KeyedStateSnapshot for HeldDrop {
+    fn format(&self) -> crate::state::StateFormat {
+        self.inner.format()
+    }
+    fn range(&self) -> KeyGroupRange {
+        self.inner.range()
+    }
+    fn sequence(&self) -> u64 {
+        crate::state::KeyedStateSnapshot::sequence(&*self.inner)
+    }
+    fn delta_base(&self) -> crate::state::keyed::DeltaBase {
+        crate::state::KeyedStateSnapshot::delta_base(&*self.inner)
+    }
+    fn encode_full(&self) -> EncodedBlob {
+        self.inner.encode_full()
+    }
+    fn encode_delta(&self) -> EncodedBlob {
+        self.inner.encode_delta()
+    }
+    fn encode_into(&self, full: bool, out: &mut dyn crate::state::BlobOut) -> Vec<GroupIndexEntry> {
+        self.inner.encode_into(full, out)
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl Drop for HeldDrop {
+    fn drop(&mut self) {
+        let _ = self.release.lock().unwrap().recv();
+        let _ = self.dropped.send(());
+    }
+}
+
+/// Freeing a big snapshot's shard copies is not part of the checkpoint: the subtask's state
+/// is written (and acknowledged) while its snapshot is still being let go.
+#[test]
+fn a_keyed_snapshot_is_let_go_off_the_checkpoint_path() {
+    use std::sync::mpsc::channel;
+    use std::time::Duration;
+    let tmp = tempfile::tempdir().unwrap();
+    let s = std::sync::Arc::new(store(&config(tmp.path())));
+    let (release, held) = channel();
+    let (dropped_tx, dropped) = channel();
+    let snap = HeldDrop {
+        inner: big_snapshot(),
+        release: std::sync::Mutex::new(held),
+        dropped: dropped_tx,
+    };
+    let mut subtask = keyed_subtask(1, big_snapshot());
+    subtask.state = OperatorSnapshot::Keyed(std::sync::Arc::new(snap));
+    let (written_tx, written) = channel();
+    let writer = s.clone();
+    std::thread::spawn(move || written_tx.send(writer.write_subtask(subtask).is_ok()));
+    // Only a broken build waits this long: the write would wait for the drop, which waits
+    // for the release below.
+    let ok = written.recv_timeout(Duration::from_secs(120));
+    release.send(()).unwrap();
+    assert_eq!(
+        ok,
+        Ok(true),
+        "the write waited for the snapshot to be dropped"
+    );
+    dropped.recv_timeout(Duration::from_secs(120)).unwrap();
+}
+
 /// Run by hand in release: `cargo test --release --lib storage::tests::timing -- --ignored
 /// --nocapture`. A full checkpoint of 1M keys to local disk, streamed (as a job writes it)
 /// against encoded whole and then written, in alternating rounds of the same process.
