@@ -815,8 +815,9 @@ impl CheckpointStore for FsCheckpointStore {
             OperatorSnapshot::Keyed(ks) => {
                 let (range, format) = (ks.range(), ks.format());
                 let origin = Some((ks.sequence(), ks.delta_base()));
-                // The snapshot is let go once encoded, before the file's fsync: the keyed
-                // store writes the shards it still shares with it in place from then on.
+                // The snapshot is let go once encoded, before the file's fsync (and freed
+                // off this path): the keyed store then writes the shards it still shares
+                // with it in place.
                 let encode = move |e, out: &mut dyn BlobOut| {
                     let groups = ks.encode_into(e == Encoding::Full, out);
                     drop_aside(ks);

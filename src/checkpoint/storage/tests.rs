@@ -901,7 +901,7 @@ fn big_snapshot() -> std::sync::Arc<crate::state::keyed::KeyedSnapshot> {
 /// Subtask 0 of operator `count` with keyed state `snap`, for checkpoint `id`.
 fn keyed_subtask(
     id: u64,
-    snap: std::sync::Arc<crate::state::keyed::KeyedSnapshot>,
+    snap: std::sync::Arc<dyn crate::state::KeyedStateSnapshot>,
 ) -> SubtaskSnapshot {
     SubtaskSnapshot {
         checkpoint_id: CheckpointId(id),
@@ -1011,8 +1011,7 @@ fn a_keyed_snapshot_is_let_go_off_the_checkpoint_path() {
         release: std::sync::Mutex::new(held),
         dropped: dropped_tx,
     };
-    let mut subtask = keyed_subtask(1, big_snapshot());
-    subtask.state = OperatorSnapshot::Keyed(std::sync::Arc::new(snap));
+    let subtask = keyed_subtask(1, std::sync::Arc::new(snap));
     let (written_tx, written) = channel();
     let writer = s.clone();
     std::thread::spawn(move || written_tx.send(writer.write_subtask(subtask).is_ok()));
