@@ -15,8 +15,8 @@
 
 use super::backend::FreshFile;
 use super::{
-    delete_snapshot_dir, list_checkpoints, path, placement, write_metadata, write_state_file,
-    Location, PathKind, Placement,
+    delete_snapshot_dir, drop_aside, list_checkpoints, path, placement, write_metadata,
+    write_state_file, Location, PathKind, Placement,
 };
 use crate::checkpoint::metadata::{
     self, BlobLocation, CheckpointMetadata, KeyedStateHandle, StateBlob, SubtaskStateMeta,
@@ -720,16 +720,6 @@ impl BlobOut for StreamedBlob<'_> {
             self.error = Some(e);
         }
     }
-}
-
-/// Lets `value` go on a thread of its own. A keyed snapshot holds the compact copies of
-/// every shard the store wrote to while it was encoded; at 1M keys freeing them took 10 ms,
-/// a fifth of the checkpoint, and the checkpoint need not wait for it. If no thread can be
-/// started, it goes here.
-fn drop_aside<T: Send + 'static>(value: T) {
-    let _ = std::thread::Builder::new()
-        .name("floe-snapshot-drop".into())
-        .spawn(move || drop(value));
 }
 
 /// How much a state file's writer writes between two write-backs ([`FreshFile::write_back`]).

@@ -1060,3 +1060,41 @@ fn timing_full_checkpoint_of_a_million_keys_streamed_and_whole() {
     whole.sort();
     println!("streamed ms {streamed:?}, whole ms {whole:?}");
 }
+
+/// Deleting a checkpoint does not wait for the kernel to free its files' cached pages (8 ms
+/// for a 24 MB state file): each file is still open when its name goes, and is closed off
+/// the path. Only plain files are opened: a link is not followed, a FIFO not waited on.
+#[test]
+fn a_deleted_checkpoints_files_are_closed_off_the_path() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("chk-1");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join(METADATA_FILE), b"meta").unwrap();
+    fs::write(
+        dir.join("7f1c0d7e-0000-4000-8000-000000000000"),
+        vec![7u8; 1 << 20],
+    )
+    .unwrap();
+    let outside = tmp.path().join("outside");
+    fs::write(&outside, b"not floe's").unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("link")).unwrap();
+    use rustix::fs::{FileType, Mode, CWD};
+    rustix::fs::mknodat(CWD, dir.join("fifo"), FileType::Fifo, Mode::from(0o600), 0).unwrap();
+
+    local::HELD.with(|h| *h.borrow_mut() = Some(Vec::new()));
+    let deleted = delete_snapshot_dir(&Location::Local(dir.clone()));
+    let held = local::HELD.with(|h| h.borrow_mut().take()).unwrap();
+    deleted.unwrap();
+    assert!(!dir.exists());
+    assert_eq!(fs::read(&outside).unwrap(), b"not floe's");
+    let sizes: Vec<(u64, u64)> = held
+        .iter()
+        .map(|f| f.metadata().map(|m| (m.len(), m.nlink())).unwrap())
+        .collect();
+    assert_eq!(
+        sizes,
+        vec![(4, 0), (1 << 20, 0)],
+        "_metadata, then the state file, unlinked"
+    );
+}
