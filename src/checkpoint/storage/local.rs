@@ -172,11 +172,14 @@ impl Storage for PathBuf {
 /// removed: the kernel frees a file's cached pages at its last close, not at the unlink, and
 /// for a 24 MB state file that took 8 ms, which the completion of the checkpoint that
 /// subsumed it waited for. Nothing is read. Callers pass plain files only; should one be
-/// swapped for a link or a FIFO meanwhile, it is neither followed nor waited on.
+/// swapped for a link or a FIFO meanwhile, it is neither followed nor waited on. At most
+/// [`HOLD_MAX`] are held (a floe checkpoint has one file per keyed subtask): a directory of
+/// thousands of files must not take the descriptors other work needs meanwhile.
 fn hold_open(paths: impl IntoIterator<Item = PathBuf>) -> Vec<File> {
     use std::os::unix::fs::OpenOptionsExt;
     paths
         .into_iter()
+        .take(HOLD_MAX)
         .filter_map(|p| {
             File::options()
                 .read(true)
@@ -186,6 +189,9 @@ fn hold_open(paths: impl IntoIterator<Item = PathBuf>) -> Vec<File> {
         })
         .collect()
 }
+
+/// The most files one deletion holds open ([`hold_open`]); the rest are deleted as usual.
+const HOLD_MAX: usize = 64;
 
 /// Closes `held` on a thread of its own (none is started for nothing).
 fn close_aside(held: Vec<File>) {

@@ -1098,3 +1098,20 @@ fn a_deleted_checkpoints_files_are_closed_off_the_path() {
         "_metadata, then the state file, unlinked"
     );
 }
+
+/// A directory of many files is deleted whole, holding no more than a few of them open.
+#[test]
+fn a_deletion_holds_a_bounded_number_of_files_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("chk-1");
+    fs::create_dir(&dir).unwrap();
+    for i in 0..200 {
+        fs::write(dir.join(format!("f{i}")), b"x").unwrap();
+    }
+    local::HELD.with(|h| *h.borrow_mut() = Some(Vec::new()));
+    let deleted = delete_snapshot_dir(&Location::Local(dir.clone()));
+    let held = local::HELD.with(|h| h.borrow_mut().take()).unwrap();
+    deleted.unwrap();
+    assert!(!dir.exists());
+    assert_eq!(held.len(), 64);
+}
