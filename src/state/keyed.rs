@@ -511,7 +511,8 @@ impl<'a> GroupTable<'a> {
     }
 
     /// Calls `f` with every entry of the group as [`GroupTable::entries`] yields them, and the
-    /// key's first [`INLINE_KEY`] bytes zero-padded (what a short key is stored as). A plain
+    /// entry's inline key field: a key of at most [`INLINE_KEY`] bytes zero-padded (a longer
+    /// key's field holds its arena offset, no key bytes). A plain
     /// loop over each shard's slots, which a full checkpoint runs for every key: the iterator
     /// chain took a third longer. The next shard's first kilobyte is fetched meanwhile (about
     /// a tenth less time): each table is an allocation of its own, where the hardware's
