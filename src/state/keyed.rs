@@ -229,11 +229,20 @@ struct Shard {
     arena: Vec<u8>,
     slots: Box<[Entry]>,
     len: usize,
-    /// A snapshot's compact copy ([`Shard::compacted`]): `slots` holds the entries only,
-    /// not a hash table, sorted by their home slot in the table they came from
-    /// (`hash & home_mask`), so a lookup is a binary search.
+    /// A snapshot's compact copy ([`Shard::compacted`]): `slots` holds the entries only, in
+    /// the order of the table they came from, and `occupied` which of that table's slots
+    /// held them, so a lookup probes as it did in the table (`hash & home_mask` on).
     compact: bool,
     home_mask: usize,
+    occupied: Box<[Occupied]>,
+}
+
+/// 64 slots of the table a compact copy came from: which held an entry, and how many
+/// entries the slots before them held (where the first of these 64 is in the copy).
+#[derive(Debug, Clone, Copy)]
+struct Occupied {
+    bits: u64,
+    before: u32,
 }
 
 impl Shard {
@@ -243,11 +252,22 @@ impl Shard {
     fn compacted(&self) -> Shard {
         // Sized exactly: a collect would grow and shrink the buffer (and fragment the heap).
         let mut slots = Vec::with_capacity(self.len);
-        slots.extend(self.slots.iter().filter(|e| e.key_len != FREE).copied());
-        // In slot order they are sorted by home slot already, but for the probe runs that
-        // wrap around the table's end: nearly sorted, which this sort handles in linear time.
+        let mut occupied = Vec::with_capacity(self.slots.len().div_ceil(64));
+        // The job makes these copies on its own thread, one per shard it writes first after a
+        // snapshot: a single pass, no sort (keeping the table's order is what makes a lookup
+        // possible without one).
+        for chunk in self.slots.chunks(64) {
+            let before = slots.len() as u32;
+            let mut bits = 0u64;
+            for (j, e) in chunk.iter().enumerate() {
+                if e.key_len != FREE {
+                    bits |= 1 << j;
+                    slots.push(*e);
+                }
+            }
+            occupied.push(Occupied { bits, before });
+        }
         let home_mask = self.slots.len().saturating_sub(1);
-        slots.sort_unstable_by_key(|e| e.hash as usize & home_mask);
         let slots = slots.into_boxed_slice();
         let long_keys = slots.iter().any(|e| e.key_len as usize > INLINE_KEY);
         Shard {
@@ -260,6 +280,7 @@ impl Shard {
             slots,
             compact: true,
             home_mask,
+            occupied: occupied.into_boxed_slice(),
         }
     }
 
@@ -298,15 +319,29 @@ impl Shard {
             [0; INLINE_KEY]
         };
         if self.compact {
-            let home_of = |e: &Entry| e.hash as usize & self.home_mask;
-            let home = h as usize & self.home_mask;
-            let start = self.slots.partition_point(|e| home_of(e) < home);
-            return self.slots[start..]
-                .iter()
-                .take_while(|e| home_of(e) == home)
-                .find(|e| matches(e, h, key, &packed, &self.arena));
+            return self.find_compact(h, key, &packed);
         }
         self.probe(h, key, &packed).ok().map(|i| &self.slots[i])
+    }
+
+    /// [`Shard::probe`] in the table a compact copy came from: slot by slot from the home
+    /// slot to the first free one (the table always had one), each held entry found by its
+    /// rank among the held slots.
+    fn find_compact(&self, h: u64, key: &[u8], packed: &[u8; INLINE_KEY]) -> Option<&Entry> {
+        let mut i = h as usize & self.home_mask;
+        loop {
+            let word = self.occupied[i / 64];
+            let bit = 1u64 << (i % 64);
+            if word.bits & bit == 0 {
+                return None;
+            }
+            let rank = word.before as usize + (word.bits & (bit - 1)).count_ones() as usize;
+            let e = &self.slots[rank];
+            if matches(e, h, key, packed, &self.arena) {
+                return Some(e);
+            }
+            i = (i + 1) & self.home_mask;
+        }
     }
 
     /// The home slot of hash `h`, and the slot after it when that one starts a new cache
@@ -1487,17 +1522,22 @@ mod tests {
     }
 
     /// Lookups in compact copies (what a delta's changes are resolved with) find every key
-    /// and no other, with many keys per shard so that probe runs wrap around a table's end.
+    /// and no other, with many keys per shard so that probe runs wrap around a table's end,
+    /// and removals (which move entries back along their probe runs) before the snapshot.
     #[test]
     fn compact_copies_find_every_key() {
         let mut store = KeyedStore::new(KeyGroupRange::for_subtask(0, 1, 1), 1);
         let long = |i: i64| format!("a longer key number {i}").into_bytes();
+        let removed = |i: i64| i % 5 == 3;
         for i in 0..30_000i64 {
             *store
                 .get_or_insert(hash_int(i), &i.to_le_bytes(), 0)
                 .unwrap() = i as u64;
             let k = long(i);
             *store.get_or_insert(hash_str(&k), &k, 0).unwrap() = i as u64 + 1;
+        }
+        for i in (0..30_000i64).filter(|&i| removed(i)) {
+            store.remove(hash_int(i), &i.to_le_bytes()).unwrap();
         }
         let snap = store.snapshot();
         for i in 0..30_000i64 {
@@ -1509,7 +1549,8 @@ mod tests {
         assert!(g.shards.iter().all(|s| s.compact || s.len == 0));
         for i in 0..30_000i64 {
             let found = g.find(hash_int(i).table, &i.to_le_bytes());
-            assert_eq!(found.map(|e| e.value), Some(i as u64), "key {i}");
+            let want = (!removed(i)).then_some(i as u64);
+            assert_eq!(found.map(|e| e.value), want, "key {i}");
             let k = long(i);
             let found = g.find(hash_str(&k).table, &k);
             assert_eq!(found.map(|e| e.value), Some(i as u64 + 1), "long key {i}");
