@@ -5,6 +5,11 @@
 #![allow(dead_code)]
 
 use floe::runtime::CheckpointingOptions;
+
+// The jobs a bench runs in its own process allocate as the `floe` binary does.
+#[global_allocator]
+static GLOBAL: floe::Allocator = floe::Allocator;
+
 use std::path::Path;
 use std::sync::Arc;
 
