@@ -6,7 +6,8 @@
 //! per run, FLOE_BENCH_RUNS runs per mode (default 1), interleaved, at parallelism
 //! FLOE_BENCH_P (default 1). Printed per mode:
 //! - words/s at the sink over the steady part of the run (after FLOE_BENCH_WARMUP_SECS,
-//!   default 2, once the state holds most keys), and its ratio to the run without checkpoints;
+//!   default 2, once the state holds most keys), and its ratio to the run without checkpoints:
+//!   of the medians, and round by round (each round runs every mode once, in turn);
 //! - the gaps between consecutive batches at the keyed operator and at the sink (p50, p99,
 //!   max): a checkpoint that stalls the data path shows up as a long gap;
 //! - each completed checkpoint's duration and size (from the job's checkpoint notices).
@@ -112,6 +113,7 @@ fn main() {
             gaps(&sink)
         );
     }
+    print_round_ratios(&modes, &results);
     println!();
     println!(
         "{:>12} {:>6} {:>7} {:>22} {:>26}",
@@ -139,6 +141,26 @@ fn main() {
             .map(|(d, s)| format!("{d} ms {:.1} MB", *s as f64 / 1e6))
             .collect();
         println!("{:>12}   first: {}", "", first.join(", "));
+    }
+}
+
+/// Each mode's rate over the rate without checkpoints of the same round (the runs of a round
+/// follow one another, so the machine's drift between rounds cancels), and their median.
+fn print_round_ratios(modes: &[Mode], results: &[Vec<RunResult>]) {
+    println!();
+    for (i, &mode) in modes.iter().enumerate().skip(1) {
+        let ratios: Vec<f64> = results[i]
+            .iter()
+            .zip(&results[0])
+            .map(|(r, none)| r.words_per_sec / none.words_per_sec)
+            .collect();
+        let each: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+        println!(
+            "{:>12}   ratio per round: {} (median {:.3})",
+            mode.name(),
+            each.join(", "),
+            median(ratios)
+        );
     }
 }
 
