@@ -954,6 +954,43 @@ fn a_big_keyed_snapshot_is_streamed_to_its_state_file() {
     }
 }
 
+/// The buffers of a state file's pieces are kept for the next files, and a file written from
+/// reused buffers holds its blob and nothing of the earlier files' bytes.
+#[test]
+fn state_files_written_from_reused_piece_buffers_hold_their_blobs() {
+    let mut ks = crate::state::keyed::KeyedStore::new(range_all(), 128);
+    let tmp = tempfile::tempdir().unwrap();
+    let s = store(&config(tmp.path()));
+    for id in 1..=3u64 {
+        // Each checkpoint's state differs, so bytes left from an earlier file would show.
+        for i in 0..200_000u64 {
+            let k = format!("word-{i}");
+            let h = crate::state::keygroup::hash_str(k.as_bytes());
+            *ks.get_or_insert(h, k.as_bytes(), 0).unwrap() = i * id;
+        }
+        let snap = std::sync::Arc::new(ks.snapshot());
+        let whole = crate::state::snapshot::encode_full(&snap);
+        assert!(whole.bytes.len() > 3 << 20, "several pieces");
+        let written = s.write_subtask(keyed_subtask(id, snap)).unwrap();
+        let dir = s
+            .complete(meta(id, vec![op("count", vec![written])]))
+            .unwrap();
+        let l = load(dir.path).unwrap();
+        let b = only_blob(&l);
+        let data: Vec<u8> = read_groups(&l, &b, range_all())
+            .unwrap()
+            .into_iter()
+            .flat_map(|(_, d)| d)
+            .collect();
+        assert_eq!(data, whole.bytes[8..], "checkpoint {id}");
+        let kept = s.kept_pieces();
+        assert!(
+            (1..=4).contains(&kept),
+            "checkpoint {id}: {kept} buffers kept"
+        );
+    }
+}
+
 /// A keyed snapshot whose last drop waits until the test lets it go.
 #[derive(Debug)]
 struct HeldDrop {
