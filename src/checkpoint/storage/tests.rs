@@ -913,6 +913,15 @@ fn keyed_subtask(
     }
 }
 
+/// Every group's run of `blob`, read back in order: the blob without its header.
+fn group_bytes(l: &LoadedSnapshot, blob: &StateBlob) -> Vec<u8> {
+    read_groups(l, blob, range_all())
+        .unwrap()
+        .into_iter()
+        .flat_map(|(_, d)| d)
+        .collect()
+}
+
 /// A keyed snapshot bigger than a piece goes to its state file while it is encoded (full to
 /// the checkpoint's directory, incremental to the shared one): the file holds the blob a
 /// whole encoding makes and its size and index are the same; an abort deletes the
@@ -941,12 +950,7 @@ fn a_big_keyed_snapshot_is_streamed_to_its_state_file() {
         assert!(!matches!(b.location, BlobLocation::Inline(_)), "{name}");
         assert_eq!(b.size, whole.bytes.len() as u64, "{name}");
         assert_eq!(b.groups, whole.groups, "{name}");
-        let data: Vec<u8> = read_groups(&l, &b, range_all())
-            .unwrap()
-            .into_iter()
-            .flat_map(|(_, d)| d)
-            .collect();
-        assert_eq!(data, whole.bytes[8..], "{name}");
+        assert_eq!(group_bytes(&l, &b), whole.bytes[8..], "{name}");
 
         write(2);
         s.abort(CheckpointId(2));
@@ -977,12 +981,7 @@ fn state_files_written_from_reused_piece_buffers_hold_their_blobs() {
             .unwrap();
         let l = load(dir.path).unwrap();
         let b = only_blob(&l);
-        let data: Vec<u8> = read_groups(&l, &b, range_all())
-            .unwrap()
-            .into_iter()
-            .flat_map(|(_, d)| d)
-            .collect();
-        assert_eq!(data, whole.bytes[8..], "checkpoint {id}");
+        assert_eq!(group_bytes(&l, &b), whole.bytes[8..], "checkpoint {id}");
         let kept = s.kept_pieces();
         assert!(
             (1..=4).contains(&kept),
