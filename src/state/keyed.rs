@@ -1499,6 +1499,12 @@ mod tests {
                         }
                     }
                     assert_eq!(seen, at, "snapshot of round {round}");
+                    // Lookups too (what a delta resolves its changes with).
+                    let (_, g) = snap.groups().next().unwrap();
+                    for k in (0..20_000i64).step_by(3) {
+                        let found = g.find(hash_int(k).table, &k.to_le_bytes());
+                        assert_eq!(found.map(|e| e.value), at.get(&k).copied(), "key {k}");
+                    }
                 }
             }
         }

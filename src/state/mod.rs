@@ -85,6 +85,17 @@ pub struct EncodedBlob {
 /// and reports it when the blob is done.
 pub trait BlobOut {
     fn write(&mut self, bytes: &[u8]);
+
+    /// An empty buffer of at least `capacity` bytes to make a piece in. The checkpoint
+    /// store hands back buffers of pieces it has written: fresh ones fault in zeroed pages.
+    fn buffer(&mut self, capacity: usize) -> Vec<u8> {
+        Vec::with_capacity(capacity)
+    }
+
+    /// [`BlobOut::write`] of a whole piece, handed over rather than copied.
+    fn write_piece(&mut self, piece: Vec<u8>) {
+        self.write(&piece)
+    }
 }
 
 /// What a delta of keyed state applies on.

@@ -242,7 +242,11 @@ struct Writer<'o> {
 
 impl<'o> Writer<'o> {
     fn new(capacity: usize) -> Writer<'o> {
-        let mut bytes = Vec::with_capacity(HEADER_LEN + capacity);
+        Writer::in_buffer(Vec::with_capacity(HEADER_LEN + capacity))
+    }
+
+    /// A writer starting the blob in `bytes` (empty).
+    fn in_buffer(mut bytes: Vec<u8>) -> Writer<'o> {
         bytes.extend_from_slice(&BLOB_MAGIC);
         bytes.extend_from_slice(&BLOB_VERSION.to_be_bytes());
         Writer {
@@ -255,7 +259,7 @@ impl<'o> Writer<'o> {
 
     /// A writer handing `out` pieces of at least `piece` bytes.
     fn streaming(out: &'o mut dyn BlobOut, piece: usize) -> Writer<'o> {
-        let mut w = Writer::new(piece.min(PIECE) + piece.min(PIECE) / 4);
+        let mut w = Writer::in_buffer(out.buffer(HEADER_LEN + piece.min(PIECE) * 5 / 4));
         w.out = Some((out, piece));
         w
     }
@@ -301,9 +305,10 @@ impl<'o> Writer<'o> {
         });
         if let Some((out, piece)) = &mut self.out {
             if self.bytes.len() >= *piece {
-                out.write(&self.bytes);
-                self.handed += self.bytes.len() as u64;
-                self.bytes.clear();
+                let next = out.buffer(self.bytes.capacity());
+                let full = std::mem::replace(&mut self.bytes, next);
+                self.handed += full.len() as u64;
+                out.write_piece(full);
             }
         }
     }
@@ -311,8 +316,7 @@ impl<'o> Writer<'o> {
     /// The blob; streamed, its bytes were handed over and `bytes` is empty.
     fn finish(mut self) -> EncodedBlob {
         if let Some((out, _)) = &mut self.out {
-            out.write(&self.bytes);
-            self.bytes = Vec::new();
+            out.write_piece(std::mem::take(&mut self.bytes));
         }
         EncodedBlob {
             bytes: self.bytes,
@@ -585,18 +589,30 @@ mod tests {
         s
     }
 
-    /// Pieces handed to a [`BlobOut`], kept to compare.
+    /// Pieces handed to a [`BlobOut`], kept to compare, and the buffers it lent for them.
     #[derive(Default)]
-    struct Pieces(Vec<Vec<u8>>);
+    struct Pieces(Vec<Vec<u8>>, Vec<*const u8>);
 
     impl BlobOut for Pieces {
         fn write(&mut self, bytes: &[u8]) {
-            self.0.push(bytes.to_vec());
+            panic!("a piece of {} bytes copied, not handed over", bytes.len());
+        }
+
+        fn buffer(&mut self, capacity: usize) -> Vec<u8> {
+            let b = Vec::with_capacity(capacity);
+            self.1.push(b.as_ptr());
+            b
+        }
+
+        fn write_piece(&mut self, piece: Vec<u8>) {
+            assert!(self.1.contains(&piece.as_ptr()), "a piece in a lent buffer");
+            self.0.push(piece);
         }
     }
 
     /// A streamed encoding is the whole encoding cut into pieces of whole groups: the same
-    /// bytes and the same index, full and delta.
+    /// bytes and the same index, full and delta. Each piece is made in a buffer the output
+    /// lent and handed over whole (the checkpoint store lends buffers it wrote already).
     #[test]
     fn a_streamed_blob_is_the_whole_blob_in_pieces() {
         let keys: Vec<String> = (0..5000).map(|i| format!("key-{i}")).collect();
