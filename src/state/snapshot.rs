@@ -230,6 +230,11 @@ fn parse_entry<'a>(bytes: &'a [u8], pos: &mut usize) -> Option<DecodedEntry<'a>>
 /// A streamed blob is handed over in pieces of at least this many bytes (whole groups).
 const PIECE: usize = 1 << 20;
 
+/// The buffer a piece of at least `piece` bytes is made in: room for the group that ends it.
+fn piece_buffer(piece: usize) -> usize {
+    HEADER_LEN + piece.min(PIECE) * 5 / 4
+}
+
 /// Builds a blob group by group, in memory or handed to a [`BlobOut`] a piece at a time.
 struct Writer<'o> {
     bytes: Vec<u8>,
@@ -259,7 +264,7 @@ impl<'o> Writer<'o> {
 
     /// A writer handing `out` pieces of at least `piece` bytes.
     fn streaming(out: &'o mut dyn BlobOut, piece: usize) -> Writer<'o> {
-        let mut w = Writer::in_buffer(out.buffer(HEADER_LEN + piece.min(PIECE) * 5 / 4));
+        let mut w = Writer::in_buffer(out.buffer(piece_buffer(piece)));
         w.out = Some((out, piece));
         w
     }
@@ -305,7 +310,8 @@ impl<'o> Writer<'o> {
         });
         if let Some((out, piece)) = &mut self.out {
             if self.bytes.len() >= *piece {
-                let next = out.buffer(self.bytes.capacity());
+                // The usual size, not this buffer's: a group bigger than a piece grew it.
+                let next = out.buffer(piece_buffer(*piece));
                 let full = std::mem::replace(&mut self.bytes, next);
                 self.handed += full.len() as u64;
                 out.write_piece(full);

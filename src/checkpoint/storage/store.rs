@@ -784,8 +784,10 @@ impl PiecePool {
     /// hold memory.
     const KEEP: usize = 5;
     /// Smaller buffers are let go: the keyed encoder's pieces are 1 MiB or more, and a small
-    /// one kept would be let go at the next `take` anyway.
+    /// one kept would be let go at the next `take` anyway. So are bigger ones (a key group
+    /// bigger than a piece makes one): five of them would be held for the store's life.
     const SMALLEST: usize = 1 << 20;
+    const LARGEST: usize = 4 << 20;
 
     /// An empty buffer of at least `capacity` bytes: one given back if it is big enough (a
     /// smaller one is let go, not grown: growing copies its old capacity's bytes).
@@ -798,7 +800,7 @@ impl PiecePool {
     }
 
     fn give(&self, mut piece: Vec<u8>) {
-        if piece.capacity() < Self::SMALLEST {
+        if !(Self::SMALLEST..=Self::LARGEST).contains(&piece.capacity()) {
             return;
         }
         piece.clear();
@@ -999,5 +1001,37 @@ impl CheckpointStore for FsCheckpointStore {
         self.drop_retained(&mut inner, &delete, &delete, &mut deletions);
         drop(inner);
         deletions.run();
+    }
+}
+
+#[cfg(test)]
+mod piece_pool_tests {
+    use super::PiecePool;
+
+    /// The pool lends back a kept buffer big enough for the piece asked for, keeps at most
+    /// five, and lets go of buffers too small to lend or too big to hold on to.
+    #[test]
+    fn the_piece_pool_keeps_a_bounded_number_of_piece_sized_buffers() {
+        let pool = PiecePool::default();
+        let kept = Vec::<u8>::with_capacity(1 << 20);
+        let at = kept.as_ptr();
+        pool.give(kept);
+        let lent = pool.take(1 << 20);
+        assert_eq!(lent.as_ptr(), at, "a kept buffer is lent");
+        pool.give(Vec::with_capacity(1 << 20));
+        let bigger = pool.take(2 << 20);
+        assert!(
+            bigger.capacity() >= 2 << 20,
+            "a fresh one when none is big enough"
+        );
+        let kept = |pool: &PiecePool| pool.0.lock().unwrap().len();
+        assert_eq!(kept(&pool), 0, "the small one was let go, not grown");
+        pool.give(Vec::with_capacity(1000));
+        pool.give(Vec::with_capacity(64 << 20));
+        assert_eq!(kept(&pool), 0, "too small or too big to keep");
+        for _ in 0..8 {
+            pool.give(Vec::with_capacity(1 << 20));
+        }
+        assert_eq!(kept(&pool), PiecePool::KEEP);
     }
 }
