@@ -1606,9 +1606,10 @@ mod tests {
         );
     }
 
-    /// A snapshot let go leaves its compact copies with the store, which frees them at its
-    /// next snapshot (on its own thread); the shards it still shared are let go at once, so
-    /// that a later first write takes the table back without copying it.
+    /// A snapshot let go leaves its compact copies with the store, which takes them at its
+    /// next snapshot and frees each at its shard's next write (on its own thread); the
+    /// shards it still shared are let go at once, so that a later first write takes the
+    /// table back without copying it.
     #[test]
     fn a_let_go_snapshots_copies_are_freed_at_their_shards_next_write() {
         let mut store = full_store();

@@ -13,8 +13,9 @@ use crate::checkpoint::CheckpointError;
 /// [`FreshFile::finish`] returns.
 pub trait FreshFile: Send {
     fn write(&mut self, bytes: &[u8]) -> Result<(), CheckpointError>;
-    /// Has what was written so far put on disk now, so that the final fsync of
-    /// [`FreshFile::finish`] has little left to do. Nothing by default.
+    /// Has the disk start on what was written so far (without waiting for it where the
+    /// system allows), so that the final fsync of [`FreshFile::finish`] has little left to
+    /// do. Nothing by default.
     fn write_back(&mut self) -> Result<(), CheckpointError> {
         Ok(())
     }

@@ -74,6 +74,8 @@ impl Storage for PathBuf {
         Ok(Box::new(LocalFresh {
             path: self.clone(),
             file,
+            written: 0,
+            started: 0,
         }))
     }
 
@@ -242,6 +244,9 @@ fn fresh_context(path: &Path) -> String {
 struct LocalFresh {
     path: PathBuf,
     file: File,
+    /// Bytes written, and how many of them the disk was told to write ([`FreshFile::write_back`]).
+    written: u64,
+    started: u64,
 }
 
 impl FreshFile for LocalFresh {
@@ -249,6 +254,7 @@ impl FreshFile for LocalFresh {
         self.file
             .write_all(bytes)
             .map_err(io_err(fresh_context(&self.path)))?;
+        self.written += bytes.len() as u64;
         fs_log::record(|| FsOp::Write {
             path: self.path.clone(),
             bytes: bytes.to_vec(),
@@ -256,6 +262,37 @@ impl FreshFile for LocalFresh {
         Ok(())
     }
 
+    /// Starts the disk writing what is written so far and returns without waiting for it:
+    /// the writer goes on copying the next pieces while the disk works, and the final fsync
+    /// waits for whatever is left (and reports any error). A `sync_data` here stopped the
+    /// writer for each few MiB, the encoder waited on the writer, and a 24 MB state file took
+    /// 32-40 ms to encode where 16 ms of CPU do it.
+    #[cfg(target_os = "linux")]
+    fn write_back(&mut self) -> Result<(), CheckpointError> {
+        use std::os::fd::AsRawFd;
+        let (from, len) = (self.started, self.written - self.started);
+        if len == 0 {
+            return Ok(()); // (a length of 0 would mean "to the file's end")
+        }
+        self.started = self.written;
+        // SAFETY: `sync_file_range` only reads its arguments, and the descriptor is this
+        // open file's for the length of the call.
+        #[allow(unsafe_code)]
+        let done = unsafe {
+            libc::sync_file_range(
+                self.file.as_raw_fd(),
+                from as _,
+                len as _,
+                libc::SYNC_FILE_RANGE_WRITE,
+            )
+        };
+        // Only advice to the kernel: where it fails (a file system without it), the final
+        // fsync does the whole work.
+        let _ = done;
+        Ok(())
+    }
+
+    #[cfg(not(target_os = "linux"))]
     fn write_back(&mut self) -> Result<(), CheckpointError> {
         self.file
             .sync_data()
@@ -342,4 +379,39 @@ fn missing_levels(dir: &Path) -> Vec<PathBuf> {
         .collect();
     missing.reverse();
     missing
+}
+
+#[cfg(test)]
+mod write_back_tests {
+    use super::*;
+
+    /// Each write-back covers what was written since the one before, and the finished file
+    /// holds every piece.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_file_written_back_between_pieces_holds_every_piece() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        let mut f = LocalFresh {
+            path: path.clone(),
+            file: File::create(&path).unwrap(),
+            written: 0,
+            started: 0,
+        };
+        let pieces: Vec<Vec<u8>> = (0..4u8)
+            .map(|i| vec![i; (1 << 20) + usize::from(i)])
+            .collect();
+        for p in &pieces {
+            f.write(p).unwrap();
+            f.write_back().unwrap();
+            assert_eq!(f.started, f.written, "written back up to the end");
+        }
+        f.write_back().unwrap();
+        assert_eq!(
+            f.written,
+            pieces.iter().map(|p| p.len() as u64).sum::<u64>()
+        );
+        Box::new(f).finish().unwrap();
+        assert_eq!(fs::read(&path).unwrap(), pieces.concat());
+    }
 }

@@ -763,8 +763,8 @@ impl BlobOut for StreamedBlob<'_> {
 const WRITE_BACK: usize = 4 << 20;
 
 /// A state file written on a thread of its own while its blob is encoded, so that encoding
-/// and disk overlap: each few MiB are put on disk as they come, and the final fsync finds
-/// little left. At most two pieces wait for it.
+/// and disk overlap: the disk is told to write each few MiB as they come, and the final fsync
+/// finds little left. At most two pieces wait for it.
 struct FileWriter {
     pieces: std::sync::mpsc::SyncSender<Vec<u8>>,
     done: std::thread::JoinHandle<Result<Box<dyn FreshFile>, CheckpointError>>,
@@ -889,7 +889,7 @@ impl CheckpointStore for FsCheckpointStore {
                 let origin = Some((ks.sequence(), ks.delta_base()));
                 // The snapshot is let go once encoded, before the file's fsync (and off
                 // this path): the keyed store then writes the shards it still shares with
-                // it in place, and frees the copies it made for it at its next snapshot.
+                // it in place, and frees the copies it made for it after its next snapshot.
                 let encode = move |e, out: &mut dyn BlobOut| {
                     let groups = ks.encode_into(e == Encoding::Full, out);
                     drop_aside(ks);
