@@ -266,7 +266,7 @@ impl FreshFile for LocalFresh {
     /// the writer goes on copying the next pieces while the disk works, and the final fsync
     /// waits for whatever is left (and reports any error). A `sync_data` here stopped the
     /// writer for each few MiB, the encoder waited on the writer, and a 24 MB state file took
-    /// 32-40 ms to encode where 16 ms of CPU do it.
+    /// 32-47 ms to encode where 15-22 ms of CPU do it.
     #[cfg(target_os = "linux")]
     fn write_back(&mut self) -> Result<(), CheckpointError> {
         use std::os::fd::AsRawFd;
