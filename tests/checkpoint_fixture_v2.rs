@@ -27,7 +27,7 @@ use floe::operators::sources::{KafkaOffset, SourcePosition};
 use floe::operators::RestoredState;
 use floe::pipeline::OperatorId;
 use floe::state::keygroup::{hash_str, KeyGroupRange};
-use floe::state::snapshot::{keyed_values_format, restore_keyed_values};
+use floe::state::snapshot::{keyed_values_v1, restore_keyed_values};
 use floe::state::OperatorBlob;
 use floe::state::RestoredBlob;
 use std::collections::BTreeMap;
@@ -241,7 +241,7 @@ fn expected_keyed() -> OperatorStateMeta {
             subtask,
             key_groups: Some((r.start, r.end)),
             keyed: Some(handle),
-            keyed_format: Some(keyed_values_format()),
+            keyed_format: Some(keyed_values_v1()),
             operator: None,
         }
     };

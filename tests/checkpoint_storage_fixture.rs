@@ -18,7 +18,7 @@ use floe::checkpoint::metadata::{
 use floe::checkpoint::storage::load;
 use floe::checkpoint::JobId;
 use floe::operators::sources::SourcePosition;
-use floe::state::snapshot::keyed_values_format;
+use floe::state::snapshot::keyed_values_v1;
 use std::path::{Path, PathBuf};
 
 const STATE_FILE: &str = "24e77e29-ccce-483c-b58f-dbe4bf3dc262";
@@ -106,7 +106,7 @@ fn fixture_metadata() -> CheckpointMetadata {
                             location: BlobLocation::Exclusive(STATE_FILE.into()),
                             groups: file_groups,
                         })),
-                        keyed_format: Some(keyed_values_format()),
+                        keyed_format: Some(keyed_values_v1()),
                         operator: None,
                     },
                     SubtaskStateMeta {
@@ -117,7 +117,7 @@ fn fixture_metadata() -> CheckpointMetadata {
                             location: BlobLocation::Inline(inline_bytes),
                             groups: inline_groups,
                         })),
-                        keyed_format: Some(keyed_values_format()),
+                        keyed_format: Some(keyed_values_v1()),
                         operator: None,
                     },
                 ],

@@ -301,7 +301,7 @@ pub fn load_state(
                 let format = restore
                     .keyed_format
                     .clone()
-                    .unwrap_or_else(crate::state::snapshot::keyed_values_format);
+                    .unwrap_or_else(crate::state::snapshot::keyed_values_v1);
                 let runs = load_keyed(loaded, &restore.keyed, format, range, max_parallelism)?;
                 state.operators.insert(key, RestoredState::Keyed(runs));
             } else if !restore.blobs.is_empty() {

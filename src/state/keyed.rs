@@ -407,9 +407,13 @@ impl Shard {
 /// A store's shard: its own (written since the last snapshot, changed in place) or shared
 /// with snapshots (frozen until its next write, which takes it back: moved out of the `Arc`
 /// if no snapshot holds it any more, copied otherwise).
+///
+/// An owned shard keeps the `Arc` it was moved out of (empty, held by nobody else) for its
+/// next snapshot: a snapshot of 1M keys shares 16k shards, and allocating an `Arc` for each
+/// at the barrier took 1.6–13.5 ms of the job's time when the blocks had gone cold.
 #[derive(Debug, Clone)]
 enum Live {
-    Own(Shard),
+    Own(Shard, Option<Arc<Shard>>),
     Shared(Arc<Shard>),
 }
 
@@ -417,7 +421,7 @@ impl Live {
     #[inline(always)]
     fn get(&self) -> &Shard {
         match self {
-            Live::Own(s) => s,
+            Live::Own(s, _) => s,
             Live::Shared(a) => a,
         }
     }
@@ -437,7 +441,7 @@ impl Live {
             self.unshare(frozen, unit, unfreed);
         }
         match self {
-            Live::Own(s) => s,
+            Live::Own(s, _) => s,
             // Not reached (`unshare` made it owned); copy-on-write all the same.
             Live::Shared(a) => Arc::make_mut(a),
         }
@@ -459,8 +463,11 @@ impl Live {
                 }
             }
         }
-        if let Live::Shared(a) = std::mem::replace(self, Live::Own(Shard::default())) {
-            *self = Live::Own(Arc::try_unwrap(a).unwrap_or_else(|a| (*a).clone()));
+        if let Live::Shared(mut a) = std::mem::replace(self, Live::Own(Shard::default(), None)) {
+            *self = match Arc::get_mut(&mut a) {
+                Some(shard) => Live::Own(std::mem::take(shard), Some(a)),
+                None => Live::Own((*a).clone(), None),
+            };
         }
     }
 
@@ -468,8 +475,14 @@ impl Live {
     fn share(&mut self) -> Arc<Shard> {
         match self {
             Live::Shared(a) => a.clone(),
-            Live::Own(s) => {
-                let a = Arc::new(std::mem::take(s));
+            Live::Own(s, spare) => {
+                let shard = std::mem::take(s);
+                let mut a = spare.take().unwrap_or_default();
+                match Arc::get_mut(&mut a) {
+                    Some(slot) => *slot = shard,
+                    // Not reached: nothing else holds a spare.
+                    None => a = Arc::new(shard),
+                }
                 *self = Live::Shared(a.clone());
                 a
             }
@@ -687,7 +700,7 @@ impl KeyedStore {
             range,
             groups: KeyGroups::new(max_parallelism),
             live: (0..(range.len() as usize) << shard_bits(range.len()))
-                .map(|_| Live::Own(Shard::default()))
+                .map(|_| Live::Own(Shard::default(), None))
                 .collect(),
             frozen: Weak::new(),
             spent: Arc::default(),
@@ -1589,7 +1602,7 @@ mod tests {
         assert!(store
             .live
             .iter()
-            .all(|l| matches!(l, Live::Own(_)) || l.get().len == 0));
+            .all(|l| matches!(l, Live::Own(..)) || l.get().len == 0));
         assert_eq!(contents_of(&snap), before);
         assert_eq!(snap.len(), 20_000);
         // Lookups in compact copies (what a delta resolves its changes with).
@@ -1604,6 +1617,53 @@ mod tests {
             store.get(hash_int(8), &8i64.to_le_bytes()).unwrap(),
             Some(9)
         );
+    }
+
+    /// A shard taken back from a snapshot keeps its `Arc` (held by nothing else) and the
+    /// next snapshot shares the shard in it: no allocation per shard at the barrier.
+    #[test]
+    fn a_shard_taken_back_is_shared_again_in_its_own_arc() {
+        let mut store = full_store();
+        let write = |store: &mut KeyedStore, i: i64| {
+            *store
+                .get_or_insert(hash_int(i), &i.to_le_bytes(), 0)
+                .unwrap() += 1;
+        };
+        (0..20_000i64).for_each(|i| write(&mut store, i));
+        let arcs = |snap: &KeyedSnapshot| -> Vec<*const Shard> {
+            let shards = &snap.frozen.shards;
+            shards
+                .iter()
+                .map(|s| Arc::as_ptr(&s.lock().unwrap()))
+                .collect()
+        };
+        let snap = store.snapshot();
+        let first = arcs(&snap);
+        (0..20_000i64)
+            .filter(|i| i % 3 == 0)
+            .for_each(|i| write(&mut store, i));
+        drop(snap);
+        // The written shards keep the very `Arc` the snapshot held them in (alive all along,
+        // so not an address the allocator gave again).
+        let mut kept = 0;
+        for (i, l) in store.live.iter().enumerate() {
+            match l {
+                Live::Own(_, Some(a)) => {
+                    assert_eq!(Arc::as_ptr(a), first[i], "shard {i}");
+                    kept += 1;
+                }
+                Live::Own(_, None) => panic!("shard {i} taken back without its Arc"),
+                Live::Shared(_) => {}
+            }
+        }
+        assert!(kept > 0 && kept < first.len(), "{kept} of {}", first.len());
+        let next = store.snapshot();
+        assert_eq!(arcs(&next), first, "every shard shared in the same Arc");
+        assert!(store.live.iter().all(|l| matches!(l, Live::Shared(_))));
+        let expect: HashMap<i64, u64> = (0..20_000i64)
+            .map(|i| (i, 1 + u64::from(i % 3 == 0)))
+            .collect();
+        assert_eq!(contents_of(&next), expect);
     }
 
     /// A snapshot let go leaves its compact copies with the store, which takes them at its
@@ -1646,7 +1706,7 @@ mod tests {
                 .iter()
                 .zip(&tables)
                 .all(|(l, t)| l.get().slots.as_ptr() == *t
-                    && (matches!(l, Live::Own(_)) || l.get().len == 0)),
+                    && (matches!(l, Live::Own(..)) || l.get().len == 0)),
             "every table taken back without a copy"
         );
         let next = store.snapshot();

@@ -294,6 +294,53 @@ fn spread64(z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The hash code a table hash was spread from ([`KeyHash::table`]), or `None` if it was not
+/// spread from a 32-bit one: the state file keeps the 4-byte code instead of the 8-byte hash.
+#[inline]
+pub fn hash_code_of_table(table: u64) -> Option<u32> {
+    u32::try_from(unspread64(table)).ok()
+}
+
+/// The table hash of a key whose Java `hashCode` (as unsigned) is `code`.
+#[inline]
+pub fn table_of_hash_code(code: u32) -> u64 {
+    spread64(code as u64)
+}
+
+/// The inverse of `a` (odd) modulo 2^64, by Newton's iteration: each step doubles the bits
+/// that are right, from the 3 that `a` itself gets right.
+const fn mul_inverse(a: u64) -> u64 {
+    let mut x = a;
+    let mut i = 0;
+    while i < 5 {
+        x = x.wrapping_mul(2u64.wrapping_sub(a.wrapping_mul(x)));
+        i += 1;
+    }
+    x
+}
+
+/// The inverse of `y = x ^ (x >> s)`.
+#[inline]
+fn unxorshift(y: u64, s: u32) -> u64 {
+    let mut x = y;
+    let mut done = s;
+    while done < 64 {
+        x = y ^ (x >> s);
+        done += s;
+    }
+    x
+}
+
+/// The inverse of [`spread64`] (each of its steps is a bijection of u64).
+#[inline]
+fn unspread64(z: u64) -> u64 {
+    const INV1: u64 = mul_inverse(0xBF58_476D_1CE4_E5B9);
+    const INV2: u64 = mul_inverse(0x94D0_49BB_1331_11EB);
+    let z = unxorshift(z, 31).wrapping_mul(INV2);
+    let z = unxorshift(z, 27).wrapping_mul(INV1);
+    unxorshift(z, 30).wrapping_sub(0x9E37_79B9_7F4A_7C15)
+}
+
 /// The subtask (0-based) that owns `key_group`: `keyGroup * parallelism / maxParallelism`.
 #[inline]
 pub fn operator_index(key_group: u32, parallelism: u32, max_parallelism: u32) -> u32 {
@@ -412,6 +459,26 @@ mod tests {
             for x in (0..1u32 << 20).chain(u32::MAX - (1 << 20)..=u32::MAX) {
                 assert_eq!(groups.of(x), x % d, "{x} % {d}");
             }
+        }
+    }
+
+    #[test]
+    fn a_table_hash_gives_back_its_hash_code_and_no_other_hash_does() {
+        let mut z = 11u64;
+        for code in [0u32, 1, 1231, i32::MAX as u32, u32::MAX]
+            .into_iter()
+            .chain((0..10_000).map(|_| {
+                z = spread64(z);
+                z as u32
+            }))
+        {
+            let table = table_of_hash_code(code);
+            assert_eq!(hash_code_of_table(table), Some(code), "{code}");
+            assert_eq!(KeyHash::from_java_hash_code(code as i32).table, table);
+        }
+        for x in [1u64 << 32, u64::MAX, 0x1234_5678_9abc_def0] {
+            assert_eq!(unspread64(spread64(x)), x);
+            assert_eq!(hash_code_of_table(spread64(x)), None, "{x:#x}");
         }
     }
 

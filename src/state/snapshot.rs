@@ -7,11 +7,17 @@
 //!   entries }` (kept in `_metadata`, not in the blob) gives each run's place (offset from the
 //!   blob's start), the crc32c of its bytes and its entry count, so a restore reads only the
 //!   groups it needs and checks each one;
-//! - a run is its entries back to back, each `varint(key_len << 1 | deleted)`, the key bytes,
-//!   the key's table hash (u64 LE), then, unless deleted, the value (u64 LE). The hash is kept
-//!   because the store cannot hash a key again without knowing its type (text, integer,
-//!   boolean); it is Flink's hash spread to 64 bits ([`crate::state::keygroup`]), fixed, so a
-//!   change to it would need a new format version.
+//! - a run is its entries back to back. In the keyed store's format version 2 ([`KEYED_VALUES`]
+//!   v2), each is `varint(key_len << 3 | fixed_value << 2 | wide_hash << 1 | deleted)`, the key
+//!   bytes, the key's hash (the 32-bit Java `hashCode` it was spread from, u32 LE, or with
+//!   `wide_hash` the table hash itself, u64 LE), then, unless deleted, the value (a varint, or
+//!   with `fixed_value` u64 LE: values of 2^56 and up, such as negative numbers and floats'
+//!   bits). A count of a word and a short word take 13 or 14 bytes, not the 24 of version 1.
+//!   The hash is kept because the store cannot hash a key again without knowing its type
+//!   (text, integer, boolean); the table hash is the hash code spread to 64 bits
+//!   ([`crate::state::keygroup`]), fixed, so a change to it would need a new format version.
+//!   Version 1 (checkpoints of floe before it, still read) was `varint(key_len << 1 |
+//!   deleted)`, the key, the table hash (u64 LE) and, unless deleted, the value (u64 LE).
 //!
 //! A full blob has no deletions. A delta holds, per group, the keys changed since the store's
 //! previous snapshot and the keys deleted (tombstones); [`restore_store`] applies a full blob's
@@ -22,7 +28,7 @@
 //! caller adds the file's name.
 
 use crate::state::keyed::{DeltaBase, KeyedSnapshot, KeyedStateError, KeyedStore};
-use crate::state::keygroup::KeyGroupRange;
+use crate::state::keygroup::{hash_code_of_table, table_of_hash_code, KeyGroupRange};
 use crate::state::{BlobOut, KeyedRuns, KeyedStateSnapshot, StateFormat};
 use serde::{Deserialize, Serialize};
 
@@ -41,12 +47,18 @@ pub struct GroupIndexEntry {
 
 /// The name of the keyed store's run format ([`KeyedStore`], what `key_by` keeps).
 pub const KEYED_VALUES: &str = "keyed-values";
-/// Its version: the run layout described at the top of this module.
-pub const KEYED_VALUES_VERSION: u32 = 1;
+/// The version written: the run layout described at the top of this module. Runs of every
+/// version up to it are read.
+pub const KEYED_VALUES_VERSION: u32 = 2;
 
-/// The keyed store's format.
+/// The keyed store's format, as written.
 pub fn keyed_values_format() -> StateFormat {
     StateFormat::new(KEYED_VALUES, KEYED_VALUES_VERSION)
+}
+
+/// The keyed store's first format: what `_metadata` that names no format holds.
+pub fn keyed_values_v1() -> StateFormat {
+    StateFormat::new(KEYED_VALUES, 1)
 }
 
 /// Magic at the start of every keyed state blob.
@@ -108,6 +120,8 @@ pub struct GroupEntries {
     key_group: u32,
     bytes: Vec<u8>,
     count: u64,
+    /// The format version the bytes are in.
+    version: u32,
 }
 
 /// One decoded entry: `value` is `None` for a deletion (deltas only).
@@ -144,7 +158,7 @@ impl GroupEntries {
             left -= 1;
             // Checked by `decode_group`: a failure here cannot happen; it ends the iteration
             // rather than panicking.
-            parse_entry(&self.bytes, &mut pos)
+            parse_entry(&self.bytes, &mut pos, self.version)
         })
     }
 }
@@ -157,14 +171,27 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-/// One entry of a run: `varint(key length << 1 | deleted)`, the key, its table hash and
-/// (unless deleted) its value, both little endian.
+/// Values below this are written as varints (at most 8 bytes), others as their 8 bytes.
+const VARINT_BELOW: u64 = 1 << 56;
+
+/// One entry of a run (version 2, laid out as the module says).
 fn put_entry(out: &mut Vec<u8>, key: &[u8], hash: u64, value: Option<u64>) {
-    put_varint(out, ((key.len() as u64) << 1) | value.is_none() as u64);
+    let code = hash_code_of_table(hash);
+    let fixed = value.is_some_and(|v| v >= VARINT_BELOW);
+    let head = ((key.len() as u64) << 3)
+        | (fixed as u64) << 2
+        | (code.is_none() as u64) << 1
+        | value.is_none() as u64;
+    put_varint(out, head);
     out.extend_from_slice(key);
-    out.extend_from_slice(&hash.to_le_bytes());
-    if let Some(v) = value {
-        out.extend_from_slice(&v.to_le_bytes());
+    match code {
+        Some(code) => out.extend_from_slice(&code.to_le_bytes()),
+        None => out.extend_from_slice(&hash.to_le_bytes()),
+    }
+    match value {
+        Some(v) if fixed => out.extend_from_slice(&v.to_le_bytes()),
+        Some(v) => put_varint(out, v),
+        None => {}
     }
 }
 
@@ -174,15 +201,22 @@ fn put_entry(out: &mut Vec<u8>, key: &[u8], hash: u64, value: Option<u64>) {
 #[inline(always)]
 fn put_packed(out: &mut Vec<u8>, packed: &[u8; 8], key: &[u8], hash: u64, value: u64) {
     let n = key.len();
-    if n > 8 {
+    let code = hash_code_of_table(hash);
+    let (Some(code), true, true) = (code, n <= 8, value < VARINT_BELOW) else {
         return put_entry(out, key, hash, Some(value));
-    }
-    let mut rec = [0u8; 25];
-    rec[0] = (n as u8) << 1;
+    };
+    let mut rec = [0u8; 24];
+    rec[0] = (n as u8) << 3;
     rec[1..9].copy_from_slice(packed);
-    rec[1 + n..9 + n].copy_from_slice(&hash.to_le_bytes());
-    rec[9 + n..17 + n].copy_from_slice(&value.to_le_bytes());
-    let end = out.len() + 17 + n;
+    rec[1 + n..5 + n].copy_from_slice(&code.to_le_bytes());
+    let (mut at, mut v) = (5 + n, value);
+    while v >= 0x80 {
+        rec[at] = (v as u8) | 0x80;
+        v >>= 7;
+        at += 1;
+    }
+    rec[at] = v as u8;
+    let end = out.len() + at + 1;
     out.extend_from_slice(&rec);
     out.truncate(end);
 }
@@ -210,19 +244,47 @@ fn get_u64(bytes: &[u8], pos: &mut usize) -> Option<u64> {
     Some(u64::from_le_bytes(b))
 }
 
-/// The entry at `*pos`, moving `pos` past it; `None` if the bytes end early or are malformed.
-fn parse_entry<'a>(bytes: &'a [u8], pos: &mut usize) -> Option<DecodedEntry<'a>> {
-    let head = get_varint(bytes, pos)?;
-    let deleted = head & 1 == 1;
-    let len = usize::try_from(head >> 1).ok()?;
-    let end = pos.checked_add(len)?;
+fn get_u32(bytes: &[u8], pos: &mut usize) -> Option<u32> {
+    let b: [u8; 4] = bytes.get(*pos..*pos + 4)?.try_into().ok()?;
+    *pos += 4;
+    Some(u32::from_le_bytes(b))
+}
+
+/// The key of `len` bytes at `*pos`, moving `pos` past it.
+fn get_key<'a>(bytes: &'a [u8], pos: &mut usize, len: u64) -> Option<&'a [u8]> {
+    let end = pos.checked_add(usize::try_from(len).ok()?)?;
     let key = bytes.get(*pos..end)?;
     *pos = end;
-    let hash = get_u64(bytes, pos)?;
-    let value = if deleted {
-        None
-    } else {
-        Some(get_u64(bytes, pos)?)
+    Some(key)
+}
+
+/// The entry at `*pos` of a run in format `version`, moving `pos` past it; `None` if the bytes
+/// end early or are malformed.
+fn parse_entry<'a>(bytes: &'a [u8], pos: &mut usize, version: u32) -> Option<DecodedEntry<'a>> {
+    let head = get_varint(bytes, pos)?;
+    let deleted = head & 1 == 1;
+    if version == 1 {
+        let key = get_key(bytes, pos, head >> 1)?;
+        let hash = get_u64(bytes, pos)?;
+        let value = match deleted {
+            true => None,
+            false => Some(get_u64(bytes, pos)?),
+        };
+        return Some(DecodedEntry { key, hash, value });
+    }
+    let (wide, fixed) = (head & 2 != 0, head & 4 != 0);
+    if deleted && fixed {
+        return None;
+    }
+    let key = get_key(bytes, pos, head >> 3)?;
+    let hash = match wide {
+        true => get_u64(bytes, pos)?,
+        false => table_of_hash_code(get_u32(bytes, pos)?),
+    };
+    let value = match (deleted, fixed) {
+        (true, _) => None,
+        (false, true) => Some(get_u64(bytes, pos)?),
+        (false, false) => Some(get_varint(bytes, pos)?),
     };
     Some(DecodedEntry { key, hash, value })
 }
@@ -333,14 +395,14 @@ impl<'o> Writer<'o> {
 
 /// Every key of the snapshot.
 pub fn encode_full(snapshot: &KeyedSnapshot) -> EncodedBlob {
-    // Short keys dominate: about 1 + 8 + 8 + 8 bytes an entry.
-    full_into(snapshot, Writer::new(snapshot.len() * 26))
+    // Short keys and small values dominate: about 1 + 8 + 4 + 2 bytes an entry.
+    full_into(snapshot, Writer::new(snapshot.len() * 16))
 }
 
 /// The keys changed (and deleted) since the previous snapshot of the same store (see
 /// [`KeyedSnapshot::delta_base`] for what it applies on).
 pub fn encode_delta(snapshot: &KeyedSnapshot) -> EncodedBlob {
-    delta_into(snapshot, Writer::new(snapshot.delta_len() * 26))
+    delta_into(snapshot, Writer::new(snapshot.delta_len() * 16))
 }
 
 /// [`encode_full`] (`full`) or [`encode_delta`], handed to `out` in pieces of at least
@@ -424,12 +486,16 @@ impl KeyedStateSnapshot for KeyedSnapshot {
     }
 }
 
-/// The entries of one run of the keyed store's format, checked.
-pub fn decode_run(key_group: u32, run: &[u8]) -> Result<GroupEntries, StateFormatError> {
+/// The entries of one run of the keyed store's format `version`, checked.
+pub fn decode_run(
+    key_group: u32,
+    run: &[u8],
+    version: u32,
+) -> Result<GroupEntries, StateFormatError> {
     let mut pos = 0usize;
     let mut count = 0u64;
     while pos < run.len() {
-        if parse_entry(run, &mut pos).is_none() {
+        if parse_entry(run, &mut pos, version).is_none() {
             return Err(StateFormatError::Malformed { key_group });
         }
         count += 1;
@@ -438,6 +504,7 @@ pub fn decode_run(key_group: u32, run: &[u8]) -> Result<GroupEntries, StateForma
         key_group,
         bytes: run.to_vec(),
         count,
+        version,
     })
 }
 
@@ -466,7 +533,7 @@ pub fn restore_keyed_values(runs: &KeyedRuns) -> Result<KeyedStore, StateFormatE
     let groups = runs
         .runs
         .iter()
-        .map(|(g, bytes)| Ok((*g, decode_run(*g, bytes)?)))
+        .map(|(g, bytes)| Ok((*g, decode_run(*g, bytes, runs.format.version)?)))
         .collect::<Result<Vec<_>, StateFormatError>>()?;
     restore_store(runs.range, runs.max_parallelism, groups)
 }
@@ -514,10 +581,20 @@ pub fn group_slice<'a>(
     blob.get(start..end).ok_or_else(out_of_bounds)
 }
 
-/// Decodes one group's bytes (already cut out of the blob by `entry`), checking its crc32c.
+/// Decodes one group's bytes (already cut out of the blob by `entry`, in the format this floe
+/// writes), checking its crc32c.
 pub fn decode_group(
     group_bytes: &[u8],
     entry: &GroupIndexEntry,
+) -> Result<GroupEntries, StateFormatError> {
+    decode_group_in(group_bytes, entry, KEYED_VALUES_VERSION)
+}
+
+/// [`decode_group`] of bytes in format `version`.
+pub fn decode_group_in(
+    group_bytes: &[u8],
+    entry: &GroupIndexEntry,
+    version: u32,
 ) -> Result<GroupEntries, StateFormatError> {
     let key_group = entry.key_group;
     let malformed = StateFormatError::Malformed { key_group };
@@ -529,7 +606,7 @@ pub fn decode_group(
     }
     let mut pos = 0usize;
     for _ in 0..entry.entries {
-        if parse_entry(group_bytes, &mut pos).is_none() {
+        if parse_entry(group_bytes, &mut pos, version).is_none() {
             return Err(malformed);
         }
     }
@@ -540,6 +617,7 @@ pub fn decode_group(
         key_group,
         bytes: group_bytes.to_vec(),
         count: entry.entries,
+        version,
     })
 }
 
@@ -584,7 +662,7 @@ pub fn restore_store(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::keygroup::hash_str;
+    use crate::state::keygroup::{hash_str, java_string_hash_code};
 
     fn store_with(keys: &[(&str, u64)]) -> KeyedStore {
         let mut s = KeyedStore::new(KeyGroupRange::for_subtask(0, 1, 128), 128);
@@ -657,14 +735,14 @@ mod tests {
 
     #[test]
     fn a_group_run_is_laid_out_as_documented() {
-        let mut s = store_with(&[("ab", 5)]);
+        let mut s = store_with(&[("ab", 300)]);
         let blob = encode_full(&s.snapshot());
-        let h = hash_str(b"ab").table;
+        let code = java_string_hash_code(b"ab") as u32;
         let mut want = b"FLKS\0\0\0\x01".to_vec();
-        want.push(2 << 1);
+        want.push(2 << 3);
         want.extend_from_slice(b"ab");
-        want.extend_from_slice(&h.to_le_bytes());
-        want.extend_from_slice(&5u64.to_le_bytes());
+        want.extend_from_slice(&code.to_le_bytes());
+        want.extend_from_slice(&[0xac, 0x02]);
         assert_eq!(blob.bytes, want);
         let g = hash_str(b"ab").key_group(128);
         assert_eq!(
@@ -672,11 +750,92 @@ mod tests {
             [GroupIndexEntry {
                 key_group: g,
                 offset: 8,
-                len: 19,
+                len: 9,
                 crc32c: crc32c::crc32c(&want[8..]),
                 entries: 1
             }]
         );
+    }
+
+    /// Every kind of entry of version 2 (a wide hash, a fixed value, a deletion, a long key)
+    /// is read back as written, and a deletion claiming a fixed value is refused.
+    #[test]
+    fn every_kind_of_entry_round_trips() {
+        let entries: [(&[u8], u64, Option<u64>); 6] = [
+            (b"ab", hash_str(b"ab").table, Some(5)),
+            (b"ab", hash_str(b"ab").table, Some(u64::MAX)),
+            (b"wide", 1 << 40 | 7, Some((1 << 56) - 1)),
+            (b"gone", hash_str(b"gone").table, None),
+            (b"gone-wide", u64::MAX, None),
+            (&[b'k'; 300], hash_str(&[b'k'; 300]).table, Some(1 << 56)),
+        ];
+        assert_eq!(hash_code_of_table(1 << 40 | 7), None);
+        let mut run = Vec::new();
+        for (k, h, v) in entries {
+            put_entry(&mut run, k, h, v);
+        }
+        let decoded = decode_run(3, &run, 2).unwrap();
+        let got: Vec<_> = decoded.iter().map(|e| (e.key, e.hash, e.value)).collect();
+        assert_eq!(got, entries);
+        assert_eq!(run[0], 2 << 3, "a hash code and a varint value: no flag");
+        assert!(matches!(
+            decode_run(
+                3,
+                &[(4 << 3) | 0b101, b'g', b'o', b'n', b'e', 0, 0, 0, 0],
+                2
+            ),
+            Err(StateFormatError::Malformed { key_group: 3 })
+        ));
+    }
+
+    /// Runs of version 1 (older checkpoints) are still read, and restore the same store.
+    #[test]
+    fn a_run_of_version_1_is_read() {
+        let h = hash_str(b"ab").table;
+        let mut run = vec![2 << 1];
+        run.extend_from_slice(b"ab");
+        run.extend_from_slice(&h.to_le_bytes());
+        run.extend_from_slice(&5u64.to_le_bytes());
+        run.push((1 << 1) | 1);
+        run.push(b'x');
+        run.extend_from_slice(&hash_str(b"x").table.to_le_bytes());
+        let g = decode_run(7, &run, 1).unwrap();
+        let got: Vec<_> = g.iter().map(|e| (e.key, e.hash, e.value)).collect();
+        assert_eq!(
+            got,
+            [
+                (&b"ab"[..], h, Some(5)),
+                (&b"x"[..], hash_str(b"x").table, None)
+            ]
+        );
+        assert!(decode_run(7, &run, 2).is_err(), "not a version 2 run");
+        let runs = KeyedRuns {
+            format: keyed_values_v1(),
+            range: KeyGroupRange::for_subtask(0, 1, 128),
+            max_parallelism: 128,
+            runs: vec![(hash_str(b"ab").key_group(128), run[..19].to_vec())],
+        };
+        let store = restore_keyed_values(&runs).unwrap();
+        let kept: Vec<(Vec<u8>, u64)> = store
+            .groups()
+            .flat_map(|(_, t)| t.iter().map(|(k, v)| (k.to_vec(), v)).collect::<Vec<_>>())
+            .collect();
+        assert_eq!(kept, [(b"ab".to_vec(), 5)]);
+    }
+
+    /// A version newer than this floe's is refused by its name, not misread.
+    #[test]
+    fn a_newer_version_is_refused_by_name() {
+        let runs = KeyedRuns {
+            format: StateFormat::new(KEYED_VALUES, KEYED_VALUES_VERSION + 1),
+            range: KeyGroupRange::for_subtask(0, 1, 128),
+            max_parallelism: 128,
+            runs: Vec::new(),
+        };
+        let e = restore_keyed_values(&runs).unwrap_err().to_string();
+        assert!(e.contains("\"keyed-values v3\""), "{e}");
+        assert!(e.contains("\"keyed-values\" v1..=2"), "{e}");
+        assert!(e.contains("a newer floe"), "{e}");
     }
 
     /// The fast path for short keys writes what the general one does, for keys of every

@@ -19,7 +19,7 @@ use super::{
 use crate::checkpoint::JobId;
 use crate::operators::sinks::state as sink;
 use crate::operators::sources::position as source;
-use crate::state::snapshot::keyed_values_format;
+use crate::state::snapshot::keyed_values_v1;
 use serde::Deserialize;
 
 /// A source's position as versions 1 and 2 wrote it.
@@ -256,7 +256,7 @@ impl From<SubtaskV2> for SubtaskStateMeta {
         SubtaskStateMeta {
             subtask: s.subtask,
             key_groups: s.key_groups,
-            keyed_format: s.keyed.as_ref().map(|_| keyed_values_format()),
+            keyed_format: s.keyed.as_ref().map(|_| keyed_values_v1()),
             keyed: s.keyed,
             // A subtask held a position or a sink state, never both (a source is not a sink).
             operator: source.or(sink),
