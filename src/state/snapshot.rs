@@ -263,14 +263,18 @@ fn get_key<'a>(bytes: &'a [u8], pos: &mut usize, len: u64) -> Option<&'a [u8]> {
 fn parse_entry<'a>(bytes: &'a [u8], pos: &mut usize, version: u32) -> Option<DecodedEntry<'a>> {
     let head = get_varint(bytes, pos)?;
     let deleted = head & 1 == 1;
-    if version == 1 {
-        let key = get_key(bytes, pos, head >> 1)?;
-        let hash = get_u64(bytes, pos)?;
-        let value = match deleted {
-            true => None,
-            false => Some(get_u64(bytes, pos)?),
-        };
-        return Some(DecodedEntry { key, hash, value });
+    match version {
+        1 => {
+            let key = get_key(bytes, pos, head >> 1)?;
+            let hash = get_u64(bytes, pos)?;
+            let value = match deleted {
+                true => None,
+                false => Some(get_u64(bytes, pos)?),
+            };
+            return Some(DecodedEntry { key, hash, value });
+        }
+        2 => {}
+        _ => return None,
     }
     let (wide, fixed) = (head & 2 != 0, head & 4 != 0);
     if deleted && fixed {
@@ -778,6 +782,12 @@ mod tests {
         let got: Vec<_> = decoded.iter().map(|e| (e.key, e.hash, e.value)).collect();
         assert_eq!(got, entries);
         assert_eq!(run[0], 2 << 3, "a hash code and a varint value: no flag");
+        // A value never takes more than its 8 bytes: varints up to 2^56, fixed from there.
+        for (v, len) in [(0, 1), (127, 1), (128, 2), ((1 << 56) - 1, 8), (1 << 56, 8)] {
+            let mut one = Vec::new();
+            put_entry(&mut one, b"ab", hash_str(b"ab").table, Some(v));
+            assert_eq!(one.len(), 1 + 2 + 4 + len, "value {v}");
+        }
         assert!(matches!(
             decode_run(
                 3,
@@ -809,6 +819,7 @@ mod tests {
             ]
         );
         assert!(decode_run(7, &run, 2).is_err(), "not a version 2 run");
+        assert!(decode_run(7, &run, 3).is_err(), "no version 3");
         let runs = KeyedRuns {
             format: keyed_values_v1(),
             range: KeyGroupRange::for_subtask(0, 1, 128),

@@ -1151,3 +1151,44 @@ fn a_deletion_holds_a_bounded_number_of_files_open() {
     assert!(!dir.exists());
     assert_eq!(held.len(), 64);
 }
+
+/// A store restored from a checkpoint (perhaps an older floe's, in an older state format)
+/// never continues a chain: its first checkpoint is a new chain's full blob, in this floe's
+/// format, even where the store had a chain going.
+#[test]
+fn a_restored_stores_first_checkpoint_starts_a_new_chain() {
+    use crate::state::keyed::{DeltaBase, KeyedSnapshot, KeyedStore};
+    use crate::state::snapshot::{restore_keyed_values, runs_of};
+    let tmp = tempfile::tempdir().unwrap();
+    let s = incremental(tmp.path(), 3);
+    let put = |ks: &mut KeyedStore, i: u64| {
+        let k = format!("w{i}");
+        let h = crate::state::keygroup::hash_str(k.as_bytes());
+        *ks.get_or_insert(h, k.as_bytes(), 0).unwrap() = i + 1;
+    };
+    let chain_len = |id: u64, snap: KeyedSnapshot| {
+        let st = s
+            .write_subtask(keyed_subtask(id, std::sync::Arc::new(snap)))
+            .unwrap();
+        let Some(KeyedStateHandle::Incremental { chain }) = &st.keyed else {
+            panic!("expected a chain: {st:?}")
+        };
+        let len = chain.len();
+        s.complete(meta(id, vec![op("count", vec![st])])).unwrap();
+        len
+    };
+    let mut ks = KeyedStore::new(range_all(), 128);
+    (0..1000).for_each(|i| put(&mut ks, i));
+    assert_eq!(chain_len(1, ks.snapshot()), 1);
+    put(&mut ks, 1);
+    assert_eq!(
+        chain_len(2, ks.snapshot()),
+        2,
+        "a delta continues the chain"
+    );
+    let mut restored = restore_keyed_values(&runs_of(&mut ks)).unwrap();
+    put(&mut restored, 2);
+    let snap = restored.snapshot();
+    assert_eq!(snap.delta_base(), DeltaBase::Restored);
+    assert_eq!(chain_len(3, snap), 1, "a new chain");
+}
