@@ -618,6 +618,12 @@ mod tests {
     #[test]
     fn versions_1_2_and_3_still_decode() {
         let mut m = sample();
+        // Their keyed state is the keyed store's runs of its first format.
+        for s in m.operators.iter_mut().flat_map(|o| &mut o.subtasks) {
+            if s.keyed_format.is_some() {
+                s.keyed_format = Some(crate::state::snapshot::keyed_values_v1());
+            }
+        }
         // Version 3: the rolling file sink's state (file-sink v2), the Kafka sink's pooled
         // ids (kafka-sink v2) and its state before pools (v1).
         let kafka = KafkaSinkState {

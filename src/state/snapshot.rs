@@ -12,7 +12,7 @@
 //!   bytes, the key's hash (the 32-bit Java `hashCode` it was spread from, u32 LE, or with
 //!   `wide_hash` the table hash itself, u64 LE), then, unless deleted, the value (a varint, or
 //!   with `fixed_value` u64 LE: values of 2^56 and up, such as negative numbers and floats'
-//!   bits). A count of a word and a short word take 13 or 14 bytes, not the 24 of version 1.
+//!   bits). A 7-byte word and a count under 2^14 take 13 or 14 bytes (24 in version 1).
 //!   The hash is kept because the store cannot hash a key again without knowing its type
 //!   (text, integer, boolean); the table hash is the hash code spread to 64 bits
 //!   ([`crate::state::keygroup`]), fixed, so a change to it would need a new format version.
