@@ -480,7 +480,7 @@ impl Live {
                 let mut a = spare.take().unwrap_or_default();
                 match Arc::get_mut(&mut a) {
                     Some(slot) => *slot = shard,
-                    // Not reached: nothing else holds a spare.
+                    // Only in a cloned store, whose clone shares its spares.
                     None => a = Arc::new(shard),
                 }
                 *self = Live::Shared(a.clone());

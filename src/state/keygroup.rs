@@ -35,7 +35,7 @@ impl KeyHash {
     pub fn from_java_hash_code(code: i32) -> KeyHash {
         KeyHash {
             flink: murmur_hash(code),
-            table: spread64(code as u32 as u64),
+            table: table_of_hash_code(code as u32),
         }
     }
 
@@ -60,7 +60,7 @@ impl KeyPlace {
     pub fn of_routed(key: RoutedKey) -> KeyPlace {
         KeyPlace {
             key_group: key.key_group,
-            table: spread64(key.hash_code as u32 as u64),
+            table: table_of_hash_code(key.hash_code as u32),
         }
     }
 }
@@ -301,7 +301,8 @@ pub fn hash_code_of_table(table: u64) -> Option<u32> {
     u32::try_from(unspread64(table)).ok()
 }
 
-/// The table hash of a key whose Java `hashCode` (as unsigned) is `code`.
+/// The table hash of a key whose Java `hashCode` (as unsigned) is `code`: the one place it
+/// is computed, since state files keep the code and restores compute the hash again.
 #[inline]
 pub fn table_of_hash_code(code: u32) -> u64 {
     spread64(code as u64)

@@ -586,20 +586,13 @@ pub fn group_slice<'a>(
 }
 
 /// Decodes one group's bytes (already cut out of the blob by `entry`, in the format this floe
-/// writes), checking its crc32c.
+/// writes: tests and tools; a restore decodes by the version `_metadata` names, with
+/// [`decode_run`]), checking its crc32c.
 pub fn decode_group(
     group_bytes: &[u8],
     entry: &GroupIndexEntry,
 ) -> Result<GroupEntries, StateFormatError> {
-    decode_group_in(group_bytes, entry, KEYED_VALUES_VERSION)
-}
-
-/// [`decode_group`] of bytes in format `version`.
-pub fn decode_group_in(
-    group_bytes: &[u8],
-    entry: &GroupIndexEntry,
-    version: u32,
-) -> Result<GroupEntries, StateFormatError> {
+    let version = KEYED_VALUES_VERSION;
     let key_group = entry.key_group;
     let malformed = StateFormatError::Malformed { key_group };
     if group_bytes.len() as u64 != entry.len {

@@ -275,10 +275,12 @@ impl FreshFile for LocalFresh {
             return Ok(()); // (a length of 0 would mean "to the file's end")
         }
         self.started = self.written;
+        // Only advice to the kernel: where it fails (a file system without it), the final
+        // fsync does the whole work, so its result is not looked at.
         // SAFETY: `sync_file_range` only reads its arguments, and the descriptor is this
         // open file's for the length of the call.
         #[allow(unsafe_code)]
-        let done = unsafe {
+        let _ = unsafe {
             libc::sync_file_range(
                 self.file.as_raw_fd(),
                 from as _,
@@ -286,9 +288,6 @@ impl FreshFile for LocalFresh {
                 libc::SYNC_FILE_RANGE_WRITE,
             )
         };
-        // Only advice to the kernel: where it fails (a file system without it), the final
-        // fsync does the whole work.
-        let _ = done;
         Ok(())
     }
 
