@@ -3,7 +3,7 @@
 //! One [`KeyedStore`] per operator subtask holds an 8-byte value (an `i64` or the bits of an
 //! `f64`) per key, for the key groups that subtask owns. It is laid out for snapshots with a
 //! short synchronous part:
-//! - each key group cut into shards by hash bits (about 16k shards per store). The store owns
+//! - each key group cut into shards by hash bits (about 8k shards per store). The store owns
 //!   a shard outright until a snapshot: [`KeyedStore::snapshot`] moves each written shard
 //!   into an [`Arc`] that the snapshot and the store share (copy-on-write: the first write to
 //!   a shard after a snapshot takes it back, moved out of the `Arc`: if the snapshot is still
@@ -180,8 +180,12 @@ fn prefetch_entry(e: &Entry) {
 /// shards by hash bits). The unit must be small: after a snapshot, the first write to a unit
 /// copies it on the data path, and a batch of 1024 random keys touches up to 1024 units. With
 /// whole key groups as units (128 per store) and 1M keys, the first batch after a snapshot
-/// copied the whole state (~50 ms); with ~16k units it copies ~1024 units of ~60 keys.
-const TARGET_SHARDS: u32 = 1 << 14;
+/// copied the whole state (~50 ms); with ~8k units it copies ~1024 units of ~120 keys. The
+/// unit must not be too small either: every lookup reads its shard (88 bytes) before its
+/// slot, and the array of shards competes with the tables for the core's cache. At 1M keys,
+/// p 1, without checkpoints, 8k shards did 15.1–15.3M words/s against 14.1–14.7M with 16k
+/// (4k: 15.4–16.1M, but their larger copies after a snapshot cost more of the rate).
+const TARGET_SHARDS: u32 = 1 << 13;
 /// At most this many shards (as a power of two) per key group.
 const MAX_SHARD_BITS: u32 = 10;
 
@@ -409,8 +413,8 @@ impl Shard {
 /// if no snapshot holds it any more, copied otherwise).
 ///
 /// An owned shard keeps the `Arc` it was moved out of (empty, held by nobody else) for its
-/// next snapshot: a snapshot of 1M keys shares 16k shards, and allocating an `Arc` for each
-/// at the barrier took 1.6–13.5 ms of the job's time when the blocks had gone cold.
+/// next snapshot: a snapshot of 1M keys shares thousands of shards, and allocating an `Arc`
+/// for each at the barrier (16k then) took 1.6–13.5 ms of the job's time when the blocks had gone cold.
 #[derive(Debug, Clone)]
 enum Live {
     Own(Shard, Option<Arc<Shard>>),
@@ -674,7 +678,7 @@ pub struct KeyedStore {
     spent: Arc<Spent>,
     /// The spent copies the last snapshot took, by shard (empty before any): each is freed
     /// when its shard is next copied, the rest at the next snapshot. All at once at the
-    /// snapshot, freeing 16k copies of a 1M-key store held the job's thread 2-30 ms, inside
+    /// snapshot, freeing the copies of a 1M-key store (16k then) held the job's thread 2-30 ms, inside
     /// the checkpoint's duration.
     unfreed: Vec<Option<Arc<Shard>>>,
     shard_bits: u32,
@@ -806,7 +810,7 @@ impl KeyedStore {
         let unit = (idx << self.shard_bits) | shard_of(h, self.shard_bits);
         // Copy-on-write: a snapshot still holding the shard gets a compact copy of it.
         let shard = self.live[unit].own(&self.frozen, unit, &mut self.unfreed);
-        if needs_growth(shard.len, shard.slots.len()) {
+        if shard.slots.is_empty() {
             shard.grow();
         }
         let packed = if key.len() <= INLINE_KEY {
@@ -827,7 +831,16 @@ impl KeyedStore {
                 }
                 Ok(&mut e.value)
             }
-            Err(i) => {
+            Err(free) => {
+                // Grown only for a new key: a write of a key already there never moves the
+                // table (a shard taken back after a snapshot keeps its table as it was).
+                let i = if needs_growth(shard.len, shard.slots.len()) {
+                    shard.grow();
+                    // The key is still absent: the probe gives its free slot.
+                    shard.probe(h, key, &packed).unwrap_or_else(|free| free)
+                } else {
+                    free
+                };
                 let stored = if key.len() <= INLINE_KEY {
                     packed
                 } else {
@@ -885,7 +898,7 @@ impl KeyedStore {
 
     /// The first of two prefetch passes: starts loading the shard a key at `place` is in
     /// (where its table is), so that [`KeyedStore::prefetch_slot`] finds it without waiting.
-    /// With a few thousand keys spread over ~16k shards, the shard itself was the miss.
+    /// With a few thousand keys spread over ~8k shards, the shard itself was the miss.
     #[inline(always)]
     pub fn prefetch_shard(&self, place: KeyPlace) {
         if let Some(live) = self.live_of(place) {
@@ -976,7 +989,7 @@ impl KeyedStore {
     /// snapshot (or the restore).
     ///
     /// The synchronous part of a checkpoint, so it is cheap: one `Arc` clone per shard (about
-    /// 16k) and a move of the change lists, nothing proportional to the number of keys. Later
+    /// 8k) and a move of the change lists, nothing proportional to the number of keys. Later
     /// writes copy a shard on its first write instead of changing the snapshot, and go into
     /// fresh change lists: the next snapshot's delta is relative to this one.
     pub fn snapshot(&mut self) -> KeyedSnapshot {
