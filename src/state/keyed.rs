@@ -414,7 +414,8 @@ impl Shard {
 ///
 /// An owned shard keeps the `Arc` it was moved out of (empty, held by nobody else) for its
 /// next snapshot: a snapshot of 1M keys shares thousands of shards, and allocating an `Arc`
-/// for each at the barrier (16k then) took 1.6–13.5 ms of the job's time when the blocks had gone cold.
+/// for each at the barrier (16k then) took 1.6–13.5 ms of the job's time when the blocks had
+/// gone cold.
 #[derive(Debug, Clone)]
 enum Live {
     Own(Shard, Option<Arc<Shard>>),
@@ -678,8 +679,8 @@ pub struct KeyedStore {
     spent: Arc<Spent>,
     /// The spent copies the last snapshot took, by shard (empty before any): each is freed
     /// when its shard is next copied, the rest at the next snapshot. All at once at the
-    /// snapshot, freeing the copies of a 1M-key store (16k then) held the job's thread 2-30 ms, inside
-    /// the checkpoint's duration.
+    /// snapshot, freeing the copies of a 1M-key store (16k then) held the job's thread 2-30
+    /// ms, inside the checkpoint's duration.
     unfreed: Vec<Option<Arc<Shard>>>,
     shard_bits: u32,
     len: usize,
