@@ -182,9 +182,8 @@ fn prefetch_entry(e: &Entry) {
 /// whole key groups as units (128 per store) and 1M keys, the first batch after a snapshot
 /// copied the whole state (~50 ms); with ~8k units it copies ~1024 units of ~120 keys. The
 /// unit must not be too small either: every lookup reads its shard (88 bytes) before its
-/// slot, and the array of shards competes with the tables for the core's cache. At 1M keys,
-/// p 1, without checkpoints, 8k shards did 15.1–15.3M words/s against 14.1–14.7M with 16k
-/// (4k: 15.4–16.1M, but their larger copies after a snapshot cost more of the rate).
+/// slot, and the array of shards competes with the tables for the core's cache (16k shards
+/// were 3–7% slower at 1M keys; docs/benchmarks.md, "Fewer, larger shards").
 const TARGET_SHARDS: u32 = 1 << 13;
 /// At most this many shards (as a power of two) per key group.
 const MAX_SHARD_BITS: u32 = 10;
@@ -838,7 +837,7 @@ impl KeyedStore {
                 let i = if needs_growth(shard.len, shard.slots.len()) {
                     shard.grow();
                     // The key is still absent: the probe gives its free slot.
-                    shard.probe(h, key, &packed).unwrap_or_else(|free| free)
+                    shard.probe(h, key, &packed).unwrap_or_else(|slot| slot)
                 } else {
                     free
                 };
