@@ -181,9 +181,9 @@ fn prefetch_entry(e: &Entry) {
 /// copies it on the data path, and a batch of 1024 random keys touches up to 1024 units. With
 /// whole key groups as units (128 per store) and 1M keys, the first batch after a snapshot
 /// copied the whole state (~50 ms); with ~8k units it copies ~1024 units of ~120 keys. The
-/// unit must not be too small either: every lookup reads its shard (88 bytes) before its
-/// slot, and the array of shards competes with the tables for the core's cache (16k shards
-/// were 3–7% slower at 1M keys; docs/benchmarks.md, "Fewer, larger shards").
+/// unit must not be too small either: every lookup reads its shard (32 bytes, [`Shard`])
+/// before its slot, and the array of shards competes with the tables for the core's cache
+/// (docs/benchmarks.md, "Fewer, larger shards" and "Small shards").
 const TARGET_SHARDS: u32 = 1 << 13;
 /// At most this many shards (as a power of two) per key group.
 const MAX_SHARD_BITS: u32 = 10;
@@ -225,17 +225,35 @@ fn needs_growth(len: usize, slots: usize) -> bool {
 /// Its table is flat open addressing with linear probing (slots: none or a power of two,
 /// the slot of a key from the low bits of its table hash), so that the slot a key will be
 /// looked up in is known before the lookup: [`KeyedStore::prefetch`] starts loading it.
+///
+/// 32 bytes, aligned to them: every lookup reads its shard before its slot, and ~8k shards
+/// of 32 bytes (256 KB) stay in the core's cache beside the tables. What only some shards
+/// need is behind `rest`: with it inline (88 bytes, often across two cache lines) a 1M-key
+/// lookup waited on its shard more than on its slot, and the store was 10–14% slower
+/// (docs/benchmarks.md, "Small shards").
 #[derive(Debug, Clone, Default)]
+#[repr(align(32))]
 struct Shard {
+    slots: Box<[Entry]>,
+    len: usize,
+    rest: Option<Box<ShardRest>>,
+}
+
+/// The parts of a shard that lookups of short keys in a live store never read.
+#[derive(Debug, Clone, Default)]
+struct ShardRest {
     /// Bytes of keys longer than [`INLINE_KEY`], appended as keys arrive; never rewritten
     /// (a removed key's bytes stay: change lists may still point at them).
     arena: Vec<u8>,
-    slots: Box<[Entry]>,
-    len: usize,
-    /// A snapshot's compact copy ([`Shard::compacted`]): `slots` holds the entries only, in
-    /// the order of the table they came from, and `occupied` which of that table's slots
-    /// held them, so a lookup probes as it did in the table (`hash & home_mask` on).
-    compact: bool,
+    /// Set in a snapshot's compact copy ([`Shard::compacted`]).
+    compact: Option<CompactIndex>,
+}
+
+/// A compact copy's `slots` hold the entries only, in the order of the table they came
+/// from; `occupied` tells which of that table's slots held them, so a lookup probes as it
+/// did in the table (`hash & home_mask` on).
+#[derive(Debug, Clone)]
+struct CompactIndex {
     home_mask: usize,
     occupied: Box<[Occupied]>,
 }
@@ -278,27 +296,51 @@ impl Shard {
             occupied.push(Occupied { bits, before });
         }
         slots.truncate(n.min(self.len));
-        let home_mask = self.slots.len().saturating_sub(1);
         let slots = slots.into_boxed_slice();
+        let index = CompactIndex {
+            home_mask: self.slots.len().saturating_sub(1),
+            occupied: occupied.into_boxed_slice(),
+        };
         Shard {
-            arena: if long_keys {
-                self.arena.clone()
-            } else {
-                Vec::new()
-            },
             len: slots.len(),
             slots,
-            compact: true,
-            home_mask,
-            occupied: occupied.into_boxed_slice(),
+            rest: Some(Box::new(ShardRest {
+                arena: match long_keys {
+                    true => self.arena().to_vec(),
+                    false => Vec::new(),
+                },
+                compact: Some(index),
+            })),
         }
+    }
+
+    /// The bytes of this shard's keys longer than [`INLINE_KEY`].
+    #[inline(always)]
+    fn arena(&self) -> &[u8] {
+        match &self.rest {
+            Some(rest) => &rest.arena,
+            None => &[],
+        }
+    }
+
+    fn arena_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.rest.get_or_insert_with(Box::default).arena
+    }
+
+    /// Whether this is a snapshot's compact copy.
+    fn is_compact(&self) -> bool {
+        self.compact_index().is_some()
+    }
+
+    fn compact_index(&self) -> Option<&CompactIndex> {
+        self.rest.as_ref().and_then(|r| r.compact.as_ref())
     }
 
     fn entries(&self) -> impl Iterator<Item = (&[u8], u64, u64)> + '_ {
         self.slots
             .iter()
             .filter(|e| e.key_len != FREE)
-            .map(move |e| (key_bytes(&e.key, e.key_len, &self.arena), e.hash, e.value))
+            .map(move |e| (key_bytes(&e.key, e.key_len, self.arena()), e.hash, e.value))
     }
 
     /// The slot holding `key` (`Ok`) or the free slot where it would go (`Err`). The table
@@ -312,7 +354,7 @@ impl Shard {
             if e.key_len == FREE {
                 return Err(i);
             }
-            if matches(e, h, key, packed, &self.arena) {
+            if matches(e, h, key, packed, self.arena()) {
                 return Ok(i);
             }
             i = (i + 1) & mask;
@@ -328,8 +370,8 @@ impl Shard {
         } else {
             [0; INLINE_KEY]
         };
-        if self.compact {
-            return self.find_compact(h, key, &packed);
+        if let Some(index) = self.compact_index() {
+            return self.find_compact(index, h, key, &packed);
         }
         self.probe(h, key, &packed).ok().map(|i| &self.slots[i])
     }
@@ -337,20 +379,26 @@ impl Shard {
     /// [`Shard::probe`] in the table a compact copy came from: slot by slot from the home
     /// slot to the first free one (the table always had one), each held entry found by its
     /// rank among the held slots.
-    fn find_compact(&self, h: u64, key: &[u8], packed: &[u8; INLINE_KEY]) -> Option<&Entry> {
-        let mut i = h as usize & self.home_mask;
+    fn find_compact(
+        &self,
+        index: &CompactIndex,
+        h: u64,
+        key: &[u8],
+        packed: &[u8; INLINE_KEY],
+    ) -> Option<&Entry> {
+        let mut i = h as usize & index.home_mask;
         loop {
-            let word = self.occupied[i / 64];
+            let word = index.occupied[i / 64];
             let bit = 1u64 << (i % 64);
             if word.bits & bit == 0 {
                 return None;
             }
             let rank = word.before as usize + (word.bits & (bit - 1)).count_ones() as usize;
             let e = &self.slots[rank];
-            if matches(e, h, key, packed, &self.arena) {
+            if matches(e, h, key, packed, self.arena()) {
                 return Some(e);
             }
-            i = (i + 1) & self.home_mask;
+            i = (i + 1) & index.home_mask;
         }
     }
 
@@ -410,42 +458,44 @@ impl Shard {
 /// A store's shard: its own (written since the last snapshot, changed in place) or shared
 /// with snapshots (frozen until its next write, which takes it back: moved out of the `Arc`
 /// if no snapshot holds it any more, copied otherwise).
-///
-/// An owned shard keeps the `Arc` it was moved out of (empty, held by nobody else) for its
-/// next snapshot: a snapshot of 1M keys shares thousands of shards, and allocating an `Arc`
-/// for each at the barrier (16k then) took 1.6–13.5 ms of the job's time when the blocks had
-/// gone cold.
 #[derive(Debug, Clone)]
 enum Live {
-    Own(Shard, Option<Arc<Shard>>),
+    Own(Shard),
     Shared(Arc<Shard>),
+}
+
+/// What the store keeps for a shard beside it, off the lookups' path (see [`Shard`]).
+#[derive(Debug, Clone, Default)]
+struct Kept {
+    /// The `Arc` an owned shard was moved out of (empty, held by nobody else), for its next
+    /// snapshot: a snapshot of 1M keys shares thousands of shards, and allocating an `Arc`
+    /// for each at the barrier (16k then) took 1.6–13.5 ms of the job's time when the
+    /// blocks had gone cold.
+    spare: Option<Arc<Shard>>,
+    /// A let-go snapshot's compact copy of this shard, freed just before the shard's next
+    /// copy ([`KeyedStore::take_spent`]).
+    unfreed: Option<Arc<Shard>>,
 }
 
 impl Live {
     #[inline(always)]
     fn get(&self) -> &Shard {
         match self {
-            Live::Own(s, _) => s,
+            Live::Own(s) => s,
             Live::Shared(a) => a,
         }
     }
 
     /// The shard to write to: a plain reference once owned, no atomic operation per write.
-    /// `frozen`/`unit`: the latest snapshot and this shard's place in it (see
-    /// [`Live::unshare`]).
-    /// `unfreed`: the store's spent copies ([`KeyedStore::unfreed`]).
+    /// `frozen`/`unit`: the latest snapshot and this shard's place in it, `kept` what the
+    /// store keeps beside it (see [`Live::unshare`]).
     #[inline(always)]
-    fn own(
-        &mut self,
-        frozen: &Weak<Frozen>,
-        unit: usize,
-        unfreed: &mut [Option<Arc<Shard>>],
-    ) -> &mut Shard {
+    fn own(&mut self, frozen: &Weak<Frozen>, unit: usize, kept: &mut Kept) -> &mut Shard {
         if let Live::Shared(_) = self {
-            self.unshare(frozen, unit, unfreed);
+            self.unshare(frozen, unit, kept);
         }
         match self {
-            Live::Own(s, _) => s,
+            Live::Own(s) => s,
             // Not reached (`unshare` made it owned); copy-on-write all the same.
             Live::Shared(a) => Arc::make_mut(a),
         }
@@ -456,10 +506,8 @@ impl Live {
     /// copied; only an older snapshot still being written makes this a full copy. An older
     /// snapshot's spent copy of this shard is freed first, so the new copy takes its memory.
     #[cold]
-    fn unshare(&mut self, frozen: &Weak<Frozen>, unit: usize, unfreed: &mut [Option<Arc<Shard>>]) {
-        if let Some(spent) = unfreed.get_mut(unit) {
-            drop(spent.take());
-        }
+    fn unshare(&mut self, frozen: &Weak<Frozen>, unit: usize, kept: &mut Kept) {
+        drop(kept.unfreed.take());
         if let Live::Shared(a) = self {
             if Arc::strong_count(a) > 1 {
                 if let Some(f) = frozen.upgrade() {
@@ -467,21 +515,25 @@ impl Live {
                 }
             }
         }
-        if let Live::Shared(mut a) = std::mem::replace(self, Live::Own(Shard::default(), None)) {
+        if let Live::Shared(mut a) = std::mem::replace(self, Live::Own(Shard::default())) {
             *self = match Arc::get_mut(&mut a) {
-                Some(shard) => Live::Own(std::mem::take(shard), Some(a)),
-                None => Live::Own((*a).clone(), None),
+                Some(shard) => {
+                    let shard = std::mem::take(shard);
+                    kept.spare = Some(a);
+                    Live::Own(shard)
+                }
+                None => Live::Own((*a).clone()),
             };
         }
     }
 
     /// The shard as a snapshot holds it; the store keeps a share.
-    fn share(&mut self) -> Arc<Shard> {
+    fn share(&mut self, kept: &mut Kept) -> Arc<Shard> {
         match self {
             Live::Shared(a) => a.clone(),
-            Live::Own(s, spare) => {
+            Live::Own(s) => {
                 let shard = std::mem::take(s);
-                let mut a = spare.take().unwrap_or_default();
+                let mut a = kept.spare.take().unwrap_or_default();
                 match Arc::get_mut(&mut a) {
                     Some(slot) => *slot = shard,
                     // Only in a cloned store, whose clone shares its spares.
@@ -508,7 +560,7 @@ struct Frozen {
 
 /// A store's compact copies whose snapshot was let go, each with its shard's place, until
 /// the store takes them at its next snapshot and frees each just before that shard's next
-/// copy ([`KeyedStore::unfreed`]). The copies are made on the job's thread; freed there,
+/// copy ([`Kept::unfreed`]). The copies are made on the job's thread; freed there,
 /// their memory goes straight to the next copies. Freed on the thread that let the snapshot
 /// go, the allocator (mimalloc) handed their pages back to the system about a second later,
 /// and the next checkpoint's copies faulted fresh, zeroed pages in: up to 3% of the job's
@@ -527,7 +579,7 @@ impl Drop for Frozen {
             .into_iter()
             .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
             .enumerate()
-            .filter(|(_, s)| s.compact)
+            .filter(|(_, s)| s.is_compact())
             .collect();
         spent
             .lock()
@@ -551,7 +603,7 @@ impl Frozen {
             return;
         };
         let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
-        if Arc::ptr_eq(&slot, live) && !slot.compact {
+        if Arc::ptr_eq(&slot, live) && !slot.is_compact() {
             *slot = Arc::new(live.compacted());
         }
     }
@@ -631,7 +683,7 @@ impl<'a> GroupTable<'a> {
                 if e.key_len != FREE {
                     f(
                         &e.key,
-                        key_bytes(&e.key, e.key_len, &s.arena),
+                        key_bytes(&e.key, e.key_len, s.arena()),
                         e.hash,
                         e.value,
                     );
@@ -676,11 +728,11 @@ pub struct KeyedStore {
     frozen: Weak<Frozen>,
     /// The compact copies of snapshots let go since the last snapshot (see [`Spent`]).
     spent: Arc<Spent>,
-    /// The spent copies the last snapshot took, by shard (empty before any): each is freed
-    /// when its shard is next copied, the rest at the next snapshot. All at once at the
-    /// snapshot, freeing the copies of a 1M-key store (16k then) held the job's thread 2-30
-    /// ms, inside the checkpoint's duration.
-    unfreed: Vec<Option<Arc<Shard>>>,
+    /// What the store keeps beside each shard (`kept[i]` for `live[i]`). A spent copy the
+    /// last snapshot took is freed when its shard is next copied, the rest at the next
+    /// snapshot: all at once at the snapshot, freeing the copies of a 1M-key store (16k
+    /// then) held the job's thread 2-30 ms, inside the checkpoint's duration.
+    kept: Vec<Kept>,
     shard_bits: u32,
     len: usize,
     /// `changes[g - range.start]`: keys of group `g` written or removed in this epoch (only
@@ -704,11 +756,11 @@ impl KeyedStore {
             range,
             groups: KeyGroups::new(max_parallelism),
             live: (0..(range.len() as usize) << shard_bits(range.len()))
-                .map(|_| Live::Own(Shard::default(), None))
+                .map(|_| Live::Own(Shard::default()))
                 .collect(),
             frozen: Weak::new(),
             spent: Arc::default(),
-            unfreed: Vec::new(),
+            kept: vec![Kept::default(); (range.len() as usize) << shard_bits(range.len())],
             shard_bits: shard_bits(range.len()),
             len: 0,
             changes: Self::no_changes(range),
@@ -809,7 +861,7 @@ impl KeyedStore {
     ) -> Result<&mut u64, KeyedStateError> {
         let unit = (idx << self.shard_bits) | shard_of(h, self.shard_bits);
         // Copy-on-write: a snapshot still holding the shard gets a compact copy of it.
-        let shard = self.live[unit].own(&self.frozen, unit, &mut self.unfreed);
+        let shard = self.live[unit].own(&self.frozen, unit, &mut self.kept[unit]);
         if shard.slots.is_empty() {
             shard.grow();
         }
@@ -844,7 +896,7 @@ impl KeyedStore {
                 let stored = if key.len() <= INLINE_KEY {
                     packed
                 } else {
-                    let arena = &mut shard.arena;
+                    let arena = shard.arena_mut();
                     let off = u32::try_from(arena.len())
                         .ok()
                         .filter(|off| {
@@ -941,7 +993,7 @@ impl KeyedStore {
         let unit = (idx << self.shard_bits) | shard_of(h, self.shard_bits);
         // Look before copying: removing an absent key must not copy a shard a snapshot holds.
         self.live[unit].get().find(h, key)?;
-        let shard = self.live[unit].own(&self.frozen, unit, &mut self.unfreed);
+        let shard = self.live[unit].own(&self.frozen, unit, &mut self.kept[unit]);
         let packed = if key.len() <= INLINE_KEY {
             pack(key)
         } else {
@@ -1006,7 +1058,8 @@ impl KeyedStore {
             shards: self
                 .live
                 .iter_mut()
-                .map(|l| Mutex::new(l.share()))
+                .zip(&mut self.kept)
+                .map(|(l, kept)| Mutex::new(l.share(kept)))
                 .collect(),
         });
         self.frozen = Arc::downgrade(&frozen);
@@ -1034,18 +1087,17 @@ impl KeyedStore {
     /// Frees the spent copies no write has freed since the last snapshot (their shards were
     /// not written) and takes the copies let go since, to free one by one ([`Live::unshare`]).
     fn take_spent(&mut self) {
-        for copy in &mut self.unfreed {
-            drop(copy.take());
+        for kept in &mut self.kept {
+            drop(kept.unfreed.take());
         }
         // Placed after the lock is released: a snapshot let go meanwhile need not wait.
         let spent = std::mem::take(&mut *self.spent.lock().unwrap_or_else(|p| p.into_inner()));
         if spent.is_empty() {
             return;
         }
-        self.unfreed.resize(self.live.len(), None);
         for (unit, copy) in spent {
-            if let Some(slot) = self.unfreed.get_mut(unit) {
-                *slot = Some(copy);
+            if let Some(kept) = self.kept.get_mut(unit) {
+                kept.unfreed = Some(copy);
             }
         }
     }
@@ -1240,7 +1292,7 @@ fn resolve<'a>(group: GroupTable<'a>, changes: &'a GroupChanges) -> Vec<Change<'
         .keys
         .iter()
         .map(|r| {
-            let key = key_bytes(&r.key, r.key_len, &group.shard(r.hash).arena);
+            let key = key_bytes(&r.key, r.key_len, group.shard(r.hash).arena());
             Change {
                 key,
                 hash: r.hash,
@@ -1283,6 +1335,52 @@ mod tests {
                 let at = e as *const Entry as usize;
                 assert_eq!(at / 64, (at + 31) / 64, "an entry across two lines");
             }
+        }
+    }
+
+    /// A table grows only for a new key: a write of a key already there, to a table as full
+    /// as it may be, leaves the table where it is (a shard taken back after a snapshot keeps
+    /// the table the snapshot saw, and a moved table would be a copy on the data path).
+    #[test]
+    fn a_write_of_a_present_key_never_moves_its_table() {
+        let mut store = full_store();
+        let mut full_tables = 0;
+        for i in 0..20_000i64 {
+            let k = i.to_le_bytes();
+            store.get_or_insert(hash_int(i), &k, 0).unwrap();
+            let place = store.place(hash_int(i));
+            let unit = (store.slot(place.key_group).unwrap() << store.shard_bits)
+                | shard_of(place.table, store.shard_bits);
+            let table = |store: &KeyedStore| {
+                let s = store.live[unit].get();
+                (
+                    s.slots.as_ptr(),
+                    s.slots.len(),
+                    needs_growth(s.len, s.slots.len()),
+                )
+            };
+            let before = table(&store);
+            if !before.2 {
+                continue;
+            }
+            full_tables += 1;
+            *store.get_or_insert(hash_int(i), &k, 0).unwrap() += 1;
+            let (ptr, len, _) = table(&store);
+            assert_eq!((ptr, len), (before.0, before.1), "key {i}'s table moved");
+        }
+        assert!(full_tables > 100, "only {full_tables} tables were full");
+        assert_eq!(store.len(), 20_000);
+    }
+
+    /// A lookup reads its shard before its slot: a shard is one aligned half cache line, so
+    /// the store's ~8k shards take 256 KB of the core's cache, and none spans two lines.
+    #[test]
+    fn every_shard_lies_within_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Live>(), 32);
+        let store = full_store();
+        for live in &store.live {
+            let at = live as *const Live as usize;
+            assert_eq!(at % 32, 0, "a shard across two lines");
         }
     }
 
@@ -1606,7 +1704,10 @@ mod tests {
         }
         store.remove(hash_int(7), &7i64.to_le_bytes()).unwrap();
         let slots = &snap.frozen.shards;
-        let compact = slots.iter().filter(|s| s.lock().unwrap().compact).count();
+        let compact = slots
+            .iter()
+            .filter(|s| s.lock().unwrap().is_compact())
+            .count();
         let written = slots.iter().filter(|s| s.lock().unwrap().len > 0).count();
         assert_eq!(
             compact, written,
@@ -1659,14 +1760,14 @@ mod tests {
         // The written shards keep the very `Arc` the snapshot held them in (alive all along,
         // so not an address the allocator gave again).
         let mut kept = 0;
-        for (i, l) in store.live.iter().enumerate() {
-            match l {
-                Live::Own(_, Some(a)) => {
+        for (i, (l, k)) in store.live.iter().zip(&store.kept).enumerate() {
+            match (l, &k.spare) {
+                (Live::Own(_), Some(a)) => {
                     assert_eq!(Arc::as_ptr(a), first[i], "shard {i}");
                     kept += 1;
                 }
-                Live::Own(_, None) => panic!("shard {i} taken back without its Arc"),
-                Live::Shared(_) => {}
+                (Live::Own(_), None) => panic!("shard {i} taken back without its Arc"),
+                (Live::Shared(_), _) => {}
             }
         }
         assert!(kept > 0 && kept < first.len(), "{kept} of {}", first.len());
@@ -1702,7 +1803,7 @@ mod tests {
             .frozen
             .shards
             .iter()
-            .filter(|s| s.lock().unwrap().compact)
+            .filter(|s| s.lock().unwrap().is_compact())
             .count();
         assert!(copies > 0);
         let tables: Vec<*const Entry> = store.live.iter().map(|l| l.get().slots.as_ptr()).collect();
@@ -1727,7 +1828,8 @@ mod tests {
             store.spent.lock().unwrap().is_empty(),
             "taken at the next snapshot"
         );
-        let unfreed = |store: &KeyedStore| store.unfreed.iter().flatten().count();
+        let unfreed =
+            |store: &KeyedStore| store.kept.iter().filter(|k| k.unfreed.is_some()).count();
         assert_eq!(unfreed(&store), copies, "not freed at the snapshot");
         let expect: HashMap<i64, u64> = keys.map(|i| (i, 2 + u64::from(i % 2 == 0))).collect();
         assert_eq!(contents_of(&next), expect);
@@ -1736,7 +1838,8 @@ mod tests {
         let unit = (store.slot(place.key_group).unwrap() << store.shard_bits)
             | shard_of(place.table, store.shard_bits);
         let weak = Arc::downgrade(
-            store.unfreed[unit]
+            store.kept[unit]
+                .unfreed
                 .as_ref()
                 .expect("key 0's shard was copied"),
         );
@@ -1785,7 +1888,7 @@ mod tests {
                 .unwrap() += 7;
         }
         let (_, g) = snap.groups().next().unwrap();
-        assert!(g.shards.iter().all(|s| s.compact || s.len == 0));
+        assert!(g.shards.iter().all(|s| s.is_compact() || s.len == 0));
         for i in 0..30_000i64 {
             let found = g.find(hash_int(i).table, &i.to_le_bytes());
             let want = (!removed(i)).then_some(i as u64);
